@@ -1,0 +1,115 @@
+//! Verifying that a certificate chain leads to the federation root.
+
+use crate::identity::NodeIdentity;
+use cascade_protocol::{Member, MembershipVerifier, Tier};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use std::time::Duration;
+
+/// Why a chain is not a federation member.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The root certificate itself is unusable.
+    #[error("federation root: {0}")]
+    Root(String),
+}
+
+/// Verifies node certificate chains against the federation root.
+#[derive(Clone, Debug)]
+pub struct FederationVerifier {
+    root: Vec<u8>,
+}
+
+impl FederationVerifier {
+    /// A verifier trusting the given root certificate (DER).
+    pub fn new(root_der: Vec<u8>) -> Result<Self, VerifyError> {
+        webpki::anchor_from_trusted_cert(&CertificateDer::from(root_der.as_slice()))
+            .map_err(|e| VerifyError::Root(format!("{e:?}")))?;
+        Ok(FederationVerifier { root: root_der })
+    }
+
+    /// The root certificate (DER).
+    pub fn root_der(&self) -> &[u8] {
+        &self.root
+    }
+
+    /// Verifies `chain` (leaf first, root excluded) and returns the leaf's identity
+    /// and raw Ed25519 public key.
+    pub fn verify(&self, chain: &[Vec<u8>], now: u64) -> Result<(NodeIdentity, [u8; 32]), String> {
+        let (leaf, intermediates) = chain.split_first().ok_or("empty certificate chain")?;
+        let root = CertificateDer::from(self.root.as_slice());
+        let anchor = webpki::anchor_from_trusted_cert(&root).map_err(|e| format!("{e:?}"))?;
+        let leaf_der = CertificateDer::from(leaf.as_slice());
+        let ee = webpki::EndEntityCert::try_from(&leaf_der)
+            .map_err(|e| format!("unparseable certificate: {e:?}"))?;
+        let intermediates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        ee.verify_for_usage(
+            &[webpki::ring::ED25519],
+            &[anchor],
+            &intermediates,
+            UnixTime::since_unix_epoch(Duration::from_secs(now)),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| format!("certificate does not chain to the federation root: {e:?}"))?;
+        let identity = NodeIdentity::from_der(leaf)?;
+        // The chain's shape must follow the tree: cities are certified by their own
+        // province, national and provincial nodes by the root.
+        match identity.tier {
+            Tier::Municipal => {
+                let issuer = chain
+                    .get(1)
+                    .ok_or("a city's chain must include its province")?;
+                let issuer = NodeIdentity::from_der(issuer)?;
+                if issuer.tier != Tier::Provincial || Some(issuer.id) != identity.parent {
+                    return Err(format!(
+                        "{} is certified by {}, not by its parent",
+                        identity.id, issuer.id
+                    ));
+                }
+                if chain.len() != 2 {
+                    return Err("a city's chain must be exactly city, province".into());
+                }
+            }
+            Tier::National | Tier::Provincial => {
+                if chain.len() != 1 {
+                    return Err("national and provincial nodes are certified by the root".into());
+                }
+            }
+        }
+        let key = ed25519_key(leaf)?;
+        Ok((identity, key))
+    }
+}
+
+fn ed25519_key(der: &[u8]) -> Result<[u8; 32], String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("unparseable certificate: {e}"))?;
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm.to_id_string() != "1.3.101.112" {
+        return Err("node keys must be Ed25519".into());
+    }
+    spki.subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| "bad Ed25519 key length".into())
+}
+
+impl MembershipVerifier for FederationVerifier {
+    fn verify_chain(&self, chain: &[Vec<u8>], now: u64) -> Result<Member, String> {
+        let (identity, key) = self.verify(chain, now)?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&key)
+            .map_err(|e| format!("bad Ed25519 key: {e}"))?;
+        Ok(Member {
+            id: identity.id,
+            tier: identity.tier,
+            parent: identity.parent,
+            name: identity.name,
+            key,
+        })
+    }
+}

@@ -1,0 +1,702 @@
+//! The sync engine: a pure state machine. The runtime (or the simulator) feeds it
+//! events and the current time; it answers with actions. It never touches a socket,
+//! a clock or a disk.
+
+use crate::delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH, MAX_BODY_BYTES};
+use crate::ids::{LogId, NodeId, Scope, Tier, NATIONAL};
+use crate::membership::{Member, MembershipVerifier};
+use crate::message::{Frame, VersionVector, MAX_BATCH_BYTES, MAX_BATCH_DELTAS};
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// Most logs a Hello may name: one federation and one province log per node of the
+/// largest federation (365 nodes) fits many times over.
+pub const MAX_HELLO_LOGS: usize = 16_384;
+
+/// Something that happened to the node.
+#[derive(Debug)]
+pub enum Event {
+    /// A neighbour's connection is up (identity already checked by the transport).
+    PeerUp {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// A neighbour's connection is gone.
+    PeerDown {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// A neighbour sent a frame.
+    Frame {
+        /// The neighbour.
+        peer: NodeId,
+        /// What it sent.
+        frame: Frame,
+    },
+}
+
+/// Something the driver must do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Make these accepted deltas durable, in order, before any later `Send` is
+    /// executed or any publish acknowledged.
+    Persist(Vec<Delta>),
+    /// Send a frame to a neighbour.
+    Send {
+        /// The neighbour.
+        peer: NodeId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// Stream the stored deltas `from..=to` of `log` to a neighbour, in batches.
+    SendRange {
+        /// The neighbour.
+        peer: NodeId,
+        /// The log.
+        log: LogId,
+        /// First seq to send.
+        from: u64,
+        /// Last seq to send.
+        to: u64,
+    },
+    /// A delta was refused: count it and log it. Nothing was stored or forwarded.
+    Reject(Rejection),
+    /// Drop the connection to a neighbour (e.g. it was revoked).
+    Disconnect {
+        /// The neighbour.
+        peer: NodeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A refused delta, for counters and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The neighbour that sent it.
+    pub peer: NodeId,
+    /// Its claimed log.
+    pub log: LogId,
+    /// Its claimed seq.
+    pub seq: u64,
+    /// Why it was refused.
+    pub reason: RejectReason,
+}
+
+/// Why a delta was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The signature does not verify against the origin's certified key.
+    BadSignature,
+    /// `prev` does not match the hash of the delta before it.
+    BrokenChain,
+    /// The Join's certificate names another node, or the key changed.
+    WrongOrigin(String),
+    /// The Join's certificate chain does not lead to the federation root.
+    NotMember(String),
+    /// The origin was revoked before this delta.
+    Revoked,
+    /// A province-scoped delta outside its province.
+    OutOfScope,
+    /// The body is malformed or violates a rule.
+    Invalid(String),
+}
+
+impl RejectReason {
+    /// A short stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::BrokenChain => "broken_chain",
+            RejectReason::WrongOrigin(_) => "wrong_origin",
+            RejectReason::NotMember(_) => "not_member",
+            RejectReason::Revoked => "revoked",
+            RejectReason::OutOfScope => "out_of_scope",
+            RejectReason::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::WrongOrigin(s) => write!(f, "wrong origin: {s}"),
+            RejectReason::NotMember(s) => write!(f, "not a member: {s}"),
+            RejectReason::Invalid(s) => write!(f, "invalid: {s}"),
+            other => f.write_str(other.label()),
+        }
+    }
+}
+
+/// Errors of the engine's own operations.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// This node's own certificate chain does not verify or does not match its key.
+    #[error("own identity: {0}")]
+    Identity(String),
+    /// A delta could not be built.
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    /// A delta this node built would be rejected by everyone; nothing was changed.
+    #[error("refused to originate: {0}")]
+    Refused(RejectReason),
+    /// A stored delta failed verification while restoring state: the store is corrupt.
+    #[error("stored delta {log} #{seq} is invalid: {reason}")]
+    CorruptStore {
+        /// The log.
+        log: LogId,
+        /// The seq.
+        seq: u64,
+        /// What is wrong with it.
+        reason: RejectReason,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    seq: u64,
+    hash: Hash,
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    /// Set once the peer's Hello arrived: only then is anything pushed to it.
+    greeted: bool,
+    /// What we believe the peer holds.
+    vv: HashMap<LogId, u64>,
+    /// Gaps already asked for, so a broken relay cannot make us ask in a loop.
+    asked: HashMap<LogId, u64>,
+}
+
+/// Outcome of checking one incoming delta.
+enum Check {
+    /// Valid and next in its log: what admitting it changes.
+    Accept(Verified),
+    /// Already held.
+    Duplicate,
+    /// Comes after a missing delta.
+    Gap,
+}
+
+/// The parts of a verified delta that change engine state.
+enum Verified {
+    Join(Member),
+    Revoke(Revocation),
+    Other,
+}
+
+/// The sync engine of one node.
+pub struct Engine {
+    me: Member,
+    key: SigningKey,
+    chain: Vec<Vec<u8>>,
+    verifier: Box<dyn MembershipVerifier>,
+    heads: BTreeMap<LogId, Head>,
+    members: HashMap<NodeId, Member>,
+    revocations: HashMap<NodeId, Vec<(NodeId, Revocation)>>,
+    peers: BTreeMap<NodeId, PeerState>,
+}
+
+impl Engine {
+    /// A fresh engine for the node whose key and certificate chain are given.
+    pub fn new(
+        key: SigningKey,
+        chain: Vec<Vec<u8>>,
+        verifier: Box<dyn MembershipVerifier>,
+        now: u64,
+    ) -> Result<Self, EngineError> {
+        let me = verifier
+            .verify_chain(&chain, now)
+            .map_err(EngineError::Identity)?;
+        if me.key != key.verifying_key() {
+            return Err(EngineError::Identity(
+                "certificate key is not the signing key".into(),
+            ));
+        }
+        let mut members = HashMap::new();
+        members.insert(me.id, me.clone());
+        Ok(Engine {
+            me,
+            key,
+            chain,
+            verifier,
+            heads: BTreeMap::new(),
+            members,
+            revocations: HashMap::new(),
+            peers: BTreeMap::new(),
+        })
+    }
+
+    /// This node's verified identity.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Re-admits the stored logs after a restart: each log's deltas are fed in order
+    /// through full verification, so a corrupted store is detected, not trusted.
+    /// `deltas` yields every stored delta in log order.
+    pub fn restore<I>(&mut self, now: u64, deltas: I) -> Result<(), EngineError>
+    where
+        I: IntoIterator<Item = Delta>,
+    {
+        for delta in deltas {
+            let (log, seq) = (delta.log, delta.seq);
+            match self.check(now, &delta) {
+                Ok(Check::Accept(verified)) => {
+                    self.admit(&delta, verified);
+                }
+                Ok(Check::Duplicate | Check::Gap) => {
+                    return Err(EngineError::CorruptStore {
+                        log,
+                        seq,
+                        reason: RejectReason::BrokenChain,
+                    })
+                }
+                Err(reason) => return Err(EngineError::CorruptStore { log, seq, reason }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The version vector of every log held.
+    pub fn version_vector(&self) -> VersionVector {
+        self.heads.iter().map(|(log, h)| (*log, h.seq)).collect()
+    }
+
+    /// The head seq of one log (0 when nothing is held).
+    pub fn head(&self, log: LogId) -> u64 {
+        self.heads.get(&log).map_or(0, |h| h.seq)
+    }
+
+    /// A member by id, if its Join has been seen.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    /// Whether `node` is revoked by a valid revocation.
+    pub fn is_revoked(&self, node: NodeId) -> bool {
+        self.revocations
+            .get(&node)
+            .is_some_and(|revs| !revs.is_empty())
+    }
+
+    /// The neighbours currently up, and whether their Hello arrived.
+    pub fn peers(&self) -> impl Iterator<Item = (NodeId, bool)> + '_ {
+        self.peers.iter().map(|(id, p)| (*id, p.greeted))
+    }
+
+    /// Makes sure this node's federation log starts with its Join.
+    pub fn join(&mut self, now: u64) -> Result<Vec<Action>, EngineError> {
+        let mut actions = Vec::new();
+        self.ensure_joined(now, Scope::Federation, &mut actions)?;
+        Ok(actions)
+    }
+
+    /// Creates, signs and admits a new delta of this node. The returned actions
+    /// persist it (and a Join first, if the log is new) and push it to neighbours.
+    pub fn originate(
+        &mut self,
+        now: u64,
+        scope: Scope,
+        body: &DeltaBody,
+    ) -> Result<(Delta, Vec<Action>), EngineError> {
+        if matches!(body, DeltaBody::Join { .. }) {
+            return Err(EngineError::Refused(RejectReason::Invalid(
+                "Join is automatic".into(),
+            )));
+        }
+        let mut actions = Vec::new();
+        self.ensure_joined(now, scope, &mut actions)?;
+        let delta = self.sign_next(scope, body)?;
+        self.admit_own(now, &delta, &mut actions)?;
+        Ok((delta, actions))
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, now: u64, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::PeerUp { peer } => {
+                self.peers.insert(peer, PeerState::default());
+                let vv = self
+                    .heads
+                    .iter()
+                    .filter(|(log, _)| log.visible_at(peer))
+                    .map(|(log, h)| (*log, h.seq))
+                    .collect();
+                actions.push(Action::Send {
+                    peer,
+                    frame: Frame::Hello { vv },
+                });
+            }
+            Event::PeerDown { peer } => {
+                self.peers.remove(&peer);
+            }
+            Event::Frame { peer, frame } => {
+                if !self.peers.contains_key(&peer) {
+                    return actions;
+                }
+                match frame {
+                    Frame::Hello { vv } => self.on_hello(peer, vv, &mut actions),
+                    Frame::Deltas(deltas) => self.on_deltas(now, peer, deltas, &mut actions),
+                    Frame::Need { log, from } => self.on_need(peer, log, from, &mut actions),
+                }
+            }
+        }
+        actions
+    }
+
+    fn on_hello(&mut self, peer: NodeId, vv: VersionVector, actions: &mut Vec<Action>) {
+        if vv.len() > MAX_HELLO_LOGS {
+            actions.push(Action::Disconnect {
+                peer,
+                reason: "hello names too many logs".into(),
+            });
+            return;
+        }
+        let theirs: HashMap<LogId, u64> = vv.into_iter().collect();
+        let mut state = PeerState {
+            greeted: true,
+            vv: theirs.clone(),
+            asked: HashMap::new(),
+        };
+        for (log, head) in &self.heads {
+            if !log.visible_at(peer) {
+                continue;
+            }
+            let have = theirs.get(log).copied().unwrap_or(0);
+            if head.seq > have {
+                actions.push(Action::SendRange {
+                    peer,
+                    log: *log,
+                    from: have + 1,
+                    to: head.seq,
+                });
+                state.vv.insert(*log, head.seq);
+            }
+        }
+        self.peers.insert(peer, state);
+    }
+
+    fn on_need(&mut self, peer: NodeId, log: LogId, from: u64, actions: &mut Vec<Action>) {
+        let head = self.head(log);
+        if from == 0 || from > head || !log.visible_at(peer) {
+            return;
+        }
+        actions.push(Action::SendRange {
+            peer,
+            log,
+            from,
+            to: head,
+        });
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.vv.insert(log, head);
+        }
+    }
+
+    fn on_deltas(&mut self, now: u64, peer: NodeId, deltas: Vec<Delta>, actions: &mut Vec<Action>) {
+        if deltas.len() > MAX_BATCH_DELTAS {
+            actions.push(Action::Disconnect {
+                peer,
+                reason: "batch too large".into(),
+            });
+            return;
+        }
+        let mut accepted = Vec::new();
+        for delta in deltas {
+            match self.check(now, &delta) {
+                Ok(Check::Accept(verified)) => {
+                    actions.extend(self.admit(&delta, verified));
+                    if let Some(state) = self.peers.get_mut(&peer) {
+                        state.vv.insert(delta.log, delta.seq);
+                    }
+                    accepted.push(delta);
+                }
+                Ok(Check::Duplicate) => {}
+                Ok(Check::Gap) => {
+                    let from = self.head(delta.log) + 1;
+                    if let Some(state) = self.peers.get_mut(&peer) {
+                        if state.asked.get(&delta.log) != Some(&from) {
+                            state.asked.insert(delta.log, from);
+                            actions.push(Action::Send {
+                                peer,
+                                frame: Frame::Need {
+                                    log: delta.log,
+                                    from,
+                                },
+                            });
+                        }
+                    }
+                }
+                Err(reason) => actions.push(Action::Reject(Rejection {
+                    peer,
+                    log: delta.log,
+                    seq: delta.seq,
+                    reason,
+                })),
+            }
+        }
+        if !accepted.is_empty() {
+            self.after_admit(&accepted, Some(peer), actions);
+            actions.insert(0, Action::Persist(accepted));
+        }
+    }
+
+    fn ensure_joined(
+        &mut self,
+        now: u64,
+        scope: Scope,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let log = LogId {
+            origin: self.me.id,
+            scope,
+        };
+        if self.heads.contains_key(&log) {
+            return Ok(());
+        }
+        let join = self.sign_next(
+            scope,
+            &DeltaBody::Join {
+                chain: self.chain.clone(),
+            },
+        )?;
+        self.admit_own(now, &join, actions)
+    }
+
+    fn sign_next(&self, scope: Scope, body: &DeltaBody) -> Result<Delta, EngineError> {
+        let log = LogId {
+            origin: self.me.id,
+            scope,
+        };
+        let head = self.heads.get(&log).copied().unwrap_or(Head {
+            seq: 0,
+            hash: GENESIS_HASH,
+        });
+        Ok(Delta::sign(&self.key, log, head.seq + 1, head.hash, body)?)
+    }
+
+    fn admit_own(
+        &mut self,
+        now: u64,
+        delta: &Delta,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let verified = match self.check(now, delta) {
+            Ok(Check::Accept(verified)) => verified,
+            Ok(_) => return Err(EngineError::Refused(RejectReason::BrokenChain)),
+            Err(reason) => return Err(EngineError::Refused(reason)),
+        };
+        actions.push(Action::Persist(vec![delta.clone()]));
+        actions.extend(self.admit(delta, verified));
+        self.after_admit(std::slice::from_ref(delta), None, actions);
+        Ok(())
+    }
+
+    /// Pushes newly admitted deltas to every greeted neighbour that may hold them,
+    /// except the one they came from.
+    fn after_admit(&mut self, deltas: &[Delta], from: Option<NodeId>, actions: &mut Vec<Action>) {
+        for (peer, state) in self.peers.iter_mut() {
+            if Some(*peer) == from || !state.greeted {
+                continue;
+            }
+            let mut batch: Vec<Delta> = Vec::new();
+            let mut bytes = 0;
+            for delta in deltas {
+                if !delta.log.visible_at(*peer) {
+                    continue;
+                }
+                let have = state.vv.get(&delta.log).copied().unwrap_or(0);
+                if have >= delta.seq {
+                    continue;
+                }
+                if have + 1 < delta.seq {
+                    flush(*peer, &mut batch, &mut bytes, actions);
+                    actions.push(Action::SendRange {
+                        peer: *peer,
+                        log: delta.log,
+                        from: have + 1,
+                        to: delta.seq,
+                    });
+                } else {
+                    let size = delta.body.len() + 128;
+                    if batch.len() == MAX_BATCH_DELTAS || bytes + size > MAX_BATCH_BYTES {
+                        flush(*peer, &mut batch, &mut bytes, actions);
+                    }
+                    bytes += size;
+                    batch.push(delta.clone());
+                }
+                state.vv.insert(delta.log, delta.seq);
+            }
+            flush(*peer, &mut batch, &mut bytes, actions);
+        }
+    }
+
+    /// Checks a delta against the current state without changing it.
+    fn check(&self, now: u64, delta: &Delta) -> Result<Check, RejectReason> {
+        let log = delta.log;
+        if delta.body.len() > MAX_BODY_BYTES {
+            return Err(RejectReason::Invalid("body too large".into()));
+        }
+        if !log.visible_at(self.me.id) {
+            return Err(RejectReason::OutOfScope);
+        }
+        let head = self.heads.get(&log).copied().unwrap_or(Head {
+            seq: 0,
+            hash: GENESIS_HASH,
+        });
+        if delta.seq <= head.seq {
+            return Ok(Check::Duplicate);
+        }
+        if delta.seq > head.seq + 1 {
+            return Ok(Check::Gap);
+        }
+        if delta.prev != head.hash {
+            return Err(RejectReason::BrokenChain);
+        }
+        // The signature is checked before the body is even parsed, except for a Join,
+        // whose body carries the key.
+        let mut joined = None;
+        let body = if delta.seq == 1 {
+            let body = delta
+                .decode_body()
+                .map_err(|e| RejectReason::Invalid(e.to_string()))?;
+            let DeltaBody::Join { chain } = &body else {
+                return Err(RejectReason::Invalid("a log must start with a Join".into()));
+            };
+            if chain.len() > crate::delta::MAX_CHAIN_CERTS {
+                return Err(RejectReason::Invalid("certificate chain too long".into()));
+            }
+            let member = self
+                .verifier
+                .verify_chain(chain, now)
+                .map_err(RejectReason::NotMember)?;
+            if member.id != log.origin {
+                return Err(RejectReason::WrongOrigin(format!(
+                    "certificate names {} but the log is {}'s",
+                    member.id, log.origin
+                )));
+            }
+            if let Some(known) = self.members.get(&member.id) {
+                if known.key != member.key {
+                    return Err(RejectReason::WrongOrigin(
+                        "key differs from the known one".into(),
+                    ));
+                }
+            }
+            delta
+                .verify(&member.key)
+                .map_err(|_| RejectReason::BadSignature)?;
+            joined = Some(member);
+            body
+        } else {
+            // Every log starts with a Join, so a known head implies a known member.
+            let member = self
+                .members
+                .get(&log.origin)
+                .ok_or_else(|| RejectReason::NotMember("origin never joined".into()))?;
+            delta
+                .verify(&member.key)
+                .map_err(|_| RejectReason::BadSignature)?;
+            delta
+                .decode_body()
+                .map_err(|e| RejectReason::Invalid(e.to_string()))?
+        };
+        if let Some(revs) = self.revocations.get(&log.origin) {
+            if revs
+                .iter()
+                .any(|(_, rev)| delta.seq > rev.cutoff_for(log.scope))
+            {
+                return Err(RejectReason::Revoked);
+            }
+        }
+        let verified = match body {
+            DeltaBody::Join { .. } => match joined {
+                Some(member) => Verified::Join(member),
+                None => {
+                    return Err(RejectReason::Invalid(
+                        "Join after the start of a log".into(),
+                    ))
+                }
+            },
+            DeltaBody::Catalog(entry) => {
+                entry
+                    .validate()
+                    .map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                Verified::Other
+            }
+            DeltaBody::Revoke(rev) => {
+                check_revocation_authority(log.origin, self.members.get(&log.origin), &rev)?;
+                Verified::Revoke(rev)
+            }
+        };
+        Ok(Check::Accept(verified))
+    }
+
+    /// Applies an accepted delta to the in-memory state; returns a disconnect when it
+    /// revokes a connected neighbour.
+    fn admit(&mut self, delta: &Delta, verified: Verified) -> Option<Action> {
+        self.heads.insert(
+            delta.log,
+            Head {
+                seq: delta.seq,
+                hash: delta.hash(),
+            },
+        );
+        match verified {
+            Verified::Join(member) => {
+                self.members.insert(member.id, member);
+                None
+            }
+            Verified::Revoke(rev) => {
+                let node = rev.node;
+                let reason = format!("revoked by {}: {}", delta.log.origin, rev.reason);
+                self.revocations
+                    .entry(node)
+                    .or_default()
+                    .push((delta.log.origin, rev));
+                self.peers
+                    .contains_key(&node)
+                    .then_some(Action::Disconnect { peer: node, reason })
+            }
+            Verified::Other => None,
+        }
+    }
+}
+
+/// A revocation is valid when issued by the national node (holder of the root) or by
+/// the revoked node's province (its parent), and never by a node about itself.
+fn check_revocation_authority(
+    revoker: NodeId,
+    member: Option<&Member>,
+    rev: &Revocation,
+) -> Result<(), RejectReason> {
+    if rev.node == revoker {
+        return Err(RejectReason::Invalid("a node cannot revoke itself".into()));
+    }
+    if rev.cutoff.len() > 2 || rev.reason.len() > 1000 {
+        return Err(RejectReason::Invalid("malformed revocation".into()));
+    }
+    let is_parent = member.is_some_and(|m| m.tier == Tier::Provincial)
+        && rev.node.province() == Some(revoker)
+        && rev.node != revoker;
+    if revoker == NATIONAL || is_parent {
+        Ok(())
+    } else {
+        Err(RejectReason::Invalid(format!(
+            "{revoker} may not revoke {}",
+            rev.node
+        )))
+    }
+}
+
+fn flush(peer: NodeId, batch: &mut Vec<Delta>, bytes: &mut usize, actions: &mut Vec<Action>) {
+    if !batch.is_empty() {
+        actions.push(Action::Send {
+            peer,
+            frame: Frame::Deltas(std::mem::take(batch)),
+        });
+    }
+    *bytes = 0;
+}

@@ -1,0 +1,471 @@
+//! Deterministic tests of the sync engine: nodes wired by in-memory queues.
+
+use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
+use cascade_protocol::delta::Revocation;
+use cascade_protocol::{
+    Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId,
+    RejectReason, Scope, Tier,
+};
+use ed25519_dalek::SigningKey;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Test double of the PKI: a "chain" is `id,tier,parent,pubkey-hex` in one blob.
+struct TestVerifier;
+
+impl MembershipVerifier for TestVerifier {
+    fn verify_chain(&self, chain: &[Vec<u8>], _now: u64) -> Result<Member, String> {
+        let text = std::str::from_utf8(chain.first().ok_or("empty")?).map_err(|e| e.to_string())?;
+        let parts: Vec<&str> = text.split(',').collect();
+        if parts.len() != 5 || parts[4] != "trusted" {
+            return Err("untrusted chain".into());
+        }
+        let key: [u8; 32] = hex(parts[3]).try_into().map_err(|_| "key")?;
+        Ok(Member {
+            id: parts[0].parse()?,
+            tier: parts[1].parse()?,
+            parent: if parts[2].is_empty() {
+                None
+            } else {
+                Some(parts[2].parse()?)
+            },
+            name: parts[0].into(),
+            key: ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn chain_for(
+    id: NodeId,
+    tier: Tier,
+    parent: Option<NodeId>,
+    key: &SigningKey,
+    trusted: bool,
+) -> Vec<Vec<u8>> {
+    let pk: String = key
+        .verifying_key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let parent = parent.map(|p| p.to_string()).unwrap_or_default();
+    let tag = if trusted { "trusted" } else { "rogue" };
+    vec![format!("{id},{},{parent},{pk},{tag}", tier.as_str()).into_bytes()]
+}
+
+fn nid(s: &str) -> NodeId {
+    s.parse().unwrap()
+}
+
+fn entry(code: &str, version: u64, status: EntryStatus) -> CatalogEntry {
+    let draft: EntryDraft = serde_json::from_str(
+        r#"{"name": "企业登记基本信息", "classification": "3", "provider": "91350100M000100Y43",
+        "summary": "Basic registration data", "format": "database",
+        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
+        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
+        "update_cycle": "daily"}"#,
+    )
+    .unwrap();
+    CatalogEntry::from_draft(draft, code.into(), version, status)
+}
+
+/// A little federation of engines wired by FIFO links; stored logs are kept per node.
+struct Net {
+    engines: BTreeMap<NodeId, Engine>,
+    stores: BTreeMap<NodeId, BTreeMap<LogId, Vec<Delta>>>,
+    queue: VecDeque<(NodeId, NodeId, Frame)>,
+    rejections: Vec<(NodeId, RejectReason)>,
+    /// Rewrites frames on the link (from, to): the malicious relay.
+    tamper: Option<Box<dyn FnMut(NodeId, NodeId, &mut Frame)>>,
+}
+
+impl Net {
+    fn new(nodes: &[(&str, Tier, Option<&str>)], seed: u64) -> Net {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut net = Net {
+            engines: BTreeMap::new(),
+            stores: BTreeMap::new(),
+            queue: VecDeque::new(),
+            rejections: vec![],
+            tamper: None,
+        };
+        for (id, tier, parent) in nodes {
+            let key = SigningKey::from_bytes(&rng.gen());
+            let chain = chain_for(nid(id), *tier, parent.map(nid), &key, true);
+            let mut engine = Engine::new(key, chain, Box::new(TestVerifier), 0).unwrap();
+            let actions = engine.join(0).unwrap();
+            net.engines.insert(nid(id), engine);
+            net.apply(nid(id), actions);
+        }
+        net
+    }
+
+    fn apply(&mut self, at: NodeId, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Persist(deltas) => {
+                    for d in deltas {
+                        let log = self.stores.entry(at).or_default().entry(d.log).or_default();
+                        assert_eq!(log.len() as u64 + 1, d.seq, "persisted out of order");
+                        log.push(d);
+                    }
+                }
+                Action::Send { peer, frame } => self.queue.push_back((at, peer, frame)),
+                Action::SendRange {
+                    peer,
+                    log,
+                    from,
+                    to,
+                } => {
+                    let stored = &self.stores[&at][&log];
+                    let deltas = stored[(from - 1) as usize..to as usize].to_vec();
+                    self.queue.push_back((at, peer, Frame::Deltas(deltas)));
+                }
+                Action::Reject(r) => self.rejections.push((at, r.reason)),
+                Action::Disconnect { peer, .. } => self.disconnect(at, peer),
+            }
+        }
+    }
+
+    fn connect(&mut self, a: &str, b: &str) {
+        let (a, b) = (nid(a), nid(b));
+        let x = self
+            .engines
+            .get_mut(&a)
+            .unwrap()
+            .handle(0, Event::PeerUp { peer: b });
+        self.apply(a, x);
+        let y = self
+            .engines
+            .get_mut(&b)
+            .unwrap()
+            .handle(0, Event::PeerUp { peer: a });
+        self.apply(b, y);
+    }
+
+    fn disconnect(&mut self, a: NodeId, b: NodeId) {
+        for (x, y) in [(a, b), (b, a)] {
+            let actions = self
+                .engines
+                .get_mut(&x)
+                .unwrap()
+                .handle(0, Event::PeerDown { peer: y });
+            self.apply(x, actions);
+        }
+        self.queue
+            .retain(|(f, t, _)| !((*f == a && *t == b) || (*f == b && *t == a)));
+    }
+
+    fn publish(&mut self, at: &str, scope: Scope, e: CatalogEntry) {
+        let at = nid(at);
+        let (_, actions) = self
+            .engines
+            .get_mut(&at)
+            .unwrap()
+            .originate(0, scope, &DeltaBody::Catalog(e))
+            .unwrap();
+        self.apply(at, actions);
+    }
+
+    fn run(&mut self) {
+        let mut steps = 0;
+        while let Some((from, to, mut frame)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "no convergence");
+            if let Some(t) = self.tamper.as_mut() {
+                t(from, to, &mut frame);
+            }
+            let actions = self
+                .engines
+                .get_mut(&to)
+                .unwrap()
+                .handle(0, Event::Frame { peer: from, frame });
+            self.apply(to, actions);
+        }
+    }
+
+    fn head(&self, at: &str, origin: &str, scope: Scope) -> u64 {
+        self.engines[&nid(at)].head(LogId {
+            origin: nid(origin),
+            scope,
+        })
+    }
+}
+
+const TREE: &[(&str, Tier, Option<&str>)] = &[
+    ("100000", Tier::National, None),
+    ("370000", Tier::Provincial, Some("100000")),
+    ("370100", Tier::Municipal, Some("370000")),
+    ("370200", Tier::Municipal, Some("370000")),
+    ("110000", Tier::Provincial, Some("100000")),
+];
+
+fn tree(seed: u64) -> Net {
+    Net::new(TREE, seed)
+}
+
+fn wire(net: &mut Net) {
+    net.connect("370000", "100000");
+    net.connect("370100", "370000");
+    net.connect("370200", "370000");
+    net.connect("110000", "100000");
+    net.run();
+}
+
+#[test]
+fn catalog_reaches_every_node_and_province_scope_stays_home() {
+    let mut net = tree(1);
+    wire(&mut net);
+    net.publish(
+        "370100",
+        Scope::Federation,
+        entry("3/000001", 1, EntryStatus::Published),
+    );
+    net.publish(
+        "370100",
+        Scope::Province,
+        entry("3/000002", 1, EntryStatus::Published),
+    );
+    net.run();
+    for at in ["100000", "370000", "370200", "110000"] {
+        assert_eq!(net.head(at, "370100", Scope::Federation), 2, "at {at}");
+    }
+    assert_eq!(net.head("370000", "370100", Scope::Province), 2);
+    assert_eq!(net.head("370200", "370100", Scope::Province), 2);
+    assert_eq!(net.head("100000", "370100", Scope::Province), 0);
+    assert_eq!(net.head("110000", "370100", Scope::Province), 0);
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
+}
+
+#[test]
+fn reconnect_catches_up_with_one_hello_each_way() {
+    let mut net = tree(2);
+    wire(&mut net);
+    net.disconnect(nid("370200"), nid("370000"));
+    for i in 1..=50 {
+        net.publish(
+            "370100",
+            Scope::Federation,
+            entry(&format!("3/{i:06}"), 1, EntryStatus::Published),
+        );
+    }
+    net.run();
+    assert_eq!(net.head("370200", "370100", Scope::Federation), 1);
+    net.connect("370200", "370000");
+    net.run();
+    assert_eq!(net.head("370200", "370100", Scope::Federation), 51);
+}
+
+#[test]
+fn tampered_relay_is_rejected_and_nothing_downstream_stores_it() {
+    let mut net = tree(3);
+    wire(&mut net);
+    // 370000 relays to 100000 and alters the body of everything 370100 published.
+    net.tamper = Some(Box::new(|from, to, frame| {
+        if from == nid("370000") && to == nid("100000") {
+            if let Frame::Deltas(ds) = frame {
+                for d in ds.iter_mut().filter(|d| d.log.origin == nid("370100")) {
+                    let last = d.body.len() - 1;
+                    d.body[last] ^= 1;
+                }
+            }
+        }
+    }));
+    net.publish(
+        "370100",
+        Scope::Federation,
+        entry("3/000001", 1, EntryStatus::Published),
+    );
+    net.run();
+    assert_eq!(net.head("370000", "370100", Scope::Federation), 2);
+    assert_eq!(net.head("100000", "370100", Scope::Federation), 1);
+    assert_eq!(net.head("110000", "370100", Scope::Federation), 1);
+    assert!(net
+        .rejections
+        .iter()
+        .any(|(at, r)| *at == nid("100000") && *r == RejectReason::BadSignature));
+    // Once the relay behaves, a reconnect heals the gap.
+    net.tamper = None;
+    net.disconnect(nid("370000"), nid("100000"));
+    net.connect("370000", "100000");
+    net.run();
+    assert_eq!(net.head("110000", "370100", Scope::Federation), 2);
+}
+
+#[test]
+fn forged_origin_is_rejected() {
+    let mut net = tree(4);
+    wire(&mut net);
+    // 370000 signs a delta in 370100's log with its own key.
+    let rogue = SigningKey::from_bytes(&[7; 32]);
+    let head = net.stores[&nid("370000")][&LogId {
+        origin: nid("370100"),
+        scope: Scope::Federation,
+    }]
+        .last()
+        .unwrap()
+        .clone();
+    let forged = Delta::sign(
+        &rogue,
+        head.log,
+        2,
+        head.hash(),
+        &DeltaBody::Catalog(entry("3/000009", 1, EntryStatus::Published)),
+    )
+    .unwrap();
+    net.queue
+        .push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![forged])));
+    net.run();
+    assert_eq!(net.head("100000", "370100", Scope::Federation), 1);
+    assert_eq!(
+        net.rejections,
+        vec![(nid("100000"), RejectReason::BadSignature)]
+    );
+}
+
+#[test]
+fn a_join_from_another_root_or_for_another_node_is_rejected() {
+    let mut net = tree(5);
+    wire(&mut net);
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let log = LogId {
+        origin: nid("370300"),
+        scope: Scope::Federation,
+    };
+    let rogue = chain_for(
+        nid("370300"),
+        Tier::Municipal,
+        Some(nid("370000")),
+        &key,
+        false,
+    );
+    let d = Delta::sign(&key, log, 1, [0; 32], &DeltaBody::Join { chain: rogue }).unwrap();
+    let other = chain_for(
+        nid("370400"),
+        Tier::Municipal,
+        Some(nid("370000")),
+        &key,
+        true,
+    );
+    let e = Delta::sign(&key, log, 1, [0; 32], &DeltaBody::Join { chain: other }).unwrap();
+    net.queue
+        .push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![d, e])));
+    net.run();
+    assert_eq!(net.head("100000", "370300", Scope::Federation), 0);
+    let labels: Vec<&str> = net.rejections.iter().map(|(_, r)| r.label()).collect();
+    assert_eq!(labels, vec!["not_member", "wrong_origin"]);
+}
+
+#[test]
+fn revocation_cuts_off_later_deltas_everywhere() {
+    let mut net = tree(6);
+    wire(&mut net);
+    let cutoff = net.head("370000", "370100", Scope::Federation);
+    let rev = Revocation {
+        node: nid("370100"),
+        cutoff: vec![(Scope::Federation, cutoff)],
+        reason: "decommissioned".into(),
+    };
+    let (_, actions) = net
+        .engines
+        .get_mut(&nid("370000"))
+        .unwrap()
+        .originate(0, Scope::Federation, &DeltaBody::Revoke(rev))
+        .unwrap();
+    net.apply(nid("370000"), actions);
+    net.run();
+    for at in ["100000", "370200", "110000"] {
+        assert!(net.engines[&nid(at)].is_revoked(nid("370100")), "at {at}");
+    }
+    // The revoked node was disconnected; a delta it signs now is refused by a relay.
+    assert!(!net.engines[&nid("370000")]
+        .peers()
+        .any(|(p, _)| p == nid("370100")));
+    let (late, _) = net
+        .engines
+        .get_mut(&nid("370100"))
+        .unwrap()
+        .originate(
+            0,
+            Scope::Federation,
+            &DeltaBody::Catalog(entry("3/000001", 1, EntryStatus::Published)),
+        )
+        .unwrap();
+    net.queue
+        .push_back((nid("370200"), nid("370000"), Frame::Deltas(vec![late])));
+    net.connect("370200", "370000");
+    net.run();
+    assert_eq!(net.head("370000", "370100", Scope::Federation), cutoff);
+    assert!(net
+        .rejections
+        .iter()
+        .any(|(_, r)| *r == RejectReason::Revoked));
+}
+
+#[test]
+fn only_the_parent_or_national_may_revoke() {
+    let mut net = tree(7);
+    wire(&mut net);
+    let rev = Revocation {
+        node: nid("370100"),
+        cutoff: vec![],
+        reason: "hostile".into(),
+    };
+    let err = net.engines.get_mut(&nid("110000")).unwrap().originate(
+        0,
+        Scope::Federation,
+        &DeltaBody::Revoke(rev),
+    );
+    assert!(err.is_err());
+}
+
+#[test]
+fn random_publishing_converges_for_any_seed() {
+    for seed in 0..20u64 {
+        let mut net = tree(100 + seed);
+        let mut rng = StdRng::seed_from_u64(seed);
+        wire(&mut net);
+        let ids = ["100000", "370000", "370100", "370200", "110000"];
+        for i in 0..40 {
+            let at = ids[rng.gen_range(0..ids.len())];
+            let scope = if at != "100000" && rng.gen_bool(0.3) {
+                Scope::Province
+            } else {
+                Scope::Federation
+            };
+            net.publish(
+                at,
+                scope,
+                entry(&format!("3/{i:06}"), 1, EntryStatus::Published),
+            );
+            if rng.gen_bool(0.3) {
+                net.run();
+            }
+        }
+        net.run();
+        for a in ids {
+            for b in ids {
+                assert_eq!(
+                    net.engines[&nid(a)]
+                        .version_vector()
+                        .iter()
+                        .filter(|(l, _)| l.visible_at(nid(b)))
+                        .collect::<Vec<_>>(),
+                    net.engines[&nid(b)]
+                        .version_vector()
+                        .iter()
+                        .filter(|(l, _)| l.visible_at(nid(a)))
+                        .collect::<Vec<_>>(),
+                    "seed {seed}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
