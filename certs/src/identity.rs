@@ -39,6 +39,11 @@ impl NodeIdentity {
         server_name(self.id)
     }
 
+    /// The TLS server name of node `id`.
+    pub fn server_name_of(id: NodeId) -> String {
+        server_name(id)
+    }
+
     /// The tree rules: the national node is 100000 with no parent; a province is
     /// `PP0000` under the national node; a city is under its own province.
     pub fn check_rules(&self) -> Result<(), String> {

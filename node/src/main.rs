@@ -1,1 +1,206 @@
-fn main() {}
+//! `cascade`: one binary for every tier of the federation.
+
+use anyhow::{bail, Context};
+use cascade_certs::{node_identity, read_chain_pem, read_key_pem, write_private, Authority, NodeCredentials, NodeIdentity};
+use cascade_node::federation::{Federation, LaunchOptions};
+use cascade_node::topology::Topology;
+use cascade_protocol::{NodeId, Tier};
+use cascade_runtime::{Node, NodeConfig};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Cascade: a government data-sharing federation node (national, provincial, municipal).
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node from its TOML configuration (what operators deploy).
+    Run {
+        /// The node configuration file (see README, "Operator's guide").
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Boot every node of a topology in this process on 127.0.0.1, with certificates
+    /// generated on the spot and one sled folder per node. Writes DIR/federation.json.
+    /// Restarting on the same --data reuses the state. Ctrl-C stops cleanly.
+    Up {
+        /// A topology file, e.g. topologies/three-tier.toml.
+        topology: PathBuf,
+        /// The data folder (created if missing).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// First admin HTTP port: node i listens on BASE+i. 0 picks free ports.
+        #[arg(long, default_value_t = 8100)]
+        admin_port_base: u16,
+    },
+    /// Manage the federation PKI.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a federation root (held by the national operators): DIR/root.pem, DIR/root.key.
+    InitRoot {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The root's common name.
+        #[arg(long, default_value = "Cascade federation root")]
+        name: String,
+    },
+    /// Issue a node certificate (OUT/node.pem, OUT/node.key) or, with --ca, a
+    /// provincial issuing CA (OUT/ca.pem, OUT/ca.key). The root issues national and
+    /// provincial nodes and provincial CAs; a provincial CA issues its cities.
+    Issue {
+        /// The issuer's certificate: root.pem or a provincial ca.pem.
+        #[arg(long)]
+        issuer_cert: PathBuf,
+        /// The issuer's private key.
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// Node id: 6-digit division code.
+        #[arg(long)]
+        id: NodeId,
+        /// national, provincial or municipal.
+        #[arg(long)]
+        tier: Tier,
+        /// The parent's division code (absent for the national node).
+        #[arg(long)]
+        parent: Option<NodeId>,
+        /// Human name, e.g. 济南市.
+        #[arg(long)]
+        name: String,
+        /// Issue the provincial issuing CA instead of the node certificate.
+        #[arg(long)]
+        ca: bool,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the identity a certificate names.
+    Show {
+        /// A PEM certificate file (the first certificate is shown).
+        file: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,sled=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Certs { command } => certs(command),
+        command => tokio::runtime::Runtime::new()?.block_on(async_main(command)),
+    }
+}
+
+async fn async_main(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => run(&config).await,
+        Command::Up { topology, data, admin_port_base } => up(&topology, data, admin_port_base).await,
+        Command::Certs { .. } => unreachable!("handled synchronously"),
+    }
+}
+
+async fn run(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = NodeConfig::from_toml(&text).map_err(anyhow::Error::msg).context("invalid config")?;
+    let admin = config.admin_listen;
+    let node = Arc::new(Node::start(config).await?);
+    let listener = tokio::net::TcpListener::bind(admin).await.with_context(|| format!("admin {admin}"))?;
+    println!(
+        "node {} ({}) quic {} admin http://{} token file {}",
+        node.identity().id,
+        node.identity().name,
+        node.quic_addr(),
+        listener.local_addr()?,
+        node.config().data_dir.join(cascade_runtime::TOKEN_FILE).display()
+    );
+    cascade_admin::serve(node.clone(), listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    let node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("node still in use at shutdown"))?;
+    node.shutdown().await?;
+    Ok(())
+}
+
+async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Result<()> {
+    let topology = Topology::load(topology).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&data)?;
+    let options = LaunchOptions { data: data.clone(), admin_port_base: (admin_port_base != 0).then_some(admin_port_base) };
+    let federation = Federation::launch(topology, &options).await?;
+    let manifest = data.join("federation.json");
+    federation.write_manifest(&manifest)?;
+    println!("federation {:?}: {} nodes", federation.topology().name, federation.manifest().len());
+    for node in federation.manifest() {
+        println!("  {} {:<12} {:<10} {}", node.id, node.name, node.tier.as_str(), node.admin_url);
+    }
+    println!("tokens and addresses: {}", manifest.display());
+    println!("press Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    println!("stopping...");
+    federation.shutdown().await?;
+    Ok(())
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    match command {
+        CertsCommand::InitRoot { out, name } => {
+            std::fs::create_dir_all(&out)?;
+            let (cert, key) = (out.join("root.pem"), out.join("root.key"));
+            if cert.exists() || key.exists() {
+                bail!("{} already holds a root; refusing to overwrite", out.display());
+            }
+            let root = Authority::new_root(&name)?;
+            std::fs::write(&cert, root.cert_pem())?;
+            write_private(&key, root.key_pem().as_bytes())?;
+            println!("root: {} (key {}, mode 0600)", cert.display(), key.display());
+        }
+        CertsCommand::Issue { issuer_cert, issuer_key, id, tier, parent, name, ca, out } => {
+            let chain = read_chain_pem(&issuer_cert)?;
+            let key = read_key_pem(&issuer_key)?;
+            let first = chain.first().context("issuer file holds no certificate")?;
+            let issuer = if NodeIdentity::from_der(first).is_ok() {
+                NodeCredentials { chain, key_pkcs8: key }.into_authority()?
+            } else {
+                let cert = std::fs::read_to_string(&issuer_cert)?;
+                let key = std::fs::read_to_string(&issuer_key)?;
+                Authority::load_root(&cert, &key)?
+            };
+            let identity = node_identity(id, tier, parent, &name)?;
+            let (creds, stem) = if ca {
+                (issuer.issue_provincial_ca(&identity)?, "ca")
+            } else {
+                (issuer.issue(&identity)?, "node")
+            };
+            std::fs::create_dir_all(&out)?;
+            let pem = out.join(format!("{stem}.pem"));
+            let key = out.join(format!("{stem}.key"));
+            std::fs::write(&pem, creds.chain_pem())?;
+            write_private(&key, creds.key_pem().as_bytes())?;
+            println!("issued {id} ({}): {} (key {}, mode 0600)", tier.as_str(), pem.display(), key.display());
+        }
+        CertsCommand::Show { file } => {
+            let chain = read_chain_pem(&file)?;
+            let first = chain.first().context("no certificate")?;
+            let identity = NodeIdentity::from_der(first).map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&identity)?);
+        }
+    }
+    Ok(())
+}

@@ -281,6 +281,16 @@ impl Engine {
             .is_some_and(|revs| !revs.is_empty())
     }
 
+    /// Every member whose Join has been seen (this node included).
+    pub fn members(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.members.values()
+    }
+
+    /// Every node revoked by a valid revocation.
+    pub fn revoked(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.revocations.iter().filter(|(_, r)| !r.is_empty()).map(|(id, _)| *id)
+    }
+
     /// The neighbours currently up, and whether their Hello arrived.
     pub fn peers(&self) -> impl Iterator<Item = (NodeId, bool)> + '_ {
         self.peers.iter().map(|(id, p)| (*id, p.greeted))

@@ -1,1 +1,232 @@
-//! placeholder
+//! sled-backed state of one node: every log it holds, the materialized federated
+//! catalog, and its own working copies (drafts) of catalog entries.
+//!
+//! Everything lives in one sled tree under one-byte key prefixes, so that a batch
+//! of accepted deltas, their materialization and the node's own entry update are
+//! applied atomically (`apply_batch`). Durability: `flush` waits for sled's flush
+//! (survives a killed process; see the README for power loss).
+
+use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::codec::{self, CodecError};
+use cascade_protocol::delta::MAX_BODY_BYTES;
+use cascade_protocol::{Delta, DeltaBody, LogId, NodeId, Scope, MAX_FRAME_BYTES};
+use std::path::Path;
+
+const LOG: u8 = b'L';
+const CATALOG: u8 = b'C';
+const OWN: u8 = b'O';
+/// Node metadata records live under `M`.
+const CODE_SEQ: &[u8] = b"Mcode-seq";
+
+/// Largest stored delta record: body plus header and signature.
+const MAX_DELTA_RECORD: usize = MAX_BODY_BYTES + 1024;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record does not decode: the files are damaged.
+    #[error("corrupt record {key}: {source}")]
+    Corrupt {
+        /// Hex of the key.
+        key: String,
+        /// Decoding error.
+        source: CodecError,
+    },
+    /// A value could not be encoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A log would get a hole or go backwards: refuses to store.
+    #[error("log {log}: expected seq {expected}, got {got}")]
+    OutOfOrder {
+        /// The log.
+        log: LogId,
+        /// The next seq the store expects.
+        expected: u64,
+        /// What was offered.
+        got: u64,
+    },
+}
+
+/// One node's persistent state.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+fn scope_byte(scope: Scope) -> u8 {
+    match scope {
+        Scope::Federation => 0,
+        Scope::Province => 1,
+    }
+}
+
+fn log_prefix(log: LogId) -> [u8; 6] {
+    let o = log.origin.code().to_be_bytes();
+    [LOG, o[0], o[1], o[2], o[3], scope_byte(log.scope)]
+}
+
+fn log_key(log: LogId, seq: u64) -> Vec<u8> {
+    let mut key = log_prefix(log).to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn catalog_key(origin: NodeId, code: &str) -> Vec<u8> {
+    let mut key = vec![CATALOG];
+    key.extend_from_slice(&origin.code().to_be_bytes());
+    key.extend_from_slice(code.as_bytes());
+    key
+}
+
+fn own_key(code: &str) -> Vec<u8> {
+    let mut key = vec![OWN];
+    key.extend_from_slice(code.as_bytes());
+    key
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8], limit: usize) -> Result<T, StoreError> {
+    codec::decode(bytes, limit).map_err(|source| StoreError::Corrupt { key: hex(key), source })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        Ok(Store { db })
+    }
+
+    /// The head seq of a log in the store (0 when empty).
+    pub fn head(&self, log: LogId) -> Result<u64, StoreError> {
+        match self.db.scan_prefix(log_prefix(log)).next_back() {
+            None => Ok(0),
+            Some(kv) => {
+                let (key, _) = kv?;
+                let seq: [u8; 8] = key[6..14].try_into().map_err(|_| StoreError::Corrupt {
+                    key: hex(&key),
+                    source: CodecError::Decode("short log key".into()),
+                })?;
+                Ok(u64::from_be_bytes(seq))
+            }
+        }
+    }
+
+    /// Atomically appends accepted deltas (in log order), materializes their catalog
+    /// changes, and records this node's own entry update, if any. Not yet durable:
+    /// call `flush` before acknowledging.
+    pub fn apply(&self, deltas: &[Delta], own: &[&(Scope, CatalogEntry)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut heads: std::collections::HashMap<LogId, u64> = Default::default();
+        for delta in deltas {
+            let head = match heads.get(&delta.log) {
+                Some(h) => *h,
+                None => self.head(delta.log)?,
+            };
+            if delta.seq != head + 1 {
+                return Err(StoreError::OutOfOrder { log: delta.log, expected: head + 1, got: delta.seq });
+            }
+            heads.insert(delta.log, delta.seq);
+            batch.insert(log_key(delta.log, delta.seq), codec::encode(delta)?);
+            if let Ok(DeltaBody::Catalog(entry)) = delta.decode_body() {
+                let key = catalog_key(delta.log.origin, &entry.code);
+                batch.insert(key, codec::encode(&(delta.log.scope, entry))?);
+            }
+        }
+        for own in own {
+            batch.insert(own_key(&own.1.code), codec::encode(own)?);
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Waits until everything applied so far is on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The stored deltas `from..=to` of a log, in order.
+    pub fn range(
+        &self,
+        log: LogId,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<Delta, StoreError>> + '_ {
+        self.db.range(log_key(log, from)..=log_key(log, to)).map(|kv| {
+            let (key, value) = kv?;
+            decode(&key, &value, MAX_DELTA_RECORD)
+        })
+    }
+
+    /// Every stored delta, log by log, each log in order (for restoring the engine).
+    pub fn all_deltas(&self) -> impl Iterator<Item = Result<Delta, StoreError>> + '_ {
+        self.db.scan_prefix([LOG]).map(|kv| {
+            let (key, value) = kv?;
+            decode(&key, &value, MAX_DELTA_RECORD)
+        })
+    }
+
+    /// The federated catalog as materialized here: (origin, scope, entry).
+    pub fn catalog(&self) -> impl Iterator<Item = Result<(NodeId, Scope, CatalogEntry), StoreError>> + '_ {
+        self.db.scan_prefix([CATALOG]).map(|kv| {
+            let (key, value) = kv?;
+            let origin = key
+                .get(1..5)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .and_then(|b| NodeId::new(u32::from_be_bytes(b)).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: hex(&key),
+                    source: CodecError::Decode("bad origin in key".into()),
+                })?;
+            let (scope, entry) = decode(&key, &value, MAX_FRAME_BYTES)?;
+            Ok((origin, scope, entry))
+        })
+    }
+
+    /// One materialized catalog entry.
+    pub fn catalog_entry(&self, origin: NodeId, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError> {
+        let key = catalog_key(origin, code);
+        match self.db.get(&key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode(&key, &v, MAX_FRAME_BYTES)?)),
+        }
+    }
+
+    /// This node's own working copy of an entry (any status), with its scope.
+    pub fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError> {
+        let key = own_key(code);
+        match self.db.get(&key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode(&key, &v, MAX_FRAME_BYTES)?)),
+        }
+    }
+
+    /// Every own entry (drafts included), with its scope.
+    pub fn own_entries(&self) -> impl Iterator<Item = Result<(Scope, CatalogEntry), StoreError>> + '_ {
+        self.db.scan_prefix([OWN]).map(|kv| {
+            let (key, value) = kv?;
+            decode(&key, &value, MAX_FRAME_BYTES)
+        })
+    }
+
+    /// Takes the next resource-code sequence number of this node (atomic).
+    pub fn next_code_seq(&self) -> Result<u64, StoreError> {
+        let next = self.db.update_and_fetch(CODE_SEQ, |old| {
+            let n = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        let bytes = next.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()).unwrap_or_default();
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// Size of the store on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}

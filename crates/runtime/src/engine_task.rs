@@ -1,0 +1,239 @@
+//! The engine task: owns the sync engine and the store's write path. Events from
+//! links and requests from the admin interface arrive on one channel; each group of
+//! them is applied to the store in one batch and one flush (group commit) before any
+//! frame is sent or any publish acknowledged.
+
+use crate::links::Outgoing;
+use crate::status::{PeerStatus, Snapshot, VvEntry};
+use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::{Action, Delta, DeltaBody, Engine, EngineError, Event, Frame, NodeId, Scope};
+use cascade_store::{Store, StoreError};
+use cascade_transport::unix_now;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+/// Most commands handled in one group commit: bounds the latency of the first
+/// request in a group while letting 256 publishes share one flush.
+pub(crate) const MAX_GROUP: usize = 256;
+
+/// Capacity of the engine's inbox. Link readers wait when it is full, which pushes
+/// back on peers through QUIC flow control instead of growing memory.
+pub(crate) const INBOX_CAPACITY: usize = 1024;
+
+/// A request to the engine task.
+pub(crate) enum Command {
+    /// A link to a neighbour is up; `generation` tells this link from earlier ones.
+    LinkUp {
+        peer: NodeId,
+        generation: u64,
+        role: &'static str,
+        outbox: mpsc::Sender<Outgoing>,
+        connection: quinn::Connection,
+    },
+    /// A link is gone.
+    LinkDown { peer: NodeId, generation: u64 },
+    /// A frame from a link.
+    Frame { peer: NodeId, generation: u64, frame: Frame },
+    /// Originate a delta (and record this node's own entry with it).
+    Originate {
+        scope: Scope,
+        body: DeltaBody,
+        own: Option<(Scope, CatalogEntry)>,
+        reply: oneshot::Sender<Result<Delta, String>>,
+    },
+}
+
+struct Link {
+    generation: u64,
+    role: &'static str,
+    outbox: mpsc::Sender<Outgoing>,
+    connection: quinn::Connection,
+    last_frame_at: Option<u64>,
+}
+
+/// What one group of commands produced, executed after the flush.
+#[derive(Default)]
+struct Pending {
+    deltas: Vec<Delta>,
+    own: Vec<(Scope, CatalogEntry)>,
+    sends: Vec<Action>,
+    replies: Vec<(oneshot::Sender<Result<Delta, String>>, Result<Delta, String>)>,
+}
+
+pub(crate) struct EngineTask {
+    pub(crate) engine: Engine,
+    pub(crate) store: Store,
+    pub(crate) snapshot: Arc<RwLock<Snapshot>>,
+    pub(crate) inbox: mpsc::Receiver<Command>,
+    links: HashMap<NodeId, Link>,
+    counters: Snapshot,
+}
+
+impl EngineTask {
+    pub(crate) fn new(
+        engine: Engine,
+        store: Store,
+        snapshot: Arc<RwLock<Snapshot>>,
+        inbox: mpsc::Receiver<Command>,
+    ) -> Self {
+        EngineTask { engine, store, snapshot, inbox, links: HashMap::new(), counters: Snapshot::default() }
+    }
+
+    /// Runs until every sender is gone. A store failure stops the node: the engine
+    /// state would otherwise run ahead of what is durable (restart restores it).
+    pub(crate) async fn run(mut self) -> Result<(), StoreError> {
+        self.publish_snapshot();
+        while let Some(first) = self.inbox.recv().await {
+            let mut pending = Pending::default();
+            self.handle(first, &mut pending);
+            while pending.replies.len() + pending.deltas.len() < MAX_GROUP {
+                match self.inbox.try_recv() {
+                    Ok(cmd) => self.handle(cmd, &mut pending),
+                    Err(_) => break,
+                }
+            }
+            if !pending.deltas.is_empty() || !pending.own.is_empty() {
+                let own: Vec<&(Scope, CatalogEntry)> = pending.own.iter().collect();
+                if let Err(e) = self.store.apply(&pending.deltas, &own) {
+                    error!(error = %e, "store refused a batch; stopping the node");
+                    return Err(e);
+                }
+                self.store.flush().await?;
+            }
+            for action in pending.sends.drain(..) {
+                self.execute(action);
+            }
+            for (reply, result) in pending.replies.drain(..) {
+                let _ = reply.send(result);
+            }
+            self.publish_snapshot();
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, cmd: Command, pending: &mut Pending) {
+        let now = unix_now();
+        match cmd {
+            Command::LinkUp { peer, generation, role, outbox, connection } => {
+                if let Some(old) = self.links.remove(&peer) {
+                    old.connection.close(cascade_transport::close::REFUSED.into(), b"replaced");
+                    let actions = self.engine.handle(now, Event::PeerDown { peer });
+                    self.collect(actions, pending);
+                }
+                info!(%peer, role, "link up");
+                self.links.insert(peer, Link { generation, role, outbox, connection, last_frame_at: None });
+                let actions = self.engine.handle(now, Event::PeerUp { peer });
+                self.collect(actions, pending);
+            }
+            Command::LinkDown { peer, generation } => {
+                if self.links.get(&peer).is_some_and(|l| l.generation == generation) {
+                    self.links.remove(&peer);
+                    info!(%peer, "link down");
+                    let actions = self.engine.handle(now, Event::PeerDown { peer });
+                    self.collect(actions, pending);
+                }
+            }
+            Command::Frame { peer, generation, frame } => {
+                match self.links.get_mut(&peer) {
+                    Some(link) if link.generation == generation => link.last_frame_at = Some(now),
+                    _ => return,
+                }
+                let actions = self.engine.handle(now, Event::Frame { peer, frame });
+                self.collect(actions, pending);
+            }
+            Command::Originate { scope, body, own, reply } => {
+                match self.engine.originate(now, scope, &body) {
+                    Ok((delta, actions)) => {
+                        self.counters.deltas_originated += 1;
+                        self.collect(actions, pending);
+                        if let Some(own) = own {
+                            pending.own.push(own);
+                        }
+                        pending.replies.push((reply, Ok(delta)));
+                    }
+                    Err(e @ EngineError::Refused(_)) => pending.replies.push((reply, Err(e.to_string()))),
+                    Err(e) => {
+                        warn!(error = %e, "could not originate");
+                        pending.replies.push((reply, Err(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self, actions: Vec<Action>, pending: &mut Pending) {
+        for action in actions {
+            match action {
+                Action::Persist(deltas) => {
+                    self.counters.deltas_in += deltas.iter().filter(|d| d.log.origin != self.engine.me().id).count() as u64;
+                    pending.deltas.extend(deltas);
+                }
+                Action::Reject(r) => {
+                    warn!(peer = %r.peer, log = %r.log, seq = r.seq, reason = %r.reason, "rejected delta");
+                    *self.counters.rejected.entry(r.reason.label().to_string()).or_default() += 1;
+                }
+                other => pending.sends.push(other),
+            }
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        let (peer, item) = match action {
+            Action::Send { peer, frame } => (peer, Outgoing::Frame(frame)),
+            Action::SendRange { peer, log, from, to } => (peer, Outgoing::Range { log, from, to }),
+            Action::Disconnect { peer, reason } => {
+                if let Some(link) = self.links.remove(&peer) {
+                    warn!(%peer, %reason, "disconnecting");
+                    link.connection.close(cascade_transport::close::REFUSED.into(), reason.as_bytes());
+                    let _ = self.engine.handle(unix_now(), Event::PeerDown { peer });
+                }
+                return;
+            }
+            Action::Persist(_) | Action::Reject(_) => return,
+        };
+        let Some(link) = self.links.get(&peer) else { return };
+        if link.outbox.try_send(item).is_err() {
+            // A neighbour that cannot keep up is dropped; on reconnect the Hello
+            // exchange resends exactly what it lacks.
+            debug!(%peer, "outbox full or closed; dropping link");
+            link.connection.close(cascade_transport::close::PROTOCOL.into(), b"too slow");
+            if let Some(link) = self.links.remove(&peer) {
+                drop(link);
+                let _ = self.engine.handle(unix_now(), Event::PeerDown { peer });
+            }
+        }
+    }
+
+    fn publish_snapshot(&self) {
+        let greeted: HashMap<NodeId, bool> = self.engine.peers().collect();
+        let mut snap = Snapshot {
+            peers: self
+                .links
+                .iter()
+                .map(|(id, link)| {
+                    let state = if greeted.get(id).copied().unwrap_or(false) { "connected" } else { "syncing" };
+                    (*id, PeerStatus { id: *id, role: link.role, state, last_frame_at: link.last_frame_at })
+                })
+                .collect(),
+            version_vector: self
+                .engine
+                .version_vector()
+                .into_iter()
+                .map(|(log, seq)| VvEntry { origin: log.origin, scope: log.scope, seq })
+                .collect(),
+            children: self
+                .engine
+                .members()
+                .filter(|m| m.parent == Some(self.engine.me().id))
+                .map(|m| m.id)
+                .collect(),
+            revoked: self.engine.revoked().collect(),
+            deltas_in: self.counters.deltas_in,
+            deltas_originated: self.counters.deltas_originated,
+            rejected: self.counters.rejected.clone(),
+        };
+        std::mem::swap(&mut *self.snapshot.write().unwrap_or_else(|p| p.into_inner()), &mut snap);
+    }
+}

@@ -1,0 +1,220 @@
+//! Starting and stopping one node.
+
+use crate::config::NodeConfig;
+use crate::engine_task::{Command, EngineTask, INBOX_CAPACITY};
+use crate::links;
+use crate::status::Snapshot;
+use cascade_certs::{read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity};
+use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::{Delta, DeltaBody, Engine, Scope};
+use cascade_store::Store;
+use cascade_transport::{unix_now, Endpoint};
+use rand::RngCore;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, Instrument};
+
+/// Name of the admin token file in the data folder (mode 0600).
+pub const TOKEN_FILE: &str = "admin.token";
+/// Name of the sled folder in the data folder.
+pub const STORE_DIR: &str = "store";
+/// How long shutdown waits for links and the engine to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Errors starting or running a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is inconsistent.
+    #[error("config: {0}")]
+    Config(String),
+    /// Certificate files are missing or wrong.
+    #[error("certificates: {0}")]
+    Certs(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] cascade_store::StoreError),
+    /// The engine refused the stored state or its identity.
+    #[error("engine: {0}")]
+    Engine(#[from] cascade_protocol::EngineError),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] cascade_transport::TransportError),
+    /// A file could not be read or written.
+    #[error("io: {0}")]
+    Io(String),
+    /// The node is stopping or stopped.
+    #[error("node stopped")]
+    Stopped,
+}
+
+/// A running node.
+pub struct Node {
+    config: NodeConfig,
+    identity: NodeIdentity,
+    store: Store,
+    snapshot: Arc<RwLock<Snapshot>>,
+    inbox: mpsc::Sender<Command>,
+    endpoint: Endpoint,
+    quic_addr: SocketAddr,
+    admin_token: String,
+    tasks: Vec<JoinHandle<()>>,
+    engine_task: JoinHandle<Result<(), cascade_store::StoreError>>,
+}
+
+impl Node {
+    /// Starts a node: opens its store, restores and verifies its state, binds QUIC,
+    /// accepts children and keeps dialing its parent.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        config.check().map_err(NodeError::Config)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Io(e.to_string()))?;
+        let certs_err = |e: cascade_certs::FileError| NodeError::Certs(e.to_string());
+        let root = read_chain_pem(&config.resolve(&config.certs.root)).map_err(certs_err)?;
+        let root = root.into_iter().next().ok_or_else(|| NodeError::Certs("empty root file".into()))?;
+        let creds = NodeCredentials {
+            chain: read_chain_pem(&config.resolve(&config.certs.chain)).map_err(certs_err)?,
+            key_pkcs8: read_key_pem(&config.resolve(&config.certs.key)).map_err(certs_err)?,
+        };
+        let verifier = FederationVerifier::new(root.clone()).map_err(|e| NodeError::Certs(e.to_string()))?;
+        let (identity, _) = verifier.verify(&creds.chain, unix_now()).map_err(NodeError::Certs)?;
+        if identity.id != config.id || identity.tier != config.tier || identity.parent != config.parent {
+            return Err(NodeError::Config(format!(
+                "config says {} {} under {:?}, certificate says {} {} under {:?}",
+                config.id,
+                config.tier.as_str(),
+                config.parent,
+                identity.id,
+                identity.tier.as_str(),
+                identity.parent
+            )));
+        }
+        let admin_token = load_or_create_token(&config.data_dir.join(TOKEN_FILE))?;
+        let signing_key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
+
+        let store = Store::open(&config.data_dir.join(STORE_DIR))?;
+        let now = unix_now();
+        let mut engine = Engine::new(signing_key, creds.chain.clone(), Box::new(verifier), now)?;
+        let stored: Vec<Delta> = store.all_deltas().collect::<Result<_, _>>()?;
+        let restored = stored.len();
+        engine.restore(now, stored)?;
+        for action in engine.join(now)? {
+            if let cascade_protocol::Action::Persist(deltas) = action {
+                store.apply(&deltas, &[])?;
+            }
+        }
+        store.flush().await?;
+        info!(node = %config.id, restored, "state restored");
+
+        let endpoint = Endpoint::bind(&creds, &root, config.listen)?;
+        let quic_addr = endpoint.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+        let snapshot = Arc::new(RwLock::new(Snapshot::default()));
+        let (inbox, rx) = mpsc::channel(INBOX_CAPACITY);
+        let span = info_span!("node", id = %config.id);
+        let engine_task = tokio::spawn(
+            EngineTask::new(engine, store.clone(), snapshot.clone(), rx).run().instrument(span.clone()),
+        );
+        let mut tasks = vec![tokio::spawn(
+            links::accept_children(endpoint.clone(), snapshot.clone(), inbox.clone(), store.clone())
+                .instrument(span.clone()),
+        )];
+        if let (Some(parent), Some(addr)) = (config.parent, config.parent_addr) {
+            tasks.push(tokio::spawn(
+                links::dial_parent(endpoint.clone(), parent, addr, inbox.clone(), store.clone())
+                    .instrument(span),
+            ));
+        }
+        info!(node = %config.id, %quic_addr, "node started");
+        Ok(Node { config, identity, store, snapshot, inbox, endpoint, quic_addr, admin_token, tasks, engine_task })
+    }
+
+    /// This node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// This node's certified identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The bound QUIC address.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// The admin bearer token (secret).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The store (reads; writes go through the engine task).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The latest sync snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Originates a delta; returns once it is durable.
+    pub(crate) async fn originate(
+        &self,
+        scope: Scope,
+        body: DeltaBody,
+        own: Option<(Scope, CatalogEntry)>,
+    ) -> Result<Result<Delta, String>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.inbox
+            .send(Command::Originate { scope, body, own, reply })
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Revokes a child (or, at the national node, any node): a signed, replicated
+    /// statement. Deltas the child signed after the current head are rejected everywhere.
+    pub async fn revoke(&self, node: cascade_protocol::NodeId, reason: String) -> Result<Result<Delta, String>, NodeError> {
+        let snap = self.snapshot();
+        let cutoff = snap
+            .version_vector
+            .iter()
+            .filter(|v| v.origin == node)
+            .map(|v| (v.scope, v.seq))
+            .collect();
+        let rev = cascade_protocol::Revocation { node, cutoff, reason };
+        self.originate(Scope::Federation, DeltaBody::Revoke(rev), None).await
+    }
+
+    /// Stops the node: closes all links, drains the engine and flushes the store.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.endpoint.shutdown().await;
+        drop(self.inbox);
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.engine_task).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) | Err(_) => {}
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+}
+
+fn load_or_create_token(path: &Path) -> Result<String, NodeError> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(NodeError::Io(format!("{}: {e}", path.display()))),
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    cascade_certs::write_private(path, token.as_bytes()).map_err(|e| NodeError::Io(e.to_string()))?;
+    Ok(token)
+}

@@ -1,0 +1,46 @@
+//! Length-prefixed frames on a QUIC stream, with a hard size limit.
+
+use cascade_protocol::{codec, CodecError, Frame, MAX_FRAME_BYTES};
+
+/// Errors reading or writing frames.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer announced a frame over the limit; nothing of it was read.
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME_BYTES}")]
+    TooLarge(usize),
+    /// The frame's bytes are not a valid frame.
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] CodecError),
+    /// Reading the stream failed.
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// Writing failed.
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Frame>, FrameError> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    recv.read_exact(&mut buf).await?;
+    Ok(Some(codec::decode(&buf, MAX_FRAME_BYTES)?))
+}
+
+/// Writes one frame.
+pub async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<(), FrameError> {
+    let bytes = codec::encode(frame)?;
+    let len = u32::try_from(bytes.len()).map_err(|_| FrameError::TooLarge(bytes.len()))?;
+    send.write_all(&len.to_be_bytes()).await?;
+    send.write_all(&bytes).await?;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! rustls configurations for both roles, on the ring provider only.
+
+use crate::TransportError;
+use cascade_certs::NodeCredentials;
+use cascade_protocol::ALPN;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use std::sync::Arc;
+
+fn tls_err(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Tls(e.to_string())
+}
+
+/// Builds the quinn server and client configs: TLS 1.3, client certificates
+/// required, both sides verified against the federation root alone.
+pub(crate) fn configs(
+    creds: &NodeCredentials,
+    root_der: &[u8],
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(root_der.to_vec())).map_err(tls_err)?;
+    let roots = Arc::new(roots);
+    let chain: Vec<CertificateDer<'static>> =
+        creds.chain.iter().map(|c| CertificateDer::from(c.clone())).collect();
+    let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(creds.key_pkcs8.clone()));
+
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(tls_err)?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain.clone(), key())
+        .map_err(tls_err)?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key())
+        .map_err(tls_err)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(crate::KEEP_ALIVE));
+    transport.max_idle_timeout(Some(crate::IDLE_TIMEOUT.try_into().map_err(tls_err)?));
+    // One sync stream per connection; a few spare for later protocols.
+    transport.max_concurrent_bidi_streams(4u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    let transport = Arc::new(transport);
+
+    let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server).map_err(tls_err)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+    server.transport_config(transport.clone());
+    let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client).map_err(tls_err)?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(transport);
+    Ok((server, client))
+}

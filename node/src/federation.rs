@@ -1,0 +1,175 @@
+//! A whole topology of nodes in one process on loopback (`cascade up`, tests).
+
+use crate::pki;
+use crate::topology::{Topology, TopologyNode};
+use cascade_protocol::NodeId;
+use cascade_runtime::{CertPaths, Node, NodeConfig};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How a federation is laid out on this machine.
+#[derive(Clone, Debug)]
+pub struct LaunchOptions {
+    /// Data folder: one sub-folder per node plus `pki/`.
+    pub data: PathBuf,
+    /// First admin port (node i gets base + i); `None` picks free ports.
+    pub admin_port_base: Option<u16>,
+}
+
+/// One running node with its admin server.
+pub struct RunningNode {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Base URL of its admin interface.
+    pub admin_url: String,
+    stop_admin: oneshot::Sender<()>,
+    admin_task: JoinHandle<std::io::Result<()>>,
+}
+
+/// One line of `federation.json`.
+#[derive(Debug, Serialize)]
+pub struct ManifestNode {
+    /// Division code.
+    pub id: NodeId,
+    /// Name.
+    pub name: String,
+    /// Tier.
+    pub tier: cascade_protocol::Tier,
+    /// Parent.
+    pub parent: Option<NodeId>,
+    /// Admin base URL.
+    pub admin_url: String,
+    /// QUIC address.
+    pub quic_addr: String,
+    /// Admin bearer token (secret; the file is written 0600).
+    pub token: String,
+}
+
+/// A running federation.
+pub struct Federation {
+    topology: Topology,
+    configs: BTreeMap<NodeId, NodeConfig>,
+    running: BTreeMap<NodeId, RunningNode>,
+}
+
+impl Federation {
+    /// Prepares certificates and starts every node, parents first.
+    pub async fn launch(topology: Topology, options: &LaunchOptions) -> anyhow::Result<Federation> {
+        pki::prepare(&topology, &options.data).map_err(anyhow::Error::msg)?;
+        let mut federation = Federation { topology, configs: BTreeMap::new(), running: BTreeMap::new() };
+        let nodes: Vec<TopologyNode> = federation.topology.nodes.clone();
+        for (i, node) in nodes.iter().enumerate() {
+            let admin_port = options.admin_port_base.map_or(0, |base| base.saturating_add(i as u16));
+            let parent_addr = match node.parent {
+                Some(p) => Some(federation.running.get(&p).map(|r| r.node.quic_addr()).ok_or_else(|| {
+                    anyhow::anyhow!("parent {p} of {} is not running", node.id)
+                })?),
+                None => None,
+            };
+            let config = NodeConfig {
+                id: node.id,
+                name: node.name.clone(),
+                tier: node.tier,
+                parent: node.parent,
+                parent_addr,
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+                data_dir: options.data.join(node.id.to_string()),
+                certs: CertPaths::default(),
+            };
+            federation.configs.insert(node.id, config);
+            federation.start(node.id).await?;
+        }
+        Ok(federation)
+    }
+
+    /// Starts (or restarts) one node from its data folder, on its previous ports.
+    pub async fn start(&mut self, id: NodeId) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.running.contains_key(&id), "{id} is already running");
+        let config = self.configs.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        let node = Arc::new(Node::start(config.clone()).await?);
+        let listener = tokio::net::TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("admin {}: {e}", config.admin_listen))?;
+        let admin_addr = listener.local_addr()?;
+        // Keep the ports: a restarted node is found where it was.
+        if let Some(c) = self.configs.get_mut(&id) {
+            c.listen = node.quic_addr();
+            c.admin_listen = admin_addr;
+        }
+        let (stop_admin, stopped) = oneshot::channel::<()>();
+        let admin_task = tokio::spawn(cascade_admin::serve(node.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        self.running.insert(id, RunningNode { node, admin_url: format!("http://{admin_addr}"), stop_admin, admin_task });
+        Ok(())
+    }
+
+    /// Stops one node cleanly (its data stays).
+    pub async fn stop(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let running = self.running.remove(&id).ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
+        let _ = running.stop_admin.send(());
+        let _ = running.admin_task.await;
+        let node = Arc::try_unwrap(running.node).map_err(|_| anyhow::anyhow!("{id} is still in use"))?;
+        node.shutdown().await?;
+        Ok(())
+    }
+
+    /// A running node.
+    pub fn node(&self, id: NodeId) -> Option<&RunningNode> {
+        self.running.get(&id)
+    }
+
+    /// Every running node, by id.
+    pub fn nodes(&self) -> impl Iterator<Item = (&NodeId, &RunningNode)> {
+        self.running.iter()
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The manifest of running nodes.
+    pub fn manifest(&self) -> Vec<ManifestNode> {
+        self.topology
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let r = self.running.get(&n.id)?;
+                Some(ManifestNode {
+                    id: n.id,
+                    name: n.name.clone(),
+                    tier: n.tier,
+                    parent: n.parent,
+                    admin_url: r.admin_url.clone(),
+                    quic_addr: r.node.quic_addr().to_string(),
+                    token: r.node.admin_token().to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes `federation.json` (mode 0600: it holds the tokens).
+    pub fn write_manifest(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(&serde_json::json!({ "nodes": self.manifest() }))?;
+        cascade_certs::write_private(path, &json)?;
+        Ok(())
+    }
+
+    /// Stops every node, children first.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let ids: Vec<NodeId> = self.topology.nodes.iter().rev().map(|n| n.id).collect();
+        for id in ids {
+            if self.running.contains_key(&id) {
+                self.stop(id).await?;
+            }
+        }
+        Ok(())
+    }
+}
