@@ -1,7 +1,7 @@
 //! A whole topology of nodes in one process on loopback (`cascade up`, tests).
 
 use crate::pki;
-use crate::topology::{Topology, TopologyNode};
+use crate::topology::Topology;
 use cascade_protocol::NodeId;
 use cascade_runtime::{CertPaths, Node, NodeConfig};
 use serde::Serialize;
@@ -50,6 +50,26 @@ pub struct ManifestNode {
     pub token: String,
 }
 
+/// How long stopping waits for the admin server's connections to let go of a node.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until `node` is the last reference (idle HTTP connections drop theirs a
+/// moment after the server stops), then takes it.
+pub async fn release(mut node: Arc<Node>) -> Option<Node> {
+    let deadline = tokio::time::Instant::now() + RELEASE_GRACE;
+    loop {
+        match Arc::try_unwrap(node) {
+            Ok(node) => return Some(node),
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                node = shared;
+                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// A running federation.
 pub struct Federation {
     topology: Topology,
@@ -60,38 +80,57 @@ pub struct Federation {
 impl Federation {
     /// Prepares certificates and starts every node, parents first.
     pub async fn launch(topology: Topology, options: &LaunchOptions) -> anyhow::Result<Federation> {
-        pki::prepare(&topology, &options.data).map_err(anyhow::Error::msg)?;
-        let mut federation = Federation { topology, configs: BTreeMap::new(), running: BTreeMap::new() };
-        let nodes: Vec<TopologyNode> = federation.topology.nodes.clone();
-        for (i, node) in nodes.iter().enumerate() {
-            let admin_port = options.admin_port_base.map_or(0, |base| base.saturating_add(i as u16));
-            let parent_addr = match node.parent {
-                Some(p) => Some(federation.running.get(&p).map(|r| r.node.quic_addr()).ok_or_else(|| {
-                    anyhow::anyhow!("parent {p} of {} is not running", node.id)
-                })?),
-                None => None,
-            };
-            let config = NodeConfig {
-                id: node.id,
-                name: node.name.clone(),
-                tier: node.tier,
-                parent: node.parent,
-                parent_addr,
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
-                data_dir: options.data.join(node.id.to_string()),
-                certs: CertPaths::default(),
-            };
-            federation.configs.insert(node.id, config);
-            federation.start(node.id).await?;
+        let mut federation = Federation::prepare(topology, options)?;
+        let ids: Vec<NodeId> = federation.topology.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            federation.start(id).await?;
         }
         Ok(federation)
+    }
+
+    /// Prepares certificates and configurations without starting anything.
+    pub fn prepare(topology: Topology, options: &LaunchOptions) -> anyhow::Result<Federation> {
+        pki::prepare(&topology, &options.data).map_err(anyhow::Error::msg)?;
+        let mut configs = BTreeMap::new();
+        for (i, node) in topology.nodes.iter().enumerate() {
+            let admin_port = options.admin_port_base.map_or(0, |base| base.saturating_add(i as u16));
+            configs.insert(
+                node.id,
+                NodeConfig {
+                    id: node.id,
+                    name: node.name.clone(),
+                    tier: node.tier,
+                    parent: node.parent,
+                    parent_addr: None,
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+                    data_dir: options.data.join(node.id.to_string()),
+                    certs: CertPaths::default(),
+                },
+            );
+        }
+        Ok(Federation { topology, configs, running: BTreeMap::new() })
+    }
+
+    /// Points a node at a parent address of the caller's choosing (e.g. a test peer).
+    pub fn set_parent_addr(&mut self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
+        let config = self.configs.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        config.parent_addr = Some(addr);
+        Ok(())
     }
 
     /// Starts (or restarts) one node from its data folder, on its previous ports.
     pub async fn start(&mut self, id: NodeId) -> anyhow::Result<()> {
         anyhow::ensure!(!self.running.contains_key(&id), "{id} is already running");
-        let config = self.configs.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        let mut config = self.configs.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        if let (Some(parent), None) = (config.parent, config.parent_addr) {
+            let running = self.running.get(&parent);
+            let addr = running.map(|r| r.node.quic_addr()).ok_or_else(|| anyhow::anyhow!("parent {parent} of {id} is not running"))?;
+            config.parent_addr = Some(addr);
+            if let Some(c) = self.configs.get_mut(&id) {
+                c.parent_addr = Some(addr);
+            }
+        }
         let node = Arc::new(Node::start(config.clone()).await?);
         let listener = tokio::net::TcpListener::bind(config.admin_listen)
             .await
@@ -115,7 +154,7 @@ impl Federation {
         let running = self.running.remove(&id).ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
         let _ = running.stop_admin.send(());
         let _ = running.admin_task.await;
-        let node = Arc::try_unwrap(running.node).map_err(|_| anyhow::anyhow!("{id} is still in use"))?;
+        let node = release(running.node).await.ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
         node.shutdown().await?;
         Ok(())
     }

@@ -134,7 +134,9 @@ async fn run(path: &Path) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
-    let node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("node still in use at shutdown"))?;
+    let node = cascade_node::federation::release(node)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("node still in use at shutdown"))?;
     node.shutdown().await?;
     Ok(())
 }

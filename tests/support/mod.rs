@@ -1,1 +1,159 @@
+//! Helpers for the end-to-end tests: launch a federation on loopback, talk to its
+//! admin API, poll with a deadline.
 
+use cascade_node::federation::{Federation, LaunchOptions};
+use cascade_node::topology::Topology;
+use cascade_protocol::NodeId;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::Duration;
+
+/// How long any convergence may take before a test fails. Generous: 2 noisy cores.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polling interval while waiting for convergence.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The three-tier topology plus a second, childless province (for "downstream of the
+/// national node" checks).
+pub const FOUR_PROVINCES: &str = r#"
+name = "test"
+[[node]]
+id = 100000
+name = "中华人民共和国"
+tier = "national"
+[[node]]
+id = 370000
+name = "山东省"
+tier = "provincial"
+parent = 100000
+[[node]]
+id = 370100
+name = "济南市"
+tier = "municipal"
+parent = 370000
+[[node]]
+id = 370200
+name = "青岛市"
+tier = "municipal"
+parent = 370000
+[[node]]
+id = 110000
+name = "北京市"
+tier = "provincial"
+parent = 100000
+"#;
+
+/// Parses a division code.
+pub fn nid(s: &str) -> NodeId {
+    s.parse().expect("division code")
+}
+
+/// A federation under test with its temp folder.
+pub struct Fed {
+    /// The federation.
+    pub fed: Federation,
+    /// Keeps the data folder alive.
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Fed {
+    /// Launches every node of `topology`.
+    pub async fn launch(topology: &str) -> Fed {
+        let mut fed = Fed::prepare(topology);
+        let ids: Vec<NodeId> = fed.fed.topology().nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            fed.fed.start(id).await.expect("start node");
+        }
+        fed
+    }
+
+    /// Prepares certificates and configs; starts nothing.
+    pub fn prepare(topology: &str) -> Fed {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let topology = Topology::parse(topology).expect("topology");
+        let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
+        let fed = Federation::prepare(topology, &options).expect("prepare");
+        Fed { fed, dir, http: reqwest::Client::new() }
+    }
+
+    fn url_token(&self, id: &str) -> (String, String) {
+        let node = self.fed.node(nid(id)).unwrap_or_else(|| panic!("{id} not running"));
+        (node.admin_url.clone(), node.node.admin_token().to_string())
+    }
+
+    /// GET with the node's token; returns (status, body).
+    pub async fn get(&self, id: &str, path: &str) -> (u16, Value) {
+        let (url, token) = self.url_token(id);
+        let resp = self.http.get(format!("{url}{path}")).bearer_auth(token).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON with the node's token; returns (status, body).
+    pub async fn post(&self, id: &str, path: &str, body: Value) -> (u16, Value) {
+        let (url, token) = self.url_token(id);
+        let resp =
+            self.http.post(format!("{url}{path}")).bearer_auth(token).json(&body).send().await.expect("POST");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Saves a draft and publishes it; returns its code.
+    pub async fn publish(&self, id: &str, name: &str, scope: &str) -> String {
+        let (status, saved) = self.post(id, "/api/v1/catalog", entry(name)).await;
+        assert_eq!(status, 201, "{saved}");
+        let code = saved["code"].as_str().expect("code").to_string();
+        let (status, body) =
+            self.post(id, &format!("/api/v1/catalog/{}/publish", encode(&code)), json!({"scope": scope})).await;
+        assert_eq!(status, 200, "{body}");
+        code
+    }
+
+    /// The entry `code` of `origin` as node `at` sees it (status, version), if any.
+    pub async fn seen(&self, at: &str, origin: &str, code: &str) -> Option<(String, u64)> {
+        let (status, body) =
+            self.get(at, &format!("/api/v1/catalog/{}?origin={origin}", encode(code))).await;
+        (status == 200).then(|| (body["status"].as_str().unwrap_or("").to_string(), body["version"].as_u64().unwrap_or(0)))
+    }
+
+    /// Polls until node `at` sees `code` of `origin` at `version` with `status`.
+    pub async fn wait_seen(&self, at: &str, origin: &str, code: &str, status: &str, version: u64) {
+        let want = Some((status.to_string(), version));
+        eventually(&format!("{at} sees {origin}:{code} v{version} {status}"), || async {
+            self.seen(at, origin, code).await == want
+        })
+        .await;
+    }
+}
+
+/// A valid catalog entry body with the given name.
+pub fn entry(name: &str) -> Value {
+    json!({"name": name, "classification": "3", "provider": "91350100M000100Y43",
+        "summary": "Basic registration data of enterprises", "format": "database",
+        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
+        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
+        "update_cycle": "daily"})
+}
+
+/// Percent-encodes a resource code for a path segment.
+pub fn encode(code: &str) -> String {
+    code.replace('/', "%2F")
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `DEADLINE`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
