@@ -157,3 +157,36 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// The credentials `cascade up` generated for node `id`, and the federation root.
+pub fn creds_of(fed: &Fed, id: &str) -> (cascade_certs::NodeCredentials, Vec<u8>) {
+    let dir = cascade_node::pki::node_certs_dir(fed.dir.path(), nid(id));
+    let creds = cascade_certs::NodeCredentials {
+        chain: cascade_certs::read_chain_pem(&dir.join("node.pem")).expect("node.pem"),
+        key_pkcs8: cascade_certs::read_key_pem(&dir.join("node.key")).expect("node.key"),
+    };
+    let root = cascade_certs::read_chain_pem(&dir.join("root.pem")).expect("root.pem").remove(0);
+    (creds, root)
+}
+
+/// The provincial CA `cascade up` generated for province `id`.
+pub fn provincial_ca(fed: &Fed, id: &str) -> cascade_certs::Authority {
+    let dir = cascade_node::pki::node_certs_dir(fed.dir.path(), nid(id));
+    cascade_certs::NodeCredentials {
+        chain: cascade_certs::read_chain_pem(&dir.join("ca.pem")).expect("ca.pem"),
+        key_pkcs8: cascade_certs::read_key_pem(&dir.join("ca.key")).expect("ca.key"),
+    }
+    .into_authority()
+    .expect("provincial CA")
+}
+
+/// A QUIC endpoint on 127.0.0.1 with the given credentials: the test double of a peer.
+pub fn endpoint(creds: &cascade_certs::NodeCredentials, root: &[u8]) -> cascade_transport::Endpoint {
+    cascade_transport::Endpoint::bind(creds, root, "127.0.0.1:0".parse().expect("addr")).expect("bind")
+}
+
+/// The snapshot counters of rejected deltas at node `at`, by reason.
+pub async fn rejected(fed: &Fed, at: &str, reason: &str) -> u64 {
+    let (_, node) = fed.get(at, "/api/v1/node").await;
+    node["deltas"]["rejected"][reason].as_u64().unwrap_or(0)
+}
