@@ -93,7 +93,9 @@ impl Federation {
         pki::prepare(&topology, &options.data).map_err(anyhow::Error::msg)?;
         let mut configs = BTreeMap::new();
         for (i, node) in topology.nodes.iter().enumerate() {
-            let admin_port = options.admin_port_base.map_or(0, |base| base.saturating_add(i as u16));
+            let admin_port = options
+                .admin_port_base
+                .map_or(0, |base| base.saturating_add(i as u16));
             configs.insert(
                 node.id,
                 NodeConfig {
@@ -109,12 +111,19 @@ impl Federation {
                 },
             );
         }
-        Ok(Federation { topology, configs, running: BTreeMap::new() })
+        Ok(Federation {
+            topology,
+            configs,
+            running: BTreeMap::new(),
+        })
     }
 
     /// Points a node at a parent address of the caller's choosing (e.g. a test peer).
     pub fn set_parent_addr(&mut self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
-        let config = self.configs.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        let config = self
+            .configs
+            .get_mut(&id)
+            .ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
         config.parent_addr = Some(addr);
         Ok(())
     }
@@ -122,10 +131,16 @@ impl Federation {
     /// Starts (or restarts) one node from its data folder, on its previous ports.
     pub async fn start(&mut self, id: NodeId) -> anyhow::Result<()> {
         anyhow::ensure!(!self.running.contains_key(&id), "{id} is already running");
-        let mut config = self.configs.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        let mut config = self
+            .configs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
         if let (Some(parent), None) = (config.parent, config.parent_addr) {
             let running = self.running.get(&parent);
-            let addr = running.map(|r| r.node.quic_addr()).ok_or_else(|| anyhow::anyhow!("parent {parent} of {id} is not running"))?;
+            let addr = running
+                .map(|r| r.node.quic_addr())
+                .ok_or_else(|| anyhow::anyhow!("parent {parent} of {id} is not running"))?;
             config.parent_addr = Some(addr);
             if let Some(c) = self.configs.get_mut(&id) {
                 c.parent_addr = Some(addr);
@@ -145,16 +160,29 @@ impl Federation {
         let admin_task = tokio::spawn(cascade_admin::serve(node.clone(), listener, async {
             let _ = stopped.await;
         }));
-        self.running.insert(id, RunningNode { node, admin_url: format!("http://{admin_addr}"), stop_admin, admin_task });
+        self.running.insert(
+            id,
+            RunningNode {
+                node,
+                admin_url: format!("http://{admin_addr}"),
+                stop_admin,
+                admin_task,
+            },
+        );
         Ok(())
     }
 
     /// Stops one node cleanly (its data stays).
     pub async fn stop(&mut self, id: NodeId) -> anyhow::Result<()> {
-        let running = self.running.remove(&id).ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
+        let running = self
+            .running
+            .remove(&id)
+            .ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
         let _ = running.stop_admin.send(());
         let _ = running.admin_task.await;
-        let node = release(running.node).await.ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
+        let node = release(running.node)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
         node.shutdown().await?;
         Ok(())
     }

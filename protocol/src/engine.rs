@@ -288,7 +288,10 @@ impl Engine {
 
     /// Every node revoked by a valid revocation.
     pub fn revoked(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.revocations.iter().filter(|(_, r)| !r.is_empty()).map(|(id, _)| *id)
+        self.revocations
+            .iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(id, _)| *id)
     }
 
     /// The neighbours currently up, and whether their Hello arrived.

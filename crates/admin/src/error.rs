@@ -17,12 +17,20 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), field: None }
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// A 422 naming the offending field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into(), field: Some(field.into()) }
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 }
 

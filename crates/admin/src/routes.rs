@@ -61,8 +61,11 @@ async fn authenticate(State(node): State<AppState>, request: Request, next: Next
             next.run(request).await
         }
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token").into_response(),
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>")
-            .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <token>",
+        )
+        .into_response(),
     }
 }
 
@@ -130,16 +133,31 @@ async fn node_view(State(node): State<AppState>) -> Json<serde_json::Value> {
 async fn save_entry(State(node): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let draft: EntryDraft = parse_json(&body)?;
     let saved = node.save_entry(draft).await?;
-    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if saved.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(saved)).into_response())
 }
 
-async fn publish(State(node): State<AppState>, Path(code): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    let options: PublishOptions = if body.is_empty() { PublishOptions::default() } else { parse_json(&body)? };
+async fn publish(
+    State(node): State<AppState>,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let options: PublishOptions = if body.is_empty() {
+        PublishOptions::default()
+    } else {
+        parse_json(&body)?
+    };
     Ok(Json(node.publish(&code, options).await?).into_response())
 }
 
-async fn withdraw(State(node): State<AppState>, Path(code): Path<String>) -> Result<Response, ApiError> {
+async fn withdraw(
+    State(node): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(node.withdraw(&code).await?).into_response())
 }
 
@@ -173,7 +191,11 @@ struct RevokeRequest {
     reason: String,
 }
 
-async fn revoke(State(node): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn revoke(
+    State(node): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let id: NodeId = id.parse().map_err(|e: String| ApiError::field("id", e))?;
     let request: RevokeRequest = parse_json(&body)?;
     if request.reason.trim().is_empty() {
@@ -184,7 +206,12 @@ async fn revoke(State(node): State<AppState>, Path(id): Path<String>, body: Byte
     if !allowed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("{} may only revoke its own children ({} is a {} node)", me.id, id, tier_of(id).as_str()),
+            format!(
+                "{} may only revoke its own children ({} is a {} node)",
+                me.id,
+                id,
+                tier_of(id).as_str()
+            ),
         ));
     }
     let delta = node

@@ -110,34 +110,60 @@ impl Node {
                 Some(code) => code.clone(),
                 None => resource_code(&draft.classification, self.store().next_code_seq()?),
             };
-            validate_resource_code(&code)
-                .map_err(|reason| FieldError { field: "code".into(), reason })?;
+            validate_resource_code(&code).map_err(|reason| FieldError {
+                field: "code".into(),
+                reason,
+            })?;
             let entry = CatalogEntry::from_draft(draft, code, 0, EntryStatus::Draft);
             let own = (Scope::Federation, entry.clone());
             self.store().apply(&[], &[&own])?;
             self.store().flush().await?;
-            return Ok(SavedEntry { entry, scope: Scope::Federation, created: true });
+            return Ok(SavedEntry {
+                entry,
+                scope: Scope::Federation,
+                created: true,
+            });
         };
         match old.status {
             EntryStatus::Draft | EntryStatus::Withdrawn => {
-                let entry = CatalogEntry::from_draft(draft, old.code.clone(), old.version, EntryStatus::Draft);
+                let entry = CatalogEntry::from_draft(
+                    draft,
+                    old.code.clone(),
+                    old.version,
+                    EntryStatus::Draft,
+                );
                 let own = (scope, entry.clone());
                 self.store().apply(&[], &[&own])?;
                 self.store().flush().await?;
-                Ok(SavedEntry { entry, scope, created: false })
+                Ok(SavedEntry {
+                    entry,
+                    scope,
+                    created: false,
+                })
             }
             EntryStatus::Published => {
-                let entry = CatalogEntry::from_draft(draft, old.code.clone(), old.version + 1, EntryStatus::Published);
+                let entry = CatalogEntry::from_draft(
+                    draft,
+                    old.code.clone(),
+                    old.version + 1,
+                    EntryStatus::Published,
+                );
                 self.emit(scope, entry).await
             }
         }
     }
 
     /// Publishes an own draft or withdrawn entry as a new version.
-    pub async fn publish(&self, code: &str, options: PublishOptions) -> Result<SavedEntry, CatalogError> {
+    pub async fn publish(
+        &self,
+        code: &str,
+        options: PublishOptions,
+    ) -> Result<SavedEntry, CatalogError> {
         let (scope, mut entry) = self.own(code)?;
         if entry.status == EntryStatus::Published {
-            return Err(CatalogError::Conflict(format!("{code} is already published")));
+            return Err(CatalogError::Conflict(format!(
+                "{code} is already published"
+            )));
         }
         let scope = match (entry.version, options.scope) {
             (0, Some(requested)) => requested,
@@ -150,7 +176,9 @@ impl Node {
             _ => scope,
         };
         if scope == Scope::Province && self.identity().id.province().is_none() {
-            return Err(CatalogError::Conflict("the national node has no province scope".into()));
+            return Err(CatalogError::Conflict(
+                "the national node has no province scope".into(),
+            ));
         }
         entry.validate()?;
         entry.version += 1;
@@ -170,7 +198,9 @@ impl Node {
     }
 
     fn own(&self, code: &str) -> Result<(Scope, CatalogEntry), CatalogError> {
-        self.store().own_entry(code)?.ok_or_else(|| CatalogError::NotFound(code.to_string()))
+        self.store()
+            .own_entry(code)?
+            .ok_or_else(|| CatalogError::NotFound(code.to_string()))
     }
 
     async fn emit(&self, scope: Scope, entry: CatalogEntry) -> Result<SavedEntry, CatalogError> {
@@ -178,7 +208,11 @@ impl Node {
         self.originate(scope, DeltaBody::Catalog(entry.clone()), Some(own))
             .await?
             .map_err(CatalogError::Conflict)?;
-        Ok(SavedEntry { entry, scope, created: false })
+        Ok(SavedEntry {
+            entry,
+            scope,
+            created: false,
+        })
     }
 
     /// The federated catalog as this node sees it, filtered.
@@ -207,7 +241,11 @@ impl Node {
         for item in self.store().catalog() {
             let (origin, scope, entry) = item?;
             if keep(origin, &entry) {
-                out.push(ViewEntry { origin, scope, entry });
+                out.push(ViewEntry {
+                    origin,
+                    scope,
+                    entry,
+                });
             }
             if out.len() >= MAX_LIST {
                 return Ok(out);
@@ -218,7 +256,11 @@ impl Node {
             for item in self.store().own_entries() {
                 let (scope, entry) = item?;
                 if entry.status == EntryStatus::Draft && keep(me, &entry) && out.len() < MAX_LIST {
-                    out.push(ViewEntry { origin: me, scope, entry });
+                    out.push(ViewEntry {
+                        origin: me,
+                        scope,
+                        entry,
+                    });
                 }
             }
         }
@@ -231,14 +273,22 @@ impl Node {
         let me = self.identity().id;
         if origin.is_none_or(|o| o == me) {
             if let Some((scope, entry)) = self.store().own_entry(code)? {
-                return Ok(ViewEntry { origin: me, scope, entry });
+                return Ok(ViewEntry {
+                    origin: me,
+                    scope,
+                    entry,
+                });
             }
         }
         let mut found = Vec::new();
         for item in self.store().catalog() {
             let (o, scope, entry) = item?;
             if entry.code == code && origin.is_none_or(|want| want == o) {
-                found.push(ViewEntry { origin: o, scope, entry });
+                found.push(ViewEntry {
+                    origin: o,
+                    scope,
+                    entry,
+                });
             }
         }
         match found.len() {

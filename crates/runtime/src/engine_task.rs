@@ -6,7 +6,9 @@
 use crate::links::Outgoing;
 use crate::status::{PeerStatus, Snapshot, VvEntry};
 use cascade_protocol::catalog::CatalogEntry;
-use cascade_protocol::{Action, Delta, DeltaBody, Engine, EngineError, Event, Frame, NodeId, Scope};
+use cascade_protocol::{
+    Action, Delta, DeltaBody, Engine, EngineError, Event, Frame, NodeId, Scope,
+};
 use cascade_store::{Store, StoreError};
 use cascade_transport::unix_now;
 use std::collections::HashMap;
@@ -35,7 +37,11 @@ pub(crate) enum Command {
     /// A link is gone.
     LinkDown { peer: NodeId, generation: u64 },
     /// A frame from a link.
-    Frame { peer: NodeId, generation: u64, frame: Frame },
+    Frame {
+        peer: NodeId,
+        generation: u64,
+        frame: Frame,
+    },
     /// Originate a delta (and record this node's own entry with it).
     Originate {
         scope: Scope,
@@ -59,7 +65,10 @@ struct Pending {
     deltas: Vec<Delta>,
     own: Vec<(Scope, CatalogEntry)>,
     sends: Vec<Action>,
-    replies: Vec<(oneshot::Sender<Result<Delta, String>>, Result<Delta, String>)>,
+    replies: Vec<(
+        oneshot::Sender<Result<Delta, String>>,
+        Result<Delta, String>,
+    )>,
 }
 
 pub(crate) struct EngineTask {
@@ -78,7 +87,14 @@ impl EngineTask {
         snapshot: Arc<RwLock<Snapshot>>,
         inbox: mpsc::Receiver<Command>,
     ) -> Self {
-        EngineTask { engine, store, snapshot, inbox, links: HashMap::new(), counters: Snapshot::default() }
+        EngineTask {
+            engine,
+            store,
+            snapshot,
+            inbox,
+            links: HashMap::new(),
+            counters: Snapshot::default(),
+        }
     }
 
     /// Runs until every sender is gone. A store failure stops the node: the engine
@@ -116,26 +132,50 @@ impl EngineTask {
     fn handle(&mut self, cmd: Command, pending: &mut Pending) {
         let now = unix_now();
         match cmd {
-            Command::LinkUp { peer, generation, role, outbox, connection } => {
+            Command::LinkUp {
+                peer,
+                generation,
+                role,
+                outbox,
+                connection,
+            } => {
                 if let Some(old) = self.links.remove(&peer) {
-                    old.connection.close(cascade_transport::close::REFUSED.into(), b"replaced");
+                    old.connection
+                        .close(cascade_transport::close::REFUSED.into(), b"replaced");
                     let actions = self.engine.handle(now, Event::PeerDown { peer });
                     self.collect(actions, pending);
                 }
                 info!(%peer, role, "link up");
-                self.links.insert(peer, Link { generation, role, outbox, connection, last_frame_at: None });
+                self.links.insert(
+                    peer,
+                    Link {
+                        generation,
+                        role,
+                        outbox,
+                        connection,
+                        last_frame_at: None,
+                    },
+                );
                 let actions = self.engine.handle(now, Event::PeerUp { peer });
                 self.collect(actions, pending);
             }
             Command::LinkDown { peer, generation } => {
-                if self.links.get(&peer).is_some_and(|l| l.generation == generation) {
+                if self
+                    .links
+                    .get(&peer)
+                    .is_some_and(|l| l.generation == generation)
+                {
                     self.links.remove(&peer);
                     info!(%peer, "link down");
                     let actions = self.engine.handle(now, Event::PeerDown { peer });
                     self.collect(actions, pending);
                 }
             }
-            Command::Frame { peer, generation, frame } => {
+            Command::Frame {
+                peer,
+                generation,
+                frame,
+            } => {
                 match self.links.get_mut(&peer) {
                     Some(link) if link.generation == generation => link.last_frame_at = Some(now),
                     _ => return,
@@ -143,23 +183,28 @@ impl EngineTask {
                 let actions = self.engine.handle(now, Event::Frame { peer, frame });
                 self.collect(actions, pending);
             }
-            Command::Originate { scope, body, own, reply } => {
-                match self.engine.originate(now, scope, &body) {
-                    Ok((delta, actions)) => {
-                        self.counters.deltas_originated += 1;
-                        self.collect(actions, pending);
-                        if let Some(own) = own {
-                            pending.own.push(own);
-                        }
-                        pending.replies.push((reply, Ok(delta)));
+            Command::Originate {
+                scope,
+                body,
+                own,
+                reply,
+            } => match self.engine.originate(now, scope, &body) {
+                Ok((delta, actions)) => {
+                    self.counters.deltas_originated += 1;
+                    self.collect(actions, pending);
+                    if let Some(own) = own {
+                        pending.own.push(own);
                     }
-                    Err(e @ EngineError::Refused(_)) => pending.replies.push((reply, Err(e.to_string()))),
-                    Err(e) => {
-                        warn!(error = %e, "could not originate");
-                        pending.replies.push((reply, Err(e.to_string())));
-                    }
+                    pending.replies.push((reply, Ok(delta)));
                 }
-            }
+                Err(e @ EngineError::Refused(_)) => {
+                    pending.replies.push((reply, Err(e.to_string())))
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not originate");
+                    pending.replies.push((reply, Err(e.to_string())));
+                }
+            },
         }
     }
 
@@ -167,12 +212,19 @@ impl EngineTask {
         for action in actions {
             match action {
                 Action::Persist(deltas) => {
-                    self.counters.deltas_in += deltas.iter().filter(|d| d.log.origin != self.engine.me().id).count() as u64;
+                    self.counters.deltas_in += deltas
+                        .iter()
+                        .filter(|d| d.log.origin != self.engine.me().id)
+                        .count() as u64;
                     pending.deltas.extend(deltas);
                 }
                 Action::Reject(r) => {
                     warn!(peer = %r.peer, log = %r.log, seq = r.seq, reason = %r.reason, "rejected delta");
-                    *self.counters.rejected.entry(r.reason.label().to_string()).or_default() += 1;
+                    *self
+                        .counters
+                        .rejected
+                        .entry(r.reason.label().to_string())
+                        .or_default() += 1;
                 }
                 other => pending.sends.push(other),
             }
@@ -182,23 +234,32 @@ impl EngineTask {
     fn execute(&mut self, action: Action) {
         let (peer, item) = match action {
             Action::Send { peer, frame } => (peer, Outgoing::Frame(frame)),
-            Action::SendRange { peer, log, from, to } => (peer, Outgoing::Range { log, from, to }),
+            Action::SendRange {
+                peer,
+                log,
+                from,
+                to,
+            } => (peer, Outgoing::Range { log, from, to }),
             Action::Disconnect { peer, reason } => {
                 if let Some(link) = self.links.remove(&peer) {
                     warn!(%peer, %reason, "disconnecting");
-                    link.connection.close(cascade_transport::close::REFUSED.into(), reason.as_bytes());
+                    link.connection
+                        .close(cascade_transport::close::REFUSED.into(), reason.as_bytes());
                     let _ = self.engine.handle(unix_now(), Event::PeerDown { peer });
                 }
                 return;
             }
             Action::Persist(_) | Action::Reject(_) => return,
         };
-        let Some(link) = self.links.get(&peer) else { return };
+        let Some(link) = self.links.get(&peer) else {
+            return;
+        };
         if link.outbox.try_send(item).is_err() {
             // A neighbour that cannot keep up is dropped; on reconnect the Hello
             // exchange resends exactly what it lacks.
             debug!(%peer, "outbox full or closed; dropping link");
-            link.connection.close(cascade_transport::close::PROTOCOL.into(), b"too slow");
+            link.connection
+                .close(cascade_transport::close::PROTOCOL.into(), b"too slow");
             if let Some(link) = self.links.remove(&peer) {
                 drop(link);
                 let _ = self.engine.handle(unix_now(), Event::PeerDown { peer });
@@ -213,15 +274,31 @@ impl EngineTask {
                 .links
                 .iter()
                 .map(|(id, link)| {
-                    let state = if greeted.get(id).copied().unwrap_or(false) { "connected" } else { "syncing" };
-                    (*id, PeerStatus { id: *id, role: link.role, state, last_frame_at: link.last_frame_at })
+                    let state = if greeted.get(id).copied().unwrap_or(false) {
+                        "connected"
+                    } else {
+                        "syncing"
+                    };
+                    (
+                        *id,
+                        PeerStatus {
+                            id: *id,
+                            role: link.role,
+                            state,
+                            last_frame_at: link.last_frame_at,
+                        },
+                    )
                 })
                 .collect(),
             version_vector: self
                 .engine
                 .version_vector()
                 .into_iter()
-                .map(|(log, seq)| VvEntry { origin: log.origin, scope: log.scope, seq })
+                .map(|(log, seq)| VvEntry {
+                    origin: log.origin,
+                    scope: log.scope,
+                    seq,
+                })
                 .collect(),
             children: self
                 .engine
@@ -234,6 +311,9 @@ impl EngineTask {
             deltas_originated: self.counters.deltas_originated,
             rejected: self.counters.rejected.clone(),
         };
-        std::mem::swap(&mut *self.snapshot.write().unwrap_or_else(|p| p.into_inner()), &mut snap);
+        std::mem::swap(
+            &mut *self.snapshot.write().unwrap_or_else(|p| p.into_inner()),
+            &mut snap,
+        );
     }
 }

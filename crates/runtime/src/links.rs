@@ -44,9 +44,20 @@ pub(crate) async fn run_link(
     let peer = link.identity.id;
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let (outbox, mut queue) = mpsc::channel::<Outgoing>(OUTBOX_CAPACITY);
-    let PeerLink { connection, mut send, mut recv, .. } = link;
+    let PeerLink {
+        connection,
+        mut send,
+        mut recv,
+        ..
+    } = link;
     if inbox
-        .send(Command::LinkUp { peer, generation, role, outbox, connection: connection.clone() })
+        .send(Command::LinkUp {
+            peer,
+            generation,
+            role,
+            outbox,
+            connection: connection.clone(),
+        })
         .await
         .is_err()
     {
@@ -55,8 +66,12 @@ pub(crate) async fn run_link(
     let writer = async {
         while let Some(item) = queue.recv().await {
             let result = match item {
-                Outgoing::Frame(frame) => write_frame(&mut send, &frame).await.map_err(|e| e.to_string()),
-                Outgoing::Range { log, from, to } => send_range(&store, &mut send, log, from, to).await,
+                Outgoing::Frame(frame) => write_frame(&mut send, &frame)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Outgoing::Range { log, from, to } => {
+                    send_range(&store, &mut send, log, from, to).await
+                }
             };
             if let Err(e) = result {
                 return format!("write: {e}");
@@ -68,14 +83,25 @@ pub(crate) async fn run_link(
         loop {
             match read_frame(&mut recv).await {
                 Ok(Some(frame)) => {
-                    if inbox.send(Command::Frame { peer, generation, frame }).await.is_err() {
+                    if inbox
+                        .send(Command::Frame {
+                            peer,
+                            generation,
+                            frame,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return "node stopping".to_string();
                     }
                 }
                 Ok(None) => return "stream closed".to_string(),
                 Err(e) => {
                     // Oversized or malformed: the peer broke the protocol; drop it.
-                    connection.close(cascade_transport::close::PROTOCOL.into(), e.to_string().as_bytes());
+                    connection.close(
+                        cascade_transport::close::PROTOCOL.into(),
+                        e.to_string().as_bytes(),
+                    );
                     return format!("read: {e}");
                 }
             }
@@ -109,14 +135,18 @@ async fn send_range(
         expected += 1;
         let size = delta.body.len() + 128;
         if batch.len() == MAX_BATCH_DELTAS || bytes + size > MAX_BATCH_BYTES {
-            write_frame(send, &Frame::Deltas(std::mem::take(&mut batch))).await.map_err(|e| e.to_string())?;
+            write_frame(send, &Frame::Deltas(std::mem::take(&mut batch)))
+                .await
+                .map_err(|e| e.to_string())?;
             bytes = 0;
         }
         bytes += size;
         batch.push(delta);
     }
     if !batch.is_empty() {
-        write_frame(send, &Frame::Deltas(batch)).await.map_err(|e| e.to_string())?;
+        write_frame(send, &Frame::Deltas(batch))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -164,7 +194,10 @@ pub(crate) async fn accept_children(
         let store = store.clone();
         tokio::spawn(async move {
             let admit = |id: &cascade_certs::NodeIdentity| {
-                let set: BTreeSet<NodeId> = revoked.read().map(|s| s.revoked.clone()).unwrap_or_default();
+                let set: BTreeSet<NodeId> = revoked
+                    .read()
+                    .map(|s| s.revoked.clone())
+                    .unwrap_or_default();
                 if set.contains(&id.id) {
                     Err(format!("{} is revoked", id.id))
                 } else {
@@ -173,7 +206,9 @@ pub(crate) async fn accept_children(
             };
             if let Ok(link) = endpoint.admit(incoming, admit).await {
                 let peer = link.identity.id;
-                run_link(link, "child", inbox, store).instrument(info_span!("peer", %peer)).await;
+                run_link(link, "child", inbox, store)
+                    .instrument(info_span!("peer", %peer))
+                    .await;
             }
         });
     }

@@ -4,7 +4,9 @@ use crate::config::NodeConfig;
 use crate::engine_task::{Command, EngineTask, INBOX_CAPACITY};
 use crate::links;
 use crate::status::Snapshot;
-use cascade_certs::{read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity};
+use cascade_certs::{
+    read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity,
+};
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::{Delta, DeltaBody, Engine, Scope};
 use cascade_store::Store;
@@ -73,14 +75,23 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Io(e.to_string()))?;
         let certs_err = |e: cascade_certs::FileError| NodeError::Certs(e.to_string());
         let root = read_chain_pem(&config.resolve(&config.certs.root)).map_err(certs_err)?;
-        let root = root.into_iter().next().ok_or_else(|| NodeError::Certs("empty root file".into()))?;
+        let root = root
+            .into_iter()
+            .next()
+            .ok_or_else(|| NodeError::Certs("empty root file".into()))?;
         let creds = NodeCredentials {
             chain: read_chain_pem(&config.resolve(&config.certs.chain)).map_err(certs_err)?,
             key_pkcs8: read_key_pem(&config.resolve(&config.certs.key)).map_err(certs_err)?,
         };
-        let verifier = FederationVerifier::new(root.clone()).map_err(|e| NodeError::Certs(e.to_string()))?;
-        let (identity, _) = verifier.verify(&creds.chain, unix_now()).map_err(NodeError::Certs)?;
-        if identity.id != config.id || identity.tier != config.tier || identity.parent != config.parent {
+        let verifier =
+            FederationVerifier::new(root.clone()).map_err(|e| NodeError::Certs(e.to_string()))?;
+        let (identity, _) = verifier
+            .verify(&creds.chain, unix_now())
+            .map_err(NodeError::Certs)?;
+        if identity.id != config.id
+            || identity.tier != config.tier
+            || identity.parent != config.parent
+        {
             return Err(NodeError::Config(format!(
                 "config says {} {} under {:?}, certificate says {} {} under {:?}",
                 config.id,
@@ -92,7 +103,9 @@ impl Node {
             )));
         }
         let admin_token = load_or_create_token(&config.data_dir.join(TOKEN_FILE))?;
-        let signing_key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
+        let signing_key = creds
+            .signing_key()
+            .map_err(|e| NodeError::Certs(e.to_string()))?;
 
         let store = Store::open(&config.data_dir.join(STORE_DIR))?;
         let now = unix_now();
@@ -109,16 +122,25 @@ impl Node {
         info!(node = %config.id, restored, "state restored");
 
         let endpoint = Endpoint::bind(&creds, &root, config.listen)?;
-        let quic_addr = endpoint.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+        let quic_addr = endpoint
+            .local_addr()
+            .map_err(|e| NodeError::Io(e.to_string()))?;
         let snapshot = Arc::new(RwLock::new(Snapshot::default()));
         let (inbox, rx) = mpsc::channel(INBOX_CAPACITY);
         let span = info_span!("node", id = %config.id);
         let engine_task = tokio::spawn(
-            EngineTask::new(engine, store.clone(), snapshot.clone(), rx).run().instrument(span.clone()),
+            EngineTask::new(engine, store.clone(), snapshot.clone(), rx)
+                .run()
+                .instrument(span.clone()),
         );
         let mut tasks = vec![tokio::spawn(
-            links::accept_children(endpoint.clone(), snapshot.clone(), inbox.clone(), store.clone())
-                .instrument(span.clone()),
+            links::accept_children(
+                endpoint.clone(),
+                snapshot.clone(),
+                inbox.clone(),
+                store.clone(),
+            )
+            .instrument(span.clone()),
         )];
         if let (Some(parent), Some(addr)) = (config.parent, config.parent_addr) {
             tasks.push(tokio::spawn(
@@ -127,7 +149,18 @@ impl Node {
             ));
         }
         info!(node = %config.id, %quic_addr, "node started");
-        Ok(Node { config, identity, store, snapshot, inbox, endpoint, quic_addr, admin_token, tasks, engine_task })
+        Ok(Node {
+            config,
+            identity,
+            store,
+            snapshot,
+            inbox,
+            endpoint,
+            quic_addr,
+            admin_token,
+            tasks,
+            engine_task,
+        })
     }
 
     /// This node's configuration.
@@ -157,7 +190,10 @@ impl Node {
 
     /// The latest sync snapshot.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.snapshot
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Originates a delta; returns once it is durable.
@@ -169,7 +205,12 @@ impl Node {
     ) -> Result<Result<Delta, String>, NodeError> {
         let (reply, rx) = oneshot::channel();
         self.inbox
-            .send(Command::Originate { scope, body, own, reply })
+            .send(Command::Originate {
+                scope,
+                body,
+                own,
+                reply,
+            })
             .await
             .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)
@@ -177,7 +218,11 @@ impl Node {
 
     /// Revokes a child (or, at the national node, any node): a signed, replicated
     /// statement. Deltas the child signed after the current head are rejected everywhere.
-    pub async fn revoke(&self, node: cascade_protocol::NodeId, reason: String) -> Result<Result<Delta, String>, NodeError> {
+    pub async fn revoke(
+        &self,
+        node: cascade_protocol::NodeId,
+        reason: String,
+    ) -> Result<Result<Delta, String>, NodeError> {
         let snap = self.snapshot();
         let cutoff = snap
             .version_vector
@@ -185,8 +230,13 @@ impl Node {
             .filter(|v| v.origin == node)
             .map(|v| (v.scope, v.seq))
             .collect();
-        let rev = cascade_protocol::Revocation { node, cutoff, reason };
-        self.originate(Scope::Federation, DeltaBody::Revoke(rev), None).await
+        let rev = cascade_protocol::Revocation {
+            node,
+            cutoff,
+            reason,
+        };
+        self.originate(Scope::Federation, DeltaBody::Revoke(rev), None)
+            .await
     }
 
     /// Stops the node: closes all links, drains the engine and flushes the store.
@@ -215,6 +265,7 @@ fn load_or_create_token(path: &Path) -> Result<String, NodeError> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = hex::encode(bytes);
-    cascade_certs::write_private(path, token.as_bytes()).map_err(|e| NodeError::Io(e.to_string()))?;
+    cascade_certs::write_private(path, token.as_bytes())
+        .map_err(|e| NodeError::Io(e.to_string()))?;
     Ok(token)
 }

@@ -87,8 +87,15 @@ fn own_key(code: &str) -> Vec<u8> {
     key
 }
 
-fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8], limit: usize) -> Result<T, StoreError> {
-    codec::decode(bytes, limit).map_err(|source| StoreError::Corrupt { key: hex(key), source })
+fn decode<T: serde::de::DeserializeOwned>(
+    key: &[u8],
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, StoreError> {
+    codec::decode(bytes, limit).map_err(|source| StoreError::Corrupt {
+        key: hex(key),
+        source,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -98,7 +105,10 @@ fn hex(bytes: &[u8]) -> String {
 impl Store {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
         Ok(Store { db })
     }
 
@@ -120,7 +130,11 @@ impl Store {
     /// Atomically appends accepted deltas (in log order), materializes their catalog
     /// changes, and records this node's own entry update, if any. Not yet durable:
     /// call `flush` before acknowledging.
-    pub fn apply(&self, deltas: &[Delta], own: &[&(Scope, CatalogEntry)]) -> Result<(), StoreError> {
+    pub fn apply(
+        &self,
+        deltas: &[Delta],
+        own: &[&(Scope, CatalogEntry)],
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut heads: std::collections::HashMap<LogId, u64> = Default::default();
         for delta in deltas {
@@ -129,7 +143,11 @@ impl Store {
                 None => self.head(delta.log)?,
             };
             if delta.seq != head + 1 {
-                return Err(StoreError::OutOfOrder { log: delta.log, expected: head + 1, got: delta.seq });
+                return Err(StoreError::OutOfOrder {
+                    log: delta.log,
+                    expected: head + 1,
+                    got: delta.seq,
+                });
             }
             heads.insert(delta.log, delta.seq);
             batch.insert(log_key(delta.log, delta.seq), codec::encode(delta)?);
@@ -158,10 +176,12 @@ impl Store {
         from: u64,
         to: u64,
     ) -> impl Iterator<Item = Result<Delta, StoreError>> + '_ {
-        self.db.range(log_key(log, from)..=log_key(log, to)).map(|kv| {
-            let (key, value) = kv?;
-            decode(&key, &value, MAX_DELTA_RECORD)
-        })
+        self.db
+            .range(log_key(log, from)..=log_key(log, to))
+            .map(|kv| {
+                let (key, value) = kv?;
+                decode(&key, &value, MAX_DELTA_RECORD)
+            })
     }
 
     /// Every stored delta, log by log, each log in order (for restoring the engine).
@@ -173,7 +193,9 @@ impl Store {
     }
 
     /// The federated catalog as materialized here: (origin, scope, entry).
-    pub fn catalog(&self) -> impl Iterator<Item = Result<(NodeId, Scope, CatalogEntry), StoreError>> + '_ {
+    pub fn catalog(
+        &self,
+    ) -> impl Iterator<Item = Result<(NodeId, Scope, CatalogEntry), StoreError>> + '_ {
         self.db.scan_prefix([CATALOG]).map(|kv| {
             let (key, value) = kv?;
             let origin = key
@@ -190,7 +212,11 @@ impl Store {
     }
 
     /// One materialized catalog entry.
-    pub fn catalog_entry(&self, origin: NodeId, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError> {
+    pub fn catalog_entry(
+        &self,
+        origin: NodeId,
+        code: &str,
+    ) -> Result<Option<(Scope, CatalogEntry)>, StoreError> {
         let key = catalog_key(origin, code);
         match self.db.get(&key)? {
             None => Ok(None),
@@ -208,7 +234,9 @@ impl Store {
     }
 
     /// Every own entry (drafts included), with its scope.
-    pub fn own_entries(&self) -> impl Iterator<Item = Result<(Scope, CatalogEntry), StoreError>> + '_ {
+    pub fn own_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(Scope, CatalogEntry), StoreError>> + '_ {
         self.db.scan_prefix([OWN]).map(|kv| {
             let (key, value) = kv?;
             decode(&key, &value, MAX_FRAME_BYTES)
@@ -218,10 +246,15 @@ impl Store {
     /// Takes the next resource-code sequence number of this node (atomic).
     pub fn next_code_seq(&self) -> Result<u64, StoreError> {
         let next = self.db.update_and_fetch(CODE_SEQ, |old| {
-            let n = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+            let n = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
             Some((n + 1).to_be_bytes().to_vec())
         })?;
-        let bytes = next.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()).unwrap_or_default();
+        let bytes = next
+            .as_deref()
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .unwrap_or_default();
         Ok(u64::from_be_bytes(bytes))
     }
 
