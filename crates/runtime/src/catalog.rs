@@ -6,7 +6,7 @@ use cascade_protocol::catalog::{
     resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus, FieldError,
     ShareType,
 };
-use cascade_protocol::{DeltaBody, NodeId, Scope, Tier};
+use cascade_protocol::{NodeId, Scope, Tier};
 use serde::{Deserialize, Serialize};
 
 /// Most entries one listing returns.
@@ -96,61 +96,137 @@ pub fn tier_of(id: NodeId) -> Tier {
     }
 }
 
+/// A change to this node's own catalog. Decided inside the engine task, so that
+/// concurrent changes to one entry are serialized and versions never repeat.
+#[derive(Debug)]
+pub(crate) enum CatalogOp {
+    /// Create or update an own entry.
+    Save(EntryDraft),
+    /// Publish an own draft or withdrawn entry.
+    Publish(String, PublishOptions),
+    /// Withdraw an own published entry.
+    Withdraw(String),
+}
+
+/// What a `CatalogOp` decided.
+pub(crate) struct Decision {
+    /// The entry's new state and scope.
+    pub(crate) saved: SavedEntry,
+    /// Whether the new state is a delta (else it stays local: a draft).
+    pub(crate) emit: bool,
+}
+
+/// Decides the outcome of `op` given the current own entries (`current`) and a
+/// source of fresh code sequence numbers. Pure apart from those two.
+pub(crate) fn decide(
+    op: CatalogOp,
+    me: NodeId,
+    current: impl Fn(&str) -> Result<Option<(Scope, CatalogEntry)>, CatalogError>,
+    next_seq: impl FnOnce() -> Result<u64, CatalogError>,
+) -> Result<Decision, CatalogError> {
+    let own = |code: &str| current(code)?.ok_or_else(|| CatalogError::NotFound(code.to_string()));
+    let publish = |scope, entry| {
+        Ok(Decision {
+            saved: SavedEntry {
+                entry,
+                scope,
+                created: false,
+            },
+            emit: true,
+        })
+    };
+    match op {
+        CatalogOp::Save(draft) => {
+            draft.validate()?;
+            let existing = match &draft.code {
+                Some(code) => current(code)?,
+                None => None,
+            };
+            let Some((scope, old)) = existing else {
+                let code = match &draft.code {
+                    Some(code) => code.clone(),
+                    None => resource_code(&draft.classification, next_seq()?),
+                };
+                validate_resource_code(&code).map_err(|reason| FieldError {
+                    field: "code".into(),
+                    reason,
+                })?;
+                let entry = CatalogEntry::from_draft(draft, code, 0, EntryStatus::Draft);
+                let saved = SavedEntry {
+                    entry,
+                    scope: Scope::Federation,
+                    created: true,
+                };
+                return Ok(Decision { saved, emit: false });
+            };
+            match old.status {
+                EntryStatus::Draft | EntryStatus::Withdrawn => {
+                    let entry =
+                        CatalogEntry::from_draft(draft, old.code, old.version, EntryStatus::Draft);
+                    Ok(Decision {
+                        saved: SavedEntry {
+                            entry,
+                            scope,
+                            created: false,
+                        },
+                        emit: false,
+                    })
+                }
+                EntryStatus::Published => {
+                    let entry = CatalogEntry::from_draft(
+                        draft,
+                        old.code,
+                        old.version + 1,
+                        EntryStatus::Published,
+                    );
+                    publish(scope, entry)
+                }
+            }
+        }
+        CatalogOp::Publish(code, options) => {
+            let (scope, mut entry) = own(&code)?;
+            if entry.status == EntryStatus::Published {
+                return Err(CatalogError::Conflict(format!(
+                    "{code} is already published"
+                )));
+            }
+            let scope = match (entry.version, options.scope) {
+                (0, Some(requested)) => requested,
+                (_, Some(requested)) if requested != scope => {
+                    return Err(CatalogError::Conflict(format!(
+                        "{code} was published with scope {}; the scope cannot change",
+                        scope.as_str()
+                    )))
+                }
+                _ => scope,
+            };
+            if scope == Scope::Province && me.province().is_none() {
+                return Err(CatalogError::Conflict(
+                    "the national node has no province scope".into(),
+                ));
+            }
+            entry.validate()?;
+            entry.version += 1;
+            entry.status = EntryStatus::Published;
+            publish(scope, entry)
+        }
+        CatalogOp::Withdraw(code) => {
+            let (scope, mut entry) = own(&code)?;
+            if entry.status != EntryStatus::Published {
+                return Err(CatalogError::Conflict(format!("{code} is not published")));
+            }
+            entry.version += 1;
+            entry.status = EntryStatus::Withdrawn;
+            publish(scope, entry)
+        }
+    }
+}
+
 impl Node {
     /// Creates or updates an own entry. A draft (or withdrawn entry) is saved
     /// locally; an update of a published entry publishes a new version at once.
     pub async fn save_entry(&self, draft: EntryDraft) -> Result<SavedEntry, CatalogError> {
-        draft.validate()?;
-        let existing = match &draft.code {
-            Some(code) => self.store().own_entry(code)?,
-            None => None,
-        };
-        let Some((scope, old)) = existing else {
-            let code = match &draft.code {
-                Some(code) => code.clone(),
-                None => resource_code(&draft.classification, self.store().next_code_seq()?),
-            };
-            validate_resource_code(&code).map_err(|reason| FieldError {
-                field: "code".into(),
-                reason,
-            })?;
-            let entry = CatalogEntry::from_draft(draft, code, 0, EntryStatus::Draft);
-            let own = (Scope::Federation, entry.clone());
-            self.store().apply(&[], &[&own])?;
-            self.store().flush().await?;
-            return Ok(SavedEntry {
-                entry,
-                scope: Scope::Federation,
-                created: true,
-            });
-        };
-        match old.status {
-            EntryStatus::Draft | EntryStatus::Withdrawn => {
-                let entry = CatalogEntry::from_draft(
-                    draft,
-                    old.code.clone(),
-                    old.version,
-                    EntryStatus::Draft,
-                );
-                let own = (scope, entry.clone());
-                self.store().apply(&[], &[&own])?;
-                self.store().flush().await?;
-                Ok(SavedEntry {
-                    entry,
-                    scope,
-                    created: false,
-                })
-            }
-            EntryStatus::Published => {
-                let entry = CatalogEntry::from_draft(
-                    draft,
-                    old.code.clone(),
-                    old.version + 1,
-                    EntryStatus::Published,
-                );
-                self.emit(scope, entry).await
-            }
-        }
+        self.catalog_op(CatalogOp::Save(draft)).await
     }
 
     /// Publishes an own draft or withdrawn entry as a new version.
@@ -159,60 +235,13 @@ impl Node {
         code: &str,
         options: PublishOptions,
     ) -> Result<SavedEntry, CatalogError> {
-        let (scope, mut entry) = self.own(code)?;
-        if entry.status == EntryStatus::Published {
-            return Err(CatalogError::Conflict(format!(
-                "{code} is already published"
-            )));
-        }
-        let scope = match (entry.version, options.scope) {
-            (0, Some(requested)) => requested,
-            (_, Some(requested)) if requested != scope => {
-                return Err(CatalogError::Conflict(format!(
-                    "{code} was published with scope {}; the scope cannot change",
-                    scope.as_str()
-                )))
-            }
-            _ => scope,
-        };
-        if scope == Scope::Province && self.identity().id.province().is_none() {
-            return Err(CatalogError::Conflict(
-                "the national node has no province scope".into(),
-            ));
-        }
-        entry.validate()?;
-        entry.version += 1;
-        entry.status = EntryStatus::Published;
-        self.emit(scope, entry).await
+        self.catalog_op(CatalogOp::Publish(code.to_string(), options))
+            .await
     }
 
     /// Withdraws an own published entry (a new version with status withdrawn).
     pub async fn withdraw(&self, code: &str) -> Result<SavedEntry, CatalogError> {
-        let (scope, mut entry) = self.own(code)?;
-        if entry.status != EntryStatus::Published {
-            return Err(CatalogError::Conflict(format!("{code} is not published")));
-        }
-        entry.version += 1;
-        entry.status = EntryStatus::Withdrawn;
-        self.emit(scope, entry).await
-    }
-
-    fn own(&self, code: &str) -> Result<(Scope, CatalogEntry), CatalogError> {
-        self.store()
-            .own_entry(code)?
-            .ok_or_else(|| CatalogError::NotFound(code.to_string()))
-    }
-
-    async fn emit(&self, scope: Scope, entry: CatalogEntry) -> Result<SavedEntry, CatalogError> {
-        let own = (scope, entry.clone());
-        self.originate(scope, DeltaBody::Catalog(entry.clone()), Some(own))
-            .await?
-            .map_err(CatalogError::Conflict)?;
-        Ok(SavedEntry {
-            entry,
-            scope,
-            created: false,
-        })
+        self.catalog_op(CatalogOp::Withdraw(code.to_string())).await
     }
 
     /// The federated catalog as this node sees it, filtered.

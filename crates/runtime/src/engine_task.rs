@@ -3,6 +3,7 @@
 //! them is applied to the store in one batch and one flush (group commit) before any
 //! frame is sent or any publish acknowledged.
 
+use crate::catalog::{decide, CatalogError, CatalogOp, SavedEntry};
 use crate::links::Outgoing;
 use crate::status::{PeerStatus, Snapshot, VvEntry};
 use cascade_protocol::catalog::CatalogEntry;
@@ -24,6 +25,19 @@ pub(crate) const MAX_GROUP: usize = 256;
 /// back on peers through QUIC flow control instead of growing memory.
 pub(crate) const INBOX_CAPACITY: usize = 1024;
 
+/// Capacity of the applied-delta notification channel; a subscriber that lags
+/// further misses notifications (and is told so by `broadcast`).
+pub(crate) const APPLIED_CAPACITY: usize = 4096;
+
+/// A log advanced: every delta up to `seq` is durable here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The log.
+    pub log: cascade_protocol::LogId,
+    /// Its new head.
+    pub seq: u64,
+}
+
 /// A request to the engine task.
 pub(crate) enum Command {
     /// A link to a neighbour is up; `generation` tells this link from earlier ones.
@@ -42,12 +56,16 @@ pub(crate) enum Command {
         generation: u64,
         frame: Frame,
     },
-    /// Originate a delta (and record this node's own entry with it).
+    /// Originate a delta.
     Originate {
         scope: Scope,
         body: DeltaBody,
-        own: Option<(Scope, CatalogEntry)>,
         reply: oneshot::Sender<Result<Delta, String>>,
+    },
+    /// Change this node's own catalog.
+    Catalog {
+        op: CatalogOp,
+        reply: oneshot::Sender<Result<SavedEntry, CatalogError>>,
     },
 }
 
@@ -65,10 +83,33 @@ struct Pending {
     deltas: Vec<Delta>,
     own: Vec<(Scope, CatalogEntry)>,
     sends: Vec<Action>,
-    replies: Vec<(
+    replies: Vec<Reply>,
+}
+
+/// An answer held back until the group is durable.
+enum Reply {
+    Delta(
         oneshot::Sender<Result<Delta, String>>,
         Result<Delta, String>,
-    )>,
+    ),
+    Catalog(
+        oneshot::Sender<Result<SavedEntry, CatalogError>>,
+        Result<SavedEntry, CatalogError>,
+    ),
+}
+
+impl Pending {
+    /// This node's own entry as it will be after this group.
+    fn own_entry(
+        &self,
+        store: &Store,
+        code: &str,
+    ) -> Result<Option<(Scope, CatalogEntry)>, CatalogError> {
+        if let Some(own) = self.own.iter().rev().find(|(_, e)| e.code == code) {
+            return Ok(Some(own.clone()));
+        }
+        Ok(store.own_entry(code)?)
+    }
 }
 
 pub(crate) struct EngineTask {
@@ -76,6 +117,7 @@ pub(crate) struct EngineTask {
     pub(crate) store: Store,
     pub(crate) snapshot: Arc<RwLock<Snapshot>>,
     pub(crate) inbox: mpsc::Receiver<Command>,
+    applied: tokio::sync::broadcast::Sender<Applied>,
     links: HashMap<NodeId, Link>,
     counters: Snapshot,
 }
@@ -86,12 +128,14 @@ impl EngineTask {
         store: Store,
         snapshot: Arc<RwLock<Snapshot>>,
         inbox: mpsc::Receiver<Command>,
+        applied: tokio::sync::broadcast::Sender<Applied>,
     ) -> Self {
         EngineTask {
             engine,
             store,
             snapshot,
             inbox,
+            applied,
             links: HashMap::new(),
             counters: Snapshot::default(),
         }
@@ -117,12 +161,22 @@ impl EngineTask {
                     return Err(e);
                 }
                 self.store.flush().await?;
+                let mut heads: HashMap<cascade_protocol::LogId, u64> = HashMap::new();
+                for d in &pending.deltas {
+                    heads.insert(d.log, d.seq);
+                }
+                for (log, seq) in heads {
+                    let _ = self.applied.send(Applied { log, seq });
+                }
             }
             for action in pending.sends.drain(..) {
                 self.execute(action);
             }
-            for (reply, result) in pending.replies.drain(..) {
-                let _ = reply.send(result);
+            for reply in pending.replies.drain(..) {
+                match reply {
+                    Reply::Delta(tx, result) => drop(tx.send(result)),
+                    Reply::Catalog(tx, result) => drop(tx.send(result)),
+                }
             }
             self.publish_snapshot();
         }
@@ -183,29 +237,61 @@ impl EngineTask {
                 let actions = self.engine.handle(now, Event::Frame { peer, frame });
                 self.collect(actions, pending);
             }
-            Command::Originate {
-                scope,
-                body,
-                own,
-                reply,
-            } => match self.engine.originate(now, scope, &body) {
-                Ok((delta, actions)) => {
-                    self.counters.deltas_originated += 1;
-                    self.collect(actions, pending);
-                    if let Some(own) = own {
-                        pending.own.push(own);
-                    }
-                    pending.replies.push((reply, Ok(delta)));
-                }
-                Err(e @ EngineError::Refused(_)) => {
-                    pending.replies.push((reply, Err(e.to_string())))
-                }
-                Err(e) => {
-                    warn!(error = %e, "could not originate");
-                    pending.replies.push((reply, Err(e.to_string())));
-                }
-            },
+            Command::Originate { scope, body, reply } => {
+                let result = self
+                    .originate(now, scope, body, pending)
+                    .map_err(|e| e.to_string());
+                pending.replies.push(Reply::Delta(reply, result));
+            }
+            Command::Catalog { op, reply } => {
+                let result = self.catalog(now, op, pending);
+                pending.replies.push(Reply::Catalog(reply, result));
+            }
         }
+    }
+
+    fn originate(
+        &mut self,
+        now: u64,
+        scope: Scope,
+        body: DeltaBody,
+        pending: &mut Pending,
+    ) -> Result<Delta, EngineError> {
+        let (delta, actions) = self.engine.originate(now, scope, &body).inspect_err(|e| {
+            if !matches!(e, EngineError::Refused(_)) {
+                warn!(error = %e, "could not originate");
+            }
+        })?;
+        self.counters.deltas_originated += 1;
+        self.collect(actions, pending);
+        Ok(delta)
+    }
+
+    fn catalog(
+        &mut self,
+        now: u64,
+        op: CatalogOp,
+        pending: &mut Pending,
+    ) -> Result<SavedEntry, CatalogError> {
+        let store = self.store.clone();
+        let decision = decide(
+            op,
+            self.engine.me().id,
+            |code| pending.own_entry(&store, code),
+            || Ok(store.next_code_seq()?),
+        )?;
+        let saved = decision.saved;
+        if decision.emit {
+            self.originate(
+                now,
+                saved.scope,
+                DeltaBody::Catalog(saved.entry.clone()),
+                pending,
+            )
+            .map_err(|e| CatalogError::Conflict(e.to_string()))?;
+        }
+        pending.own.push((saved.scope, saved.entry.clone()));
+        Ok(saved)
     }
 
     fn collect(&mut self, actions: Vec<Action>, pending: &mut Pending) {

@@ -11,5 +11,6 @@ mod status;
 
 pub use catalog::{tier_of, CatalogError, CatalogQuery, PublishOptions, SavedEntry, ViewEntry};
 pub use config::{CertPaths, NodeConfig};
+pub use engine_task::Applied;
 pub use node::{Node, NodeError, STORE_DIR, TOKEN_FILE};
 pub use status::{PeerStatus, Snapshot};

@@ -7,7 +7,6 @@ use crate::status::Snapshot;
 use cascade_certs::{
     read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity,
 };
-use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::{Delta, DeltaBody, Engine, Scope};
 use cascade_store::Store;
 use cascade_transport::{unix_now, Endpoint};
@@ -63,6 +62,7 @@ pub struct Node {
     endpoint: Endpoint,
     quic_addr: SocketAddr,
     admin_token: String,
+    applied: tokio::sync::broadcast::Sender<crate::engine_task::Applied>,
     tasks: Vec<JoinHandle<()>>,
     engine_task: JoinHandle<Result<(), cascade_store::StoreError>>,
 }
@@ -127,9 +127,10 @@ impl Node {
             .map_err(|e| NodeError::Io(e.to_string()))?;
         let snapshot = Arc::new(RwLock::new(Snapshot::default()));
         let (inbox, rx) = mpsc::channel(INBOX_CAPACITY);
+        let (applied, _) = tokio::sync::broadcast::channel(crate::engine_task::APPLIED_CAPACITY);
         let span = info_span!("node", id = %config.id);
         let engine_task = tokio::spawn(
-            EngineTask::new(engine, store.clone(), snapshot.clone(), rx)
+            EngineTask::new(engine, store.clone(), snapshot.clone(), rx, applied.clone())
                 .run()
                 .instrument(span.clone()),
         );
@@ -158,6 +159,7 @@ impl Node {
             endpoint,
             quic_addr,
             admin_token,
+            applied,
             tasks,
             engine_task,
         })
@@ -188,6 +190,11 @@ impl Node {
         &self.store
     }
 
+    /// Notifications of logs advancing (after the deltas are durable here).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::engine_task::Applied> {
+        self.applied.subscribe()
+    }
+
     /// The latest sync snapshot.
     pub fn snapshot(&self) -> Snapshot {
         self.snapshot
@@ -197,23 +204,30 @@ impl Node {
     }
 
     /// Originates a delta; returns once it is durable.
-    pub(crate) async fn originate(
+    async fn originate(
         &self,
         scope: Scope,
         body: DeltaBody,
-        own: Option<(Scope, CatalogEntry)>,
     ) -> Result<Result<Delta, String>, NodeError> {
         let (reply, rx) = oneshot::channel();
         self.inbox
-            .send(Command::Originate {
-                scope,
-                body,
-                own,
-                reply,
-            })
+            .send(Command::Originate { scope, body, reply })
             .await
             .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Runs a change of the own catalog in the engine task; returns once durable.
+    pub(crate) async fn catalog_op(
+        &self,
+        op: crate::catalog::CatalogOp,
+    ) -> Result<crate::SavedEntry, crate::CatalogError> {
+        let (reply, rx) = oneshot::channel();
+        self.inbox
+            .send(Command::Catalog { op, reply })
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
     }
 
     /// Revokes a child (or, at the national node, any node): a signed, replicated
@@ -235,7 +249,7 @@ impl Node {
             cutoff,
             reason,
         };
-        self.originate(Scope::Federation, DeltaBody::Revoke(rev), None)
+        self.originate(Scope::Federation, DeltaBody::Revoke(rev))
             .await
     }
 

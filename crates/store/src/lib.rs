@@ -164,9 +164,21 @@ impl Store {
     }
 
     /// Waits until everything applied so far is on disk.
+    ///
+    /// Runs sled's synchronous `flush` on the blocking pool: `flush_async` of sled
+    /// 0.34 deadlocks when several databases flush concurrently (sled issues #1241,
+    /// #1308), which is exactly what a federation in one process does.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(result) => {
+                result?;
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Sled(sled::Error::ReportableBug(format!(
+                "flush task: {e}"
+            )))),
+        }
     }
 
     /// The stored deltas `from..=to` of a log, in order.
