@@ -9,13 +9,10 @@ use cascade_transport::{read_frame, write_frame};
 use serde_json::json;
 
 /// Reads frames until `pick` returns something, with the suite deadline.
-async fn read_until<T>(
-    recv: &mut quinn::RecvStream,
-    mut pick: impl FnMut(Frame) -> Option<T>,
-) -> T {
+async fn read_until<T>(recv: &mut quinn::RecvStream, mut pick: impl FnMut(Frame) -> Option<T>) -> T {
     tokio::time::timeout(DEADLINE, async {
         loop {
-            let frame = read_frame(recv).await.expect("frame").expect("stream open");
+            let (frame, _) = read_frame(recv).await.expect("frame").expect("stream open");
             if let Some(t) = pick(frame) {
                 return t;
             }
@@ -34,27 +31,19 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
     fed.fed.start(nid("110000")).await.unwrap();
     let (hub_creds, root) = creds_of(&fed, "370000");
     let hub = endpoint(&hub_creds, &root);
-    fed.fed
-        .set_parent_addr(nid("370100"), hub.local_addr().unwrap())
-        .unwrap();
+    fed.fed.set_parent_addr(nid("370100"), hub.local_addr().unwrap()).unwrap();
     let national_addr = fed.fed.node(nid("100000")).unwrap().node.quic_addr();
 
     // The hub joins the national node properly.
     let mut up = hub.connect(national_addr, nid("100000")).await.unwrap();
-    write_frame(&mut up.send, &Frame::Hello { vv: vec![] })
-        .await
-        .unwrap();
+    write_frame(&mut up.send, &Frame::Hello { vv: vec![] }).await.unwrap();
 
     // Jinan connects to the hub and, told the hub has nothing, sends its log.
     fed.fed.start(nid("370100")).await.unwrap();
     let incoming = hub.accept().await.unwrap();
     let mut down = hub.admit(incoming, |_| Ok(())).await.unwrap();
-    write_frame(&mut down.send, &Frame::Hello { vv: vec![] })
-        .await
-        .unwrap();
-    let code = fed
-        .publish("370100", "企业登记基本信息", "federation")
-        .await;
+    write_frame(&mut down.send, &Frame::Hello { vv: vec![] }).await.unwrap();
+    let code = fed.publish("370100", "企业登记基本信息", "federation").await;
     let mut deltas: Vec<Delta> = Vec::new();
     read_until(&mut down.recv, |f| {
         if let Frame::Deltas(ds) = f {
@@ -70,9 +59,7 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
     let mut tampered = genuine.clone();
     let last = tampered.body.len() - 1;
     tampered.body[last] ^= 0x01;
-    write_frame(&mut up.send, &Frame::Deltas(vec![join.clone(), tampered]))
-        .await
-        .unwrap();
+    write_frame(&mut up.send, &Frame::Deltas(vec![join.clone(), tampered])).await.unwrap();
     eventually("national rejects the tampered delta", || async {
         rejected(&fed, "100000", "bad_signature").await == 1
     })
@@ -80,8 +67,7 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
 
     // 2. Forged: the hub signs an entry in Jinan's log with its own key.
     let draft: EntryDraft = serde_json::from_value(entry("伪造资源")).unwrap();
-    let forged_entry =
-        CatalogEntry::from_draft(draft, "3/000777".into(), 1, EntryStatus::Published);
+    let forged_entry = CatalogEntry::from_draft(draft, "3/000777".into(), 1, EntryStatus::Published);
     let forged = Delta::sign(
         &hub_creds.signing_key().unwrap(),
         genuine.log,
@@ -90,9 +76,7 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
         &DeltaBody::Catalog(forged_entry),
     )
     .unwrap();
-    write_frame(&mut up.send, &Frame::Deltas(vec![forged]))
-        .await
-        .unwrap();
+    write_frame(&mut up.send, &Frame::Deltas(vec![forged])).await.unwrap();
     eventually("national rejects the forged delta", || async {
         rejected(&fed, "100000", "bad_signature").await == 2
     })
@@ -101,9 +85,7 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
     // 3. Reordered: the genuine delta with a wrong chain position.
     let mut moved = genuine.clone();
     moved.prev = [7; 32];
-    write_frame(&mut up.send, &Frame::Deltas(vec![moved]))
-        .await
-        .unwrap();
+    write_frame(&mut up.send, &Frame::Deltas(vec![moved])).await.unwrap();
     eventually("national rejects the re-chained delta", || async {
         rejected(&fed, "100000", "broken_chain").await == 1
     })
@@ -114,19 +96,13 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
         assert_eq!(fed.seen(at, "370100", &code).await, None, "at {at}");
         assert_eq!(fed.seen(at, "370100", "3/000777").await, None, "at {at}");
     }
-    let (_, list) = fed
-        .get("110000", "/api/v1/catalog?origin=370100&status=all")
-        .await;
+    let (_, list) = fed.get("110000", "/api/v1/catalog?origin=370100&status=all").await;
     assert_eq!(list["count"], 0, "{list}");
 
     // The genuine delta, relayed verbatim, is accepted and reaches Beijing.
-    write_frame(&mut up.send, &Frame::Deltas(vec![genuine]))
-        .await
-        .unwrap();
-    fed.wait_seen("100000", "370100", &code, "published", 1)
-        .await;
-    fed.wait_seen("110000", "370100", &code, "published", 1)
-        .await;
+    write_frame(&mut up.send, &Frame::Deltas(vec![genuine])).await.unwrap();
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    fed.wait_seen("110000", "370100", &code, "published", 1).await;
     fed.fed.shutdown().await.unwrap();
 }
 
@@ -139,43 +115,20 @@ async fn peers_outside_the_federation_or_the_tree_are_refused() {
 
     // A city certified under another root: the TLS handshake fails.
     let rogue_root = Authority::new_root("rogue").unwrap();
-    let rogue_province = node_identity(
-        nid("370000"),
-        Tier::Provincial,
-        Some(nid("100000")),
-        "山东省",
-    )
-    .unwrap();
-    let rogue_ca = rogue_root
-        .issue_provincial_ca(&rogue_province)
-        .unwrap()
-        .into_authority()
-        .unwrap();
-    let city = node_identity(
-        nid("370300"),
-        Tier::Municipal,
-        Some(nid("370000")),
-        "淄博市",
-    )
-    .unwrap();
+    let rogue_province =
+        node_identity(nid("370000"), Tier::Provincial, Some(nid("100000")), "山东省").unwrap();
+    let rogue_ca = rogue_root.issue_provincial_ca(&rogue_province).unwrap().into_authority().unwrap();
+    let city = node_identity(nid("370300"), Tier::Municipal, Some(nid("370000")), "淄博市").unwrap();
     let rogue = rogue_ca.issue(&city).unwrap();
-    let rogue_ep = cascade_transport::Endpoint::bind(
-        &rogue,
-        &rogue_root.cert_der(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap();
+    let rogue_ep =
+        cascade_transport::Endpoint::bind(&rogue, &rogue_root.cert_der(), "127.0.0.1:0".parse().unwrap())
+            .unwrap();
     match rogue_ep.connect(province, nid("370000")).await {
         Err(_) => {}
         Ok(link) => {
             // TLS 1.3: the client may finish before the server rejects its certificate.
-            let closed = tokio::time::timeout(DEADLINE, link.connection.closed())
-                .await
-                .expect("closed");
-            assert!(
-                !matches!(closed, quinn::ConnectionError::LocallyClosed),
-                "{closed:?}"
-            );
+            let closed = tokio::time::timeout(DEADLINE, link.connection.closed()).await.expect("closed");
+            assert!(!matches!(closed, quinn::ConnectionError::LocallyClosed), "{closed:?}");
         }
     }
 
@@ -185,9 +138,7 @@ async fn peers_outside_the_federation_or_the_tree_are_refused() {
     let refused = match zibo_ep.connect(national, nid("100000")).await {
         Err(e) => e.to_string(),
         Ok(link) => {
-            let closed = tokio::time::timeout(DEADLINE, link.connection.closed())
-                .await
-                .expect("closed");
+            let closed = tokio::time::timeout(DEADLINE, link.connection.closed()).await.expect("closed");
             closed.to_string()
         }
     };
@@ -211,27 +162,18 @@ async fn peers_outside_the_federation_or_the_tree_are_refused() {
         assert!(!peers.contains(&370300), "{at}: {peers:?}");
     }
     let code = fed.publish("370100", "after intruders", "federation").await;
-    fed.wait_seen("100000", "370100", &code, "published", 1)
-        .await;
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
     fed.fed.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_child_is_cut_off_and_refused() {
     let fed = Fed::launch(FOUR_PROVINCES).await;
-    let before = fed
-        .publish("370200", "before revocation", "federation")
-        .await;
-    fed.wait_seen("100000", "370200", &before, "published", 1)
-        .await;
+    let before = fed.publish("370200", "before revocation", "federation").await;
+    fed.wait_seen("100000", "370200", &before, "published", 1).await;
 
-    let (status, body) = fed
-        .post(
-            "370000",
-            "/api/v1/nodes/370200/revoke",
-            json!({"reason": "decommissioned"}),
-        )
-        .await;
+    let (status, body) =
+        fed.post("370000", "/api/v1/nodes/370200/revoke", json!({"reason": "decommissioned"})).await;
     assert_eq!(status, 200, "{body}");
     for at in ["100000", "110000", "370100"] {
         eventually(&format!("{at} knows 370200 is revoked"), || async {
@@ -243,42 +185,26 @@ async fn a_revoked_child_is_cut_off_and_refused() {
     // The province drops it and refuses its reconnects.
     eventually("the province shows 370200 revoked", || async {
         let (_, node) = fed.get("370000", "/api/v1/node").await;
-        node["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == 370200 && p["state"] == "revoked")
+        node["peers"].as_array().unwrap().iter().any(|p| p["id"] == 370200 && p["state"] == "revoked")
     })
     .await;
     // What it had published before stays; what it publishes now reaches nobody.
-    let (status, _) = fed
-        .post("370200", "/api/v1/catalog", entry("after revocation"))
-        .await;
+    let (status, _) = fed.post("370200", "/api/v1/catalog", entry("after revocation")).await;
     assert_eq!(status, 201);
     let (creds, root) = creds_of(&fed, "370200");
     let again = endpoint(&creds, &root);
     let province = fed.fed.node(nid("370000")).unwrap().node.quic_addr();
     let refused = match again.connect(province, nid("370000")).await {
         Err(e) => e.to_string(),
-        Ok(link) => tokio::time::timeout(DEADLINE, link.connection.closed())
-            .await
-            .expect("closed")
-            .to_string(),
+        Ok(link) => {
+            tokio::time::timeout(DEADLINE, link.connection.closed()).await.expect("closed").to_string()
+        }
     };
-    assert!(
-        refused.contains("revoked") || refused.contains("closed"),
-        "{refused}"
-    );
+    assert!(refused.contains("revoked") || refused.contains("closed"), "{refused}");
     let marker = fed.publish("370100", "marker", "federation").await;
-    fed.wait_seen("100000", "370100", &marker, "published", 1)
-        .await;
-    assert_eq!(
-        fed.seen("100000", "370200", &before).await,
-        Some(("published".into(), 1))
-    );
-    let (_, list) = fed
-        .get("100000", "/api/v1/catalog?origin=370200&status=all")
-        .await;
+    fed.wait_seen("100000", "370100", &marker, "published", 1).await;
+    assert_eq!(fed.seen("100000", "370200", &before).await, Some(("published".into(), 1)));
+    let (_, list) = fed.get("100000", "/api/v1/catalog?origin=370200&status=all").await;
     assert_eq!(list["count"], 1, "{list}");
     fed.fed.shutdown().await.unwrap();
 }
@@ -288,13 +214,7 @@ async fn oversized_and_malformed_frames_drop_the_peer_not_the_node() {
     let fed = Fed::launch(FOUR_PROVINCES).await;
     let province = fed.fed.node(nid("370000")).unwrap().node.quic_addr();
     let (_, root) = creds_of(&fed, "370000");
-    let city = node_identity(
-        nid("370300"),
-        Tier::Municipal,
-        Some(nid("370000")),
-        "淄博市",
-    )
-    .unwrap();
+    let city = node_identity(nid("370300"), Tier::Municipal, Some(nid("370000")), "淄博市").unwrap();
     let zibo = provincial_ca(&fed, "370000").issue(&city).unwrap();
     let ep = endpoint(&zibo, &root);
 
@@ -314,16 +234,10 @@ async fn oversized_and_malformed_frames_drop_the_peer_not_the_node() {
     ] {
         let mut link = ep.connect(province, nid("370000")).await.expect(what);
         link.send.write_all(&bytes).await.unwrap();
-        let closed = tokio::time::timeout(DEADLINE, link.connection.closed())
-            .await
-            .expect(what);
+        let closed = tokio::time::timeout(DEADLINE, link.connection.closed()).await.expect(what);
         match closed {
             quinn::ConnectionError::ApplicationClosed(close) => {
-                assert_eq!(
-                    close.error_code,
-                    cascade_transport::close::PROTOCOL.into(),
-                    "{what}: {close:?}"
-                )
+                assert_eq!(close.error_code, cascade_transport::close::PROTOCOL.into(), "{what}: {close:?}")
             }
             other => panic!("{what}: {other:?}"),
         }
@@ -331,9 +245,7 @@ async fn oversized_and_malformed_frames_drop_the_peer_not_the_node() {
     // The province still serves and syncs.
     assert_eq!(fed.get("370000", "/api/v1/node").await.0, 200);
     let code = fed.publish("370100", "after garbage", "federation").await;
-    fed.wait_seen("100000", "370100", &code, "published", 1)
-        .await;
-    fed.wait_seen("370200", "370100", &code, "published", 1)
-        .await;
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    fed.wait_seen("370200", "370100", &code, "published", 1).await;
     fed.fed.shutdown().await.unwrap();
 }

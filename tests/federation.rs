@@ -6,9 +6,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_update_withdraw_reach_every_tier_and_province_scope_stays_home() {
     let fed = Fed::launch(FOUR_PROVINCES).await;
-    let code = fed
-        .publish("370100", "企业登记基本信息", "federation")
-        .await;
+    let code = fed.publish("370100", "企业登记基本信息", "federation").await;
     for at in ["370000", "100000", "370200", "110000"] {
         fed.wait_seen(at, "370100", &code, "published", 1).await;
     }
@@ -22,21 +20,11 @@ async fn publish_update_withdraw_reach_every_tier_and_province_scope_stays_home(
     for at in ["370000", "100000", "370200", "110000"] {
         fed.wait_seen(at, "370100", &code, "published", 2).await;
     }
-    let (_, seen) = fed
-        .get(
-            "110000",
-            &format!("/api/v1/catalog/{}?origin=370100", encode(&code)),
-        )
-        .await;
+    let (_, seen) = fed.get("110000", &format!("/api/v1/catalog/{}?origin=370100", encode(&code))).await;
     assert_eq!(seen["name"], "企业登记基本信息（更新）");
 
-    let (status, body) = fed
-        .post(
-            "370100",
-            &format!("/api/v1/catalog/{}/withdraw", encode(&code)),
-            json!({}),
-        )
-        .await;
+    let (status, body) =
+        fed.post("370100", &format!("/api/v1/catalog/{}/withdraw", encode(&code)), json!({})).await;
     assert_eq!(status, 200, "{body}");
     for at in ["370000", "100000", "370200", "110000"] {
         fed.wait_seen(at, "370100", &code, "withdrawn", 3).await;
@@ -44,36 +32,22 @@ async fn publish_update_withdraw_reach_every_tier_and_province_scope_stays_home(
 
     // Province scope: seen by the province and the sibling city, never by the national node.
     let local = fed.publish("370100", "济南市内部资源", "province").await;
-    fed.wait_seen("370000", "370100", &local, "published", 1)
-        .await;
-    fed.wait_seen("370200", "370100", &local, "published", 1)
-        .await;
+    fed.wait_seen("370000", "370100", &local, "published", 1).await;
+    fed.wait_seen("370200", "370100", &local, "published", 1).await;
     // A later federation-wide publish overtakes it everywhere; the scoped one is still absent.
     let marker = fed.publish("370100", "marker", "federation").await;
-    fed.wait_seen("100000", "370100", &marker, "published", 1)
-        .await;
-    fed.wait_seen("110000", "370100", &marker, "published", 1)
-        .await;
+    fed.wait_seen("100000", "370100", &marker, "published", 1).await;
+    fed.wait_seen("110000", "370100", &marker, "published", 1).await;
     assert_eq!(fed.seen("100000", "370100", &local).await, None);
     assert_eq!(fed.seen("110000", "370100", &local).await, None);
     let (_, node) = fed.get("100000", "/api/v1/node").await;
-    let scoped_logs: Vec<_> = node["version_vector"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["scope"] == "province")
-        .collect();
-    assert!(
-        scoped_logs.is_empty(),
-        "national holds province logs: {scoped_logs:?}"
-    );
+    let scoped_logs: Vec<_> =
+        node["version_vector"].as_array().unwrap().iter().filter(|v| v["scope"] == "province").collect();
+    assert!(scoped_logs.is_empty(), "national holds province logs: {scoped_logs:?}");
 
     // Filters of the federated view.
     let (_, list) = fed
-        .get(
-            "100000",
-            "/api/v1/catalog?origin=370100&tier=municipal&share_type=unconditional&q=MARK",
-        )
+        .get("100000", "/api/v1/catalog?origin=370100&tier=municipal&share_type=unconditional&q=MARK")
         .await;
     assert_eq!(list["count"], 1, "{list}");
     let (_, list) = fed.get("100000", "/api/v1/catalog?status=withdrawn").await;
@@ -85,32 +59,21 @@ async fn publish_update_withdraw_reach_every_tier_and_province_scope_stays_home(
 async fn a_stopped_node_keeps_its_state_and_catches_up_after_restart() {
     let mut fed = Fed::launch(FOUR_PROVINCES).await;
     let before = fed.publish("370100", "before", "federation").await;
-    fed.wait_seen("370200", "370100", &before, "published", 1)
-        .await;
+    fed.wait_seen("370200", "370100", &before, "published", 1).await;
     let own = fed.publish("370200", "qingdao own", "province").await;
 
     fed.fed.stop(nid("370200")).await.unwrap();
     let mut missed = Vec::new();
     for i in 0..20 {
         missed.push(
-            fed.publish(
-                if i % 2 == 0 { "370100" } else { "100000" },
-                &format!("missed {i}"),
-                "federation",
-            )
-            .await,
+            fed.publish(if i % 2 == 0 { "370100" } else { "100000" }, &format!("missed {i}"), "federation")
+                .await,
         );
     }
     fed.fed.start(nid("370200")).await.unwrap();
     // Its own state came back from its own sled files, before any sync.
-    assert_eq!(
-        fed.seen("370200", "370100", &before).await,
-        Some(("published".into(), 1))
-    );
-    assert_eq!(
-        fed.seen("370200", "370200", &own).await,
-        Some(("published".into(), 1))
-    );
+    assert_eq!(fed.seen("370200", "370100", &before).await, Some(("published".into(), 1)));
+    assert_eq!(fed.seen("370200", "370200", &own).await, Some(("published".into(), 1)));
     for (i, code) in missed.iter().enumerate() {
         let origin = if i % 2 == 0 { "370100" } else { "100000" };
         fed.wait_seen("370200", origin, code, "published", 1).await;
@@ -125,65 +88,33 @@ async fn admin_api_authenticates_and_names_the_offending_field() {
     let http = reqwest::Client::new();
     let url = format!("{}/api/v1/catalog", node.admin_url);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
-    let wrong = http
-        .get(&url)
-        .bearer_auth("not-the-token")
-        .send()
-        .await
-        .unwrap();
+    let wrong = http.get(&url).bearer_auth("not-the-token").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
     let body: serde_json::Value = wrong.json().await.unwrap();
     assert!(body["error"].is_string());
-    assert_eq!(
-        http.get(format!("{}/healthz", node.admin_url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(format!("{}/healthz", node.admin_url)).send().await.unwrap().status(), 200);
 
     // Invalid entries: 422 with the field named.
     let mut bad = entry("x");
     bad["provider"] = json!("91350100M000100Y44");
     let (status, body) = fed.post("370100", "/api/v1/catalog", bad).await;
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (422, Some("provider")),
-        "{body}"
-    );
+    assert_eq!((status, body["field"].as_str()), (422, Some("provider")), "{body}");
     let mut bad = entry("x");
     bad["data_items"] = json!([]);
     let (status, body) = fed.post("370100", "/api/v1/catalog", bad).await;
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (422, Some("data_items")),
-        "{body}"
-    );
+    assert_eq!((status, body["field"].as_str()), (422, Some("data_items")), "{body}");
     let mut bad = entry("x");
     bad["share_type"] = json!("conditional");
     let (status, body) = fed.post("370100", "/api/v1/catalog", bad).await;
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (422, Some("share_condition")),
-        "{body}"
-    );
+    assert_eq!((status, body["field"].as_str()), (422, Some("share_condition")), "{body}");
     let mut bad = entry("x");
     bad.as_object_mut().unwrap().remove("name");
     let (status, body) = fed.post("370100", "/api/v1/catalog", bad).await;
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (422, Some("name")),
-        "{body}"
-    );
+    assert_eq!((status, body["field"].as_str()), (422, Some("name")), "{body}");
     let mut bad = entry("x");
     bad["format"] = json!("papyrus");
     let (status, body) = fed.post("370100", "/api/v1/catalog", bad).await;
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (422, Some("format")),
-        "{body}"
-    );
+    assert_eq!((status, body["field"].as_str()), (422, Some("format")), "{body}");
     let raw = http
         .post(&url)
         .bearer_auth(node.node.admin_token())
@@ -215,31 +146,13 @@ async fn admin_api_authenticates_and_names_the_offending_field() {
     let publish = format!("/api/v1/catalog/{}/publish", encode(&code));
     assert_eq!(fed.post("370100", &publish, json!({})).await.0, 200);
     assert_eq!(fed.post("370100", &publish, json!({})).await.0, 409);
-    assert_eq!(
-        fed.post("370100", &publish, json!({"scope": "province"}))
-            .await
-            .0,
-        409
-    );
+    assert_eq!(fed.post("370100", &publish, json!({"scope": "province"})).await.0, 409);
     assert_eq!(fed.get("370100", "/api/v1/catalog/3%2F999999").await.0, 404);
-    assert_eq!(
-        fed.post("370100", "/api/v1/catalog/3%2F999999/withdraw", json!({}))
-            .await
-            .0,
-        404
-    );
-    let (status, got) = fed
-        .get("370100", &format!("/api/v1/catalog/{}", encode(&code)))
-        .await;
+    assert_eq!(fed.post("370100", "/api/v1/catalog/3%2F999999/withdraw", json!({})).await.0, 404);
+    let (status, got) = fed.get("370100", &format!("/api/v1/catalog/{}", encode(&code))).await;
     assert_eq!((status, got["version"].as_u64()), (200, Some(1)));
     // A city may not revoke anyone.
-    let (status, body) = fed
-        .post(
-            "370100",
-            "/api/v1/nodes/370200/revoke",
-            json!({"reason": "no"}),
-        )
-        .await;
+    let (status, body) = fed.post("370100", "/api/v1/nodes/370200/revoke", json!({"reason": "no"})).await;
     assert_eq!(status, 403, "{body}");
     fed.fed.shutdown().await.unwrap();
 }

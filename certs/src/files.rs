@@ -26,10 +26,7 @@ pub enum FileError {
 }
 
 fn io(path: &Path, source: std::io::Error) -> FileError {
-    FileError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    FileError::Io { path: path.display().to_string(), source }
 }
 
 /// Writes a secret file readable by its owner only (mode 0600), replacing any old one.
@@ -45,8 +42,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FileError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io(path, e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| io(path, e))?;
     }
     file.write_all(contents).map_err(|e| io(path, e))?;
     file.sync_all().map_err(|e| io(path, e))
@@ -55,15 +51,10 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FileError> {
 /// Reads every CERTIFICATE block of a PEM file (DER, in file order).
 pub fn read_chain_pem(path: &Path) -> Result<Vec<Vec<u8>>, FileError> {
     let text = std::fs::read(path).map_err(|e| io(path, e))?;
-    let blocks = pem::parse_many(&text).map_err(|e| FileError::Pem {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let chain: Vec<Vec<u8>> = blocks
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect();
+    let blocks = pem::parse_many(&text)
+        .map_err(|e| FileError::Pem { path: path.display().to_string(), reason: e.to_string() })?;
+    let chain: Vec<Vec<u8>> =
+        blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(|b| b.into_contents()).collect();
     if chain.is_empty() {
         return Err(FileError::Pem {
             path: path.display().to_string(),
@@ -76,10 +67,8 @@ pub fn read_chain_pem(path: &Path) -> Result<Vec<Vec<u8>>, FileError> {
 /// Reads the PKCS#8 PRIVATE KEY block of a PEM file.
 pub fn read_key_pem(path: &Path) -> Result<Vec<u8>, FileError> {
     let text = std::fs::read(path).map_err(|e| io(path, e))?;
-    let block = pem::parse(&text).map_err(|e| FileError::Pem {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let block = pem::parse(&text)
+        .map_err(|e| FileError::Pem { path: path.display().to_string(), reason: e.to_string() })?;
     if block.tag() != "PRIVATE KEY" {
         return Err(FileError::Pem {
             path: path.display().to_string(),

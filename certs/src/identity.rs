@@ -53,9 +53,7 @@ impl NodeIdentity {
         let ok = match self.tier {
             Tier::National => self.id == NATIONAL && self.parent.is_none(),
             Tier::Provincial => {
-                self.id != NATIONAL
-                    && self.id.province() == Some(self.id)
-                    && self.parent == Some(NATIONAL)
+                self.id != NATIONAL && self.id.province() == Some(self.id) && self.parent == Some(NATIONAL)
             }
             Tier::Municipal => {
                 self.id.province() != Some(self.id)
@@ -98,8 +96,8 @@ impl NodeIdentity {
 
     /// Reads the identity (and checks its rules) from a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<NodeIdentity, String> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| format!("unparseable certificate: {e}"))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| format!("unparseable certificate: {e}"))?;
         let ext = cert
             .extensions()
             .iter()

@@ -16,8 +16,8 @@ pub use verify::{FederationVerifier, VerifyError};
 
 use cascade_protocol::{NodeId, Tier};
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, PKCS_ED25519,
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ED25519,
 };
 use std::fmt;
 
@@ -53,9 +53,7 @@ pub struct Authority {
 
 impl fmt::Debug for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authority")
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
+        f.debug_struct("Authority").field("identity", &self.identity).finish_non_exhaustive()
     }
 }
 
@@ -80,10 +78,7 @@ impl fmt::Debug for NodeCredentials {
 impl NodeCredentials {
     /// The chain as PEM text.
     pub fn chain_pem(&self) -> String {
-        self.chain
-            .iter()
-            .map(|der| pem_encode("CERTIFICATE", der))
-            .collect()
+        self.chain.iter().map(|der| pem_encode("CERTIFICATE", der)).collect()
     }
 
     /// The private key as PEM text (secret).
@@ -100,22 +95,14 @@ impl NodeCredentials {
 
     /// Turns a provincial CA's credentials into an authority able to issue its cities.
     pub fn into_authority(self) -> Result<Authority, CertError> {
-        let leaf = self
-            .chain
-            .first()
-            .ok_or_else(|| CertError::Issuer("empty chain".into()))?;
+        let leaf = self.chain.first().ok_or_else(|| CertError::Issuer("empty chain".into()))?;
         let identity = NodeIdentity::from_der(leaf).map_err(CertError::Issuer)?;
         let key = KeyPair::try_from(self.key_pkcs8.as_slice())?;
         let params = CertificateParams::from_ca_cert_der(&leaf.clone().into())?;
         // Rebuilding the certificate object only serves as the issuer handle: what
         // matters for signing is the subject name and the key, both unchanged.
         let cert = params.self_signed(&key)?;
-        Ok(Authority {
-            cert,
-            key,
-            chain: self.chain,
-            identity: Some(identity),
-        })
+        Ok(Authority { cert, key, chain: self.chain, identity: Some(identity) })
     }
 }
 
@@ -125,19 +112,12 @@ impl Authority {
         let key = KeyPair::generate_for(&PKCS_ED25519)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Cascade federation root");
+        params.distinguished_name.push(DnType::OrganizationName, "Cascade federation root");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         set_validity(&mut params, ROOT_CERT_DAYS);
         let cert = params.self_signed(&key)?;
-        Ok(Authority {
-            cert,
-            key,
-            chain: Vec::new(),
-            identity: None,
-        })
+        Ok(Authority { cert, key, chain: Vec::new(), identity: None })
     }
 
     /// Loads the federation root from its certificate and key (PEM).
@@ -145,12 +125,7 @@ impl Authority {
         let key = KeyPair::from_pem(key_pem)?;
         let params = CertificateParams::from_ca_cert_pem(cert_pem)?;
         let cert = params.self_signed(&key)?;
-        Ok(Authority {
-            cert,
-            key,
-            chain: Vec::new(),
-            identity: None,
-        })
+        Ok(Authority { cert, key, chain: Vec::new(), identity: None })
     }
 
     /// The root certificate (DER), for trust stores. Only meaningful for the root.
@@ -177,15 +152,10 @@ impl Authority {
 
     /// Issues a provincial node's issuing CA (separate from its leaf: a CA cannot
     /// serve as an end entity). Only the root issues these.
-    pub fn issue_provincial_ca(
-        &self,
-        identity: &NodeIdentity,
-    ) -> Result<NodeCredentials, CertError> {
+    pub fn issue_provincial_ca(&self, identity: &NodeIdentity) -> Result<NodeCredentials, CertError> {
         identity.check_rules().map_err(CertError::Identity)?;
         if self.identity.is_some() || identity.tier != Tier::Provincial {
-            return Err(CertError::Issuer(
-                "only the root issues provincial CAs".into(),
-            ));
+            return Err(CertError::Issuer("only the root issues provincial CAs".into()));
         }
         self.sign(identity, true)
     }
@@ -199,9 +169,9 @@ impl Authority {
             {
                 Ok(())
             }
-            (None, Tier::Municipal) => Err(CertError::Issuer(
-                "cities are certified by their provincial CA, not the root".into(),
-            )),
+            (None, Tier::Municipal) => {
+                Err(CertError::Issuer("cities are certified by their provincial CA, not the root".into()))
+            }
             (Some(issuer), _) => Err(CertError::Issuer(format!(
                 "{} ({}) may not certify {} ({})",
                 issuer.id,
@@ -214,23 +184,12 @@ impl Authority {
 
     fn sign(&self, identity: &NodeIdentity, ca: bool) -> Result<NodeCredentials, CertError> {
         let key = KeyPair::generate_for(&PKCS_ED25519)?;
-        let sans = if ca {
-            Vec::new()
-        } else {
-            vec![identity::server_name(identity.id)]
-        };
+        let sans = if ca { Vec::new() } else { vec![identity::server_name(identity.id)] };
         let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name.push(DnType::CommonName, identity.name.as_str());
         params
             .distinguished_name
-            .push(DnType::CommonName, identity.name.as_str());
-        params.distinguished_name.push(
-            DnType::OrganizationalUnitName,
-            if ca {
-                "provincial CA"
-            } else {
-                identity.tier.as_str()
-            },
-        );
+            .push(DnType::OrganizationalUnitName, if ca { "provincial CA" } else { identity.tier.as_str() });
         if ca {
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
             params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -238,24 +197,16 @@ impl Authority {
             params.is_ca = IsCa::ExplicitNoCa;
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         }
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params
             .custom_extensions
-            .push(CustomExtension::from_oid_content(
-                IDENTITY_OID,
-                identity.to_extension_value(),
-            ));
+            .push(CustomExtension::from_oid_content(IDENTITY_OID, identity.to_extension_value()));
         set_validity(&mut params, NODE_CERT_DAYS);
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         let mut chain = vec![cert.der().to_vec()];
         chain.extend(self.chain.iter().cloned());
-        Ok(NodeCredentials {
-            chain,
-            key_pkcs8: key.serialize_der(),
-        })
+        Ok(NodeCredentials { chain, key_pkcs8: key.serialize_der() })
     }
 }
 
@@ -277,12 +228,7 @@ pub fn node_identity(
     parent: Option<NodeId>,
     name: &str,
 ) -> Result<NodeIdentity, CertError> {
-    let identity = NodeIdentity {
-        id,
-        tier,
-        parent,
-        name: name.to_string(),
-    };
+    let identity = NodeIdentity { id, tier, parent, name: name.to_string() };
     identity.check_rules().map_err(CertError::Identity)?;
     Ok(identity)
 }
@@ -299,9 +245,7 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(NOW, |d| d.as_secs())
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(NOW, |d| d.as_secs())
     }
 
     #[test]
@@ -309,47 +253,34 @@ mod tests {
         let root = Authority::new_root("test root").unwrap();
         let verifier = FederationVerifier::new(root.cert_der()).unwrap();
         let province = root
-            .issue(
-                &node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省")
-                    .unwrap(),
-            )
+            .issue(&node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省").unwrap())
             .unwrap();
-        let member = verifier.verify_chain(&province.chain, now()).unwrap();
+        let member = verifier.verify_chain(&province.chain, Some(now())).unwrap();
         assert_eq!(member.id, id("370000"));
         assert_eq!(member.key, province.signing_key().unwrap().verifying_key());
         assert_eq!(member.name, "山东省");
 
         let ca = root
             .issue_provincial_ca(
-                &node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省")
-                    .unwrap(),
+                &node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省").unwrap(),
             )
             .unwrap();
         let hub = ca.into_authority().unwrap();
         let city = hub
-            .issue(
-                &node_identity(id("370100"), Tier::Municipal, Some(id("370000")), "济南市")
-                    .unwrap(),
-            )
+            .issue(&node_identity(id("370100"), Tier::Municipal, Some(id("370000")), "济南市").unwrap())
             .unwrap();
         assert_eq!(city.chain.len(), 2);
-        let member = verifier.verify_chain(&city.chain, now()).unwrap();
+        let member = verifier.verify_chain(&city.chain, Some(now())).unwrap();
         assert_eq!(
             (member.id, member.tier, member.parent),
             (id("370100"), Tier::Municipal, Some(id("370000")))
         );
 
         // A province cannot certify another province's city, nor the root a city.
-        let beijing_city = node_identity(
-            id("130100"),
-            Tier::Municipal,
-            Some(id("130000")),
-            "石家庄市",
-        )
-        .unwrap();
+        let beijing_city =
+            node_identity(id("130100"), Tier::Municipal, Some(id("130000")), "石家庄市").unwrap();
         assert!(hub.issue(&beijing_city).is_err());
-        let jinan =
-            node_identity(id("370100"), Tier::Municipal, Some(id("370000")), "济南市").unwrap();
+        let jinan = node_identity(id("370100"), Tier::Municipal, Some(id("370000")), "济南市").unwrap();
         assert!(root.issue(&jinan).is_err());
     }
 
@@ -359,12 +290,9 @@ mod tests {
         let rogue = Authority::new_root("rogue").unwrap();
         let verifier = FederationVerifier::new(root.cert_der()).unwrap();
         let creds = rogue
-            .issue(
-                &node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省")
-                    .unwrap(),
-            )
+            .issue(&node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省").unwrap())
             .unwrap();
-        let err = verifier.verify_chain(&creds.chain, now()).unwrap_err();
+        let err = verifier.verify_chain(&creds.chain, Some(now())).unwrap_err();
         assert!(err.contains("federation root"), "{err}");
     }
 
@@ -384,7 +312,7 @@ mod tests {
         let creds = again
             .issue(&node_identity(id("100000"), Tier::National, None, "中华人民共和国").unwrap())
             .unwrap();
-        verifier.verify_chain(&creds.chain, now()).unwrap();
+        verifier.verify_chain(&creds.chain, Some(now())).unwrap();
     }
 
     #[test]
@@ -392,9 +320,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.key");
         let root = Authority::new_root("root").unwrap();
-        let creds = root
-            .issue(&node_identity(id("100000"), Tier::National, None, "国家").unwrap())
-            .unwrap();
+        let creds = root.issue(&node_identity(id("100000"), Tier::National, None, "国家").unwrap()).unwrap();
         write_private(&path, creds.key_pem().as_bytes()).unwrap();
         #[cfg(unix)]
         {

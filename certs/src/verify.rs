@@ -41,10 +41,8 @@ impl FederationVerifier {
         let leaf_der = CertificateDer::from(leaf.as_slice());
         let ee = webpki::EndEntityCert::try_from(&leaf_der)
             .map_err(|e| format!("unparseable certificate: {e:?}"))?;
-        let intermediates: Vec<CertificateDer<'_>> = intermediates
-            .iter()
-            .map(|c| CertificateDer::from(c.as_slice()))
-            .collect();
+        let intermediates: Vec<CertificateDer<'_>> =
+            intermediates.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
         ee.verify_for_usage(
             &[webpki::ring::ED25519],
             &[anchor],
@@ -60,15 +58,10 @@ impl FederationVerifier {
         // province, national and provincial nodes by the root.
         match identity.tier {
             Tier::Municipal => {
-                let issuer = chain
-                    .get(1)
-                    .ok_or("a city's chain must include its province")?;
+                let issuer = chain.get(1).ok_or("a city's chain must include its province")?;
                 let issuer = NodeIdentity::from_der(issuer)?;
                 if issuer.tier != Tier::Provincial || Some(issuer.id) != identity.parent {
-                    return Err(format!(
-                        "{} is certified by {}, not by its parent",
-                        identity.id, issuer.id
-                    ));
+                    return Err(format!("{} is certified by {}, not by its parent", identity.id, issuer.id));
                 }
                 if chain.len() != 2 {
                     return Err("a city's chain must be exactly city, province".into());
@@ -85,31 +78,37 @@ impl FederationVerifier {
     }
 }
 
+/// The first second at which every certificate of `chain` is valid.
+fn issued_at(chain: &[Vec<u8>]) -> Result<u64, String> {
+    let mut at = 0u64;
+    for der in chain {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| format!("unparseable certificate: {e}"))?;
+        let not_before = u64::try_from(cert.validity().not_before.timestamp()).unwrap_or(0);
+        at = at.max(not_before);
+    }
+    Ok(at + 1)
+}
+
 fn ed25519_key(der: &[u8]) -> Result<[u8; 32], String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("unparseable certificate: {e}"))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("unparseable certificate: {e}"))?;
     let spki = cert.public_key();
     if spki.algorithm.algorithm.to_id_string() != "1.3.101.112" {
         return Err("node keys must be Ed25519".into());
     }
-    spki.subject_public_key
-        .data
-        .as_ref()
-        .try_into()
-        .map_err(|_| "bad Ed25519 key length".into())
+    spki.subject_public_key.data.as_ref().try_into().map_err(|_| "bad Ed25519 key length".into())
 }
 
 impl MembershipVerifier for FederationVerifier {
-    fn verify_chain(&self, chain: &[Vec<u8>], now: u64) -> Result<Member, String> {
+    fn verify_chain(&self, chain: &[Vec<u8>], now: Option<u64>) -> Result<Member, String> {
+        let now = match now {
+            Some(now) => now,
+            None => issued_at(chain)?,
+        };
         let (identity, key) = self.verify(chain, now)?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&key)
-            .map_err(|e| format!("bad Ed25519 key: {e}"))?;
-        Ok(Member {
-            id: identity.id,
-            tier: identity.tier,
-            parent: identity.parent,
-            name: identity.name,
-            key,
-        })
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| format!("bad Ed25519 key: {e}"))?;
+        Ok(Member { id: identity.id, tier: identity.tier, parent: identity.parent, name: identity.name, key })
     }
 }

@@ -93,9 +93,7 @@ impl Federation {
         pki::prepare(&topology, &options.data).map_err(anyhow::Error::msg)?;
         let mut configs = BTreeMap::new();
         for (i, node) in topology.nodes.iter().enumerate() {
-            let admin_port = options
-                .admin_port_base
-                .map_or(0, |base| base.saturating_add(i as u16));
+            let admin_port = options.admin_port_base.map_or(0, |base| base.saturating_add(i as u16));
             configs.insert(
                 node.id,
                 NodeConfig {
@@ -111,19 +109,12 @@ impl Federation {
                 },
             );
         }
-        Ok(Federation {
-            topology,
-            configs,
-            running: BTreeMap::new(),
-        })
+        Ok(Federation { topology, configs, running: BTreeMap::new() })
     }
 
     /// Points a node at a parent address of the caller's choosing (e.g. a test peer).
     pub fn set_parent_addr(&mut self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
-        let config = self
-            .configs
-            .get_mut(&id)
-            .ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        let config = self.configs.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
         config.parent_addr = Some(addr);
         Ok(())
     }
@@ -131,11 +122,7 @@ impl Federation {
     /// Starts (or restarts) one node from its data folder, on its previous ports.
     pub async fn start(&mut self, id: NodeId) -> anyhow::Result<()> {
         anyhow::ensure!(!self.running.contains_key(&id), "{id} is already running");
-        let mut config = self
-            .configs
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        let mut config = self.configs.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
         if let (Some(parent), None) = (config.parent, config.parent_addr) {
             let running = self.running.get(&parent);
             let addr = running
@@ -162,27 +149,17 @@ impl Federation {
         }));
         self.running.insert(
             id,
-            RunningNode {
-                node,
-                admin_url: format!("http://{admin_addr}"),
-                stop_admin,
-                admin_task,
-            },
+            RunningNode { node, admin_url: format!("http://{admin_addr}"), stop_admin, admin_task },
         );
         Ok(())
     }
 
     /// Stops one node cleanly (its data stays).
     pub async fn stop(&mut self, id: NodeId) -> anyhow::Result<()> {
-        let running = self
-            .running
-            .remove(&id)
-            .ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
+        let running = self.running.remove(&id).ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
         let _ = running.stop_admin.send(());
         let _ = running.admin_task.await;
-        let node = release(running.node)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
+        let node = release(running.node).await.ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
         node.shutdown().await?;
         Ok(())
     }

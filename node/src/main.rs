@@ -2,8 +2,7 @@
 
 use anyhow::{bail, Context};
 use cascade_certs::{
-    node_identity, read_chain_pem, read_key_pem, write_private, Authority, NodeCredentials,
-    NodeIdentity,
+    node_identity, read_chain_pem, read_key_pem, write_private, Authority, NodeCredentials, NodeIdentity,
 };
 use cascade_node::federation::{Federation, LaunchOptions};
 use cascade_node::topology::Topology;
@@ -99,9 +98,8 @@ enum CertsCommand {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,quinn=warn,sled=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,sled=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -115,45 +113,48 @@ fn main() -> anyhow::Result<()> {
 async fn async_main(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => run(&config).await,
-        Command::Up {
-            topology,
-            data,
-            admin_port_base,
-        } => up(&topology, data, admin_port_base).await,
+        Command::Up { topology, data, admin_port_base } => up(&topology, data, admin_port_base).await,
         Command::Certs { .. } => unreachable!("handled synchronously"),
     }
 }
 
 async fn run(path: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = NodeConfig::from_toml(&text)
-        .map_err(anyhow::Error::msg)
-        .context("invalid config")?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = NodeConfig::from_toml(&text).map_err(anyhow::Error::msg).context("invalid config")?;
     let admin = config.admin_listen;
     let node = Arc::new(Node::start(config).await?);
-    let listener = tokio::net::TcpListener::bind(admin)
-        .await
-        .with_context(|| format!("admin {admin}"))?;
+    let listener = tokio::net::TcpListener::bind(admin).await.with_context(|| format!("admin {admin}"))?;
     println!(
         "node {} ({}) quic {} admin http://{} token file {}",
         node.identity().id,
         node.identity().name,
         node.quic_addr(),
         listener.local_addr()?,
-        node.config()
-            .data_dir
-            .join(cascade_runtime::TOKEN_FILE)
-            .display()
+        node.config().data_dir.join(cascade_runtime::TOKEN_FILE).display()
     );
-    cascade_admin::serve(node.clone(), listener, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let watched = node.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let reason = tokio::select! {
+            _ = tokio::signal::ctrl_c() => String::new(),
+            reason = watched.failed() => reason,
+        };
+        let _ = stop_tx.send(reason);
+    });
+    let (failure_tx, failure_rx) = tokio::sync::oneshot::channel::<String>();
+    cascade_admin::serve(node.clone(), listener, async move {
+        let reason = stop_rx.await.unwrap_or_default();
+        let _ = failure_tx.send(reason);
     })
     .await?;
+    let failure = failure_rx.await.unwrap_or_default();
     let node = cascade_node::federation::release(node)
         .await
         .ok_or_else(|| anyhow::anyhow!("node still in use at shutdown"))?;
     node.shutdown().await?;
+    if !failure.is_empty() {
+        bail!("node failed: {failure}");
+    }
     Ok(())
 }
 
@@ -167,19 +168,9 @@ async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Res
     let federation = Federation::launch(topology, &options).await?;
     let manifest = data.join("federation.json");
     federation.write_manifest(&manifest)?;
-    println!(
-        "federation {:?}: {} nodes",
-        federation.topology().name,
-        federation.manifest().len()
-    );
+    println!("federation {:?}: {} nodes", federation.topology().name, federation.manifest().len());
     for node in federation.manifest() {
-        println!(
-            "  {} {:<12} {:<10} {}",
-            node.id,
-            node.name,
-            node.tier.as_str(),
-            node.admin_url
-        );
+        println!("  {} {:<12} {:<10} {}", node.id, node.name, node.tier.as_str(), node.admin_url);
     }
     println!("tokens and addresses: {}", manifest.display());
     println!("press Ctrl-C to stop");
@@ -195,39 +186,19 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
             std::fs::create_dir_all(&out)?;
             let (cert, key) = (out.join("root.pem"), out.join("root.key"));
             if cert.exists() || key.exists() {
-                bail!(
-                    "{} already holds a root; refusing to overwrite",
-                    out.display()
-                );
+                bail!("{} already holds a root; refusing to overwrite", out.display());
             }
             let root = Authority::new_root(&name)?;
             std::fs::write(&cert, root.cert_pem())?;
             write_private(&key, root.key_pem().as_bytes())?;
-            println!(
-                "root: {} (key {}, mode 0600)",
-                cert.display(),
-                key.display()
-            );
+            println!("root: {} (key {}, mode 0600)", cert.display(), key.display());
         }
-        CertsCommand::Issue {
-            issuer_cert,
-            issuer_key,
-            id,
-            tier,
-            parent,
-            name,
-            ca,
-            out,
-        } => {
+        CertsCommand::Issue { issuer_cert, issuer_key, id, tier, parent, name, ca, out } => {
             let chain = read_chain_pem(&issuer_cert)?;
             let key = read_key_pem(&issuer_key)?;
             let first = chain.first().context("issuer file holds no certificate")?;
             let issuer = if NodeIdentity::from_der(first).is_ok() {
-                NodeCredentials {
-                    chain,
-                    key_pkcs8: key,
-                }
-                .into_authority()?
+                NodeCredentials { chain, key_pkcs8: key }.into_authority()?
             } else {
                 let cert = std::fs::read_to_string(&issuer_cert)?;
                 let key = std::fs::read_to_string(&issuer_key)?;
@@ -244,12 +215,7 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
             let key = out.join(format!("{stem}.key"));
             std::fs::write(&pem, creds.chain_pem())?;
             write_private(&key, creds.key_pem().as_bytes())?;
-            println!(
-                "issued {id} ({}): {} (key {}, mode 0600)",
-                tier.as_str(),
-                pem.display(),
-                key.display()
-            );
+            println!("issued {id} ({}): {} (key {}, mode 0600)", tier.as_str(), pem.display(), key.display());
         }
         CertsCommand::Show { file } => {
             let chain = read_chain_pem(&file)?;

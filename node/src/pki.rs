@@ -25,8 +25,7 @@ fn write_pem(path: &Path, text: &str) -> Result<(), String> {
 
 fn write_creds(dir: &Path, stem: &str, creds: &NodeCredentials) -> Result<(), String> {
     write_pem(&dir.join(format!("{stem}.pem")), &creds.chain_pem())?;
-    write_private(&dir.join(format!("{stem}.key")), creds.key_pem().as_bytes())
-        .map_err(|e| e.to_string())
+    write_private(&dir.join(format!("{stem}.key")), creds.key_pem().as_bytes()).map_err(|e| e.to_string())
 }
 
 fn read_creds(dir: &Path, stem: &str) -> Result<Option<NodeCredentials>, String> {
@@ -50,8 +49,8 @@ pub fn prepare(topology: &Topology, data: &Path) -> Result<(), String> {
         let key = std::fs::read_to_string(&root_key).map_err(|e| e.to_string())?;
         Authority::load_root(&cert, &key).map_err(|e| e.to_string())?
     } else {
-        let root = Authority::new_root(&format!("Cascade root ({})", topology.name))
-            .map_err(|e| e.to_string())?;
+        let root =
+            Authority::new_root(&format!("Cascade root ({})", topology.name)).map_err(|e| e.to_string())?;
         write_pem(&root_pem, &root.cert_pem())?;
         write_private(&root_key, root.key_pem().as_bytes()).map_err(|e| e.to_string())?;
         root
@@ -59,15 +58,13 @@ pub fn prepare(topology: &Topology, data: &Path) -> Result<(), String> {
     let mut cas: BTreeMap<NodeId, Authority> = BTreeMap::new();
     for node in &topology.nodes {
         let dir = node_certs_dir(data, node.id);
-        let identity = node_identity(node.id, node.tier, node.parent, &node.name)
-            .map_err(|e| e.to_string())?;
+        let identity =
+            node_identity(node.id, node.tier, node.parent, &node.name).map_err(|e| e.to_string())?;
         if node.tier == Tier::Provincial {
             let ca = match read_creds(&dir, "ca")? {
                 Some(ca) => ca,
                 None => {
-                    let ca = root
-                        .issue_provincial_ca(&identity)
-                        .map_err(|e| e.to_string())?;
+                    let ca = root.issue_provincial_ca(&identity).map_err(|e| e.to_string())?;
                     write_creds(&dir, "ca", &ca)?;
                     ca
                 }
@@ -79,10 +76,9 @@ pub fn prepare(topology: &Topology, data: &Path) -> Result<(), String> {
             continue;
         }
         let creds = match (node.tier, node.parent) {
-            (Tier::Municipal, Some(parent)) => cas
-                .get(&parent)
-                .ok_or_else(|| format!("no CA for province {parent}"))?
-                .issue(&identity),
+            (Tier::Municipal, Some(parent)) => {
+                cas.get(&parent).ok_or_else(|| format!("no CA for province {parent}"))?.issue(&identity)
+            }
             _ => root.issue(&identity),
         }
         .map_err(|e| e.to_string())?;

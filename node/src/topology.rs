@@ -57,10 +57,7 @@ impl Topology {
                 .map_err(|e| format!("node {}: {e}", node.id))?;
             if let Some(parent) = node.parent {
                 if !seen.contains_key(&parent) {
-                    return Err(format!(
-                        "node {}: parent {parent} must be listed before it",
-                        node.id
-                    ));
+                    return Err(format!("node {}: parent {parent} must be listed before it", node.id));
                 }
             }
             if seen.insert(node.id, node.tier).is_some() {

@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 /// GB 32100 alphabet; a character's value is its index (0..=30).
 const CREDIT_ALPHABET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 /// GB 32100 weights `3^(i-1) mod 31` for positions 1..=17.
-const CREDIT_WEIGHTS: [u32; 17] = [
-    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-];
+const CREDIT_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 /// Upper bound for every free-text field, in characters.
 const MAX_TEXT: usize = 4000;
 const MAX_NAME: usize = 200;
@@ -21,11 +19,7 @@ fn credit_value(c: char) -> Option<u32> {
 
 /// Computes the GB 32100 check character for the first 17 characters, or `None` if they are invalid.
 pub fn credit_code_check_char(first17: &str) -> Option<char> {
-    let values: Vec<u32> = first17
-        .chars()
-        .take(18)
-        .map(credit_value)
-        .collect::<Option<_>>()?;
+    let values: Vec<u32> = first17.chars().take(18).map(credit_value).collect::<Option<_>>()?;
     if values.len() != 17 {
         return None;
     }
@@ -227,10 +221,7 @@ pub struct FieldError {
 }
 
 fn ferr(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.into(),
-        reason: reason.into(),
-    }
+    FieldError { field: field.into(), reason: reason.into() }
 }
 
 fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), FieldError> {
@@ -270,9 +261,8 @@ pub fn validate_classification(s: &str) -> Result<(), String> {
 
 /// Validates a resource code: classification, "/", then exactly 6 digits.
 pub fn validate_resource_code(code: &str) -> Result<(), String> {
-    let (class, seq) = code
-        .split_once('/')
-        .ok_or_else(|| format!("{code:?}: expected <classification>/<6 digits>"))?;
+    let (class, seq) =
+        code.split_once('/').ok_or_else(|| format!("{code:?}: expected <classification>/<6 digits>"))?;
     validate_classification(class).map_err(|e| format!("classification part: {e}"))?;
     if seq.len() != 6 || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("sequence part {seq:?} must be exactly 6 digits"));
@@ -288,14 +278,12 @@ pub fn resource_code(classification: &str, seq: u64) -> String {
 /// Validates a calendar date in YYYY-MM-DD form (year 0001-9999, leap years honoured).
 pub fn validate_date(s: &str) -> Result<(), String> {
     let b = s.as_bytes();
-    let ok_at = |(i, c): (usize, &u8)| {
-        matches!((i, c), (4 | 7, b'-')) || (i != 4 && i != 7 && c.is_ascii_digit())
-    };
+    let ok_at =
+        |(i, c): (usize, &u8)| matches!((i, c), (4 | 7, b'-')) || (i != 4 && i != 7 && c.is_ascii_digit());
     if b.len() != 10 || !b.iter().enumerate().all(ok_at) {
         return Err(format!("{s:?}: expected YYYY-MM-DD"));
     }
-    let num =
-        |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
+    let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
     let (y, m, d) = (num(0..4), num(5..7), num(8..10));
     let days = match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -305,9 +293,7 @@ pub fn validate_date(s: &str) -> Result<(), String> {
         _ => return Err(format!("{s:?}: month must be 01-12")),
     };
     if y == 0 || d == 0 || d > days {
-        return Err(format!(
-            "{s:?}: year must be 0001-9999 and day 01-{days:02}"
-        ));
+        return Err(format!("{s:?}: year must be 0001-9999 and day 01-{days:02}"));
     }
     Ok(())
 }
@@ -485,11 +471,7 @@ mod tests {
         assert_eq!(field_of(&d), "data_items");
         d.format = ResourceFormat::ServiceInterface;
         assert_eq!(d.validate(), Ok(()));
-        d.data_items.push(DataItem {
-            name: " ".into(),
-            data_type: DataType::Date,
-            length: None,
-        });
+        d.data_items.push(DataItem { name: " ".into(), data_type: DataType::Date, length: None });
         assert_eq!(field_of(&d), "data_items[0].name");
     }
 
@@ -516,14 +498,7 @@ mod tests {
         assert_eq!(field_of(&d), "publish_date");
         d.publish_date = Some("2024-02-29".into());
         assert_eq!(d.validate(), Ok(()));
-        for bad in [
-            "1900-02-29",
-            "2024-13-01",
-            "2024-04-31",
-            "2024-1-01",
-            "2024/01/01",
-            "é",
-        ] {
+        for bad in ["1900-02-29", "2024-13-01", "2024-04-31", "2024-1-01", "2024/01/01", "é"] {
             assert!(validate_date(bad).is_err(), "{bad}");
         }
     }
@@ -534,15 +509,7 @@ mod tests {
         for ok in ["3/000001", "1.01/123456", "3.2.15/000000", "2.1234/999999"] {
             assert_eq!(validate_resource_code(ok), Ok(()), "{ok}");
         }
-        for bad in [
-            "3",
-            "4/000001",
-            "3/00001",
-            "3/0000001",
-            "3./000001",
-            "3.12345/1",
-            "/000001",
-        ] {
+        for bad in ["3", "4/000001", "3/00001", "3/0000001", "3./000001", "3.12345/1", "/000001"] {
             assert!(validate_resource_code(bad).is_err(), "{bad}");
         }
         let mut d = example();
@@ -555,28 +522,15 @@ mod tests {
 
     #[test]
     fn enums_and_catalog_entry() {
-        assert_eq!(
-            serde_json::to_string(&ShareType::NotShared).unwrap(),
-            r#""not_shared""#
-        );
+        assert_eq!(serde_json::to_string(&ShareType::NotShared).unwrap(), r#""not_shared""#);
         assert_eq!(UpdateCycle::HalfYearly.as_str(), "half_yearly");
-        assert_eq!(
-            serde_json::to_string(&DataType::DateTime).unwrap(),
-            r#""T""#
-        );
-        let e =
-            CatalogEntry::from_draft(example(), resource_code("3", 1), 1, EntryStatus::Published);
+        assert_eq!(serde_json::to_string(&DataType::DateTime).unwrap(), r#""T""#);
+        let e = CatalogEntry::from_draft(example(), resource_code("3", 1), 1, EntryStatus::Published);
         assert_eq!(e.validate(), Ok(()));
-        assert_eq!(
-            CatalogEntry::from_draft(e.to_draft(), e.code.clone(), 1, e.status),
-            e
-        );
+        assert_eq!(CatalogEntry::from_draft(e.to_draft(), e.code.clone(), 1, e.status), e);
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<CatalogEntry>(&json).unwrap(), e);
-        let bad = CatalogEntry {
-            code: "garbage/é".into(),
-            ..e
-        };
+        let bad = CatalogEntry { code: "garbage/é".into(), ..e };
         assert_eq!(bad.validate().unwrap_err().field, "code");
     }
 }

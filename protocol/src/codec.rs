@@ -30,21 +30,15 @@ pub enum CodecError {
 }
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
-        .with_big_endian()
-        .with_fixed_int_encoding()
-        .with_limit::<MAX_FRAME_BYTES>()
+    bincode::config::standard().with_big_endian().with_fixed_int_encoding().with_limit::<MAX_FRAME_BYTES>()
 }
 
 /// Encodes a value with the canonical configuration.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let bytes = bincode::serde::encode_to_vec(value, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    let bytes =
+        bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
     if bytes.len() > MAX_FRAME_BYTES {
-        return Err(CodecError::TooLarge {
-            len: bytes.len(),
-            limit: MAX_FRAME_BYTES,
-        });
+        return Err(CodecError::TooLarge { len: bytes.len(), limit: MAX_FRAME_BYTES });
     }
     Ok(bytes)
 }
@@ -54,13 +48,10 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
     let limit = limit.min(MAX_FRAME_BYTES);
     if bytes.len() > limit {
-        return Err(CodecError::TooLarge {
-            len: bytes.len(),
-            limit,
-        });
+        return Err(CodecError::TooLarge { len: bytes.len(), limit });
     }
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
@@ -76,16 +67,10 @@ mod tests {
         let v: Vec<u32> = vec![1, 2, 3];
         let bytes = encode(&v).unwrap();
         assert_eq!(decode::<Vec<u32>>(&bytes, 1024).unwrap(), v);
-        assert!(matches!(
-            decode::<Vec<u32>>(&bytes, 4),
-            Err(CodecError::TooLarge { .. })
-        ));
+        assert!(matches!(decode::<Vec<u32>>(&bytes, 4), Err(CodecError::TooLarge { .. })));
         let mut extra = bytes.clone();
         extra.push(0);
-        assert!(matches!(
-            decode::<Vec<u32>>(&extra, 1024),
-            Err(CodecError::Trailing(1))
-        ));
+        assert!(matches!(decode::<Vec<u32>>(&extra, 1024), Err(CodecError::Trailing(1))));
     }
 
     #[test]

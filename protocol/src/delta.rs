@@ -68,12 +68,10 @@ pub struct Revocation {
 }
 
 impl Revocation {
-    /// The last valid seq of the revoked node's log in `scope`.
-    pub fn cutoff_for(&self, scope: Scope) -> u64 {
-        self.cutoff
-            .iter()
-            .find(|(s, _)| *s == scope)
-            .map_or(0, |(_, seq)| *seq)
+    /// The last valid seq of the revoked node's log in `scope`, if the revoker
+    /// could see that log (the national node never sees province-scoped logs).
+    pub fn cutoff_for(&self, scope: Scope) -> Option<u64> {
+        self.cutoff.iter().find(|(s, _)| *s == scope).map(|(_, seq)| *seq)
     }
 }
 
@@ -99,19 +97,9 @@ impl Delta {
     ) -> Result<Delta, DeltaError> {
         let body = codec::encode(body)?;
         if body.len() > MAX_BODY_BYTES {
-            return Err(CodecError::TooLarge {
-                len: body.len(),
-                limit: MAX_BODY_BYTES,
-            }
-            .into());
+            return Err(CodecError::TooLarge { len: body.len(), limit: MAX_BODY_BYTES }.into());
         }
-        let mut delta = Delta {
-            log,
-            seq,
-            prev,
-            body,
-            signature: Vec::new(),
-        };
+        let mut delta = Delta { log, seq, prev, body, signature: Vec::new() };
         delta.signature = key.sign(&delta.signing_bytes()).to_bytes().to_vec();
         Ok(delta)
     }
@@ -133,18 +121,13 @@ impl Delta {
 
     /// The signature as a typed value, if it has the right length.
     pub fn signature(&self) -> Result<Signature, DeltaError> {
-        let bytes: [u8; 64] = self
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| DeltaError::BadSignature)?;
+        let bytes: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| DeltaError::BadSignature)?;
         Ok(Signature::from_bytes(&bytes))
     }
 
     /// Verifies the signature against the origin's key.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), DeltaError> {
-        key.verify_strict(&self.signing_bytes(), &self.signature()?)
-            .map_err(|_| DeltaError::BadSignature)
+        key.verify_strict(&self.signing_bytes(), &self.signature()?).map_err(|_| DeltaError::BadSignature)
     }
 
     /// The chain hash of this delta: the next delta's `prev`.

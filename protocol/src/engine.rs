@@ -14,6 +14,14 @@ use std::fmt;
 /// largest federation (365 nodes) fits many times over.
 pub const MAX_HELLO_LOGS: usize = 16_384;
 
+/// Most gaps remembered per neighbour: bounds what junk deltas naming made-up logs
+/// can make us keep (and ask for).
+pub const MAX_ASKED_PER_PEER: usize = 4_096;
+
+/// `Need` requests served per neighbour per second: each may stream a whole log,
+/// so a neighbour repeating them cannot make us resend without end.
+pub const NEEDS_PER_SECOND: u32 = 64;
+
 /// Something that happened to the node.
 #[derive(Debug)]
 pub enum Event {
@@ -99,6 +107,8 @@ pub enum RejectReason {
     Revoked,
     /// A province-scoped delta outside its province.
     OutOfScope,
+    /// The origin signed two different deltas at the same position (equivocation).
+    Fork,
     /// The body is malformed or violates a rule.
     Invalid(String),
 }
@@ -113,6 +123,7 @@ impl RejectReason {
             RejectReason::NotMember(_) => "not_member",
             RejectReason::Revoked => "revoked",
             RejectReason::OutOfScope => "out_of_scope",
+            RejectReason::Fork => "fork",
             RejectReason::Invalid(_) => "invalid",
         }
     }
@@ -153,6 +164,22 @@ pub enum EngineError {
     },
 }
 
+/// Per scope, the last seq of a revoked node's log that stays valid.
+#[derive(Clone, Copy, Debug)]
+struct Cutoffs {
+    federation: u64,
+    province: u64,
+}
+
+impl Cutoffs {
+    fn of(&self, scope: Scope) -> u64 {
+        match scope {
+            Scope::Federation => self.federation,
+            Scope::Province => self.province,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Head {
     seq: u64,
@@ -167,6 +194,8 @@ struct PeerState {
     vv: HashMap<LogId, u64>,
     /// Gaps already asked for, so a broken relay cannot make us ask in a loop.
     asked: HashMap<LogId, u64>,
+    /// The second (of `now`) the Need budget belongs to, and what is left of it.
+    need_window: (u64, u32),
 }
 
 /// Outcome of checking one incoming delta.
@@ -177,6 +206,15 @@ enum Check {
     Duplicate,
     /// Comes after a missing delta.
     Gap,
+}
+
+/// The time a delta is checked at.
+#[derive(Clone, Copy, Debug)]
+enum Clock {
+    /// Now (unix seconds): certificates must be valid, revocations apply.
+    At(u64),
+    /// Re-reading the store: the delta was valid when admitted.
+    Restoring,
 }
 
 /// The parts of a verified delta that change engine state.
@@ -194,7 +232,8 @@ pub struct Engine {
     verifier: Box<dyn MembershipVerifier>,
     heads: BTreeMap<LogId, Head>,
     members: HashMap<NodeId, Member>,
-    revocations: HashMap<NodeId, Vec<(NodeId, Revocation)>>,
+    /// Revoked nodes: per scope, the last seq that stays valid.
+    revoked: HashMap<NodeId, Cutoffs>,
     peers: BTreeMap<NodeId, PeerState>,
 }
 
@@ -206,13 +245,9 @@ impl Engine {
         verifier: Box<dyn MembershipVerifier>,
         now: u64,
     ) -> Result<Self, EngineError> {
-        let me = verifier
-            .verify_chain(&chain, now)
-            .map_err(EngineError::Identity)?;
+        let me = verifier.verify_chain(&chain, Some(now)).map_err(EngineError::Identity)?;
         if me.key != key.verifying_key() {
-            return Err(EngineError::Identity(
-                "certificate key is not the signing key".into(),
-            ));
+            return Err(EngineError::Identity("certificate key is not the signing key".into()));
         }
         let mut members = HashMap::new();
         members.insert(me.id, me.clone());
@@ -223,7 +258,7 @@ impl Engine {
             verifier,
             heads: BTreeMap::new(),
             members,
-            revocations: HashMap::new(),
+            revoked: HashMap::new(),
             peers: BTreeMap::new(),
         })
     }
@@ -234,24 +269,22 @@ impl Engine {
     }
 
     /// Re-admits the stored logs after a restart: each log's deltas are fed in order
-    /// through full verification, so a corrupted store is detected, not trusted.
+    /// through verification (signatures, chains, certificates), so a corrupted store
+    /// is detected, not trusted. Deltas were valid when admitted: a later revocation
+    /// or certificate expiry does not make them unreadable.
     /// `deltas` yields every stored delta in log order.
-    pub fn restore<I>(&mut self, now: u64, deltas: I) -> Result<(), EngineError>
+    pub fn restore<I>(&mut self, deltas: I) -> Result<(), EngineError>
     where
         I: IntoIterator<Item = Delta>,
     {
         for delta in deltas {
             let (log, seq) = (delta.log, delta.seq);
-            match self.check(now, &delta) {
+            match self.check(Clock::Restoring, &delta) {
                 Ok(Check::Accept(verified)) => {
                     self.admit(&delta, verified);
                 }
                 Ok(Check::Duplicate | Check::Gap) => {
-                    return Err(EngineError::CorruptStore {
-                        log,
-                        seq,
-                        reason: RejectReason::BrokenChain,
-                    })
+                    return Err(EngineError::CorruptStore { log, seq, reason: RejectReason::BrokenChain })
                 }
                 Err(reason) => return Err(EngineError::CorruptStore { log, seq, reason }),
             }
@@ -276,9 +309,7 @@ impl Engine {
 
     /// Whether `node` is revoked by a valid revocation.
     pub fn is_revoked(&self, node: NodeId) -> bool {
-        self.revocations
-            .get(&node)
-            .is_some_and(|revs| !revs.is_empty())
+        self.revoked.contains_key(&node)
     }
 
     /// Every member whose Join has been seen (this node included).
@@ -288,10 +319,7 @@ impl Engine {
 
     /// Every node revoked by a valid revocation.
     pub fn revoked(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.revocations
-            .iter()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(id, _)| *id)
+        self.revoked.keys().copied()
     }
 
     /// The neighbours currently up, and whether their Hello arrived.
@@ -306,24 +334,31 @@ impl Engine {
         Ok(actions)
     }
 
-    /// Creates, signs and admits a new delta of this node. The returned actions
-    /// persist it (and a Join first, if the log is new) and push it to neighbours.
+    /// Creates, signs and admits a new delta of this node. The actions appended to
+    /// `actions` persist it (and a Join first, if the log is new) and push it to
+    /// neighbours; they must be executed even when an error is returned, since a
+    /// new log's Join may have been admitted before the delta was refused.
     pub fn originate(
         &mut self,
         now: u64,
         scope: Scope,
         body: &DeltaBody,
-    ) -> Result<(Delta, Vec<Action>), EngineError> {
+        actions: &mut Vec<Action>,
+    ) -> Result<Delta, EngineError> {
         if matches!(body, DeltaBody::Join { .. }) {
-            return Err(EngineError::Refused(RejectReason::Invalid(
-                "Join is automatic".into(),
-            )));
+            return Err(EngineError::Refused(RejectReason::Invalid("Join is automatic".into())));
         }
-        let mut actions = Vec::new();
-        self.ensure_joined(now, scope, &mut actions)?;
+        // Refuse an oversized body before anything changes.
+        let size = crate::codec::encode(body).map_err(DeltaError::from)?.len();
+        if size > MAX_BODY_BYTES {
+            return Err(EngineError::Refused(RejectReason::Invalid(format!(
+                "delta body of {size} bytes exceeds {MAX_BODY_BYTES}"
+            ))));
+        }
+        self.ensure_joined(now, scope, actions)?;
         let delta = self.sign_next(scope, body)?;
-        self.admit_own(now, &delta, &mut actions)?;
-        Ok((delta, actions))
+        self.admit_own(now, &delta, actions)?;
+        Ok(delta)
     }
 
     /// Handles one event.
@@ -338,10 +373,7 @@ impl Engine {
                     .filter(|(log, _)| log.visible_at(peer))
                     .map(|(log, h)| (*log, h.seq))
                     .collect();
-                actions.push(Action::Send {
-                    peer,
-                    frame: Frame::Hello { vv },
-                });
+                actions.push(Action::Send { peer, frame: Frame::Hello { vv } });
             }
             Event::PeerDown { peer } => {
                 self.peers.remove(&peer);
@@ -353,7 +385,7 @@ impl Engine {
                 match frame {
                     Frame::Hello { vv } => self.on_hello(peer, vv, &mut actions),
                     Frame::Deltas(deltas) => self.on_deltas(now, peer, deltas, &mut actions),
-                    Frame::Need { log, from } => self.on_need(peer, log, from, &mut actions),
+                    Frame::Need { log, from } => self.on_need(now, peer, log, from, &mut actions),
                 }
             }
         }
@@ -362,63 +394,53 @@ impl Engine {
 
     fn on_hello(&mut self, peer: NodeId, vv: VersionVector, actions: &mut Vec<Action>) {
         if vv.len() > MAX_HELLO_LOGS {
-            actions.push(Action::Disconnect {
-                peer,
-                reason: "hello names too many logs".into(),
-            });
+            actions.push(Action::Disconnect { peer, reason: "hello names too many logs".into() });
+            return;
+        }
+        if self.peers.get(&peer).is_some_and(|p| p.greeted) {
+            actions.push(Action::Disconnect { peer, reason: "second Hello on one link".into() });
             return;
         }
         let theirs: HashMap<LogId, u64> = vv.into_iter().collect();
-        let mut state = PeerState {
-            greeted: true,
-            vv: theirs.clone(),
-            asked: HashMap::new(),
-        };
+        let mut state = PeerState { greeted: true, vv: theirs.clone(), ..PeerState::default() };
         for (log, head) in &self.heads {
             if !log.visible_at(peer) {
                 continue;
             }
             let have = theirs.get(log).copied().unwrap_or(0);
             if head.seq > have {
-                actions.push(Action::SendRange {
-                    peer,
-                    log: *log,
-                    from: have + 1,
-                    to: head.seq,
-                });
+                actions.push(Action::SendRange { peer, log: *log, from: have + 1, to: head.seq });
                 state.vv.insert(*log, head.seq);
             }
         }
         self.peers.insert(peer, state);
     }
 
-    fn on_need(&mut self, peer: NodeId, log: LogId, from: u64, actions: &mut Vec<Action>) {
+    fn on_need(&mut self, now: u64, peer: NodeId, log: LogId, from: u64, actions: &mut Vec<Action>) {
         let head = self.head(log);
         if from == 0 || from > head || !log.visible_at(peer) {
             return;
         }
-        actions.push(Action::SendRange {
-            peer,
-            log,
-            from,
-            to: head,
-        });
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.vv.insert(log, head);
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        if state.need_window.0 != now {
+            state.need_window = (now, NEEDS_PER_SECOND);
         }
+        if state.need_window.1 == 0 {
+            return;
+        }
+        state.need_window.1 -= 1;
+        state.vv.insert(log, head);
+        actions.push(Action::SendRange { peer, log, from, to: head });
     }
 
     fn on_deltas(&mut self, now: u64, peer: NodeId, deltas: Vec<Delta>, actions: &mut Vec<Action>) {
         if deltas.len() > MAX_BATCH_DELTAS {
-            actions.push(Action::Disconnect {
-                peer,
-                reason: "batch too large".into(),
-            });
+            actions.push(Action::Disconnect { peer, reason: "batch too large".into() });
             return;
         }
         let mut accepted = Vec::new();
         for delta in deltas {
-            match self.check(now, &delta) {
+            match self.check(Clock::At(now), &delta) {
                 Ok(Check::Accept(verified)) => {
                     actions.extend(self.admit(&delta, verified));
                     if let Some(state) = self.peers.get_mut(&peer) {
@@ -430,24 +452,18 @@ impl Engine {
                 Ok(Check::Gap) => {
                     let from = self.head(delta.log) + 1;
                     if let Some(state) = self.peers.get_mut(&peer) {
-                        if state.asked.get(&delta.log) != Some(&from) {
+                        let known = state.asked.contains_key(&delta.log);
+                        if state.asked.get(&delta.log) != Some(&from)
+                            && (known || state.asked.len() < MAX_ASKED_PER_PEER)
+                        {
                             state.asked.insert(delta.log, from);
-                            actions.push(Action::Send {
-                                peer,
-                                frame: Frame::Need {
-                                    log: delta.log,
-                                    from,
-                                },
-                            });
+                            actions.push(Action::Send { peer, frame: Frame::Need { log: delta.log, from } });
                         }
                     }
                 }
-                Err(reason) => actions.push(Action::Reject(Rejection {
-                    peer,
-                    log: delta.log,
-                    seq: delta.seq,
-                    reason,
-                })),
+                Err(reason) => {
+                    actions.push(Action::Reject(Rejection { peer, log: delta.log, seq: delta.seq, reason }))
+                }
             }
         }
         if !accepted.is_empty() {
@@ -462,41 +478,22 @@ impl Engine {
         scope: Scope,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
-        let log = LogId {
-            origin: self.me.id,
-            scope,
-        };
+        let log = LogId { origin: self.me.id, scope };
         if self.heads.contains_key(&log) {
             return Ok(());
         }
-        let join = self.sign_next(
-            scope,
-            &DeltaBody::Join {
-                chain: self.chain.clone(),
-            },
-        )?;
+        let join = self.sign_next(scope, &DeltaBody::Join { chain: self.chain.clone() })?;
         self.admit_own(now, &join, actions)
     }
 
     fn sign_next(&self, scope: Scope, body: &DeltaBody) -> Result<Delta, EngineError> {
-        let log = LogId {
-            origin: self.me.id,
-            scope,
-        };
-        let head = self.heads.get(&log).copied().unwrap_or(Head {
-            seq: 0,
-            hash: GENESIS_HASH,
-        });
+        let log = LogId { origin: self.me.id, scope };
+        let head = self.heads.get(&log).copied().unwrap_or(Head { seq: 0, hash: GENESIS_HASH });
         Ok(Delta::sign(&self.key, log, head.seq + 1, head.hash, body)?)
     }
 
-    fn admit_own(
-        &mut self,
-        now: u64,
-        delta: &Delta,
-        actions: &mut Vec<Action>,
-    ) -> Result<(), EngineError> {
-        let verified = match self.check(now, delta) {
+    fn admit_own(&mut self, now: u64, delta: &Delta, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        let verified = match self.check(Clock::At(now), delta) {
             Ok(Check::Accept(verified)) => verified,
             Ok(_) => return Err(EngineError::Refused(RejectReason::BrokenChain)),
             Err(reason) => return Err(EngineError::Refused(reason)),
@@ -547,7 +544,7 @@ impl Engine {
     }
 
     /// Checks a delta against the current state without changing it.
-    fn check(&self, now: u64, delta: &Delta) -> Result<Check, RejectReason> {
+    fn check(&self, clock: Clock, delta: &Delta) -> Result<Check, RejectReason> {
         let log = delta.log;
         if delta.body.len() > MAX_BODY_BYTES {
             return Err(RejectReason::Invalid("body too large".into()));
@@ -555,10 +552,13 @@ impl Engine {
         if !log.visible_at(self.me.id) {
             return Err(RejectReason::OutOfScope);
         }
-        let head = self.heads.get(&log).copied().unwrap_or(Head {
-            seq: 0,
-            hash: GENESIS_HASH,
-        });
+        let head = self.heads.get(&log).copied().unwrap_or(Head { seq: 0, hash: GENESIS_HASH });
+        if delta.seq == head.seq && delta.hash() != head.hash {
+            // Same position, different content: a fork if the origin really signed it.
+            let member = self.members.get(&log.origin).ok_or(RejectReason::BrokenChain)?;
+            delta.verify(&member.key).map_err(|_| RejectReason::BadSignature)?;
+            return Err(RejectReason::Fork);
+        }
         if delta.seq <= head.seq {
             return Ok(Check::Duplicate);
         }
@@ -572,19 +572,18 @@ impl Engine {
         // whose body carries the key.
         let mut joined = None;
         let body = if delta.seq == 1 {
-            let body = delta
-                .decode_body()
-                .map_err(|e| RejectReason::Invalid(e.to_string()))?;
+            let body = delta.decode_body().map_err(|e| RejectReason::Invalid(e.to_string()))?;
             let DeltaBody::Join { chain } = &body else {
                 return Err(RejectReason::Invalid("a log must start with a Join".into()));
             };
             if chain.len() > crate::delta::MAX_CHAIN_CERTS {
                 return Err(RejectReason::Invalid("certificate chain too long".into()));
             }
-            let member = self
-                .verifier
-                .verify_chain(chain, now)
-                .map_err(RejectReason::NotMember)?;
+            let now = match clock {
+                Clock::At(now) => Some(now),
+                Clock::Restoring => None,
+            };
+            let member = self.verifier.verify_chain(chain, now).map_err(RejectReason::NotMember)?;
             if member.id != log.origin {
                 return Err(RejectReason::WrongOrigin(format!(
                     "certificate names {} but the log is {}'s",
@@ -593,14 +592,10 @@ impl Engine {
             }
             if let Some(known) = self.members.get(&member.id) {
                 if known.key != member.key {
-                    return Err(RejectReason::WrongOrigin(
-                        "key differs from the known one".into(),
-                    ));
+                    return Err(RejectReason::WrongOrigin("key differs from the known one".into()));
                 }
             }
-            delta
-                .verify(&member.key)
-                .map_err(|_| RejectReason::BadSignature)?;
+            delta.verify(&member.key).map_err(|_| RejectReason::BadSignature)?;
             joined = Some(member);
             body
         } else {
@@ -609,34 +604,21 @@ impl Engine {
                 .members
                 .get(&log.origin)
                 .ok_or_else(|| RejectReason::NotMember("origin never joined".into()))?;
-            delta
-                .verify(&member.key)
-                .map_err(|_| RejectReason::BadSignature)?;
-            delta
-                .decode_body()
-                .map_err(|e| RejectReason::Invalid(e.to_string()))?
+            delta.verify(&member.key).map_err(|_| RejectReason::BadSignature)?;
+            delta.decode_body().map_err(|e| RejectReason::Invalid(e.to_string()))?
         };
-        if let Some(revs) = self.revocations.get(&log.origin) {
-            if revs
-                .iter()
-                .any(|(_, rev)| delta.seq > rev.cutoff_for(log.scope))
-            {
+        if let (Clock::At(_), Some(cutoffs)) = (clock, self.revoked.get(&log.origin)) {
+            if delta.seq > cutoffs.of(log.scope) {
                 return Err(RejectReason::Revoked);
             }
         }
         let verified = match body {
             DeltaBody::Join { .. } => match joined {
                 Some(member) => Verified::Join(member),
-                None => {
-                    return Err(RejectReason::Invalid(
-                        "Join after the start of a log".into(),
-                    ))
-                }
+                None => return Err(RejectReason::Invalid("Join after the start of a log".into())),
             },
             DeltaBody::Catalog(entry) => {
-                entry
-                    .validate()
-                    .map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                entry.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
                 Verified::Other
             }
             DeltaBody::Revoke(rev) => {
@@ -650,13 +632,7 @@ impl Engine {
     /// Applies an accepted delta to the in-memory state; returns a disconnect when it
     /// revokes a connected neighbour.
     fn admit(&mut self, delta: &Delta, verified: Verified) -> Option<Action> {
-        self.heads.insert(
-            delta.log,
-            Head {
-                seq: delta.seq,
-                hash: delta.hash(),
-            },
-        );
+        self.heads.insert(delta.log, Head { seq: delta.seq, hash: delta.hash() });
         match verified {
             Verified::Join(member) => {
                 self.members.insert(member.id, member);
@@ -665,13 +641,14 @@ impl Engine {
             Verified::Revoke(rev) => {
                 let node = rev.node;
                 let reason = format!("revoked by {}: {}", delta.log.origin, rev.reason);
-                self.revocations
-                    .entry(node)
-                    .or_default()
-                    .push((delta.log.origin, rev));
-                self.peers
-                    .contains_key(&node)
-                    .then_some(Action::Disconnect { peer: node, reason })
+                // A scope the revoker could not see is cut where this node stands now.
+                let cut =
+                    |scope| rev.cutoff_for(scope).unwrap_or_else(|| self.head(LogId { origin: node, scope }));
+                let new = Cutoffs { federation: cut(Scope::Federation), province: cut(Scope::Province) };
+                let cutoffs = self.revoked.entry(node).or_insert(new);
+                cutoffs.federation = cutoffs.federation.min(new.federation);
+                cutoffs.province = cutoffs.province.min(new.province);
+                self.peers.contains_key(&node).then_some(Action::Disconnect { peer: node, reason })
             }
             Verified::Other => None,
         }
@@ -697,19 +674,13 @@ fn check_revocation_authority(
     if revoker == NATIONAL || is_parent {
         Ok(())
     } else {
-        Err(RejectReason::Invalid(format!(
-            "{revoker} may not revoke {}",
-            rev.node
-        )))
+        Err(RejectReason::Invalid(format!("{revoker} may not revoke {}", rev.node)))
     }
 }
 
 fn flush(peer: NodeId, batch: &mut Vec<Delta>, bytes: &mut usize, actions: &mut Vec<Action>) {
     if !batch.is_empty() {
-        actions.push(Action::Send {
-            peer,
-            frame: Frame::Deltas(std::mem::take(batch)),
-        });
+        actions.push(Action::Send { peer, frame: Frame::Deltas(std::mem::take(batch)) });
     }
     *bytes = 0;
 }

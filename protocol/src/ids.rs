@@ -54,9 +54,7 @@ impl FromStr for NodeId {
         if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("division code {s:?} is not six digits"));
         }
-        let code: u32 = s
-            .parse()
-            .map_err(|_| format!("division code {s:?} is not a number"))?;
+        let code: u32 = s.parse().map_err(|_| format!("division code {s:?} is not a number"))?;
         NodeId::new(code)
     }
 }
@@ -100,9 +98,7 @@ impl FromStr for Tier {
             "national" => Ok(Tier::National),
             "provincial" => Ok(Tier::Provincial),
             "municipal" => Ok(Tier::Municipal),
-            other => Err(format!(
-                "unknown tier {other:?} (national, provincial, municipal)"
-            )),
+            other => Err(format!("unknown tier {other:?} (national, provincial, municipal)")),
         }
     }
 }
@@ -171,18 +167,12 @@ mod tests {
 
     #[test]
     fn province_scope_stays_in_province() {
-        let log = LogId {
-            origin: "370100".parse().unwrap(),
-            scope: Scope::Province,
-        };
+        let log = LogId { origin: "370100".parse().unwrap(), scope: Scope::Province };
         assert!(log.visible_at("370000".parse().unwrap()));
         assert!(log.visible_at("370200".parse().unwrap()));
         assert!(!log.visible_at(NATIONAL));
         assert!(!log.visible_at("110000".parse().unwrap()));
-        let national_log = LogId {
-            origin: NATIONAL,
-            scope: Scope::Province,
-        };
+        let national_log = LogId { origin: NATIONAL, scope: Scope::Province };
         assert!(!national_log.visible_at(NATIONAL));
     }
 }

@@ -22,6 +22,8 @@ pub struct Member {
 /// `cascade-certs`; pure computation, so the engine stays free of I/O.
 pub trait MembershipVerifier: Send + Sync {
     /// Verifies `chain` (DER, leaf first, root excluded) at unix time `now` and
-    /// returns the member it names.
-    fn verify_chain(&self, chain: &[Vec<u8>], now: u64) -> Result<Member, String>;
+    /// returns the member it names. `None` checks validity as of the chain's own
+    /// issuance (for deltas admitted in the past, whose certificates may since have
+    /// expired).
+    fn verify_chain(&self, chain: &[Vec<u8>], now: Option<u64>) -> Result<Member, String>;
 }

@@ -16,10 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn nid(s: &str) -> NodeId {
@@ -64,32 +61,20 @@ fn report(name: &str, mut samples: Vec<Duration>, baseline: Duration) {
 async fn main() -> anyhow::Result<()> {
     let publishes = env("CASCADE_BENCH_PUBLISHES", 1000);
     let catchup = env("CASCADE_BENCH_CATCHUP", 10_000);
-    let topology = Topology::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/shandong.toml"),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let topology =
+        Topology::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/shandong.toml"))
+            .map_err(anyhow::Error::msg)?;
     let dir = tempfile::tempdir()?;
-    let options = LaunchOptions {
-        data: dir.path().to_path_buf(),
-        admin_port_base: None,
-    };
+    let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
     let mut fed = Federation::launch(topology, &options).await?;
-    let node = |fed: &Federation, id: &str| -> Arc<Node> {
-        fed.node(nid(id)).expect("running").node.clone()
-    };
+    let node = |fed: &Federation, id: &str| -> Arc<Node> { fed.node(nid(id)).expect("running").node.clone() };
     let jinan = node(&fed, "370100");
-    let log = LogId {
-        origin: nid("370100"),
-        scope: Scope::Federation,
-    };
+    let log = LogId { origin: nid("370100"), scope: Scope::Federation };
     // Wait until every city is linked (the hub sees 16 children).
     let hub = node(&fed, "370000");
     let start = Instant::now();
     while hub.snapshot().peers.len() < 17 {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(60),
-            "federation did not link up"
-        );
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "federation did not link up");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -102,9 +87,7 @@ async fn main() -> anyhow::Result<()> {
     println!("shandong.toml, 18 nodes, {publishes} sequential publishes at 370100 (济南)");
     for i in 0..publishes {
         let t0 = Instant::now();
-        let saved = jinan
-            .save_entry(draft(&format!("bench {i}"), Some(code.clone())))
-            .await?;
+        let saved = jinan.save_entry(draft(&format!("bench {i}"), Some(code.clone()))).await?;
         let acked = Instant::now();
         let seq = jinan
             .snapshot()
@@ -114,10 +97,7 @@ async fn main() -> anyhow::Result<()> {
             .map_or(0, |v| v.seq);
         let _ = saved;
         let waited = tokio::time::timeout(Duration::from_secs(30), async {
-            tokio::join!(
-                wait_for(&mut to_national, log, seq),
-                wait_for(&mut to_sibling, log, seq)
-            )
+            tokio::join!(wait_for(&mut to_national, log, seq), wait_for(&mut to_sibling, log, seq))
         })
         .await;
         let Ok((n, s)) = waited else {
@@ -153,9 +133,7 @@ async fn main() -> anyhow::Result<()> {
         let n = catchup / 64 + usize::from(w < catchup % 64);
         tasks.push(tokio::spawn(async move {
             for i in 0..n {
-                jinan
-                    .save_entry(draft(&format!("catch-up {w} {i}"), Some(code.clone())))
-                    .await?;
+                jinan.save_entry(draft(&format!("catch-up {w} {i}"), Some(code.clone()))).await?;
             }
             anyhow::Ok(())
         }));

@@ -73,36 +73,20 @@ impl Fed {
     pub fn prepare(topology: &str) -> Fed {
         let dir = tempfile::tempdir().expect("tempdir");
         let topology = Topology::parse(topology).expect("topology");
-        let options = LaunchOptions {
-            data: dir.path().to_path_buf(),
-            admin_port_base: None,
-        };
+        let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
         let fed = Federation::prepare(topology, &options).expect("prepare");
-        Fed {
-            fed,
-            dir,
-            http: reqwest::Client::new(),
-        }
+        Fed { fed, dir, http: reqwest::Client::new() }
     }
 
     fn url_token(&self, id: &str) -> (String, String) {
-        let node = self
-            .fed
-            .node(nid(id))
-            .unwrap_or_else(|| panic!("{id} not running"));
+        let node = self.fed.node(nid(id)).unwrap_or_else(|| panic!("{id} not running"));
         (node.admin_url.clone(), node.node.admin_token().to_string())
     }
 
     /// GET with the node's token; returns (status, body).
     pub async fn get(&self, id: &str, path: &str) -> (u16, Value) {
         let (url, token) = self.url_token(id);
-        let resp = self
-            .http
-            .get(format!("{url}{path}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET");
+        let resp = self.http.get(format!("{url}{path}")).bearer_auth(token).send().await.expect("GET");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -110,14 +94,8 @@ impl Fed {
     /// POST JSON with the node's token; returns (status, body).
     pub async fn post(&self, id: &str, path: &str, body: Value) -> (u16, Value) {
         let (url, token) = self.url_token(id);
-        let resp = self
-            .http
-            .post(format!("{url}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
+        let resp =
+            self.http.post(format!("{url}{path}")).bearer_auth(token).json(&body).send().await.expect("POST");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -128,11 +106,7 @@ impl Fed {
         assert_eq!(status, 201, "{saved}");
         let code = saved["code"].as_str().expect("code").to_string();
         let (status, body) = self
-            .post(
-                id,
-                &format!("/api/v1/catalog/{}/publish", encode(&code)),
-                json!({"scope": scope}),
-            )
+            .post(id, &format!("/api/v1/catalog/{}/publish", encode(&code)), json!({"scope": scope}))
             .await;
         assert_eq!(status, 200, "{body}");
         code
@@ -140,27 +114,18 @@ impl Fed {
 
     /// The entry `code` of `origin` as node `at` sees it (status, version), if any.
     pub async fn seen(&self, at: &str, origin: &str, code: &str) -> Option<(String, u64)> {
-        let (status, body) = self
-            .get(
-                at,
-                &format!("/api/v1/catalog/{}?origin={origin}", encode(code)),
-            )
-            .await;
+        let (status, body) = self.get(at, &format!("/api/v1/catalog/{}?origin={origin}", encode(code))).await;
         (status == 200).then(|| {
-            (
-                body["status"].as_str().unwrap_or("").to_string(),
-                body["version"].as_u64().unwrap_or(0),
-            )
+            (body["status"].as_str().unwrap_or("").to_string(), body["version"].as_u64().unwrap_or(0))
         })
     }
 
     /// Polls until node `at` sees `code` of `origin` at `version` with `status`.
     pub async fn wait_seen(&self, at: &str, origin: &str, code: &str, status: &str, version: u64) {
         let want = Some((status.to_string(), version));
-        eventually(
-            &format!("{at} sees {origin}:{code} v{version} {status}"),
-            || async { self.seen(at, origin, code).await == want },
-        )
+        eventually(&format!("{at} sees {origin}:{code} v{version} {status}"), || async {
+            self.seen(at, origin, code).await == want
+        })
         .await;
     }
 }
@@ -202,9 +167,7 @@ pub fn creds_of(fed: &Fed, id: &str) -> (cascade_certs::NodeCredentials, Vec<u8>
         chain: cascade_certs::read_chain_pem(&dir.join("node.pem")).expect("node.pem"),
         key_pkcs8: cascade_certs::read_key_pem(&dir.join("node.key")).expect("node.key"),
     };
-    let root = cascade_certs::read_chain_pem(&dir.join("root.pem"))
-        .expect("root.pem")
-        .remove(0);
+    let root = cascade_certs::read_chain_pem(&dir.join("root.pem")).expect("root.pem").remove(0);
     (creds, root)
 }
 
@@ -220,12 +183,8 @@ pub fn provincial_ca(fed: &Fed, id: &str) -> cascade_certs::Authority {
 }
 
 /// A QUIC endpoint on 127.0.0.1 with the given credentials: the test double of a peer.
-pub fn endpoint(
-    creds: &cascade_certs::NodeCredentials,
-    root: &[u8],
-) -> cascade_transport::Endpoint {
-    cascade_transport::Endpoint::bind(creds, root, "127.0.0.1:0".parse().expect("addr"))
-        .expect("bind")
+pub fn endpoint(creds: &cascade_certs::NodeCredentials, root: &[u8]) -> cascade_transport::Endpoint {
+    cascade_transport::Endpoint::bind(creds, root, "127.0.0.1:0".parse().expect("addr")).expect("bind")
 }
 
 /// The snapshot counters of rejected deltas at node `at`, by reason.

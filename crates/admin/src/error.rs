@@ -17,11 +17,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            field: None,
-        }
+        ApiError { status, message: message.into(), field: None }
     }
 
     /// A 422 naming the offending field.

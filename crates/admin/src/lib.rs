@@ -18,7 +18,5 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(node)).with_graceful_shutdown(shutdown).await
 }

@@ -31,12 +31,20 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/nodes/{id}/revoke", post(revoke))
         .route_layer(middleware::from_fn_with_state(node.clone(), authenticate));
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(health))
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
         .layer(middleware::from_fn(trace_request))
         .with_state(node)
+}
+
+async fn health(State(node): State<AppState>) -> Response {
+    match node.failure() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "failed", "error": reason})))
+            .into_response(),
+    }
 }
 
 async fn trace_request(request: Request, next: Next) -> Response {
@@ -61,11 +69,9 @@ async fn authenticate(State(node): State<AppState>, request: Request, next: Next
             next.run(request).await
         }
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token").into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer <token>",
-        )
-        .into_response(),
+        None => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>").into_response()
+        }
     }
 }
 
@@ -133,11 +139,7 @@ async fn node_view(State(node): State<AppState>) -> Json<serde_json::Value> {
 async fn save_entry(State(node): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let draft: EntryDraft = parse_json(&body)?;
     let saved = node.save_entry(draft).await?;
-    let status = if saved.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(saved)).into_response())
 }
 
@@ -146,18 +148,12 @@ async fn publish(
     Path(code): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let options: PublishOptions = if body.is_empty() {
-        PublishOptions::default()
-    } else {
-        parse_json(&body)?
-    };
+    let options: PublishOptions =
+        if body.is_empty() { PublishOptions::default() } else { parse_json(&body)? };
     Ok(Json(node.publish(&code, options).await?).into_response())
 }
 
-async fn withdraw(
-    State(node): State<AppState>,
-    Path(code): Path<String>,
-) -> Result<Response, ApiError> {
+async fn withdraw(State(node): State<AppState>, Path(code): Path<String>) -> Result<Response, ApiError> {
     Ok(Json(node.withdraw(&code).await?).into_response())
 }
 
@@ -185,6 +181,9 @@ async fn get_entry(
     Ok(Json(node.get_entry(&code, query.origin)?).into_response())
 }
 
+/// Longest revocation reason (the engine refuses longer ones).
+const MAX_REASON_BYTES: usize = 1000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
@@ -198,20 +197,18 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let id: NodeId = id.parse().map_err(|e: String| ApiError::field("id", e))?;
     let request: RevokeRequest = parse_json(&body)?;
-    if request.reason.trim().is_empty() {
-        return Err(ApiError::field("reason", "a revocation needs a reason"));
+    if request.reason.trim().is_empty() || request.reason.len() > MAX_REASON_BYTES {
+        return Err(ApiError::field(
+            "reason",
+            format!("a revocation needs a reason of 1..{MAX_REASON_BYTES} bytes"),
+        ));
     }
     let me = node.identity();
-    let allowed = me.id.province().is_none() || (id.province() == Some(me.id) && id != me.id);
+    let allowed = id != me.id && (me.id.province().is_none() || id.province() == Some(me.id));
     if !allowed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!(
-                "{} may only revoke its own children ({} is a {} node)",
-                me.id,
-                id,
-                tier_of(id).as_str()
-            ),
+            format!("{} may only revoke its own children ({} is a {} node)", me.id, id, tier_of(id).as_str()),
         ));
     }
     let delta = node

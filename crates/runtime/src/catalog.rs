@@ -3,8 +3,7 @@
 
 use crate::node::{Node, NodeError};
 use cascade_protocol::catalog::{
-    resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus, FieldError,
-    ShareType,
+    resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus, FieldError, ShareType,
 };
 use cascade_protocol::{NodeId, Scope, Tier};
 use serde::{Deserialize, Serialize};
@@ -122,19 +121,11 @@ pub(crate) fn decide(
     op: CatalogOp,
     me: NodeId,
     current: impl Fn(&str) -> Result<Option<(Scope, CatalogEntry)>, CatalogError>,
-    next_seq: impl FnOnce() -> Result<u64, CatalogError>,
+    mut next_seq: impl FnMut() -> Result<u64, CatalogError>,
 ) -> Result<Decision, CatalogError> {
     let own = |code: &str| current(code)?.ok_or_else(|| CatalogError::NotFound(code.to_string()));
-    let publish = |scope, entry| {
-        Ok(Decision {
-            saved: SavedEntry {
-                entry,
-                scope,
-                created: false,
-            },
-            emit: true,
-        })
-    };
+    let publish =
+        |scope, entry| Ok(Decision { saved: SavedEntry { entry, scope, created: false }, emit: true });
     match op {
         CatalogOp::Save(draft) => {
             draft.validate()?;
@@ -145,40 +136,22 @@ pub(crate) fn decide(
             let Some((scope, old)) = existing else {
                 let code = match &draft.code {
                     Some(code) => code.clone(),
-                    None => resource_code(&draft.classification, next_seq()?),
+                    None => fresh_code(&draft.classification, &current, &mut next_seq)?,
                 };
-                validate_resource_code(&code).map_err(|reason| FieldError {
-                    field: "code".into(),
-                    reason,
-                })?;
+                validate_resource_code(&code)
+                    .map_err(|reason| FieldError { field: "code".into(), reason })?;
                 let entry = CatalogEntry::from_draft(draft, code, 0, EntryStatus::Draft);
-                let saved = SavedEntry {
-                    entry,
-                    scope: Scope::Federation,
-                    created: true,
-                };
+                let saved = SavedEntry { entry, scope: Scope::Federation, created: true };
                 return Ok(Decision { saved, emit: false });
             };
             match old.status {
                 EntryStatus::Draft | EntryStatus::Withdrawn => {
-                    let entry =
-                        CatalogEntry::from_draft(draft, old.code, old.version, EntryStatus::Draft);
-                    Ok(Decision {
-                        saved: SavedEntry {
-                            entry,
-                            scope,
-                            created: false,
-                        },
-                        emit: false,
-                    })
+                    let entry = CatalogEntry::from_draft(draft, old.code, old.version, EntryStatus::Draft);
+                    Ok(Decision { saved: SavedEntry { entry, scope, created: false }, emit: false })
                 }
                 EntryStatus::Published => {
-                    let entry = CatalogEntry::from_draft(
-                        draft,
-                        old.code,
-                        old.version + 1,
-                        EntryStatus::Published,
-                    );
+                    let entry =
+                        CatalogEntry::from_draft(draft, old.code, old.version + 1, EntryStatus::Published);
                     publish(scope, entry)
                 }
             }
@@ -186,9 +159,7 @@ pub(crate) fn decide(
         CatalogOp::Publish(code, options) => {
             let (scope, mut entry) = own(&code)?;
             if entry.status == EntryStatus::Published {
-                return Err(CatalogError::Conflict(format!(
-                    "{code} is already published"
-                )));
+                return Err(CatalogError::Conflict(format!("{code} is already published")));
             }
             let scope = match (entry.version, options.scope) {
                 (0, Some(requested)) => requested,
@@ -201,9 +172,7 @@ pub(crate) fn decide(
                 _ => scope,
             };
             if scope == Scope::Province && me.province().is_none() {
-                return Err(CatalogError::Conflict(
-                    "the national node has no province scope".into(),
-                ));
+                return Err(CatalogError::Conflict("the national node has no province scope".into()));
             }
             entry.validate()?;
             entry.version += 1;
@@ -222,6 +191,25 @@ pub(crate) fn decide(
     }
 }
 
+/// Most sequence numbers tried for a fresh resource code; only operator-chosen
+/// codes can be in the way, so a handful of tries is already plenty.
+const MAX_CODE_TRIES: usize = 1000;
+
+/// The next generated resource code not already used by an own entry.
+fn fresh_code(
+    classification: &str,
+    current: &impl Fn(&str) -> Result<Option<(Scope, CatalogEntry)>, CatalogError>,
+    next_seq: &mut impl FnMut() -> Result<u64, CatalogError>,
+) -> Result<String, CatalogError> {
+    for _ in 0..MAX_CODE_TRIES {
+        let code = resource_code(classification, next_seq()?);
+        if current(&code)?.is_none() {
+            return Ok(code);
+        }
+    }
+    Err(CatalogError::Conflict("no free resource code; give one explicitly".into()))
+}
+
 impl Node {
     /// Creates or updates an own entry. A draft (or withdrawn entry) is saved
     /// locally; an update of a published entry publishes a new version at once.
@@ -230,13 +218,8 @@ impl Node {
     }
 
     /// Publishes an own draft or withdrawn entry as a new version.
-    pub async fn publish(
-        &self,
-        code: &str,
-        options: PublishOptions,
-    ) -> Result<SavedEntry, CatalogError> {
-        self.catalog_op(CatalogOp::Publish(code.to_string(), options))
-            .await
+    pub async fn publish(&self, code: &str, options: PublishOptions) -> Result<SavedEntry, CatalogError> {
+        self.catalog_op(CatalogOp::Publish(code.to_string(), options)).await
     }
 
     /// Withdraws an own published entry (a new version with status withdrawn).
@@ -270,11 +253,7 @@ impl Node {
         for item in self.store().catalog() {
             let (origin, scope, entry) = item?;
             if keep(origin, &entry) {
-                out.push(ViewEntry {
-                    origin,
-                    scope,
-                    entry,
-                });
+                out.push(ViewEntry { origin, scope, entry });
             }
             if out.len() >= MAX_LIST {
                 return Ok(out);
@@ -285,11 +264,7 @@ impl Node {
             for item in self.store().own_entries() {
                 let (scope, entry) = item?;
                 if entry.status == EntryStatus::Draft && keep(me, &entry) && out.len() < MAX_LIST {
-                    out.push(ViewEntry {
-                        origin: me,
-                        scope,
-                        entry,
-                    });
+                    out.push(ViewEntry { origin: me, scope, entry });
                 }
             }
         }
@@ -302,31 +277,22 @@ impl Node {
         let me = self.identity().id;
         if origin.is_none_or(|o| o == me) {
             if let Some((scope, entry)) = self.store().own_entry(code)? {
-                return Ok(ViewEntry {
-                    origin: me,
-                    scope,
-                    entry,
-                });
+                return Ok(ViewEntry { origin: me, scope, entry });
             }
         }
         let mut found = Vec::new();
         for item in self.store().catalog() {
             let (o, scope, entry) = item?;
             if entry.code == code && origin.is_none_or(|want| want == o) {
-                found.push(ViewEntry {
-                    origin: o,
-                    scope,
-                    entry,
-                });
+                found.push(ViewEntry { origin: o, scope, entry });
             }
         }
         match found.len() {
             0 => Err(CatalogError::NotFound(code.to_string())),
             1 => Ok(found.remove(0)),
-            _ => Err(CatalogError::Conflict(format!(
-                "{code} is used by {} nodes; add ?origin=",
-                found.len()
-            ))),
+            _ => {
+                Err(CatalogError::Conflict(format!("{code} is used by {} nodes; add ?origin=", found.len())))
+            }
         }
     }
 }

@@ -7,8 +7,9 @@ use crate::catalog::{decide, CatalogError, CatalogOp, SavedEntry};
 use crate::links::Outgoing;
 use crate::status::{PeerStatus, Snapshot, VvEntry};
 use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::catalog::FieldError;
 use cascade_protocol::{
-    Action, Delta, DeltaBody, Engine, EngineError, Event, Frame, NodeId, Scope,
+    Action, Delta, DeltaBody, Engine, EngineError, Event, Frame, NodeId, RejectReason, Scope,
 };
 use cascade_store::{Store, StoreError};
 use cascade_transport::unix_now;
@@ -50,23 +51,12 @@ pub(crate) enum Command {
     },
     /// A link is gone.
     LinkDown { peer: NodeId, generation: u64 },
-    /// A frame from a link.
-    Frame {
-        peer: NodeId,
-        generation: u64,
-        frame: Frame,
-    },
+    /// A frame from a link, holding its share of the inbox byte budget.
+    Frame { peer: NodeId, generation: u64, frame: Frame, budget: tokio::sync::OwnedSemaphorePermit },
     /// Originate a delta.
-    Originate {
-        scope: Scope,
-        body: DeltaBody,
-        reply: oneshot::Sender<Result<Delta, String>>,
-    },
+    Originate { scope: Scope, body: DeltaBody, reply: oneshot::Sender<Result<Delta, String>> },
     /// Change this node's own catalog.
-    Catalog {
-        op: CatalogOp,
-        reply: oneshot::Sender<Result<SavedEntry, CatalogError>>,
-    },
+    Catalog { op: CatalogOp, reply: oneshot::Sender<Result<SavedEntry, CatalogError>> },
 }
 
 struct Link {
@@ -82,29 +72,20 @@ struct Link {
 struct Pending {
     deltas: Vec<Delta>,
     own: Vec<(Scope, CatalogEntry)>,
-    sends: Vec<Action>,
+    /// Actions for neighbours, with the link generation they were decided for.
+    sends: Vec<(Option<u64>, Action)>,
     replies: Vec<Reply>,
 }
 
 /// An answer held back until the group is durable.
 enum Reply {
-    Delta(
-        oneshot::Sender<Result<Delta, String>>,
-        Result<Delta, String>,
-    ),
-    Catalog(
-        oneshot::Sender<Result<SavedEntry, CatalogError>>,
-        Result<SavedEntry, CatalogError>,
-    ),
+    Delta(oneshot::Sender<Result<Delta, String>>, Result<Delta, String>),
+    Catalog(oneshot::Sender<Result<SavedEntry, CatalogError>>, Result<SavedEntry, CatalogError>),
 }
 
 impl Pending {
     /// This node's own entry as it will be after this group.
-    fn own_entry(
-        &self,
-        store: &Store,
-        code: &str,
-    ) -> Result<Option<(Scope, CatalogEntry)>, CatalogError> {
+    fn own_entry(&self, store: &Store, code: &str) -> Result<Option<(Scope, CatalogEntry)>, CatalogError> {
         if let Some(own) = self.own.iter().rev().find(|(_, e)| e.code == code) {
             return Ok(Some(own.clone()));
         }
@@ -148,7 +129,7 @@ impl EngineTask {
         while let Some(first) = self.inbox.recv().await {
             let mut pending = Pending::default();
             self.handle(first, &mut pending);
-            while pending.replies.len() + pending.deltas.len() < MAX_GROUP {
+            for _ in 1..MAX_GROUP {
                 match self.inbox.try_recv() {
                     Ok(cmd) => self.handle(cmd, &mut pending),
                     Err(_) => break,
@@ -169,8 +150,8 @@ impl EngineTask {
                     let _ = self.applied.send(Applied { log, seq });
                 }
             }
-            for action in pending.sends.drain(..) {
-                self.execute(action);
+            for (generation, action) in pending.sends.drain(..) {
+                self.execute(generation, action);
             }
             for reply in pending.replies.drain(..) {
                 match reply {
@@ -186,61 +167,37 @@ impl EngineTask {
     fn handle(&mut self, cmd: Command, pending: &mut Pending) {
         let now = unix_now();
         match cmd {
-            Command::LinkUp {
-                peer,
-                generation,
-                role,
-                outbox,
-                connection,
-            } => {
+            Command::LinkUp { peer, generation, role, outbox, connection } => {
                 if let Some(old) = self.links.remove(&peer) {
-                    old.connection
-                        .close(cascade_transport::close::REFUSED.into(), b"replaced");
+                    old.connection.close(cascade_transport::close::REFUSED.into(), b"replaced");
                     let actions = self.engine.handle(now, Event::PeerDown { peer });
                     self.collect(actions, pending);
                 }
                 info!(%peer, role, "link up");
-                self.links.insert(
-                    peer,
-                    Link {
-                        generation,
-                        role,
-                        outbox,
-                        connection,
-                        last_frame_at: None,
-                    },
-                );
+                self.links.insert(peer, Link { generation, role, outbox, connection, last_frame_at: None });
                 let actions = self.engine.handle(now, Event::PeerUp { peer });
                 self.collect(actions, pending);
             }
             Command::LinkDown { peer, generation } => {
-                if self
-                    .links
-                    .get(&peer)
-                    .is_some_and(|l| l.generation == generation)
-                {
+                if self.links.get(&peer).is_some_and(|l| l.generation == generation) {
                     self.links.remove(&peer);
                     info!(%peer, "link down");
                     let actions = self.engine.handle(now, Event::PeerDown { peer });
                     self.collect(actions, pending);
                 }
             }
-            Command::Frame {
-                peer,
-                generation,
-                frame,
-            } => {
+            Command::Frame { peer, generation, frame, budget } => {
                 match self.links.get_mut(&peer) {
                     Some(link) if link.generation == generation => link.last_frame_at = Some(now),
                     _ => return,
                 }
                 let actions = self.engine.handle(now, Event::Frame { peer, frame });
+                // The frame is decoded and handled: its bytes no longer count.
+                drop(budget);
                 self.collect(actions, pending);
             }
             Command::Originate { scope, body, reply } => {
-                let result = self
-                    .originate(now, scope, body, pending)
-                    .map_err(|e| e.to_string());
+                let result = self.originate(now, scope, body, pending).map_err(|e| e.to_string());
                 pending.replies.push(Reply::Delta(reply, result));
             }
             Command::Catalog { op, reply } => {
@@ -257,14 +214,16 @@ impl EngineTask {
         body: DeltaBody,
         pending: &mut Pending,
     ) -> Result<Delta, EngineError> {
-        let (delta, actions) = self.engine.originate(now, scope, &body).inspect_err(|e| {
-            if !matches!(e, EngineError::Refused(_)) {
-                warn!(error = %e, "could not originate");
-            }
-        })?;
-        self.counters.deltas_originated += 1;
+        let mut actions = Vec::new();
+        let result = self.engine.originate(now, scope, &body, &mut actions);
+        // Executed even on error: a new log's Join may already be admitted.
         self.collect(actions, pending);
-        Ok(delta)
+        match &result {
+            Ok(_) => self.counters.deltas_originated += 1,
+            Err(EngineError::Refused(_)) => {}
+            Err(e) => warn!(error = %e, "could not originate"),
+        }
+        result
     }
 
     fn catalog(
@@ -282,13 +241,14 @@ impl EngineTask {
         )?;
         let saved = decision.saved;
         if decision.emit {
-            self.originate(
-                now,
-                saved.scope,
-                DeltaBody::Catalog(saved.entry.clone()),
-                pending,
-            )
-            .map_err(|e| CatalogError::Conflict(e.to_string()))?;
+            self.originate(now, saved.scope, DeltaBody::Catalog(saved.entry.clone()), pending).map_err(
+                |e| match e {
+                    EngineError::Refused(RejectReason::Invalid(reason)) => {
+                        CatalogError::Invalid(FieldError { field: "entry".into(), reason })
+                    }
+                    other => CatalogError::Conflict(other.to_string()),
+                },
+            )?;
         }
         pending.own.push((saved.scope, saved.entry.clone()));
         Ok(saved)
@@ -298,39 +258,48 @@ impl EngineTask {
         for action in actions {
             match action {
                 Action::Persist(deltas) => {
-                    self.counters.deltas_in += deltas
-                        .iter()
-                        .filter(|d| d.log.origin != self.engine.me().id)
-                        .count() as u64;
+                    self.counters.deltas_in +=
+                        deltas.iter().filter(|d| d.log.origin != self.engine.me().id).count() as u64;
                     pending.deltas.extend(deltas);
                 }
                 Action::Reject(r) => {
                     warn!(peer = %r.peer, log = %r.log, seq = r.seq, reason = %r.reason, "rejected delta");
-                    *self
-                        .counters
-                        .rejected
-                        .entry(r.reason.label().to_string())
-                        .or_default() += 1;
+                    *self.counters.rejected.entry(r.reason.label().to_string()).or_default() += 1;
                 }
-                other => pending.sends.push(other),
+                other => {
+                    let peer = match &other {
+                        Action::Send { peer, .. }
+                        | Action::SendRange { peer, .. }
+                        | Action::Disconnect { peer, .. } => Some(*peer),
+                        Action::Persist(_) | Action::Reject(_) => None,
+                    };
+                    let generation = peer.and_then(|p| self.links.get(&p)).map(|l| l.generation);
+                    pending.sends.push((generation, other));
+                }
             }
         }
     }
 
-    fn execute(&mut self, action: Action) {
+    /// Executes a neighbour action, unless the link it was decided for has since
+    /// been replaced (a stale action must not reach, or cut, the new link).
+    fn execute(&mut self, generation: Option<u64>, action: Action) {
+        let current = |peer: &NodeId| self.links.get(peer).map(|l| l.generation);
+        let target = match &action {
+            Action::Send { peer, .. } | Action::SendRange { peer, .. } | Action::Disconnect { peer, .. } => {
+                *peer
+            }
+            Action::Persist(_) | Action::Reject(_) => return,
+        };
+        if generation.is_none() || current(&target) != generation {
+            return;
+        }
         let (peer, item) = match action {
             Action::Send { peer, frame } => (peer, Outgoing::Frame(frame)),
-            Action::SendRange {
-                peer,
-                log,
-                from,
-                to,
-            } => (peer, Outgoing::Range { log, from, to }),
+            Action::SendRange { peer, log, from, to } => (peer, Outgoing::Range { log, from, to }),
             Action::Disconnect { peer, reason } => {
                 if let Some(link) = self.links.remove(&peer) {
                     warn!(%peer, %reason, "disconnecting");
-                    link.connection
-                        .close(cascade_transport::close::REFUSED.into(), reason.as_bytes());
+                    link.connection.close(cascade_transport::close::REFUSED.into(), reason.as_bytes());
                     let _ = self.engine.handle(unix_now(), Event::PeerDown { peer });
                 }
                 return;
@@ -344,8 +313,7 @@ impl EngineTask {
             // A neighbour that cannot keep up is dropped; on reconnect the Hello
             // exchange resends exactly what it lacks.
             debug!(%peer, "outbox full or closed; dropping link");
-            link.connection
-                .close(cascade_transport::close::PROTOCOL.into(), b"too slow");
+            link.connection.close(cascade_transport::close::PROTOCOL.into(), b"too slow");
             if let Some(link) = self.links.remove(&peer) {
                 drop(link);
                 let _ = self.engine.handle(unix_now(), Event::PeerDown { peer });
@@ -360,31 +328,16 @@ impl EngineTask {
                 .links
                 .iter()
                 .map(|(id, link)| {
-                    let state = if greeted.get(id).copied().unwrap_or(false) {
-                        "connected"
-                    } else {
-                        "syncing"
-                    };
-                    (
-                        *id,
-                        PeerStatus {
-                            id: *id,
-                            role: link.role,
-                            state,
-                            last_frame_at: link.last_frame_at,
-                        },
-                    )
+                    let state =
+                        if greeted.get(id).copied().unwrap_or(false) { "connected" } else { "syncing" };
+                    (*id, PeerStatus { id: *id, role: link.role, state, last_frame_at: link.last_frame_at })
                 })
                 .collect(),
             version_vector: self
                 .engine
                 .version_vector()
                 .into_iter()
-                .map(|(log, seq)| VvEntry {
-                    origin: log.origin,
-                    scope: log.scope,
-                    seq,
-                })
+                .map(|(log, seq)| VvEntry { origin: log.origin, scope: log.scope, seq })
                 .collect(),
             children: self
                 .engine
@@ -397,9 +350,6 @@ impl EngineTask {
             deltas_originated: self.counters.deltas_originated,
             rejected: self.counters.rejected.clone(),
         };
-        std::mem::swap(
-            &mut *self.snapshot.write().unwrap_or_else(|p| p.into_inner()),
-            &mut snap,
-        );
+        std::mem::swap(&mut *self.snapshot.write().unwrap_or_else(|p| p.into_inner()), &mut snap);
     }
 }

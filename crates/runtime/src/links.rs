@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::{info, info_span, warn, Instrument};
 
 /// Items queued for one neighbour's writer.
@@ -32,32 +32,34 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between two dials of the parent.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Bytes of received frames a node holds at once, in KiB units (64 MiB): readers
+/// wait for budget before queueing a frame, so hostile peers cannot grow memory
+/// with large frames faster than the engine handles them.
+pub(crate) const INBOX_BUDGET_KIB: usize = 64 * 1024;
+
+/// Incoming connections in TLS handshake or admission at once: bounds the work a
+/// flood of connection attempts can cause before any identity is known.
+const MAX_CONCURRENT_ADMISSIONS: usize = 64;
+
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// What every link of a node shares.
+#[derive(Clone)]
+pub(crate) struct LinkContext {
+    pub(crate) inbox: mpsc::Sender<Command>,
+    pub(crate) store: Store,
+    pub(crate) budget: Arc<Semaphore>,
+}
+
 /// Runs one admitted link until either side ends it.
-pub(crate) async fn run_link(
-    link: PeerLink,
-    role: &'static str,
-    inbox: mpsc::Sender<Command>,
-    store: Store,
-) {
+pub(crate) async fn run_link(link: PeerLink, role: &'static str, ctx: LinkContext) {
+    let LinkContext { inbox, store, budget } = ctx;
     let peer = link.identity.id;
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let (outbox, mut queue) = mpsc::channel::<Outgoing>(OUTBOX_CAPACITY);
-    let PeerLink {
-        connection,
-        mut send,
-        mut recv,
-        ..
-    } = link;
+    let PeerLink { connection, mut send, mut recv, .. } = link;
     if inbox
-        .send(Command::LinkUp {
-            peer,
-            generation,
-            role,
-            outbox,
-            connection: connection.clone(),
-        })
+        .send(Command::LinkUp { peer, generation, role, outbox, connection: connection.clone() })
         .await
         .is_err()
     {
@@ -66,12 +68,8 @@ pub(crate) async fn run_link(
     let writer = async {
         while let Some(item) = queue.recv().await {
             let result = match item {
-                Outgoing::Frame(frame) => write_frame(&mut send, &frame)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Outgoing::Range { log, from, to } => {
-                    send_range(&store, &mut send, log, from, to).await
-                }
+                Outgoing::Frame(frame) => write_frame(&mut send, &frame).await.map_err(|e| e.to_string()),
+                Outgoing::Range { log, from, to } => send_range(&store, &mut send, log, from, to).await,
             };
             if let Err(e) = result {
                 return format!("write: {e}");
@@ -82,26 +80,19 @@ pub(crate) async fn run_link(
     let reader = async {
         loop {
             match read_frame(&mut recv).await {
-                Ok(Some(frame)) => {
-                    if inbox
-                        .send(Command::Frame {
-                            peer,
-                            generation,
-                            frame,
-                        })
-                        .await
-                        .is_err()
-                    {
+                Ok(Some((frame, len))) => {
+                    let units = u32::try_from(len / 1024 + 1).unwrap_or(u32::MAX);
+                    let Ok(budget) = budget.clone().acquire_many_owned(units).await else {
+                        return "node stopping".to_string();
+                    };
+                    if inbox.send(Command::Frame { peer, generation, frame, budget }).await.is_err() {
                         return "node stopping".to_string();
                     }
                 }
                 Ok(None) => return "stream closed".to_string(),
                 Err(e) => {
                     // Oversized or malformed: the peer broke the protocol; drop it.
-                    connection.close(
-                        cascade_transport::close::PROTOCOL.into(),
-                        e.to_string().as_bytes(),
-                    );
+                    connection.close(cascade_transport::close::PROTOCOL.into(), e.to_string().as_bytes());
                     return format!("read: {e}");
                 }
             }
@@ -135,45 +126,33 @@ async fn send_range(
         expected += 1;
         let size = delta.body.len() + 128;
         if batch.len() == MAX_BATCH_DELTAS || bytes + size > MAX_BATCH_BYTES {
-            write_frame(send, &Frame::Deltas(std::mem::take(&mut batch)))
-                .await
-                .map_err(|e| e.to_string())?;
+            write_frame(send, &Frame::Deltas(std::mem::take(&mut batch))).await.map_err(|e| e.to_string())?;
             bytes = 0;
         }
         bytes += size;
         batch.push(delta);
     }
     if !batch.is_empty() {
-        write_frame(send, &Frame::Deltas(batch))
-            .await
-            .map_err(|e| e.to_string())?;
+        write_frame(send, &Frame::Deltas(batch)).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 /// Keeps a link to the parent up: dials, runs the link, dials again with back-off.
-pub(crate) async fn dial_parent(
-    endpoint: Endpoint,
-    parent: NodeId,
-    addr: SocketAddr,
-    inbox: mpsc::Sender<Command>,
-    store: Store,
-) {
+pub(crate) async fn dial_parent(endpoint: Endpoint, parent: NodeId, addr: SocketAddr, ctx: LinkContext) {
     let mut backoff = MIN_BACKOFF;
     loop {
         match endpoint.connect(addr, parent).await {
             Ok(link) => {
                 backoff = MIN_BACKOFF;
-                run_link(link, "parent", inbox.clone(), store.clone())
-                    .instrument(info_span!("peer", peer = %parent))
-                    .await;
+                run_link(link, "parent", ctx.clone()).instrument(info_span!("peer", peer = %parent)).await;
             }
             Err(e) => {
                 warn!(%parent, %addr, error = %e, "cannot reach parent");
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        if inbox.is_closed() {
+        if ctx.inbox.is_closed() {
             return;
         }
         tokio::time::sleep(backoff).await;
@@ -184,31 +163,32 @@ pub(crate) async fn dial_parent(
 pub(crate) async fn accept_children(
     endpoint: Endpoint,
     revoked: Arc<RwLock<crate::status::Snapshot>>,
-    inbox: mpsc::Sender<Command>,
-    store: Store,
+    ctx: LinkContext,
 ) {
+    let admissions = Arc::new(Semaphore::new(MAX_CONCURRENT_ADMISSIONS));
     while let Some(incoming) = endpoint.accept().await {
+        let Ok(admission) = admissions.clone().try_acquire_owned() else {
+            warn!(remote = %incoming.remote_address(), "too many handshakes in progress; refused");
+            incoming.refuse();
+            continue;
+        };
         let endpoint = endpoint.clone();
         let revoked = revoked.clone();
-        let inbox = inbox.clone();
-        let store = store.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let admit = |id: &cascade_certs::NodeIdentity| {
-                let set: BTreeSet<NodeId> = revoked
-                    .read()
-                    .map(|s| s.revoked.clone())
-                    .unwrap_or_default();
+                let set: BTreeSet<NodeId> = revoked.read().map(|s| s.revoked.clone()).unwrap_or_default();
                 if set.contains(&id.id) {
                     Err(format!("{} is revoked", id.id))
                 } else {
                     Ok(())
                 }
             };
-            if let Ok(link) = endpoint.admit(incoming, admit).await {
+            let admitted = endpoint.admit(incoming, admit).await;
+            drop(admission);
+            if let Ok(link) = admitted {
                 let peer = link.identity.id;
-                run_link(link, "child", inbox, store)
-                    .instrument(info_span!("peer", %peer))
-                    .await;
+                run_link(link, "child", ctx).instrument(info_span!("peer", %peer)).await;
             }
         });
     }

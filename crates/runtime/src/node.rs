@@ -4,9 +4,7 @@ use crate::config::NodeConfig;
 use crate::engine_task::{Command, EngineTask, INBOX_CAPACITY};
 use crate::links;
 use crate::status::Snapshot;
-use cascade_certs::{
-    read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity,
-};
+use cascade_certs::{read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity};
 use cascade_protocol::{Delta, DeltaBody, Engine, Scope};
 use cascade_store::Store;
 use cascade_transport::{unix_now, Endpoint};
@@ -65,6 +63,7 @@ pub struct Node {
     applied: tokio::sync::broadcast::Sender<crate::engine_task::Applied>,
     tasks: Vec<JoinHandle<()>>,
     engine_task: JoinHandle<Result<(), cascade_store::StoreError>>,
+    failed: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Node {
@@ -75,23 +74,14 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Io(e.to_string()))?;
         let certs_err = |e: cascade_certs::FileError| NodeError::Certs(e.to_string());
         let root = read_chain_pem(&config.resolve(&config.certs.root)).map_err(certs_err)?;
-        let root = root
-            .into_iter()
-            .next()
-            .ok_or_else(|| NodeError::Certs("empty root file".into()))?;
+        let root = root.into_iter().next().ok_or_else(|| NodeError::Certs("empty root file".into()))?;
         let creds = NodeCredentials {
             chain: read_chain_pem(&config.resolve(&config.certs.chain)).map_err(certs_err)?,
             key_pkcs8: read_key_pem(&config.resolve(&config.certs.key)).map_err(certs_err)?,
         };
-        let verifier =
-            FederationVerifier::new(root.clone()).map_err(|e| NodeError::Certs(e.to_string()))?;
-        let (identity, _) = verifier
-            .verify(&creds.chain, unix_now())
-            .map_err(NodeError::Certs)?;
-        if identity.id != config.id
-            || identity.tier != config.tier
-            || identity.parent != config.parent
-        {
+        let verifier = FederationVerifier::new(root.clone()).map_err(|e| NodeError::Certs(e.to_string()))?;
+        let (identity, _) = verifier.verify(&creds.chain, unix_now()).map_err(NodeError::Certs)?;
+        if identity.id != config.id || identity.tier != config.tier || identity.parent != config.parent {
             return Err(NodeError::Config(format!(
                 "config says {} {} under {:?}, certificate says {} {} under {:?}",
                 config.id,
@@ -103,16 +93,14 @@ impl Node {
             )));
         }
         let admin_token = load_or_create_token(&config.data_dir.join(TOKEN_FILE))?;
-        let signing_key = creds
-            .signing_key()
-            .map_err(|e| NodeError::Certs(e.to_string()))?;
+        let signing_key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
 
         let store = Store::open(&config.data_dir.join(STORE_DIR))?;
         let now = unix_now();
         let mut engine = Engine::new(signing_key, creds.chain.clone(), Box::new(verifier), now)?;
         let stored: Vec<Delta> = store.all_deltas().collect::<Result<_, _>>()?;
         let restored = stored.len();
-        engine.restore(now, stored)?;
+        engine.restore(stored)?;
         for action in engine.join(now)? {
             if let cascade_protocol::Action::Persist(deltas) = action {
                 store.apply(&deltas, &[])?;
@@ -122,32 +110,35 @@ impl Node {
         info!(node = %config.id, restored, "state restored");
 
         let endpoint = Endpoint::bind(&creds, &root, config.listen)?;
-        let quic_addr = endpoint
-            .local_addr()
-            .map_err(|e| NodeError::Io(e.to_string()))?;
+        let quic_addr = endpoint.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
         let snapshot = Arc::new(RwLock::new(Snapshot::default()));
         let (inbox, rx) = mpsc::channel(INBOX_CAPACITY);
         let (applied, _) = tokio::sync::broadcast::channel(crate::engine_task::APPLIED_CAPACITY);
         let span = info_span!("node", id = %config.id);
+        let (failed_tx, failed) = tokio::sync::watch::channel(None);
+        let task = EngineTask::new(engine, store.clone(), snapshot.clone(), rx, applied.clone());
         let engine_task = tokio::spawn(
-            EngineTask::new(engine, store.clone(), snapshot.clone(), rx, applied.clone())
-                .run()
-                .instrument(span.clone()),
-        );
-        let mut tasks = vec![tokio::spawn(
-            links::accept_children(
-                endpoint.clone(),
-                snapshot.clone(),
-                inbox.clone(),
-                store.clone(),
-            )
+            async move {
+                let result = task.run().await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "engine stopped: the node no longer syncs");
+                    let _ = failed_tx.send(Some(e.to_string()));
+                }
+                result
+            }
             .instrument(span.clone()),
+        );
+        let ctx = links::LinkContext {
+            inbox: inbox.clone(),
+            store: store.clone(),
+            budget: Arc::new(tokio::sync::Semaphore::new(links::INBOX_BUDGET_KIB)),
+        };
+        let mut tasks = vec![tokio::spawn(
+            links::accept_children(endpoint.clone(), snapshot.clone(), ctx.clone()).instrument(span.clone()),
         )];
         if let (Some(parent), Some(addr)) = (config.parent, config.parent_addr) {
-            tasks.push(tokio::spawn(
-                links::dial_parent(endpoint.clone(), parent, addr, inbox.clone(), store.clone())
-                    .instrument(span),
-            ));
+            tasks
+                .push(tokio::spawn(links::dial_parent(endpoint.clone(), parent, addr, ctx).instrument(span)));
         }
         info!(node = %config.id, %quic_addr, "node started");
         Ok(Node {
@@ -162,6 +153,7 @@ impl Node {
             applied,
             tasks,
             engine_task,
+            failed,
         })
     }
 
@@ -190,6 +182,25 @@ impl Node {
         &self.store
     }
 
+    /// Why the node stopped working (its engine hit a store error), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
+    /// Resolves when the node stops working on its own (not on `shutdown`).
+    pub async fn failed(&self) -> String {
+        let mut failed = self.failed.clone();
+        loop {
+            if let Some(reason) = failed.borrow_and_update().clone() {
+                return reason;
+            }
+            if failed.changed().await.is_err() {
+                // The engine ended without an error: the node is shutting down.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Notifications of logs advancing (after the deltas are durable here).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::engine_task::Applied> {
         self.applied.subscribe()
@@ -197,23 +208,13 @@ impl Node {
 
     /// The latest sync snapshot.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.snapshot.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Originates a delta; returns once it is durable.
-    async fn originate(
-        &self,
-        scope: Scope,
-        body: DeltaBody,
-    ) -> Result<Result<Delta, String>, NodeError> {
+    async fn originate(&self, scope: Scope, body: DeltaBody) -> Result<Result<Delta, String>, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.inbox
-            .send(Command::Originate { scope, body, reply })
-            .await
-            .map_err(|_| NodeError::Stopped)?;
+        self.inbox.send(Command::Originate { scope, body, reply }).await.map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
@@ -223,10 +224,7 @@ impl Node {
         op: crate::catalog::CatalogOp,
     ) -> Result<crate::SavedEntry, crate::CatalogError> {
         let (reply, rx) = oneshot::channel();
-        self.inbox
-            .send(Command::Catalog { op, reply })
-            .await
-            .map_err(|_| NodeError::Stopped)?;
+        self.inbox.send(Command::Catalog { op, reply }).await.map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
@@ -238,19 +236,10 @@ impl Node {
         reason: String,
     ) -> Result<Result<Delta, String>, NodeError> {
         let snap = self.snapshot();
-        let cutoff = snap
-            .version_vector
-            .iter()
-            .filter(|v| v.origin == node)
-            .map(|v| (v.scope, v.seq))
-            .collect();
-        let rev = cascade_protocol::Revocation {
-            node,
-            cutoff,
-            reason,
-        };
-        self.originate(Scope::Federation, DeltaBody::Revoke(rev))
-            .await
+        let cutoff =
+            snap.version_vector.iter().filter(|v| v.origin == node).map(|v| (v.scope, v.seq)).collect();
+        let rev = cascade_protocol::Revocation { node, cutoff, reason };
+        self.originate(Scope::Federation, DeltaBody::Revoke(rev)).await
     }
 
     /// Stops the node: closes all links, drains the engine and flushes the store.
@@ -260,9 +249,14 @@ impl Node {
         }
         self.endpoint.shutdown().await;
         drop(self.inbox);
+        let abort = self.engine_task.abort_handle();
         match tokio::time::timeout(SHUTDOWN_GRACE, self.engine_task).await {
             Ok(Ok(result)) => result?,
-            Ok(Err(_)) | Err(_) => {}
+            Ok(Err(_)) => {}
+            Err(_) => {
+                tracing::warn!("engine did not stop in time; aborting it");
+                abort.abort();
+            }
         }
         self.store.flush().await?;
         Ok(())
@@ -279,7 +273,6 @@ fn load_or_create_token(path: &Path) -> Result<String, NodeError> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = hex::encode(bytes);
-    cascade_certs::write_private(path, token.as_bytes())
-        .map_err(|e| NodeError::Io(e.to_string()))?;
+    cascade_certs::write_private(path, token.as_bytes()).map_err(|e| NodeError::Io(e.to_string()))?;
     Ok(token)
 }

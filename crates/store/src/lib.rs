@@ -87,15 +87,8 @@ fn own_key(code: &str) -> Vec<u8> {
     key
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    key: &[u8],
-    bytes: &[u8],
-    limit: usize,
-) -> Result<T, StoreError> {
-    codec::decode(bytes, limit).map_err(|source| StoreError::Corrupt {
-        key: hex(key),
-        source,
-    })
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8], limit: usize) -> Result<T, StoreError> {
+    codec::decode(bytes, limit).map_err(|source| StoreError::Corrupt { key: hex(key), source })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -105,10 +98,7 @@ fn hex(bytes: &[u8]) -> String {
 impl Store {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
         Ok(Store { db })
     }
 
@@ -130,29 +120,31 @@ impl Store {
     /// Atomically appends accepted deltas (in log order), materializes their catalog
     /// changes, and records this node's own entry update, if any. Not yet durable:
     /// call `flush` before acknowledging.
-    pub fn apply(
-        &self,
-        deltas: &[Delta],
-        own: &[&(Scope, CatalogEntry)],
-    ) -> Result<(), StoreError> {
+    pub fn apply(&self, deltas: &[Delta], own: &[&(Scope, CatalogEntry)]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut heads: std::collections::HashMap<LogId, u64> = Default::default();
+        let mut versions: std::collections::HashMap<Vec<u8>, Option<u64>> = Default::default();
         for delta in deltas {
             let head = match heads.get(&delta.log) {
                 Some(h) => *h,
                 None => self.head(delta.log)?,
             };
             if delta.seq != head + 1 {
-                return Err(StoreError::OutOfOrder {
-                    log: delta.log,
-                    expected: head + 1,
-                    got: delta.seq,
-                });
+                return Err(StoreError::OutOfOrder { log: delta.log, expected: head + 1, got: delta.seq });
             }
             heads.insert(delta.log, delta.seq);
             batch.insert(log_key(delta.log, delta.seq), codec::encode(delta)?);
             if let Ok(DeltaBody::Catalog(entry)) = delta.decode_body() {
                 let key = catalog_key(delta.log.origin, &entry.code);
+                // Never let an older version replace a newer one.
+                let newer = match versions.get(&key) {
+                    Some(v) => *v,
+                    None => self.catalog_version(&key)?,
+                };
+                if newer.is_some_and(|v| v > entry.version) {
+                    continue;
+                }
+                versions.insert(key.clone(), Some(entry.version));
                 batch.insert(key, codec::encode(&(delta.log.scope, entry))?);
             }
         }
@@ -175,9 +167,7 @@ impl Store {
                 result?;
                 Ok(())
             }
-            Err(e) => Err(StoreError::Sled(sled::Error::ReportableBug(format!(
-                "flush task: {e}"
-            )))),
+            Err(e) => Err(StoreError::Sled(sled::Error::ReportableBug(format!("flush task: {e}")))),
         }
     }
 
@@ -188,12 +178,10 @@ impl Store {
         from: u64,
         to: u64,
     ) -> impl Iterator<Item = Result<Delta, StoreError>> + '_ {
-        self.db
-            .range(log_key(log, from)..=log_key(log, to))
-            .map(|kv| {
-                let (key, value) = kv?;
-                decode(&key, &value, MAX_DELTA_RECORD)
-            })
+        self.db.range(log_key(log, from)..=log_key(log, to)).map(|kv| {
+            let (key, value) = kv?;
+            decode(&key, &value, MAX_DELTA_RECORD)
+        })
     }
 
     /// Every stored delta, log by log, each log in order (for restoring the engine).
@@ -205,9 +193,7 @@ impl Store {
     }
 
     /// The federated catalog as materialized here: (origin, scope, entry).
-    pub fn catalog(
-        &self,
-    ) -> impl Iterator<Item = Result<(NodeId, Scope, CatalogEntry), StoreError>> + '_ {
+    pub fn catalog(&self) -> impl Iterator<Item = Result<(NodeId, Scope, CatalogEntry), StoreError>> + '_ {
         self.db.scan_prefix([CATALOG]).map(|kv| {
             let (key, value) = kv?;
             let origin = key
@@ -221,6 +207,16 @@ impl Store {
             let (scope, entry) = decode(&key, &value, MAX_FRAME_BYTES)?;
             Ok((origin, scope, entry))
         })
+    }
+
+    fn catalog_version(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        match self.db.get(key)? {
+            None => Ok(None),
+            Some(v) => {
+                let (_, entry): (Scope, CatalogEntry) = decode(key, &v, MAX_FRAME_BYTES)?;
+                Ok(Some(entry.version))
+            }
+        }
     }
 
     /// One materialized catalog entry.
@@ -246,9 +242,7 @@ impl Store {
     }
 
     /// Every own entry (drafts included), with its scope.
-    pub fn own_entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(Scope, CatalogEntry), StoreError>> + '_ {
+    pub fn own_entries(&self) -> impl Iterator<Item = Result<(Scope, CatalogEntry), StoreError>> + '_ {
         self.db.scan_prefix([OWN]).map(|kv| {
             let (key, value) = kv?;
             decode(&key, &value, MAX_FRAME_BYTES)
@@ -258,20 +252,101 @@ impl Store {
     /// Takes the next resource-code sequence number of this node (atomic).
     pub fn next_code_seq(&self) -> Result<u64, StoreError> {
         let next = self.db.update_and_fetch(CODE_SEQ, |old| {
-            let n = old
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_be_bytes);
+            let n = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
             Some((n + 1).to_be_bytes().to_vec())
         })?;
-        let bytes = next
-            .as_deref()
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .unwrap_or_default();
+        let bytes = next.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()).unwrap_or_default();
         Ok(u64::from_be_bytes(bytes))
     }
 
     /// Size of the store on disk, in bytes.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
+    use cascade_protocol::{DeltaBody, GENESIS_HASH};
+    use ed25519_dalek::SigningKey;
+
+    fn entry(version: u64) -> CatalogEntry {
+        let draft = EntryDraft {
+            code: None,
+            name: format!("v{version}"),
+            classification: "3".into(),
+            provider: "91350100M000100Y43".into(),
+            summary: "s".into(),
+            format: cascade_protocol::catalog::ResourceFormat::ElectronicFile,
+            data_items: vec![],
+            share_type: cascade_protocol::catalog::ShareType::Unconditional,
+            share_condition: None,
+            not_shared_basis: None,
+            share_mode: cascade_protocol::catalog::ShareMode::Platform,
+            open_type: cascade_protocol::catalog::OpenType::Closed,
+            open_condition: None,
+            update_cycle: cascade_protocol::catalog::UpdateCycle::Daily,
+            publish_date: None,
+            related_codes: vec![],
+        };
+        CatalogEntry::from_draft(draft, "3/000001".into(), version, EntryStatus::Published)
+    }
+
+    fn chain(n: u64) -> Vec<Delta> {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let log = LogId { origin: "370100".parse().unwrap(), scope: Scope::Federation };
+        let mut prev = GENESIS_HASH;
+        (1..=n)
+            .map(|seq| {
+                let d = Delta::sign(&key, log, seq, prev, &DeltaBody::Catalog(entry(seq))).unwrap();
+                prev = d.hash();
+                d
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn logs_survive_reopen_and_refuse_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let deltas = chain(5);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.apply(&deltas[..3], &[]).unwrap();
+            let err = store.apply(&deltas[4..], &[]).unwrap_err();
+            assert!(matches!(err, StoreError::OutOfOrder { expected: 4, got: 5, .. }), "{err}");
+            store.flush().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.head(deltas[0].log).unwrap(), 3);
+        let back: Vec<Delta> = store.range(deltas[0].log, 2, 3).map(Result::unwrap).collect();
+        assert_eq!(back, deltas[1..3].to_vec());
+        let (_, materialized) = store.catalog_entry(deltas[0].log.origin, "3/000001").unwrap().unwrap();
+        assert_eq!(materialized.version, 3);
+    }
+
+    #[test]
+    fn an_older_version_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let log = LogId { origin: "370100".parse().unwrap(), scope: Scope::Federation };
+        let d1 = Delta::sign(&key, log, 1, GENESIS_HASH, &DeltaBody::Catalog(entry(5))).unwrap();
+        let d2 = Delta::sign(&key, log, 2, d1.hash(), &DeltaBody::Catalog(entry(4))).unwrap();
+        store.apply(&[d1, d2], &[]).unwrap();
+        let (_, e) = store.catalog_entry(log.origin, "3/000001").unwrap().unwrap();
+        assert_eq!(e.version, 5);
+    }
+
+    #[test]
+    fn a_damaged_record_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let deltas = chain(1);
+        store.apply(&deltas, &[]).unwrap();
+        store.db.insert(log_key(deltas[0].log, 1), &b"garbage"[..]).unwrap();
+        let err = store.all_deltas().next().unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
 }

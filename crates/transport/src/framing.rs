@@ -19,8 +19,8 @@ pub enum FrameError {
     Write(#[from] quinn::WriteError),
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Frame>, FrameError> {
+/// Reads one frame and its encoded size; `Ok(None)` at a clean end of stream.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<(Frame, usize)>, FrameError> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
         Ok(_) => {}
@@ -33,7 +33,7 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Frame>, F
     }
     let mut buf = vec![0u8; len];
     recv.read_exact(&mut buf).await?;
-    Ok(Some(codec::decode(&buf, MAX_FRAME_BYTES)?))
+    Ok(Some((codec::decode(&buf, MAX_FRAME_BYTES)?, len)))
 }
 
 /// Writes one frame.

@@ -86,21 +86,14 @@ impl Endpoint {
         root_der: &[u8],
         addr: SocketAddr,
     ) -> Result<Endpoint, TransportError> {
-        let verifier = FederationVerifier::new(root_der.to_vec())
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
-        let me = verifier
-            .verify(&creds.chain, unix_now())
-            .map_err(TransportError::Tls)?
-            .0;
+        let verifier =
+            FederationVerifier::new(root_der.to_vec()).map_err(|e| TransportError::Tls(e.to_string()))?;
+        let me = verifier.verify(&creds.chain, unix_now()).map_err(TransportError::Tls)?.0;
         let (server, client) = tls::configs(creds, root_der)?;
-        let mut endpoint = quinn::Endpoint::server(server, addr)
-            .map_err(|source| TransportError::Bind { addr, source })?;
+        let mut endpoint =
+            quinn::Endpoint::server(server, addr).map_err(|source| TransportError::Bind { addr, source })?;
         endpoint.set_default_client_config(client);
-        Ok(Endpoint {
-            endpoint,
-            verifier,
-            me,
-        })
+        Ok(Endpoint { endpoint, verifier, me })
     }
 
     /// The bound address.
@@ -114,32 +107,18 @@ impl Endpoint {
     }
 
     /// Dials the parent at `addr` and checks that it is `parent`; opens the sync stream.
-    pub async fn connect(
-        &self,
-        addr: SocketAddr,
-        parent: NodeId,
-    ) -> Result<PeerLink, TransportError> {
-        let connecting = self
-            .endpoint
-            .connect(addr, &cascade_certs::NodeIdentity::server_name_of(parent))?;
+    pub async fn connect(&self, addr: SocketAddr, parent: NodeId) -> Result<PeerLink, TransportError> {
+        let connecting = self.endpoint.connect(addr, &cascade_certs::NodeIdentity::server_name_of(parent))?;
         let connection = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
             .await
             .map_err(|_| TransportError::Timeout)??;
         let identity = self.peer_identity(&connection)?;
         if identity.id != parent {
             connection.close(close::REFUSED.into(), b"not the expected parent");
-            return Err(TransportError::Refused(format!(
-                "expected {parent}, found {}",
-                identity.id
-            )));
+            return Err(TransportError::Refused(format!("expected {parent}, found {}", identity.id)));
         }
         let (send, recv) = connection.open_bi().await?;
-        Ok(PeerLink {
-            identity,
-            connection,
-            send,
-            recv,
-        })
+        Ok(PeerLink { identity, connection, send, recv })
     }
 
     /// Waits for the next incoming connection attempt; `None` once the endpoint closed.
@@ -161,10 +140,7 @@ impl Endpoint {
             let connection = incoming.await?;
             let identity = self.peer_identity(&connection)?;
             let verdict = if identity.parent != Some(self.me.id) {
-                Err(format!(
-                    "{} names {:?} as parent, not this node",
-                    identity.id, identity.parent
-                ))
+                Err(format!("{} names {:?} as parent, not this node", identity.id, identity.parent))
             } else {
                 admit(&identity)
             };
@@ -173,12 +149,7 @@ impl Endpoint {
                 return Err(TransportError::Refused(reason));
             }
             let (send, recv) = connection.accept_bi().await?;
-            Ok(PeerLink {
-                identity,
-                connection,
-                send,
-                recv,
-            })
+            Ok(PeerLink { identity, connection, send, recv })
         };
         let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
             .await
@@ -190,16 +161,10 @@ impl Endpoint {
         result
     }
 
-    fn peer_identity(
-        &self,
-        connection: &quinn::Connection,
-    ) -> Result<NodeIdentity, TransportError> {
+    fn peer_identity(&self, connection: &quinn::Connection) -> Result<NodeIdentity, TransportError> {
         let chain = connection
             .peer_identity()
-            .and_then(|any| {
-                any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-                    .ok()
-            })
+            .and_then(|any| any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>().ok())
             .ok_or_else(|| TransportError::Refused("peer presented no certificate".into()))?;
         let chain: Vec<Vec<u8>> = chain.iter().map(|c| c.to_vec()).collect();
         let (identity, _) = self.verifier.verify(&chain, unix_now()).map_err(|reason| {
@@ -211,17 +176,14 @@ impl Endpoint {
 
     /// Closes every connection and stops accepting.
     pub async fn shutdown(&self) {
-        self.endpoint
-            .close(close::SHUTDOWN.into(), b"shutting down");
+        self.endpoint.close(close::SHUTDOWN.into(), b"shutting down");
         self.endpoint.wait_idle().await;
     }
 }
 
 /// Seconds since the unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Shared handle type for the endpoint.

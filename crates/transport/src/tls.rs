@@ -20,21 +20,15 @@ pub(crate) fn configs(
 ) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TransportError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(root_der.to_vec()))
-        .map_err(tls_err)?;
+    roots.add(CertificateDer::from(root_der.to_vec())).map_err(tls_err)?;
     let roots = Arc::new(roots);
-    let chain: Vec<CertificateDer<'static>> = creds
-        .chain
-        .iter()
-        .map(|c| CertificateDer::from(c.clone()))
-        .collect();
+    let chain: Vec<CertificateDer<'static>> =
+        creds.chain.iter().map(|c| CertificateDer::from(c.clone())).collect();
     let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(creds.key_pkcs8.clone()));
 
-    let client_verifier =
-        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(tls_err)?;
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(tls_err)?;
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
@@ -59,12 +53,10 @@ pub(crate) fn configs(
     transport.max_concurrent_uni_streams(0u32.into());
     let transport = Arc::new(transport);
 
-    let server_crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(server).map_err(tls_err)?;
+    let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server).map_err(tls_err)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
     server.transport_config(transport.clone());
-    let client_crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(client).map_err(tls_err)?;
+    let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client).map_err(tls_err)?;
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(transport);
     Ok((server, client))
