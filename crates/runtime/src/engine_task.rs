@@ -22,6 +22,10 @@ use tracing::{debug, error, info, warn};
 /// request in a group while letting 256 publishes share one flush.
 pub(crate) const MAX_GROUP: usize = 256;
 
+/// Most deltas in one group commit: a catch-up arrives as frames of 512 deltas, and
+/// a group of them all would hold back acknowledgements of local publishes.
+pub(crate) const MAX_GROUP_DELTAS: usize = 4096;
+
 /// Capacity of the engine's inbox. Link readers wait when it is full, which pushes
 /// back on peers through QUIC flow control instead of growing memory.
 pub(crate) const INBOX_CAPACITY: usize = 1024;
@@ -130,6 +134,9 @@ impl EngineTask {
             let mut pending = Pending::default();
             self.handle(first, &mut pending);
             for _ in 1..MAX_GROUP {
+                if pending.deltas.len() >= MAX_GROUP_DELTAS {
+                    break;
+                }
                 match self.inbox.try_recv() {
                     Ok(cmd) => self.handle(cmd, &mut pending),
                     Err(_) => break,

@@ -1,0 +1,92 @@
+//! Engine-only catch-up throughput: one node admitting a long log in frames of
+//! `MAX_BATCH_DELTAS`, against a baseline of bare `verify_strict` calls on the same
+//! deltas measured in the same run. No I/O: this is the ceiling the runtime works under.
+//!
+//! `cargo bench -p cascade-protocol --bench catchup` (CASCADE_BENCH_DELTAS, default 20000).
+
+use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
+use cascade_protocol::message::MAX_BATCH_DELTAS;
+use cascade_protocol::{Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId, Scope, Tier, GENESIS_HASH};
+use ed25519_dalek::SigningKey;
+use std::time::Instant;
+
+/// Bench double of the PKI: a chain is one blob `id,tier,parent,key-bytes`.
+struct BenchVerifier;
+
+impl MembershipVerifier for BenchVerifier {
+    fn verify_chain(&self, chain: &[Vec<u8>], _now: Option<u64>) -> Result<Member, String> {
+        let blob = chain.first().ok_or("empty")?;
+        let (text, key) = blob.split_at(blob.len() - 32);
+        let text = std::str::from_utf8(text).map_err(|e| e.to_string())?;
+        let parts: Vec<&str> = text.split(',').collect();
+        let key: [u8; 32] = key.try_into().map_err(|_| "key")?;
+        Ok(Member {
+            id: parts[0].parse()?,
+            tier: parts[1].parse()?,
+            parent: parts.get(2).filter(|p| !p.is_empty()).map(|p| p.parse()).transpose()?,
+            name: String::new(),
+            key: ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+fn chain(id: &str, tier: Tier, parent: &str, key: &SigningKey) -> Vec<Vec<u8>> {
+    let mut blob = format!("{id},{},{parent},", tier.as_str()).into_bytes();
+    blob.extend_from_slice(&key.verifying_key().to_bytes());
+    vec![blob]
+}
+
+fn main() {
+    let n: u64 = std::env::var("CASCADE_BENCH_DELTAS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let origin_key = SigningKey::from_bytes(&[1; 32]);
+    let origin: NodeId = "370100".parse().unwrap_or_else(|e| panic!("{e}"));
+    let log = LogId { origin, scope: Scope::Federation };
+    let draft: EntryDraft = serde_json::from_str(
+        r#"{"name": "企业登记基本信息", "classification": "3", "provider": "91350100M000100Y43",
+        "summary": "Basic registration data of enterprises", "format": "database",
+        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
+        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
+        "update_cycle": "daily"}"#,
+    )
+    .expect("draft");
+    let join = DeltaBody::Join { chain: chain("370100", Tier::Municipal, "370000", &origin_key) };
+    let mut deltas = vec![Delta::sign(&origin_key, log, 1, GENESIS_HASH, &join).expect("sign")];
+    for seq in 2..=n {
+        let entry = CatalogEntry::from_draft(draft.clone(), "3/000001".into(), seq, EntryStatus::Published);
+        let prev = deltas.last().map(Delta::hash).unwrap_or(GENESIS_HASH);
+        deltas.push(Delta::sign(&origin_key, log, seq, prev, &DeltaBody::Catalog(entry)).expect("sign"));
+    }
+
+    let t = Instant::now();
+    let key = origin_key.verifying_key();
+    for d in &deltas {
+        d.verify(&key).expect("valid");
+    }
+    let baseline = t.elapsed();
+
+    let me_key = SigningKey::from_bytes(&[2; 32]);
+    let mut engine =
+        Engine::new(me_key.clone(), chain("370200", Tier::Municipal, "370000", &me_key), Box::new(BenchVerifier), 0)
+            .expect("engine");
+    let peer: NodeId = "370000".parse().unwrap_or_else(|e| panic!("{e}"));
+    engine.handle(0, Event::PeerUp { peer });
+    let t = Instant::now();
+    let mut admitted = 0;
+    for batch in deltas.chunks(MAX_BATCH_DELTAS) {
+        for action in engine.handle(0, Event::Frame { peer, frame: Frame::Deltas(batch.to_vec()) }) {
+            if let Action::Persist(ds) = action {
+                admitted += ds.len();
+            }
+        }
+    }
+    let engine_time = t.elapsed();
+    assert_eq!(admitted as u64, n);
+    let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
+    println!("{n} deltas of one origin, frames of {MAX_BATCH_DELTAS}");
+    println!("baseline verify_strict alone: {:>9.0} deltas/s", rate(baseline));
+    println!(
+        "engine admission:             {:>9.0} deltas/s  ({:.2}x the baseline's time)",
+        rate(engine_time),
+        engine_time.as_secs_f64() / baseline.as_secs_f64()
+    );
+}
