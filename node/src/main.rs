@@ -4,8 +4,8 @@ use anyhow::{bail, Context};
 use cascade_certs::{
     node_identity, read_chain_pem, read_key_pem, write_private, Authority, NodeCredentials, NodeIdentity,
 };
-use cascade_node::federation::{Federation, LaunchOptions};
-use cascade_node::topology::Topology;
+use cascade_federation::topology::Topology;
+use cascade_federation::{Federation, LaunchOptions};
 use cascade_protocol::{NodeId, Tier};
 use cascade_runtime::{Node, NodeConfig};
 use clap::{Parser, Subcommand};
@@ -45,6 +45,62 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Topology files.
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
+    },
+    /// Simulate a federation under a scenario of publishes and faults, check the
+    /// invariants and report. Exits non-zero (printing the replay command) when an
+    /// invariant is violated.
+    Sim {
+        /// A topology file, e.g. topologies/china.toml.
+        topology: PathBuf,
+        /// A scenario file, e.g. simulation/scenarios/steady.toml.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// The seed (deterministic mode replays exactly from it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// deterministic: the engine on a simulated network and clock; real: every
+        /// node over QUIC on 127.0.0.1 with sled folders.
+        #[arg(long, value_enum, default_value_t = SimMode::Deterministic)]
+        mode: SimMode,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SimMode {
+    Deterministic,
+    Real,
+}
+
+#[derive(Subcommand)]
+enum TopologyCommand {
+    /// Generate a topology from the GB/T 2260 division table.
+    Generate {
+        /// The division table (code,name,tier,parent).
+        #[arg(long, default_value = "topologies/divisions.csv")]
+        divisions: PathBuf,
+        /// Keep only these provinces and their cities (comma-separated codes).
+        #[arg(long, value_delimiter = ',')]
+        provinces: Vec<NodeId>,
+        /// Keep only these nodes (comma-separated codes).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<NodeId>,
+        /// The topology's name.
+        #[arg(long)]
+        name: String,
+        /// One line saying what it models.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -106,6 +162,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Certs { command } => certs(command),
+        Command::Topology { command } => topology(command),
         command => tokio::runtime::Runtime::new()?.block_on(async_main(command)),
     }
 }
@@ -114,7 +171,10 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => run(&config).await,
         Command::Up { topology, data, admin_port_base } => up(&topology, data, admin_port_base).await,
-        Command::Certs { .. } => unreachable!("handled synchronously"),
+        Command::Sim { topology, scenario, seed, mode, report } => {
+            sim(&topology, &scenario, seed, mode, report.as_deref()).await
+        }
+        Command::Certs { .. } | Command::Topology { .. } => unreachable!("handled synchronously"),
     }
 }
 
@@ -148,7 +208,7 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     })
     .await?;
     let failure = failure_rx.await.unwrap_or_default();
-    let node = cascade_node::federation::release(node)
+    let node = cascade_federation::release(node)
         .await
         .ok_or_else(|| anyhow::anyhow!("node still in use at shutdown"))?;
     node.shutdown().await?;
@@ -177,6 +237,55 @@ async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Res
     tokio::signal::ctrl_c().await?;
     println!("stopping...");
     federation.shutdown().await?;
+    Ok(())
+}
+
+fn topology(command: TopologyCommand) -> anyhow::Result<()> {
+    let TopologyCommand::Generate { divisions, provinces, only, name, description, out } = command;
+    let table =
+        std::fs::read_to_string(&divisions).with_context(|| format!("reading {}", divisions.display()))?;
+    let selection = cascade_federation::topology::Selection { provinces, only };
+    let topology = cascade_federation::topology::from_divisions(&table, &name, &description, &selection)
+        .map_err(anyhow::Error::msg)?;
+    std::fs::write(&out, topology.to_toml())?;
+    println!("{}: {} nodes", out.display(), topology.nodes.len());
+    Ok(())
+}
+
+async fn sim(
+    topology_path: &Path,
+    scenario_path: &Path,
+    seed: u64,
+    mode: SimMode,
+    report_path: Option<&Path>,
+) -> anyhow::Result<()> {
+    let topology = Topology::load(topology_path).map_err(anyhow::Error::msg)?;
+    let scenario = cascade_simulation::Scenario::load(scenario_path).map_err(anyhow::Error::msg)?;
+    let report = match mode {
+        SimMode::Deterministic => {
+            let options =
+                cascade_simulation::deterministic::Options { seed, progress: true, ..Default::default() };
+            let sim = cascade_simulation::deterministic::Simulator::new(&topology, &scenario, &options)?;
+            sim.run(&topology, &scenario, seed)?
+        }
+        SimMode::Real => cascade_simulation::real::run(&topology, &scenario, seed, true).await?,
+    };
+    print!("{report}");
+    if let Some(path) = report_path {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        println!("report: {}", path.display());
+    }
+    if !report.invariants.ok() {
+        let mode = match mode {
+            SimMode::Deterministic => "deterministic",
+            SimMode::Real => "real",
+        };
+        bail!(
+            "invariants violated; replay with: cascade sim {} --scenario {} --seed {seed} --mode {mode}",
+            topology_path.display(),
+            scenario_path.display()
+        );
+    }
     Ok(())
 }
 

@@ -6,7 +6,10 @@
 
 use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
 use cascade_protocol::message::MAX_BATCH_DELTAS;
-use cascade_protocol::{Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId, Scope, Tier, GENESIS_HASH};
+use cascade_protocol::{
+    Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId, Scope, Tier,
+    GENESIS_HASH,
+};
 use ed25519_dalek::SigningKey;
 use std::time::Instant;
 
@@ -65,9 +68,13 @@ fn main() {
     let baseline = t.elapsed();
 
     let me_key = SigningKey::from_bytes(&[2; 32]);
-    let mut engine =
-        Engine::new(me_key.clone(), chain("370200", Tier::Municipal, "370000", &me_key), Box::new(BenchVerifier), 0)
-            .expect("engine");
+    let mut engine = Engine::new(
+        me_key.clone(),
+        chain("370200", Tier::Municipal, "370000", &me_key),
+        Box::new(BenchVerifier),
+        0,
+    )
+    .expect("engine");
     let peer: NodeId = "370000".parse().unwrap_or_else(|e| panic!("{e}"));
     engine.handle(0, Event::PeerUp { peer });
     let t = Instant::now();

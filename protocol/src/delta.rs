@@ -106,17 +106,24 @@ impl Delta {
 
     /// The exact bytes the origin signs: domain, header, body.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SIGN_DOMAIN.len() + 53 + self.body.len());
+        let mut out = Vec::with_capacity(SIGN_DOMAIN.len() + 45 + self.body.len());
         out.extend_from_slice(SIGN_DOMAIN);
-        out.extend_from_slice(&self.log.origin.code().to_be_bytes());
-        out.push(match self.log.scope {
-            Scope::Federation => 0,
-            Scope::Province => 1,
-        });
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.prev);
+        out.extend_from_slice(&self.header());
         out.extend_from_slice(&self.body);
         out
+    }
+
+    /// origin, scope, seq and prev, as signed.
+    fn header(&self) -> [u8; 45] {
+        let mut h = [0u8; 45];
+        h[..4].copy_from_slice(&self.log.origin.code().to_be_bytes());
+        h[4] = match self.log.scope {
+            Scope::Federation => 0,
+            Scope::Province => 1,
+        };
+        h[5..13].copy_from_slice(&self.seq.to_be_bytes());
+        h[13..].copy_from_slice(&self.prev);
+        h
     }
 
     /// The signature as a typed value, if it has the right length.
@@ -134,7 +141,9 @@ impl Delta {
     pub fn hash(&self) -> Hash {
         let mut h = blake3::Hasher::new();
         h.update(HASH_DOMAIN);
-        h.update(&self.signing_bytes());
+        h.update(SIGN_DOMAIN);
+        h.update(&self.header());
+        h.update(&self.body);
         h.update(&self.signature);
         *h.finalize().as_bytes()
     }

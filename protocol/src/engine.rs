@@ -7,8 +7,9 @@ use crate::ids::{LogId, NodeId, Scope, Tier, NATIONAL};
 use crate::membership::{Member, MembershipVerifier};
 use crate::message::{Frame, VersionVector, MAX_BATCH_BYTES, MAX_BATCH_DELTAS};
 use ed25519_dalek::SigningKey;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// Most logs a Hello may name: one federation and one province log per node of the
 /// largest federation (365 nodes) fits many times over.
@@ -200,8 +201,8 @@ struct PeerState {
 
 /// Outcome of checking one incoming delta.
 enum Check {
-    /// Valid and next in its log: what admitting it changes.
-    Accept(Verified),
+    /// Valid and next in its log: what admitting it changes, and its chain hash.
+    Accept(Verified, Hash),
     /// Already held.
     Duplicate,
     /// Comes after a missing delta.
@@ -235,6 +236,25 @@ pub struct Engine {
     /// Revoked nodes: per scope, the last seq that stays valid.
     revoked: HashMap<NodeId, Cutoffs>,
     peers: BTreeMap<NodeId, PeerState>,
+    signature_cache: Option<Arc<SignatureCache>>,
+    skip_signatures: bool,
+}
+
+/// Signatures already found valid, shared by the engines of one simulation so that
+/// a delta relayed to 365 nodes is verified once. Keyed by the delta's chain hash
+/// (which covers its bytes and signature) and the key: a pure function's memo.
+#[derive(Debug, Default)]
+pub struct SignatureCache {
+    valid: Mutex<HashSet<Hash>>,
+}
+
+impl SignatureCache {
+    fn key(hash: &Hash, key: &ed25519_dalek::VerifyingKey) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(hash);
+        h.update(key.as_bytes());
+        *h.finalize().as_bytes()
+    }
 }
 
 impl Engine {
@@ -260,7 +280,45 @@ impl Engine {
             members,
             revoked: HashMap::new(),
             peers: BTreeMap::new(),
+            signature_cache: None,
+            skip_signatures: false,
         })
+    }
+
+    /// Shares a cache of verified signatures (simulations of many nodes in one process).
+    pub fn set_signature_cache(&mut self, cache: Arc<SignatureCache>) {
+        self.signature_cache = Some(cache);
+    }
+
+    /// Deliberately breaks this engine: signatures are no longer checked. Exists only
+    /// so the simulator can prove its invariant checker catches a broken engine; a
+    /// node never calls it.
+    #[doc(hidden)]
+    pub fn testing_skip_signature_checks(&mut self) {
+        self.skip_signatures = true;
+    }
+
+    fn verify_signature(
+        &self,
+        delta: &Delta,
+        key: &ed25519_dalek::VerifyingKey,
+        hash: &Hash,
+    ) -> Result<(), RejectReason> {
+        if self.skip_signatures {
+            return Ok(());
+        }
+        let Some(cache) = &self.signature_cache else {
+            return delta.verify(key).map_err(|_| RejectReason::BadSignature);
+        };
+        let memo = SignatureCache::key(hash, key);
+        if cache.valid.lock().is_ok_and(|set| set.contains(&memo)) {
+            return Ok(());
+        }
+        delta.verify(key).map_err(|_| RejectReason::BadSignature)?;
+        if let Ok(mut set) = cache.valid.lock() {
+            set.insert(memo);
+        }
+        Ok(())
     }
 
     /// This node's verified identity.
@@ -280,8 +338,8 @@ impl Engine {
         for delta in deltas {
             let (log, seq) = (delta.log, delta.seq);
             match self.check(Clock::Restoring, &delta) {
-                Ok(Check::Accept(verified)) => {
-                    self.admit(&delta, verified);
+                Ok(Check::Accept(verified, hash)) => {
+                    self.admit(&delta, verified, hash);
                 }
                 Ok(Check::Duplicate | Check::Gap) => {
                     return Err(EngineError::CorruptStore { log, seq, reason: RejectReason::BrokenChain })
@@ -441,8 +499,8 @@ impl Engine {
         let mut accepted = Vec::new();
         for delta in deltas {
             match self.check(Clock::At(now), &delta) {
-                Ok(Check::Accept(verified)) => {
-                    actions.extend(self.admit(&delta, verified));
+                Ok(Check::Accept(verified, hash)) => {
+                    actions.extend(self.admit(&delta, verified, hash));
                     if let Some(state) = self.peers.get_mut(&peer) {
                         state.vv.insert(delta.log, delta.seq);
                     }
@@ -493,13 +551,13 @@ impl Engine {
     }
 
     fn admit_own(&mut self, now: u64, delta: &Delta, actions: &mut Vec<Action>) -> Result<(), EngineError> {
-        let verified = match self.check(Clock::At(now), delta) {
-            Ok(Check::Accept(verified)) => verified,
+        let (verified, hash) = match self.check(Clock::At(now), delta) {
+            Ok(Check::Accept(verified, hash)) => (verified, hash),
             Ok(_) => return Err(EngineError::Refused(RejectReason::BrokenChain)),
             Err(reason) => return Err(EngineError::Refused(reason)),
         };
         actions.push(Action::Persist(vec![delta.clone()]));
-        actions.extend(self.admit(delta, verified));
+        actions.extend(self.admit(delta, verified, hash));
         self.after_admit(std::slice::from_ref(delta), None, actions);
         Ok(())
     }
@@ -556,7 +614,7 @@ impl Engine {
         if delta.seq == head.seq && delta.hash() != head.hash {
             // Same position, different content: a fork if the origin really signed it.
             let member = self.members.get(&log.origin).ok_or(RejectReason::BrokenChain)?;
-            delta.verify(&member.key).map_err(|_| RejectReason::BadSignature)?;
+            self.verify_signature(delta, &member.key, &delta.hash())?;
             return Err(RejectReason::Fork);
         }
         if delta.seq <= head.seq {
@@ -568,6 +626,7 @@ impl Engine {
         if delta.prev != head.hash {
             return Err(RejectReason::BrokenChain);
         }
+        let hash = delta.hash();
         // The signature is checked before the body is even parsed, except for a Join,
         // whose body carries the key.
         let mut joined = None;
@@ -595,7 +654,7 @@ impl Engine {
                     return Err(RejectReason::WrongOrigin("key differs from the known one".into()));
                 }
             }
-            delta.verify(&member.key).map_err(|_| RejectReason::BadSignature)?;
+            self.verify_signature(delta, &member.key, &hash)?;
             joined = Some(member);
             body
         } else {
@@ -604,7 +663,7 @@ impl Engine {
                 .members
                 .get(&log.origin)
                 .ok_or_else(|| RejectReason::NotMember("origin never joined".into()))?;
-            delta.verify(&member.key).map_err(|_| RejectReason::BadSignature)?;
+            self.verify_signature(delta, &member.key, &hash)?;
             delta.decode_body().map_err(|e| RejectReason::Invalid(e.to_string()))?
         };
         if let (Clock::At(_), Some(cutoffs)) = (clock, self.revoked.get(&log.origin)) {
@@ -626,13 +685,13 @@ impl Engine {
                 Verified::Revoke(rev)
             }
         };
-        Ok(Check::Accept(verified))
+        Ok(Check::Accept(verified, hash))
     }
 
     /// Applies an accepted delta to the in-memory state; returns a disconnect when it
     /// revokes a connected neighbour.
-    fn admit(&mut self, delta: &Delta, verified: Verified) -> Option<Action> {
-        self.heads.insert(delta.log, Head { seq: delta.seq, hash: delta.hash() });
+    fn admit(&mut self, delta: &Delta, verified: Verified, hash: Hash) -> Option<Action> {
+        self.heads.insert(delta.log, Head { seq: delta.seq, hash });
         match verified {
             Verified::Join(member) => {
                 self.members.insert(member.id, member);

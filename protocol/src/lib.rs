@@ -12,7 +12,7 @@ pub mod message;
 
 pub use codec::{decode, encode, CodecError, MAX_FRAME_BYTES};
 pub use delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
-pub use engine::{Action, Engine, EngineError, Event, RejectReason, Rejection};
+pub use engine::{Action, Engine, EngineError, Event, RejectReason, Rejection, SignatureCache};
 pub use ids::{LogId, NodeId, Scope, Tier};
 pub use membership::{Member, MembershipVerifier};
 pub use message::{Frame, VersionVector, ALPN};

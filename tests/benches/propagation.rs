@@ -6,8 +6,8 @@
 //! Baseline measured in the same run: the origin's own durable acknowledgement of
 //! a publish (one sled flush), so the ratios show what each hop adds.
 
-use cascade_node::federation::{Federation, LaunchOptions};
-use cascade_node::topology::Topology;
+use cascade_federation::topology::Topology;
+use cascade_federation::{Federation, LaunchOptions};
 use cascade_protocol::catalog::EntryDraft;
 use cascade_protocol::{LogId, NodeId, Scope};
 use cascade_runtime::{Applied, Node, PublishOptions};
@@ -158,12 +158,22 @@ async fn main() -> anyhow::Result<()> {
     let settle = Instant::now();
     for (id, running) in fed.nodes() {
         let node = running.node.clone();
-        while node.snapshot().version_vector.iter().find(|v| v.origin == log.origin && v.scope == log.scope).map_or(0, |v| v.seq) < head {
+        while node
+            .snapshot()
+            .version_vector
+            .iter()
+            .find(|v| v.origin == log.origin && v.scope == log.scope)
+            .map_or(0, |v| v.seq)
+            < head
+        {
             anyhow::ensure!(settle.elapsed() < Duration::from_secs(300), "{id} did not catch up");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    println!("  (the other 16 nodes held all of it {:.2} s after the last acknowledgement)", settle.elapsed().as_secs_f64());
+    println!(
+        "  (the other 16 nodes held all of it {:.2} s after the last acknowledgement)",
+        settle.elapsed().as_secs_f64()
+    );
     let t0 = Instant::now();
     fed.start(nid("370200")).await?;
     let restarted = Instant::now();

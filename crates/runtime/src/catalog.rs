@@ -45,6 +45,9 @@ pub struct SavedEntry {
     /// Whether it was created (rather than updated).
     #[serde(skip)]
     pub created: bool,
+    /// The seq of the delta that published this state, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_seq: Option<u64>,
 }
 
 /// Options of a publish.
@@ -124,8 +127,9 @@ pub(crate) fn decide(
     mut next_seq: impl FnMut() -> Result<u64, CatalogError>,
 ) -> Result<Decision, CatalogError> {
     let own = |code: &str| current(code)?.ok_or_else(|| CatalogError::NotFound(code.to_string()));
-    let publish =
-        |scope, entry| Ok(Decision { saved: SavedEntry { entry, scope, created: false }, emit: true });
+    let publish = |scope, entry| {
+        Ok(Decision { saved: SavedEntry { entry, scope, created: false, delta_seq: None }, emit: true })
+    };
     match op {
         CatalogOp::Save(draft) => {
             draft.validate()?;
@@ -141,13 +145,16 @@ pub(crate) fn decide(
                 validate_resource_code(&code)
                     .map_err(|reason| FieldError { field: "code".into(), reason })?;
                 let entry = CatalogEntry::from_draft(draft, code, 0, EntryStatus::Draft);
-                let saved = SavedEntry { entry, scope: Scope::Federation, created: true };
+                let saved = SavedEntry { entry, scope: Scope::Federation, created: true, delta_seq: None };
                 return Ok(Decision { saved, emit: false });
             };
             match old.status {
                 EntryStatus::Draft | EntryStatus::Withdrawn => {
                     let entry = CatalogEntry::from_draft(draft, old.code, old.version, EntryStatus::Draft);
-                    Ok(Decision { saved: SavedEntry { entry, scope, created: false }, emit: false })
+                    Ok(Decision {
+                        saved: SavedEntry { entry, scope, created: false, delta_seq: None },
+                        emit: false,
+                    })
                 }
                 EntryStatus::Published => {
                     let entry =

@@ -59,6 +59,8 @@ pub(crate) enum Command {
     Frame { peer: NodeId, generation: u64, frame: Frame, budget: tokio::sync::OwnedSemaphorePermit },
     /// Originate a delta.
     Originate { scope: Scope, body: DeltaBody, reply: oneshot::Sender<Result<Delta, String>> },
+    /// Close the link to a neighbour (a blocked link).
+    Drop { peer: NodeId, reason: String },
     /// Change this node's own catalog.
     Catalog { op: CatalogOp, reply: oneshot::Sender<Result<SavedEntry, CatalogError>> },
 }
@@ -185,6 +187,10 @@ impl EngineTask {
                 let actions = self.engine.handle(now, Event::PeerUp { peer });
                 self.collect(actions, pending);
             }
+            Command::Drop { peer, reason } => {
+                let generation = self.links.get(&peer).map(|l| l.generation);
+                pending.sends.push((generation, Action::Disconnect { peer, reason }));
+            }
             Command::LinkDown { peer, generation } => {
                 if self.links.get(&peer).is_some_and(|l| l.generation == generation) {
                     self.links.remove(&peer);
@@ -246,16 +252,17 @@ impl EngineTask {
             |code| pending.own_entry(&store, code),
             || Ok(store.next_code_seq()?),
         )?;
-        let saved = decision.saved;
+        let mut saved = decision.saved;
         if decision.emit {
-            self.originate(now, saved.scope, DeltaBody::Catalog(saved.entry.clone()), pending).map_err(
-                |e| match e {
+            let delta = self
+                .originate(now, saved.scope, DeltaBody::Catalog(saved.entry.clone()), pending)
+                .map_err(|e| match e {
                     EngineError::Refused(RejectReason::Invalid(reason)) => {
                         CatalogError::Invalid(FieldError { field: "entry".into(), reason })
                     }
                     other => CatalogError::Conflict(other.to_string()),
-                },
-            )?;
+                })?;
+            saved.delta_seq = Some(delta.seq);
         }
         pending.own.push((saved.scope, saved.entry.clone()));
         Ok(saved)

@@ -5,6 +5,7 @@
 mod catalog;
 mod config;
 mod engine_task;
+mod faults;
 mod links;
 mod node;
 mod status;

@@ -49,11 +49,13 @@ pub(crate) struct LinkContext {
     pub(crate) inbox: mpsc::Sender<Command>,
     pub(crate) store: Store,
     pub(crate) budget: Arc<Semaphore>,
+    pub(crate) faults: Arc<crate::faults::Faults>,
+    pub(crate) traffic: Arc<crate::faults::Traffic>,
 }
 
 /// Runs one admitted link until either side ends it.
 pub(crate) async fn run_link(link: PeerLink, role: &'static str, ctx: LinkContext) {
-    let LinkContext { inbox, store, budget } = ctx;
+    let LinkContext { inbox, store, budget, faults, traffic } = ctx;
     let peer = link.identity.id;
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let (outbox, mut queue) = mpsc::channel::<Outgoing>(OUTBOX_CAPACITY);
@@ -68,8 +70,15 @@ pub(crate) async fn run_link(link: PeerLink, role: &'static str, ctx: LinkContex
     let writer = async {
         while let Some(item) = queue.recv().await {
             let result = match item {
-                Outgoing::Frame(frame) => write_frame(&mut send, &frame).await.map_err(|e| e.to_string()),
-                Outgoing::Range { log, from, to } => send_range(&store, &mut send, log, from, to).await,
+                Outgoing::Frame(frame) => {
+                    if let Some(delay) = faults.delay() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    write_frame(&mut send, &frame).await.map(|n| traffic.record(n)).map_err(|e| e.to_string())
+                }
+                Outgoing::Range { log, from, to } => {
+                    send_range(&store, &mut send, log, from, to, &traffic).await
+                }
             };
             if let Err(e) = result {
                 return format!("write: {e}");
@@ -114,6 +123,7 @@ async fn send_range(
     log: LogId,
     from: u64,
     to: u64,
+    traffic: &crate::faults::Traffic,
 ) -> Result<(), String> {
     let mut batch = Vec::new();
     let mut bytes = 0;
@@ -126,14 +136,18 @@ async fn send_range(
         expected += 1;
         let size = delta.body.len() + 128;
         if batch.len() == MAX_BATCH_DELTAS || bytes + size > MAX_BATCH_BYTES {
-            write_frame(send, &Frame::Deltas(std::mem::take(&mut batch))).await.map_err(|e| e.to_string())?;
+            let n = write_frame(send, &Frame::Deltas(std::mem::take(&mut batch)))
+                .await
+                .map_err(|e| e.to_string())?;
+            traffic.record(n);
             bytes = 0;
         }
         bytes += size;
         batch.push(delta);
     }
     if !batch.is_empty() {
-        write_frame(send, &Frame::Deltas(batch)).await.map_err(|e| e.to_string())?;
+        let n = write_frame(send, &Frame::Deltas(batch)).await.map_err(|e| e.to_string())?;
+        traffic.record(n);
     }
     Ok(())
 }
@@ -142,6 +156,10 @@ async fn send_range(
 pub(crate) async fn dial_parent(endpoint: Endpoint, parent: NodeId, addr: SocketAddr, ctx: LinkContext) {
     let mut backoff = MIN_BACKOFF;
     loop {
+        if ctx.faults.is_blocked(parent) {
+            tokio::time::sleep(MAX_BACKOFF).await;
+            continue;
+        }
         match endpoint.connect(addr, parent).await {
             Ok(link) => {
                 backoff = MIN_BACKOFF;
@@ -180,6 +198,8 @@ pub(crate) async fn accept_children(
                 let set: BTreeSet<NodeId> = revoked.read().map(|s| s.revoked.clone()).unwrap_or_default();
                 if set.contains(&id.id) {
                     Err(format!("{} is revoked", id.id))
+                } else if ctx.faults.is_blocked(id.id) {
+                    Err(format!("the link to {} is blocked", id.id))
                 } else {
                     Ok(())
                 }

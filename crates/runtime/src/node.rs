@@ -64,6 +64,8 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
     engine_task: JoinHandle<Result<(), cascade_store::StoreError>>,
     failed: tokio::sync::watch::Receiver<Option<String>>,
+    faults: Arc<crate::faults::Faults>,
+    traffic: Arc<crate::faults::Traffic>,
 }
 
 impl Node {
@@ -95,7 +97,10 @@ impl Node {
         let admin_token = load_or_create_token(&config.data_dir.join(TOKEN_FILE))?;
         let signing_key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
 
-        let store = Store::open(&config.data_dir.join(STORE_DIR))?;
+        let store_dir = config.data_dir.join(STORE_DIR);
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+            .await
+            .map_err(|e| NodeError::Io(format!("opening the store: {e}")))??;
         let now = unix_now();
         let mut engine = Engine::new(signing_key, creds.chain.clone(), Box::new(verifier), now)?;
         let stored: Vec<Delta> = store.all_deltas().collect::<Result<_, _>>()?;
@@ -116,6 +121,8 @@ impl Node {
         let (applied, _) = tokio::sync::broadcast::channel(crate::engine_task::APPLIED_CAPACITY);
         let span = info_span!("node", id = %config.id);
         let (failed_tx, failed) = tokio::sync::watch::channel(None);
+        let faults = Arc::new(crate::faults::Faults::default());
+        let traffic = Arc::new(crate::faults::Traffic::default());
         let task = EngineTask::new(engine, store.clone(), snapshot.clone(), rx, applied.clone());
         let engine_task = tokio::spawn(
             async move {
@@ -132,6 +139,8 @@ impl Node {
             inbox: inbox.clone(),
             store: store.clone(),
             budget: Arc::new(tokio::sync::Semaphore::new(links::INBOX_BUDGET_KIB)),
+            faults: faults.clone(),
+            traffic: traffic.clone(),
         };
         let mut tasks = vec![tokio::spawn(
             links::accept_children(endpoint.clone(), snapshot.clone(), ctx.clone()).instrument(span.clone()),
@@ -154,6 +163,8 @@ impl Node {
             tasks,
             engine_task,
             failed,
+            faults,
+            traffic,
         })
     }
 
@@ -240,6 +251,42 @@ impl Node {
             snap.version_vector.iter().filter(|v| v.origin == node).map(|v| (v.scope, v.seq)).collect();
         let rev = cascade_protocol::Revocation { node, cutoff, reason };
         self.originate(Scope::Federation, DeltaBody::Revoke(rev)).await
+    }
+
+    /// Blocks (or unblocks) the link to a neighbour: an existing connection is
+    /// closed and new ones are neither dialed nor admitted. A fault for operators
+    /// isolating a misbehaving peer, and for the real-mode simulator's partitions.
+    pub async fn set_link_blocked(
+        &self,
+        peer: cascade_protocol::NodeId,
+        blocked: bool,
+    ) -> Result<(), NodeError> {
+        self.faults.set_blocked(peer, blocked);
+        if blocked {
+            let reason = format!("link to {peer} blocked");
+            self.inbox.send(Command::Drop { peer, reason }).await.map_err(|_| NodeError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Delays every frame this node sends by `delay` (zero removes the delay).
+    pub fn set_send_delay(&self, delay: Duration) {
+        self.faults.set_delay(delay);
+    }
+
+    /// Frames and bytes sent to neighbours so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        self.traffic.totals()
+    }
+
+    /// Kills the node abruptly: every task is aborted mid-flight and no shutdown
+    /// path runs. What was acknowledged is durable; anything in flight is lost.
+    pub fn kill(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.engine_task.abort();
+        self.endpoint.abort();
     }
 
     /// Stops the node: closes all links, drains the engine and flushes the store.

@@ -18,6 +18,11 @@ const OWN: u8 = b'O';
 /// Node metadata records live under `M`.
 const CODE_SEQ: &[u8] = b"Mcode-seq";
 
+/// How often, and how far apart, opening retries a store still locked by a
+/// crashed instance in the same process: 50 x 100 ms.
+const LOCK_TRIES: u32 = 50;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Largest stored delta record: body plus header and signature.
 const MAX_DELTA_RECORD: usize = MAX_BODY_BYTES + 1024;
 
@@ -96,10 +101,23 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `path`.
+    /// Opens (or creates) the store in `path`. When the folder is still locked by a
+    /// crashed instance of this node in the same process (its tasks are being torn
+    /// down), waits for the lock a bounded while.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
-        Ok(Store { db })
+        let mut tries = 0;
+        loop {
+            match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
+                Ok(db) => return Ok(Store { db }),
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && tries < LOCK_TRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The head seq of a log in the store (0 when empty).

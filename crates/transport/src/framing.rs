@@ -36,11 +36,11 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<(Frame, u
     Ok(Some((codec::decode(&buf, MAX_FRAME_BYTES)?, len)))
 }
 
-/// Writes one frame.
-pub async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<(), FrameError> {
+/// Writes one frame; returns the bytes written.
+pub async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<usize, FrameError> {
     let bytes = codec::encode(frame)?;
     let len = u32::try_from(bytes.len()).map_err(|_| FrameError::TooLarge(bytes.len()))?;
     send.write_all(&len.to_be_bytes()).await?;
     send.write_all(&bytes).await?;
-    Ok(())
+    Ok(bytes.len() + 4)
 }

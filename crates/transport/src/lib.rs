@@ -174,6 +174,11 @@ impl Endpoint {
         Ok(identity)
     }
 
+    /// Closes every connection at once, without waiting (a crash).
+    pub fn abort(&self) {
+        self.endpoint.close(close::SHUTDOWN.into(), b"killed");
+    }
+
     /// Closes every connection and stops accepting.
     pub async fn shutdown(&self) {
         self.endpoint.close(close::SHUTDOWN.into(), b"shutting down");

@@ -1,4 +1,4 @@
-//! A whole topology of nodes in one process on loopback (`cascade up`, tests).
+//! A whole topology of nodes in one process on loopback.
 
 use crate::pki;
 use crate::topology::Topology;
@@ -162,6 +162,22 @@ impl Federation {
         let node = release(running.node).await.ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
         node.shutdown().await?;
         Ok(())
+    }
+
+    /// Kills one node abruptly (no shutdown path; its data folder stays).
+    pub async fn kill(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let running = self.running.remove(&id).ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
+        running.admin_task.abort();
+        let _ = running.admin_task.await;
+        drop(running.stop_admin);
+        let node = release(running.node).await.ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
+        node.kill();
+        Ok(())
+    }
+
+    /// The data folder of a node (running or not).
+    pub fn data_dir(&self, id: NodeId) -> Option<&Path> {
+        self.configs.get(&id).map(|c| c.data_dir.as_path())
     }
 
     /// A running node.

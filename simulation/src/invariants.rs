@@ -1,0 +1,203 @@
+//! End-of-run invariants: every node holds only valid deltas, inside their scope;
+//! every acknowledged change survived; all nodes that should agree do agree.
+
+use cascade_certs::FederationVerifier;
+use cascade_protocol::{Delta, DeltaBody, Hash, LogId, MembershipVerifier, NodeId, Scope, GENESIS_HASH};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Most violations listed per invariant (the rest are counted).
+const MAX_LISTED: usize = 10;
+
+/// What a node made durable, log by log (deltas shared between nodes by `Arc`).
+#[derive(Default)]
+pub struct Durable {
+    logs: BTreeMap<LogId, Vec<Arc<Delta>>>,
+}
+
+impl Durable {
+    /// An empty store.
+    pub fn new() -> Durable {
+        Durable::default()
+    }
+
+    /// Appends a delta at the end of its log.
+    pub fn push(&mut self, delta: Arc<Delta>) {
+        self.logs.entry(delta.log).or_default().push(delta);
+    }
+
+    /// One delta.
+    pub fn get(&self, log: LogId, seq: u64) -> Option<&Arc<Delta>> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.logs.get(&log)?.get(index)
+    }
+
+    /// Every delta, log by log, in order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Delta>> + '_ {
+        self.logs.values().flatten()
+    }
+
+    /// The logs held.
+    pub fn logs(&self) -> impl Iterator<Item = (&LogId, &Vec<Arc<Delta>>)> + '_ {
+        self.logs.iter()
+    }
+}
+
+/// A node as the checker sees it.
+pub struct NodeView<'a> {
+    /// Running at the end (a crashed node is checked for validity, not agreement).
+    pub alive: bool,
+    /// What it made durable.
+    pub durable: &'a Durable,
+}
+
+/// The verdict.
+#[derive(Debug, Default, Serialize)]
+pub struct Outcome {
+    /// Invariants that held.
+    pub passed: Vec<String>,
+    /// What was violated, with details.
+    pub violations: Vec<String>,
+    /// Distinct federation-wide catalog digests among running nodes (1 = agreement).
+    pub catalog_digests: usize,
+}
+
+impl Outcome {
+    /// Whether every invariant held.
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    fn record(&mut self, name: &str, found: Vec<String>) {
+        if found.is_empty() {
+            self.passed.push(name.to_string());
+        } else {
+            let total = found.len();
+            for v in found.into_iter().take(MAX_LISTED) {
+                self.violations.push(format!("{name}: {v}"));
+            }
+            if total > MAX_LISTED {
+                self.violations.push(format!("{name}: ... and {} more", total - MAX_LISTED));
+            }
+        }
+    }
+}
+
+/// Checks every invariant. Signatures are verified afresh (never through the
+/// simulation's cache or a possibly broken engine), each distinct delta once.
+pub fn check(
+    nodes: &BTreeMap<NodeId, NodeView<'_>>,
+    acked: &[(LogId, u64, Hash)],
+    verifier: &FederationVerifier,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+
+    // 1. Only valid deltas were stored: chains, Joins, signatures.
+    let mut hashes: HashMap<*const Delta, Hash> = HashMap::new();
+    let mut valid: HashMap<*const Delta, Result<(), String>> = HashMap::new();
+    let mut keys: HashMap<*const Delta, Result<ed25519_dalek::VerifyingKey, String>> = HashMap::new();
+    let mut invalid = Vec::new();
+    for (id, view) in nodes {
+        for (log, deltas) in view.durable.logs() {
+            let Some(first) = deltas.first() else { continue };
+            let key = keys
+                .entry(Arc::as_ptr(first))
+                .or_insert_with(|| match first.decode_body() {
+                    Ok(DeltaBody::Join { chain }) => match verifier.verify_chain(&chain, None) {
+                        Ok(member) if member.id == log.origin => Ok(member.key),
+                        Ok(member) => Err(format!("Join names {}", member.id)),
+                        Err(e) => Err(e),
+                    },
+                    _ => Err("log does not start with a Join".into()),
+                })
+                .clone();
+            let mut prev = GENESIS_HASH;
+            for (i, delta) in deltas.iter().enumerate() {
+                let ptr = Arc::as_ptr(delta);
+                let problem = if delta.seq != i as u64 + 1 {
+                    Some("out of order".to_string())
+                } else if delta.prev != prev {
+                    Some("broken hash chain".to_string())
+                } else {
+                    match &key {
+                        Err(e) => Some(e.clone()),
+                        Ok(k) => valid
+                            .entry(ptr)
+                            .or_insert_with(|| delta.verify(k).map_err(|_| "bad signature".to_string()))
+                            .clone()
+                            .err(),
+                    }
+                };
+                if let Some(problem) = problem {
+                    invalid.push(format!("{id} stored {log} #{}: {problem}", delta.seq));
+                    break;
+                }
+                prev = *hashes.entry(ptr).or_insert_with(|| delta.hash());
+            }
+        }
+    }
+    outcome.record("no node stored an invalid delta", invalid);
+
+    // 2. Scoped deltas stayed in scope.
+    let mut out_of_scope = Vec::new();
+    for (id, view) in nodes {
+        for (log, _) in view.durable.logs() {
+            if !log.visible_at(*id) {
+                out_of_scope.push(format!("{id} holds {log}"));
+            }
+        }
+    }
+    outcome.record("scoped entries stayed in scope", out_of_scope);
+
+    // 3. Every acknowledged change survived at its origin.
+    let mut lost = Vec::new();
+    for (log, seq, hash) in acked {
+        let kept = nodes
+            .get(&log.origin)
+            .and_then(|v| v.durable.get(*log, *seq))
+            .is_some_and(|d| hashes.get(&Arc::as_ptr(d)).copied().unwrap_or_else(|| d.hash()) == *hash);
+        if !kept {
+            lost.push(format!("{log} #{seq} acknowledged but lost"));
+        }
+    }
+    outcome.record("every acknowledged publish survived", lost);
+
+    // 4. Running nodes agree: the same head (and hash chain) of every log they should
+    //    both hold, summarized as a catalog digest per node.
+    let mut disagree = Vec::new();
+    let mut digests: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+    let mut heads: BTreeMap<LogId, (u64, Hash, NodeId)> = BTreeMap::new();
+    for (id, view) in nodes.iter().filter(|(_, v)| v.alive) {
+        let mut digest = blake3::Hasher::new();
+        for (log, deltas) in view.durable.logs() {
+            let Some(last) = deltas.last() else { continue };
+            let hash = hashes.get(&Arc::as_ptr(last)).copied().unwrap_or_else(|| last.hash());
+            if log.scope == Scope::Federation {
+                digest.update(&log.origin.code().to_be_bytes());
+                digest.update(&hash);
+            }
+            match heads.get(log) {
+                None => {
+                    heads.insert(*log, (last.seq, hash, *id));
+                }
+                Some((seq, h, other)) if (*seq, *h) != (last.seq, hash) => {
+                    disagree.push(format!("{log}: {id} holds #{} but {other} holds #{seq}", last.seq));
+                }
+                Some(_) => {}
+            }
+        }
+        digests.entry(digest.finalize().to_hex().to_string()).or_default().push(*id);
+    }
+    for (log, (seq, _, holder)) in &heads {
+        for (id, view) in nodes.iter().filter(|(_, v)| v.alive) {
+            let held = view.durable.logs().find(|(l, _)| *l == log).map_or(0, |(_, d)| d.len() as u64);
+            if log.visible_at(*id) && held < *seq {
+                disagree.push(format!("{log}: {id} holds #{held}, {holder} holds #{seq}"));
+            }
+        }
+    }
+    outcome.catalog_digests = digests.len();
+    outcome.record("all nodes that should see an entry see the same version", disagree);
+    outcome
+}

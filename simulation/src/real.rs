@@ -1,0 +1,408 @@
+//! Real mode: every node of a topology in this process over real QUIC on 127.0.0.1
+//! with real sled folders; the scenario's faults are applied at the transport
+//! (blocked links, killed and restarted nodes) and its time is wall-clock time.
+
+use crate::invariants::{self, Durable, NodeView};
+use crate::report::{current_rss, peak_rss, Convergence, Report};
+use crate::scenario::{Scenario, ScopeMix, Step, Target};
+use crate::SimError;
+use cascade_certs::FederationVerifier;
+use cascade_federation::topology::Topology;
+use cascade_federation::{Federation, LaunchOptions};
+use cascade_protocol::catalog::{EntryDraft, EntryStatus};
+use cascade_protocol::{Hash, LogId, NodeId, Scope, Tier};
+use cascade_runtime::{Applied, Node, PublishOptions};
+use cascade_store::Store;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Polling interval while waiting for convergence.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Convergence bookkeeping fed by every node's applied-delta notifications.
+#[derive(Default)]
+struct Tracker {
+    heads: HashMap<(NodeId, LogId), u64>,
+    /// Acknowledged changes still travelling: ack time and holders still missing.
+    waiting: HashMap<(LogId, u64), (Instant, usize)>,
+    /// Changes applied somewhere before their acknowledgement was recorded.
+    early: HashMap<(LogId, u64), usize>,
+    converged_ms: Vec<u64>,
+}
+
+impl Tracker {
+    fn applied(&mut self, node: NodeId, log: LogId, seq: u64) {
+        let head = self.heads.entry((node, log)).or_default();
+        let from = *head + 1;
+        *head = (*head).max(seq);
+        for s in from..=seq {
+            match self.waiting.get_mut(&(log, s)) {
+                Some((at, missing)) => {
+                    *missing = missing.saturating_sub(1);
+                    if *missing == 0 {
+                        self.converged_ms.push(at.elapsed().as_millis() as u64);
+                        self.waiting.remove(&(log, s));
+                    }
+                }
+                None => *self.early.entry((log, s)).or_default() += 1,
+            }
+        }
+    }
+
+    fn acked(&mut self, log: LogId, seq: u64, holders: usize, at: Instant) {
+        let already = self.early.remove(&(log, seq)).unwrap_or(0);
+        if already >= holders {
+            self.converged_ms.push(at.elapsed().as_millis() as u64);
+        } else {
+            self.waiting.insert((log, seq), (at, holders - already));
+        }
+    }
+}
+
+struct Run {
+    fed: Federation,
+    tracker: Arc<Mutex<Tracker>>,
+    listeners: HashMap<NodeId, JoinHandle<()>>,
+    rng: StdRng,
+    own: HashMap<NodeId, Vec<(String, EntryStatus)>>,
+    acked: Arc<Mutex<Vec<(LogId, u64, Instant)>>>,
+    all_acked: Vec<(LogId, u64)>,
+    ids: Vec<NodeId>,
+    publishes: Vec<JoinHandle<()>>,
+}
+
+fn node_err(e: impl std::fmt::Display) -> SimError {
+    SimError::Node(e.to_string())
+}
+
+impl Run {
+    fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+        self.fed.node(id).map(|r| r.node.clone())
+    }
+
+    fn listen(&mut self, id: NodeId) {
+        let Some(node) = self.node(id) else { return };
+        let mut rx = node.subscribe();
+        drop(node);
+        let tracker = self.tracker.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(Applied { log, seq }) => {
+                        if let Ok(mut t) = tracker.lock() {
+                            t.applied(id, log, seq);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        if let Some(old) = self.listeners.insert(id, task) {
+            old.abort();
+        }
+    }
+
+    fn draft(id: NodeId, code: &str) -> EntryDraft {
+        let value = serde_json::json!({"code": code, "name": format!("{id} resource {code}"), "classification": "3",
+            "provider": "91350100M000100Y43", "summary": "simulated resource", "format": "database",
+            "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
+            "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
+            "update_cycle": "daily"});
+        serde_json::from_value(value).unwrap_or_else(|e| unreachable!("fixed draft: {e}"))
+    }
+
+    /// Schedules one change at `id` after `delay`: two in three publish a new entry;
+    /// the others update, withdraw or republish one published before.
+    fn publish(&mut self, id: NodeId, scope: Scope, delay: Duration) {
+        let Some(node) = self.node(id) else { return };
+        let scope = if node.identity().tier == Tier::National { Scope::Federation } else { scope };
+        let own = self.own.entry(id).or_default();
+        let op = if own.is_empty() || self.rng.gen_ratio(2, 3) {
+            let code = format!("3/{:06}", own.len() + 1);
+            own.push((code.clone(), EntryStatus::Published));
+            Op::New(Self::draft(id, &code))
+        } else {
+            let i = self.rng.gen_range(0..own.len());
+            let (code, status) = &mut own[i];
+            let op = match status {
+                EntryStatus::Published if self.rng.gen_bool(0.5) => Op::Withdraw(code.clone()),
+                EntryStatus::Published => Op::Update(Self::draft(id, code)),
+                _ => Op::Republish(code.clone()),
+            };
+            *status =
+                if matches!(op, Op::Withdraw(_)) { EntryStatus::Withdrawn } else { EntryStatus::Published };
+            op
+        };
+        let acked = self.acked.clone();
+        self.publishes.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let result = match op {
+                Op::New(draft) => {
+                    let code = draft.code.clone().unwrap_or_default();
+                    match node.save_entry(draft).await {
+                        Ok(_) => node.publish(&code, PublishOptions { scope: Some(scope) }).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Op::Update(draft) => node.save_entry(draft).await,
+                Op::Withdraw(code) => node.withdraw(&code).await,
+                Op::Republish(code) => node.publish(&code, PublishOptions::default()).await,
+            };
+            // Changes racing their own entry's creation are refused (409): not acknowledged.
+            if let Ok(saved) = result {
+                if let Some(seq) = saved.delta_seq {
+                    let log = LogId { origin: node.identity().id, scope: saved.scope };
+                    if let Ok(mut a) = acked.lock() {
+                        a.push((log, seq, Instant::now()));
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Hands acknowledgements to the tracker.
+    fn drain_acks(&mut self) {
+        let acks: Vec<(LogId, u64, Instant)> =
+            self.acked.lock().map(|mut a| a.drain(..).collect()).unwrap_or_default();
+        let ids = self.ids.clone();
+        for (log, seq, at) in acks {
+            let holders = ids.iter().filter(|id| log.visible_at(**id)).count();
+            self.all_acked.push((log, seq));
+            if let Ok(mut t) = self.tracker.lock() {
+                t.acked(log, seq, holders, at);
+            }
+        }
+    }
+
+    fn converged(&self) -> bool {
+        let alive: Vec<Arc<Node>> = self.ids.iter().filter_map(|id| self.node(*id)).collect();
+        let vvs: Vec<(NodeId, HashMap<LogId, u64>)> = alive
+            .iter()
+            .map(|n| {
+                let vv = n
+                    .snapshot()
+                    .version_vector
+                    .iter()
+                    .map(|v| (LogId { origin: v.origin, scope: v.scope }, v.seq))
+                    .collect();
+                (n.identity().id, vv)
+            })
+            .collect();
+        let mut best: HashMap<LogId, u64> = HashMap::new();
+        for (_, vv) in &vvs {
+            for (log, seq) in vv {
+                let e = best.entry(*log).or_default();
+                *e = (*e).max(*seq);
+            }
+        }
+        vvs.iter().all(|(id, vv)| {
+            best.iter().all(|(log, seq)| !log.visible_at(*id) || vv.get(log).copied().unwrap_or(0) >= *seq)
+        })
+    }
+
+    async fn wait_converged(&mut self, max: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            self.publishes.retain(|h| !h.is_finished());
+            self.drain_acks();
+            if self.publishes.is_empty() && self.converged() {
+                return true;
+            }
+            if start.elapsed() > max {
+                return false;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Runs `scenario` on `topology` in real mode, in a temporary data folder.
+pub async fn run(
+    topology: &Topology,
+    scenario: &Scenario,
+    seed: u64,
+    progress: bool,
+) -> Result<Report, SimError> {
+    for step in &scenario.steps {
+        if matches!(step, Step::Tamper { .. } | Step::StopTamper { .. }) {
+            return Err(SimError::Scenario(
+                "tampering is simulated in deterministic mode; over real QUIC it is shown by tests/adversaries.rs".into(),
+            ));
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("cascade-sim-{}-{seed}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = run_in(topology, scenario, seed, progress, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(
+    topology: &Topology,
+    scenario: &Scenario,
+    seed: u64,
+    progress: bool,
+    dir: &std::path::Path,
+) -> Result<Report, SimError> {
+    let wall = Instant::now();
+    let rss_before = current_rss();
+    let options = LaunchOptions { data: dir.to_path_buf(), admin_port_base: None };
+    let fed = Federation::launch(topology.clone(), &options).await.map_err(node_err)?;
+    let ids: Vec<NodeId> = topology.nodes.iter().map(|n| n.id).collect();
+    let mut run = Run {
+        fed,
+        tracker: Arc::new(Mutex::new(Tracker::default())),
+        listeners: HashMap::new(),
+        rng: StdRng::seed_from_u64(seed),
+        own: HashMap::new(),
+        acked: Arc::new(Mutex::new(Vec::new())),
+        all_acked: Vec::new(),
+        ids: ids.clone(),
+        publishes: Vec::new(),
+    };
+    for id in &ids {
+        run.listen(*id);
+    }
+    // The federation is linked up when every node holds every Join.
+    if !run.wait_converged(Duration::from_secs(120)).await {
+        return Err(SimError::Node("the federation did not link up within 120 s".into()));
+    }
+    let idle_rss = current_rss();
+    let mut failures = Vec::new();
+    for (i, step) in scenario.steps.iter().enumerate() {
+        if progress {
+            eprintln!("[sim] step {i}: {step:?}");
+        }
+        match step {
+            Step::Publish { count, at, over_ms, scope } => {
+                for k in 0..*count {
+                    let node = match at {
+                        Target::Nodes(list) if !list.is_empty() => list[(k as usize) % list.len()],
+                        _ => ids[run.rng.gen_range(0..ids.len())],
+                    };
+                    let scope = match scope {
+                        ScopeMix::Federation => Scope::Federation,
+                        ScopeMix::Province => Scope::Province,
+                        ScopeMix::Mixed if run.rng.gen_ratio(1, 4) => Scope::Province,
+                        ScopeMix::Mixed => Scope::Federation,
+                    };
+                    let offset = if *count > 1 { over_ms * k / (count - 1) } else { 0 };
+                    run.publish(node, scope, Duration::from_millis(offset));
+                }
+            }
+            Step::Partition { a, b } | Step::Heal { a, b } => {
+                let blocked = matches!(step, Step::Partition { .. });
+                for (x, y) in [(*a, *b), (*b, *a)] {
+                    if let Some(node) = run.node(x) {
+                        node.set_link_blocked(y, blocked).await.map_err(node_err)?;
+                    }
+                }
+            }
+            Step::Crash { node } => {
+                run.fed.kill(*node).await.map_err(node_err)?;
+                if let Some(l) = run.listeners.remove(node) {
+                    l.abort();
+                }
+            }
+            Step::Restart { node } => {
+                run.fed.start(*node).await.map_err(node_err)?;
+                // Its durable state is already applied: count it as held.
+                if let Some(n) = run.node(*node) {
+                    for v in n.snapshot().version_vector {
+                        if let Ok(mut t) = run.tracker.lock() {
+                            t.applied(*node, LogId { origin: v.origin, scope: v.scope }, v.seq);
+                        }
+                    }
+                }
+                run.listen(*node);
+            }
+            Step::Wait { ms } => {
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                run.drain_acks();
+            }
+            Step::Converge { max_ms } => {
+                if !run.wait_converged(Duration::from_millis(*max_ms)).await {
+                    failures.push(format!("step {i}: no convergence within {max_ms} ms"));
+                }
+            }
+            Step::Tamper { .. } | Step::StopTamper { .. } => {}
+        }
+    }
+    for handle in run.publishes.drain(..) {
+        let _ = handle.await;
+    }
+    run.drain_acks();
+    let peak = peak_rss();
+    let (frames, bytes) =
+        run.fed.nodes().map(|(_, r)| r.node.traffic()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+
+    // Invariants over what every node made durable in its sled folder.
+    let root = cascade_certs::read_chain_pem(&dir.join("pki").join("root.pem")).map_err(node_err)?;
+    let verifier = FederationVerifier::new(root.into_iter().next().unwrap_or_default()).map_err(node_err)?;
+    let mut stores: BTreeMap<NodeId, (bool, Durable)> = BTreeMap::new();
+    let mut hashes: HashMap<(LogId, u64), Hash> = HashMap::new();
+    let running: Vec<NodeId> = run.fed.nodes().map(|(id, _)| *id).collect();
+    for listener in run.listeners.values() {
+        listener.abort();
+    }
+    let Run { fed, tracker, all_acked, .. } = run;
+    fed.shutdown().await.map_err(node_err)?;
+    for id in &ids {
+        let path = dir.join(id.to_string()).join(cascade_runtime::STORE_DIR);
+        let store = Store::open(&path).map_err(node_err)?;
+        let mut durable = Durable::new();
+        for delta in store.all_deltas() {
+            let delta = delta.map_err(node_err)?;
+            if delta.log.origin == *id {
+                hashes.insert((delta.log, delta.seq), delta.hash());
+            }
+            durable.push(Arc::new(delta));
+        }
+        stores.insert(*id, (running.contains(id), durable));
+    }
+    let views: BTreeMap<NodeId, NodeView<'_>> =
+        stores.iter().map(|(id, (alive, d))| (*id, NodeView { alive: *alive, durable: d })).collect();
+    let acked: Vec<(LogId, u64, Hash)> = all_acked
+        .iter()
+        .map(|(log, seq)| (*log, *seq, hashes.get(&(*log, *seq)).copied().unwrap_or([0; 32])))
+        .collect();
+    let mut outcome = invariants::check(&views, &acked, &verifier);
+    outcome.violations.extend(failures);
+    let changes = acked.len() as u64;
+    let mut converged = tracker.lock().map(|t| t.converged_ms.clone()).unwrap_or_default();
+    converged.sort_unstable();
+    let wall = wall.elapsed().as_secs_f64();
+    let idle_rss_bytes = idle_rss.saturating_sub(rss_before);
+    Ok(Report {
+        mode: "real".into(),
+        topology: topology.name.clone(),
+        nodes: topology.nodes.len(),
+        scenario: scenario.name.clone(),
+        seed,
+        changes_acknowledged: changes,
+        wall_seconds: wall,
+        simulated_seconds: wall,
+        convergence: Convergence::from_ms(&converged, changes),
+        frames,
+        bytes,
+        bytes_per_change: if changes > 0 { bytes as f64 / changes as f64 } else { 0.0 },
+        frames_per_change: if changes > 0 { frames as f64 / changes as f64 } else { 0.0 },
+        rejected: BTreeMap::new(),
+        trace_digest: String::new(),
+        peak_rss_bytes: peak,
+        idle_rss_bytes,
+        invariants: outcome,
+    })
+}
+
+enum Op {
+    New(EntryDraft),
+    Update(EntryDraft),
+    Withdraw(String),
+    Republish(String),
+}

@@ -1,0 +1,167 @@
+//! The report of a run: printed as a summary, written as JSON.
+
+use crate::invariants::Outcome;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Convergence time of changes: from acknowledgement at the origin until every
+/// node that should hold the change made it durable.
+#[derive(Debug, Default, Serialize)]
+pub struct Convergence {
+    /// Changes that reached every holder.
+    pub converged: usize,
+    /// Changes acknowledged.
+    pub acknowledged: u64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+}
+
+impl Convergence {
+    /// From sorted samples in ms.
+    pub fn from_ms(sorted: &[u64], acknowledged: u64) -> Convergence {
+        let at = |p: f64| {
+            if sorted.is_empty() {
+                0.0
+            } else {
+                sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
+            }
+        };
+        Convergence {
+            converged: sorted.len(),
+            acknowledged,
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: sorted.last().copied().unwrap_or(0) as f64,
+        }
+    }
+}
+
+/// Everything a run measured and concluded.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// "deterministic" or "real".
+    pub mode: String,
+    /// Topology name.
+    pub topology: String,
+    /// Nodes in the topology.
+    pub nodes: usize,
+    /// Scenario name.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// Changes acknowledged at their origin.
+    pub changes_acknowledged: u64,
+    /// Wall-clock duration of the run.
+    pub wall_seconds: f64,
+    /// Simulated duration (deterministic) or the same as wall (real).
+    pub simulated_seconds: f64,
+    /// Convergence times.
+    pub convergence: Convergence,
+    /// Frames sent between nodes.
+    pub frames: u64,
+    /// Bytes of those frames (encoded size plus length prefix).
+    pub bytes: u64,
+    /// Bytes per acknowledged change.
+    pub bytes_per_change: f64,
+    /// Frames per acknowledged change.
+    pub frames_per_change: f64,
+    /// Deltas refused, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Digest of the trace of delivered frames (deterministic mode: replay check).
+    pub trace_digest: String,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: u64,
+    /// Real mode: memory the federation took once linked up and idle (RSS growth
+    /// over the process before launch); 0 in deterministic mode.
+    pub idle_rss_bytes: u64,
+    /// The invariants.
+    pub invariants: Outcome,
+}
+
+/// Peak resident set size of this process (VmHWM), 0 where unknown.
+pub fn peak_rss() -> u64 {
+    proc_status_kib("VmHWM:") * 1024
+}
+
+/// Current resident set size of this process (VmRSS), 0 where unknown.
+pub fn current_rss() -> u64 {
+    proc_status_kib("VmRSS:") * 1024
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        writeln!(
+            f,
+            "{} run of {:?} on {:?} ({} nodes), seed {}",
+            self.mode, self.scenario, self.topology, self.nodes, self.seed
+        )?;
+        writeln!(
+            f,
+            "  time        wall {:.2} s, simulated {:.2} s ({:.0}x real time)",
+            self.wall_seconds,
+            self.simulated_seconds,
+            if self.wall_seconds > 0.0 { self.simulated_seconds / self.wall_seconds } else { 0.0 }
+        )?;
+        writeln!(
+            f,
+            "  changes     {} acknowledged, {} converged everywhere",
+            self.changes_acknowledged, self.convergence.converged
+        )?;
+        writeln!(
+            f,
+            "  convergence p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.convergence.p50_ms, self.convergence.p99_ms, self.convergence.max_ms
+        )?;
+        writeln!(
+            f,
+            "  traffic     {} frames, {:.1} MiB; per change {:.1} frames, {:.0} bytes",
+            self.frames,
+            mib(self.bytes),
+            self.frames_per_change,
+            self.bytes_per_change
+        )?;
+        writeln!(
+            f,
+            "  memory      peak {:.0} MiB ({:.2} MiB per node)",
+            mib(self.peak_rss_bytes),
+            mib(self.peak_rss_bytes) / self.nodes.max(1) as f64
+        )?;
+        if self.idle_rss_bytes > 0 {
+            writeln!(
+                f,
+                "  idle        {:.0} MiB for the linked-up federation ({:.2} MiB per node)",
+                mib(self.idle_rss_bytes),
+                mib(self.idle_rss_bytes) / self.nodes.max(1) as f64
+            )?;
+        }
+        if !self.rejected.is_empty() {
+            writeln!(f, "  rejected    {:?}", self.rejected)?;
+        }
+        writeln!(f, "  trace       {}", self.trace_digest)?;
+        for p in &self.invariants.passed {
+            writeln!(f, "  PASS  {p}")?;
+        }
+        for v in &self.invariants.violations {
+            writeln!(f, "  FAIL  {v}")?;
+        }
+        Ok(())
+    }
+}
