@@ -28,6 +28,22 @@ type Ms = u64;
 /// Unix time the simulated clock starts at (certificates are valid then).
 const EPOCH_SECS: u64 = 1_800_000_000;
 
+/// What a malicious relay does to a delta it forwards: a catalog entry gets a
+/// different summary (still a well-formed entry, so only the signature betrays
+/// it); anything else gets a flipped byte.
+fn tamper(delta: &mut Delta) {
+    if let Ok(DeltaBody::Catalog(mut entry)) = delta.decode_body() {
+        entry.summary = format!("{} (altered in transit)", entry.summary);
+        if let Ok(body) = cascade_protocol::codec::encode(&DeltaBody::Catalog(entry)) {
+            delta.body = body;
+            return;
+        }
+    }
+    if let Some(last) = delta.body.last_mut() {
+        *last ^= 0x01;
+    }
+}
+
 /// Encoded size of a frame on the wire (length prefix included), computed from the
 /// codec's fixed-width layout instead of encoding every frame.
 fn wire_size(frame: &Frame) -> u64 {
@@ -425,9 +441,7 @@ impl Simulator {
             if self.tamper.contains(&(from, to)) {
                 if let Frame::Deltas(ds) = &mut frame {
                     for d in ds.iter_mut().filter(|d| d.log.origin != from) {
-                        if let Some(last) = d.body.last_mut() {
-                            *last ^= 0x01;
-                        }
+                        tamper(d);
                     }
                 }
             }
