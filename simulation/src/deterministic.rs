@@ -156,6 +156,8 @@ pub struct Simulator {
     bytes: u64,
     rejected: BTreeMap<String, u64>,
     events: u64,
+    /// Publishes scheduled but not yet made: a run has not converged before them.
+    publishes_ahead: u64,
     progress: bool,
 }
 
@@ -241,6 +243,7 @@ impl Simulator {
             bytes: 0,
             rejected: BTreeMap::new(),
             events: 0,
+            publishes_ahead: 0,
             progress: options.progress,
         };
         for id in ids {
@@ -574,7 +577,10 @@ impl Simulator {
             match what {
                 Sched::Deliver { from, to, generation, frame } => self.deliver(from, to, generation, frame),
                 Sched::Flush { node } => self.flush(node),
-                Sched::Publish { node, scope } => self.publish(node, scope),
+                Sched::Publish { node, scope } => {
+                    self.publishes_ahead -= 1;
+                    self.publish(node, scope);
+                }
                 Sched::Reconnect { a, b } => self.link_up(a, b),
             }
             if self.events % 4096 == 0 {
@@ -598,6 +604,9 @@ impl Simulator {
     }
 
     fn converged(&self) -> bool {
+        if self.publishes_ahead > 0 {
+            return false;
+        }
         let alive: Vec<(&NodeId, &Engine)> =
             self.nodes.iter().filter_map(|(id, n)| n.engine.as_ref().map(|e| (id, e))).collect();
         if alive.iter().any(|(id, _)| self.nodes.get(id).is_some_and(|n| !n.pending.is_empty())) {
@@ -636,6 +645,7 @@ impl Simulator {
                         };
                         let offset = if *count > 1 { over_ms * k / (count - 1) } else { 0 };
                         let t = self.now + offset;
+                        self.publishes_ahead += 1;
                         self.schedule(t, Sched::Publish { node, scope });
                     }
                 }
