@@ -4,7 +4,7 @@
 
 use crate::invariants::{self, Durable, NodeView};
 use crate::report::{Convergence, Report};
-use crate::scenario::{Network, Scenario, ScopeMix, Step, Target};
+use crate::scenario::{plan_publishes, Network, Scenario, Step};
 use crate::workload::Workload;
 use crate::SimError;
 use cascade_certs::{node_identity, Authority, FederationVerifier};
@@ -632,21 +632,12 @@ impl Simulator {
         for (i, step) in scenario.steps.iter().enumerate() {
             match step {
                 Step::Publish { count, at, over_ms, scope } => {
-                    for k in 0..*count {
-                        let node = match at {
-                            Target::Nodes(list) if !list.is_empty() => list[(k as usize) % list.len()],
-                            _ => ids[self.rng.gen_range(0..ids.len())],
-                        };
-                        let scope = match scope {
-                            ScopeMix::Federation => Scope::Federation,
-                            ScopeMix::Province => Scope::Province,
-                            ScopeMix::Mixed if self.rng.gen_ratio(1, 4) => Scope::Province,
-                            ScopeMix::Mixed => Scope::Federation,
-                        };
-                        let offset = if *count > 1 { over_ms * k / (count - 1) } else { 0 };
-                        let t = self.now + offset;
+                    for c in plan_publishes(*count, at, *over_ms, *scope, &ids, &mut self.rng) {
                         self.publishes_ahead += 1;
-                        self.schedule(t, Sched::Publish { node, scope });
+                        self.schedule(
+                            self.now + c.offset_ms,
+                            Sched::Publish { node: c.node, scope: c.scope },
+                        );
                     }
                 }
                 Step::Partition { a, b } => {

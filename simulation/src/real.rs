@@ -4,7 +4,7 @@
 
 use crate::invariants::{self, Durable, NodeView};
 use crate::report::{current_rss, peak_rss, Convergence, Report};
-use crate::scenario::{Scenario, ScopeMix, Step, Target};
+use crate::scenario::{plan_publishes, Scenario, Step};
 use crate::SimError;
 use cascade_certs::FederationVerifier;
 use cascade_federation::topology::Topology;
@@ -280,19 +280,8 @@ async fn run_in(
         }
         match step {
             Step::Publish { count, at, over_ms, scope } => {
-                for k in 0..*count {
-                    let node = match at {
-                        Target::Nodes(list) if !list.is_empty() => list[(k as usize) % list.len()],
-                        _ => ids[run.rng.gen_range(0..ids.len())],
-                    };
-                    let scope = match scope {
-                        ScopeMix::Federation => Scope::Federation,
-                        ScopeMix::Province => Scope::Province,
-                        ScopeMix::Mixed if run.rng.gen_ratio(1, 4) => Scope::Province,
-                        ScopeMix::Mixed => Scope::Federation,
-                    };
-                    let offset = if *count > 1 { over_ms * k / (count - 1) } else { 0 };
-                    run.publish(node, scope, Duration::from_millis(offset));
+                for c in plan_publishes(*count, at, *over_ms, *scope, &ids, &mut run.rng) {
+                    run.publish(c.node, c.scope, Duration::from_millis(c.offset_ms));
                 }
             }
             Step::Partition { a, b } | Step::Heal { a, b } => {

@@ -166,6 +166,47 @@ pub enum Step {
     },
 }
 
+/// One planned change of a publish step.
+#[derive(Clone, Copy, Debug)]
+pub struct PlannedChange {
+    /// Where.
+    pub node: NodeId,
+    /// In which scope.
+    pub scope: cascade_protocol::Scope,
+    /// When, ms after the step starts.
+    pub offset_ms: u64,
+}
+
+/// Plans a publish step: nodes (round robin over a list, or drawn from `ids`),
+/// scopes (1 in 4 province-scoped when mixed) and evenly spread times.
+pub fn plan_publishes(
+    count: u64,
+    at: &Target,
+    over_ms: u64,
+    scope: ScopeMix,
+    ids: &[NodeId],
+    rng: &mut impl rand::Rng,
+) -> Vec<PlannedChange> {
+    use cascade_protocol::Scope;
+    (0..count)
+        .filter_map(|k| {
+            let node = match at {
+                Target::Nodes(list) if !list.is_empty() => list[(k as usize) % list.len()],
+                _ if ids.is_empty() => return None,
+                _ => ids[rng.gen_range(0..ids.len())],
+            };
+            let scope = match scope {
+                ScopeMix::Federation => Scope::Federation,
+                ScopeMix::Province => Scope::Province,
+                ScopeMix::Mixed if rng.gen_ratio(1, 4) => Scope::Province,
+                ScopeMix::Mixed => Scope::Federation,
+            };
+            let offset_ms = if count > 1 { over_ms * k / (count - 1) } else { 0 };
+            Some(PlannedChange { node, scope, offset_ms })
+        })
+        .collect()
+}
+
 fn random() -> Target {
     Target::Keyword("random".into())
 }
