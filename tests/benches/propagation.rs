@@ -15,6 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
+/// Polling interval while waiting for the federation.
+const POLL: Duration = Duration::from_millis(10);
+/// Interval of the optional catch-up progress trace.
+const TRACE_EVERY: Duration = Duration::from_millis(100);
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -75,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     while hub.snapshot().peers.len() < 17 {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "federation did not link up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(POLL).await;
     }
 
     // One published entry, updated N times: each update is one delta.
@@ -167,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
             < head
         {
             anyhow::ensure!(settle.elapsed() < Duration::from_secs(300), "{id} did not catch up");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
     println!(
@@ -189,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var("CASCADE_BENCH_TRACE").is_ok() {
         while current(&qingdao) < head {
             eprintln!("{:>6} ms: 370200 holds {}", t0.elapsed().as_millis(), current(&qingdao));
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(TRACE_EVERY).await;
         }
     }
     if current(&qingdao) < head {
