@@ -141,6 +141,7 @@ pub struct Simulator {
     nodes: BTreeMap<NodeId, SimNode>,
     links: BTreeMap<(NodeId, NodeId), Link>,
     tamper: BTreeSet<(NodeId, NodeId)>,
+    delays: BTreeMap<NodeId, Ms>,
     verifier: FederationVerifier,
     cache: Arc<SignatureCache>,
     chains: Arc<Mutex<HashMap<(Hash, bool), Result<Member, String>>>>,
@@ -229,6 +230,7 @@ impl Simulator {
             nodes,
             links,
             tamper: BTreeSet::new(),
+            delays: BTreeMap::new(),
             verifier,
             cache,
             chains: Arc::default(),
@@ -455,7 +457,8 @@ impl Simulator {
             }
             let jitter =
                 if self.network.jitter_ms > 0 { self.rng.gen_range(0..=self.network.jitter_ms) } else { 0 };
-            let mut at = self.now + self.network.latency_ms + jitter;
+            let extra = self.delays.get(&from).copied().unwrap_or(0);
+            let mut at = self.now + self.network.latency_ms + jitter + extra;
             let reorder = self.network.reorder;
             let dir = usize::from(from > to);
             if let Some(link) = self.link_mut(from, to) {
@@ -665,6 +668,9 @@ impl Simulator {
                     self.tamper.remove(&(*relay, *toward));
                     // Gaps left by rejected deltas heal through a reconnect's Hello.
                     self.link_down(*relay, *toward, true);
+                }
+                Step::Delay { node, ms } => {
+                    self.delays.insert(*node, *ms);
                 }
                 Step::Wait { ms } => {
                     let until = self.now + ms;

@@ -310,6 +310,11 @@ async fn run_in(
                 }
                 run.listen(*node);
             }
+            Step::Delay { node, ms } => {
+                if let Some(n) = run.node(*node) {
+                    n.set_send_delay(Duration::from_millis(*ms));
+                }
+            }
             Step::Wait { ms } => {
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
                 run.drain_acks();

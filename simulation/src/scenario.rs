@@ -153,6 +153,13 @@ pub enum Step {
         /// The neighbour.
         toward: NodeId,
     },
+    /// Delay every frame `node` sends by `ms` more (0 removes the delay).
+    Delay {
+        /// The node.
+        node: NodeId,
+        /// Extra delay per frame, ms.
+        ms: u64,
+    },
     /// Let simulated time pass.
     Wait {
         /// How long, ms.

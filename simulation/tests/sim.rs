@@ -68,7 +68,7 @@ fn a_deliberately_broken_engine_is_caught_by_the_invariants() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_mode_shandong_converges_through_a_partition_and_a_crash() {
+async fn real_mode_shandong_converges_through_a_partition_a_crash_and_a_slow_link() {
     let shandong = topology("shandong.toml");
     let scenario = Scenario::parse(
         r#"
@@ -85,6 +85,10 @@ async fn real_mode_shandong_converges_through_a_partition_and_a_crash() {
         [[step]]
         do = "crash"
         node = 370100
+        [[step]]
+        do = "delay"
+        node = 370200
+        ms = 20
         [[step]]
         do = "publish"
         count = 60
