@@ -3,6 +3,7 @@
 
 use cascade_certs::{node_identity, Authority};
 use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
+use cascade_protocol::org::Organization;
 use cascade_protocol::{Delta, DeltaBody, Frame, Tier};
 use cascade_tests::*;
 use cascade_transport::{read_frame, write_frame};
@@ -49,17 +50,18 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
         if let Frame::Deltas(ds) = f {
             deltas.extend(ds);
         }
-        deltas.iter().any(|d| d.seq == 2).then_some(())
+        deltas.iter().any(|d| d.seq == 3).then_some(())
     })
     .await;
     let join = deltas.iter().find(|d| d.seq == 1).unwrap().clone();
-    let genuine = deltas.iter().find(|d| d.seq == 2).unwrap().clone();
+    let org = deltas.iter().find(|d| d.seq == 2).unwrap().clone();
+    let genuine = deltas.iter().find(|d| d.seq == 3).unwrap().clone();
 
     // 1. Tampered body: one byte of the entry changed in transit.
     let mut tampered = genuine.clone();
     let last = tampered.body.len() - 1;
     tampered.body[last] ^= 0x01;
-    write_frame(&mut up.send, &Frame::Deltas(vec![join.clone(), tampered])).await.unwrap();
+    write_frame(&mut up.send, &Frame::Deltas(vec![join.clone(), org.clone(), tampered])).await.unwrap();
     eventually("national rejects the tampered delta", || async {
         rejected(&fed, "100000", "bad_signature").await == 1
     })
@@ -71,8 +73,8 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
     let forged = Delta::sign(
         &hub_creds.signing_key().unwrap(),
         genuine.log,
-        2,
-        join.hash(),
+        3,
+        org.hash(),
         &DeltaBody::Catalog(forged_entry),
     )
     .unwrap();
@@ -189,7 +191,9 @@ async fn a_revoked_child_is_cut_off_and_refused() {
     })
     .await;
     // What it had published before stays; what it publishes now reaches nobody.
-    let (status, _) = fed.post("370200", "/api/v1/catalog", entry("after revocation")).await;
+    let mut late = entry("after revocation");
+    late["provider"] = json!(Organization::government_code(nid("370200"), 1));
+    let (status, _) = fed.post("370200", "/api/v1/catalog", late).await;
     assert_eq!(status, 201);
     let (creds, root) = creds_of(&fed, "370200");
     let again = endpoint(&creds, &root);

@@ -12,7 +12,7 @@ async fn publish_update_withdraw_reach_every_tier_and_province_scope_stays_home(
     }
 
     // Update of a published entry: a new version, published at once.
-    let mut updated = entry("企业登记基本信息（更新）");
+    let mut updated = fed.entry_at("370100", "企业登记基本信息（更新）").await;
     updated["code"] = json!(code);
     let (status, body) = fed.post("370100", "/api/v1/catalog", updated).await;
     assert_eq!(status, 200, "{body}");
@@ -134,22 +134,31 @@ async fn admin_api_authenticates_and_names_the_offending_field() {
      "update_cycle": "daily"}"#,
     )
     .unwrap();
-    let (status, saved) = fed.post("370100", "/api/v1/catalog", example).await;
+    // Its provider (in Fuzhou, 350100) must be an organization registered at the
+    // entry's node: the national node's subtree includes Fuzhou, Jinan's does not.
+    let org =
+        json!({"credit_code": "91350100M000100Y43", "name": "福州市某企业登记机关", "division": 350100});
+    let (status, body) = fed.post("370100", "/api/v1/organizations", org.clone()).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("division")), "{body}");
+    let (status, body) = fed.post("370100", "/api/v1/catalog", example.clone()).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("provider")), "{body}");
+    assert_eq!(fed.post("100000", "/api/v1/organizations", org).await.0, 201);
+    let (status, saved) = fed.post("100000", "/api/v1/catalog", example).await;
     assert_eq!(status, 201, "{saved}");
     let code = saved["code"].as_str().unwrap().to_string();
     assert!(code.starts_with("3/") && code.len() == 8, "{code}");
     assert_eq!(saved["status"], "draft");
     // Drafts stay local.
-    let (_, drafts) = fed.get("370100", "/api/v1/catalog?status=draft").await;
+    let (_, drafts) = fed.get("100000", "/api/v1/catalog?status=draft").await;
     assert_eq!(drafts["count"], 1);
 
     let publish = format!("/api/v1/catalog/{}/publish", encode(&code));
-    assert_eq!(fed.post("370100", &publish, json!({})).await.0, 200);
-    assert_eq!(fed.post("370100", &publish, json!({})).await.0, 409);
-    assert_eq!(fed.post("370100", &publish, json!({"scope": "province"})).await.0, 409);
-    assert_eq!(fed.get("370100", "/api/v1/catalog/3%2F999999").await.0, 404);
-    assert_eq!(fed.post("370100", "/api/v1/catalog/3%2F999999/withdraw", json!({})).await.0, 404);
-    let (status, got) = fed.get("370100", &format!("/api/v1/catalog/{}", encode(&code))).await;
+    assert_eq!(fed.post("100000", &publish, json!({})).await.0, 200);
+    assert_eq!(fed.post("100000", &publish, json!({})).await.0, 409);
+    assert_eq!(fed.post("100000", &publish, json!({"scope": "province"})).await.0, 409);
+    assert_eq!(fed.get("100000", "/api/v1/catalog/3%2F999999").await.0, 404);
+    assert_eq!(fed.post("100000", "/api/v1/catalog/3%2F999999/withdraw", json!({})).await.0, 404);
+    let (status, got) = fed.get("100000", &format!("/api/v1/catalog/{}", encode(&code))).await;
     assert_eq!((status, got["version"].as_u64()), (200, Some(1)));
     // A city may not revoke anyone.
     let (status, body) = fed.post("370100", "/api/v1/nodes/370200/revoke", json!({"reason": "no"})).await;

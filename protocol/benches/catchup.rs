@@ -6,6 +6,7 @@
 
 use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
 use cascade_protocol::message::MAX_BATCH_DELTAS;
+use cascade_protocol::org::Organization;
 use cascade_protocol::{
     Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId, Scope, Tier,
     GENESIS_HASH,
@@ -53,8 +54,18 @@ fn main() {
     )
     .expect("draft");
     let join = DeltaBody::Join { chain: chain("370100", Tier::Municipal, "370000", &origin_key) };
+    let org = Organization {
+        credit_code: Organization::government_code(origin, 1),
+        name: "济南市大数据局".into(),
+        division: origin,
+        parent: None,
+    };
+    let mut draft = draft;
+    draft.provider = org.credit_code.clone();
     let mut deltas = vec![Delta::sign(&origin_key, log, 1, GENESIS_HASH, &join).expect("sign")];
-    for seq in 2..=n {
+    let prev = deltas[0].hash();
+    deltas.push(Delta::sign(&origin_key, log, 2, prev, &DeltaBody::Organization(org)).expect("sign"));
+    for seq in 3..=n {
         let entry = CatalogEntry::from_draft(draft.clone(), "3/000001".into(), seq, EntryStatus::Published);
         let prev = deltas.last().map(Delta::hash).unwrap_or(GENESIS_HASH);
         deltas.push(Delta::sign(&origin_key, log, seq, prev, &DeltaBody::Catalog(entry)).expect("sign"));

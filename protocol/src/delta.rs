@@ -53,6 +53,8 @@ pub enum DeltaBody {
     Catalog(CatalogEntry),
     /// A parent (or the national node) revokes a node's membership.
     Revoke(Revocation),
+    /// The origin registers (or updates) an organization in its subtree.
+    Organization(crate::org::Organization),
 }
 
 /// A signed statement that a node is no longer a member.

@@ -222,6 +222,7 @@ enum Clock {
 enum Verified {
     Join(Member),
     Revoke(Revocation),
+    Organization(String),
     Other,
 }
 
@@ -238,6 +239,8 @@ pub struct Engine {
     peers: BTreeMap<NodeId, PeerState>,
     signature_cache: Option<Arc<SignatureCache>>,
     skip_signatures: bool,
+    /// Registered organizations (credit code) and the node they are registered at.
+    organizations: HashMap<String, NodeId>,
 }
 
 /// Signatures already found valid, shared by the engines of one simulation so that
@@ -282,6 +285,7 @@ impl Engine {
             peers: BTreeMap::new(),
             signature_cache: None,
             skip_signatures: false,
+            organizations: HashMap::new(),
         })
     }
 
@@ -370,6 +374,11 @@ impl Engine {
         self.revoked.contains_key(&node)
     }
 
+    /// The node an organization is registered at, if any.
+    pub fn organization_origin(&self, credit_code: &str) -> Option<NodeId> {
+        self.organizations.get(credit_code).copied()
+    }
+
     /// Every member whose Join has been seen (this node included).
     pub fn members(&self) -> impl Iterator<Item = &Member> + '_ {
         self.members.values()
@@ -378,6 +387,20 @@ impl Engine {
     /// Every node revoked by a valid revocation.
     pub fn revoked(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.revoked.keys().copied()
+    }
+
+    /// How many deltas this node holds that `peer` may hold but, as far as this node
+    /// knows, lacks (0 before the peer's Hello).
+    pub fn peer_lag(&self, peer: NodeId) -> u64 {
+        let Some(state) = self.peers.get(&peer) else { return 0 };
+        if !state.greeted {
+            return 0;
+        }
+        self.heads
+            .iter()
+            .filter(|(log, _)| log.visible_at(peer))
+            .map(|(log, head)| head.seq.saturating_sub(state.vv.get(log).copied().unwrap_or(0)))
+            .sum()
     }
 
     /// The neighbours currently up, and whether their Hello arrived.
@@ -678,11 +701,35 @@ impl Engine {
             },
             DeltaBody::Catalog(entry) => {
                 entry.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                if self.organizations.get(&entry.provider) != Some(&log.origin) {
+                    return Err(RejectReason::Invalid(format!(
+                        "provider {} is not an organization registered at {}",
+                        entry.provider, log.origin
+                    )));
+                }
                 Verified::Other
             }
             DeltaBody::Revoke(rev) => {
                 check_revocation_authority(log.origin, self.members.get(&log.origin), &rev)?;
                 Verified::Revoke(rev)
+            }
+            DeltaBody::Organization(org) => {
+                org.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                if !crate::division::in_subtree(log.origin, org.division) {
+                    return Err(RejectReason::Invalid(format!(
+                        "{} registers an organization of division {}, outside its subtree",
+                        log.origin, org.division
+                    )));
+                }
+                match self.organizations.get(&org.credit_code) {
+                    Some(owner) if *owner != log.origin => {
+                        return Err(RejectReason::Invalid(format!(
+                            "organization {} is registered at {owner}",
+                            org.credit_code
+                        )))
+                    }
+                    _ => Verified::Organization(org.credit_code),
+                }
             }
         };
         Ok(Check::Accept(verified, hash))
@@ -708,6 +755,10 @@ impl Engine {
                 cutoffs.federation = cutoffs.federation.min(new.federation);
                 cutoffs.province = cutoffs.province.min(new.province);
                 self.peers.contains_key(&node).then_some(Action::Disconnect { peer: node, reason })
+            }
+            Verified::Organization(code) => {
+                self.organizations.insert(code, delta.log.origin);
+                None
             }
             Verified::Other => None,
         }

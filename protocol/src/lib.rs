@@ -5,10 +5,12 @@
 pub mod catalog;
 pub mod codec;
 pub mod delta;
+pub mod division;
 pub mod engine;
 pub mod ids;
 pub mod membership;
 pub mod message;
+pub mod org;
 
 pub use codec::{decode, encode, CodecError, MAX_FRAME_BYTES};
 pub use delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};

@@ -2,6 +2,7 @@
 
 use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
 use cascade_protocol::delta::Revocation;
+use cascade_protocol::org::Organization;
 use cascade_protocol::{
     Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId, RejectReason,
     Scope, Tier,
@@ -133,11 +134,30 @@ impl Net {
         self.queue.retain(|(f, t, _)| !((*f == a && *t == b) || (*f == b && *t == a)));
     }
 
-    fn publish(&mut self, at: &str, scope: Scope, e: CatalogEntry) {
+    fn publish(&mut self, at: &str, scope: Scope, mut e: CatalogEntry) {
         let at = nid(at);
+        e.provider = self.register(at);
         let mut actions = Vec::new();
         self.engines.get_mut(&at).unwrap().originate(0, scope, &DeltaBody::Catalog(e), &mut actions).unwrap();
         self.apply(at, actions);
+    }
+
+    /// The node's organization, registered on first use.
+    fn register(&mut self, at: NodeId) -> String {
+        let code = Organization::government_code(at, 1);
+        let engine = self.engines.get_mut(&at).unwrap();
+        if engine.organization_origin(&code).is_none() {
+            let org = Organization {
+                credit_code: code.clone(),
+                name: format!("{at} bureau"),
+                division: at,
+                parent: None,
+            };
+            let mut actions = Vec::new();
+            engine.originate(0, Scope::Federation, &DeltaBody::Organization(org), &mut actions).unwrap();
+            self.apply(at, actions);
+        }
+        code
     }
 
     fn run(&mut self) {
@@ -186,7 +206,7 @@ fn catalog_reaches_every_node_and_province_scope_stays_home() {
     net.publish("370100", Scope::Province, entry("3/000002", 1, EntryStatus::Published));
     net.run();
     for at in ["100000", "370000", "370200", "110000"] {
-        assert_eq!(net.head(at, "370100", Scope::Federation), 2, "at {at}");
+        assert_eq!(net.head(at, "370100", Scope::Federation), 3, "at {at}");
     }
     assert_eq!(net.head("370000", "370100", Scope::Province), 2);
     assert_eq!(net.head("370200", "370100", Scope::Province), 2);
@@ -207,7 +227,7 @@ fn reconnect_catches_up_with_one_hello_each_way() {
     assert_eq!(net.head("370200", "370100", Scope::Federation), 1);
     net.connect("370200", "370000");
     net.run();
-    assert_eq!(net.head("370200", "370100", Scope::Federation), 51);
+    assert_eq!(net.head("370200", "370100", Scope::Federation), 52);
 }
 
 #[test]
@@ -227,7 +247,7 @@ fn tampered_relay_is_rejected_and_nothing_downstream_stores_it() {
     }));
     net.publish("370100", Scope::Federation, entry("3/000001", 1, EntryStatus::Published));
     net.run();
-    assert_eq!(net.head("370000", "370100", Scope::Federation), 2);
+    assert_eq!(net.head("370000", "370100", Scope::Federation), 3);
     assert_eq!(net.head("100000", "370100", Scope::Federation), 1);
     assert_eq!(net.head("110000", "370100", Scope::Federation), 1);
     assert!(net.rejections.iter().any(|(at, r)| *at == nid("100000") && *r == RejectReason::BadSignature));
@@ -236,7 +256,7 @@ fn tampered_relay_is_rejected_and_nothing_downstream_stores_it() {
     net.disconnect(nid("370000"), nid("100000"));
     net.connect("370000", "100000");
     net.run();
-    assert_eq!(net.head("110000", "370100", Scope::Federation), 2);
+    assert_eq!(net.head("110000", "370100", Scope::Federation), 3);
 }
 
 #[test]
@@ -303,18 +323,18 @@ fn revocation_cuts_off_later_deltas_everywhere() {
     }
     // The revoked node was disconnected; a delta it signs now is refused by a relay.
     assert!(!net.engines[&nid("370000")].peers().any(|(p, _)| p == nid("370100")));
+    let provider = net.register(nid("370100"));
+    let mut e = entry("3/000001", 1, EntryStatus::Published);
+    e.provider = provider;
     let late = net
         .engines
         .get_mut(&nid("370100"))
         .unwrap()
-        .originate(
-            0,
-            Scope::Federation,
-            &DeltaBody::Catalog(entry("3/000001", 1, EntryStatus::Published)),
-            &mut Vec::new(),
-        )
+        .originate(0, Scope::Federation, &DeltaBody::Catalog(e), &mut Vec::new())
         .unwrap();
-    net.queue.push_back((nid("370200"), nid("370000"), Frame::Deltas(vec![late])));
+    let log = LogId { origin: nid("370100"), scope: Scope::Federation };
+    let org = net.stores[&nid("370100")][&log][1].clone();
+    net.queue.push_back((nid("370200"), nid("370000"), Frame::Deltas(vec![org, late])));
     net.connect("370200", "370000");
     net.run();
     assert_eq!(net.head("370000", "370100", Scope::Federation), cutoff);
@@ -379,7 +399,7 @@ fn an_origin_signing_two_deltas_at_one_position_is_a_fork() {
     net.run();
     // 370100 "forgets" its seq 2 (say, lost in a power cut) and signs another one.
     let log = LogId { origin: nid("370100"), scope: Scope::Federation };
-    let join = net.stores[&nid("370100")][&log][0].clone();
+    let org = net.stores[&nid("370100")][&log][1].clone();
     // 370100's own key: the third drawn by `Net::new` for seed 8.
     let mut rng = StdRng::seed_from_u64(8);
     let keys: Vec<[u8; 32]> = (0..3).map(|_| rng.gen()).collect();
@@ -387,8 +407,8 @@ fn an_origin_signing_two_deltas_at_one_position_is_a_fork() {
     let other = Delta::sign(
         &key,
         log,
-        2,
-        join.hash(),
+        3,
+        org.hash(),
         &DeltaBody::Catalog(entry("3/000002", 1, EntryStatus::Published)),
     )
     .unwrap();
@@ -453,12 +473,9 @@ fn a_national_revocation_cuts_province_logs_where_each_node_stands() {
     let late = net.engines.get_mut(&nid("370100")).unwrap();
     let mut actions = Vec::new();
     // 370100 itself does not know yet (it was disconnected); it signs one more.
-    let delta = late.originate(
-        0,
-        Scope::Province,
-        &DeltaBody::Catalog(entry("3/000002", 1, EntryStatus::Published)),
-        &mut actions,
-    );
+    let mut e = entry("3/000002", 1, EntryStatus::Published);
+    e.provider = Organization::government_code(nid("370100"), 1);
+    let delta = late.originate(0, Scope::Province, &DeltaBody::Catalog(e), &mut actions);
     let delta = delta.unwrap();
     net.queue.push_back((nid("370000"), nid("370200"), Frame::Deltas(vec![delta])));
     net.run();
@@ -484,7 +501,7 @@ fn restore_accepts_what_was_admitted_before_a_revocation_and_detects_corruption(
     net.apply(nid("370000"), actions);
     net.run();
     // 370200 holds 370100's deltas 3 and 4, admitted before the revocation said 2.
-    assert_eq!(net.head("370200", "370100", Scope::Federation), 4);
+    assert_eq!(net.head("370200", "370100", Scope::Federation), 5);
     let stored: Vec<Delta> = net.stores[&nid("370200")].values().flatten().cloned().collect();
     // 370200's own key: the fourth drawn by `Net::new` for seed 12.
     let fresh = |_: u64| {
@@ -500,7 +517,7 @@ fn restore_accepts_what_was_admitted_before_a_revocation_and_detects_corruption(
     let mut engine = fresh(1);
     engine.restore(sorted.clone()).unwrap();
     assert!(engine.is_revoked(nid("370100")));
-    assert_eq!(engine.head(LogId { origin: nid("370100"), scope: Scope::Federation }), 4);
+    assert_eq!(engine.head(LogId { origin: nid("370100"), scope: Scope::Federation }), 5);
     // A flipped byte in a stored delta is caught.
     let mut corrupt = sorted;
     let last = corrupt.len() - 1;

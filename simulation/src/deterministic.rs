@@ -278,7 +278,14 @@ impl Simulator {
         engine
             .restore(node.durable.all().map(|d| Delta::clone(d)))
             .map_err(|e| SimError::Setup(format!("{id} cannot restore: {e}")))?;
-        let actions = engine.join(now).map_err(|e| SimError::Setup(e.to_string()))?;
+        let mut actions = engine.join(now).map_err(|e| SimError::Setup(e.to_string()))?;
+        // Every node publishes for its own organization, registered at first boot.
+        let org = crate::workload::provider_of(id);
+        if engine.organization_origin(&org.credit_code).is_none() {
+            engine
+                .originate(now, Scope::Federation, &DeltaBody::Organization(org), &mut actions)
+                .map_err(|e| SimError::Setup(format!("{id} cannot register its organization: {e}")))?;
+        }
         node.engine = Some(engine);
         self.take(id, actions);
         Ok(())

@@ -109,7 +109,7 @@ impl Run {
 
     fn draft(id: NodeId, code: &str) -> EntryDraft {
         let value = serde_json::json!({"code": code, "name": format!("{id} resource {code}"), "classification": "3",
-            "provider": "91350100M000100Y43", "summary": "simulated resource", "format": "database",
+            "provider": crate::workload::provider_of(id).credit_code, "summary": "simulated resource", "format": "database",
             "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
             "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
             "update_cycle": "daily"});
@@ -267,6 +267,9 @@ async fn run_in(
     };
     for id in &ids {
         run.listen(*id);
+        if let Some(node) = run.node(*id) {
+            node.register_organization(crate::workload::provider_of(*id)).await.map_err(node_err)?;
+        }
     }
     // The federation is linked up when every node holds every Join.
     if !run.wait_converged(Duration::from_secs(120)).await {

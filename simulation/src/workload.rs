@@ -7,8 +7,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
-/// A valid provider credit code (GB 32100 worked example) used by every change.
-const PROVIDER: &str = "91350100M000100Y43";
+/// The organization every simulated node registers and publishes for.
+pub(crate) fn provider_of(node: NodeId) -> cascade_protocol::org::Organization {
+    cascade_protocol::org::Organization {
+        credit_code: cascade_protocol::org::Organization::government_code(node, 1),
+        name: format!("{node} data bureau"),
+        division: node,
+        parent: None,
+    }
+}
 
 /// Generates changes from a seed.
 pub(crate) struct Workload {
@@ -23,7 +30,7 @@ impl Workload {
             code: None,
             name: String::new(),
             classification: "3".into(),
-            provider: PROVIDER.into(),
+            provider: String::new(),
             summary: "simulated resource".into(),
             format: cascade_protocol::catalog::ResourceFormat::Database,
             data_items: vec![cascade_protocol::catalog::DataItem {
@@ -64,6 +71,7 @@ impl Workload {
             (code.clone(), *version, *status)
         };
         let mut draft = self.template.clone();
+        draft.provider = provider_of(node).credit_code;
         draft.name = format!("{node} resource {code} v{version}");
         CatalogEntry::from_draft(draft, code, version, status)
     }

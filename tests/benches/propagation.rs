@@ -9,6 +9,7 @@
 use cascade_federation::topology::Topology;
 use cascade_federation::{Federation, LaunchOptions};
 use cascade_protocol::catalog::EntryDraft;
+use cascade_protocol::org::Organization;
 use cascade_protocol::{LogId, NodeId, Scope};
 use cascade_runtime::{Applied, Node, PublishOptions};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ fn nid(s: &str) -> NodeId {
 
 fn draft(name: &str, code: Option<String>) -> EntryDraft {
     let mut value = cascade_tests::entry(name);
+    value["provider"] = serde_json::json!(Organization::government_code(nid("370100"), 1));
     if let Some(code) = code {
         value["code"] = serde_json::json!(code);
     }
@@ -83,6 +85,13 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(POLL).await;
     }
 
+    let org = Organization {
+        credit_code: Organization::government_code(nid("370100"), 1),
+        name: "济南市大数据局".into(),
+        division: nid("370100"),
+        parent: None,
+    };
+    jinan.register_organization(org).await?;
     // One published entry, updated N times: each update is one delta.
     let code = jinan.save_entry(draft("bench", None)).await?.entry.code;
     jinan.publish(&code, PublishOptions::default()).await?;

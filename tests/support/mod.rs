@@ -3,6 +3,7 @@
 
 use cascade_federation::topology::Topology;
 use cascade_federation::{Federation, LaunchOptions};
+use cascade_protocol::org::Organization;
 use cascade_protocol::NodeId;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -100,9 +101,27 @@ impl Fed {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Registers node `id`'s own organization (a government body of its division)
+    /// and returns its credit code.
+    pub async fn register_org(&self, id: &str) -> String {
+        let code = Organization::government_code(nid(id), 1);
+        let body = json!({"credit_code": code, "name": format!("{id} 大数据局"), "division": nid(id)});
+        let (status, reply) = self.post(id, "/api/v1/organizations", body).await;
+        assert_eq!(status, 201, "{reply}");
+        code
+    }
+
+    /// A valid entry whose provider is node `id`'s organization (registered here).
+    pub async fn entry_at(&self, id: &str, name: &str) -> Value {
+        let mut body = entry(name);
+        body["provider"] = json!(self.register_org(id).await);
+        body
+    }
+
     /// Saves a draft and publishes it; returns its code.
     pub async fn publish(&self, id: &str, name: &str, scope: &str) -> String {
-        let (status, saved) = self.post(id, "/api/v1/catalog", entry(name)).await;
+        let body = self.entry_at(id, name).await;
+        let (status, saved) = self.post(id, "/api/v1/catalog", body).await;
         assert_eq!(status, 201, "{saved}");
         let code = saved["code"].as_str().expect("code").to_string();
         let (status, body) = self

@@ -1,9 +1,18 @@
 //! The admin HTTP interface of a Cascade node (axum, JSON).
 //!
-//! Every route under `/api` requires `Authorization: Bearer <token>`; errors are
-//! `{"error": "...", ...}` with the matching status.
+//! Every route under `/api` (and `/metrics`) requires `Authorization: Bearer
+//! <token>` — the node's bootstrap token, a login session or an API token — and
+//! checks the caller's role and organization; every change is written to the
+//! node's hash-chained audit log. Errors are `{"error": "...", ...}` with the
+//! matching status.
 
+mod auth;
+mod catalog;
 mod error;
+mod federation;
+pub mod metrics;
+mod observe;
+mod people;
 mod routes;
 
 pub use error::ApiError;

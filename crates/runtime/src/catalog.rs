@@ -125,6 +125,7 @@ pub(crate) fn decide(
     me: NodeId,
     current: impl Fn(&str) -> Result<Option<(Scope, CatalogEntry)>, CatalogError>,
     mut next_seq: impl FnMut() -> Result<u64, CatalogError>,
+    registered_here: impl Fn(&str) -> Result<bool, CatalogError>,
 ) -> Result<Decision, CatalogError> {
     let own = |code: &str| current(code)?.ok_or_else(|| CatalogError::NotFound(code.to_string()));
     let publish = |scope, entry| {
@@ -133,6 +134,12 @@ pub(crate) fn decide(
     match op {
         CatalogOp::Save(draft) => {
             draft.validate()?;
+            if !registered_here(&draft.provider)? {
+                return Err(CatalogError::Invalid(FieldError {
+                    field: "provider".into(),
+                    reason: format!("{} is not an organization registered at {me}", draft.provider),
+                }));
+            }
             let existing = match &draft.code {
                 Some(code) => current(code)?,
                 None => None,

@@ -11,7 +11,7 @@ use cascade_protocol::catalog::FieldError;
 use cascade_protocol::{
     Action, Delta, DeltaBody, Engine, EngineError, Event, Frame, NodeId, RejectReason, Scope,
 };
-use cascade_store::{Store, StoreError};
+use cascade_store::{AuditEntry, Store, StoreError};
 use cascade_transport::unix_now;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -81,6 +81,8 @@ struct Pending {
     /// Actions for neighbours, with the link generation they were decided for.
     sends: Vec<(Option<u64>, Action)>,
     replies: Vec<Reply>,
+    /// Federation events for the audit log, appended with the group.
+    audit: Vec<AuditEntry>,
 }
 
 /// An answer held back until the group is durable.
@@ -99,6 +101,11 @@ impl Pending {
     }
 }
 
+/// A federation event for the audit log.
+fn event(kind: &str, detail: String) -> AuditEntry {
+    AuditEntry { actor: "federation".into(), org: None, kind: kind.into(), detail }
+}
+
 pub(crate) struct EngineTask {
     pub(crate) engine: Engine,
     pub(crate) store: Store,
@@ -107,6 +114,8 @@ pub(crate) struct EngineTask {
     applied: tokio::sync::broadcast::Sender<Applied>,
     links: HashMap<NodeId, Link>,
     counters: Snapshot,
+    /// When each neighbour was last seen fully in sync (unix seconds).
+    in_sync_at: HashMap<NodeId, u64>,
 }
 
 impl EngineTask {
@@ -125,6 +134,7 @@ impl EngineTask {
             applied,
             links: HashMap::new(),
             counters: Snapshot::default(),
+            in_sync_at: HashMap::new(),
         }
     }
 
@@ -144,7 +154,9 @@ impl EngineTask {
                     Err(_) => break,
                 }
             }
-            if !pending.deltas.is_empty() || !pending.own.is_empty() {
+            if !pending.deltas.is_empty() || !pending.own.is_empty() || !pending.audit.is_empty() {
+                let audit = std::mem::take(&mut pending.audit);
+                self.store.audit().append(crate::node::unix_millis(), audit)?;
                 let own: Vec<&(Scope, CatalogEntry)> = pending.own.iter().collect();
                 if let Err(e) = self.store.apply(&pending.deltas, &own) {
                     error!(error = %e, "store refused a batch; stopping the node");
@@ -183,6 +195,7 @@ impl EngineTask {
                     self.collect(actions, pending);
                 }
                 info!(%peer, role, "link up");
+                pending.audit.push(event("peer.connected", format!("{peer} ({role})")));
                 self.links.insert(peer, Link { generation, role, outbox, connection, last_frame_at: None });
                 let actions = self.engine.handle(now, Event::PeerUp { peer });
                 self.collect(actions, pending);
@@ -195,6 +208,7 @@ impl EngineTask {
                 if self.links.get(&peer).is_some_and(|l| l.generation == generation) {
                     self.links.remove(&peer);
                     info!(%peer, "link down");
+                    pending.audit.push(event("peer.disconnected", peer.to_string()));
                     let actions = self.engine.handle(now, Event::PeerDown { peer });
                     self.collect(actions, pending);
                 }
@@ -246,11 +260,13 @@ impl EngineTask {
         pending: &mut Pending,
     ) -> Result<SavedEntry, CatalogError> {
         let store = self.store.clone();
+        let me = self.engine.me().id;
         let decision = decide(
             op,
             self.engine.me().id,
             |code| pending.own_entry(&store, code),
             || Ok(store.next_code_seq()?),
+            |code| Ok(store.organization(code)?.is_some_and(|(origin, _)| origin == me)),
         )?;
         let mut saved = decision.saved;
         if decision.emit {
@@ -272,12 +288,20 @@ impl EngineTask {
         for action in actions {
             match action {
                 Action::Persist(deltas) => {
-                    self.counters.deltas_in +=
-                        deltas.iter().filter(|d| d.log.origin != self.engine.me().id).count() as u64;
+                    let me = self.engine.me().id;
+                    self.counters.deltas_in += deltas.iter().filter(|d| d.log.origin != me).count() as u64;
+                    for d in &deltas {
+                        let kind = if d.log.origin == me { "delta.originated" } else { "delta.accepted" };
+                        pending.audit.push(event(kind, format!("{} #{}", d.log, d.seq)));
+                    }
                     pending.deltas.extend(deltas);
                 }
                 Action::Reject(r) => {
                     warn!(peer = %r.peer, log = %r.log, seq = r.seq, reason = %r.reason, "rejected delta");
+                    pending.audit.push(event(
+                        "delta.rejected",
+                        format!("{} #{} from {}: {}", r.log, r.seq, r.peer, r.reason),
+                    ));
                     *self.counters.rejected.entry(r.reason.label().to_string()).or_default() += 1;
                 }
                 other => {
@@ -308,8 +332,16 @@ impl EngineTask {
             return;
         }
         let (peer, item) = match action {
-            Action::Send { peer, frame } => (peer, Outgoing::Frame(frame)),
-            Action::SendRange { peer, log, from, to } => (peer, Outgoing::Range { log, from, to }),
+            Action::Send { peer, frame } => {
+                if let Frame::Deltas(ds) = &frame {
+                    self.counters.deltas_out += ds.len() as u64;
+                }
+                (peer, Outgoing::Frame(frame))
+            }
+            Action::SendRange { peer, log, from, to } => {
+                self.counters.deltas_out += to.saturating_sub(from) + 1;
+                (peer, Outgoing::Range { log, from, to })
+            }
             Action::Disconnect { peer, reason } => {
                 if let Some(link) = self.links.remove(&peer) {
                     warn!(%peer, %reason, "disconnecting");
@@ -335,8 +367,18 @@ impl EngineTask {
         }
     }
 
-    fn publish_snapshot(&self) {
+    fn publish_snapshot(&mut self) {
+        let now = unix_now();
         let greeted: HashMap<NodeId, bool> = self.engine.peers().collect();
+        let mut lags = HashMap::new();
+        for id in self.links.keys() {
+            let lag = self.engine.peer_lag(*id);
+            if lag == 0 {
+                self.in_sync_at.insert(*id, now);
+            }
+            let since = self.in_sync_at.get(id).copied().unwrap_or(now);
+            lags.insert(*id, (lag, if lag == 0 { 0 } else { now.saturating_sub(since) }));
+        }
         let mut snap = Snapshot {
             peers: self
                 .links
@@ -344,7 +386,18 @@ impl EngineTask {
                 .map(|(id, link)| {
                     let state =
                         if greeted.get(id).copied().unwrap_or(false) { "connected" } else { "syncing" };
-                    (*id, PeerStatus { id: *id, role: link.role, state, last_frame_at: link.last_frame_at })
+                    let (lag_deltas, lag_seconds) = lags.get(id).copied().unwrap_or((0, 0));
+                    (
+                        *id,
+                        PeerStatus {
+                            id: *id,
+                            role: link.role,
+                            state,
+                            last_frame_at: link.last_frame_at,
+                            lag_deltas,
+                            lag_seconds,
+                        },
+                    )
                 })
                 .collect(),
             version_vector: self
@@ -362,6 +415,7 @@ impl EngineTask {
             revoked: self.engine.revoked().collect(),
             deltas_in: self.counters.deltas_in,
             deltas_originated: self.counters.deltas_originated,
+            deltas_out: self.counters.deltas_out,
             rejected: self.counters.rejected.clone(),
         };
         std::mem::swap(&mut *self.snapshot.write().unwrap_or_else(|p| p.into_inner()), &mut snap);

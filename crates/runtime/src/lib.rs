@@ -8,6 +8,7 @@ mod engine_task;
 mod faults;
 mod links;
 mod node;
+mod organizations;
 mod status;
 
 pub use catalog::{tier_of, CatalogError, CatalogQuery, PublishOptions, SavedEntry, ViewEntry};

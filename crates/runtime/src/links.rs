@@ -204,8 +204,20 @@ pub(crate) async fn accept_children(
                     Ok(())
                 }
             };
+            let remote = incoming.remote_address();
             let admitted = endpoint.admit(incoming, admit).await;
             drop(admission);
+            if let Err(e) = &admitted {
+                let refusal = cascade_store::AuditEntry {
+                    actor: format!("peer:{remote}"),
+                    org: None,
+                    kind: "peer.refused".into(),
+                    detail: e.to_string(),
+                };
+                if let Err(e) = ctx.store.audit().append(crate::node::unix_millis(), vec![refusal]) {
+                    warn!(error = %e, "cannot audit a refused peer");
+                }
+            }
             if let Ok(link) = admitted {
                 let peer = link.identity.id;
                 run_link(link, "child", ctx).instrument(info_span!("peer", %peer)).await;

@@ -60,6 +60,7 @@ pub struct Node {
     endpoint: Endpoint,
     quic_addr: SocketAddr,
     admin_token: String,
+    access: cascade_access::Access,
     applied: tokio::sync::broadcast::Sender<crate::engine_task::Applied>,
     tasks: Vec<JoinHandle<()>>,
     engine_task: JoinHandle<Result<(), cascade_store::StoreError>>,
@@ -101,6 +102,7 @@ impl Node {
         let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
             .await
             .map_err(|e| NodeError::Io(format!("opening the store: {e}")))??;
+        let access = cascade_access::Access::new(store.tree("access")?, admin_token.clone());
         let now = unix_now();
         let mut engine = Engine::new(signing_key, creds.chain.clone(), Box::new(verifier), now)?;
         let stored: Vec<Delta> = store.all_deltas().collect::<Result<_, _>>()?;
@@ -159,6 +161,7 @@ impl Node {
             endpoint,
             quic_addr,
             admin_token,
+            access,
             applied,
             tasks,
             engine_task,
@@ -186,6 +189,18 @@ impl Node {
     /// The admin bearer token (secret).
     pub fn admin_token(&self) -> &str {
         &self.admin_token
+    }
+
+    /// Accounts, sessions and tokens of the admin interface.
+    pub fn access(&self) -> &cascade_access::Access {
+        &self.access
+    }
+
+    /// Appends entries to the audit log and makes them durable.
+    pub async fn audit(&self, entries: Vec<cascade_store::AuditEntry>) -> Result<(), NodeError> {
+        self.store.audit().append(unix_millis(), entries)?;
+        self.store.flush().await?;
+        Ok(())
     }
 
     /// The store (reads; writes go through the engine task).
@@ -223,7 +238,11 @@ impl Node {
     }
 
     /// Originates a delta; returns once it is durable.
-    async fn originate(&self, scope: Scope, body: DeltaBody) -> Result<Result<Delta, String>, NodeError> {
+    pub(crate) async fn originate(
+        &self,
+        scope: Scope,
+        body: DeltaBody,
+    ) -> Result<Result<Delta, String>, NodeError> {
         let (reply, rx) = oneshot::channel();
         self.inbox.send(Command::Originate { scope, body, reply }).await.map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)
@@ -308,6 +327,13 @@ impl Node {
         self.store.flush().await?;
         Ok(())
     }
+}
+
+/// Milliseconds since the unix epoch (0 if the clock is before it).
+pub(crate) fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn load_or_create_token(path: &Path) -> Result<String, NodeError> {

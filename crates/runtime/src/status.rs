@@ -16,6 +16,10 @@ pub struct PeerStatus {
     pub state: &'static str,
     /// Unix seconds of the last frame received, if any.
     pub last_frame_at: Option<u64>,
+    /// Deltas this node holds that the neighbour may hold and (as far as we know) lacks.
+    pub lag_deltas: u64,
+    /// Seconds since the neighbour was last fully in sync (0 when in sync).
+    pub lag_seconds: u64,
 }
 
 /// One log's head.
@@ -44,6 +48,8 @@ pub struct Snapshot {
     pub deltas_in: u64,
     /// Deltas this node originated.
     pub deltas_originated: u64,
+    /// Deltas sent to neighbours.
+    pub deltas_out: u64,
     /// Deltas rejected, by reason label.
     pub rejected: BTreeMap<String, u64>,
 }

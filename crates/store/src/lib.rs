@@ -9,12 +9,17 @@
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::codec::{self, CodecError};
 use cascade_protocol::delta::MAX_BODY_BYTES;
+use cascade_protocol::org::Organization;
 use cascade_protocol::{Delta, DeltaBody, LogId, NodeId, Scope, MAX_FRAME_BYTES};
 use std::path::Path;
+
+mod audit;
+pub use audit::{AuditEntry, AuditFilter, AuditLog, AuditRecord, AuditVerification};
 
 const LOG: u8 = b'L';
 const CATALOG: u8 = b'C';
 const OWN: u8 = b'O';
+const ORG: u8 = b'R';
 /// Node metadata records live under `M`.
 const CODE_SEQ: &[u8] = b"Mcode-seq";
 
@@ -59,6 +64,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    audit: AuditLog,
 }
 
 fn scope_byte(scope: Scope) -> u8 {
@@ -108,7 +114,10 @@ impl Store {
         let mut tries = 0;
         loop {
             match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
-                Ok(db) => return Ok(Store { db }),
+                Ok(db) => {
+                    let audit = AuditLog::open(db.open_tree("audit")?)?;
+                    return Ok(Store { db, audit });
+                }
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock") && tries < LOCK_TRIES =>
                 {
@@ -118,6 +127,11 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The hash-chained audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The head seq of a log in the store (0 when empty).
@@ -152,7 +166,13 @@ impl Store {
             }
             heads.insert(delta.log, delta.seq);
             batch.insert(log_key(delta.log, delta.seq), codec::encode(delta)?);
-            if let Ok(DeltaBody::Catalog(entry)) = delta.decode_body() {
+            let body = delta.decode_body();
+            if let Ok(DeltaBody::Organization(org)) = &body {
+                let mut key = vec![ORG];
+                key.extend_from_slice(org.credit_code.as_bytes());
+                batch.insert(key, codec::encode(&(delta.log.origin, org))?);
+            }
+            if let Ok(DeltaBody::Catalog(entry)) = body {
                 let key = catalog_key(delta.log.origin, &entry.code);
                 // Never let an older version replace a newer one.
                 let newer = match versions.get(&key) {
@@ -250,6 +270,24 @@ impl Store {
         }
     }
 
+    /// A registered organization and the node it is registered at.
+    pub fn organization(&self, credit_code: &str) -> Result<Option<(NodeId, Organization)>, StoreError> {
+        let mut key = vec![ORG];
+        key.extend_from_slice(credit_code.as_bytes());
+        match self.db.get(&key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode(&key, &v, MAX_FRAME_BYTES)?)),
+        }
+    }
+
+    /// Every registered organization this node knows, with the node it is registered at.
+    pub fn organizations(&self) -> impl Iterator<Item = Result<(NodeId, Organization), StoreError>> + '_ {
+        self.db.scan_prefix([ORG]).map(|kv| {
+            let (key, value) = kv?;
+            decode(&key, &value, MAX_FRAME_BYTES)
+        })
+    }
+
     /// This node's own working copy of an entry (any status), with its scope.
     pub fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError> {
         let key = own_key(code);
@@ -275,6 +313,11 @@ impl Store {
         })?;
         let bytes = next.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()).unwrap_or_default();
         Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// A named sled tree of this store, for state kept beside the logs (accounts).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
     }
 
     /// Size of the store on disk, in bytes.

@@ -1,0 +1,111 @@
+//! Roles, principals and the permission rules of the admin interface.
+
+use serde::{Deserialize, Serialize};
+
+/// What an account may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything on this node.
+    Admin,
+    /// Edits the catalog of its own organization and its sub-organizations.
+    Cataloger,
+    /// Decides applications for its organization's resources (the workflow comes later).
+    Approver,
+    /// Applies for and uses resources for its organization (the workflow comes later).
+    Consumer,
+    /// Reads audit and usage; changes nothing.
+    Auditor,
+}
+
+/// Who is calling: an account, or the node's bootstrap token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// For the audit log: "account:NAME" or "token:bootstrap".
+    pub actor: String,
+    /// The account, if any.
+    pub username: Option<String>,
+    /// The account's organization (credit code), if any.
+    pub organization: Option<String>,
+    /// Its roles.
+    pub roles: Vec<Role>,
+}
+
+/// An action to authorize.
+#[derive(Clone, Copy, Debug)]
+pub enum Permission<'a> {
+    /// Read node, sync, catalog, organization and division views.
+    Read,
+    /// Create, update, publish or withdraw catalog entries of this provider.
+    EditCatalog {
+        /// The entry's provider (credit code).
+        provider: &'a str,
+    },
+    /// Register organizations.
+    RegisterOrganization,
+    /// Create accounts and manage other accounts' tokens.
+    ManageAccounts,
+    /// Revoke a member of the federation.
+    Revoke,
+    /// Read the audit log and metrics.
+    Audit,
+}
+
+impl Principal {
+    /// The bootstrap administrator (the token written at first start).
+    pub fn bootstrap() -> Principal {
+        Principal {
+            actor: "token:bootstrap".into(),
+            username: None,
+            organization: None,
+            roles: vec![Role::Admin],
+        }
+    }
+
+    /// Whether this principal holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Allows or refuses `permission`, with the reason. `parent_of` names an
+    /// organization's parent (for a cataloger's sub-organizations).
+    pub fn check(
+        &self,
+        permission: Permission<'_>,
+        parent_of: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        if self.has(Role::Admin) {
+            return Ok(());
+        }
+        match permission {
+            Permission::Read => Ok(()),
+            Permission::Audit if self.has(Role::Auditor) => Ok(()),
+            Permission::Audit => Err("reading the audit log needs the auditor or admin role".into()),
+            Permission::EditCatalog { provider } => {
+                if !self.has(Role::Cataloger) {
+                    return Err("editing the catalog needs the cataloger role".into());
+                }
+                let Some(own) = &self.organization else {
+                    return Err("the account has no organization".into());
+                };
+                // The provider itself or any ancestor of it must be the account's organization.
+                let mut current = Some(provider.to_string());
+                for _ in 0..MAX_ORG_DEPTH {
+                    match current {
+                        Some(org) if &org == own => return Ok(()),
+                        Some(org) => current = parent_of(&org),
+                        None => break,
+                    }
+                }
+                Err(format!("{provider} is not {own} or one of its sub-organizations"))
+            }
+            Permission::RegisterOrganization => Err("registering organizations needs the admin role".into()),
+            Permission::ManageAccounts => Err("managing accounts needs the admin role".into()),
+            Permission::Revoke => Err("revoking members needs the admin role".into()),
+        }
+    }
+}
+
+/// Deepest organization hierarchy followed when checking a cataloger's scope
+/// (also stops a cycle of parents).
+const MAX_ORG_DEPTH: usize = 16;
