@@ -101,6 +101,11 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
     let (_, list) = fed.get("110000", "/api/v1/catalog?origin=370100&status=all").await;
     assert_eq!(list["count"], 0, "{list}");
 
+    // The national node's metrics count the rejections, in the Prometheus format.
+    let metrics = scrape(&fed, "100000").await;
+    assert_eq!(sample(&metrics, "cascade_deltas_rejected_total", &[("reason", "bad_signature")]), Some(2.0));
+    assert_eq!(sample(&metrics, "cascade_deltas_rejected_total", &[("reason", "broken_chain")]), Some(1.0));
+
     // The genuine delta, relayed verbatim, is accepted and reaches Beijing.
     write_frame(&mut up.send, &Frame::Deltas(vec![genuine])).await.unwrap();
     fed.wait_seen("100000", "370100", &code, "published", 1).await;

@@ -211,3 +211,76 @@ pub async fn rejected(fed: &Fed, at: &str, reason: &str) -> u64 {
     let (_, node) = fed.get(at, "/api/v1/node").await;
     node["deltas"]["rejected"][reason].as_u64().unwrap_or(0)
 }
+
+/// A client acting with a given bearer token (an account's session or API token).
+pub struct As<'a> {
+    fed: &'a Fed,
+    id: String,
+    token: String,
+}
+
+impl Fed {
+    /// Acts at node `id` with `token` instead of the bootstrap token.
+    pub fn with_token(&self, id: &str, token: &str) -> As<'_> {
+        As { fed: self, id: id.into(), token: token.into() }
+    }
+
+    /// Logs in at node `id`; returns the session token.
+    pub async fn login(&self, id: &str, username: &str, password: &str) -> (u16, Value) {
+        let url = self.fed.node(nid(id)).expect("running").admin_url.clone();
+        let resp = self
+            .http
+            .post(format!("{url}/api/v1/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl As<'_> {
+    /// Sends a request; returns (status, JSON body or Null, raw text).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = self.fed.fed.node(nid(&self.id)).expect("running").admin_url.clone();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.fed.http.request(method, format!("{url}{path}")).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// The Prometheus samples of node `id`'s /metrics, parsed.
+pub async fn scrape(fed: &Fed, id: &str) -> prometheus_parse::Scrape {
+    let node = fed.fed.node(nid(id)).expect("running");
+    let resp = fed
+        .http
+        .get(format!("{}/metrics", node.admin_url))
+        .bearer_auth(node.node.admin_token())
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.expect("text");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
+}
+
+/// The value of a counter or gauge sample with the given labels.
+pub fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}

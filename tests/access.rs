@@ -1,0 +1,253 @@
+//! Base management and the admin plane over real HTTP: organizations replicate,
+//! every route checks role and organization, the audit log is tamper-evident,
+//! metrics and readiness speak their formats.
+
+use cascade_protocol::org::Organization;
+use cascade_tests::*;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Registers `code` (with an optional parent) at `id` through the bootstrap token.
+async fn register(fed: &Fed, id: &str, code: &str, name: &str, parent: Option<&str>) {
+    let body = json!({"credit_code": code, "name": name, "division": nid(id), "parent": parent});
+    let (status, reply) = fed.post(id, "/api/v1/organizations", body).await;
+    assert_eq!(status, 201, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_are_validated_and_visible_across_the_federation() {
+    let fed = Fed::launch(FOUR_PROVINCES).await;
+    let bad = |code: &str, field: &str| {
+        let code = code.to_string();
+        let field = field.to_string();
+        let fed = &fed;
+        async move {
+            let body = json!({"credit_code": code, "name": "x", "division": 370100});
+            let (status, reply) = fed.post("370100", "/api/v1/organizations", body).await;
+            assert_eq!((status, reply["field"].as_str()), (422, Some(field.as_str())), "{reply}");
+            reply["error"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let good = Organization::government_code(nid("370100"), 7);
+    let mut wrong_check = good.clone();
+    wrong_check.replace_range(17.., if good.ends_with('0') { "1" } else { "0" });
+    assert!(bad(&wrong_check, "credit_code").await.contains("check character"));
+    assert!(bad("91350100M000100Y4", "credit_code").await.contains("18"));
+    assert!(bad("9135010OM000100Y43", "credit_code").await.contains("position"));
+    // Outside the city's subtree: a Qingdao division registered at Jinan.
+    let body = json!({"credit_code": Organization::government_code(nid("370202"), 1), "name": "x", "division": 370202});
+    assert_eq!(fed.post("370100", "/api/v1/organizations", body).await.0, 422);
+
+    register(&fed, "370100", &good, "济南市大数据局", None).await;
+    eventually("the national node names Jinan's organization", || async {
+        let (status, body) = fed.get("100000", &format!("/api/v1/organizations/{good}")).await;
+        status == 200 && body["origin"] == 370100 && body["organization"]["name"] == "济南市大数据局"
+    })
+    .await;
+    // Another node cannot take the same code.
+    let body = json!({"credit_code": good, "name": "冒名", "division": 370000});
+    let (status, reply) = fed.post("370000", "/api/v1/organizations", body).await;
+    assert_eq!(status, 409, "{reply}");
+    let (_, divisions) = fed.get("370000", "/api/v1/divisions").await;
+    assert_eq!(divisions["division"]["name"], "山东省");
+    assert_eq!(divisions["subtree"].as_array().unwrap().len(), 16);
+    fed.fed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_is_allowed_exactly_what_it_should_be() {
+    let fed = Fed::launch(FOUR_PROVINCES).await;
+    let ours = Organization::government_code(nid("370100"), 1);
+    let sub = Organization::government_code(nid("370102"), 2);
+    let theirs = Organization::government_code(nid("370103"), 3);
+    register(&fed, "370100", &ours, "济南市大数据局", None).await;
+    register(&fed, "370100", &sub, "历下区数据中心", Some(&ours)).await;
+    register(&fed, "370100", &theirs, "市中区卫健委", None).await;
+    // An entry of the other organization, published by the bootstrap admin.
+    let mut other_entry = entry("其他单位资源");
+    other_entry["provider"] = json!(theirs);
+    let (status, saved) = fed.post("370100", "/api/v1/catalog", other_entry).await;
+    assert_eq!(status, 201, "{saved}");
+    let other_code = saved["code"].as_str().unwrap().to_string();
+
+    const ROLES: [&str; 5] = ["admin", "cataloger", "approver", "consumer", "auditor"];
+    let roles = ROLES;
+    let mut tokens = std::collections::BTreeMap::new();
+    for role in roles {
+        let body = json!({"username": role, "password": PASSWORD, "organization": ours, "roles": [role]});
+        let (status, reply) = fed.post("370100", "/api/v1/accounts", body).await;
+        assert_eq!(status, 201, "{reply}");
+        let (status, session) = fed.login("370100", role, PASSWORD).await;
+        assert_eq!(status, 200, "{session}");
+        tokens.insert(role, session["token"].as_str().unwrap().to_string());
+    }
+    let (status, _) = fed.login("370100", "cataloger", "wrong password, long enough").await;
+    assert_eq!(status, 401);
+
+    let mut own_entry = entry("本单位资源");
+    own_entry["provider"] = json!(ours);
+    let mut sub_entry = entry("下级单位资源");
+    sub_entry["provider"] = json!(sub);
+    let mut their_entry = entry("越权资源");
+    their_entry["provider"] = json!(theirs);
+    let new_org = |n: u32| json!({"credit_code": Organization::government_code(nid("370100"), 100 + n), "name": "新单位", "division": 370100});
+    let new_account = |n: &str| json!({"username": format!("new-{n}"), "password": PASSWORD, "organization": ours, "roles": ["consumer"]});
+    let publish_other = format!("/api/v1/catalog/{}/publish", encode(&other_code));
+
+    // (method, path, body, roles allowed)
+    type Case = (&'static str, String, Option<Value>, &'static [&'static str]);
+    let all: &'static [&'static str] = &ROLES;
+    let cases: Vec<Case> = vec![
+        ("GET", "/api/v1/node".into(), None, all),
+        ("GET", "/api/v1/sync".into(), None, all),
+        ("GET", "/api/v1/catalog".into(), None, all),
+        ("GET", "/api/v1/organizations".into(), None, all),
+        ("GET", "/api/v1/divisions".into(), None, all),
+        ("POST", "/api/v1/catalog".into(), Some(own_entry), &["admin", "cataloger"]),
+        ("POST", "/api/v1/catalog".into(), Some(sub_entry), &["admin", "cataloger"]),
+        ("POST", "/api/v1/catalog".into(), Some(their_entry), &["admin"]),
+        ("POST", publish_other, Some(json!({})), &["admin"]),
+        ("POST", "/api/v1/organizations".into(), Some(new_org(1)), &["admin"]),
+        ("GET", "/api/v1/accounts".into(), None, &["admin"]),
+        ("GET", "/api/v1/audit".into(), None, &["admin", "auditor"]),
+        ("GET", "/api/v1/audit/verify".into(), None, &["admin", "auditor"]),
+        ("GET", "/metrics".into(), None, &["admin", "auditor"]),
+        ("POST", "/api/v1/tokens".into(), Some(json!({"label": "own"})), all),
+    ];
+    for (method, path, body, allowed) in &cases {
+        for role in roles {
+            let mut body = body.clone();
+            if *path == "/api/v1/organizations" && *method == "POST" {
+                body = Some(new_org(roles.iter().position(|r| *r == role).unwrap() as u32 + 10));
+            }
+            let (status, reply) = fed.with_token("370100", &tokens[role]).call(method, path, body).await;
+            if allowed.contains(&role) {
+                assert!((200..300).contains(&status), "{role} {method} {path}: {status} {reply}");
+            } else {
+                assert_eq!(status, 403, "{role} {method} {path}: {reply}");
+                assert!(
+                    reply["error"].as_str().is_some_and(|e| !e.is_empty()),
+                    "403 without a reason: {reply}"
+                );
+            }
+        }
+    }
+    for role in roles {
+        let (status, _) = fed
+            .with_token("370100", &tokens[role])
+            .call("POST", "/api/v1/accounts", Some(new_account(role)))
+            .await;
+        assert_eq!(status, if role == "admin" { 201 } else { 403 }, "{role} creating an account");
+    }
+    // The cataloger cannot publish or withdraw for another organization either.
+    let (status, reply) = fed
+        .with_token("370100", &tokens["cataloger"])
+        .call("POST", &format!("/api/v1/catalog/{}/withdraw", encode(&other_code)), None)
+        .await;
+    assert_eq!(status, 403, "{reply}");
+                                        // API tokens: usable, listed, revocable.
+    let (status, issued) = fed
+        .with_token("370100", &tokens["consumer"])
+        .call("POST", "/api/v1/tokens", Some(json!({"label": "ci"})))
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let api = issued["token"].as_str().unwrap().to_string();
+    let id = issued["id"].as_str().unwrap().to_string();
+    assert_eq!(fed.with_token("370100", &api).call("GET", "/api/v1/node", None).await.0, 200);
+    assert_eq!(
+        fed.with_token("370100", &tokens["cataloger"])
+            .call("DELETE", &format!("/api/v1/tokens/{id}"), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        fed.with_token("370100", &tokens["consumer"])
+            .call("DELETE", &format!("/api/v1/tokens/{id}"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(fed.with_token("370100", &api).call("GET", "/api/v1/node", None).await.0, 401);
+    // Logins, refusals and changes are in the audit log, attributed.
+    let (_, audit) = fed.get("370100", "/api/v1/audit?kind=login.&limit=1000").await;
+    let kinds: Vec<&str> =
+        audit["records"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"login.success") && kinds.contains(&"login.failure"), "{kinds:?}");
+    let (_, denied) = fed.get("370100", "/api/v1/audit?kind=access.denied&actor=account:consumer").await;
+    assert!(denied["count"].as_u64().unwrap() > 0, "{denied}");
+    let (_, saves) = fed.get("370100", "/api/v1/audit?kind=catalog.save&actor=account:cataloger").await;
+    assert_eq!(saves["count"], 2, "{saves}");
+    fed.fed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_verifies_and_a_flipped_byte_is_found() {
+    let mut fed = Fed::launch(FOUR_PROVINCES).await;
+    let code = fed.publish("370100", "审计资源", "federation").await;
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    let (_, verify) = fed.get("370100", "/api/v1/audit/verify").await;
+    assert_eq!(verify["ok"], true, "{verify}");
+    let records = verify["records"].as_u64().unwrap();
+    assert!(records > 5, "{verify}");
+    let (_, kinds) = fed.get("370100", "/api/v1/audit?limit=1000").await;
+    let kinds: Vec<&str> =
+        kinds["records"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    for kind in
+        ["peer.connected", "delta.originated", "delta.accepted", "organization.register", "catalog.publish"]
+    {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+
+    // Stop the node, flip one byte of record 3 in its sled folder, restart.
+    fed.fed.stop(nid("370100")).await.unwrap();
+    let store = fed.fed.data_dir(nid("370100")).unwrap().join(cascade_runtime::STORE_DIR);
+    {
+        let db = sled::open(&store).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let key = 3u64.to_be_bytes();
+        let mut value = tree.get(key).unwrap().unwrap().to_vec();
+        let middle = value.len() / 2;
+        value[middle] ^= 0x01;
+        tree.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    fed.fed.start(nid("370100")).await.unwrap();
+    let (_, verify) = fed.get("370100", "/api/v1/audit/verify").await;
+    assert_eq!(verify["ok"], false, "{verify}");
+    assert_eq!(verify["first_break"], 3, "{verify}");
+    fed.fed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_readiness_and_sync_speak_their_formats() {
+    let mut fed = Fed::launch(FOUR_PROVINCES).await;
+    let code = fed.publish("370100", "度量资源", "federation").await;
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    assert_eq!(fed.get("370000", "/api/v1/node").await.0, 200);
+    let metrics = scrape(&fed, "370000").await;
+    assert_eq!(sample(&metrics, "cascade_peers_connected", &[]), Some(3.0));
+    assert!(sample(&metrics, "cascade_deltas_in_total", &[]).unwrap() >= 2.0);
+    assert!(sample(&metrics, "cascade_deltas_out_total", &[]).unwrap() >= 2.0);
+    assert!(sample(&metrics, "cascade_store_bytes", &[]).unwrap() > 0.0);
+    assert!(metrics.samples.iter().any(|s| s.metric.starts_with("cascade_http_request")), "no HTTP metrics");
+    assert_eq!(sample(&metrics, "cascade_deltas_rejected_total", &[("reason", "bad_signature")]), Some(0.0));
+    let (_, sync) = fed.get("370000", "/api/v1/sync").await;
+    assert_eq!(sync["peers"].as_array().unwrap().len(), 3, "{sync}");
+    // Readiness follows the parent link.
+    let url = fed.fed.node(nid("370100")).unwrap().admin_url.clone();
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{url}/readyz")).send().await.unwrap().status(), 200);
+    fed.fed.stop(nid("370000")).await.unwrap();
+    eventually("Jinan is not ready without its parent", || async {
+        http.get(format!("{url}/readyz")).send().await.unwrap().status() == 503
+    })
+    .await;
+    fed.fed.start(nid("370000")).await.unwrap();
+    eventually("Jinan is ready again", || async {
+        http.get(format!("{url}/readyz")).send().await.unwrap().status() == 200
+    })
+    .await;
+    fed.fed.shutdown().await.unwrap();
+}
