@@ -146,7 +146,7 @@ async fn every_role_is_allowed_exactly_what_it_should_be() {
         .call("POST", &format!("/api/v1/catalog/{}/withdraw", encode(&other_code)), None)
         .await;
     assert_eq!(status, 403, "{reply}");
-                                        // API tokens: usable, listed, revocable.
+    // API tokens: usable, listed, revocable.
     let (status, issued) = fed
         .with_token("370100", &tokens["consumer"])
         .call("POST", "/api/v1/tokens", Some(json!({"label": "ci"})))

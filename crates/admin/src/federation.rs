@@ -12,19 +12,17 @@ use axum::{Extension, Json};
 use cascade_access::{Permission, Principal};
 use cascade_protocol::org::Organization;
 use cascade_protocol::{division, NodeId};
-use cascade_runtime::tier_of;
+use cascade_runtime::{tier_of, Snapshot};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Longest revocation reason (the engine refuses longer ones).
 const MAX_REASON_BYTES: usize = 1000;
 
-/// Every neighbour this node should have, with its state.
-fn peers(state: &AppState) -> Vec<Value> {
-    let node = &state.node;
-    let me = node.identity();
-    let snap = node.snapshot();
-    let mut ids: Vec<(NodeId, &str)> = me.parent.map(|p| (p, "parent")).into_iter().collect();
+/// Every neighbour this node should have: its parent, then its children (known
+/// from their certificates or linked now), by id.
+pub(crate) fn neighbours(me: &cascade_certs::NodeIdentity, snap: &Snapshot) -> Vec<(NodeId, &'static str)> {
+    let mut ids: Vec<(NodeId, &'static str)> = me.parent.map(|p| (p, "parent")).into_iter().collect();
     let mut children: Vec<NodeId> = snap.children.iter().copied().collect();
     for (id, p) in &snap.peers {
         if p.role == "child" && !children.contains(id) {
@@ -33,7 +31,14 @@ fn peers(state: &AppState) -> Vec<Value> {
     }
     children.sort();
     ids.extend(children.into_iter().map(|c| (c, "child")));
-    ids.into_iter()
+    ids
+}
+
+/// Every neighbour with its state.
+fn peers(state: &AppState) -> Vec<Value> {
+    let snap = state.node.snapshot();
+    neighbours(state.node.identity(), &snap)
+        .into_iter()
         .map(|(id, role)| {
             let p = snap.peers.get(&id);
             let state =

@@ -75,13 +75,7 @@ pub(crate) async fn metrics_view(
     let me = node.identity();
     let snap = node.snapshot();
     let (frames_out, bytes_out) = node.traffic();
-    let mut ids: Vec<(cascade_protocol::NodeId, &'static str)> =
-        me.parent.map(|p| (p, "parent")).into_iter().collect();
-    for id in snap.children.iter().chain(snap.peers.keys()) {
-        if Some(*id) != me.parent && !ids.iter().any(|(i, _)| i == id) {
-            ids.push((*id, "child"));
-        }
-    }
+    let ids = crate::federation::neighbours(me, &snap);
     let peers = ids
         .into_iter()
         .map(|(id, role)| {
