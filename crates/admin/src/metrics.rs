@@ -10,7 +10,7 @@
 //!
 //! Wiring, in the admin router:
 //!
-//! ```ignore
+//! ```text
 //! let http = Arc::new(HttpMetrics::default());
 //! Router::new()
 //!     .route("/metrics", get(/* render(&node_metrics, &http) with CONTENT_TYPE */))
@@ -175,7 +175,7 @@ fn normalize_method(method: &str) -> &str {
 /// Wire it with `Router::layer`, outermost so it also sees the status of
 /// requests that an inner layer (authentication, body limit) answers:
 ///
-/// ```ignore
+/// ```text
 /// router.layer(axum::middleware::from_fn_with_state(metrics.clone(), track))
 /// ```
 ///
