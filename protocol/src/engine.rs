@@ -239,8 +239,11 @@ pub struct Engine {
     peers: BTreeMap<NodeId, PeerState>,
     signature_cache: Option<Arc<SignatureCache>>,
     skip_signatures: bool,
-    /// Registered organizations (credit code) and the node they are registered at.
-    organizations: HashMap<String, NodeId>,
+    /// Organization registrations: (credit code, registering node). Registrations
+    /// never conflict at the protocol level (arrival order differs between nodes,
+    /// so "first wins" would split the federation); a node may only publish for
+    /// organizations it registered itself, earlier in its own logs.
+    organizations: HashSet<(String, NodeId)>,
 }
 
 /// Signatures already found valid, shared by the engines of one simulation so that
@@ -285,7 +288,7 @@ impl Engine {
             peers: BTreeMap::new(),
             signature_cache: None,
             skip_signatures: false,
-            organizations: HashMap::new(),
+            organizations: HashSet::new(),
         })
     }
 
@@ -374,9 +377,9 @@ impl Engine {
         self.revoked.contains_key(&node)
     }
 
-    /// The node an organization is registered at, if any.
-    pub fn organization_origin(&self, credit_code: &str) -> Option<NodeId> {
-        self.organizations.get(credit_code).copied()
+    /// Whether `node` has registered the organization `credit_code`.
+    pub fn is_registered_at(&self, credit_code: &str, node: NodeId) -> bool {
+        self.organizations.contains(&(credit_code.to_string(), node))
     }
 
     /// Every member whose Join has been seen (this node included).
@@ -701,7 +704,7 @@ impl Engine {
             },
             DeltaBody::Catalog(entry) => {
                 entry.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
-                if self.organizations.get(&entry.provider) != Some(&log.origin) {
+                if !self.is_registered_at(&entry.provider, log.origin) {
                     return Err(RejectReason::Invalid(format!(
                         "provider {} is not an organization registered at {}",
                         entry.provider, log.origin
@@ -721,15 +724,14 @@ impl Engine {
                         log.origin, org.division
                     )));
                 }
-                match self.organizations.get(&org.credit_code) {
-                    Some(owner) if *owner != log.origin => {
-                        return Err(RejectReason::Invalid(format!(
-                            "organization {} is registered at {owner}",
-                            org.credit_code
-                        )))
-                    }
-                    _ => Verified::Organization(org.credit_code),
+                let issued_in = org.issuing_division().map_err(RejectReason::Invalid)?;
+                if !crate::division::in_subtree(log.origin, issued_in) {
+                    return Err(RejectReason::Invalid(format!(
+                        "{} registers credit code {} issued in {issued_in}, outside its subtree",
+                        log.origin, org.credit_code
+                    )));
                 }
+                Verified::Organization(org.credit_code)
             }
         };
         Ok(Check::Accept(verified, hash))
@@ -757,7 +759,7 @@ impl Engine {
                 self.peers.contains_key(&node).then_some(Action::Disconnect { peer: node, reason })
             }
             Verified::Organization(code) => {
-                self.organizations.insert(code, delta.log.origin);
+                self.organizations.insert((code, delta.log.origin));
                 None
             }
             Verified::Other => None,

@@ -29,6 +29,11 @@ impl Organization {
         format!("{first17}{check}")
     }
 
+    /// The division the credit code was issued in (its positions 3 to 8).
+    pub fn issuing_division(&self) -> Result<NodeId, String> {
+        self.credit_code.get(2..8).ok_or("credit code too short")?.parse()
+    }
+
     /// Checks the record, naming the first offending field.
     pub fn validate(&self) -> Result<(), FieldError> {
         let field = |f: &str, reason: String| FieldError { field: f.into(), reason };

@@ -146,7 +146,7 @@ impl Net {
     fn register(&mut self, at: NodeId) -> String {
         let code = Organization::government_code(at, 1);
         let engine = self.engines.get_mut(&at).unwrap();
-        if engine.organization_origin(&code).is_none() {
+        if !engine.is_registered_at(&code, at) {
             let org = Organization {
                 credit_code: code.clone(),
                 name: format!("{at} bureau"),
@@ -523,4 +523,41 @@ fn restore_accepts_what_was_admitted_before_a_revocation_and_detects_corruption(
     let last = corrupt.len() - 1;
     corrupt[last].body[0] ^= 1;
     assert!(fresh(2).restore(corrupt).is_err());
+}
+
+#[test]
+fn conflicting_registrations_never_block_a_log_and_foreign_codes_are_refused() {
+    let mut net = tree(13);
+    wire(&mut net);
+    // Shandong and Jinan both register Jinan's bureau code at once: both logs go on.
+    let code = Organization::government_code(nid("370100"), 1);
+    for at in ["370000", "370100"] {
+        let org = Organization {
+            credit_code: code.clone(),
+            name: "济南市大数据局".into(),
+            division: nid("370100"),
+            parent: None,
+        };
+        let mut actions = Vec::new();
+        net.engines
+            .get_mut(&nid(at))
+            .unwrap()
+            .originate(0, Scope::Federation, &DeltaBody::Organization(org), &mut actions)
+            .unwrap();
+        net.apply(nid(at), actions);
+    }
+    net.publish("370100", Scope::Federation, entry("3/000001", 1, EntryStatus::Published));
+    net.run();
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
+    assert_eq!(net.head("110000", "370100", Scope::Federation), 3);
+    // Beijing cannot register a code issued in Shandong.
+    let org =
+        Organization { credit_code: code, name: "冒名".into(), division: nid("110000"), parent: None };
+    let refused = net.engines.get_mut(&nid("110000")).unwrap().originate(
+        0,
+        Scope::Federation,
+        &DeltaBody::Organization(org),
+        &mut Vec::new(),
+    );
+    assert!(refused.is_err());
 }

@@ -281,7 +281,7 @@ impl Simulator {
         let mut actions = engine.join(now).map_err(|e| SimError::Setup(e.to_string()))?;
         // Every node publishes for its own organization, registered at first boot.
         let org = crate::workload::provider_of(id);
-        if engine.organization_origin(&org.credit_code).is_none() {
+        if !engine.is_registered_at(&org.credit_code, id) {
             engine
                 .originate(now, Scope::Federation, &DeltaBody::Organization(org), &mut actions)
                 .map_err(|e| SimError::Setup(format!("{id} cannot register its organization: {e}")))?;

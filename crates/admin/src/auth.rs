@@ -51,7 +51,9 @@ pub(crate) async fn authorize(
     permission: Permission<'_>,
 ) -> Result<(), ApiError> {
     let store = state.node.store();
-    let parent_of = |code: &str| store.organization(code).ok().flatten().and_then(|(_, org)| org.parent);
+    let me = state.node.identity().id;
+    // Only this node's own registrations define its organizations' hierarchy.
+    let parent_of = |code: &str| store.organization_at(code, me).ok().flatten().and_then(|org| org.parent);
     match who.check(permission, parent_of) {
         Ok(()) => Ok(()),
         Err(reason) => {

@@ -126,10 +126,12 @@ pub(crate) async fn get_organization(
     Path(code): Path<String>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &who, Permission::Read).await?;
-    let found = state.node.store().organization(&code).map_err(cascade_runtime::CatalogError::from)?;
-    let (origin, org) =
-        found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no organization {code}")))?;
-    Ok(Json(json!({"origin": origin, "organization": org})).into_response())
+    let claims = state.node.store().organization(&code).map_err(cascade_runtime::CatalogError::from)?;
+    let Some((origin, org)) = claims.first().cloned() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no organization {code}")));
+    };
+    let registered_at: Vec<NodeId> = claims.iter().map(|(o, _)| *o).collect();
+    Ok(Json(json!({"origin": origin, "organization": org, "registered_at": registered_at})).into_response())
 }
 
 pub(crate) async fn register_organization(

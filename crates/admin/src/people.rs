@@ -72,9 +72,12 @@ pub(crate) async fn create_account(
     authorize(&state, &who, Permission::ManageAccounts).await?;
     let new: NewAccount = parse_json(&body)?;
     let me = state.node.identity().id;
-    let registered_here =
-        state.node.store().organization(&new.organization).map_err(cascade_runtime::CatalogError::from)?;
-    if !registered_here.is_some_and(|(origin, _)| origin == me) {
+    let registered_here = state
+        .node
+        .store()
+        .organization_at(&new.organization, me)
+        .map_err(cascade_runtime::CatalogError::from)?;
+    if registered_here.is_none() {
         return Err(ApiError::field(
             "organization",
             format!("{} is not an organization registered at {me}", new.organization),

@@ -266,7 +266,7 @@ impl EngineTask {
             self.engine.me().id,
             |code| pending.own_entry(&store, code),
             || Ok(store.next_code_seq()?),
-            |code| Ok(store.organization(code)?.is_some_and(|(origin, _)| origin == me)),
+            |code| Ok(store.organization_at(code, me)?.is_some()),
         )?;
         let mut saved = decision.saved;
         if decision.emit {

@@ -20,13 +20,23 @@ impl Node {
                 reason: format!("{} is outside the subtree of {me}", org.division),
             }));
         }
-        if let Some((origin, _)) = self.store().organization(&org.credit_code)? {
-            if origin != me {
-                return Err(CatalogError::Conflict(format!(
-                    "organization {} is registered at {origin}",
-                    org.credit_code
-                )));
-            }
+        let issued_in =
+            org.issuing_division().map_err(|reason| FieldError { field: "credit_code".into(), reason })?;
+        if !cascade_protocol::division::in_subtree(me, issued_in) {
+            return Err(CatalogError::Invalid(FieldError {
+                field: "credit_code".into(),
+                reason: format!("issued in {issued_in}, outside the subtree of {me}"),
+            }));
+        }
+        // The federation tolerates two nodes registering one code (neither blocks
+        // the other's log); operators are stopped from doing it knowingly.
+        if let Some((origin, _)) =
+            self.store().organization(&org.credit_code)?.into_iter().find(|(o, _)| *o != me)
+        {
+            return Err(CatalogError::Conflict(format!(
+                "organization {} is registered at {origin}",
+                org.credit_code
+            )));
         }
         self.originate(Scope::Federation, DeltaBody::Organization(org.clone()))
             .await?

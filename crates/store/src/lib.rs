@@ -92,6 +92,14 @@ fn catalog_key(origin: NodeId, code: &str) -> Vec<u8> {
     key
 }
 
+fn org_key(credit_code: &str, node: NodeId) -> Vec<u8> {
+    let mut key = vec![ORG];
+    key.extend_from_slice(credit_code.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&node.code().to_be_bytes());
+    key
+}
+
 fn own_key(code: &str) -> Vec<u8> {
     let mut key = vec![OWN];
     key.extend_from_slice(code.as_bytes());
@@ -168,9 +176,10 @@ impl Store {
             batch.insert(log_key(delta.log, delta.seq), codec::encode(delta)?);
             let body = delta.decode_body();
             if let Ok(DeltaBody::Organization(org)) = &body {
-                let mut key = vec![ORG];
-                key.extend_from_slice(org.credit_code.as_bytes());
-                batch.insert(key, codec::encode(&(delta.log.origin, org))?);
+                batch.insert(
+                    org_key(&org.credit_code, delta.log.origin),
+                    codec::encode(&(delta.log.origin, org))?,
+                );
             }
             if let Ok(DeltaBody::Catalog(entry)) = body {
                 let key = catalog_key(delta.log.origin, &entry.code);
@@ -270,13 +279,30 @@ impl Store {
         }
     }
 
-    /// A registered organization and the node it is registered at.
-    pub fn organization(&self, credit_code: &str) -> Result<Option<(NodeId, Organization)>, StoreError> {
-        let mut key = vec![ORG];
-        key.extend_from_slice(credit_code.as_bytes());
+    /// Every registration of an organization, with the node that made it.
+    pub fn organization(&self, credit_code: &str) -> Result<Vec<(NodeId, Organization)>, StoreError> {
+        let mut prefix = vec![ORG];
+        prefix.extend_from_slice(credit_code.as_bytes());
+        prefix.push(0);
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (key, value) = kv?;
+                decode(&key, &value, MAX_FRAME_BYTES)
+            })
+            .collect()
+    }
+
+    /// The organization as registered by `node`, if it registered it.
+    pub fn organization_at(
+        &self,
+        credit_code: &str,
+        node: NodeId,
+    ) -> Result<Option<Organization>, StoreError> {
+        let key = org_key(credit_code, node);
         match self.db.get(&key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(decode(&key, &v, MAX_FRAME_BYTES)?)),
+            Some(v) => Ok(Some(decode::<(NodeId, Organization)>(&key, &v, MAX_FRAME_BYTES)?.1)),
         }
     }
 
