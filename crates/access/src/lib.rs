@@ -218,8 +218,12 @@ impl Access {
 
     /// Checks a password and opens a session.
     pub fn login(&self, username: &str, password: &str, now: u64) -> Result<Issued, AccessError> {
-        let record: AccountRecord =
-            self.get(&format!("{ACCOUNT}{username}"))?.ok_or(AccessError::BadCredentials)?;
+        let Some(record) = self.get::<AccountRecord>(&format!("{ACCOUNT}{username}"))? else {
+            // Spend the same Argon2 work as for a real account: the answer's timing
+            // must not tell which usernames exist.
+            let _ = Argon2::default().verify_password(password.as_bytes(), &dummy_hash()?);
+            return Err(AccessError::BadCredentials);
+        };
         let parsed =
             PasswordHash::new(&record.password_hash).map_err(|e| AccessError::Corrupt(e.to_string()))?;
         Argon2::default()
@@ -331,6 +335,19 @@ impl Access {
             roles: account.roles,
         }))
     }
+}
+
+/// A password hash nobody knows the password of, for unknown usernames.
+fn dummy_hash() -> Result<PasswordHash<'static>, AccessError> {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(random_hex(16).as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    });
+    PasswordHash::new(hash).map_err(|e| AccessError::Corrupt(e.to_string()))
 }
 
 fn view(r: &AccountRecord) -> Account {

@@ -1,6 +1,6 @@
 //! Catalog routes.
 
-use crate::auth::{audit, authorize};
+use crate::auth::authorize;
 use crate::error::ApiError;
 use crate::routes::{parse_json, query, AppState};
 use axum::body::Bytes;
@@ -16,12 +16,9 @@ use cascade_runtime::{CatalogQuery, PublishOptions};
 use serde::Deserialize;
 use serde_json::json;
 
-/// The provider of this node's own entry `code` (404 when there is none).
-fn own_provider(state: &AppState, code: &str) -> Result<String, ApiError> {
-    let me = state.node.identity().id;
-    let entry = state.node.get_entry(code, Some(me))?;
-    Ok(entry.entry.provider)
-}
+// Catalog changes are authorized and audited by the node itself, inside the
+// group commit that applies them (see `Node::save_entry_as`): the check sees the
+// entry exactly as the change finds it, and no change goes unaudited.
 
 pub(crate) async fn save(
     State(state): State<AppState>,
@@ -29,21 +26,7 @@ pub(crate) async fn save(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let draft: EntryDraft = parse_json(&body)?;
-    authorize(&state, &who, Permission::EditCatalog { provider: &draft.provider }).await?;
-    if let Some(code) = &draft.code {
-        // Changing an entry's provider must not move another organization's entry.
-        if let Ok(old) = own_provider(&state, code) {
-            authorize(&state, &who, Permission::EditCatalog { provider: &old }).await?;
-        }
-    }
-    let saved = state.node.save_entry(draft).await?;
-    audit(
-        &state,
-        &who,
-        "catalog.save",
-        format!("{} v{} {}", saved.entry.code, saved.entry.version, saved.entry.status.as_str()),
-    )
-    .await;
+    let saved = state.node.save_entry_as(draft, who).await?;
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(saved)).into_response())
 }
@@ -54,19 +37,9 @@ pub(crate) async fn publish(
     Path(code): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let provider = own_provider(&state, &code)?;
-    authorize(&state, &who, Permission::EditCatalog { provider: &provider }).await?;
     let options: PublishOptions =
         if body.is_empty() { PublishOptions::default() } else { parse_json(&body)? };
-    let saved = state.node.publish(&code, options).await?;
-    audit(
-        &state,
-        &who,
-        "catalog.publish",
-        format!("{code} v{} {}", saved.entry.version, saved.scope.as_str()),
-    )
-    .await;
-    Ok(Json(saved).into_response())
+    Ok(Json(state.node.publish_as(&code, options, who).await?).into_response())
 }
 
 pub(crate) async fn withdraw(
@@ -74,11 +47,7 @@ pub(crate) async fn withdraw(
     Extension(who): Extension<Principal>,
     Path(code): Path<String>,
 ) -> Result<Response, ApiError> {
-    let provider = own_provider(&state, &code)?;
-    authorize(&state, &who, Permission::EditCatalog { provider: &provider }).await?;
-    let saved = state.node.withdraw(&code).await?;
-    audit(&state, &who, "catalog.withdraw", format!("{code} v{}", saved.entry.version)).await;
-    Ok(Json(saved).into_response())
+    Ok(Json(state.node.withdraw_as(&code, who).await?).into_response())
 }
 
 pub(crate) async fn list(

@@ -46,6 +46,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(f) => ApiError::field(f.field.clone(), f.to_string()),
             CatalogError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             CatalogError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            CatalogError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
             CatalogError::Node(e) => {
                 tracing::error!(error = %e, "node error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

@@ -27,6 +27,11 @@ impl From<AccessError> for ApiError {
     }
 }
 
+/// Password checks running at once: each takes ~19 MiB and tens of ms of Argon2id.
+static LOGINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+/// How long a login waits for its turn before answering 503.
+const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Login {
@@ -38,10 +43,16 @@ pub(crate) async fn login(State(state): State<AppState>, body: Bytes) -> Result<
     let login: Login = parse_json(&body)?;
     let access = state.node.access().clone();
     let (username, password) = (login.username.clone(), login.password);
-    // Argon2 is deliberately slow: keep it off the async workers.
+    // Argon2 is deliberately slow and memory-hard: a few at a time, off the async
+    // workers, so a flood of logins cannot exhaust threads or memory.
+    let permit = tokio::time::timeout(LOGIN_WAIT, LOGINS.acquire())
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many logins in progress; retry"))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let result = tokio::task::spawn_blocking(move || access.login(&username, &password, now()))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    drop(permit);
     let (kind, detail) = match &result {
         Ok(_) => ("login.success", String::new()),
         Err(e) => ("login.failure", e.to_string()),

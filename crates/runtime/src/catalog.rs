@@ -2,6 +2,7 @@
 //! published entry and withdrawing are signed deltas, acknowledged once durable.
 
 use crate::node::{Node, NodeError};
+use cascade_access::Principal;
 use cascade_protocol::catalog::{
     resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus, FieldError, ShareType,
 };
@@ -23,6 +24,9 @@ pub enum CatalogError {
     /// The request conflicts with the entry's state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not make this change (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The node failed (500).
     #[error(transparent)]
     Node(#[from] NodeError),
@@ -228,17 +232,39 @@ impl Node {
     /// Creates or updates an own entry. A draft (or withdrawn entry) is saved
     /// locally; an update of a published entry publishes a new version at once.
     pub async fn save_entry(&self, draft: EntryDraft) -> Result<SavedEntry, CatalogError> {
-        self.catalog_op(CatalogOp::Save(draft)).await
+        self.catalog_op(CatalogOp::Save(draft), None).await
     }
 
     /// Publishes an own draft or withdrawn entry as a new version.
     pub async fn publish(&self, code: &str, options: PublishOptions) -> Result<SavedEntry, CatalogError> {
-        self.catalog_op(CatalogOp::Publish(code.to_string(), options)).await
+        self.catalog_op(CatalogOp::Publish(code.to_string(), options), None).await
     }
 
     /// Withdraws an own published entry (a new version with status withdrawn).
     pub async fn withdraw(&self, code: &str) -> Result<SavedEntry, CatalogError> {
-        self.catalog_op(CatalogOp::Withdraw(code.to_string())).await
+        self.catalog_op(CatalogOp::Withdraw(code.to_string()), None).await
+    }
+
+    /// `save_entry` on behalf of `by`: its role and organization are checked against
+    /// the entry as this change finds it (old and new provider), and the change or
+    /// the refusal is audited in the same durable group.
+    pub async fn save_entry_as(&self, draft: EntryDraft, by: Principal) -> Result<SavedEntry, CatalogError> {
+        self.catalog_op(CatalogOp::Save(draft), Some(by)).await
+    }
+
+    /// `publish` on behalf of `by` (see `save_entry_as`).
+    pub async fn publish_as(
+        &self,
+        code: &str,
+        options: PublishOptions,
+        by: Principal,
+    ) -> Result<SavedEntry, CatalogError> {
+        self.catalog_op(CatalogOp::Publish(code.to_string(), options), Some(by)).await
+    }
+
+    /// `withdraw` on behalf of `by` (see `save_entry_as`).
+    pub async fn withdraw_as(&self, code: &str, by: Principal) -> Result<SavedEntry, CatalogError> {
+        self.catalog_op(CatalogOp::Withdraw(code.to_string()), Some(by)).await
     }
 
     /// The federated catalog as this node sees it, filtered.

@@ -6,6 +6,7 @@
 use crate::catalog::{decide, CatalogError, CatalogOp, SavedEntry};
 use crate::links::Outgoing;
 use crate::status::{PeerStatus, Snapshot, VvEntry};
+use cascade_access::{Permission, Principal};
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::catalog::FieldError;
 use cascade_protocol::{
@@ -62,7 +63,13 @@ pub(crate) enum Command {
     /// Close the link to a neighbour (a blocked link).
     Drop { peer: NodeId, reason: String },
     /// Change this node's own catalog.
-    Catalog { op: CatalogOp, reply: oneshot::Sender<Result<SavedEntry, CatalogError>> },
+    Catalog {
+        op: CatalogOp,
+        /// Who asks: authorized and audited in this group, against the state the
+        /// change will apply to. `None` for the node's own tools (simulator, benches).
+        by: Option<Principal>,
+        reply: oneshot::Sender<Result<SavedEntry, CatalogError>>,
+    },
 }
 
 struct Link {
@@ -227,8 +234,8 @@ impl EngineTask {
                 let result = self.originate(now, scope, body, pending).map_err(|e| e.to_string());
                 pending.replies.push(Reply::Delta(reply, result));
             }
-            Command::Catalog { op, reply } => {
-                let result = self.catalog(now, op, pending);
+            Command::Catalog { op, by, reply } => {
+                let result = self.catalog(now, op, by, pending);
                 pending.replies.push(Reply::Catalog(reply, result));
             }
         }
@@ -257,10 +264,44 @@ impl EngineTask {
         &mut self,
         now: u64,
         op: CatalogOp,
+        by: Option<Principal>,
         pending: &mut Pending,
     ) -> Result<SavedEntry, CatalogError> {
         let store = self.store.clone();
         let me = self.engine.me().id;
+        let (kind, code) = match &op {
+            CatalogOp::Save(draft) => ("catalog.save", draft.code.clone()),
+            CatalogOp::Publish(code, _) => ("catalog.publish", Some(code.clone())),
+            CatalogOp::Withdraw(code) => ("catalog.withdraw", Some(code.clone())),
+        };
+        // The entry's current provider, as this group will see it.
+        let before = match &code {
+            Some(code) => pending.own_entry(&store, code)?.map(|(_, e)| e.provider),
+            None => None,
+        };
+        if let Some(who) = &by {
+            let parent_of = |c: &str| store.organization_at(c, me).ok().flatten().and_then(|o| o.parent);
+            let mut providers: Vec<&str> = before.iter().map(String::as_str).collect();
+            if let CatalogOp::Save(draft) = &op {
+                providers.push(&draft.provider);
+            }
+            if let Some(code) = &code {
+                if before.is_none() && !matches!(op, CatalogOp::Save(_)) {
+                    return Err(CatalogError::NotFound(code.clone()));
+                }
+            }
+            for provider in providers {
+                if let Err(reason) = who.check(Permission::EditCatalog { provider }, &parent_of) {
+                    pending.audit.push(AuditEntry {
+                        actor: who.actor.clone(),
+                        org: who.organization.clone(),
+                        kind: "access.denied".into(),
+                        detail: format!("{kind} {}: {reason}", code.as_deref().unwrap_or("(new)")),
+                    });
+                    return Err(CatalogError::Forbidden(reason));
+                }
+            }
+        }
         let decision = decide(
             op,
             self.engine.me().id,
@@ -281,6 +322,25 @@ impl EngineTask {
             saved.delta_seq = Some(delta.seq);
         }
         pending.own.push((saved.scope, saved.entry.clone()));
+        if let Some(who) = by {
+            let moved = match &before {
+                Some(old) if *old != saved.entry.provider => format!(" (was {old})"),
+                _ => String::new(),
+            };
+            pending.audit.push(AuditEntry {
+                actor: who.actor,
+                org: who.organization,
+                kind: kind.into(),
+                detail: format!(
+                    "{} v{} {} {} provider {}{moved}",
+                    saved.entry.code,
+                    saved.entry.version,
+                    saved.entry.status.as_str(),
+                    saved.scope.as_str(),
+                    saved.entry.provider
+                ),
+            });
+        }
         Ok(saved)
     }
 

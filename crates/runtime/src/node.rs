@@ -252,9 +252,10 @@ impl Node {
     pub(crate) async fn catalog_op(
         &self,
         op: crate::catalog::CatalogOp,
+        by: Option<cascade_access::Principal>,
     ) -> Result<crate::SavedEntry, crate::CatalogError> {
         let (reply, rx) = oneshot::channel();
-        self.inbox.send(Command::Catalog { op, reply }).await.map_err(|_| NodeError::Stopped)?;
+        self.inbox.send(Command::Catalog { op, by, reply }).await.map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
