@@ -199,7 +199,12 @@ impl Access {
             password_hash,
             created_at: now,
         };
-        self.put(&key, &record)?;
+        // Insert only if absent: two concurrent creations of one name cannot both win.
+        let bytes = serde_json::to_vec(&record).map_err(|e| AccessError::Corrupt(e.to_string()))?;
+        if self.tree.compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_err() {
+            return Err(AccessError::Conflict(format!("account {username} exists")));
+        }
+        self.tree.flush()?;
         Ok(view(&record))
     }
 

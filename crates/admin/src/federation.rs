@@ -16,6 +16,9 @@ use cascade_runtime::{tier_of, Snapshot};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// Most organizations one listing returns.
+const MAX_LIST: usize = 1000;
+
 /// Longest revocation reason (the engine refuses longer ones).
 const MAX_REASON_BYTES: usize = 1000;
 
@@ -115,6 +118,7 @@ pub(crate) async fn list_organizations(
         .organizations(q.origin)?
         .into_iter()
         .filter(|(_, o)| q.division.is_none_or(|d| d == o.division))
+        .take(MAX_LIST)
         .map(|(origin, org)| json!({"origin": origin, "organization": org}))
         .collect();
     Ok(Json(json!({"count": orgs.len(), "organizations": orgs})).into_response())

@@ -135,12 +135,12 @@ pub(crate) async fn create_token(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let new: NewToken = if body.is_empty() { NewToken::default() } else { parse_json(&body)? };
+    // Long-lived credentials for machines are an administrator's decision: a
+    // short login session must not turn itself into permanent access.
+    authorize(&state, &who, Permission::ManageAccounts).await?;
     let Some(username) = new.username.clone().or_else(|| who.username.clone()) else {
         return Err(ApiError::field("username", "the bootstrap token must name an account"));
     };
-    if who.username.as_deref() != Some(username.as_str()) {
-        authorize(&state, &who, Permission::ManageAccounts).await?;
-    }
     let issued = state.node.access().create_token(&username, &new.label, now())?;
     audit(&state, &who, "token.create", format!("{} for {username} ({})", issued.id, new.label)).await;
     Ok((StatusCode::CREATED, Json(json!({"id": issued.id, "token": issued.token, "username": username})))
