@@ -317,10 +317,15 @@ impl Simulator {
         }
         link.up = true;
         link.generation += 1;
+        self.tell_both(a, b, |peer| Event::PeerUp { peer });
+    }
+
+    /// Hands each end of a link the event about the other end.
+    fn tell_both(&mut self, a: NodeId, b: NodeId, event: impl Fn(NodeId) -> Event) {
         for (x, y) in [(a, b), (b, a)] {
             let now = self.unix_now();
             if let Some(engine) = self.nodes.get_mut(&x).and_then(|n| n.engine.as_mut()) {
-                let actions = engine.handle(now, Event::PeerUp { peer: y });
+                let actions = engine.handle(now, event(y));
                 self.take(x, actions);
             }
         }
@@ -333,13 +338,7 @@ impl Simulator {
         }
         link.up = false;
         link.generation += 1;
-        for (x, y) in [(a, b), (b, a)] {
-            let now = self.unix_now();
-            if let Some(engine) = self.nodes.get_mut(&x).and_then(|n| n.engine.as_mut()) {
-                let actions = engine.handle(now, Event::PeerDown { peer: y });
-                self.take(x, actions);
-            }
-        }
+        self.tell_both(a, b, |peer| Event::PeerDown { peer });
         if reconnect {
             let at = self.now + self.network.reconnect_ms;
             self.schedule(at, Sched::Reconnect { a, b });
