@@ -535,13 +535,17 @@ impl Simulator {
         self.take(id, actions);
     }
 
-    fn crash(&mut self, id: NodeId) {
-        let peers: Vec<NodeId> = self
-            .links
+    /// The nodes `id` shares a link with.
+    fn neighbours(&self, id: NodeId) -> Vec<NodeId> {
+        self.links
             .keys()
             .filter(|(a, b)| *a == id || *b == id)
             .map(|(a, b)| if *a == id { *b } else { *a })
-            .collect();
+            .collect()
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let peers = self.neighbours(id);
         for peer in peers {
             self.link_down(id, peer, false);
         }
@@ -558,12 +562,7 @@ impl Simulator {
             return Err(SimError::Scenario(format!("restart: {id} is running")));
         }
         self.boot(id)?;
-        let peers: Vec<NodeId> = self
-            .links
-            .keys()
-            .filter(|(a, b)| *a == id || *b == id)
-            .map(|(a, b)| if *a == id { *b } else { *a })
-            .collect();
+        let peers = self.neighbours(id);
         for peer in peers {
             let at = self.now + self.network.reconnect_ms;
             self.schedule(at, Sched::Reconnect { a: id, b: peer });
