@@ -445,6 +445,30 @@ impl Engine {
         Ok(delta)
     }
 
+    /// Revokes `node`: originates a revocation whose cutoff is what this node holds
+    /// of the revoked node's logs right now (see `originate` for `actions`).
+    pub fn revoke(
+        &mut self,
+        now: u64,
+        node: NodeId,
+        reason: String,
+        actions: &mut Vec<Action>,
+    ) -> Result<Delta, EngineError> {
+        let cutoff = [Scope::Federation, Scope::Province]
+            .into_iter()
+            .filter_map(|scope| {
+                let head = self.head(LogId { origin: node, scope });
+                (head > 0).then_some((scope, head))
+            })
+            .collect();
+        self.originate(
+            now,
+            Scope::Federation,
+            &DeltaBody::Revoke(Revocation { node, cutoff, reason }),
+            actions,
+        )
+    }
+
     /// Handles one event.
     pub fn handle(&mut self, now: u64, event: Event) -> Vec<Action> {
         let mut actions = Vec::new();

@@ -62,6 +62,8 @@ pub(crate) enum Command {
     Originate { scope: Scope, body: DeltaBody, reply: oneshot::Sender<Result<Delta, String>> },
     /// Close the link to a neighbour (a blocked link).
     Drop { peer: NodeId, reason: String },
+    /// Revoke a node, cut off at what this node holds of it now.
+    Revoke { node: NodeId, reason: String, reply: oneshot::Sender<Result<Delta, String>> },
     /// Change this node's own catalog.
     Catalog {
         op: CatalogOp,
@@ -233,6 +235,15 @@ impl EngineTask {
             Command::Originate { scope, body, reply } => {
                 let result = self.originate(now, scope, body, pending).map_err(|e| e.to_string());
                 pending.replies.push(Reply::Delta(reply, result));
+            }
+            Command::Revoke { node, reason, reply } => {
+                let mut actions = Vec::new();
+                let result = self.engine.revoke(now, node, reason, &mut actions);
+                self.collect(actions, pending);
+                if result.is_ok() {
+                    self.counters.deltas_originated += 1;
+                }
+                pending.replies.push(Reply::Delta(reply, result.map_err(|e| e.to_string())));
             }
             Command::Catalog { op, by, reply } => {
                 let result = self.catalog(now, op, by, pending);

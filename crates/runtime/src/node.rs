@@ -266,11 +266,9 @@ impl Node {
         node: cascade_protocol::NodeId,
         reason: String,
     ) -> Result<Result<Delta, String>, NodeError> {
-        let snap = self.snapshot();
-        let cutoff =
-            snap.version_vector.iter().filter(|v| v.origin == node).map(|v| (v.scope, v.seq)).collect();
-        let rev = cascade_protocol::Revocation { node, cutoff, reason };
-        self.originate(Scope::Federation, DeltaBody::Revoke(rev)).await
+        let (reply, rx) = oneshot::channel();
+        self.inbox.send(Command::Revoke { node, reason, reply }).await.map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Blocks (or unblocks) the link to a neighbour: an existing connection is
