@@ -190,12 +190,13 @@ async fn the_audit_chain_verifies_and_a_flipped_byte_is_found() {
     let (_, verify) = fed.get("370100", "/api/v1/audit/verify").await;
     assert_eq!(verify["ok"], true, "{verify}");
     let records = verify["records"].as_u64().unwrap();
-    assert!(records > 5, "{verify}");
+    assert!(records >= 5, "{verify}");
     let (_, kinds) = fed.get("370100", "/api/v1/audit?limit=1000").await;
     let kinds: Vec<&str> =
         kinds["records"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    for kind in
-        ["peer.connected", "delta.originated", "delta.accepted", "organization.register", "catalog.publish"]
+    // Admin changes and federation events; accepted deltas are recorded by the
+    // signed logs themselves, not one audit record each.
+    for kind in ["node.started", "peer.connected", "organization.register", "catalog.save", "catalog.publish"]
     {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
@@ -205,12 +206,11 @@ async fn the_audit_chain_verifies_and_a_flipped_byte_is_found() {
     let store = fed.fed.data_dir(nid("370100")).unwrap().join(cascade_runtime::STORE_DIR);
     {
         let db = sled::open(&store).unwrap();
-        let tree = db.open_tree("audit").unwrap();
-        let key = 3u64.to_be_bytes();
-        let mut value = tree.get(key).unwrap().unwrap().to_vec();
+        let key = cascade_store::audit_key(3);
+        let mut value = db.get(key).unwrap().unwrap().to_vec();
         let middle = value.len() / 2;
         value[middle] ^= 0x01;
-        tree.insert(key, value).unwrap();
+        db.insert(key, value).unwrap();
         db.flush().unwrap();
     }
     fed.fed.start(nid("370100")).await.unwrap();

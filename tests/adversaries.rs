@@ -8,6 +8,7 @@ use cascade_protocol::{Delta, DeltaBody, Frame, Tier};
 use cascade_tests::*;
 use cascade_transport::{read_frame, write_frame};
 use serde_json::json;
+use std::sync::Arc;
 
 /// Reads frames until `pick` returns something, with the suite deadline.
 async fn read_until<T>(recv: &mut quinn::RecvStream, mut pick: impl FnMut(Frame) -> Option<T>) -> T {
@@ -45,7 +46,7 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
     let mut down = hub.admit(incoming, |_| Ok(())).await.unwrap();
     write_frame(&mut down.send, &Frame::Hello { vv: vec![] }).await.unwrap();
     let code = fed.publish("370100", "企业登记基本信息", "federation").await;
-    let mut deltas: Vec<Delta> = Vec::new();
+    let mut deltas: Vec<Arc<Delta>> = Vec::new();
     read_until(&mut down.recv, |f| {
         if let Frame::Deltas(ds) = f {
             deltas.extend(ds);
@@ -58,10 +59,12 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
     let genuine = deltas.iter().find(|d| d.seq == 3).unwrap().clone();
 
     // 1. Tampered body: one byte of the entry changed in transit.
-    let mut tampered = genuine.clone();
+    let mut tampered = Delta::clone(&genuine);
     let last = tampered.body.len() - 1;
     tampered.body[last] ^= 0x01;
-    write_frame(&mut up.send, &Frame::Deltas(vec![join.clone(), org.clone(), tampered])).await.unwrap();
+    write_frame(&mut up.send, &Frame::Deltas(vec![join.clone(), org.clone(), Arc::new(tampered)]))
+        .await
+        .unwrap();
     eventually("national rejects the tampered delta", || async {
         rejected(&fed, "100000", "bad_signature").await == 1
     })
@@ -78,16 +81,16 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
         &DeltaBody::Catalog(forged_entry),
     )
     .unwrap();
-    write_frame(&mut up.send, &Frame::Deltas(vec![forged])).await.unwrap();
+    write_frame(&mut up.send, &Frame::Deltas(vec![Arc::new(forged)])).await.unwrap();
     eventually("national rejects the forged delta", || async {
         rejected(&fed, "100000", "bad_signature").await == 2
     })
     .await;
 
     // 3. Reordered: the genuine delta with a wrong chain position.
-    let mut moved = genuine.clone();
+    let mut moved = Delta::clone(&genuine);
     moved.prev = [7; 32];
-    write_frame(&mut up.send, &Frame::Deltas(vec![moved])).await.unwrap();
+    write_frame(&mut up.send, &Frame::Deltas(vec![Arc::new(moved)])).await.unwrap();
     eventually("national rejects the re-chained delta", || async {
         rejected(&fed, "100000", "broken_chain").await == 1
     })

@@ -109,10 +109,10 @@ impl NodeIdentity {
         let mut parent = None;
         for part in text.split(';') {
             match part.split_once('=') {
-                Some(("id", v)) => id = Some(v.parse::<NodeId>()?),
-                Some(("tier", v)) => tier = Some(v.parse::<Tier>()?),
+                Some(("id", v)) => id = Some(v.parse::<NodeId>().map_err(|e| e.to_string())?),
+                Some(("tier", v)) => tier = Some(v.parse::<Tier>().map_err(|e| e.to_string())?),
                 Some(("parent", "")) => parent = None,
-                Some(("parent", v)) => parent = Some(v.parse::<NodeId>()?),
+                Some(("parent", v)) => parent = Some(v.parse::<NodeId>().map_err(|e| e.to_string())?),
                 _ => return Err(format!("unknown identity field {part:?}")),
             }
         }

@@ -12,7 +12,7 @@ mod verify;
 
 pub use files::{read_chain_pem, read_key_pem, write_private, FileError};
 pub use identity::{NodeIdentity, IDENTITY_OID};
-pub use verify::{FederationVerifier, VerifyError};
+pub use verify::FederationVerifier;
 
 use cascade_protocol::{NodeId, Tier};
 use rcgen::{
@@ -26,6 +26,59 @@ use std::fmt;
 pub const NODE_CERT_DAYS: i64 = 5 * 365;
 /// How long the federation root is valid.
 pub const ROOT_CERT_DAYS: i64 = 20 * 365;
+
+/// Where a new certificate's key and validity come from: fresh (a random key, valid
+/// from a day ago) or given (a seeded simulation, where every certificate must be
+/// byte-identical from run to run).
+#[derive(Clone, Default)]
+pub enum KeySource {
+    /// A fresh random key; valid from a day before now.
+    #[default]
+    Fresh,
+    /// This Ed25519 key; valid from `not_before` (unix seconds).
+    Given {
+        /// The key.
+        key: Box<ed25519_dalek::SigningKey>,
+        /// Start of validity, unix seconds.
+        not_before: u64,
+    },
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Fresh => f.write_str("Fresh"),
+            KeySource::Given { not_before, .. } => {
+                write!(f, "Given {{ not_before: {not_before}, key: <secret> }}")
+            }
+        }
+    }
+}
+
+impl KeySource {
+    fn key_pair(&self) -> Result<KeyPair, CertError> {
+        match self {
+            KeySource::Fresh => Ok(KeyPair::generate_for(&PKCS_ED25519)?),
+            KeySource::Given { key, .. } => {
+                use ed25519_dalek::pkcs8::EncodePrivateKey;
+                let der = key.to_pkcs8_der().map_err(|e| CertError::Identity(format!("key: {e}")))?;
+                Ok(KeyPair::try_from(der.as_bytes())?)
+            }
+        }
+    }
+
+    fn set_validity(&self, params: &mut CertificateParams, days: i64) {
+        let not_before = match self {
+            KeySource::Fresh => time::OffsetDateTime::now_utc() - time::Duration::days(1),
+            KeySource::Given { not_before, .. } => {
+                time::OffsetDateTime::from_unix_timestamp(i64::try_from(*not_before).unwrap_or(i64::MAX))
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            }
+        };
+        params.not_before = not_before;
+        params.not_after = not_before + time::Duration::days(days);
+    }
+}
 
 /// Errors while issuing certificates.
 #[derive(Debug, thiserror::Error)]
@@ -107,15 +160,20 @@ impl NodeCredentials {
 }
 
 impl Authority {
-    /// Creates a new federation root.
+    /// Creates a new federation root with a fresh key.
     pub fn new_root(name: &str) -> Result<Authority, CertError> {
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+        Authority::new_root_from(name, &KeySource::Fresh)
+    }
+
+    /// Creates a new federation root from `source`.
+    pub fn new_root_from(name: &str, source: &KeySource) -> Result<Authority, CertError> {
+        let key = source.key_pair()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.distinguished_name.push(DnType::OrganizationName, "Cascade federation root");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        set_validity(&mut params, ROOT_CERT_DAYS);
+        source.set_validity(&mut params, ROOT_CERT_DAYS);
         let cert = params.self_signed(&key)?;
         Ok(Authority { cert, key, chain: Vec::new(), identity: None })
     }
@@ -146,18 +204,36 @@ impl Authority {
     /// Issues a node certificate (a TLS and delta-signing leaf). The root issues
     /// national and provincial nodes; a provincial CA issues its own cities.
     pub fn issue(&self, identity: &NodeIdentity) -> Result<NodeCredentials, CertError> {
+        self.issue_from(identity, &KeySource::Fresh)
+    }
+
+    /// `issue` with the key and validity of `source`.
+    pub fn issue_from(
+        &self,
+        identity: &NodeIdentity,
+        source: &KeySource,
+    ) -> Result<NodeCredentials, CertError> {
         self.check_may_issue(identity)?;
-        self.sign(identity, false)
+        self.sign(identity, false, source)
     }
 
     /// Issues a provincial node's issuing CA (separate from its leaf: a CA cannot
     /// serve as an end entity). Only the root issues these.
     pub fn issue_provincial_ca(&self, identity: &NodeIdentity) -> Result<NodeCredentials, CertError> {
+        self.issue_provincial_ca_from(identity, &KeySource::Fresh)
+    }
+
+    /// `issue_provincial_ca` with the key and validity of `source`.
+    pub fn issue_provincial_ca_from(
+        &self,
+        identity: &NodeIdentity,
+        source: &KeySource,
+    ) -> Result<NodeCredentials, CertError> {
         identity.check_rules().map_err(CertError::Identity)?;
         if self.identity.is_some() || identity.tier != Tier::Provincial {
             return Err(CertError::Issuer("only the root issues provincial CAs".into()));
         }
-        self.sign(identity, true)
+        self.sign(identity, true, source)
     }
 
     fn check_may_issue(&self, identity: &NodeIdentity) -> Result<(), CertError> {
@@ -182,8 +258,13 @@ impl Authority {
         }
     }
 
-    fn sign(&self, identity: &NodeIdentity, ca: bool) -> Result<NodeCredentials, CertError> {
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+    fn sign(
+        &self,
+        identity: &NodeIdentity,
+        ca: bool,
+        source: &KeySource,
+    ) -> Result<NodeCredentials, CertError> {
+        let key = source.key_pair()?;
         let sans = if ca { Vec::new() } else { vec![identity::server_name(identity.id)] };
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name.push(DnType::CommonName, identity.name.as_str());
@@ -202,18 +283,12 @@ impl Authority {
         params
             .custom_extensions
             .push(CustomExtension::from_oid_content(IDENTITY_OID, identity.to_extension_value()));
-        set_validity(&mut params, NODE_CERT_DAYS);
+        source.set_validity(&mut params, NODE_CERT_DAYS);
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         let mut chain = vec![cert.der().to_vec()];
         chain.extend(self.chain.iter().cloned());
         Ok(NodeCredentials { chain, key_pkcs8: key.serialize_der() })
     }
-}
-
-fn set_validity(params: &mut CertificateParams, days: i64) {
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(days);
 }
 
 /// Encodes DER as PEM with the given label.
@@ -293,7 +368,7 @@ mod tests {
             .issue(&node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省").unwrap())
             .unwrap();
         let err = verifier.verify_chain(&creds.chain, Some(now())).unwrap_err();
-        assert!(err.contains("federation root"), "{err}");
+        assert!(matches!(err, cascade_protocol::CertificateError::NotChained(_)), "{err}");
     }
 
     #[test]
@@ -313,6 +388,26 @@ mod tests {
             .issue(&node_identity(id("100000"), Tier::National, None, "中华人民共和国").unwrap())
             .unwrap();
         verifier.verify_chain(&creds.chain, Some(now())).unwrap();
+    }
+
+    #[test]
+    fn certificates_from_given_keys_are_byte_identical() {
+        let source = |seed: u8| KeySource::Given {
+            key: Box::new(ed25519_dalek::SigningKey::from_bytes(&[seed; 32])),
+            not_before: NOW,
+        };
+        let make = || {
+            let root = Authority::new_root_from("root", &source(1)).unwrap();
+            let node = node_identity(id("370000"), Tier::Provincial, Some(id("100000")), "山东省").unwrap();
+            (root.cert_der(), root.issue_from(&node, &source(2)).unwrap())
+        };
+        let (root_a, a) = make();
+        let (root_b, b) = make();
+        assert_eq!((root_a.clone(), a.chain.clone(), a.key_pkcs8.clone()), (root_b, b.chain, b.key_pkcs8));
+        let verifier = FederationVerifier::new(root_a).unwrap();
+        let member = verifier.verify_chain(&a.chain, Some(NOW + 10)).unwrap();
+        assert_eq!(member.key, ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key());
+        assert!(verifier.verify_chain(&a.chain, Some(NOW - 10)).is_err(), "not yet valid");
     }
 
     #[test]

@@ -4,13 +4,12 @@ use anyhow::{bail, Context};
 use cascade_certs::{
     node_identity, read_chain_pem, read_key_pem, write_private, Authority, NodeCredentials, NodeIdentity,
 };
-use cascade_federation::topology::Topology;
-use cascade_federation::{Federation, LaunchOptions};
+use cascade_launcher::topology::Topology;
+use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::{NodeId, Tier};
 use cascade_runtime::{Node, NodeConfig};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Cascade: a government data-sharing federation node (national, provincial, municipal).
 #[derive(Parser)]
@@ -83,9 +82,9 @@ enum SimMode {
 enum TopologyCommand {
     /// Generate a topology from the GB/T 2260 division table.
     Generate {
-        /// The division table (code,name,tier,parent).
-        #[arg(long, default_value = "topologies/divisions.csv")]
-        divisions: PathBuf,
+        /// A division table (code,name,tier,parent) to use instead of the built-in one.
+        #[arg(long)]
+        divisions: Option<PathBuf>,
         /// Keep only these provinces and their cities (comma-separated codes).
         #[arg(long, value_delimiter = ',')]
         provinces: Vec<NodeId>,
@@ -182,7 +181,7 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config = NodeConfig::from_toml(&text).map_err(anyhow::Error::msg).context("invalid config")?;
     let admin = config.admin_listen;
-    let node = Arc::new(Node::start(config).await?);
+    let node = Node::start(config).await?;
     let listener = tokio::net::TcpListener::bind(admin).await.with_context(|| format!("admin {admin}"))?;
     println!(
         "node {} ({}) quic {} admin http://{} token file {}",
@@ -208,10 +207,7 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     })
     .await?;
     let failure = failure_rx.await.unwrap_or_default();
-    let node = cascade_federation::release(node)
-        .await
-        .ok_or_else(|| anyhow::anyhow!("node still in use at shutdown"))?;
-    node.shutdown().await?;
+    node.shutdown().await;
     if !failure.is_empty() {
         bail!("node failed: {failure}");
     }
@@ -242,10 +238,12 @@ async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Res
 
 fn topology(command: TopologyCommand) -> anyhow::Result<()> {
     let TopologyCommand::Generate { divisions, provinces, only, name, description, out } = command;
-    let table =
-        std::fs::read_to_string(&divisions).with_context(|| format!("reading {}", divisions.display()))?;
-    let selection = cascade_federation::topology::Selection { provinces, only };
-    let topology = cascade_federation::topology::from_divisions(&table, &name, &description, &selection)
+    let table = match &divisions {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => cascade_protocol::division::TABLE_CSV.to_string(),
+    };
+    let selection = cascade_launcher::topology::Selection { provinces, only };
+    let topology = cascade_launcher::topology::from_divisions(&table, &name, &description, &selection)
         .map_err(anyhow::Error::msg)?;
     std::fs::write(&out, topology.to_toml())?;
     println!("{}: {} nodes", out.display(), topology.nodes.len());

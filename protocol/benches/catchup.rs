@@ -5,31 +5,38 @@
 //! `cargo bench -p cascade-protocol --bench catchup` (CASCADE_BENCH_DELTAS, default 20000).
 
 use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
-use cascade_protocol::message::MAX_BATCH_DELTAS;
+use cascade_protocol::limits::MAX_BATCH_DELTAS;
 use cascade_protocol::org::Organization;
 use cascade_protocol::{
-    Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId, Scope, Tier,
-    GENESIS_HASH,
+    Action, CertificateError, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier,
+    NodeId, Scope, Tier, GENESIS_HASH,
 };
 use ed25519_dalek::SigningKey;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Bench double of the PKI: a chain is one blob `id,tier,parent,key-bytes`.
 struct BenchVerifier;
 
 impl MembershipVerifier for BenchVerifier {
-    fn verify_chain(&self, chain: &[Vec<u8>], _now: Option<u64>) -> Result<Member, String> {
-        let blob = chain.first().ok_or("empty")?;
+    fn verify_chain(&self, chain: &[Vec<u8>], _now: Option<u64>) -> Result<Member, CertificateError> {
+        let bad = |e: &dyn std::fmt::Display| CertificateError::Unparseable(e.to_string());
+        let blob = chain.first().ok_or(CertificateError::EmptyChain)?;
         let (text, key) = blob.split_at(blob.len() - 32);
-        let text = std::str::from_utf8(text).map_err(|e| e.to_string())?;
+        let text = std::str::from_utf8(text).map_err(|e| bad(&e))?;
         let parts: Vec<&str> = text.split(',').collect();
-        let key: [u8; 32] = key.try_into().map_err(|_| "key")?;
+        let key: [u8; 32] = key.try_into().map_err(|_| CertificateError::NotEd25519)?;
         Ok(Member {
-            id: parts[0].parse()?,
-            tier: parts[1].parse()?,
-            parent: parts.get(2).filter(|p| !p.is_empty()).map(|p| p.parse()).transpose()?,
+            id: parts[0].parse().map_err(|e| bad(&e))?,
+            tier: parts[1].parse().map_err(|e| bad(&e))?,
+            parent: parts
+                .get(2)
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(|e| bad(&e))?,
             name: String::new(),
-            key: ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| e.to_string())?,
+            key: ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| CertificateError::NotEd25519)?,
         })
     }
 }
@@ -62,13 +69,16 @@ fn main() {
     };
     let mut draft = draft;
     draft.provider = org.credit_code.clone();
-    let mut deltas = vec![Delta::sign(&origin_key, log, 1, GENESIS_HASH, &join).expect("sign")];
+    let mut deltas = vec![Arc::new(Delta::sign(&origin_key, log, 1, GENESIS_HASH, &join).expect("sign"))];
     let prev = deltas[0].hash();
-    deltas.push(Delta::sign(&origin_key, log, 2, prev, &DeltaBody::Organization(org)).expect("sign"));
+    deltas
+        .push(Arc::new(Delta::sign(&origin_key, log, 2, prev, &DeltaBody::Organization(org)).expect("sign")));
     for seq in 3..=n {
         let entry = CatalogEntry::from_draft(draft.clone(), "3/000001".into(), seq, EntryStatus::Published);
-        let prev = deltas.last().map(Delta::hash).unwrap_or(GENESIS_HASH);
-        deltas.push(Delta::sign(&origin_key, log, seq, prev, &DeltaBody::Catalog(entry)).expect("sign"));
+        let prev = deltas.last().map(|d| d.hash()).unwrap_or(GENESIS_HASH);
+        deltas.push(Arc::new(
+            Delta::sign(&origin_key, log, seq, prev, &DeltaBody::Catalog(entry)).expect("sign"),
+        ));
     }
 
     let t = Instant::now();

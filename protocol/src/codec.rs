@@ -1,11 +1,7 @@
 //! Bounded bincode codec: every decode of untrusted bytes has a hard size limit.
 
+use crate::limits::MAX_FRAME_BYTES;
 use serde::{de::DeserializeOwned, Serialize};
-
-/// Largest frame a peer may send, in bytes. A batch of deltas is cut well below this
-/// (see `message::MAX_BATCH_BYTES`); 4 MiB leaves room for one maximal delta plus
-/// framing while keeping a hostile peer from making us buffer more.
-pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 
 /// Errors of the codec.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 use crate::catalog::CatalogEntry;
 use crate::codec::{self, CodecError};
 use crate::ids::{LogId, NodeId, Scope};
+use crate::limits::{DELTA_OVERHEAD, MAX_BODY_BYTES};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -11,13 +12,6 @@ pub type Hash = [u8; 32];
 
 /// The `prev` of the first delta of every log.
 pub const GENESIS_HASH: Hash = [0; 32];
-
-/// Largest encoded delta body. A catalog entry with 1,000 data items and long texts
-/// stays well below; a Join carries at most `MAX_CHAIN_CERTS` certificates of a few KiB.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-
-/// Longest certificate chain a Join may carry: leaf, provincial CA (the root is known).
-pub const MAX_CHAIN_CERTS: usize = 3;
 
 /// Domain separator of delta signatures: a delta signature can never be replayed as
 /// a signature over anything else this key signs (TLS handshakes, other messages).
@@ -89,7 +83,7 @@ pub enum DeltaError {
 }
 
 impl Delta {
-    /// Builds and signs a delta.
+    /// Builds and signs a delta: the body is encoded exactly once, here.
     pub fn sign(
         key: &SigningKey,
         log: LogId,
@@ -104,6 +98,11 @@ impl Delta {
         let mut delta = Delta { log, seq, prev, body, signature: Vec::new() };
         delta.signature = key.sign(&delta.signing_bytes()).to_bytes().to_vec();
         Ok(delta)
+    }
+
+    /// Its encoded size (what it adds to a frame), computed without encoding.
+    pub fn encoded_len(&self) -> usize {
+        DELTA_OVERHEAD - 64 + self.body.len() + self.signature.len()
     }
 
     /// The exact bytes the origin signs: domain, header, body.

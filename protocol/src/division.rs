@@ -4,8 +4,9 @@
 use crate::ids::{NodeId, Tier, NATIONAL};
 use serde::Serialize;
 
-/// The division table shipped with the project (`topologies/divisions.csv`).
-const TABLE: &str = include_str!("../../topologies/divisions.csv");
+/// The division table shipped with the project, as CSV (`code,name,tier,parent`) (`protocol/data/divisions.csv`, from the national
+/// standard's public dataset; see `../shared/DOMAIN.md`).
+pub const TABLE_CSV: &str = include_str!("../data/divisions.csv");
 
 /// One division of the table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -20,20 +21,28 @@ pub struct Division {
     pub parent: Option<NodeId>,
 }
 
-/// The built-in division table.
-pub fn table() -> Vec<Division> {
-    TABLE
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut f = line.trim().split(',');
-            let code = f.next()?.parse().ok()?;
-            let name = f.next()?.to_string();
-            let tier = f.next()?.parse().ok()?;
-            let parent = f.next().filter(|p| !p.is_empty()).and_then(|p| p.parse().ok());
-            Some(Division { code, name, tier, parent })
-        })
-        .collect()
+/// The built-in division table, parsed once.
+pub fn table() -> &'static [Division] {
+    static PARSED: std::sync::OnceLock<Vec<Division>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        TABLE_CSV
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut f = line.trim().split(',');
+                let code = f.next()?.parse().ok()?;
+                let name = f.next()?.to_string();
+                let tier = f.next()?.parse().ok()?;
+                let parent = f.next().filter(|p| !p.is_empty()).and_then(|p| p.parse().ok());
+                Some(Division { code, name, tier, parent })
+            })
+            .collect()
+    })
+}
+
+/// The division with this code, if the table has it.
+pub fn find(code: NodeId) -> Option<&'static Division> {
+    table().iter().find(|d| d.code == code)
 }
 
 /// Whether `division` lies in the subtree a node serves: the national node serves

@@ -4,6 +4,17 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// A malformed identifier.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Not a six-digit division code.
+    #[error("division code {0} is not six digits")]
+    NotSixDigits(String),
+    /// Not one of the tiers.
+    #[error("unknown tier {0:?} (national, provincial, municipal)")]
+    UnknownTier(String),
+}
+
 /// A node's id: its 6-digit GB/T 2260 division code (the national node is 100000).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(u32);
@@ -13,17 +24,27 @@ pub const NATIONAL: NodeId = NodeId(100_000);
 
 impl NodeId {
     /// Parses and checks a division code: six digits, not starting with 0.
-    pub fn new(code: u32) -> Result<Self, String> {
+    pub fn new(code: u32) -> Result<Self, IdError> {
         if (100_000..=999_999).contains(&code) {
             Ok(NodeId(code))
         } else {
-            Err(format!("division code {code} is not six digits"))
+            Err(IdError::NotSixDigits(code.to_string()))
         }
     }
 
     /// The raw division code.
     pub fn code(self) -> u32 {
         self.0
+    }
+
+    /// The tier of the node serving this division, read from its code (the PKI
+    /// enforces the same rule).
+    pub fn tier(self) -> Tier {
+        match self.province() {
+            None => Tier::National,
+            Some(p) if p == self => Tier::Provincial,
+            Some(_) => Tier::Municipal,
+        }
     }
 
     /// The province this division belongs to (`PP0000`), or `None` for the national node.
@@ -49,12 +70,12 @@ impl fmt::Debug for NodeId {
 }
 
 impl FromStr for NodeId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
         if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("division code {s:?} is not six digits"));
+            return Err(IdError::NotSixDigits(format!("{s:?}")));
         }
-        let code: u32 = s.parse().map_err(|_| format!("division code {s:?} is not a number"))?;
+        let code: u32 = s.parse().map_err(|_| IdError::NotSixDigits(format!("{s:?}")))?;
         NodeId::new(code)
     }
 }
@@ -92,13 +113,13 @@ impl Tier {
 }
 
 impl FromStr for Tier {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
         match s {
             "national" => Ok(Tier::National),
             "provincial" => Ok(Tier::Provincial),
             "municipal" => Ok(Tier::Municipal),
-            other => Err(format!("unknown tier {other:?} (national, provincial, municipal)")),
+            other => Err(IdError::UnknownTier(other.to_string())),
         }
     }
 }

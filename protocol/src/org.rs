@@ -1,7 +1,7 @@
 //! Organizations (departments and bureaus), registered at a node and replicated.
 
 use crate::catalog::{validate_credit_code, FieldError};
-use crate::ids::NodeId;
+use crate::ids::{IdError, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Longest organization name accepted.
@@ -30,8 +30,8 @@ impl Organization {
     }
 
     /// The division the credit code was issued in (its positions 3 to 8).
-    pub fn issuing_division(&self) -> Result<NodeId, String> {
-        self.credit_code.get(2..8).ok_or("credit code too short")?.parse()
+    pub fn issuing_division(&self) -> Result<NodeId, IdError> {
+        self.credit_code.get(2..8).ok_or_else(|| IdError::NotSixDigits(self.credit_code.clone()))?.parse()
     }
 
     /// Checks the record, naming the first offending field.

@@ -4,30 +4,33 @@ use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
 use cascade_protocol::delta::Revocation;
 use cascade_protocol::org::Organization;
 use cascade_protocol::{
-    Action, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier, NodeId, RejectReason,
-    Scope, Tier,
+    Action, CertificateError, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier,
+    NodeId, RejectReason, Scope, Tier,
 };
 use ed25519_dalek::SigningKey;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// Test double of the PKI: a "chain" is `id,tier,parent,pubkey-hex` in one blob.
 struct TestVerifier;
 
 impl MembershipVerifier for TestVerifier {
-    fn verify_chain(&self, chain: &[Vec<u8>], _now: Option<u64>) -> Result<Member, String> {
-        let text = std::str::from_utf8(chain.first().ok_or("empty")?).map_err(|e| e.to_string())?;
+    fn verify_chain(&self, chain: &[Vec<u8>], _now: Option<u64>) -> Result<Member, CertificateError> {
+        let bad = |e: &dyn std::fmt::Display| CertificateError::Unparseable(e.to_string());
+        let text =
+            std::str::from_utf8(chain.first().ok_or(CertificateError::EmptyChain)?).map_err(|e| bad(&e))?;
         let parts: Vec<&str> = text.split(',').collect();
         if parts.len() != 5 || parts[4] != "trusted" {
-            return Err("untrusted chain".into());
+            return Err(CertificateError::NotChained("untrusted chain".into()));
         }
-        let key: [u8; 32] = hex(parts[3]).try_into().map_err(|_| "key")?;
+        let key: [u8; 32] = hex(parts[3]).try_into().map_err(|_| CertificateError::NotEd25519)?;
         Ok(Member {
-            id: parts[0].parse()?,
-            tier: parts[1].parse()?,
-            parent: if parts[2].is_empty() { None } else { Some(parts[2].parse()?) },
+            id: parts[0].parse().map_err(|e| bad(&e))?,
+            tier: parts[1].parse().map_err(|e| bad(&e))?,
+            parent: if parts[2].is_empty() { None } else { Some(parts[2].parse().map_err(|e| bad(&e))?) },
             name: parts[0].into(),
-            key: ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| e.to_string())?,
+            key: ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| CertificateError::NotEd25519)?,
         })
     }
 }
@@ -65,14 +68,17 @@ fn entry(code: &str, version: u64, status: EntryStatus) -> CatalogEntry {
     CatalogEntry::from_draft(draft, code.into(), version, status)
 }
 
+/// Rewrites a frame on the link (from, to).
+type Tamper = Box<dyn FnMut(NodeId, NodeId, &mut Frame)>;
+
 /// A little federation of engines wired by FIFO links; stored logs are kept per node.
 struct Net {
     engines: BTreeMap<NodeId, Engine>,
-    stores: BTreeMap<NodeId, BTreeMap<LogId, Vec<Delta>>>,
+    stores: BTreeMap<NodeId, BTreeMap<LogId, Vec<Arc<Delta>>>>,
     queue: VecDeque<(NodeId, NodeId, Frame)>,
     rejections: Vec<(NodeId, RejectReason)>,
     /// Rewrites frames on the link (from, to): the malicious relay.
-    tamper: Option<Box<dyn FnMut(NodeId, NodeId, &mut Frame)>>,
+    tamper: Option<Tamper>,
 }
 
 impl Net {
@@ -89,7 +95,8 @@ impl Net {
             let key = SigningKey::from_bytes(&rng.gen());
             let chain = chain_for(nid(id), *tier, parent.map(nid), &key, true);
             let mut engine = Engine::new(key, chain, Box::new(TestVerifier), 0).unwrap();
-            let actions = engine.join(0).unwrap();
+            let mut actions = Vec::new();
+            engine.join(&mut actions).unwrap();
             net.engines.insert(nid(id), engine);
             net.apply(nid(id), actions);
         }
@@ -99,8 +106,9 @@ impl Net {
     fn apply(&mut self, at: NodeId, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Persist(deltas) => {
-                    for d in deltas {
+                Action::Persist(admitted) => {
+                    for a in admitted {
+                        let d = a.delta;
                         let log = self.stores.entry(at).or_default().entry(d.log).or_default();
                         assert_eq!(log.len() as u64 + 1, d.seq, "persisted out of order");
                         log.push(d);
@@ -138,7 +146,7 @@ impl Net {
         let at = nid(at);
         e.provider = self.register(at);
         let mut actions = Vec::new();
-        self.engines.get_mut(&at).unwrap().originate(0, scope, &DeltaBody::Catalog(e), &mut actions).unwrap();
+        self.engines.get_mut(&at).unwrap().originate(0, scope, DeltaBody::Catalog(e), &mut actions).unwrap();
         self.apply(at, actions);
     }
 
@@ -154,7 +162,7 @@ impl Net {
                 parent: None,
             };
             let mut actions = Vec::new();
-            engine.originate(0, Scope::Federation, &DeltaBody::Organization(org), &mut actions).unwrap();
+            engine.originate(0, Scope::Federation, DeltaBody::Organization(org), &mut actions).unwrap();
             self.apply(at, actions);
         }
         code
@@ -239,6 +247,7 @@ fn tampered_relay_is_rejected_and_nothing_downstream_stores_it() {
         if from == nid("370000") && to == nid("100000") {
             if let Frame::Deltas(ds) = frame {
                 for d in ds.iter_mut().filter(|d| d.log.origin == nid("370100")) {
+                    let d = Arc::make_mut(d);
                     let last = d.body.len() - 1;
                     d.body[last] ^= 1;
                 }
@@ -277,7 +286,7 @@ fn forged_origin_is_rejected() {
         &DeltaBody::Catalog(entry("3/000009", 1, EntryStatus::Published)),
     )
     .unwrap();
-    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![forged])));
+    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![Arc::new(forged)])));
     net.run();
     assert_eq!(net.head("100000", "370100", Scope::Federation), 1);
     assert_eq!(net.rejections, vec![(nid("100000"), RejectReason::BadSignature)]);
@@ -293,7 +302,7 @@ fn a_join_from_another_root_or_for_another_node_is_rejected() {
     let d = Delta::sign(&key, log, 1, [0; 32], &DeltaBody::Join { chain: rogue }).unwrap();
     let other = chain_for(nid("370400"), Tier::Municipal, Some(nid("370000")), &key, true);
     let e = Delta::sign(&key, log, 1, [0; 32], &DeltaBody::Join { chain: other }).unwrap();
-    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![d, e])));
+    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![Arc::new(d), Arc::new(e)])));
     net.run();
     assert_eq!(net.head("100000", "370300", Scope::Federation), 0);
     let labels: Vec<&str> = net.rejections.iter().map(|(_, r)| r.label()).collect();
@@ -314,7 +323,7 @@ fn revocation_cuts_off_later_deltas_everywhere() {
     net.engines
         .get_mut(&nid("370000"))
         .unwrap()
-        .originate(0, Scope::Federation, &DeltaBody::Revoke(rev), &mut actions)
+        .originate(0, Scope::Federation, DeltaBody::Revoke(rev), &mut actions)
         .unwrap();
     net.apply(nid("370000"), actions);
     net.run();
@@ -330,7 +339,7 @@ fn revocation_cuts_off_later_deltas_everywhere() {
         .engines
         .get_mut(&nid("370100"))
         .unwrap()
-        .originate(0, Scope::Federation, &DeltaBody::Catalog(e), &mut Vec::new())
+        .originate(0, Scope::Federation, DeltaBody::Catalog(e), &mut Vec::new())
         .unwrap();
     let log = LogId { origin: nid("370100"), scope: Scope::Federation };
     let org = net.stores[&nid("370100")][&log][1].clone();
@@ -349,7 +358,7 @@ fn only_the_parent_or_national_may_revoke() {
     let err = net.engines.get_mut(&nid("110000")).unwrap().originate(
         0,
         Scope::Federation,
-        &DeltaBody::Revoke(rev),
+        DeltaBody::Revoke(rev),
         &mut Vec::new(),
     );
     assert!(err.is_err());
@@ -414,7 +423,11 @@ fn an_origin_signing_two_deltas_at_one_position_is_a_fork() {
     .unwrap();
     let mut forged = other.clone();
     forged.signature[0] ^= 1;
-    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![other, forged])));
+    net.queue.push_back((
+        nid("370000"),
+        nid("100000"),
+        Frame::Deltas(vec![Arc::new(other), Arc::new(forged)]),
+    ));
     net.run();
     assert_eq!(
         net.rejections,
@@ -443,7 +456,7 @@ fn needs_are_rate_limited_per_second() {
             engine.handle(5, Event::Frame { peer: nid("100000"), frame: Frame::Need { log, from: 1 } });
         served += actions.len();
     }
-    assert_eq!(served, cascade_protocol::engine::NEEDS_PER_SECOND as usize);
+    assert_eq!(served, cascade_protocol::limits::NEEDS_PER_SECOND as usize);
     let actions = engine.handle(6, Event::Frame { peer: nid("100000"), frame: Frame::Need { log, from: 1 } });
     assert_eq!(actions.len(), 1);
 }
@@ -464,7 +477,7 @@ fn a_national_revocation_cuts_province_logs_where_each_node_stands() {
     net.engines
         .get_mut(&nid("100000"))
         .unwrap()
-        .originate(0, Scope::Federation, &DeltaBody::Revoke(rev), &mut actions)
+        .originate(0, Scope::Federation, DeltaBody::Revoke(rev), &mut actions)
         .unwrap();
     net.apply(nid("100000"), actions);
     net.run();
@@ -475,7 +488,7 @@ fn a_national_revocation_cuts_province_logs_where_each_node_stands() {
     // 370100 itself does not know yet (it was disconnected); it signs one more.
     let mut e = entry("3/000002", 1, EntryStatus::Published);
     e.provider = Organization::government_code(nid("370100"), 1);
-    let delta = late.originate(0, Scope::Province, &DeltaBody::Catalog(e), &mut actions);
+    let delta = late.originate(0, Scope::Province, DeltaBody::Catalog(e), &mut actions);
     let delta = delta.unwrap();
     net.queue.push_back((nid("370000"), nid("370200"), Frame::Deltas(vec![delta])));
     net.run();
@@ -496,13 +509,13 @@ fn restore_accepts_what_was_admitted_before_a_revocation_and_detects_corruption(
     net.engines
         .get_mut(&nid("370000"))
         .unwrap()
-        .originate(0, Scope::Federation, &DeltaBody::Revoke(rev), &mut actions)
+        .originate(0, Scope::Federation, DeltaBody::Revoke(rev), &mut actions)
         .unwrap();
     net.apply(nid("370000"), actions);
     net.run();
     // 370200 holds 370100's deltas 3 and 4, admitted before the revocation said 2.
     assert_eq!(net.head("370200", "370100", Scope::Federation), 5);
-    let stored: Vec<Delta> = net.stores[&nid("370200")].values().flatten().cloned().collect();
+    let stored: Vec<Delta> = net.stores[&nid("370200")].values().flatten().map(|d| Delta::clone(d)).collect();
     // 370200's own key: the fourth drawn by `Net::new` for seed 12.
     let fresh = |_: u64| {
         let mut rng = StdRng::seed_from_u64(12);
@@ -515,14 +528,14 @@ fn restore_accepts_what_was_admitted_before_a_revocation_and_detects_corruption(
     let mut sorted = stored.clone();
     sorted.sort_by_key(|d| (d.log, d.seq));
     let mut engine = fresh(1);
-    engine.restore(sorted.clone()).unwrap();
+    engine.restore(sorted.clone(), |_, _| {}).unwrap();
     assert!(engine.is_revoked(nid("370100")));
     assert_eq!(engine.head(LogId { origin: nid("370100"), scope: Scope::Federation }), 5);
     // A flipped byte in a stored delta is caught.
     let mut corrupt = sorted;
     let last = corrupt.len() - 1;
     corrupt[last].body[0] ^= 1;
-    assert!(fresh(2).restore(corrupt).is_err());
+    assert!(fresh(2).restore(corrupt, |_, _| {}).is_err());
 }
 
 #[test]
@@ -542,7 +555,7 @@ fn conflicting_registrations_never_block_a_log_and_foreign_codes_are_refused() {
         net.engines
             .get_mut(&nid(at))
             .unwrap()
-            .originate(0, Scope::Federation, &DeltaBody::Organization(org), &mut actions)
+            .originate(0, Scope::Federation, DeltaBody::Organization(org), &mut actions)
             .unwrap();
         net.apply(nid(at), actions);
     }
@@ -556,7 +569,7 @@ fn conflicting_registrations_never_block_a_log_and_foreign_codes_are_refused() {
     let refused = net.engines.get_mut(&nid("110000")).unwrap().originate(
         0,
         Scope::Federation,
-        &DeltaBody::Organization(org),
+        DeltaBody::Organization(org),
         &mut Vec::new(),
     );
     assert!(refused.is_err());

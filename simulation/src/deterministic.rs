@@ -1,18 +1,24 @@
-//! The deterministic simulator: the real sync engine of every node, driven by a
-//! simulated clock and network from one seed. Same seed, same commit: same run,
-//! checked by a digest of every delivered frame.
+//! The deterministic simulator: the very node core every node runs (sync engine,
+//! group commit, catalog and access rules, authorization, audit) over an in-memory
+//! store, driven by a simulated clock and network from one seed. Keys and
+//! certificates derive from the seed too, so the same seed on the same commit
+//! replays the same run byte for byte, checked by a digest of every delivered frame.
 
-use crate::invariants::{self, Durable, NodeView};
+use crate::invariants::{self, NodeView};
 use crate::report::{Convergence, Report};
 use crate::scenario::{plan_publishes, Network, Scenario, Step};
-use crate::workload::Workload;
+use crate::workload::{provider_of, Workload};
 use crate::SimError;
-use cascade_certs::{node_identity, Authority, FederationVerifier};
-use cascade_federation::topology::Topology;
-use cascade_protocol::message::{MAX_BATCH_BYTES, MAX_BATCH_DELTAS};
+use cascade_access::Principal;
+use cascade_certs::{node_identity, Authority, FederationVerifier, KeySource};
+use cascade_core::audit::AuditRecord;
+use cascade_core::{
+    Command, CommandError, Core, Effect, Identity, Input, LinkId, LinkRole, MemoryStore, Reply, Ticket,
+};
+use cascade_launcher::topology::Topology;
 use cascade_protocol::{
-    Action, Delta, DeltaBody, Engine, Event, Frame, Hash, LogId, Member, MembershipVerifier, NodeId, Scope,
-    SignatureCache, Tier,
+    Batcher, CertificateError, Delta, DeltaBody, Frame, Hash, LogId, Member, MembershipVerifier, NodeId,
+    Scope, SignatureCache, Tier,
 };
 use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
@@ -25,53 +31,66 @@ use std::time::Instant;
 /// Simulated milliseconds.
 type Ms = u64;
 
-/// Unix time the simulated clock starts at (certificates are valid then).
+/// Unix time the simulated clock starts at (certificates are valid from a day before).
 const EPOCH_SECS: u64 = 1_800_000_000;
+
+/// Events between two checks for convergence (a check walks every node's heads).
+const CONVERGED_EVERY: u64 = 4096;
+
+/// Longest a command submitted by `Simulator::execute` may take (simulated).
+const EXECUTE_WITHIN_MS: Ms = 60_000;
 
 /// What a malicious relay does to a delta it forwards: a catalog entry gets a
 /// different summary (still a well-formed entry, so only the signature betrays
 /// it); anything else gets a flipped byte.
-fn tamper(delta: &mut Delta) {
+fn tamper(delta: &Delta) -> Delta {
+    let mut delta = delta.clone();
     if let Ok(DeltaBody::Catalog(mut entry)) = delta.decode_body() {
         entry.summary = format!("{} (altered in transit)", entry.summary);
         if let Ok(body) = cascade_protocol::codec::encode(&DeltaBody::Catalog(entry)) {
             delta.body = body;
-            return;
+            return delta;
         }
     }
     if let Some(last) = delta.body.last_mut() {
         *last ^= 0x01;
     }
+    delta
 }
 
-/// Encoded size of a frame on the wire (length prefix included), computed from the
+/// Encoded size of a frame on the wire (length prefix included), from the
 /// codec's fixed-width layout instead of encoding every frame.
 fn wire_size(frame: &Frame) -> u64 {
-    const PREFIX: u64 = 4;
-    const VARIANT: u64 = 4;
-    const LEN: u64 = 8;
-    // log (origin u32 + scope variant u32) + seq + prev + body length + signature.
-    const DELTA_FIXED: u64 = 8 + 8 + 32 + LEN + LEN + 64;
-    PREFIX
-        + VARIANT
+    use cascade_protocol::limits::{FRAME_OVERHEAD, HELLO_ENTRY_BYTES};
+    const PREFIX: usize = 4;
+    (PREFIX
         + match frame {
-            Frame::Hello { vv } => LEN + vv.len() as u64 * (8 + 8),
-            Frame::Deltas(ds) => LEN + ds.iter().map(|d| DELTA_FIXED + d.body.len() as u64).sum::<u64>(),
-            Frame::Need { .. } => 8 + 8,
-        }
+            Frame::Hello { vv } => FRAME_OVERHEAD + vv.len() * HELLO_ENTRY_BYTES,
+            Frame::Deltas(ds) => FRAME_OVERHEAD + ds.iter().map(|d| d.encoded_len()).sum::<usize>(),
+            Frame::Need { .. } => 4 + 8 + 8,
+        }) as u64
 }
 
+/// A key derived from the seed for `label`: every key of a run is reproducible.
+fn derived_key(seed: u64, label: &str) -> SigningKey {
+    let mut material = seed.to_be_bytes().to_vec();
+    material.extend_from_slice(label.as_bytes());
+    SigningKey::from_bytes(&blake3::derive_key("cascade simulation key v1", &material))
+}
+
+/// Verdicts on certificate chains, by the chain's hash and whether a current time
+/// was asked for.
+type ChainMemo = Arc<Mutex<HashMap<(Hash, bool), Result<Member, CertificateError>>>>;
+
 /// The federation verifier with a memo shared by all simulated nodes: each Join's
-/// certificate chain is verified once, not once per node (365 times). Keyed by the
-/// chain's bytes and whether a current time was asked for (always within validity
-/// on the simulated clock).
+/// certificate chain is verified once, not once per node (365 times).
 struct MemoVerifier {
     inner: FederationVerifier,
-    memo: Arc<Mutex<HashMap<(Hash, bool), Result<Member, String>>>>,
+    memo: ChainMemo,
 }
 
 impl MembershipVerifier for MemoVerifier {
-    fn verify_chain(&self, chain: &[Vec<u8>], now: Option<u64>) -> Result<Member, String> {
+    fn verify_chain(&self, chain: &[Vec<u8>], now: Option<u64>) -> Result<Member, CertificateError> {
         let mut h = blake3::Hasher::new();
         for cert in chain {
             h.update(&(cert.len() as u64).to_be_bytes());
@@ -99,35 +118,60 @@ pub struct Options {
     pub break_engine_at: Option<NodeId>,
     /// Print a progress line to stderr.
     pub progress: bool,
+    /// Keep a record of every commit (for tests that look inside group commits).
+    pub record_commits: bool,
+}
+
+/// One group commit, as recorded for inspection.
+#[derive(Clone, Debug)]
+pub struct CommitRecord {
+    /// The node.
+    pub node: NodeId,
+    /// The deltas it appended, with what each says.
+    pub deltas: Vec<(LogId, u64, &'static str)>,
+    /// The audit records it sealed.
+    pub audit: Vec<AuditRecord>,
 }
 
 /// Something scheduled on the simulated clock.
 #[derive(Debug)]
 enum Sched {
-    Deliver { from: NodeId, to: NodeId, generation: u64, frame: Frame },
-    Flush { node: NodeId },
+    Deliver { from: NodeId, to: NodeId, link: LinkId, frame: Frame },
+    Flushed { node: NodeId, life: u64, group: u64 },
     Publish { node: NodeId, scope: Scope },
     Reconnect { a: NodeId, b: NodeId },
 }
 
 struct Link {
-    generation: u64,
-    up: bool,
+    /// The current connection's id, when up.
+    id: Option<LinkId>,
     blocked: bool,
     /// Last delivery time per direction (FIFO links).
     last: [Ms; 2],
+}
+
+/// Why a command was submitted, so its reply can be accounted for.
+enum Purpose {
+    /// A catalog change of the workload, submitted at this time.
+    Change(Ms),
+    /// A command of `Simulator::execute`.
+    Execute,
+    /// Setup work (the node's own organization).
+    Setup,
 }
 
 struct SimNode {
     tier: Tier,
     key: SigningKey,
     chain: Vec<Vec<u8>>,
-    engine: Option<Engine>,
-    durable: Durable,
-    pending: Vec<Delta>,
-    pending_sends: Vec<Action>,
-    pending_acks: Vec<(LogId, u64, Ms)>,
-    flush_scheduled: bool,
+    core: Option<Core<MemoryStore>>,
+    /// The store while the node is down.
+    resting: Option<MemoryStore>,
+    /// Incremented on every crash: flushes of an earlier life are void.
+    life: u64,
+    /// The deltas of the commit being made durable.
+    flushing: Option<Vec<(LogId, u64)>>,
+    tickets: BTreeMap<Ticket, Purpose>,
 }
 
 /// The deterministic simulator.
@@ -140,22 +184,26 @@ pub struct Simulator {
     order: u64,
     nodes: BTreeMap<NodeId, SimNode>,
     links: BTreeMap<(NodeId, NodeId), Link>,
+    next_link: LinkId,
+    next_ticket: Ticket,
     tamper: BTreeSet<(NodeId, NodeId)>,
     delays: BTreeMap<NodeId, Ms>,
     verifier: FederationVerifier,
     cache: Arc<SignatureCache>,
-    chains: Arc<Mutex<HashMap<(Hash, bool), Result<Member, String>>>>,
+    chains: ChainMemo,
     workload: Workload,
-    interned: HashMap<(LogId, u64), Vec<Arc<Delta>>>,
-    /// Publish time of each acknowledged change, and when it reached every holder.
-    published: HashMap<(LogId, u64), (Ms, usize)>,
+    /// Submission time of each acknowledged change, and durable copies of each delta.
+    published: HashMap<(LogId, u64), Ms>,
+    copies: HashMap<(LogId, u64), usize>,
     holders_needed: HashMap<LogId, usize>,
     convergence: Vec<Ms>,
-    acked: Vec<(LogId, u64, cascade_protocol::Hash)>,
+    acked: Vec<(LogId, u64, Hash)>,
+    replies: BTreeMap<Ticket, Result<Reply, CommandError>>,
+    commits: Option<Vec<CommitRecord>>,
+    failures: Vec<String>,
     trace: blake3::Hasher,
     frames: u64,
     bytes: u64,
-    rejected: BTreeMap<String, u64>,
     events: u64,
     /// Publishes scheduled but not yet made: a run has not converged before them.
     publishes_ahead: u64,
@@ -163,52 +211,51 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Builds the federation of `topology`: real certificates, one engine per node.
+    /// Builds the federation of `topology`: real certificates from keys derived
+    /// from the seed, one node core per node.
     pub fn new(topology: &Topology, scenario: &Scenario, options: &Options) -> Result<Simulator, SimError> {
         let mut rng = StdRng::seed_from_u64(options.seed);
-        let root = Authority::new_root("simulation root").map_err(|e| SimError::Setup(e.to_string()))?;
+        let setup = |e: cascade_certs::CertError| SimError::Setup(e.to_string());
+        let not_before = EPOCH_SECS - 86_400;
+        let given =
+            |label: &str| KeySource::Given { key: Box::new(derived_key(options.seed, label)), not_before };
+        let root = Authority::new_root_from("simulation root", &given("root")).map_err(setup)?;
         let verifier =
             FederationVerifier::new(root.cert_der()).map_err(|e| SimError::Setup(e.to_string()))?;
-        let cache = Arc::new(SignatureCache::default());
         let mut cas = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         let mut links = BTreeMap::new();
         for n in &topology.nodes {
-            let identity =
-                node_identity(n.id, n.tier, n.parent, &n.name).map_err(|e| SimError::Setup(e.to_string()))?;
+            let identity = node_identity(n.id, n.tier, n.parent, &n.name).map_err(setup)?;
+            let source = given(&format!("node/{}", n.id));
             let creds = match (n.tier, n.parent) {
-                (Tier::Municipal, Some(parent)) => {
-                    cas.get(&parent).ok_or_else(|| SimError::Setup(format!("no CA for {parent}"))).and_then(
-                        |ca: &Authority| ca.issue(&identity).map_err(|e| SimError::Setup(e.to_string())),
-                    )?
-                }
-                _ => root.issue(&identity).map_err(|e| SimError::Setup(e.to_string()))?,
+                (Tier::Municipal, Some(parent)) => cas
+                    .get(&parent)
+                    .ok_or_else(|| SimError::Setup(format!("no CA for {parent}")))
+                    .and_then(|ca: &Authority| ca.issue_from(&identity, &source).map_err(setup))?,
+                _ => root.issue_from(&identity, &source).map_err(setup)?,
             };
             if n.tier == Tier::Provincial {
                 let ca = root
-                    .issue_provincial_ca(&identity)
+                    .issue_provincial_ca_from(&identity, &given(&format!("ca/{}", n.id)))
                     .and_then(|c| c.into_authority())
-                    .map_err(|e| SimError::Setup(e.to_string()))?;
+                    .map_err(setup)?;
                 cas.insert(n.id, ca);
             }
-            // Certificates carry fresh keys; the signing key must be the certificate's.
-            let key = creds.signing_key().map_err(|e| SimError::Setup(e.to_string()))?;
-            nodes.insert(
-                n.id,
-                SimNode {
-                    tier: n.tier,
-                    key,
-                    chain: creds.chain,
-                    engine: None,
-                    durable: Durable::new(),
-                    pending: Vec::new(),
-                    pending_sends: Vec::new(),
-                    pending_acks: Vec::new(),
-                    flush_scheduled: false,
-                },
-            );
+            let key = creds.signing_key().map_err(setup)?;
+            let node = SimNode {
+                tier: n.tier,
+                key,
+                chain: creds.chain,
+                core: None,
+                resting: Some(MemoryStore::new()),
+                life: 0,
+                flushing: None,
+                tickets: BTreeMap::new(),
+            };
+            nodes.insert(n.id, node);
             if let Some(parent) = n.parent {
-                links.insert((parent, n.id), Link { generation: 0, up: false, blocked: false, last: [0, 0] });
+                links.insert((parent, n.id), Link { id: None, blocked: false, last: [0, 0] });
             }
         }
         let ids: Vec<NodeId> = nodes.keys().copied().collect();
@@ -229,21 +276,25 @@ impl Simulator {
             order: 0,
             nodes,
             links,
+            next_link: 1,
+            next_ticket: 1,
             tamper: BTreeSet::new(),
             delays: BTreeMap::new(),
             verifier,
-            cache,
+            cache: Arc::new(SignatureCache::default()),
             chains: Arc::default(),
             workload,
-            interned: HashMap::new(),
             published: HashMap::new(),
+            copies: HashMap::new(),
             holders_needed,
             convergence: Vec::new(),
             acked: Vec::new(),
+            replies: BTreeMap::new(),
+            commits: options.record_commits.then(Vec::new),
+            failures: Vec::new(),
             trace: blake3::Hasher::new(),
             frames: 0,
             bytes: 0,
-            rejected: BTreeMap::new(),
             events: 0,
             publishes_ahead: 0,
             progress: options.progress,
@@ -251,8 +302,8 @@ impl Simulator {
         for id in ids {
             sim.boot(id)?;
             if Some(id) == options.break_engine_at {
-                if let Some(engine) = sim.nodes.get_mut(&id).and_then(|n| n.engine.as_mut()) {
-                    engine.testing_skip_signature_checks();
+                if let Some(core) = sim.nodes.get_mut(&id).and_then(|n| n.core.as_mut()) {
+                    core.testing_skip_signature_checks();
                 }
             }
         }
@@ -263,31 +314,29 @@ impl Simulator {
         Ok(sim)
     }
 
-    fn unix_now(&self) -> u64 {
-        EPOCH_SECS + self.now / 1000
+    fn unix_ms(&self) -> u64 {
+        EPOCH_SECS * 1000 + self.now
     }
 
-    /// Starts (or restarts) a node's engine from its durable state.
+    /// Starts (or restarts) a node's core from its store.
     fn boot(&mut self, id: NodeId) -> Result<(), SimError> {
-        let now = self.unix_now();
-        let node = self.nodes.get_mut(&id).ok_or_else(|| SimError::Scenario(format!("no node {id}")))?;
+        let now = self.unix_ms();
         let verifier = MemoVerifier { inner: self.verifier.clone(), memo: self.chains.clone() };
-        let mut engine = Engine::new(node.key.clone(), node.chain.clone(), Box::new(verifier), now)
-            .map_err(|e| SimError::Setup(e.to_string()))?;
-        engine.set_signature_cache(self.cache.clone());
-        engine
-            .restore(node.durable.all().map(|d| Delta::clone(d)))
-            .map_err(|e| SimError::Setup(format!("{id} cannot restore: {e}")))?;
-        let mut actions = engine.join(now).map_err(|e| SimError::Setup(e.to_string()))?;
+        let node = self.nodes.get_mut(&id).ok_or_else(|| SimError::Scenario(format!("no node {id}")))?;
+        let store = node.resting.take().ok_or_else(|| SimError::Scenario(format!("{id} is running")))?;
+        let identity =
+            Identity { key: node.key.clone(), chain: node.chain.clone(), verifier: Box::new(verifier) };
+        let mut core = Core::boot(identity, store, now)
+            .map_err(|e| SimError::Setup(format!("{id} cannot boot: {e}")))?;
+        core.set_signature_cache(self.cache.clone());
         // Every node publishes for its own organization, registered at first boot.
-        let org = crate::workload::provider_of(id);
-        if !engine.is_registered_at(&org.credit_code, id) {
-            engine
-                .originate(now, Scope::Federation, &DeltaBody::Organization(org), &mut actions)
-                .map_err(|e| SimError::Setup(format!("{id} cannot register its organization: {e}")))?;
+        let org = provider_of(id);
+        let registered = core.engine().is_registered_at(&org.credit_code, id);
+        node.core = Some(core);
+        if !registered {
+            self.submit(id, Principal::node(), Command::RegisterOrganization(org), Purpose::Setup);
         }
-        node.engine = Some(engine);
-        self.take(id, actions);
+        self.drain(id);
         Ok(())
     }
 
@@ -306,153 +355,170 @@ impl Simulator {
         }
     }
 
-    fn link_up(&mut self, a: NodeId, b: NodeId) {
-        let alive = |s: &Self, n: NodeId| s.nodes.get(&n).is_some_and(|x| x.engine.is_some());
-        if !alive(self, a) || !alive(self, b) {
-            return;
-        }
-        let Some(link) = self.link_mut(a, b) else { return };
-        if link.up || link.blocked {
-            return;
-        }
-        link.up = true;
-        link.generation += 1;
-        self.tell_both(a, b, |peer| Event::PeerUp { peer });
+    fn alive(&self, id: NodeId) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.core.is_some())
     }
 
-    /// Hands each end of a link the event about the other end.
-    fn tell_both(&mut self, a: NodeId, b: NodeId, event: impl Fn(NodeId) -> Event) {
-        for (x, y) in [(a, b), (b, a)] {
-            let now = self.unix_now();
-            if let Some(engine) = self.nodes.get_mut(&x).and_then(|n| n.engine.as_mut()) {
-                let actions = engine.handle(now, event(y));
-                self.take(x, actions);
-            }
+    /// Hands `input` to a running node's core and executes what it asks for.
+    fn input(&mut self, id: NodeId, input: Input) {
+        let now = self.unix_ms();
+        if let Some(core) = self.nodes.get_mut(&id).and_then(|n| n.core.as_mut()) {
+            core.handle(now, input);
+            self.drain(id);
         }
+    }
+
+    fn link_up(&mut self, a: NodeId, b: NodeId) {
+        if !self.alive(a) || !self.alive(b) {
+            return;
+        }
+        let id = self.next_link;
+        let Some(link) = self.link_mut(a, b) else { return };
+        if link.id.is_some() || link.blocked {
+            return;
+        }
+        link.id = Some(id);
+        self.next_link += 1;
+        // The parent is the lower end of every tree link (national < province < city).
+        let role_of =
+            |x: NodeId, y: NodeId| if x.tier() < y.tier() { LinkRole::Parent } else { LinkRole::Child };
+        self.input(a, Input::LinkUp { link: id, peer: b, role: role_of(b, a) });
+        self.input(b, Input::LinkUp { link: id, peer: a, role: role_of(a, b) });
     }
 
     fn link_down(&mut self, a: NodeId, b: NodeId, reconnect: bool) {
         let Some(link) = self.link_mut(a, b) else { return };
-        if !link.up {
-            return;
-        }
-        link.up = false;
-        link.generation += 1;
-        self.tell_both(a, b, |peer| Event::PeerDown { peer });
+        let Some(id) = link.id.take() else { return };
+        self.input(a, Input::LinkDown { link: id, cause: None });
+        self.input(b, Input::LinkDown { link: id, cause: None });
         if reconnect {
             let at = self.now + self.network.reconnect_ms;
             self.schedule(at, Sched::Reconnect { a, b });
         }
     }
 
-    /// Takes a node's actions: persists and sends wait for its next flush.
-    fn take(&mut self, id: NodeId, actions: Vec<Action>) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
-        for action in actions {
-            match action {
-                Action::Persist(deltas) => node.pending.extend(deltas),
-                Action::Reject(r) => *self.rejected.entry(r.reason.label().to_string()).or_default() += 1,
-                other => node.pending_sends.push(other),
+    fn submit(&mut self, id: NodeId, by: Principal, command: Command, purpose: Purpose) -> Ticket {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.tickets.insert(ticket, purpose);
+        }
+        self.input(id, Input::Command { ticket, by, command });
+        ticket
+    }
+
+    /// Executes every effect a node's core asks for.
+    fn drain(&mut self, id: NodeId) {
+        loop {
+            let Some(node) = self.nodes.get_mut(&id) else { return };
+            let Some(core) = node.core.as_mut() else { return };
+            let Some(effect) = core.poll() else { return };
+            match effect {
+                Effect::Commit { group, batch } => {
+                    let deltas: Vec<(LogId, u64)> = batch.deltas.iter().map(|d| (d.log, d.seq)).collect();
+                    if let Some(commits) = self.commits.as_mut() {
+                        commits.push(record_of(id, &batch));
+                    }
+                    if let Err(e) = core.store_mut().apply(group, batch) {
+                        self.failures.push(format!("{id}: the store refused a commit: {e}"));
+                    }
+                    node.flushing = Some(deltas);
+                    let at = self.now + self.network.flush_ms;
+                    let life = node.life;
+                    self.schedule(at, Sched::Flushed { node: id, life, group });
+                }
+                Effect::Send { link, peer, frame } => self.send(id, link, peer, vec![frame]),
+                Effect::SendRange { link, peer, log, from, to } => {
+                    let mut frames = Vec::new();
+                    let mut batcher = Batcher::new();
+                    for seq in from..=to {
+                        let Some(d) = core.store().delta(log, seq) else { break };
+                        frames.extend(batcher.push(d.clone()));
+                    }
+                    frames.extend(batcher.finish());
+                    self.send(id, link, peer, frames);
+                }
+                Effect::Close { link, peer, .. } => {
+                    if self.link_mut(id, peer).is_some_and(|l| l.id == Some(link)) {
+                        self.link_down(id, peer, false);
+                    }
+                }
+                Effect::Reply { ticket, result } => self.replied(id, ticket, result),
             }
         }
-        if !node.flush_scheduled && (!node.pending.is_empty() || !node.pending_sends.is_empty()) {
-            node.flush_scheduled = true;
-            let at = self.now + self.network.flush_ms;
-            self.schedule(at, Sched::Flush { node: id });
+    }
+
+    fn replied(&mut self, id: NodeId, ticket: Ticket, result: Result<Reply, CommandError>) {
+        let Some(purpose) = self.nodes.get_mut(&id).and_then(|n| n.tickets.remove(&ticket)) else { return };
+        match purpose {
+            Purpose::Change(at) => {
+                if let Ok(Reply::Entry(saved)) = &result {
+                    if let Some(seq) = saved.delta_seq {
+                        let log = LogId { origin: id, scope: saved.scope };
+                        self.acknowledged(id, log, seq, at);
+                    }
+                }
+            }
+            Purpose::Execute => {
+                self.replies.insert(ticket, result);
+            }
+            Purpose::Setup => {
+                if let Err(e) = result {
+                    self.failures.push(format!("{id}: setup command refused: {e}"));
+                }
+            }
         }
     }
 
-    fn intern(&mut self, delta: Delta) -> Arc<Delta> {
-        let variants = self.interned.entry((delta.log, delta.seq)).or_default();
-        if let Some(same) = variants
-            .iter()
-            .find(|v| v.signature == delta.signature && v.body == delta.body && v.prev == delta.prev)
-        {
-            return same.clone();
+    fn acknowledged(&mut self, id: NodeId, log: LogId, seq: u64, at: Ms) {
+        let hash = self
+            .nodes
+            .get(&id)
+            .and_then(|n| n.core.as_ref())
+            .and_then(|c| c.store().delta(log, seq))
+            .map(|d| d.hash());
+        if let Some(hash) = hash {
+            self.acked.push((log, seq, hash));
         }
-        let arc = Arc::new(delta);
-        variants.push(arc.clone());
-        arc
+        self.published.insert((log, seq), at);
+        if self.copies.get(&(log, seq)) >= self.holders_needed.get(&log) {
+            self.convergence.push(self.now - at);
+        }
     }
 
-    fn flush(&mut self, id: NodeId) {
+    fn flushed(&mut self, id: NodeId, life: u64, group: u64) {
         let Some(node) = self.nodes.get_mut(&id) else { return };
-        node.flush_scheduled = false;
-        if node.engine.is_none() {
+        if node.life != life || node.core.is_none() {
             return;
         }
-        let deltas = std::mem::take(&mut node.pending);
-        let sends = std::mem::take(&mut node.pending_sends);
-        let acks = std::mem::take(&mut node.pending_acks);
-        for delta in deltas {
-            let key = (delta.log, delta.seq);
-            let arc = self.intern(delta);
-            if let Some(node) = self.nodes.get_mut(&id) {
-                node.durable.push(arc);
+        let deltas = node.flushing.take().unwrap_or_default();
+        if let Some(core) = node.core.as_mut() {
+            if let Err(e) = core.store_mut().made_durable(group) {
+                self.failures.push(format!("{id}: {e}"));
             }
-            if let Some((at, holders)) = self.published.get_mut(&key) {
-                *holders += 1;
-                if Some(&*holders) == self.holders_needed.get(&key.0) {
-                    self.convergence.push(self.now - *at);
+        }
+        for key in deltas {
+            let copies = self.copies.entry(key).or_default();
+            *copies += 1;
+            if Some(&*copies) == self.holders_needed.get(&key.0) {
+                if let Some(at) = self.published.get(&key) {
+                    self.convergence.push(self.now - at);
                 }
             }
         }
-        for (log, seq, at) in acks {
-            let holders = 1;
-            if let Some(node) = self.nodes.get(&id) {
-                if let Some(d) = node.durable.get(log, seq) {
-                    self.acked.push((log, seq, d.hash()));
-                }
-            }
-            self.published.insert((log, seq), (at, holders));
-            if self.holders_needed.get(&log) == Some(&1) {
-                self.convergence.push(self.now - at);
-            }
-        }
-        for action in sends {
-            self.send(id, action);
-        }
+        self.input(id, Input::Committed { group });
     }
 
-    fn send(&mut self, from: NodeId, action: Action) {
-        let (to, frames) = match action {
-            Action::Send { peer, frame } => (peer, vec![frame]),
-            Action::SendRange { peer, log, from: first, to: last } => {
-                let Some(node) = self.nodes.get(&from) else { return };
-                let mut frames = Vec::new();
-                let mut batch = Vec::new();
-                let mut bytes = 0;
-                for seq in first..=last {
-                    let Some(d) = node.durable.get(log, seq) else { break };
-                    let size = d.body.len() + 128;
-                    if batch.len() == MAX_BATCH_DELTAS || bytes + size > MAX_BATCH_BYTES {
-                        frames.push(Frame::Deltas(std::mem::take(&mut batch)));
-                        bytes = 0;
-                    }
-                    bytes += size;
-                    batch.push(Delta::clone(d));
-                }
-                if !batch.is_empty() {
-                    frames.push(Frame::Deltas(batch));
-                }
-                (peer, frames)
-            }
-            Action::Disconnect { peer, .. } => {
-                self.link_down(from, peer, false);
-                return;
-            }
-            Action::Persist(_) | Action::Reject(_) => return,
-        };
+    fn send(&mut self, from: NodeId, link: LinkId, to: NodeId, frames: Vec<Frame>) {
         for mut frame in frames {
-            let Some(link) = self.link_mut(from, to) else { return };
-            if !link.up {
+            let Some(current) = self.link_mut(from, to) else { return };
+            if current.id != Some(link) {
                 return;
             }
-            let generation = link.generation;
             if self.tamper.contains(&(from, to)) {
                 if let Frame::Deltas(ds) = &mut frame {
                     for d in ds.iter_mut().filter(|d| d.log.origin != from) {
-                        tamper(d);
+                        *d = Arc::new(tamper(d));
                     }
                 }
             }
@@ -475,13 +541,12 @@ impl Simulator {
             }
             self.frames += 1;
             self.bytes += wire_size(&frame);
-            self.schedule(at, Sched::Deliver { from, to, generation, frame });
+            self.schedule(at, Sched::Deliver { from, to, link, frame });
         }
     }
 
-    fn deliver(&mut self, from: NodeId, to: NodeId, generation: u64, frame: Frame) {
-        let current = self.link_mut(from, to).map(|l| (l.up, l.generation));
-        if current != Some((true, generation)) {
+    fn deliver(&mut self, from: NodeId, to: NodeId, link: LinkId, frame: Frame) {
+        if self.link_mut(from, to).map(|l| l.id) != Some(Some(link)) {
             return;
         }
         self.trace.update(&self.now.to_be_bytes());
@@ -496,16 +561,10 @@ impl Simulator {
                 }
             }
             Frame::Deltas(ds) => {
-                // Certificates (and so Joins, signatures and chain hashes) carry fresh
-                // keys each run; catalog bodies and positions derive from the seed.
+                // Keys and certificates derive from the seed: every byte is traced.
                 self.trace.update(b"D");
                 for d in ds {
-                    self.trace.update(&d.log.origin.code().to_be_bytes());
-                    self.trace.update(&[d.log.scope as u8]);
-                    self.trace.update(&d.seq.to_be_bytes());
-                    if d.seq > 1 {
-                        self.trace.update(&d.body);
-                    }
+                    self.trace.update(&d.hash());
                 }
             }
             Frame::Need { log, from } => {
@@ -514,25 +573,19 @@ impl Simulator {
                 self.trace.update(&from.to_be_bytes());
             }
         }
-        let now = self.unix_now();
-        if let Some(engine) = self.nodes.get_mut(&to).and_then(|n| n.engine.as_mut()) {
-            let actions = engine.handle(now, Event::Frame { peer: from, frame });
-            self.take(to, actions);
-        }
+        self.input(to, Input::Frame { link, frame });
     }
 
     fn publish(&mut self, id: NodeId, scope: Scope) {
-        let now = self.unix_now();
-        let Some(node) = self.nodes.get_mut(&id) else { return };
-        let Some(engine) = node.engine.as_mut() else { return };
-        let scope = if node.tier == Tier::National { Scope::Federation } else { scope };
-        let entry = self.workload.next_change(id);
-        let mut actions = Vec::new();
-        let result = engine.originate(now, scope, &DeltaBody::Catalog(entry), &mut actions);
-        if let Ok(delta) = result {
-            node.pending_acks.push((delta.log, delta.seq, self.now));
+        let Some(node) = self.nodes.get(&id) else { return };
+        if node.core.is_none() {
+            return;
         }
-        self.take(id, actions);
+        let scope = if node.tier == Tier::National { Scope::Federation } else { scope };
+        let at = self.now;
+        for command in self.workload.next_change(id, scope).commands() {
+            self.submit(id, Principal::node(), command, Purpose::Change(at));
+        }
     }
 
     /// The nodes `id` shares a link with.
@@ -545,33 +598,33 @@ impl Simulator {
     }
 
     fn crash(&mut self, id: NodeId) {
-        let peers = self.neighbours(id);
-        for peer in peers {
+        for peer in self.neighbours(id) {
             self.link_down(id, peer, false);
         }
         if let Some(node) = self.nodes.get_mut(&id) {
-            node.engine = None;
-            node.pending.clear();
-            node.pending_sends.clear();
-            node.pending_acks.clear();
+            if let Some(core) = node.core.take() {
+                let mut store = core.into_store();
+                store.crash();
+                node.resting = Some(store);
+            }
+            node.life += 1;
+            node.flushing = None;
+            node.tickets.clear();
         }
     }
 
     fn restart(&mut self, id: NodeId) -> Result<(), SimError> {
-        if self.nodes.get(&id).is_some_and(|n| n.engine.is_some()) {
-            return Err(SimError::Scenario(format!("restart: {id} is running")));
-        }
         self.boot(id)?;
-        let peers = self.neighbours(id);
-        for peer in peers {
+        for peer in self.neighbours(id) {
             let at = self.now + self.network.reconnect_ms;
             self.schedule(at, Sched::Reconnect { a: id, b: peer });
         }
         Ok(())
     }
 
-    /// Runs scheduled events up to `until` (inclusive), or until `stop` says so.
-    fn run_until(&mut self, until: Ms, mut stop: impl FnMut(&Self) -> bool) -> Result<bool, SimError> {
+    /// Runs scheduled events up to `until` (inclusive), or until `stop` says so
+    /// (asked every `every` events: a whole-federation check is not free).
+    fn run_until(&mut self, until: Ms, every: u64, mut stop: impl FnMut(&Self) -> bool) -> bool {
         let wall = Instant::now();
         let mut last_progress = wall;
         while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
@@ -583,53 +636,72 @@ impl Simulator {
             self.events += 1;
             let Some(what) = self.slots.get_mut(slot).and_then(Option::take) else { continue };
             match what {
-                Sched::Deliver { from, to, generation, frame } => self.deliver(from, to, generation, frame),
-                Sched::Flush { node } => self.flush(node),
+                Sched::Deliver { from, to, link, frame } => self.deliver(from, to, link, frame),
+                Sched::Flushed { node, life, group } => self.flushed(node, life, group),
                 Sched::Publish { node, scope } => {
                     self.publishes_ahead -= 1;
                     self.publish(node, scope);
                 }
                 Sched::Reconnect { a, b } => self.link_up(a, b),
             }
-            if self.events % 4096 == 0 {
-                if stop(self) {
-                    return Ok(true);
-                }
-                if self.progress && last_progress.elapsed().as_secs() >= 1 {
-                    last_progress = Instant::now();
-                    eprint!(
-                        "\r[sim] t={:>8.1}s  events={:>10}  acked={:>7}  converged={:>7}  frames={:>9}",
-                        self.now as f64 / 1000.0,
-                        self.events,
-                        self.acked.len(),
-                        self.convergence.len(),
-                        self.frames
-                    );
-                }
+            if self.events.is_multiple_of(every) && stop(self) {
+                return true;
+            }
+            if self.progress && self.events.is_multiple_of(4096) && last_progress.elapsed().as_secs() >= 1 {
+                last_progress = Instant::now();
+                eprint!(
+                    "\r[sim] t={:>8.1}s  events={:>10}  acked={:>7}  converged={:>7}  frames={:>9}",
+                    self.now as f64 / 1000.0,
+                    self.events,
+                    self.acked.len(),
+                    self.convergence.len(),
+                    self.frames
+                );
             }
         }
-        Ok(stop(self))
+        stop(self)
     }
 
     fn converged(&self) -> bool {
         if self.publishes_ahead > 0 {
             return false;
         }
-        let alive: Vec<(&NodeId, &Engine)> =
-            self.nodes.iter().filter_map(|(id, n)| n.engine.as_ref().map(|e| (id, e))).collect();
-        if alive.iter().any(|(id, _)| self.nodes.get(id).is_some_and(|n| !n.pending.is_empty())) {
+        let alive: Vec<(&NodeId, &Core<MemoryStore>)> =
+            self.nodes.iter().filter_map(|(id, n)| n.core.as_ref().map(|c| (id, c))).collect();
+        let busy =
+            |id: &NodeId| self.nodes.get(id).is_some_and(|n| !n.tickets.is_empty() || n.flushing.is_some());
+        if alive.iter().any(|(id, _)| busy(id)) {
             return false;
         }
         let mut best: HashMap<LogId, u64> = HashMap::new();
-        for (_, engine) in &alive {
-            for (log, seq) in engine.version_vector() {
+        for (_, core) in &alive {
+            for (log, seq) in core.engine().version_vector() {
                 let e = best.entry(log).or_default();
                 *e = (*e).max(seq);
             }
         }
-        alive.iter().all(|(id, engine)| {
-            best.iter().all(|(log, seq)| !log.visible_at(**id) || engine.head(*log) >= *seq)
+        alive.iter().all(|(id, core)| {
+            best.iter().all(|(log, seq)| !log.visible_at(**id) || core.engine().head(*log) >= *seq)
         })
+    }
+
+    /// Has node `id`'s core decide `command` on behalf of `by`, running the
+    /// simulation until it answers (or a simulated minute passes).
+    pub fn execute(&mut self, id: NodeId, by: Principal, command: Command) -> Result<Reply, CommandError> {
+        let ticket = self.submit(id, by, command, Purpose::Execute);
+        let until = self.now + EXECUTE_WITHIN_MS;
+        self.run_until(until, 1, |s| s.replies.contains_key(&ticket));
+        self.replies.remove(&ticket).unwrap_or_else(|| Err(CommandError::Unavailable("no reply".into())))
+    }
+
+    /// The newest durable audit records of a node (oldest first).
+    pub fn durable_audit(&self, id: NodeId) -> Vec<AuditRecord> {
+        self.nodes.get(&id).and_then(store_of).map(MemoryStore::durable_audit).unwrap_or_default()
+    }
+
+    /// Every commit recorded so far (with `Options::record_commits`).
+    pub fn commits(&self) -> &[CommitRecord] {
+        self.commits.as_deref().unwrap_or_default()
     }
 
     /// Runs the scenario and checks the invariants.
@@ -679,12 +751,12 @@ impl Simulator {
                 }
                 Step::Wait { ms } => {
                     let until = self.now + ms;
-                    self.run_until(until, |_| false)?;
+                    self.run_until(until, u64::MAX, |_| false);
                     self.now = until;
                 }
                 Step::Converge { max_ms } => {
                     let until = self.now + max_ms;
-                    if !self.run_until(until, |s| s.converged())? {
+                    if !self.run_until(until, CONVERGED_EVERY, |s| s.converged()) {
                         converge_failures.push(format!("step {i}: no convergence within {max_ms} ms"));
                     }
                 }
@@ -693,14 +765,33 @@ impl Simulator {
         if self.progress {
             eprintln!();
         }
+        let mut rejected = BTreeMap::new();
+        for node in self.nodes.values_mut() {
+            if let Some(core) = node.core.as_mut() {
+                for (label, count) in core.status().rejected.iter().filter(|(_, c)| *c > 0) {
+                    *rejected.entry(label.to_string()).or_insert(0) += count;
+                }
+            }
+        }
         let views: BTreeMap<NodeId, NodeView<'_>> = self
             .nodes
             .iter()
-            .map(|(id, n)| (*id, NodeView { alive: n.engine.is_some(), durable: &n.durable }))
+            .filter_map(|(id, n)| {
+                let store = store_of(n)?;
+                let logs = store.durable_logs().map(|(log, deltas)| (*log, deltas)).collect();
+                Some((
+                    *id,
+                    NodeView {
+                        alive: n.core.is_some(),
+                        logs,
+                        audit_break: store.audit_break().map(str::to_string),
+                    },
+                ))
+            })
             .collect();
         let mut outcome = invariants::check(&views, &self.acked, &self.verifier);
         outcome.violations.extend(converge_failures);
-        let wall = wall.elapsed();
+        outcome.violations.extend(self.failures.iter().cloned());
         let changes = self.acked.len() as u64;
         let mut convergence = self.convergence.clone();
         convergence.sort_unstable();
@@ -711,14 +802,14 @@ impl Simulator {
             scenario: scenario.name.clone(),
             seed,
             changes_acknowledged: changes,
-            wall_seconds: wall.as_secs_f64(),
+            wall_seconds: wall.elapsed().as_secs_f64(),
             simulated_seconds: self.now as f64 / 1000.0,
             convergence: Convergence::from_ms(&convergence, changes),
             frames: self.frames,
             bytes: self.bytes,
             bytes_per_change: if changes > 0 { self.bytes as f64 / changes as f64 } else { 0.0 },
             frames_per_change: if changes > 0 { self.frames as f64 / changes as f64 } else { 0.0 },
-            rejected: self.rejected.clone(),
+            rejected,
             trace_digest: self.trace.finalize().to_hex().to_string(),
             peak_rss_bytes: crate::report::peak_rss(),
             idle_rss_bytes: 0,
@@ -734,17 +825,42 @@ impl Simulator {
     }
 }
 
+/// A node's store, running or not.
+fn store_of(node: &SimNode) -> Option<&MemoryStore> {
+    node.core.as_ref().map(Core::store).or(node.resting.as_ref())
+}
+
+fn record_of(node: NodeId, batch: &cascade_core::WriteBatch) -> CommitRecord {
+    let kind = |d: &Delta| match d.decode_body() {
+        Ok(DeltaBody::Join { .. }) => "join",
+        Ok(DeltaBody::Catalog(_)) => "catalog",
+        Ok(DeltaBody::Revoke(_)) => "revoke",
+        Ok(DeltaBody::Organization(_)) => "organization",
+        Err(_) => "undecodable",
+    };
+    CommitRecord {
+        node,
+        deltas: batch.deltas.iter().map(|d| (d.log, d.seq, kind(d))).collect(),
+        audit: batch
+            .audit
+            .iter()
+            .filter_map(|r| cascade_core::audit::decode(r.seq, &r.value).ok().map(|d| d.record))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cascade_protocol::{codec, Delta, GENESIS_HASH};
+    use cascade_protocol::{codec, GENESIS_HASH};
 
     #[test]
     fn wire_size_matches_the_codec() {
         let key = SigningKey::from_bytes(&[5; 32]);
         let log = LogId { origin: "370100".parse().unwrap(), scope: Scope::Province };
-        let d =
-            Delta::sign(&key, log, 1, GENESIS_HASH, &DeltaBody::Join { chain: vec![vec![1, 2, 3]] }).unwrap();
+        let d = Arc::new(
+            Delta::sign(&key, log, 1, GENESIS_HASH, &DeltaBody::Join { chain: vec![vec![1, 2, 3]] }).unwrap(),
+        );
         for frame in [
             Frame::Deltas(vec![d.clone(), d]),
             Frame::Hello { vv: vec![(log, 3), (log, 4)] },

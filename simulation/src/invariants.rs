@@ -1,5 +1,6 @@
 //! End-of-run invariants: every node holds only valid deltas, inside their scope;
-//! every acknowledged change survived; all nodes that should agree do agree.
+//! every acknowledged change survived; all nodes that should agree do agree; every
+//! node's audit chain is unbroken.
 
 use cascade_certs::FederationVerifier;
 use cascade_protocol::{Delta, DeltaBody, Hash, LogId, MembershipVerifier, NodeId, Scope, GENESIS_HASH};
@@ -27,17 +28,6 @@ impl Durable {
         self.logs.entry(delta.log).or_default().push(delta);
     }
 
-    /// One delta.
-    pub fn get(&self, log: LogId, seq: u64) -> Option<&Arc<Delta>> {
-        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.logs.get(&log)?.get(index)
-    }
-
-    /// Every delta, log by log, in order.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Delta>> + '_ {
-        self.logs.values().flatten()
-    }
-
     /// The logs held.
     pub fn logs(&self) -> impl Iterator<Item = (&LogId, &Vec<Arc<Delta>>)> + '_ {
         self.logs.iter()
@@ -48,8 +38,17 @@ impl Durable {
 pub struct NodeView<'a> {
     /// Running at the end (a crashed node is checked for validity, not agreement).
     pub alive: bool,
-    /// What it made durable.
-    pub durable: &'a Durable,
+    /// What it made durable, log by log.
+    pub logs: BTreeMap<LogId, &'a Vec<Arc<Delta>>>,
+    /// Where its durable audit chain breaks, if it does.
+    pub audit_break: Option<String>,
+}
+
+impl NodeView<'_> {
+    fn get(&self, log: LogId, seq: u64) -> Option<&Arc<Delta>> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.logs.get(&log)?.get(index)
+    }
 }
 
 /// The verdict.
@@ -99,7 +98,7 @@ pub fn check(
     let mut keys: HashMap<*const Delta, Result<ed25519_dalek::VerifyingKey, String>> = HashMap::new();
     let mut invalid = Vec::new();
     for (id, view) in nodes {
-        for (log, deltas) in view.durable.logs() {
+        for (log, deltas) in &view.logs {
             let Some(first) = deltas.first() else { continue };
             let key = keys
                 .entry(Arc::as_ptr(first))
@@ -107,7 +106,7 @@ pub fn check(
                     Ok(DeltaBody::Join { chain }) => match verifier.verify_chain(&chain, None) {
                         Ok(member) if member.id == log.origin => Ok(member.key),
                         Ok(member) => Err(format!("Join names {}", member.id)),
-                        Err(e) => Err(e),
+                        Err(e) => Err(e.to_string()),
                     },
                     _ => Err("log does not start with a Join".into()),
                 })
@@ -142,7 +141,7 @@ pub fn check(
     // 2. Scoped deltas stayed in scope.
     let mut out_of_scope = Vec::new();
     for (id, view) in nodes {
-        for (log, _) in view.durable.logs() {
+        for log in view.logs.keys() {
             if !log.visible_at(*id) {
                 out_of_scope.push(format!("{id} holds {log}"));
             }
@@ -155,7 +154,7 @@ pub fn check(
     for (log, seq, hash) in acked {
         let kept = nodes
             .get(&log.origin)
-            .and_then(|v| v.durable.get(*log, *seq))
+            .and_then(|v| v.get(*log, *seq))
             .is_some_and(|d| hashes.get(&Arc::as_ptr(d)).copied().unwrap_or_else(|| d.hash()) == *hash);
         if !kept {
             lost.push(format!("{log} #{seq} acknowledged but lost"));
@@ -170,7 +169,7 @@ pub fn check(
     let mut heads: BTreeMap<LogId, (u64, Hash, NodeId)> = BTreeMap::new();
     for (id, view) in nodes.iter().filter(|(_, v)| v.alive) {
         let mut digest = blake3::Hasher::new();
-        for (log, deltas) in view.durable.logs() {
+        for (log, deltas) in &view.logs {
             let Some(last) = deltas.last() else { continue };
             let hash = hashes.get(&Arc::as_ptr(last)).copied().unwrap_or_else(|| last.hash());
             if log.scope == Scope::Federation {
@@ -191,7 +190,7 @@ pub fn check(
     }
     for (log, (seq, _, holder)) in &heads {
         for (id, view) in nodes.iter().filter(|(_, v)| v.alive) {
-            let held = view.durable.logs().find(|(l, _)| *l == log).map_or(0, |(_, d)| d.len() as u64);
+            let held = view.logs.get(log).map_or(0, |d| d.len() as u64);
             if log.visible_at(*id) && held < *seq {
                 disagree.push(format!("{log}: {id} holds #{held}, {holder} holds #{seq}"));
             }
@@ -199,5 +198,10 @@ pub fn check(
     }
     outcome.catalog_digests = digests.len();
     outcome.record("all nodes that should see an entry see the same version", disagree);
+
+    // 5. Every node's audit chain is unbroken.
+    let broken =
+        nodes.iter().filter_map(|(id, v)| v.audit_break.as_ref().map(|b| format!("{id}: {b}"))).collect();
+    outcome.record("every audit chain is unbroken", broken);
     outcome
 }

@@ -5,16 +5,18 @@
 use crate::invariants::{self, Durable, NodeView};
 use crate::report::{current_rss, peak_rss, Convergence, Report};
 use crate::scenario::{plan_publishes, Scenario, Step};
+use crate::workload::Workload;
 use crate::SimError;
+use cascade_access::Principal;
 use cascade_certs::FederationVerifier;
-use cascade_federation::topology::Topology;
-use cascade_federation::{Federation, LaunchOptions};
-use cascade_protocol::catalog::{EntryDraft, EntryStatus};
+use cascade_core::Reply;
+use cascade_launcher::topology::Topology;
+use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::{Hash, LogId, NodeId, Scope, Tier};
-use cascade_runtime::{Applied, Node, PublishOptions};
+use cascade_runtime::{Applied, Node};
 use cascade_store::Store;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,7 +70,7 @@ struct Run {
     tracker: Arc<Mutex<Tracker>>,
     listeners: HashMap<NodeId, JoinHandle<()>>,
     rng: StdRng,
-    own: HashMap<NodeId, Vec<(String, EntryStatus)>>,
+    workload: Workload,
     acked: Arc<Mutex<Vec<(LogId, u64, Instant)>>>,
     all_acked: Vec<(LogId, u64)>,
     ids: Vec<NodeId>,
@@ -80,7 +82,7 @@ fn node_err(e: impl std::fmt::Display) -> SimError {
 }
 
 impl Run {
-    fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+    fn node(&self, id: NodeId) -> Option<Node> {
         self.fed.node(id).map(|r| r.node.clone())
     }
 
@@ -107,54 +109,18 @@ impl Run {
         }
     }
 
-    fn draft(id: NodeId, code: &str) -> EntryDraft {
-        let value = serde_json::json!({"code": code, "name": format!("{id} resource {code}"), "classification": "3",
-            "provider": crate::workload::provider_of(id).credit_code, "summary": "simulated resource", "format": "database",
-            "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
-            "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
-            "update_cycle": "daily"});
-        serde_json::from_value(value).unwrap_or_else(|e| unreachable!("fixed draft: {e}"))
-    }
-
-    /// Schedules one change at `id` after `delay`: two in three publish a new entry;
-    /// the others update, withdraw or republish one published before.
+    /// Schedules one change at `id` after `delay`: the workload's commands, sent
+    /// in order as the node's own tools would.
     fn publish(&mut self, id: NodeId, scope: Scope, delay: Duration) {
         let Some(node) = self.node(id) else { return };
         let scope = if node.identity().tier == Tier::National { Scope::Federation } else { scope };
-        let own = self.own.entry(id).or_default();
-        let op = if own.is_empty() || self.rng.gen_ratio(2, 3) {
-            let code = format!("3/{:06}", own.len() + 1);
-            own.push((code.clone(), EntryStatus::Published));
-            Op::New(Self::draft(id, &code))
-        } else {
-            let i = self.rng.gen_range(0..own.len());
-            let (code, status) = &mut own[i];
-            let op = match status {
-                EntryStatus::Published if self.rng.gen_bool(0.5) => Op::Withdraw(code.clone()),
-                EntryStatus::Published => Op::Update(Self::draft(id, code)),
-                _ => Op::Republish(code.clone()),
-            };
-            *status =
-                if matches!(op, Op::Withdraw(_)) { EntryStatus::Withdrawn } else { EntryStatus::Published };
-            op
-        };
+        let commands = self.workload.next_change(id, scope).commands();
         let acked = self.acked.clone();
         self.publishes.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let result = match op {
-                Op::New(draft) => {
-                    let code = draft.code.clone().unwrap_or_default();
-                    match node.save_entry(draft).await {
-                        Ok(_) => node.publish(&code, PublishOptions { scope: Some(scope) }).await,
-                        Err(e) => Err(e),
-                    }
-                }
-                Op::Update(draft) => node.save_entry(draft).await,
-                Op::Withdraw(code) => node.withdraw(&code).await,
-                Op::Republish(code) => node.publish(&code, PublishOptions::default()).await,
-            };
-            // Changes racing their own entry's creation are refused (409): not acknowledged.
-            if let Ok(saved) = result {
+            for command in commands {
+                // Changes racing their own entry's creation are refused (409): not acknowledged.
+                let Ok(Reply::Entry(saved)) = node.execute(Principal::node(), command).await else { return };
                 if let Some(seq) = saved.delta_seq {
                     let log = LogId { origin: node.identity().id, scope: saved.scope };
                     if let Ok(mut a) = acked.lock() {
@@ -180,12 +146,12 @@ impl Run {
     }
 
     fn converged(&self) -> bool {
-        let alive: Vec<Arc<Node>> = self.ids.iter().filter_map(|id| self.node(*id)).collect();
+        let alive: Vec<Node> = self.ids.iter().filter_map(|id| self.node(*id)).collect();
         let vvs: Vec<(NodeId, HashMap<LogId, u64>)> = alive
             .iter()
             .map(|n| {
                 let vv = n
-                    .snapshot()
+                    .status()
                     .version_vector
                     .iter()
                     .map(|v| (LogId { origin: v.origin, scope: v.scope }, v.seq))
@@ -259,7 +225,7 @@ async fn run_in(
         tracker: Arc::new(Mutex::new(Tracker::default())),
         listeners: HashMap::new(),
         rng: StdRng::seed_from_u64(seed),
-        own: HashMap::new(),
+        workload: Workload::new(seed),
         acked: Arc::new(Mutex::new(Vec::new())),
         all_acked: Vec::new(),
         ids: ids.clone(),
@@ -268,7 +234,8 @@ async fn run_in(
     for id in &ids {
         run.listen(*id);
         if let Some(node) = run.node(*id) {
-            node.register_organization(crate::workload::provider_of(*id)).await.map_err(node_err)?;
+            let org = crate::workload::provider_of(*id);
+            node.register_organization(Principal::node(), org).await.map_err(node_err)?;
         }
     }
     // The federation is linked up when every node holds every Join.
@@ -291,7 +258,7 @@ async fn run_in(
                 let blocked = matches!(step, Step::Partition { .. });
                 for (x, y) in [(*a, *b), (*b, *a)] {
                     if let Some(node) = run.node(x) {
-                        node.set_link_blocked(y, blocked).await.map_err(node_err)?;
+                        node.set_link_blocked(y, blocked).await;
                     }
                 }
             }
@@ -305,7 +272,7 @@ async fn run_in(
                 run.fed.start(*node).await.map_err(node_err)?;
                 // Its durable state is already applied: count it as held.
                 if let Some(n) = run.node(*node) {
-                    for v in n.snapshot().version_vector {
+                    for v in n.status().version_vector {
                         if let Ok(mut t) = run.tracker.lock() {
                             t.applied(*node, LogId { origin: v.origin, scope: v.scope }, v.seq);
                         }
@@ -335,13 +302,16 @@ async fn run_in(
     }
     run.drain_acks();
     let peak = peak_rss();
-    let (frames, bytes) =
-        run.fed.nodes().map(|(_, r)| r.node.traffic()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (frames, bytes) = run
+        .fed
+        .nodes()
+        .map(|(_, r)| r.node.traffic())
+        .fold((0, 0), |a, b| (a.0 + b.frames_out, a.1 + b.bytes_out));
 
     // Invariants over what every node made durable in its sled folder.
     let root = cascade_certs::read_chain_pem(&dir.join("pki").join("root.pem")).map_err(node_err)?;
     let verifier = FederationVerifier::new(root.into_iter().next().unwrap_or_default()).map_err(node_err)?;
-    let mut stores: BTreeMap<NodeId, (bool, Durable)> = BTreeMap::new();
+    let mut stores: BTreeMap<NodeId, (bool, Durable, Option<String>)> = BTreeMap::new();
     let mut hashes: HashMap<(LogId, u64), Hash> = HashMap::new();
     let running: Vec<NodeId> = run.fed.nodes().map(|(id, _)| *id).collect();
     for listener in run.listeners.values() {
@@ -360,10 +330,16 @@ async fn run_in(
             }
             durable.push(Arc::new(delta));
         }
-        stores.insert(*id, (running.contains(id), durable));
+        let audit_break = store.audit_verify().map_err(node_err)?.reason;
+        stores.insert(*id, (running.contains(id), durable, audit_break));
     }
-    let views: BTreeMap<NodeId, NodeView<'_>> =
-        stores.iter().map(|(id, (alive, d))| (*id, NodeView { alive: *alive, durable: d })).collect();
+    let views: BTreeMap<NodeId, NodeView<'_>> = stores
+        .iter()
+        .map(|(id, (alive, d, audit_break))| {
+            let logs = d.logs().map(|(log, deltas)| (*log, deltas)).collect();
+            (*id, NodeView { alive: *alive, logs, audit_break: audit_break.clone() })
+        })
+        .collect();
     let acked: Vec<(LogId, u64, Hash)> = all_acked
         .iter()
         .map(|(log, seq)| (*log, *seq, hashes.get(&(*log, *seq)).copied().unwrap_or([0; 32])))
@@ -395,11 +371,4 @@ async fn run_in(
         idle_rss_bytes,
         invariants: outcome,
     })
-}
-
-enum Op {
-    New(EntryDraft),
-    Update(EntryDraft),
-    Withdraw(String),
-    Republish(String),
 }

@@ -1,78 +1,111 @@
-//! The catalog changes a simulation publishes: new entries, updates, withdrawals
-//! and republications, each a valid entry with a version one above the last.
+//! The catalog changes a simulation asks for, as node-core commands: new entries
+//! (a draft saved, then published), updates of published entries, withdrawals and
+//! republications — the same commands the admin interface sends.
 
-use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
-use cascade_protocol::NodeId;
+use cascade_core::Command;
+use cascade_protocol::catalog::{EntryDraft, EntryStatus};
+use cascade_protocol::org::Organization;
+use cascade_protocol::{NodeId, Scope};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
 /// The organization every simulated node registers and publishes for.
-pub(crate) fn provider_of(node: NodeId) -> cascade_protocol::org::Organization {
-    cascade_protocol::org::Organization {
-        credit_code: cascade_protocol::org::Organization::government_code(node, 1),
+pub(crate) fn provider_of(node: NodeId) -> Organization {
+    Organization {
+        credit_code: Organization::government_code(node, 1),
         name: format!("{node} data bureau"),
         division: node,
         parent: None,
     }
 }
 
-/// Generates changes from a seed.
+/// A valid draft of `node`'s organization with an explicit code.
+pub(crate) fn draft(node: NodeId, code: &str) -> EntryDraft {
+    EntryDraft {
+        code: Some(code.to_string()),
+        name: format!("{node} resource {code}"),
+        classification: "3".into(),
+        provider: provider_of(node).credit_code,
+        summary: "simulated resource".into(),
+        format: cascade_protocol::catalog::ResourceFormat::Database,
+        data_items: vec![cascade_protocol::catalog::DataItem {
+            name: "统一社会信用代码".into(),
+            data_type: cascade_protocol::catalog::DataType::Char,
+            length: Some(18),
+        }],
+        share_type: cascade_protocol::catalog::ShareType::Unconditional,
+        share_condition: None,
+        not_shared_basis: None,
+        share_mode: cascade_protocol::catalog::ShareMode::Platform,
+        open_type: cascade_protocol::catalog::OpenType::Closed,
+        open_condition: None,
+        update_cycle: cascade_protocol::catalog::UpdateCycle::Daily,
+        publish_date: None,
+        related_codes: vec![],
+    }
+}
+
+/// One change, as the commands that make it.
+#[derive(Clone, Debug)]
+pub(crate) enum Change {
+    /// A new entry: save the draft, then publish it.
+    New(EntryDraft, Scope),
+    /// Update a published entry (a new version at once).
+    Update(EntryDraft),
+    /// Withdraw a published entry.
+    Withdraw(String),
+    /// Publish a withdrawn entry again.
+    Republish(String),
+}
+
+impl Change {
+    /// The commands, in order.
+    pub(crate) fn commands(self) -> Vec<Command> {
+        match self {
+            Change::New(draft, scope) => {
+                let code = draft.code.clone().unwrap_or_default();
+                vec![Command::SaveEntry(Box::new(draft)), Command::PublishEntry { code, scope: Some(scope) }]
+            }
+            Change::Update(draft) => vec![Command::SaveEntry(Box::new(draft))],
+            Change::Withdraw(code) => vec![Command::WithdrawEntry { code }],
+            Change::Republish(code) => vec![Command::PublishEntry { code, scope: None }],
+        }
+    }
+}
+
+/// Draws changes from a seed, remembering each node's entries.
 pub(crate) struct Workload {
     rng: StdRng,
-    template: EntryDraft,
-    entries: BTreeMap<NodeId, Vec<(String, u64, EntryStatus)>>,
+    entries: BTreeMap<NodeId, Vec<(String, EntryStatus)>>,
 }
 
 impl Workload {
     pub(crate) fn new(seed: u64) -> Workload {
-        let template = EntryDraft {
-            code: None,
-            name: String::new(),
-            classification: "3".into(),
-            provider: String::new(),
-            summary: "simulated resource".into(),
-            format: cascade_protocol::catalog::ResourceFormat::Database,
-            data_items: vec![cascade_protocol::catalog::DataItem {
-                name: "统一社会信用代码".into(),
-                data_type: cascade_protocol::catalog::DataType::Char,
-                length: Some(18),
-            }],
-            share_type: cascade_protocol::catalog::ShareType::Unconditional,
-            share_condition: None,
-            not_shared_basis: None,
-            share_mode: cascade_protocol::catalog::ShareMode::Platform,
-            open_type: cascade_protocol::catalog::OpenType::Closed,
-            open_condition: None,
-            update_cycle: cascade_protocol::catalog::UpdateCycle::Daily,
-            publish_date: None,
-            related_codes: vec![],
-        };
-        Workload { rng: StdRng::seed_from_u64(seed), template, entries: BTreeMap::new() }
+        Workload { rng: StdRng::seed_from_u64(seed), entries: BTreeMap::new() }
     }
 
     /// The next change at `node`: two in three publish a new entry; the others
     /// update, withdraw or republish one of the node's entries.
-    pub(crate) fn next_change(&mut self, node: NodeId) -> CatalogEntry {
+    pub(crate) fn next_change(&mut self, node: NodeId, scope: Scope) -> Change {
         let entries = self.entries.entry(node).or_default();
-        let fresh = entries.is_empty() || self.rng.gen_ratio(2, 3);
-        let (code, version, status) = if fresh {
+        if entries.is_empty() || self.rng.gen_ratio(2, 3) {
             let code = format!("3/{:06}", entries.len() + 1);
-            entries.push((code.clone(), 1, EntryStatus::Published));
-            (code, 1, EntryStatus::Published)
-        } else {
-            let i = self.rng.gen_range(0..entries.len());
-            let (code, version, status) = &mut entries[i];
-            *version += 1;
-            *status = match status {
-                EntryStatus::Published if self.rng.gen_bool(0.5) => EntryStatus::Withdrawn,
-                _ => EntryStatus::Published,
-            };
-            (code.clone(), *version, *status)
+            entries.push((code.clone(), EntryStatus::Published));
+            return Change::New(draft(node, &code), scope);
+        }
+        let i = self.rng.gen_range(0..entries.len());
+        let (code, status) = &mut entries[i];
+        let change = match status {
+            EntryStatus::Published if self.rng.gen_bool(0.5) => Change::Withdraw(code.clone()),
+            EntryStatus::Published => Change::Update(draft(node, code)),
+            _ => Change::Republish(code.clone()),
         };
-        let mut draft = self.template.clone();
-        draft.provider = provider_of(node).credit_code;
-        draft.name = format!("{node} resource {code} v{version}");
-        CatalogEntry::from_draft(draft, code, version, status)
+        *status = if matches!(change, Change::Withdraw(_)) {
+            EntryStatus::Withdrawn
+        } else {
+            EntryStatus::Published
+        };
+        change
     }
 }

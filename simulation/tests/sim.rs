@@ -1,7 +1,7 @@
 //! The simulator's own guarantees: invariants hold under faults, seeds replay,
 //! a broken engine is caught, and real mode converges under faults.
 
-use cascade_federation::topology::Topology;
+use cascade_launcher::topology::Topology;
 use cascade_simulation::deterministic::{Options, Simulator};
 use cascade_simulation::{Report, Scenario};
 use std::path::Path;
@@ -29,7 +29,7 @@ fn the_whole_country_under_faults_keeps_every_invariant() {
     assert_eq!(china.nodes.len(), 365);
     let report = deterministic(&china, &scenario("faults.toml"), Options { seed: 7, ..Default::default() });
     assert!(report.invariants.ok(), "{report}");
-    assert_eq!(report.invariants.passed.len(), 4, "{report}");
+    assert_eq!(report.invariants.passed.len(), 5, "{report}");
     assert_eq!(report.invariants.catalog_digests, 1, "{report}");
     assert!(report.changes_acknowledged > 900, "{report}");
     assert_eq!(report.convergence.converged as u64, report.changes_acknowledged, "{report}");

@@ -6,13 +6,13 @@
 //! Baseline measured in the same run: the origin's own durable acknowledgement of
 //! a publish (one sled flush), so the ratios show what each hop adds.
 
-use cascade_federation::topology::Topology;
-use cascade_federation::{Federation, LaunchOptions};
+use cascade_access::Principal;
+use cascade_launcher::topology::Topology;
+use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::catalog::EntryDraft;
 use cascade_protocol::org::Organization;
 use cascade_protocol::{LogId, NodeId, Scope};
-use cascade_runtime::{Applied, Node, PublishOptions};
-use std::sync::Arc;
+use cascade_runtime::{Applied, Node};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -74,13 +74,13 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
     let mut fed = Federation::launch(topology, &options).await?;
-    let node = |fed: &Federation, id: &str| -> Arc<Node> { fed.node(nid(id)).expect("running").node.clone() };
+    let node = |fed: &Federation, id: &str| -> Node { fed.node(nid(id)).expect("running").node.clone() };
     let jinan = node(&fed, "370100");
     let log = LogId { origin: nid("370100"), scope: Scope::Federation };
     // Wait until every city is linked (the hub sees 16 children).
     let hub = node(&fed, "370000");
     let start = Instant::now();
-    while hub.snapshot().peers.len() < 17 {
+    while hub.status().peers.len() < 17 {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "federation did not link up");
         tokio::time::sleep(POLL).await;
     }
@@ -91,37 +91,27 @@ async fn main() -> anyhow::Result<()> {
         division: nid("370100"),
         parent: None,
     };
-    jinan.register_organization(org).await?;
+    let me = Principal::node;
+    jinan.register_organization(me(), org).await?;
     // One published entry, updated N times: each update is one delta.
-    let code = jinan.save_entry(draft("bench", None)).await?.entry.code;
-    jinan.publish(&code, PublishOptions::default()).await?;
+    let code = jinan.save_entry(me(), draft("bench", None)).await?.entry.code;
+    jinan.publish(me(), &code, None).await?;
     let mut to_national = node(&fed, "100000").subscribe();
     let mut to_sibling = node(&fed, "370200").subscribe();
     let (mut ack, mut national, mut sibling) = (Vec::new(), Vec::new(), Vec::new());
     println!("shandong.toml, 18 nodes, {publishes} sequential publishes at 370100 (济南)");
     for i in 0..publishes {
         let t0 = Instant::now();
-        let saved = jinan.save_entry(draft(&format!("bench {i}"), Some(code.clone()))).await?;
+        let saved = jinan.save_entry(me(), draft(&format!("bench {i}"), Some(code.clone()))).await?;
         let acked = Instant::now();
-        let seq = jinan
-            .snapshot()
-            .version_vector
-            .iter()
-            .find(|v| v.origin == log.origin && v.scope == log.scope)
-            .map_or(0, |v| v.seq);
-        let _ = saved;
+        let seq = saved.delta_seq.unwrap_or(0);
         let waited = tokio::time::timeout(Duration::from_secs(30), async {
             tokio::join!(wait_for(&mut to_national, log, seq), wait_for(&mut to_sibling, log, seq))
         })
         .await;
         let Ok((n, s)) = waited else {
             for id in ["370100", "370000", "100000", "370200"] {
-                let head = node(&fed, id)
-                    .snapshot()
-                    .version_vector
-                    .iter()
-                    .find(|v| v.origin == log.origin && v.scope == log.scope)
-                    .map(|v| v.seq);
+                let head = node(&fed, id).status().head(log.origin, log.scope);
                 eprintln!("stalled at publish {i} (seq {seq}): {id} holds {head:?}");
             }
             anyhow::bail!("propagation stalled");
@@ -147,7 +137,9 @@ async fn main() -> anyhow::Result<()> {
         let n = catchup / 64 + usize::from(w < catchup % 64);
         tasks.push(tokio::spawn(async move {
             for i in 0..n {
-                jinan.save_entry(draft(&format!("catch-up {w} {i}"), Some(code.clone()))).await?;
+                jinan
+                    .save_entry(Principal::node(), draft(&format!("catch-up {w} {i}"), Some(code.clone())))
+                    .await?;
             }
             anyhow::Ok(())
         }));
@@ -156,12 +148,7 @@ async fn main() -> anyhow::Result<()> {
         t.await??;
     }
     let publish_time = t0.elapsed();
-    let head = jinan
-        .snapshot()
-        .version_vector
-        .iter()
-        .find(|v| v.origin == log.origin && v.scope == log.scope)
-        .map_or(0, |v| v.seq);
+    let head = jinan.status().head(log.origin, log.scope);
     println!(
         "{catchup} concurrent publishes (64 writers, group commit): {:.2} s = {:.0} acknowledged publishes/s",
         publish_time.as_secs_f64(),
@@ -172,14 +159,7 @@ async fn main() -> anyhow::Result<()> {
     let settle = Instant::now();
     for (id, running) in fed.nodes() {
         let node = running.node.clone();
-        while node
-            .snapshot()
-            .version_vector
-            .iter()
-            .find(|v| v.origin == log.origin && v.scope == log.scope)
-            .map_or(0, |v| v.seq)
-            < head
-        {
+        while node.status().head(log.origin, log.scope) < head {
             anyhow::ensure!(settle.elapsed() < Duration::from_secs(300), "{id} did not catch up");
             tokio::time::sleep(POLL).await;
         }
@@ -193,13 +173,7 @@ async fn main() -> anyhow::Result<()> {
     let restarted = Instant::now();
     let qingdao = node(&fed, "370200");
     let mut rx = qingdao.subscribe();
-    let current = |q: &Node| {
-        q.snapshot()
-            .version_vector
-            .iter()
-            .find(|v| v.origin == log.origin && v.scope == log.scope)
-            .map_or(0, |v| v.seq)
-    };
+    let current = |q: &Node| q.status().head(log.origin, log.scope);
     if std::env::var("CASCADE_BENCH_TRACE").is_ok() {
         while current(&qingdao) < head {
             eprintln!("{:>6} ms: 370200 holds {}", t0.elapsed().as_millis(), current(&qingdao));

@@ -1,8 +1,8 @@
 //! Helpers for the end-to-end tests: launch a federation on loopback, talk to its
 //! admin API, poll with a deadline.
 
-use cascade_federation::topology::Topology;
-use cascade_federation::{Federation, LaunchOptions};
+use cascade_launcher::topology::Topology;
+use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::org::Organization;
 use cascade_protocol::NodeId;
 use serde_json::{json, Value};
@@ -181,7 +181,7 @@ where
 
 /// The credentials `cascade up` generated for node `id`, and the federation root.
 pub fn creds_of(fed: &Fed, id: &str) -> (cascade_certs::NodeCredentials, Vec<u8>) {
-    let dir = cascade_federation::pki::node_certs_dir(fed.dir.path(), nid(id));
+    let dir = cascade_launcher::pki::node_certs_dir(fed.dir.path(), nid(id));
     let creds = cascade_certs::NodeCredentials {
         chain: cascade_certs::read_chain_pem(&dir.join("node.pem")).expect("node.pem"),
         key_pkcs8: cascade_certs::read_key_pem(&dir.join("node.key")).expect("node.key"),
@@ -192,7 +192,7 @@ pub fn creds_of(fed: &Fed, id: &str) -> (cascade_certs::NodeCredentials, Vec<u8>
 
 /// The provincial CA `cascade up` generated for province `id`.
 pub fn provincial_ca(fed: &Fed, id: &str) -> cascade_certs::Authority {
-    let dir = cascade_federation::pki::node_certs_dir(fed.dir.path(), nid(id));
+    let dir = cascade_launcher::pki::node_certs_dir(fed.dir.path(), nid(id));
     cascade_certs::NodeCredentials {
         chain: cascade_certs::read_chain_pem(&dir.join("ca.pem")).expect("ca.pem"),
         key_pkcs8: cascade_certs::read_key_pem(&dir.join("ca.key")).expect("ca.key"),

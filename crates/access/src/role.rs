@@ -52,6 +52,12 @@ pub enum Permission<'a> {
 }
 
 impl Principal {
+    /// The node itself acting through its own tools (simulator workloads, benches):
+    /// an administrator, audited as "node".
+    pub fn node() -> Principal {
+        Principal { actor: "node".into(), username: None, organization: None, roles: vec![Role::Admin] }
+    }
+
     /// The bootstrap administrator (the token written at first start).
     pub fn bootstrap() -> Principal {
         Principal {
@@ -90,7 +96,7 @@ impl Principal {
                 };
                 // The provider itself or any ancestor of it must be the account's organization.
                 let mut current = Some(provider.to_string());
-                for _ in 0..MAX_ORG_DEPTH {
+                for _ in 0..cascade_protocol::limits::MAX_ORG_DEPTH {
                     match current {
                         Some(org) if &org == own => return Ok(()),
                         Some(org) => current = parent_of(&org),
@@ -105,7 +111,3 @@ impl Principal {
         }
     }
 }
-
-/// Deepest organization hierarchy followed when checking a cataloger's scope
-/// (also stops a cycle of parents).
-const MAX_ORG_DEPTH: usize = 16;

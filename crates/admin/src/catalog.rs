@@ -1,6 +1,8 @@
-//! Catalog routes.
+//! Catalog routes. Changes are authorized and audited by the node core, inside
+//! the group commit that applies them: the check sees the entry exactly as the
+//! change finds it (old and new provider).
 
-use crate::auth::authorize;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::routes::{parse_json, query, AppState};
 use axum::body::Bytes;
@@ -8,55 +10,60 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use cascade_access::{Permission, Principal};
+use axum::Json;
+use cascade_access::Permission;
 use cascade_protocol::catalog::EntryDraft;
-use cascade_protocol::NodeId;
-use cascade_runtime::{CatalogQuery, PublishOptions};
+use cascade_protocol::{NodeId, Scope};
+use cascade_runtime::CatalogQuery;
 use serde::Deserialize;
 use serde_json::json;
 
-// Catalog changes are authorized and audited by the node itself, inside the
-// group commit that applies them (see `Node::save_entry_as`): the check sees the
-// entry exactly as the change finds it, and no change goes unaudited.
+/// Options of a publish.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishOptions {
+    /// How far the entry travels; fixed at first publication. Default federation-wide.
+    #[serde(default)]
+    scope: Option<Scope>,
+}
 
 pub(crate) async fn save(
     State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
+    Caller(who): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let draft: EntryDraft = parse_json(&body)?;
-    let saved = state.node.save_entry_as(draft, who).await?;
+    let saved = state.node.save_entry(who, draft).await?;
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(saved)).into_response())
 }
 
 pub(crate) async fn publish(
     State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
+    Caller(who): Caller,
     Path(code): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let options: PublishOptions =
         if body.is_empty() { PublishOptions::default() } else { parse_json(&body)? };
-    Ok(Json(state.node.publish_as(&code, options, who).await?).into_response())
+    Ok(Json(state.node.publish(who, &code, options.scope).await?).into_response())
 }
 
 pub(crate) async fn withdraw(
     State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
+    Caller(who): Caller,
     Path(code): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.node.withdraw_as(&code, who).await?).into_response())
+    Ok(Json(state.node.withdraw(who, &code).await?).into_response())
 }
 
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
+    Caller(who): Caller,
     q: Result<Query<CatalogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &who, Permission::Read).await?;
-    let entries = state.node.list_catalog(&query(q)?)?;
+    state.node.check(&who, Permission::Read).await?;
+    let entries = state.node.catalog(query(q)?).await?;
     Ok(Json(json!({"count": entries.len(), "entries": entries})).into_response())
 }
 
@@ -68,11 +75,11 @@ pub(crate) struct EntryQuery {
 
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
+    Caller(who): Caller,
     Path(code): Path<String>,
     q: Result<Query<EntryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &who, Permission::Read).await?;
+    state.node.check(&who, Permission::Read).await?;
     let q = query(q)?;
-    Ok(Json(state.node.get_entry(&code, q.origin)?).into_response())
+    Ok(Json(state.node.entry(code, q.origin).await?).into_response())
 }

@@ -1,12 +1,13 @@
-//! JSON errors with the right status.
+//! JSON errors with the status of who is at fault.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cascade_runtime::CatalogError;
+use cascade_core::CommandError;
+use cascade_runtime::LoginError;
 use serde_json::json;
 
-/// An error answered as `{"error": ..., "field": ...}`.
+/// An error answered as `{"error": ..., "status": ..., "field": ...}`.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -40,17 +41,27 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<CatalogError> for ApiError {
-    fn from(e: CatalogError) -> Self {
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
         match e {
-            CatalogError::Invalid(f) => ApiError::field(f.field.clone(), f.to_string()),
-            CatalogError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-            CatalogError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            CatalogError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
-            CatalogError::Node(e) => {
-                tracing::error!(error = %e, "node error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            CommandError::Invalid(f) => ApiError::field(f.field.clone(), f.to_string()),
+            CommandError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+            CommandError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            CommandError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            CommandError::Unavailable(_) => {
+                tracing::error!(error = %e, "local failure");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            LoginError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            LoginError::Node(e) => e.into(),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The admin HTTP interface of a Cascade node (axum, JSON).
 //!
 //! Every route under `/api` (and `/metrics`) requires `Authorization: Bearer
-//! <token>` — the node's bootstrap token, a login session or an API token — and
-//! checks the caller's role and organization; every change is written to the
-//! node's hash-chained audit log. Errors are `{"error": "...", ...}` with the
-//! matching status.
+//! <token>` — the node's bootstrap token, a login session or an API token — read
+//! by one extractor ([`Caller`]). Handlers turn HTTP into the node core's
+//! commands, which authorize, apply and audit each change in the group commit
+//! that makes it durable, or into reads. Errors are `{"error": "...", ...}` with
+//! the status of who is at fault: 4xx for the caller, 503 for a local failure.
 
-mod auth;
+mod caller;
 mod catalog;
 mod error;
 mod federation;
@@ -15,15 +16,13 @@ mod observe;
 mod people;
 mod routes;
 
+pub use caller::Caller;
 pub use error::ApiError;
 pub use routes::router;
 
-/// Largest request body accepted: a catalog entry with 1,000 data items is far below.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
 /// Serves the admin interface of `node` on `listener` until `shutdown` resolves.
 pub async fn serve(
-    node: std::sync::Arc<cascade_runtime::Node>,
+    node: cascade_runtime::Node,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

@@ -2,28 +2,32 @@
 
 use crate::error::ApiError;
 use crate::metrics::{self, HttpMetrics};
-use crate::{auth, catalog, federation, observe, people};
+use crate::{catalog, federation, observe, people};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use cascade_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use cascade_runtime::Node;
 use std::sync::Arc;
 use tracing::{info, info_span, Instrument};
 
 /// What every handler shares.
 #[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) node: Arc<Node>,
+pub struct AppState {
+    pub(crate) node: Node,
     pub(crate) http: Arc<HttpMetrics>,
 }
 
 /// The admin router of a node.
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(node: Node) -> Router {
     let state = AppState { node, http: Arc::new(HttpMetrics::default()) };
-    let authenticated = Router::new()
+    Router::new()
+        .route("/healthz", get(observe::health))
+        .route("/readyz", get(observe::ready))
+        .route("/api/v1/login", post(people::login))
         .route("/api/v1/node", get(federation::node_view))
         .route("/api/v1/sync", get(federation::sync_view))
         .route("/api/v1/divisions", get(federation::divisions))
@@ -43,14 +47,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/v1/audit", get(observe::audit_query))
         .route("/api/v1/audit/verify", get(observe::audit_verify))
         .route("/metrics", get(observe::metrics_view))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    Router::new()
-        .route("/healthz", get(observe::health))
-        .route("/readyz", get(observe::ready))
-        .route("/api/v1/login", post(people::login))
-        .merge(authenticated)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn(trace_request))
         .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track))
         .with_state(state)

@@ -1,16 +1,19 @@
-//! Operator- and simulator-controlled link faults, and traffic counters.
+//! Operator- and simulator-controlled faults, and the transport's counters.
 
+use cascade_metrics::counters;
 use cascade_protocol::NodeId;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
-/// Faults applied at this node's transport: blocked neighbours and a send delay.
+/// Faults applied at this node: blocked neighbours, a send delay, and a store
+/// that refuses writes (to show how the node reports a local failure).
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     blocked: RwLock<BTreeSet<NodeId>>,
     delay_ms: AtomicU64,
+    store_fails: AtomicBool,
 }
 
 impl Faults {
@@ -37,11 +40,29 @@ impl Faults {
             ms => Some(Duration::from_millis(ms)),
         }
     }
+
+    pub(crate) fn fail_store(&self) {
+        self.store_fails.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn store_fails(&self) -> bool {
+        self.store_fails.load(Ordering::Relaxed)
+    }
+}
+
+counters! {
+    /// What this node's transport did.
+    pub struct TransportCounters {
+        /// Frames sent to neighbours.
+        frames_out => counter "cascade_frames_out_total",
+        /// Bytes sent to neighbours.
+        bytes_out => counter "cascade_bytes_out_total",
+    }
 }
 
 /// Frames and bytes this node wrote to its neighbours.
 #[derive(Debug, Default)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     frames: AtomicU64,
     bytes: AtomicU64,
 }
@@ -52,8 +73,10 @@ impl Traffic {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// (frames, bytes) sent so far.
-    pub fn totals(&self) -> (u64, u64) {
-        (self.frames.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+    pub(crate) fn counters(&self) -> TransportCounters {
+        TransportCounters {
+            frames_out: self.frames.load(Ordering::Relaxed),
+            bytes_out: self.bytes.load(Ordering::Relaxed),
+        }
     }
 }

@@ -1,18 +1,19 @@
-//! One Cascade node: drives the sans-IO sync engine with the QUIC transport, the
-//! sled store and the clock. Catalog operations of the admin interface go through
-//! here so that every change becomes a signed, durable delta.
+//! One Cascade node on tokio: the driver that runs the node core (`cascade-core`)
+//! with the QUIC transport, the sled store and the clock, the links to its
+//! neighbours, and the API its admin interface calls. Every decision is the
+//! core's; this crate executes effects and answers reads.
 
-mod catalog;
+mod api;
 mod config;
-mod engine_task;
+mod driver;
 mod faults;
 mod links;
 mod node;
-mod organizations;
-mod status;
+mod query;
 
-pub use catalog::{tier_of, CatalogError, CatalogQuery, PublishOptions, SavedEntry, ViewEntry};
+pub use api::{IssuedToken, LoginError};
 pub use config::{CertPaths, NodeConfig};
-pub use engine_task::Applied;
+pub use driver::Applied;
+pub use faults::TransportCounters;
 pub use node::{Node, NodeError, STORE_DIR, TOKEN_FILE};
-pub use status::{PeerStatus, Snapshot};
+pub use query::{CatalogQuery, Neighbour, TokenInfo};

@@ -1,70 +1,84 @@
-//! Links to neighbours: one reader and one writer per connection, the parent
-//! dialer with back-off, and the accept loop for children.
+//! Links to neighbours over QUIC: one reader and one writer per connection, the
+//! parent dialer with back-off, and the accept loop for children. Links only carry
+//! frames; every decision about them is the core's.
 
-use crate::engine_task::Command;
-use cascade_protocol::message::{MAX_BATCH_BYTES, MAX_BATCH_DELTAS};
-use cascade_protocol::{Frame, LogId, NodeId};
+use crate::driver::Message;
+use crate::faults::{Faults, Traffic};
+use cascade_core::{LinkId, LinkRole, Status};
+use cascade_protocol::limits::{INBOX_BUDGET_BYTES, MAX_CONCURRENT_ADMISSIONS, OUTBOX_CAPACITY};
+use cascade_protocol::{Batcher, Frame, Incompatibility, LogId, Misbehaviour, NodeId, PeerError};
 use cascade_store::Store;
-use cascade_transport::{read_frame, write_frame, Endpoint, PeerLink};
-use std::collections::BTreeSet;
+use cascade_transport::{read_frame, write_frame, Endpoint, FrameError, PeerLink, TransportError};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
-use tracing::{info, info_span, warn, Instrument};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Items queued for one neighbour's writer.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// A frame built by the engine.
+    /// A frame built by the core.
     Frame(Frame),
     /// Stored deltas to stream, read from the store in batches by the writer.
     Range { log: LogId, from: u64, to: u64 },
 }
 
-/// Queue length per neighbour. A catch-up is one `Range` item, so this bounds live
-/// frames only; a neighbour this far behind is dropped and resyncs on reconnect.
-pub(crate) const OUTBOX_CAPACITY: usize = 8192;
-
 /// First retry delay of the parent dialer; doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between two dials of the parent.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Budget units are KiB: the semaphore counts at most `INBOX_BUDGET_BYTES / 1024`.
+const BUDGET_UNIT: usize = 1024;
 
-/// Bytes of received frames a node holds at once, in KiB units (64 MiB): readers
-/// wait for budget before queueing a frame, so hostile peers cannot grow memory
-/// with large frames faster than the engine handles them.
-pub(crate) const INBOX_BUDGET_KIB: usize = 64 * 1024;
-
-/// Incoming connections in TLS handshake or admission at once: bounds the work a
-/// flood of connection attempts can cause before any identity is known.
-const MAX_CONCURRENT_ADMISSIONS: usize = 64;
-
-static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// Link ids are unique in the process, so a link's id never names another.
+static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
 /// What every link of a node shares.
 #[derive(Clone)]
 pub(crate) struct LinkContext {
-    pub(crate) inbox: mpsc::Sender<Command>,
+    pub(crate) inbox: mpsc::Sender<Message>,
     pub(crate) store: Store,
     pub(crate) budget: Arc<Semaphore>,
-    pub(crate) faults: Arc<crate::faults::Faults>,
-    pub(crate) traffic: Arc<crate::faults::Traffic>,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) traffic: Arc<Traffic>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl LinkContext {
+    pub(crate) fn new(
+        inbox: mpsc::Sender<Message>,
+        store: Store,
+        faults: Arc<Faults>,
+        traffic: Arc<Traffic>,
+        cancel: CancellationToken,
+    ) -> LinkContext {
+        let budget = Arc::new(Semaphore::new(INBOX_BUDGET_BYTES / BUDGET_UNIT));
+        LinkContext { inbox, store, budget, faults, traffic, cancel }
+    }
+}
+
+/// A read failure, classified: what the peer did wrong, if anything.
+fn read_failure(e: &FrameError) -> Option<PeerError> {
+    match e {
+        FrameError::TooLarge(len) => Some(Misbehaviour::OversizedFrame { len: *len }.into()),
+        FrameError::Malformed(e) => Some(Misbehaviour::MalformedFrame(e.to_string()).into()),
+        FrameError::Read(_) | FrameError::Write(_) => None,
+    }
 }
 
 /// Runs one admitted link until either side ends it.
-pub(crate) async fn run_link(link: PeerLink, role: &'static str, ctx: LinkContext) {
-    let LinkContext { inbox, store, budget, faults, traffic } = ctx;
+pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) {
+    let LinkContext { inbox, store, budget, faults, traffic, cancel } = ctx;
     let peer = link.identity.id;
-    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    let id: LinkId = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
     let (outbox, mut queue) = mpsc::channel::<Outgoing>(OUTBOX_CAPACITY);
     let PeerLink { connection, mut send, mut recv, .. } = link;
-    if inbox
-        .send(Command::LinkUp { peer, generation, role, outbox, connection: connection.clone() })
-        .await
-        .is_err()
-    {
+    let up = Message::LinkUp { link: id, peer, role, outbox, connection: connection.clone() };
+    if inbox.send(up).await.is_err() {
         return;
     }
     let writer = async {
@@ -81,73 +95,70 @@ pub(crate) async fn run_link(link: PeerLink, role: &'static str, ctx: LinkContex
                 }
             };
             if let Err(e) = result {
-                return format!("write: {e}");
+                return (format!("write: {e}"), None);
             }
         }
-        "engine closed the link".to_string()
+        ("closed by the core".to_string(), None)
     };
     let reader = async {
         loop {
             match read_frame(&mut recv).await {
                 Ok(Some((frame, len))) => {
-                    let units = u32::try_from(len / 1024 + 1).unwrap_or(u32::MAX);
+                    let units = u32::try_from(len / BUDGET_UNIT + 1).unwrap_or(u32::MAX);
                     let Ok(budget) = budget.clone().acquire_many_owned(units).await else {
-                        return "node stopping".to_string();
+                        return ("node stopping".to_string(), None);
                     };
-                    if inbox.send(Command::Frame { peer, generation, frame, budget }).await.is_err() {
-                        return "node stopping".to_string();
+                    if inbox.send(Message::Frame { link: id, frame, budget }).await.is_err() {
+                        return ("node stopping".to_string(), None);
                     }
                 }
-                Ok(None) => return "stream closed".to_string(),
+                Ok(None) => return ("stream closed".to_string(), None),
                 Err(e) => {
-                    // Oversized or malformed: the peer broke the protocol; drop it.
-                    connection.close(cascade_transport::close::PROTOCOL.into(), e.to_string().as_bytes());
-                    return format!("read: {e}");
+                    let cause = read_failure(&e);
+                    if cause.is_some() {
+                        // The peer broke the protocol: drop it, saying why.
+                        connection.close(cascade_transport::close::PROTOCOL.into(), e.to_string().as_bytes());
+                    }
+                    return (format!("read: {e}"), cause);
                 }
             }
         }
     };
-    let reason = tokio::select! {
+    let (reason, cause) = tokio::select! {
         r = writer => r,
         r = reader => r,
-        e = connection.closed() => format!("closed: {e}"),
+        e = connection.closed() => (format!("closed: {e}"), None),
+        _ = cancel.cancelled() => ("node stopping".to_string(), None),
     };
-    info!(%peer, %reason, "link ended");
+    match &cause {
+        Some(fault) => warn!(%peer, %fault, "link ended: the peer is at fault"),
+        None => info!(%peer, %reason, "link ended"),
+    }
     connection.close(0u32.into(), b"");
-    let _ = inbox.send(Command::LinkDown { peer, generation }).await;
+    let _ = inbox.send(Message::LinkDown { link: id, cause }).await;
 }
 
+/// Streams stored deltas, cut into frames by the one batching rule.
 async fn send_range(
     store: &Store,
     send: &mut quinn::SendStream,
     log: LogId,
     from: u64,
     to: u64,
-    traffic: &crate::faults::Traffic,
+    traffic: &Traffic,
 ) -> Result<(), String> {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    let mut expected = from;
-    for delta in store.range(log, from, to) {
+    let mut batcher = Batcher::new();
+    for (expected, delta) in (from..).zip(store.range(log, from, to)) {
         let delta = delta.map_err(|e| e.to_string())?;
         if delta.seq != expected {
             return Err(format!("store hole in {log} at {expected}"));
         }
-        expected += 1;
-        let size = delta.body.len() + 128;
-        if batch.len() == MAX_BATCH_DELTAS || bytes + size > MAX_BATCH_BYTES {
-            let n = write_frame(send, &Frame::Deltas(std::mem::take(&mut batch)))
-                .await
-                .map_err(|e| e.to_string())?;
-            traffic.record(n);
-            bytes = 0;
+        if let Some(frame) = batcher.push(Arc::new(delta)) {
+            traffic.record(write_frame(send, &frame).await.map_err(|e| e.to_string())?);
         }
-        bytes += size;
-        batch.push(delta);
     }
-    if !batch.is_empty() {
-        let n = write_frame(send, &Frame::Deltas(batch)).await.map_err(|e| e.to_string())?;
-        traffic.record(n);
+    if let Some(frame) = batcher.finish() {
+        traffic.record(write_frame(send, &frame).await.map_err(|e| e.to_string())?);
     }
     Ok(())
 }
@@ -155,51 +166,61 @@ async fn send_range(
 /// Keeps a link to the parent up: dials, runs the link, dials again with back-off.
 pub(crate) async fn dial_parent(endpoint: Endpoint, parent: NodeId, addr: SocketAddr, ctx: LinkContext) {
     let mut backoff = MIN_BACKOFF;
-    loop {
+    while !ctx.cancel.is_cancelled() {
         if ctx.faults.is_blocked(parent) {
-            tokio::time::sleep(MAX_BACKOFF).await;
+            pause(&ctx.cancel, MAX_BACKOFF).await;
             continue;
         }
         match endpoint.connect(addr, parent).await {
             Ok(link) => {
                 backoff = MIN_BACKOFF;
-                run_link(link, "parent", ctx.clone()).instrument(info_span!("peer", peer = %parent)).await;
+                run_link(link, LinkRole::Parent, ctx.clone())
+                    .instrument(info_span!("peer", peer = %parent))
+                    .await;
             }
             Err(e) => {
                 warn!(%parent, %addr, error = %e, "cannot reach parent");
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        if ctx.inbox.is_closed() {
-            return;
-        }
-        tokio::time::sleep(backoff).await;
+        pause(&ctx.cancel, backoff).await;
     }
 }
 
-/// Accepts children until the endpoint closes. Revoked nodes are refused.
-pub(crate) async fn accept_children(
-    endpoint: Endpoint,
-    revoked: Arc<RwLock<crate::status::Snapshot>>,
-    ctx: LinkContext,
-) {
+async fn pause(cancel: &CancellationToken, how_long: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(how_long) => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+/// Accepts children until the node stops. Revoked and blocked nodes are refused;
+/// every link runs in a task of this loop's set, aborted when the loop ends.
+pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Status>>, ctx: LinkContext) {
     let admissions = Arc::new(Semaphore::new(MAX_CONCURRENT_ADMISSIONS));
-    while let Some(incoming) = endpoint.accept().await {
+    let mut links = JoinSet::new();
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            _ = ctx.cancel.cancelled() => None,
+            Some(_) = links.join_next(), if !links.is_empty() => continue,
+        };
+        let Some(incoming) = incoming else { break };
         let Ok(admission) = admissions.clone().try_acquire_owned() else {
-            warn!(remote = %incoming.remote_address(), "too many handshakes in progress; refused");
+            debug!(remote = %incoming.remote_address(), "too many handshakes in progress; refused");
             incoming.refuse();
             continue;
         };
         let endpoint = endpoint.clone();
-        let revoked = revoked.clone();
+        let status = status.clone();
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let admit = |id: &cascade_certs::NodeIdentity| {
-                let set: BTreeSet<NodeId> = revoked.read().map(|s| s.revoked.clone()).unwrap_or_default();
-                if set.contains(&id.id) {
-                    Err(format!("{} is revoked", id.id))
+        links.spawn(async move {
+            let admit = |id: &cascade_certs::NodeIdentity| -> Result<(), Incompatibility> {
+                let revoked = status.read().map(|s| s.revoked.contains(&id.id)).unwrap_or(false);
+                if revoked {
+                    Err(Incompatibility::Revoked { node: id.id, reason: None })
                 } else if ctx.faults.is_blocked(id.id) {
-                    Err(format!("the link to {} is blocked", id.id))
+                    Err(Incompatibility::Blocked(id.id))
                 } else {
                     Ok(())
                 }
@@ -207,21 +228,18 @@ pub(crate) async fn accept_children(
             let remote = incoming.remote_address();
             let admitted = endpoint.admit(incoming, admit).await;
             drop(admission);
-            if let Err(e) = &admitted {
-                let refusal = cascade_store::AuditEntry {
-                    actor: format!("peer:{remote}"),
-                    org: None,
-                    kind: "peer.refused".into(),
-                    detail: e.to_string(),
-                };
-                if let Err(e) = ctx.store.audit().append(crate::node::unix_millis(), vec![refusal]) {
-                    warn!(error = %e, "cannot audit a refused peer");
+            match admitted {
+                Ok(link) => {
+                    let peer = link.identity.id;
+                    run_link(link, LinkRole::Child, ctx).instrument(info_span!("peer", %peer)).await;
                 }
-            }
-            if let Ok(link) = admitted {
-                let peer = link.identity.id;
-                run_link(link, "child", ctx).instrument(info_span!("peer", %peer)).await;
+                Err(TransportError::Refused(reason)) => {
+                    let refused = Message::Refused { remote: remote.to_string(), reason };
+                    let _ = ctx.inbox.send(refused).await;
+                }
+                Err(e) => debug!(%remote, error = %e, "incoming connection failed"),
             }
         });
     }
+    links.shutdown().await;
 }

@@ -1,30 +1,36 @@
-//! Starting and stopping one node.
+//! A running node: its tasks (the driver around the core, the accept loop, the
+//! parent dialer), supervised as one set under one cancellation token, and the
+//! handle callers use — cheap to clone, stoppable from any clone.
 
 use crate::config::NodeConfig;
-use crate::engine_task::{Command, EngineTask, INBOX_CAPACITY};
-use crate::links;
-use crate::status::Snapshot;
+use crate::driver::{unix_millis, Applied, Driver, Message};
+use crate::faults::{Faults, Traffic};
+use crate::links::{self, LinkContext};
+use cascade_access::Principal;
 use cascade_certs::{read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity};
-use cascade_protocol::{Delta, DeltaBody, Engine, Scope};
+use cascade_core::{BootError, Command, CommandError, Core, Identity, Reply, Status, StoreError};
+use cascade_protocol::limits::{APPLIED_CAPACITY, INBOX_CAPACITY};
+use cascade_protocol::{Incompatibility, NodeId};
 use cascade_store::Store;
 use cascade_transport::{unix_now, Endpoint};
 use rand::RngCore;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, Instrument};
 
 /// Name of the admin token file in the data folder (mode 0600).
 pub const TOKEN_FILE: &str = "admin.token";
 /// Name of the sled folder in the data folder.
 pub const STORE_DIR: &str = "store";
-/// How long shutdown waits for links and the engine to finish.
+/// How long shutdown waits for the node's tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Errors starting or running a node.
+/// Errors starting a node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The configuration is inconsistent.
@@ -33,40 +39,42 @@ pub enum NodeError {
     /// Certificate files are missing or wrong.
     #[error("certificates: {0}")]
     Certs(String),
-    /// The store failed.
+    /// The store failed or is damaged.
     #[error("store: {0}")]
-    Store(#[from] cascade_store::StoreError),
-    /// The engine refused the stored state or its identity.
-    #[error("engine: {0}")]
-    Engine(#[from] cascade_protocol::EngineError),
+    Store(#[from] StoreError),
+    /// The core refused the stored state or its identity.
+    #[error("{0}")]
+    Boot(#[from] BootError),
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] cascade_transport::TransportError),
     /// A file could not be read or written.
     #[error("io: {0}")]
     Io(String),
-    /// The node is stopping or stopped.
-    #[error("node stopped")]
-    Stopped,
 }
 
-/// A running node.
+/// A running node. Clones share it.
+#[derive(Clone)]
 pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     config: NodeConfig,
     identity: NodeIdentity,
     store: Store,
-    snapshot: Arc<RwLock<Snapshot>>,
-    inbox: mpsc::Sender<Command>,
+    status: Arc<RwLock<Status>>,
+    inbox: mpsc::Sender<Message>,
     endpoint: Endpoint,
     quic_addr: SocketAddr,
     admin_token: String,
-    access: cascade_access::Access,
-    applied: tokio::sync::broadcast::Sender<crate::engine_task::Applied>,
-    tasks: Vec<JoinHandle<()>>,
-    engine_task: JoinHandle<Result<(), cascade_store::StoreError>>,
-    failed: tokio::sync::watch::Receiver<Option<String>>,
-    faults: Arc<crate::faults::Faults>,
-    traffic: Arc<crate::faults::Traffic>,
+    applied: broadcast::Sender<Applied>,
+    tasks: Mutex<JoinSet<()>>,
+    cancel: CancellationToken,
+    failed: watch::Receiver<Option<String>>,
+    faults: Arc<Faults>,
+    traffic: Arc<Traffic>,
+    logins: tokio::sync::Semaphore,
 }
 
 impl Node {
@@ -83,7 +91,8 @@ impl Node {
             key_pkcs8: read_key_pem(&config.resolve(&config.certs.key)).map_err(certs_err)?,
         };
         let verifier = FederationVerifier::new(root.clone()).map_err(|e| NodeError::Certs(e.to_string()))?;
-        let (identity, _) = verifier.verify(&creds.chain, unix_now()).map_err(NodeError::Certs)?;
+        let (identity, _) =
+            verifier.verify(&creds.chain, unix_now()).map_err(|e| NodeError::Certs(e.to_string()))?;
         if identity.id != config.id || identity.tier != config.tier || identity.parent != config.parent {
             return Err(NodeError::Config(format!(
                 "config says {} {} under {:?}, certificate says {} {} under {:?}",
@@ -96,243 +105,191 @@ impl Node {
             )));
         }
         let admin_token = load_or_create_token(&config.data_dir.join(TOKEN_FILE))?;
-        let signing_key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
-
+        let key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
         let store_dir = config.data_dir.join(STORE_DIR);
-        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
-            .await
-            .map_err(|e| NodeError::Io(format!("opening the store: {e}")))??;
-        let access = cascade_access::Access::new(store.tree("access")?, admin_token.clone());
-        let now = unix_now();
-        let mut engine = Engine::new(signing_key, creds.chain.clone(), Box::new(verifier), now)?;
-        let stored: Vec<Delta> = store.all_deltas().collect::<Result<_, _>>()?;
-        let restored = stored.len();
-        engine.restore(stored)?;
-        for action in engine.join(now)? {
-            if let cascade_protocol::Action::Persist(deltas) = action {
-                store.apply(&deltas, &[])?;
-            }
-        }
-        store.flush().await?;
-        info!(node = %config.id, restored, "state restored");
-
+        let chain = creds.chain.clone();
+        let (core, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+            let store = Store::open(&store_dir)?;
+            let identity = Identity { key, chain, verifier: Box::new(verifier) };
+            let core = Core::boot(identity, store.clone(), unix_millis())?;
+            Ok((core, store))
+        })
+        .await
+        .map_err(|e| NodeError::Io(format!("booting the core: {e}")))??;
         let endpoint = Endpoint::bind(&creds, &root, config.listen)?;
         let quic_addr = endpoint.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
-        let snapshot = Arc::new(RwLock::new(Snapshot::default()));
+
+        let status = Arc::new(RwLock::new(Status::default()));
         let (inbox, rx) = mpsc::channel(INBOX_CAPACITY);
-        let (applied, _) = tokio::sync::broadcast::channel(crate::engine_task::APPLIED_CAPACITY);
+        let (applied, _) = broadcast::channel(APPLIED_CAPACITY);
+        let (failed_tx, failed) = watch::channel(None);
+        let faults = Arc::new(Faults::default());
+        let traffic = Arc::new(Traffic::default());
+        let cancel = CancellationToken::new();
         let span = info_span!("node", id = %config.id);
-        let (failed_tx, failed) = tokio::sync::watch::channel(None);
-        let faults = Arc::new(crate::faults::Faults::default());
-        let traffic = Arc::new(crate::faults::Traffic::default());
-        let task = EngineTask::new(engine, store.clone(), snapshot.clone(), rx, applied.clone());
-        let engine_task = tokio::spawn(
-            async move {
-                let result = task.run().await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "engine stopped: the node no longer syncs");
-                    let _ = failed_tx.send(Some(e.to_string()));
-                }
-                result
-            }
-            .instrument(span.clone()),
+        let mut tasks = JoinSet::new();
+        let driver = Driver::new(
+            core,
+            store.clone(),
+            rx,
+            status.clone(),
+            applied.clone(),
+            failed_tx,
+            faults.clone(),
+            cancel.clone(),
         );
-        let ctx = links::LinkContext {
-            inbox: inbox.clone(),
-            store: store.clone(),
-            budget: Arc::new(tokio::sync::Semaphore::new(links::INBOX_BUDGET_KIB)),
-            faults: faults.clone(),
-            traffic: traffic.clone(),
-        };
-        let mut tasks = vec![tokio::spawn(
-            links::accept_children(endpoint.clone(), snapshot.clone(), ctx.clone()).instrument(span.clone()),
-        )];
+        tasks.spawn(driver.run().instrument(span.clone()));
+        let ctx =
+            LinkContext::new(inbox.clone(), store.clone(), faults.clone(), traffic.clone(), cancel.clone());
+        tasks.spawn(
+            links::accept_children(endpoint.clone(), status.clone(), ctx.clone()).instrument(span.clone()),
+        );
         if let (Some(parent), Some(addr)) = (config.parent, config.parent_addr) {
-            tasks
-                .push(tokio::spawn(links::dial_parent(endpoint.clone(), parent, addr, ctx).instrument(span)));
+            tasks.spawn(links::dial_parent(endpoint.clone(), parent, addr, ctx).instrument(span));
         }
         info!(node = %config.id, %quic_addr, "node started");
         Ok(Node {
-            config,
-            identity,
-            store,
-            snapshot,
-            inbox,
-            endpoint,
-            quic_addr,
-            admin_token,
-            access,
-            applied,
-            tasks,
-            engine_task,
-            failed,
-            faults,
-            traffic,
+            inner: Arc::new(Inner {
+                config,
+                identity,
+                store,
+                status,
+                inbox,
+                endpoint,
+                quic_addr,
+                admin_token,
+                applied,
+                tasks: Mutex::new(tasks),
+                cancel,
+                failed,
+                faults,
+                traffic,
+                logins: tokio::sync::Semaphore::new(cascade_protocol::limits::MAX_CONCURRENT_LOGINS),
+            }),
         })
     }
 
     /// This node's configuration.
     pub fn config(&self) -> &NodeConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// This node's certified identity.
     pub fn identity(&self) -> &NodeIdentity {
-        &self.identity
+        &self.inner.identity
     }
 
     /// The bound QUIC address.
     pub fn quic_addr(&self) -> SocketAddr {
-        self.quic_addr
+        self.inner.quic_addr
     }
 
-    /// The admin bearer token (secret).
+    /// The admin bootstrap token (secret).
     pub fn admin_token(&self) -> &str {
-        &self.admin_token
+        &self.inner.admin_token
     }
 
-    /// Accounts, sessions and tokens of the admin interface.
-    pub fn access(&self) -> &cascade_access::Access {
-        &self.access
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
-    /// Appends entries to the audit log and makes them durable.
-    pub async fn audit(&self, entries: Vec<cascade_store::AuditEntry>) -> Result<(), NodeError> {
-        self.store.audit().append(unix_millis(), entries)?;
-        self.store.flush().await?;
-        Ok(())
+    pub(crate) fn logins(&self) -> &tokio::sync::Semaphore {
+        &self.inner.logins
     }
 
-    /// The store (reads; writes go through the engine task).
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Has the core decide `command` on behalf of `by`; answers once the change
+    /// (and its audit record) is durable, or with why it was refused. A node whose
+    /// core stopped answers `Unavailable` with the reason.
+    pub async fn execute(&self, by: Principal, command: Command) -> Result<Reply, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.inbox.send(Message::Command { by, command, reply }).await.is_err() {
+            return Err(self.unavailable());
+        }
+        rx.await.map_err(|_| self.unavailable())?
     }
 
-    /// Why the node stopped working (its engine hit a store error), if it did.
+    fn unavailable(&self) -> CommandError {
+        CommandError::Unavailable(self.failure().unwrap_or_else(|| "the node is stopping".into()))
+    }
+
+    /// Why the node stopped working (its store failed), if it did.
     pub fn failure(&self) -> Option<String> {
-        self.failed.borrow().clone()
+        self.inner.failed.borrow().clone()
     }
 
     /// Resolves when the node stops working on its own (not on `shutdown`).
     pub async fn failed(&self) -> String {
-        let mut failed = self.failed.clone();
+        let mut failed = self.inner.failed.clone();
         loop {
             if let Some(reason) = failed.borrow_and_update().clone() {
                 return reason;
             }
             if failed.changed().await.is_err() {
-                // The engine ended without an error: the node is shutting down.
+                // The driver ended without an error: the node is shutting down.
                 std::future::pending::<()>().await;
             }
         }
     }
 
     /// Notifications of logs advancing (after the deltas are durable here).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::engine_task::Applied> {
-        self.applied.subscribe()
+    pub fn subscribe(&self) -> broadcast::Receiver<Applied> {
+        self.inner.applied.subscribe()
     }
 
-    /// The latest sync snapshot.
-    pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    /// The latest sync status.
+    pub fn status(&self) -> Status {
+        self.inner.status.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Originates a delta; returns once it is durable.
-    pub(crate) async fn originate(
-        &self,
-        scope: Scope,
-        body: DeltaBody,
-    ) -> Result<Result<Delta, String>, NodeError> {
-        let (reply, rx) = oneshot::channel();
-        self.inbox.send(Command::Originate { scope, body, reply }).await.map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)
-    }
-
-    /// Runs a change of the own catalog in the engine task; returns once durable.
-    pub(crate) async fn catalog_op(
-        &self,
-        op: crate::catalog::CatalogOp,
-        by: Option<cascade_access::Principal>,
-    ) -> Result<crate::SavedEntry, crate::CatalogError> {
-        let (reply, rx) = oneshot::channel();
-        self.inbox.send(Command::Catalog { op, by, reply }).await.map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)?
-    }
-
-    /// Revokes a child (or, at the national node, any node): a signed, replicated
-    /// statement. Deltas the child signed after the current head are rejected everywhere.
-    pub async fn revoke(
-        &self,
-        node: cascade_protocol::NodeId,
-        reason: String,
-    ) -> Result<Result<Delta, String>, NodeError> {
-        let (reply, rx) = oneshot::channel();
-        self.inbox.send(Command::Revoke { node, reason, reply }).await.map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)
+    /// The transport's counters.
+    pub fn traffic(&self) -> crate::TransportCounters {
+        self.inner.traffic.counters()
     }
 
     /// Blocks (or unblocks) the link to a neighbour: an existing connection is
     /// closed and new ones are neither dialed nor admitted. A fault for operators
     /// isolating a misbehaving peer, and for the real-mode simulator's partitions.
-    pub async fn set_link_blocked(
-        &self,
-        peer: cascade_protocol::NodeId,
-        blocked: bool,
-    ) -> Result<(), NodeError> {
-        self.faults.set_blocked(peer, blocked);
+    pub async fn set_link_blocked(&self, peer: NodeId, blocked: bool) {
+        self.inner.faults.set_blocked(peer, blocked);
         if blocked {
-            let reason = format!("link to {peer} blocked");
-            self.inbox.send(Command::Drop { peer, reason }).await.map_err(|_| NodeError::Stopped)?;
+            let reason = Incompatibility::Blocked(peer).into();
+            let _ = self.inner.inbox.send(Message::Close { peer, reason }).await;
         }
-        Ok(())
     }
 
     /// Delays every frame this node sends by `delay` (zero removes the delay).
     pub fn set_send_delay(&self, delay: Duration) {
-        self.faults.set_delay(delay);
+        self.inner.faults.set_delay(delay);
     }
 
-    /// Frames and bytes sent to neighbours so far.
-    pub fn traffic(&self) -> (u64, u64) {
-        self.traffic.totals()
+    /// Makes the store refuse the next write, as a failing disk would: the node
+    /// stops changing state and says why (health 503, commands `Unavailable`).
+    /// A fault for tests of how a local failure is reported.
+    pub fn inject_store_failure(&self) {
+        self.inner.faults.fail_store();
     }
 
     /// Kills the node abruptly: every task is aborted mid-flight and no shutdown
     /// path runs. What was acknowledged is durable; anything in flight is lost.
-    pub fn kill(self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        self.engine_task.abort();
-        self.endpoint.abort();
+    pub fn kill(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).abort_all();
+        self.inner.endpoint.abort();
     }
 
-    /// Stops the node: closes all links, drains the engine and flushes the store.
-    pub async fn shutdown(self) -> Result<(), NodeError> {
-        for task in &self.tasks {
-            task.abort();
+    /// Stops the node: links close, the core's last commit is made durable, and
+    /// every task ends (aborted after a grace period if it does not).
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let drained =
+            tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} });
+        if drained.await.is_err() {
+            tracing::warn!("the node's tasks did not stop in time; aborting them");
+            tasks.shutdown().await;
         }
-        self.endpoint.shutdown().await;
-        drop(self.inbox);
-        let abort = self.engine_task.abort_handle();
-        match tokio::time::timeout(SHUTDOWN_GRACE, self.engine_task).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => {}
-            Err(_) => {
-                tracing::warn!("engine did not stop in time; aborting it");
-                abort.abort();
-            }
-        }
-        self.store.flush().await?;
-        Ok(())
+        self.inner.endpoint.shutdown().await;
     }
-}
-
-/// Milliseconds since the unix epoch (0 if the clock is before it).
-pub(crate) fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn load_or_create_token(path: &Path) -> Result<String, NodeError> {

@@ -1,6 +1,7 @@
 //! Length-prefixed frames on a QUIC stream, with a hard size limit.
 
-use cascade_protocol::{codec, CodecError, Frame, MAX_FRAME_BYTES};
+use cascade_protocol::limits::MAX_FRAME_BYTES;
+use cascade_protocol::{codec, CodecError, Frame};
 
 /// Errors reading or writing frames.
 #[derive(Debug, thiserror::Error)]

@@ -8,11 +8,10 @@ mod tls;
 pub use framing::{read_frame, write_frame, FrameError};
 
 use cascade_certs::{FederationVerifier, NodeCredentials, NodeIdentity};
-use cascade_protocol::NodeId;
+use cascade_protocol::{Fault, Incompatibility, NodeId, PeerError};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tracing::warn;
+use tracing::debug;
 
 /// How often an idle connection is probed; keeps NAT state and detects dead peers.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
@@ -53,10 +52,26 @@ pub enum TransportError {
     Connection(#[from] quinn::ConnectionError),
     /// The peer is not who it should be, or may not connect here.
     #[error("peer refused: {0}")]
-    Refused(String),
+    Refused(PeerError),
     /// Timed out.
     #[error("timed out")]
     Timeout,
+}
+
+impl TransportError {
+    /// Its class: a refused peer is the peer's fault; a failed connection or a
+    /// timeout names nobody (the network, or a peer that went away).
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            TransportError::Refused(e) => Some(e.fault()),
+            TransportError::Tls(_) | TransportError::Bind { .. } => Some(Fault::Local),
+            TransportError::Connect(_) | TransportError::Connection(_) | TransportError::Timeout => None,
+        }
+    }
+}
+
+fn refused(reason: Incompatibility) -> TransportError {
+    TransportError::Refused(PeerError::Incompatible(reason))
 }
 
 /// A connected and admitted neighbour.
@@ -88,7 +103,7 @@ impl Endpoint {
     ) -> Result<Endpoint, TransportError> {
         let verifier =
             FederationVerifier::new(root_der.to_vec()).map_err(|e| TransportError::Tls(e.to_string()))?;
-        let me = verifier.verify(&creds.chain, unix_now()).map_err(TransportError::Tls)?.0;
+        let me = verifier.verify(&creds.chain, unix_now()).map_err(|e| TransportError::Tls(e.to_string()))?.0;
         let (server, client) = tls::configs(creds, root_der)?;
         let mut endpoint =
             quinn::Endpoint::server(server, addr).map_err(|source| TransportError::Bind { addr, source })?;
@@ -115,7 +130,7 @@ impl Endpoint {
         let identity = self.peer_identity(&connection)?;
         if identity.id != parent {
             connection.close(close::REFUSED.into(), b"not the expected parent");
-            return Err(TransportError::Refused(format!("expected {parent}, found {}", identity.id)));
+            return Err(refused(Incompatibility::WrongNode { expected: parent, found: identity.id }));
         }
         let (send, recv) = connection.open_bi().await?;
         Ok(PeerLink { identity, connection, send, recv })
@@ -133,20 +148,20 @@ impl Endpoint {
     pub async fn admit(
         &self,
         incoming: quinn::Incoming,
-        admit: impl FnOnce(&NodeIdentity) -> Result<(), String>,
+        admit: impl FnOnce(&NodeIdentity) -> Result<(), Incompatibility>,
     ) -> Result<PeerLink, TransportError> {
         let remote = incoming.remote_address();
         let fut = async {
             let connection = incoming.await?;
             let identity = self.peer_identity(&connection)?;
             let verdict = if identity.parent != Some(self.me.id) {
-                Err(format!("{} names {:?} as parent, not this node", identity.id, identity.parent))
+                Err(Incompatibility::NotChild { node: identity.id, parent: identity.parent })
             } else {
                 admit(&identity)
             };
             if let Err(reason) = verdict {
-                connection.close(close::REFUSED.into(), reason.as_bytes());
-                return Err(TransportError::Refused(reason));
+                connection.close(close::REFUSED.into(), reason.to_string().as_bytes());
+                return Err(refused(reason));
             }
             let (send, recv) = connection.accept_bi().await?;
             Ok(PeerLink { identity, connection, send, recv })
@@ -156,7 +171,7 @@ impl Endpoint {
             .map_err(|_| TransportError::Timeout)
             .and_then(|r| r);
         if let Err(e) = &result {
-            warn!(%remote, error = %e, "refused incoming peer");
+            debug!(%remote, error = %e, "incoming peer not admitted");
         }
         result
     }
@@ -165,11 +180,11 @@ impl Endpoint {
         let chain = connection
             .peer_identity()
             .and_then(|any| any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>().ok())
-            .ok_or_else(|| TransportError::Refused("peer presented no certificate".into()))?;
+            .ok_or_else(|| refused(Incompatibility::NoCertificate))?;
         let chain: Vec<Vec<u8>> = chain.iter().map(|c| c.to_vec()).collect();
         let (identity, _) = self.verifier.verify(&chain, unix_now()).map_err(|reason| {
-            connection.close(close::REFUSED.into(), reason.as_bytes());
-            TransportError::Refused(reason)
+            connection.close(close::REFUSED.into(), reason.to_string().as_bytes());
+            refused(Incompatibility::NotMember(reason))
         })?;
         Ok(identity)
     }
@@ -190,6 +205,3 @@ impl Endpoint {
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
-
-/// Shared handle type for the endpoint.
-pub type SharedEndpoint = Arc<Endpoint>;

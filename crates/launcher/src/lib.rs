@@ -6,4 +6,4 @@ mod launcher;
 pub mod pki;
 pub mod topology;
 
-pub use launcher::{release, Federation, LaunchOptions, ManifestNode, RunningNode};
+pub use launcher::{Federation, LaunchOptions, ManifestNode, RunningNode};

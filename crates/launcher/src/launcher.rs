@@ -8,7 +8,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -24,7 +23,7 @@ pub struct LaunchOptions {
 /// One running node with its admin server.
 pub struct RunningNode {
     /// The node.
-    pub node: Arc<Node>,
+    pub node: Node,
     /// Base URL of its admin interface.
     pub admin_url: String,
     stop_admin: oneshot::Sender<()>,
@@ -48,26 +47,6 @@ pub struct ManifestNode {
     pub quic_addr: String,
     /// Admin bearer token (secret; the file is written 0600).
     pub token: String,
-}
-
-/// How long stopping waits for the admin server's connections to let go of a node.
-const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Waits until `node` is the last reference (idle HTTP connections drop theirs a
-/// moment after the server stops), then takes it.
-pub async fn release(mut node: Arc<Node>) -> Option<Node> {
-    let deadline = tokio::time::Instant::now() + RELEASE_GRACE;
-    loop {
-        match Arc::try_unwrap(node) {
-            Ok(node) => return Some(node),
-            Err(shared) if tokio::time::Instant::now() < deadline => {
-                node = shared;
-                tokio::task::yield_now().await;
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Err(_) => return None,
-        }
-    }
 }
 
 /// A running federation.
@@ -133,7 +112,7 @@ impl Federation {
                 c.parent_addr = Some(addr);
             }
         }
-        let node = Arc::new(Node::start(config.clone()).await?);
+        let node = Node::start(config.clone()).await?;
         let listener = tokio::net::TcpListener::bind(config.admin_listen)
             .await
             .map_err(|e| anyhow::anyhow!("admin {}: {e}", config.admin_listen))?;
@@ -159,8 +138,7 @@ impl Federation {
         let running = self.running.remove(&id).ok_or_else(|| anyhow::anyhow!("{id} is not running"))?;
         let _ = running.stop_admin.send(());
         let _ = running.admin_task.await;
-        let node = release(running.node).await.ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
-        node.shutdown().await?;
+        running.node.shutdown().await;
         Ok(())
     }
 
@@ -170,8 +148,7 @@ impl Federation {
         running.admin_task.abort();
         let _ = running.admin_task.await;
         drop(running.stop_admin);
-        let node = release(running.node).await.ok_or_else(|| anyhow::anyhow!("{id} is still in use"))?;
-        node.kill();
+        running.node.kill();
         Ok(())
     }
 

@@ -1,0 +1,267 @@
+//! Base management decided by the core: organizations, revocations, accounts,
+//! API tokens and login sessions — each authorized, applied and audited in the
+//! group that makes it durable.
+
+use crate::command::{Account, CommandError, Reply};
+use crate::core::Core;
+use crate::store::{AccountRecord, StateStore, TokenRecord};
+use cascade_access::{Permission, Principal, Role, TokenKind, SESSION_SECONDS};
+use cascade_protocol::division::in_subtree;
+use cascade_protocol::limits::{MAX_ACCOUNTS, MAX_REVOCATION_REASON_BYTES, MAX_TOKEN_LABEL_BYTES};
+use cascade_protocol::org::Organization;
+use cascade_protocol::{DeltaBody, EngineError, NodeId, RejectReason, Scope};
+
+/// Longest username, in bytes.
+const MAX_USERNAME_BYTES: usize = 64;
+
+impl<S: StateStore> Core<S> {
+    fn account(&self, username: &str) -> Result<Option<AccountRecord>, CommandError> {
+        if let Some(a) = self.group.accounts.get(username) {
+            return Ok(Some(a.clone()));
+        }
+        Ok(self.store.account(username)?)
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, CommandError> {
+        if let Some(t) = self.group.tokens.get(id) {
+            return Ok(Some(t.clone()));
+        }
+        Ok(self.store.token(id)?)
+    }
+
+    fn write_account(&mut self, record: AccountRecord) {
+        self.group.accounts.insert(record.username.clone(), record.clone());
+        self.group.batch.accounts.push(record);
+    }
+
+    fn write_token(&mut self, record: TokenRecord) {
+        self.group.tokens.insert(record.id.clone(), record.clone());
+        self.group.batch.tokens.push(record);
+    }
+
+    pub(crate) fn register_organization(
+        &mut self,
+        by: &Principal,
+        org: Organization,
+    ) -> Result<Organization, CommandError> {
+        self.authorize(by, Permission::RegisterOrganization, "organization.register")?;
+        org.validate()?;
+        let me = self.me;
+        if !in_subtree(me, org.division) {
+            return Err(CommandError::field(
+                "division",
+                format!("{} is outside the subtree of {me}", org.division),
+            ));
+        }
+        let issued_in =
+            org.issuing_division().map_err(|e| CommandError::field("credit_code", e.to_string()))?;
+        if !in_subtree(me, issued_in) {
+            return Err(CommandError::field(
+                "credit_code",
+                format!("issued in {issued_in}, outside the subtree of {me}"),
+            ));
+        }
+        // The federation tolerates two nodes registering one code (neither blocks
+        // the other's log); operators are stopped from doing it knowingly.
+        if let Some(other) = self.engine.registrations(&org.credit_code).find(|n| *n != me) {
+            return Err(CommandError::Conflict(format!(
+                "organization {} is registered at {other}",
+                org.credit_code
+            )));
+        }
+        let mut actions = Vec::new();
+        let result = self.engine.originate(
+            self.now_s(),
+            Scope::Federation,
+            DeltaBody::Organization(org.clone()),
+            &mut actions,
+        );
+        self.take(actions);
+        result.map_err(refused)?;
+        self.audit_by(
+            by,
+            "organization.register",
+            format!("{} {} ({})", org.credit_code, org.name, org.division),
+        );
+        Ok(org)
+    }
+
+    pub(crate) fn revoke(
+        &mut self,
+        by: &Principal,
+        node: NodeId,
+        reason: String,
+    ) -> Result<Reply, CommandError> {
+        self.authorize(by, Permission::Revoke, "node.revoke")?;
+        if reason.trim().is_empty() || reason.len() > MAX_REVOCATION_REASON_BYTES {
+            return Err(CommandError::field(
+                "reason",
+                format!("a revocation needs a reason of 1..{MAX_REVOCATION_REASON_BYTES} bytes"),
+            ));
+        }
+        let me = self.me;
+        let allowed = node != me && (me.province().is_none() || node.province() == Some(me));
+        if !allowed {
+            return Err(CommandError::Forbidden(format!(
+                "{me} may only revoke its own children ({node} is a {} node)",
+                node.tier().as_str()
+            )));
+        }
+        let mut actions = Vec::new();
+        let result = self.engine.revoke(self.now_s(), node, reason.clone(), &mut actions);
+        self.take(actions);
+        let delta = result.map_err(refused)?;
+        self.audit_by(by, "node.revoke", format!("{node}: {reason}"));
+        Ok(Reply::Revoked { node, delta_seq: delta.seq })
+    }
+
+    pub(crate) fn create_account(
+        &mut self,
+        by: &Principal,
+        username: String,
+        organization: String,
+        roles: Vec<Role>,
+        password_hash: String,
+    ) -> Result<Account, CommandError> {
+        self.authorize(by, Permission::ManageAccounts, "account.create")?;
+        let valid_name = !username.is_empty()
+            && username.len() <= MAX_USERNAME_BYTES
+            && username.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid_name {
+            return Err(CommandError::field(
+                "username",
+                format!("1..{MAX_USERNAME_BYTES} of [A-Za-z0-9._-]"),
+            ));
+        }
+        if roles.is_empty() {
+            return Err(CommandError::field("roles", "at least one role"));
+        }
+        if !self.own_orgs.contains_key(&organization) {
+            return Err(CommandError::field(
+                "organization",
+                format!("{organization} is not an organization registered at {}", self.me),
+            ));
+        }
+        if password_hash.is_empty() {
+            return Err(CommandError::field("password", "missing"));
+        }
+        if self.account(&username)?.is_some() {
+            return Err(CommandError::Conflict(format!("account {username} exists")));
+        }
+        if self.accounts >= MAX_ACCOUNTS {
+            return Err(CommandError::Conflict(format!(
+                "this node holds its maximum of {MAX_ACCOUNTS} accounts"
+            )));
+        }
+        let record = AccountRecord { username, organization, roles, password_hash, created_at: self.now_s() };
+        self.accounts += 1;
+        let view = Account {
+            username: record.username.clone(),
+            organization: record.organization.clone(),
+            roles: record.roles.clone(),
+            created_at: record.created_at,
+        };
+        self.write_account(record);
+        self.audit_by(
+            by,
+            "account.create",
+            format!("{} of {} as {:?}", view.username, view.organization, view.roles),
+        );
+        Ok(view)
+    }
+
+    pub(crate) fn issue_token(
+        &mut self,
+        by: &Principal,
+        username: Option<String>,
+        label: String,
+        id: String,
+        secret_hash: String,
+    ) -> Result<Reply, CommandError> {
+        // Long-lived credentials for machines are an administrator's decision: a
+        // short login session must not turn itself into permanent access.
+        self.authorize(by, Permission::ManageAccounts, "token.create")?;
+        let Some(username) = username.or_else(|| by.username.clone()) else {
+            return Err(CommandError::field("username", "the bootstrap token must name an account"));
+        };
+        if label.len() > MAX_TOKEN_LABEL_BYTES {
+            return Err(CommandError::field("label", format!("at most {MAX_TOKEN_LABEL_BYTES} bytes")));
+        }
+        if self.account(&username)?.is_none() {
+            return Err(CommandError::NotFound(format!("account {username} not found")));
+        }
+        if self.token(&id)?.is_some() {
+            return Err(CommandError::Conflict(format!("token {id} exists")));
+        }
+        let detail = format!("{id} for {username} ({label})");
+        let record = TokenRecord {
+            id: id.clone(),
+            kind: TokenKind::Api,
+            username: username.clone(),
+            label,
+            secret_hash,
+            created_at: self.now_s(),
+            expires_at: None,
+            revoked: false,
+        };
+        self.write_token(record);
+        self.audit_by(by, "token.create", detail);
+        Ok(Reply::Token { id, username, expires_at: None })
+    }
+
+    pub(crate) fn revoke_token(&mut self, by: &Principal, id: String) -> Result<Reply, CommandError> {
+        let mut record =
+            self.token(&id)?.ok_or_else(|| CommandError::NotFound(format!("token {id} not found")))?;
+        if by.username.as_deref() != Some(record.username.as_str()) {
+            self.authorize(by, Permission::ManageAccounts, "token.revoke")?;
+        }
+        record.revoked = true;
+        let detail = format!("{id} of {}", record.username);
+        self.write_token(record);
+        self.audit_by(by, "token.revoke", detail);
+        Ok(Reply::TokenRevoked { id })
+    }
+
+    pub(crate) fn open_session(
+        &mut self,
+        username: String,
+        id: String,
+        secret_hash: String,
+    ) -> Result<Reply, CommandError> {
+        let account = self
+            .account(&username)?
+            .ok_or_else(|| CommandError::NotFound(format!("account {username} not found")))?;
+        if self.token(&id)?.is_some() {
+            return Err(CommandError::Conflict(format!("token {id} exists")));
+        }
+        let expires_at = Some(self.now_s() + SESSION_SECONDS);
+        let record = TokenRecord {
+            id: id.clone(),
+            kind: TokenKind::Session,
+            username: username.clone(),
+            label: "login session".into(),
+            secret_hash,
+            created_at: self.now_s(),
+            expires_at,
+            revoked: false,
+        };
+        self.write_token(record);
+        self.audit(
+            &format!("account:{username}"),
+            Some(&account.organization),
+            "login.success",
+            String::new(),
+        );
+        Ok(Reply::Token { id, username, expires_at })
+    }
+}
+
+/// An engine refusal of an origination: the caller asked for something every
+/// node would refuse; anything else is a local failure.
+fn refused(e: EngineError) -> CommandError {
+    match e {
+        EngineError::Refused(RejectReason::Invalid(reason)) => CommandError::Conflict(reason),
+        EngineError::Refused(reason) => CommandError::Conflict(reason.to_string()),
+        other => CommandError::Unavailable(other.to_string()),
+    }
+}

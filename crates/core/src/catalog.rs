@@ -1,0 +1,267 @@
+//! Decisions on this node's own catalog: drafts stay local; publishing, updating a
+//! published entry and withdrawing are signed deltas. Each change is authorized
+//! against the entry as the change finds it (old and new provider) and audited in
+//! the group that applies it.
+
+use crate::command::{CommandError, Reply, SavedEntry};
+use crate::core::Core;
+use crate::store::{OwnWrite, StateStore};
+use cascade_access::{Permission, Principal};
+use cascade_protocol::catalog::{
+    resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus, FieldError,
+};
+use cascade_protocol::limits::MAX_CODE_TRIES;
+use cascade_protocol::{DeltaBody, EngineError, RejectReason, Scope};
+
+/// A change to this node's own catalog.
+#[derive(Debug)]
+pub(crate) enum CatalogOp {
+    /// Create or update an own entry.
+    Save(Box<EntryDraft>),
+    /// Publish an own draft or withdrawn entry.
+    Publish { code: String, scope: Option<Scope> },
+    /// Withdraw an own published entry.
+    Withdraw { code: String },
+}
+
+impl CatalogOp {
+    fn kind(&self) -> &'static str {
+        match self {
+            CatalogOp::Save(_) => "catalog.save",
+            CatalogOp::Publish { .. } => "catalog.publish",
+            CatalogOp::Withdraw { .. } => "catalog.withdraw",
+        }
+    }
+
+    fn code(&self) -> Option<&str> {
+        match self {
+            CatalogOp::Save(draft) => draft.code.as_deref(),
+            CatalogOp::Publish { code, .. } | CatalogOp::Withdraw { code } => Some(code),
+        }
+    }
+}
+
+/// What an op decided: the entry's new state, and whether it is a delta.
+struct Decision {
+    saved: SavedEntry,
+    emit: bool,
+}
+
+/// A calendar date `YYYY-MM-DD` in China Standard Time (UTC+8, no daylight saving),
+/// the date a Chinese catalog's publish date (发布日期) is read in.
+pub(crate) fn china_date(unix_ms: u64) -> String {
+    const UTC8_MS: u64 = 8 * 3600 * 1000;
+    let days = (unix_ms + UTC8_MS) / 86_400_000;
+    // Civil from days since 1970-01-01 (H. Hinnant's algorithm), for days >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+impl<S: StateStore> Core<S> {
+    /// This node's own entry as it will be after the current group.
+    fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, CommandError> {
+        if let Some(own) = self.group.own.get(code) {
+            return Ok(Some(own.clone()));
+        }
+        Ok(self.store.own_entry(code)?)
+    }
+
+    pub(crate) fn catalog(&mut self, by: &Principal, op: CatalogOp) -> Result<Reply, CommandError> {
+        let kind = op.kind();
+        let code = op.code().map(str::to_string);
+        let before = match &code {
+            Some(code) => self.own_entry(code)?,
+            None => None,
+        };
+        if let (Some(code), None, false) = (&code, &before, matches!(op, CatalogOp::Save(_))) {
+            return Err(CommandError::NotFound(format!("no catalog entry {code}")));
+        }
+        let what = format!("{kind} {}", code.as_deref().unwrap_or("(new)"));
+        if let Some((_, old)) = &before {
+            self.authorize(by, Permission::EditCatalog { provider: &old.provider }, &what)?;
+        }
+        if let CatalogOp::Save(draft) = &op {
+            self.authorize(by, Permission::EditCatalog { provider: &draft.provider }, &what)?;
+        }
+        let decision = self.decide(op, before.clone())?;
+        let mut saved = decision.saved;
+        if let Some((_, old)) = &before {
+            // Versions of an own entry only go up: a stored-data invariant.
+            let newer = if decision.emit {
+                saved.entry.version > old.version
+            } else {
+                saved.entry.version >= old.version
+            };
+            if !newer {
+                return Err(CommandError::Unavailable(format!(
+                    "invariant: {} would go from version {} to {}",
+                    old.code, old.version, saved.entry.version
+                )));
+            }
+        }
+        let mut signed = None;
+        if decision.emit {
+            let mut actions = Vec::new();
+            let result = self.engine.originate(
+                self.now_s(),
+                saved.scope,
+                DeltaBody::Catalog(saved.entry.clone()),
+                &mut actions,
+            );
+            // Taken even on error: a new log's Join may have been admitted.
+            self.take(actions);
+            let delta = result.map_err(|e| match e {
+                EngineError::Refused(RejectReason::Invalid(reason)) => {
+                    CommandError::Invalid(FieldError { field: "entry".into(), reason })
+                }
+                EngineError::Refused(reason) => CommandError::Conflict(reason.to_string()),
+                other => Self::engine_failure(other),
+            })?;
+            saved.delta_seq = Some(delta.seq);
+            signed = Some(delta);
+        }
+        let entry = saved.entry.clone();
+        self.group.own.insert(entry.code.clone(), (saved.scope, entry.clone()));
+        self.group.batch.own.push((entry.code.clone(), OwnWrite { scope: saved.scope, entry, signed }));
+        let moved = match &before {
+            Some((_, old)) if old.provider != saved.entry.provider => format!(" (was {})", old.provider),
+            _ => String::new(),
+        };
+        let detail = format!(
+            "{} v{} {} {} provider {}{moved}",
+            saved.entry.code,
+            saved.entry.version,
+            saved.entry.status.as_str(),
+            saved.scope.as_str(),
+            saved.entry.provider
+        );
+        self.audit_by(by, kind, detail);
+        Ok(Reply::Entry(Box::new(saved)))
+    }
+
+    /// Decides the outcome of `op` given the entry it finds.
+    fn decide(
+        &mut self,
+        op: CatalogOp,
+        current: Option<(Scope, CatalogEntry)>,
+    ) -> Result<Decision, CommandError> {
+        let publish = |scope, entry| {
+            Ok(Decision { saved: SavedEntry { entry, scope, created: false, delta_seq: None }, emit: true })
+        };
+        match op {
+            CatalogOp::Save(draft) => {
+                draft.validate()?;
+                if !self.own_orgs.contains_key(&draft.provider) {
+                    return Err(CommandError::field(
+                        "provider",
+                        format!("{} is not an organization registered at {}", draft.provider, self.me),
+                    ));
+                }
+                let Some((scope, old)) = current else {
+                    let code = match &draft.code {
+                        Some(code) => code.clone(),
+                        None => self.fresh_code(&draft.classification)?,
+                    };
+                    validate_resource_code(&code).map_err(|reason| CommandError::field("code", reason))?;
+                    let entry = CatalogEntry::from_draft(*draft, code, 0, EntryStatus::Draft);
+                    let saved =
+                        SavedEntry { entry, scope: Scope::Federation, created: true, delta_seq: None };
+                    return Ok(Decision { saved, emit: false });
+                };
+                match old.status {
+                    EntryStatus::Draft | EntryStatus::Withdrawn => {
+                        let entry =
+                            CatalogEntry::from_draft(*draft, old.code, old.version, EntryStatus::Draft);
+                        Ok(Decision {
+                            saved: SavedEntry { entry, scope, created: false, delta_seq: None },
+                            emit: false,
+                        })
+                    }
+                    EntryStatus::Published => {
+                        let published = old.publish_date.clone();
+                        let mut entry = CatalogEntry::from_draft(
+                            *draft,
+                            old.code,
+                            old.version + 1,
+                            EntryStatus::Published,
+                        );
+                        entry.publish_date = entry.publish_date.or(published);
+                        publish(scope, entry)
+                    }
+                }
+            }
+            CatalogOp::Publish { code, scope: requested } => {
+                let (scope, mut entry) =
+                    current.ok_or_else(|| CommandError::NotFound(format!("no catalog entry {code}")))?;
+                if entry.status == EntryStatus::Published {
+                    return Err(CommandError::Conflict(format!("{code} is already published")));
+                }
+                let scope = match (entry.version, requested) {
+                    (0, Some(requested)) => requested,
+                    (_, Some(requested)) if requested != scope => {
+                        return Err(CommandError::Conflict(format!(
+                            "{code} was published with scope {}; the scope cannot change",
+                            scope.as_str()
+                        )))
+                    }
+                    _ => scope,
+                };
+                if scope == Scope::Province && self.me.province().is_none() {
+                    return Err(CommandError::Conflict("the national node has no province scope".into()));
+                }
+                entry.validate()?;
+                entry.version += 1;
+                entry.status = EntryStatus::Published;
+                if entry.publish_date.is_none() {
+                    entry.publish_date = Some(china_date(self.now_ms));
+                }
+                publish(scope, entry)
+            }
+            CatalogOp::Withdraw { code } => {
+                let (scope, mut entry) =
+                    current.ok_or_else(|| CommandError::NotFound(format!("no catalog entry {code}")))?;
+                if entry.status != EntryStatus::Published {
+                    return Err(CommandError::Conflict(format!("{code} is not published")));
+                }
+                entry.version += 1;
+                entry.status = EntryStatus::Withdrawn;
+                publish(scope, entry)
+            }
+        }
+    }
+
+    /// The next generated resource code not already used by an own entry.
+    fn fresh_code(&mut self, classification: &str) -> Result<String, CommandError> {
+        for _ in 0..MAX_CODE_TRIES {
+            self.meta.code_seq += 1;
+            self.write_meta();
+            let code = resource_code(classification, self.meta.code_seq);
+            if self.own_entry(&code)?.is_none() {
+                return Ok(code);
+            }
+        }
+        Err(CommandError::Conflict("no free resource code; give one explicitly".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::china_date;
+
+    #[test]
+    fn dates_are_read_in_china_standard_time() {
+        assert_eq!(china_date(0), "1970-01-01");
+        // 2024-02-29 15:59:59 UTC is 23:59:59 in Beijing; a second later it is March.
+        assert_eq!(china_date(1_709_222_399_000), "2024-02-29");
+        assert_eq!(china_date(1_709_222_400_000), "2024-03-01");
+        assert_eq!(china_date(4_102_444_800_000 - 8 * 3_600_000), "2100-01-01");
+    }
+}

@@ -1,0 +1,211 @@
+//! Commands a caller asks the core to decide, and their outcomes.
+
+use cascade_access::Role;
+use cascade_protocol::catalog::{CatalogEntry, EntryDraft, FieldError};
+use cascade_protocol::org::Organization;
+use cascade_protocol::{Fault, NodeId, Scope};
+use serde::Serialize;
+
+/// A change to the node's state, decided (authorized, applied and audited) by the
+/// core in the group commit that makes it durable.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Create or update an own catalog entry. A draft (or withdrawn entry) is saved
+    /// locally; an update of a published entry publishes a new version at once.
+    SaveEntry(Box<EntryDraft>),
+    /// Publish an own draft or withdrawn entry as a new version.
+    PublishEntry {
+        /// Its resource code.
+        code: String,
+        /// How far it travels; fixed at first publication (default federation-wide).
+        scope: Option<Scope>,
+    },
+    /// Withdraw an own published entry (a new version with status withdrawn).
+    WithdrawEntry {
+        /// Its resource code.
+        code: String,
+    },
+    /// Register (or update) an organization of this node's subtree.
+    RegisterOrganization(Organization),
+    /// Revoke a member of the federation.
+    Revoke {
+        /// The node.
+        node: NodeId,
+        /// Why, for operators.
+        reason: String,
+    },
+    /// Create an account. The password was checked against the policy and hashed
+    /// by the caller (Argon2 is too slow for the core's thread).
+    CreateAccount {
+        /// Login name.
+        username: String,
+        /// Credit code of its organization (registered at this node).
+        organization: String,
+        /// Its roles.
+        roles: Vec<Role>,
+        /// Argon2id PHC string.
+        password_hash: String,
+    },
+    /// Issue a long-lived API token (minted by the caller; only its hash is kept).
+    IssueToken {
+        /// The account it acts as; default: the caller's own.
+        username: Option<String>,
+        /// What it is for.
+        label: String,
+        /// The token's id.
+        id: String,
+        /// Hash of the bearer token.
+        secret_hash: String,
+    },
+    /// Revoke an API token.
+    RevokeToken {
+        /// Its id.
+        id: String,
+    },
+    /// Open a login session for an account whose password the caller verified.
+    OpenSession {
+        /// The account.
+        username: String,
+        /// The session token's id.
+        id: String,
+        /// Hash of the bearer token.
+        secret_hash: String,
+    },
+    /// Record a failed login.
+    LoginFailed {
+        /// The name tried.
+        username: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Record a refusal decided outside the core (a read the caller may not make).
+    Denied {
+        /// What was asked.
+        what: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl Command {
+    /// A short label (for logs and metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Command::SaveEntry(_) => "catalog.save",
+            Command::PublishEntry { .. } => "catalog.publish",
+            Command::WithdrawEntry { .. } => "catalog.withdraw",
+            Command::RegisterOrganization(_) => "organization.register",
+            Command::Revoke { .. } => "node.revoke",
+            Command::CreateAccount { .. } => "account.create",
+            Command::IssueToken { .. } => "token.create",
+            Command::RevokeToken { .. } => "token.revoke",
+            Command::OpenSession { .. } => "login.success",
+            Command::LoginFailed { .. } => "login.failure",
+            Command::Denied { .. } => "access.denied",
+        }
+    }
+}
+
+/// The state an own catalog entry was saved in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SavedEntry {
+    /// The entry as stored.
+    #[serde(flatten)]
+    pub entry: CatalogEntry,
+    /// Its scope.
+    pub scope: Scope,
+    /// Whether it was created (rather than updated).
+    #[serde(skip)]
+    pub created: bool,
+    /// The seq of the delta that published this state, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_seq: Option<u64>,
+}
+
+/// An account as shown to operators (no password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Account {
+    /// Login name.
+    pub username: String,
+    /// Credit code of the organization it belongs to.
+    pub organization: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// An own entry's new state.
+    Entry(Box<SavedEntry>),
+    /// A registered organization.
+    Organization(Organization),
+    /// A revocation, signed at this seq of the node's federation log.
+    Revoked {
+        /// The revoked node.
+        node: NodeId,
+        /// The seq of the revocation delta.
+        delta_seq: u64,
+    },
+    /// A created account.
+    Account(Account),
+    /// An issued token or opened session.
+    Token {
+        /// Its id.
+        id: String,
+        /// The account it acts as.
+        username: String,
+        /// Unix seconds, for sessions.
+        expires_at: Option<u64>,
+    },
+    /// A revoked token.
+    TokenRevoked {
+        /// Its id.
+        id: String,
+    },
+    /// An event recorded.
+    Recorded,
+}
+
+/// Why a command was refused, grouped by who is at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// A field breaks a rule (the caller's fault; HTTP 422).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// This node failed: its store or engine (a local fault; HTTP 503).
+    #[error("node unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl CommandError {
+    /// Its class.
+    pub fn fault(&self) -> Fault {
+        match self {
+            CommandError::Unavailable(_) => Fault::Local,
+            _ => Fault::Caller,
+        }
+    }
+
+    /// A 422 naming `field`.
+    pub fn field(field: &str, reason: impl Into<String>) -> CommandError {
+        CommandError::Invalid(FieldError { field: field.into(), reason: reason.into() })
+    }
+}
+
+impl From<crate::store::StoreError> for CommandError {
+    fn from(e: crate::store::StoreError) -> Self {
+        CommandError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,609 @@
+//! The node core: one pure state machine. Inputs arrive through [`Core::handle`]
+//! (link events, frames, commands, commit completions); effects leave through
+//! [`Core::poll`] (write a batch durably, send, close, reply). It reads state
+//! through [`StateStore`] and never touches a socket, a clock or a disk.
+//!
+//! Group commit lives here: every change of a group — the deltas it admits or
+//! signs, their materialization, own entries, accounts, tokens and the audit
+//! records saying who did it — leaves as one `Effect::Commit`. Sends and replies
+//! decided in a group are held until the driver reports that group durable
+//! (`Input::Committed`), so nothing is acknowledged or relayed before it would
+//! survive a crash. While one group is being made durable the next one collects.
+
+use crate::audit::{AuditEvent, Chain};
+use crate::catalog::CatalogOp;
+use crate::command::{Command, CommandError, Reply};
+use crate::status::{
+    CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, Status, SyncCounters, VvEntry,
+};
+use crate::store::{
+    AccountRecord, BootState, Materialize, Meta, StateStore, StoreError, TokenRecord, WriteBatch,
+};
+use cascade_access::Principal;
+use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::limits::{MAX_GROUP_COMMANDS, MAX_GROUP_DELTAS};
+use cascade_protocol::{
+    Action, Admitted, DeltaBody, Engine, EngineError, Event, Frame, LogId, MembershipVerifier, NodeId,
+    PeerError, Scope,
+};
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Identifies one link (one connection) to a neighbour, unique within a node's
+/// life; the driver picks it. A newer link of the same neighbour replaces an older
+/// one, and effects decided for the older one are dropped by the driver.
+pub type LinkId = u64;
+
+/// Identifies a command, so that its reply finds the caller.
+pub type Ticket = u64;
+
+/// Something that happened to the node.
+#[derive(Debug)]
+pub enum Input {
+    /// A link to a neighbour is up (its identity checked by the transport).
+    LinkUp {
+        /// The link.
+        link: LinkId,
+        /// The neighbour.
+        peer: NodeId,
+        /// Parent or child.
+        role: LinkRole,
+    },
+    /// A link is gone; `cause` says so when the peer was at fault.
+    LinkDown {
+        /// The link.
+        link: LinkId,
+        /// Why, when the peer broke the protocol or may not talk to us.
+        cause: Option<PeerError>,
+    },
+    /// A frame arrived on a link.
+    Frame {
+        /// The link.
+        link: LinkId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// The link to a neighbour must close (an operator blocked it).
+    Close {
+        /// The neighbour.
+        peer: NodeId,
+        /// Why.
+        reason: PeerError,
+    },
+    /// A connection attempt was refused at admission.
+    Refused {
+        /// Where it came from.
+        remote: String,
+        /// Why.
+        reason: PeerError,
+    },
+    /// A caller asks for a change.
+    Command {
+        /// Where the reply goes.
+        ticket: Ticket,
+        /// Who asks.
+        by: Principal,
+        /// What.
+        command: Command,
+    },
+    /// The batch of this group is durable.
+    Committed {
+        /// The group.
+        group: u64,
+    },
+}
+
+/// Something the driver must do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Apply this batch atomically now (before the next `handle`), make it durable,
+    /// then report `Input::Committed`.
+    Commit {
+        /// The group.
+        group: u64,
+        /// What it writes.
+        batch: WriteBatch,
+    },
+    /// Send a frame on a link.
+    Send {
+        /// The link.
+        link: LinkId,
+        /// The neighbour.
+        peer: NodeId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// Stream the stored deltas `from..=to` of `log` on a link, in batches.
+    SendRange {
+        /// The link.
+        link: LinkId,
+        /// The neighbour.
+        peer: NodeId,
+        /// The log.
+        log: LogId,
+        /// First seq.
+        from: u64,
+        /// Last seq.
+        to: u64,
+    },
+    /// Close a link.
+    Close {
+        /// The link.
+        link: LinkId,
+        /// The neighbour.
+        peer: NodeId,
+        /// Why.
+        reason: PeerError,
+    },
+    /// Answer a command.
+    Reply {
+        /// The command.
+        ticket: Ticket,
+        /// Its outcome.
+        result: Result<Reply, CommandError>,
+    },
+}
+
+/// The identity a node runs with.
+pub struct Identity {
+    /// Its delta-signing key (its certificate's key).
+    pub key: SigningKey,
+    /// Its certificate chain, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// Checks other members' chains against the federation root.
+    pub verifier: Box<dyn MembershipVerifier>,
+}
+
+/// Why a core could not boot.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The store failed or is damaged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The engine refused the stored state or the identity.
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+}
+
+struct Link {
+    id: LinkId,
+    role: LinkRole,
+    last_frame_ms: Option<u64>,
+    in_sync_ms: u64,
+}
+
+/// The changes of one group, not yet handed to the driver.
+#[derive(Default)]
+pub(crate) struct Group {
+    pub(crate) batch: WriteBatch,
+    held: Vec<Effect>,
+    commands: usize,
+    /// What this group wrote, for reads before the batch reaches the store.
+    pub(crate) own: HashMap<String, (Scope, CatalogEntry)>,
+    pub(crate) accounts: HashMap<String, AccountRecord>,
+    pub(crate) tokens: HashMap<String, TokenRecord>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.held.is_empty()
+    }
+}
+
+struct InFlight {
+    group: u64,
+    held: Vec<Effect>,
+}
+
+/// The node core.
+pub struct Core<S> {
+    pub(crate) me: NodeId,
+    pub(crate) engine: Engine,
+    pub(crate) store: S,
+    pub(crate) now_ms: u64,
+    links: BTreeMap<NodeId, Link>,
+    pub(crate) group: Group,
+    next_group: u64,
+    inflight: Option<InFlight>,
+    ready: VecDeque<Effect>,
+    audit: Chain,
+    pub(crate) meta: Meta,
+    /// Organizations registered at this node, with their parents (for a
+    /// cataloger's scope and for accounts).
+    pub(crate) own_orgs: HashMap<String, Option<String>>,
+    pub(crate) accounts: usize,
+    sync: SyncCounters,
+    rejected: Rejections,
+    peer_faults: PeerFaults,
+    commits: CommitCounters,
+}
+
+impl<S: StateStore> Core<S> {
+    /// Boots a core from what `store` holds: every stored delta is verified again
+    /// (a damaged store is refused, not trusted), and the node's Join is signed if
+    /// its log is new — so the first `poll` may already ask for a commit.
+    pub fn boot(identity: Identity, store: S, now_ms: u64) -> Result<Core<S>, BootError> {
+        let Identity { key, chain, verifier } = identity;
+        let mut engine = Engine::new(key, chain, verifier, now_ms / 1000)?;
+        let me = engine.me().id;
+        let BootState { meta, audit_head, accounts } = store.boot()?;
+        let mut own_orgs = HashMap::new();
+        let mut failure = None;
+        let deltas = store.deltas().map_while(|d| match d {
+            Ok(d) => Some(d),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        });
+        engine.restore(deltas, |delta, body| {
+            if let (true, DeltaBody::Organization(org)) = (delta.log.origin == me, body) {
+                own_orgs.insert(org.credit_code.clone(), org.parent.clone());
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let mut core = Core {
+            me,
+            engine,
+            store,
+            now_ms,
+            links: BTreeMap::new(),
+            group: Group::default(),
+            next_group: 1,
+            inflight: None,
+            ready: VecDeque::new(),
+            audit: Chain::after(audit_head),
+            meta,
+            own_orgs,
+            accounts,
+            sync: SyncCounters::default(),
+            rejected: Rejections::default(),
+            peer_faults: PeerFaults::default(),
+            commits: CommitCounters::default(),
+        };
+        let mut actions = Vec::new();
+        core.engine.join(&mut actions)?;
+        core.take(actions);
+        core.audit("node", None, "node.started", format!("{me} restored its state"));
+        Ok(core)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The sync engine (read-only: heads, members, revocations).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Shares a cache of verified signatures (simulations of many nodes in one process).
+    pub fn set_signature_cache(&mut self, cache: std::sync::Arc<cascade_protocol::SignatureCache>) {
+        self.engine.set_signature_cache(cache);
+    }
+
+    /// Deliberately breaks this core's engine (signatures no longer checked), so the
+    /// simulator can prove its invariant checker catches a broken node.
+    #[doc(hidden)]
+    pub fn testing_skip_signature_checks(&mut self) {
+        self.engine.testing_skip_signature_checks();
+    }
+
+    /// Whether a commit is being made durable.
+    pub fn is_committing(&self) -> bool {
+        self.inflight.is_some()
+    }
+
+    /// The store the core reads.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, for a driver applying batches to it.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Gives the store back (a simulated crash keeps only what it made durable).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Whether the group collecting now is full while another is being made
+    /// durable: the driver should hold further inputs (but `Committed`) until
+    /// `poll` hands out the next commit.
+    pub fn is_congested(&self) -> bool {
+        self.inflight.is_some()
+            && (self.group.commands >= MAX_GROUP_COMMANDS
+                || self.group.batch.deltas.len() >= MAX_GROUP_DELTAS)
+    }
+
+    /// Handles one input at unix time `now_ms`.
+    pub fn handle(&mut self, now_ms: u64, input: Input) {
+        self.now_ms = self.now_ms.max(now_ms);
+        match input {
+            Input::LinkUp { link, peer, role } => self.link_up(link, peer, role),
+            Input::LinkDown { link, cause } => self.link_down(link, cause),
+            Input::Frame { link, frame } => {
+                let Some(peer) = self.peer_of(link) else { return };
+                if let Some(l) = self.links.get_mut(&peer) {
+                    l.last_frame_ms = Some(self.now_ms);
+                }
+                let actions = self.engine.handle(self.now_s(), Event::Frame { peer, frame });
+                self.take(actions);
+            }
+            Input::Close { peer, reason } => {
+                if self.links.contains_key(&peer) {
+                    self.close(peer, reason);
+                }
+            }
+            Input::Refused { remote, reason } => {
+                self.peer_faults.add(reason.fault());
+                self.audit(&format!("peer:{remote}"), None, "peer.refused", reason.to_string());
+            }
+            Input::Command { ticket, by, command } => {
+                self.group.commands += 1;
+                self.commits.commands += 1;
+                let result = self.command(&by, command);
+                if matches!(&result, Err(e) if e.fault() == cascade_protocol::Fault::Caller) {
+                    self.commits.refused += 1;
+                }
+                self.group.held.push(Effect::Reply { ticket, result });
+            }
+            Input::Committed { group } => {
+                if let Some(inflight) = self.inflight.take_if(|f| f.group == group) {
+                    self.commits.groups += 1;
+                    self.ready.extend(inflight.held);
+                }
+            }
+        }
+    }
+
+    /// The next effect to execute, if any.
+    pub fn poll(&mut self) -> Option<Effect> {
+        if let Some(effect) = self.ready.pop_front() {
+            return Some(effect);
+        }
+        if self.inflight.is_some() || self.group.is_empty() {
+            return None;
+        }
+        let group = std::mem::take(&mut self.group);
+        if group.batch.is_empty() {
+            // Nothing to make durable: what it decided may go out at once.
+            self.ready.extend(group.held);
+            return self.ready.pop_front();
+        }
+        let id = self.next_group;
+        self.next_group += 1;
+        self.inflight = Some(InFlight { group: id, held: group.held });
+        Some(Effect::Commit { group: id, batch: group.batch })
+    }
+
+    /// The sync view now, also marking neighbours seen in sync.
+    pub fn status(&mut self) -> Status {
+        let now = self.now_ms;
+        let greeted: HashMap<NodeId, bool> = self.engine.peers().collect();
+        let mut peers = BTreeMap::new();
+        for (id, link) in self.links.iter_mut() {
+            let lag = self.engine.peer_lag(*id);
+            if lag == 0 {
+                link.in_sync_ms = now;
+            }
+            let state = if greeted.get(id).copied().unwrap_or(false) { "connected" } else { "syncing" };
+            let status = PeerStatus {
+                id: *id,
+                role: link.role,
+                state,
+                last_frame_at: link.last_frame_ms.map(|ms| ms / 1000),
+                lag_deltas: lag,
+                lag_seconds: if lag == 0 { 0 } else { now.saturating_sub(link.in_sync_ms) / 1000 },
+            };
+            peers.insert(*id, status);
+        }
+        let mut commits = self.commits.clone();
+        commits.audit_records = self.audit.len();
+        Status {
+            peers,
+            version_vector: self
+                .engine
+                .version_vector()
+                .into_iter()
+                .map(|(log, seq)| VvEntry { origin: log.origin, scope: log.scope, seq })
+                .collect(),
+            children: self.engine.members().filter(|m| m.parent == Some(self.me)).map(|m| m.id).collect(),
+            revoked: self.engine.revoked().collect(),
+            sync: self.sync.clone(),
+            rejected: self.rejected.clone(),
+            peer_faults: self.peer_faults.clone(),
+            commits,
+        }
+    }
+
+    pub(crate) fn now_s(&self) -> u64 {
+        self.now_ms / 1000
+    }
+
+    fn peer_of(&self, link: LinkId) -> Option<NodeId> {
+        self.links.iter().find(|(_, l)| l.id == link).map(|(peer, _)| *peer)
+    }
+
+    fn link_up(&mut self, link: LinkId, peer: NodeId, role: LinkRole) {
+        if self.links.contains_key(&peer) {
+            self.close(peer, cascade_protocol::Incompatibility::Replaced.into());
+        }
+        self.links.insert(peer, Link { id: link, role, last_frame_ms: None, in_sync_ms: self.now_ms });
+        self.audit("federation", None, "peer.connected", format!("{peer} ({})", role.as_str()));
+        let actions = self.engine.handle(self.now_s(), Event::PeerUp { peer });
+        self.take(actions);
+    }
+
+    fn link_down(&mut self, link: LinkId, cause: Option<PeerError>) {
+        let Some(peer) = self.peer_of(link) else { return };
+        self.links.remove(&peer);
+        match cause {
+            Some(reason) => self.peer_fault(peer, &reason),
+            None => self.audit("federation", None, "peer.disconnected", peer.to_string()),
+        }
+        let actions = self.engine.handle(self.now_s(), Event::PeerDown { peer });
+        self.take(actions);
+    }
+
+    /// Closes the link to `peer` now (closing claims nothing, so it need not wait
+    /// for a commit); held sends to it are dropped by the driver.
+    fn close(&mut self, peer: NodeId, reason: PeerError) {
+        let Some(link) = self.links.remove(&peer) else { return };
+        self.peer_fault(peer, &reason);
+        self.ready.push_back(Effect::Close { link: link.id, peer, reason });
+        let actions = self.engine.handle(self.now_s(), Event::PeerDown { peer });
+        self.take(actions);
+    }
+
+    fn peer_fault(&mut self, peer: NodeId, reason: &PeerError) {
+        self.peer_faults.add(reason.fault());
+        let kind = match reason {
+            PeerError::Misbehaved(_) => "peer.misbehaved",
+            PeerError::Incompatible(_) => "peer.disconnected",
+        };
+        self.audit("federation", None, kind, format!("{peer}: {reason}"));
+    }
+
+    /// Turns engine actions into effects and writes of the current group.
+    pub(crate) fn take(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Persist(admitted) => {
+                    for a in admitted {
+                        self.persist(a);
+                    }
+                }
+                Action::Send { peer, frame } => {
+                    let Some(link) = self.links.get(&peer).map(|l| l.id) else { continue };
+                    if let Frame::Deltas(ds) = &frame {
+                        self.sync.deltas_out += ds.len() as u64;
+                    }
+                    self.group.held.push(Effect::Send { link, peer, frame });
+                }
+                Action::SendRange { peer, log, from, to } => {
+                    let Some(link) = self.links.get(&peer).map(|l| l.id) else { continue };
+                    self.sync.deltas_out += to.saturating_sub(from) + 1;
+                    self.group.held.push(Effect::SendRange { link, peer, log, from, to });
+                }
+                Action::Reject(r) => {
+                    self.rejected.add(&r.reason);
+                    let detail = format!("{} #{} from {}: {}", r.log, r.seq, r.peer, r.reason);
+                    self.audit("federation", None, "delta.rejected", detail);
+                }
+                Action::Disconnect { peer, reason } => self.close(peer, reason),
+            }
+        }
+    }
+
+    /// Writes an admitted delta and what it changes in the materialized views.
+    fn persist(&mut self, Admitted { delta, body }: Admitted) {
+        if delta.log.origin == self.me {
+            self.sync.deltas_originated += 1;
+        } else {
+            self.sync.deltas_in += 1;
+        }
+        match body {
+            DeltaBody::Catalog(entry) => {
+                let row = Materialize::Catalog { log: delta.log, code: entry.code, delta: delta.clone() };
+                self.group.batch.materialize.push(row);
+            }
+            DeltaBody::Organization(org) => {
+                if delta.log.origin == self.me {
+                    self.own_orgs.insert(org.credit_code.clone(), org.parent.clone());
+                }
+                let row = Materialize::Organization {
+                    origin: delta.log.origin,
+                    code: org.credit_code,
+                    delta: delta.clone(),
+                };
+                self.group.batch.materialize.push(row);
+            }
+            DeltaBody::Join { .. } | DeltaBody::Revoke(_) => {}
+        }
+        self.group.batch.deltas.push(delta);
+    }
+
+    /// Seals an audit record into the current group.
+    pub(crate) fn audit(&mut self, actor: &str, org: Option<&str>, kind: &str, detail: String) {
+        let event = AuditEvent {
+            actor: actor.to_string(),
+            org: org.map(str::to_string),
+            kind: kind.to_string(),
+            detail,
+        };
+        let sealed = self.audit.seal(self.now_ms, event);
+        self.group.batch.audit.push(sealed);
+    }
+
+    /// Audits an action of `by`.
+    pub(crate) fn audit_by(&mut self, by: &Principal, kind: &str, detail: String) {
+        let event =
+            AuditEvent { actor: by.actor.clone(), org: by.organization.clone(), kind: kind.into(), detail };
+        let sealed = self.audit.seal(self.now_ms, event);
+        self.group.batch.audit.push(sealed);
+    }
+
+    /// Writes the node counters with the current group.
+    pub(crate) fn write_meta(&mut self) {
+        self.group.batch.meta = Some(self.meta);
+    }
+
+    fn command(&mut self, by: &Principal, command: Command) -> Result<Reply, CommandError> {
+        match command {
+            Command::SaveEntry(draft) => self.catalog(by, CatalogOp::Save(draft)),
+            Command::PublishEntry { code, scope } => self.catalog(by, CatalogOp::Publish { code, scope }),
+            Command::WithdrawEntry { code } => self.catalog(by, CatalogOp::Withdraw { code }),
+            Command::RegisterOrganization(org) => {
+                self.register_organization(by, org).map(Reply::Organization)
+            }
+            Command::Revoke { node, reason } => self.revoke(by, node, reason),
+            Command::CreateAccount { username, organization, roles, password_hash } => {
+                self.create_account(by, username, organization, roles, password_hash).map(Reply::Account)
+            }
+            Command::IssueToken { username, label, id, secret_hash } => {
+                self.issue_token(by, username, label, id, secret_hash)
+            }
+            Command::RevokeToken { id } => self.revoke_token(by, id),
+            Command::OpenSession { username, id, secret_hash } => {
+                self.open_session(username, id, secret_hash)
+            }
+            Command::LoginFailed { username, reason } => {
+                self.audit(&format!("account:{username}"), None, "login.failure", reason);
+                Ok(Reply::Recorded)
+            }
+            Command::Denied { what, reason } => {
+                self.audit_by(by, "access.denied", format!("{what}: {reason}"));
+                Ok(Reply::Recorded)
+            }
+        }
+    }
+
+    /// Checks `by` may do `permission`; a refusal is audited in this group.
+    pub(crate) fn authorize(
+        &mut self,
+        by: &Principal,
+        permission: cascade_access::Permission<'_>,
+        what: &str,
+    ) -> Result<(), CommandError> {
+        let own_orgs = &self.own_orgs;
+        match by.check(permission, |code| own_orgs.get(code).cloned().flatten()) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                self.audit_by(by, "access.denied", format!("{what}: {reason}"));
+                Err(CommandError::Forbidden(reason))
+            }
+        }
+    }
+
+    /// A local failure while deciding: the engine may have signed something the
+    /// store will not hold, so nothing of it is trusted; the caller is told.
+    pub(crate) fn engine_failure(e: EngineError) -> CommandError {
+        CommandError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,34 @@
+//! The node core of Cascade: every decision about a node's state in one pure
+//! state machine, driven by the tokio runtime and by the deterministic simulator
+//! alike (the way quinn-proto is driven by quinn).
+//!
+//! ```text
+//!   link up/down, frames ─┐                          ┌─ Commit (write batch, flush)
+//!   commands (+principal) ─┼─► Core::handle ─► poll ─┼─ Send / SendRange / Close
+//!   commit completions  ──┘        │                 └─ Reply (after its commit)
+//!                                  ▼
+//!                  sync engine · catalog, organization and access rules
+//!                  authorization · audit chain · group commit
+//!                                  │ reads
+//!                                  ▼
+//!                         StateStore (sled, or MemoryStore)
+//! ```
+
+pub mod audit;
+mod base;
+mod catalog;
+mod command;
+mod core;
+mod memory;
+mod status;
+mod store;
+
+pub use crate::core::{BootError, Core, Effect, Identity, Input, LinkId, Ticket};
+pub use command::{Account, Command, CommandError, Reply, SavedEntry};
+pub use memory::{MemoryStore, AUDIT_KEPT};
+pub use status::{
+    CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, Status, SyncCounters, VvEntry,
+};
+pub use store::{
+    AccountRecord, BootState, Materialize, Meta, OwnWrite, StateStore, StoreError, TokenRecord, WriteBatch,
+};

@@ -1,0 +1,170 @@
+//! An in-memory store: the deterministic simulator (and tests) run the very same
+//! core over it. A batch applies at once; it survives a crash only once the driver
+//! reports it durable, exactly as a sled group commit does.
+
+use crate::audit::{self, AuditRecord, SealedRecord};
+use crate::store::{AccountRecord, BootState, Meta, StateStore, StoreError, TokenRecord, WriteBatch};
+use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::{Delta, LogId, Scope};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// Audit records kept for inspection per node (the chain's head and length are
+/// always kept; a simulation of hundreds of nodes cannot keep every record).
+pub const AUDIT_KEPT: usize = 4096;
+
+#[derive(Clone, Default)]
+struct State {
+    logs: BTreeMap<LogId, Vec<Arc<Delta>>>,
+    own: BTreeMap<String, (Scope, CatalogEntry)>,
+    accounts: BTreeMap<String, AccountRecord>,
+    tokens: BTreeMap<String, TokenRecord>,
+    meta: Meta,
+    audit_head: Option<(u64, [u8; 32])>,
+    audit_recent: VecDeque<SealedRecord>,
+    /// The first record that did not chain onto the one before it, if any.
+    audit_break: Option<String>,
+}
+
+impl State {
+    fn apply(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
+        // Check before changing anything: a batch applies whole or not at all.
+        let mut heads: BTreeMap<LogId, u64> = BTreeMap::new();
+        for d in &batch.deltas {
+            let head =
+                *heads.entry(d.log).or_insert_with(|| self.logs.get(&d.log).map_or(0, |l| l.len() as u64));
+            if d.seq != head + 1 {
+                return Err(StoreError::OutOfOrder { log: d.log, expected: head + 1, got: d.seq });
+            }
+            heads.insert(d.log, d.seq);
+        }
+        for d in &batch.deltas {
+            self.logs.entry(d.log).or_default().push(d.clone());
+        }
+        for (code, own) in &batch.own {
+            self.own.insert(code.clone(), (own.scope, own.entry.clone()));
+        }
+        for a in &batch.accounts {
+            self.accounts.insert(a.username.clone(), a.clone());
+        }
+        for t in &batch.tokens {
+            self.tokens.insert(t.id.clone(), t.clone());
+        }
+        if let Some(meta) = batch.meta {
+            self.meta = meta;
+        }
+        for record in &batch.audit {
+            if self.audit_break.is_none() {
+                self.audit_break = chain_break(self.audit_head, record);
+            }
+            self.audit_head = Some((record.seq, audit::stored_hash(&record.value)));
+            if self.audit_recent.len() == AUDIT_KEPT {
+                self.audit_recent.pop_front();
+            }
+            self.audit_recent.push_back(record.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Why `record` does not continue the chain whose last record is `head`, if it does not.
+fn chain_break(head: Option<(u64, [u8; 32])>, record: &SealedRecord) -> Option<String> {
+    let (seq, hash) = head.unwrap_or((0, [0; 32]));
+    let mut verifier = audit::Verifier::resume(seq, hash);
+    verifier.next(Some(record.seq), &record.value);
+    verifier.finish().reason
+}
+
+/// The in-memory store of one simulated node.
+#[derive(Default)]
+pub struct MemoryStore {
+    volatile: State,
+    durable: State,
+    pending: VecDeque<(u64, WriteBatch)>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Applies a group's batch (visible at once, durable only after `made_durable`).
+    pub fn apply(&mut self, group: u64, batch: WriteBatch) -> Result<(), StoreError> {
+        self.volatile.apply(&batch)?;
+        self.pending.push_back((group, batch));
+        Ok(())
+    }
+
+    /// Makes every batch up to `group` durable.
+    pub fn made_durable(&mut self, group: u64) -> Result<(), StoreError> {
+        while self.pending.front().is_some_and(|(g, _)| *g <= group) {
+            if let Some((_, batch)) = self.pending.pop_front() {
+                self.durable.apply(&batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A crash: whatever was not made durable is gone.
+    pub fn crash(&mut self) {
+        self.pending.clear();
+        self.volatile = self.durable.clone();
+    }
+
+    /// A stored delta (durable or not yet).
+    pub fn delta(&self, log: LogId, seq: u64) -> Option<&Arc<Delta>> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.volatile.logs.get(&log)?.get(index)
+    }
+
+    /// The durable logs, log by log.
+    pub fn durable_logs(&self) -> impl Iterator<Item = (&LogId, &Vec<Arc<Delta>>)> + '_ {
+        self.durable.logs.iter()
+    }
+
+    /// The newest durable audit records (up to `AUDIT_KEPT`), oldest first.
+    pub fn durable_audit(&self) -> Vec<AuditRecord> {
+        self.durable
+            .audit_recent
+            .iter()
+            .filter_map(|r| audit::decode(r.seq, &r.value).ok().map(|d| d.record))
+            .collect()
+    }
+
+    /// The first durable audit record that did not chain onto its predecessor.
+    pub fn audit_break(&self) -> Option<&str> {
+        self.durable.audit_break.as_deref()
+    }
+
+    /// How many audit records are durable.
+    pub fn durable_audit_len(&self) -> u64 {
+        self.durable.audit_head.map_or(0, |(seq, _)| seq)
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError> {
+        Ok(self.volatile.own.get(code).cloned())
+    }
+
+    fn account(&self, username: &str) -> Result<Option<AccountRecord>, StoreError> {
+        Ok(self.volatile.accounts.get(username).cloned())
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.volatile.tokens.get(id).cloned())
+    }
+
+    fn boot(&self) -> Result<BootState, StoreError> {
+        Ok(BootState {
+            meta: self.volatile.meta,
+            audit_head: self.volatile.audit_head,
+            accounts: self.volatile.accounts.len(),
+        })
+    }
+
+    fn deltas(&self) -> Box<dyn Iterator<Item = Result<Delta, StoreError>> + '_> {
+        Box::new(self.volatile.logs.values().flatten().map(|d| Ok(Delta::clone(d))))
+    }
+}

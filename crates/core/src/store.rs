@@ -1,0 +1,205 @@
+//! What the core needs from a store: a narrow trait of reads, and the batch of
+//! writes it decides. The store keeps what the core decided; it knows no catalog,
+//! organization or access rules and never decodes a delta body on the write path.
+
+use crate::audit::SealedRecord;
+use cascade_access::{Role, TokenKind};
+use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::{CodecError, Delta, LogId, NodeId, Scope};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Errors of a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The storage backend failed (I/O, sled).
+    #[error("storage: {0}")]
+    Backend(String),
+    /// A stored record does not decode: the files are damaged.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// Hex of the key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value could not be encoded.
+    #[error("encode: {0}")]
+    Encode(String),
+    /// A write would give a log a hole or make it go backwards: refused.
+    #[error("log {log}: expected seq {expected}, got {got}")]
+    OutOfOrder {
+        /// The log.
+        log: LogId,
+        /// The next seq the store expects.
+        expected: u64,
+        /// What was offered.
+        got: u64,
+    },
+    /// The store was written by an incompatible version of Cascade.
+    #[error("store format {found}, this version reads format {expected}: {hint}")]
+    Format {
+        /// The format found.
+        found: u32,
+        /// The format this version reads.
+        expected: u32,
+        /// What the operator can do.
+        hint: &'static str,
+    },
+}
+
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError::Encode(e.to_string())
+    }
+}
+
+/// An account of the admin interface, as stored (with its password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// Login name.
+    pub username: String,
+    /// Credit code of the organization it belongs to.
+    pub organization: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// A bearer token, as stored (only its secret's hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Its id.
+    pub id: String,
+    /// Session or API token.
+    pub kind: TokenKind,
+    /// The account it acts as.
+    pub username: String,
+    /// What it is for.
+    pub label: String,
+    /// Hash of the whole bearer token.
+    pub secret_hash: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds; sessions expire, API tokens do not.
+    pub expires_at: Option<u64>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A new state of one of this node's own catalog entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnWrite {
+    /// Its scope.
+    pub scope: Scope,
+    /// The entry.
+    pub entry: CatalogEntry,
+    /// The delta that published this state; `None` for a draft. A store keeps the
+    /// delta's body bytes rather than encoding the entry again.
+    pub signed: Option<Arc<Delta>>,
+}
+
+/// A materialized view row derived from an admitted delta (the store copies the
+/// delta's body bytes; it does not decode them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Materialize {
+    /// A catalog entry's latest state from `origin` (last in log order wins).
+    Catalog {
+        /// The log the delta belongs to.
+        log: LogId,
+        /// The entry's resource code.
+        code: String,
+        /// The delta.
+        delta: Arc<Delta>,
+    },
+    /// An organization as registered by `origin`.
+    Organization {
+        /// The registering node.
+        origin: NodeId,
+        /// The credit code.
+        code: String,
+        /// The delta.
+        delta: Arc<Delta>,
+    },
+}
+
+/// Node-wide counters kept with the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The last resource-code sequence number handed out.
+    pub code_seq: u64,
+}
+
+/// Everything one group commit writes, applied atomically by the store.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    /// Admitted deltas, in log order (each log contiguous with what is stored).
+    pub deltas: Vec<Arc<Delta>>,
+    /// View rows derived from them.
+    pub materialize: Vec<Materialize>,
+    /// Own catalog entries, by code (later writes of one code win).
+    pub own: Vec<(String, OwnWrite)>,
+    /// Accounts.
+    pub accounts: Vec<AccountRecord>,
+    /// Tokens.
+    pub tokens: Vec<TokenRecord>,
+    /// Audit records, sealed by the core, in order.
+    pub audit: Vec<SealedRecord>,
+    /// Node counters, when they changed.
+    pub meta: Option<Meta>,
+}
+
+impl WriteBatch {
+    /// Whether it writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty()
+            && self.materialize.is_empty()
+            && self.own.is_empty()
+            && self.accounts.is_empty()
+            && self.tokens.is_empty()
+            && self.audit.is_empty()
+            && self.meta.is_none()
+    }
+
+    /// The last seq of each log this batch appends to.
+    pub fn heads(&self) -> Vec<(LogId, u64)> {
+        let mut heads: Vec<(LogId, u64)> = Vec::new();
+        for d in &self.deltas {
+            match heads.iter_mut().find(|(log, _)| *log == d.log) {
+                Some(head) => head.1 = head.1.max(d.seq),
+                None => heads.push((d.log, d.seq)),
+            }
+        }
+        heads
+    }
+}
+
+/// What the core reads back when it boots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootState {
+    /// Node counters.
+    pub meta: Meta,
+    /// The audit log's last record (seq and hash), if any.
+    pub audit_head: Option<(u64, [u8; 32])>,
+    /// How many accounts exist.
+    pub accounts: usize,
+}
+
+/// The reads the core makes while deciding. Writes reach the store only as
+/// `WriteBatch`es through the driver; a driver applies a batch before it hands
+/// the core its next input, so that these reads see every earlier group.
+pub trait StateStore {
+    /// This node's own working copy of an entry (any status), with its scope.
+    fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError>;
+    /// An account.
+    fn account(&self, username: &str) -> Result<Option<AccountRecord>, StoreError>;
+    /// A token.
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Counters and heads read at boot.
+    fn boot(&self) -> Result<BootState, StoreError>;
+    /// Every stored delta, log by log, each log in order (for restoring the engine).
+    fn deltas(&self) -> Box<dyn Iterator<Item = Result<Delta, StoreError>> + '_>;
+}

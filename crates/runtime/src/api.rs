@@ -1,0 +1,243 @@
+//! The node's API for its callers: typed forms of the core's commands, and the
+//! credential work that must happen before a command reaches the core (hashing
+//! and checking passwords, minting tokens) — slow or random work kept off the
+//! core's thread.
+
+use crate::node::Node;
+use cascade_access::{
+    bootstrap_matches, dummy_verify, hash_password, mint_token, parse_token, secret_hash, verify_password,
+    CredentialError, Permission, Principal, Role, TokenKind,
+};
+use cascade_core::{Account, Command, CommandError, Reply, SavedEntry, StateStore};
+use cascade_protocol::catalog::EntryDraft;
+use cascade_protocol::org::Organization;
+use cascade_protocol::{NodeId, Scope};
+use std::time::Duration;
+
+/// How long a login waits for its turn before answering that the node is busy.
+const LOGIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong username or password (deliberately not saying which).
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// Too many logins are being checked; retry.
+    #[error("too many logins in progress; retry")]
+    Busy,
+    /// The node failed.
+    #[error(transparent)]
+    Node(#[from] CommandError),
+}
+
+/// A bearer token issued to a caller: shown once.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IssuedToken {
+    /// The bearer token (secret).
+    pub token: String,
+    /// Its id.
+    pub id: String,
+    /// The account it acts as.
+    pub username: String,
+    /// Unix seconds, for sessions.
+    pub expires_at: Option<u64>,
+}
+
+fn unexpected(reply: Reply) -> CommandError {
+    CommandError::Unavailable(format!("unexpected reply {reply:?}"))
+}
+
+fn blocking_failed(e: tokio::task::JoinError) -> CommandError {
+    CommandError::Unavailable(format!("a blocking task failed: {e}"))
+}
+
+fn credential(e: CredentialError) -> CommandError {
+    match e {
+        CredentialError::WeakPassword => CommandError::field("password", e.to_string()),
+        other => CommandError::Unavailable(other.to_string()),
+    }
+}
+
+impl Node {
+    /// Creates or updates an own catalog entry (see `Command::SaveEntry`).
+    pub async fn save_entry(&self, by: Principal, draft: EntryDraft) -> Result<SavedEntry, CommandError> {
+        self.entry_change(by, Command::SaveEntry(Box::new(draft))).await
+    }
+
+    /// Publishes an own draft or withdrawn entry.
+    pub async fn publish(
+        &self,
+        by: Principal,
+        code: &str,
+        scope: Option<Scope>,
+    ) -> Result<SavedEntry, CommandError> {
+        self.entry_change(by, Command::PublishEntry { code: code.into(), scope }).await
+    }
+
+    /// Withdraws an own published entry.
+    pub async fn withdraw(&self, by: Principal, code: &str) -> Result<SavedEntry, CommandError> {
+        self.entry_change(by, Command::WithdrawEntry { code: code.into() }).await
+    }
+
+    async fn entry_change(&self, by: Principal, command: Command) -> Result<SavedEntry, CommandError> {
+        match self.execute(by, command).await? {
+            Reply::Entry(saved) => Ok(*saved),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Registers (or updates) an organization of this node's subtree.
+    pub async fn register_organization(
+        &self,
+        by: Principal,
+        org: Organization,
+    ) -> Result<Organization, CommandError> {
+        match self.execute(by, Command::RegisterOrganization(org)).await? {
+            Reply::Organization(org) => Ok(org),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes a member; returns the seq of the revocation delta.
+    pub async fn revoke(&self, by: Principal, node: NodeId, reason: String) -> Result<u64, CommandError> {
+        match self.execute(by, Command::Revoke { node, reason }).await? {
+            Reply::Revoked { delta_seq, .. } => Ok(delta_seq),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates an account: the password is checked against the policy and hashed
+    /// off the async workers, then the core decides.
+    pub async fn create_account(
+        &self,
+        by: Principal,
+        username: String,
+        password: String,
+        organization: String,
+        roles: Vec<Role>,
+    ) -> Result<Account, CommandError> {
+        // Refuse before spending Argon2 work on a caller who may not do this.
+        if let Err(reason) = by.check(Permission::ManageAccounts, |_| None) {
+            self.execute(by, Command::Denied { what: "account.create".into(), reason: reason.clone() })
+                .await?;
+            return Err(CommandError::Forbidden(reason));
+        }
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(blocking_failed)?
+            .map_err(credential)?;
+        let command = Command::CreateAccount { username, organization, roles, password_hash };
+        match self.execute(by, command).await? {
+            Reply::Account(account) => Ok(account),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Issues a long-lived API token for `username` (default: the caller's own).
+    pub async fn issue_token(
+        &self,
+        by: Principal,
+        username: Option<String>,
+        label: String,
+    ) -> Result<IssuedToken, CommandError> {
+        let minted = mint_token(TokenKind::Api, &mut rand::rngs::OsRng);
+        let command =
+            Command::IssueToken { username, label, id: minted.id.clone(), secret_hash: minted.secret_hash };
+        match self.execute(by, command).await? {
+            Reply::Token { id, username, expires_at } => {
+                Ok(IssuedToken { token: minted.token, id, username, expires_at })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes an API token (its owner or an administrator).
+    pub async fn revoke_token(&self, by: Principal, id: String) -> Result<(), CommandError> {
+        match self.execute(by, Command::RevokeToken { id }).await? {
+            Reply::TokenRevoked { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Checks a password (a few at a time, off the async workers; an unknown
+    /// username costs the same Argon2 work) and opens a session. Both outcomes are
+    /// audited.
+    pub async fn login(&self, username: String, password: String) -> Result<IssuedToken, LoginError> {
+        let permit = tokio::time::timeout(LOGIN_WAIT, self.logins().acquire())
+            .await
+            .map_err(|_| LoginError::Busy)?
+            .map_err(|_| LoginError::Busy)?;
+        let store = self.store().clone();
+        let name = username.clone();
+        let verdict = tokio::task::spawn_blocking(move || -> Result<bool, CommandError> {
+            match store.account(&name)? {
+                Some(account) => verify_password(&password, &account.password_hash)
+                    .map_err(|e| CommandError::Unavailable(e.to_string())),
+                None => {
+                    dummy_verify(&password);
+                    Ok(false)
+                }
+            }
+        })
+        .await
+        .map_err(blocking_failed)??;
+        drop(permit);
+        let by = Principal {
+            actor: format!("account:{username}"),
+            username: None,
+            organization: None,
+            roles: vec![],
+        };
+        if !verdict {
+            let command = Command::LoginFailed { username, reason: "wrong username or password".into() };
+            self.execute(by, command).await?;
+            return Err(LoginError::BadCredentials);
+        }
+        let minted = mint_token(TokenKind::Session, &mut rand::rngs::OsRng);
+        let command =
+            Command::OpenSession { username, id: minted.id.clone(), secret_hash: minted.secret_hash };
+        match self.execute(by, command).await? {
+            Reply::Token { id, username, expires_at } => {
+                Ok(IssuedToken { token: minted.token, id, username, expires_at })
+            }
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    /// Who a bearer token is, if it is valid now: the bootstrap token, or a session
+    /// or API token of an account.
+    pub fn authenticate(&self, bearer: &str) -> Result<Option<Principal>, CommandError> {
+        if bootstrap_matches(bearer, self.admin_token()) {
+            return Ok(Some(Principal::bootstrap()));
+        }
+        let Some((_, id)) = parse_token(bearer) else { return Ok(None) };
+        let Some(record) = self.store().token(id)? else { return Ok(None) };
+        let presented = secret_hash(bearer);
+        let matches = bootstrap_matches(&presented, &record.secret_hash);
+        let now = cascade_transport::unix_now();
+        if !matches || record.revoked || record.expires_at.is_some_and(|t| t <= now) {
+            return Ok(None);
+        }
+        let Some(account) = self.store().account(&record.username)? else { return Ok(None) };
+        Ok(Some(Principal {
+            actor: format!("account:{}", account.username),
+            username: Some(account.username),
+            organization: Some(account.organization),
+            roles: account.roles,
+        }))
+    }
+
+    /// Allows a read `permission` for `by`, or refuses it with the reason (the
+    /// refusal is audited by the core).
+    pub async fn check(&self, by: &Principal, permission: Permission<'_>) -> Result<(), CommandError> {
+        match by.check(permission, |_| None) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                let command = Command::Denied { what: format!("{permission:?}"), reason: reason.clone() };
+                self.execute(by.clone(), command).await?;
+                Err(CommandError::Forbidden(reason))
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The key layout: one-byte prefixes in one sled tree.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `L` | origin (4), scope (1), seq (8) | the encoded delta |
+//! | `C` | origin (4), scope (1), resource code | the latest catalog delta body |
+//! | `R` | credit code, 0, origin (4) | the organization delta body |
+//! | `O` | resource code | scope (1), the entry as a catalog delta body |
+//! | `U` | username | account record |
+//! | `T` | token id | token record |
+//! | `A` | seq (8) | audit record (hash, then JSON body) |
+//! | `M` | `Mmeta` / `Mformat` | node counters / store format |
+
+use cascade_core::StoreError;
+use cascade_protocol::{LogId, NodeId, Scope};
+
+pub(crate) const LOG: u8 = b'L';
+pub(crate) const CATALOG: u8 = b'C';
+pub(crate) const ORG: u8 = b'R';
+pub(crate) const OWN: u8 = b'O';
+pub(crate) const ACCOUNT: u8 = b'U';
+pub(crate) const TOKEN: u8 = b'T';
+pub(crate) const AUDIT: u8 = b'A';
+pub(crate) const META_KEY: &[u8] = b"Mmeta";
+pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
+
+/// Length of a log key: prefix, origin, scope, seq.
+pub(crate) const LOG_KEY_LEN: usize = 1 + 4 + 1 + 8;
+/// Length of an audit key: prefix, seq.
+pub(crate) const AUDIT_KEY_LEN: usize = 1 + 8;
+
+pub(crate) fn scope_byte(scope: Scope) -> u8 {
+    match scope {
+        Scope::Federation => 0,
+        Scope::Province => 1,
+    }
+}
+
+pub(crate) fn scope_of(byte: u8) -> Option<Scope> {
+    match byte {
+        0 => Some(Scope::Federation),
+        1 => Some(Scope::Province),
+        _ => None,
+    }
+}
+
+pub(crate) fn log_prefix(log: LogId) -> [u8; 6] {
+    let o = log.origin.code().to_be_bytes();
+    [LOG, o[0], o[1], o[2], o[3], scope_byte(log.scope)]
+}
+
+pub(crate) fn log_key(log: LogId, seq: u64) -> Vec<u8> {
+    let mut key = log_prefix(log).to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn catalog_key(origin: NodeId, scope: Scope, code: &str) -> Vec<u8> {
+    let mut key = catalog_prefix(origin);
+    key.push(scope_byte(scope));
+    key.extend_from_slice(code.as_bytes());
+    key
+}
+
+pub(crate) fn catalog_prefix(origin: NodeId) -> Vec<u8> {
+    let mut key = vec![CATALOG];
+    key.extend_from_slice(&origin.code().to_be_bytes());
+    key
+}
+
+pub(crate) fn org_key(credit_code: &str, node: NodeId) -> Vec<u8> {
+    let mut key = org_prefix(credit_code);
+    key.extend_from_slice(&node.code().to_be_bytes());
+    key
+}
+
+pub(crate) fn org_prefix(credit_code: &str) -> Vec<u8> {
+    let mut key = vec![ORG];
+    key.extend_from_slice(credit_code.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn own_key(code: &str) -> Vec<u8> {
+    let mut key = vec![OWN];
+    key.extend_from_slice(code.as_bytes());
+    key
+}
+
+pub(crate) fn account_key(username: &str) -> Vec<u8> {
+    let mut key = vec![ACCOUNT];
+    key.extend_from_slice(username.as_bytes());
+    key
+}
+
+pub(crate) fn token_key(id: &str) -> Vec<u8> {
+    let mut key = vec![TOKEN];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The key of audit record `seq` (public so that a test can tamper with it on disk).
+pub fn audit_key(seq: u64) -> [u8; AUDIT_KEY_LEN] {
+    let mut key = [AUDIT; AUDIT_KEY_LEN];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The big-endian seq at the end of a key of `len` bytes.
+pub(crate) fn seq_of(key: &[u8], len: usize) -> Result<u64, StoreError> {
+    key.get(len - 8..len)
+        .filter(|_| key.len() == len)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt { key: crate::hex(key), reason: "malformed key".into() })
+}
+
+/// The origin in a catalog or organization key, read at `at`.
+pub(crate) fn origin_at(key: &[u8], at: usize) -> Result<NodeId, StoreError> {
+    key.get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .and_then(|b| NodeId::new(u32::from_be_bytes(b)).ok())
+        .ok_or_else(|| StoreError::Corrupt { key: crate::hex(key), reason: "bad origin in key".into() })
+}

@@ -1,0 +1,189 @@
+//! The admission rules: what makes a delta acceptable, checked against the
+//! engine's state without changing it.
+
+use super::types::RejectReason;
+use super::{Engine, Head};
+use crate::delta::{Delta, DeltaBody, Hash, Revocation, GENESIS_HASH};
+use crate::ids::{LogId, NodeId, Tier, NATIONAL};
+use crate::limits::{MAX_BODY_BYTES, MAX_CHAIN_CERTS, MAX_REVOCATION_REASON_BYTES};
+use crate::membership::{CertificateError, Member};
+
+/// The time a delta is checked at.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Clock {
+    /// Now (unix seconds): certificates must be valid, revocations apply.
+    At(u64),
+    /// Re-reading the store: the delta was valid when admitted.
+    Restoring,
+}
+
+/// Outcome of checking one incoming delta. Not boxed: one is built per delta on
+/// the hot path and consumed at once.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Check {
+    /// Valid and next in its log.
+    Accept(Accepted),
+    /// Already held.
+    Duplicate,
+    /// Comes after a missing delta.
+    Gap,
+}
+
+/// A delta found valid: its decoded body, its chain hash and, for a Join, the
+/// member it makes known.
+pub(super) struct Accepted {
+    pub(super) body: DeltaBody,
+    pub(super) hash: Hash,
+    pub(super) joined: Option<Member>,
+}
+
+impl Engine {
+    /// Checks a delta against the current state without changing it. The signature
+    /// is checked before the body is even parsed, except for a Join, whose body
+    /// carries the key.
+    pub(super) fn check(&self, clock: Clock, delta: &Delta) -> Result<Check, RejectReason> {
+        let log = delta.log;
+        if delta.body.len() > MAX_BODY_BYTES {
+            return Err(RejectReason::Invalid("body too large".into()));
+        }
+        if !log.visible_at(self.me.id) {
+            return Err(RejectReason::OutOfScope);
+        }
+        let head = self.heads.get(&log).copied().unwrap_or(Head { seq: 0, hash: GENESIS_HASH });
+        if delta.seq == head.seq && delta.hash() != head.hash {
+            // Same position, different content: a fork if the origin really signed it.
+            let member = self.members.get(&log.origin).ok_or(RejectReason::BrokenChain)?;
+            self.verify_signature(delta, &member.key, &delta.hash())?;
+            return Err(RejectReason::Fork);
+        }
+        if delta.seq <= head.seq {
+            return Ok(Check::Duplicate);
+        }
+        if delta.seq > head.seq + 1 {
+            return Ok(Check::Gap);
+        }
+        if delta.prev != head.hash {
+            return Err(RejectReason::BrokenChain);
+        }
+        let hash = delta.hash();
+        let (body, joined) = if delta.seq == 1 {
+            let body = delta.decode_body().map_err(|e| RejectReason::Invalid(e.to_string()))?;
+            let DeltaBody::Join { chain } = &body else {
+                return Err(RejectReason::Invalid("a log must start with a Join".into()));
+            };
+            let member = self.check_join(clock, log, chain)?;
+            self.verify_signature(delta, &member.key, &hash)?;
+            (body, Some(member))
+        } else {
+            // Every log starts with a Join, so a known head implies a known member.
+            let member = self
+                .members
+                .get(&log.origin)
+                .ok_or_else(|| RejectReason::Invalid("origin never joined".into()))?;
+            self.verify_signature(delta, &member.key, &hash)?;
+            let body = delta.decode_body().map_err(|e| RejectReason::Invalid(e.to_string()))?;
+            if matches!(body, DeltaBody::Join { .. }) {
+                return Err(RejectReason::Invalid("Join after the start of a log".into()));
+            }
+            (body, None)
+        };
+        self.check_not_revoked(clock, log, delta.seq)?;
+        self.check_body(log, &body)?;
+        Ok(Check::Accept(Accepted { body, hash, joined }))
+    }
+
+    /// A Join's chain must make its holder the member whose log it starts.
+    fn check_join(&self, clock: Clock, log: LogId, chain: &[Vec<u8>]) -> Result<Member, RejectReason> {
+        if chain.len() > MAX_CHAIN_CERTS {
+            return Err(RejectReason::NotMember(CertificateError::ChainTooLong(chain.len())));
+        }
+        let now = match clock {
+            Clock::At(now) => Some(now),
+            Clock::Restoring => None,
+        };
+        let member = self.verifier.verify_chain(chain, now).map_err(RejectReason::NotMember)?;
+        if member.id != log.origin {
+            return Err(RejectReason::WrongOrigin(format!(
+                "certificate names {} but the log is {}'s",
+                member.id, log.origin
+            )));
+        }
+        if let Some(known) = self.members.get(&member.id) {
+            if known.key != member.key {
+                return Err(RejectReason::WrongOrigin("key differs from the known one".into()));
+            }
+        }
+        Ok(member)
+    }
+
+    /// A revoked origin's deltas after its cutoff are refused (history admitted
+    /// before stays readable when restoring).
+    pub(super) fn check_not_revoked(&self, clock: Clock, log: LogId, seq: u64) -> Result<(), RejectReason> {
+        if let (Clock::At(_), Some(cutoffs)) = (clock, self.revoked.get(&log.origin)) {
+            if seq > cutoffs.of(log.scope) {
+                return Err(RejectReason::Revoked);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules every body must satisfy, wherever it comes from (this node's own
+    /// changes included, so that it never signs what others would refuse).
+    pub(super) fn check_body(&self, log: LogId, body: &DeltaBody) -> Result<(), RejectReason> {
+        match body {
+            DeltaBody::Join { .. } => Ok(()),
+            DeltaBody::Catalog(entry) => {
+                entry.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                if !self.is_registered_at(&entry.provider, log.origin) {
+                    return Err(RejectReason::Invalid(format!(
+                        "provider {} is not an organization registered at {}",
+                        entry.provider, log.origin
+                    )));
+                }
+                Ok(())
+            }
+            DeltaBody::Revoke(rev) => {
+                check_revocation_authority(log.origin, self.members.get(&log.origin), rev)
+            }
+            DeltaBody::Organization(org) => {
+                org.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                if !crate::division::in_subtree(log.origin, org.division) {
+                    return Err(RejectReason::Invalid(format!(
+                        "{} registers an organization of division {}, outside its subtree",
+                        log.origin, org.division
+                    )));
+                }
+                let issued_in = org.issuing_division().map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                if !crate::division::in_subtree(log.origin, issued_in) {
+                    return Err(RejectReason::Invalid(format!(
+                        "{} registers credit code {} issued in {issued_in}, outside its subtree",
+                        log.origin, org.credit_code
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A revocation is valid when issued by the national node (holder of the root) or by
+/// the revoked node's province (its parent), and never by a node about itself.
+fn check_revocation_authority(
+    revoker: NodeId,
+    member: Option<&Member>,
+    rev: &Revocation,
+) -> Result<(), RejectReason> {
+    if rev.node == revoker {
+        return Err(RejectReason::Invalid("a node cannot revoke itself".into()));
+    }
+    if rev.cutoff.len() > 2 || rev.reason.len() > MAX_REVOCATION_REASON_BYTES {
+        return Err(RejectReason::Invalid("malformed revocation".into()));
+    }
+    let is_parent =
+        member.is_some_and(|m| m.tier == Tier::Provincial) && rev.node.province() == Some(revoker);
+    if revoker == NATIONAL || is_parent {
+        Ok(())
+    } else {
+        Err(RejectReason::Invalid(format!("{revoker} may not revoke {}", rev.node)))
+    }
+}

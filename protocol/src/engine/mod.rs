@@ -1,0 +1,533 @@
+//! The sync engine: a pure state machine. The node core (in the runtime or the
+//! simulator) feeds it events and the current time; it answers with actions. It
+//! never touches a socket, a clock or a disk.
+
+mod check;
+mod types;
+
+pub use types::{Action, Admitted, EngineError, Event, RejectReason, Rejection};
+
+use crate::delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
+use crate::fault::{Misbehaviour, PeerError};
+use crate::ids::{LogId, NodeId, Scope};
+use crate::limits::{MAX_ASKED_PER_PEER, MAX_BATCH_DELTAS, MAX_HELLO_LOGS, NEEDS_PER_SECOND};
+use crate::membership::{Member, MembershipVerifier};
+use crate::message::{Batcher, Frame, VersionVector};
+use check::{Accepted, Check, Clock};
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Per scope, the last seq of a revoked node's log that stays valid.
+#[derive(Clone, Copy, Debug)]
+struct Cutoffs {
+    federation: u64,
+    province: u64,
+}
+
+impl Cutoffs {
+    fn of(&self, scope: Scope) -> u64 {
+        match scope {
+            Scope::Federation => self.federation,
+            Scope::Province => self.province,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    seq: u64,
+    hash: Hash,
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    /// Set once the peer's Hello arrived: only then is anything pushed to it.
+    greeted: bool,
+    /// What we believe the peer holds.
+    vv: HashMap<LogId, u64>,
+    /// Gaps already asked for, so a broken relay cannot make us ask in a loop.
+    asked: HashMap<LogId, u64>,
+    /// The second (of `now`) the Need budget belongs to, and what is left of it.
+    need_window: (u64, u32),
+}
+
+/// The sync engine of one node.
+pub struct Engine {
+    me: Member,
+    key: SigningKey,
+    chain: Vec<Vec<u8>>,
+    verifier: Box<dyn MembershipVerifier>,
+    heads: BTreeMap<LogId, Head>,
+    members: HashMap<NodeId, Member>,
+    /// Revoked nodes: per scope, the last seq that stays valid.
+    revoked: HashMap<NodeId, Cutoffs>,
+    peers: BTreeMap<NodeId, PeerState>,
+    signature_cache: Option<Arc<SignatureCache>>,
+    skip_signatures: bool,
+    /// Organization registrations: (credit code, registering node). Registrations
+    /// never conflict at the protocol level (arrival order differs between nodes,
+    /// so "first wins" would split the federation); a node may only publish for
+    /// organizations it registered itself, earlier in its own logs.
+    organizations: HashMap<String, BTreeSet<NodeId>>,
+}
+
+/// Signatures already found valid, shared by the engines of one simulation so that
+/// a delta relayed to 365 nodes is verified once. Keyed by the delta's chain hash
+/// (which covers its bytes and signature) and the key: a pure function's memo.
+#[derive(Debug, Default)]
+pub struct SignatureCache {
+    valid: Mutex<HashSet<Hash>>,
+}
+
+impl SignatureCache {
+    fn key(hash: &Hash, key: &ed25519_dalek::VerifyingKey) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(hash);
+        h.update(key.as_bytes());
+        *h.finalize().as_bytes()
+    }
+}
+
+impl Engine {
+    /// A fresh engine for the node whose key and certificate chain are given.
+    pub fn new(
+        key: SigningKey,
+        chain: Vec<Vec<u8>>,
+        verifier: Box<dyn MembershipVerifier>,
+        now: u64,
+    ) -> Result<Self, EngineError> {
+        let me = verifier.verify_chain(&chain, Some(now)).map_err(EngineError::Identity)?;
+        if me.key != key.verifying_key() {
+            return Err(EngineError::Identity(crate::membership::CertificateError::Identity(
+                "certificate key is not the signing key".into(),
+            )));
+        }
+        let mut members = HashMap::new();
+        members.insert(me.id, me.clone());
+        Ok(Engine {
+            me,
+            key,
+            chain,
+            verifier,
+            heads: BTreeMap::new(),
+            members,
+            revoked: HashMap::new(),
+            peers: BTreeMap::new(),
+            signature_cache: None,
+            skip_signatures: false,
+            organizations: HashMap::new(),
+        })
+    }
+
+    /// Shares a cache of verified signatures (simulations of many nodes in one process).
+    pub fn set_signature_cache(&mut self, cache: Arc<SignatureCache>) {
+        self.signature_cache = Some(cache);
+    }
+
+    /// Deliberately breaks this engine: signatures are no longer checked. Exists only
+    /// so the simulator can prove its invariant checker catches a broken engine; a
+    /// node never calls it.
+    #[doc(hidden)]
+    pub fn testing_skip_signature_checks(&mut self) {
+        self.skip_signatures = true;
+    }
+
+    fn verify_signature(
+        &self,
+        delta: &Delta,
+        key: &ed25519_dalek::VerifyingKey,
+        hash: &Hash,
+    ) -> Result<(), RejectReason> {
+        if self.skip_signatures {
+            return Ok(());
+        }
+        let Some(cache) = &self.signature_cache else {
+            return delta.verify(key).map_err(|_| RejectReason::BadSignature);
+        };
+        let memo = SignatureCache::key(hash, key);
+        if cache.valid.lock().is_ok_and(|set| set.contains(&memo)) {
+            return Ok(());
+        }
+        delta.verify(key).map_err(|_| RejectReason::BadSignature)?;
+        if let Ok(mut set) = cache.valid.lock() {
+            set.insert(memo);
+        }
+        Ok(())
+    }
+
+    /// This node's verified identity.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Re-admits the stored logs after a restart: each log's deltas are fed in order
+    /// through verification (signatures, chains, certificates), so a corrupted store
+    /// is detected, not trusted. Deltas were valid when admitted: a later revocation
+    /// or certificate expiry does not make them unreadable. `deltas` yields every
+    /// stored delta in log order; `seen` is shown each one with its decoded body.
+    pub fn restore<I>(
+        &mut self,
+        deltas: I,
+        mut seen: impl FnMut(&Delta, &DeltaBody),
+    ) -> Result<(), EngineError>
+    where
+        I: IntoIterator<Item = Delta>,
+    {
+        for delta in deltas {
+            let (log, seq) = (delta.log, delta.seq);
+            match self.check(Clock::Restoring, &delta) {
+                Ok(Check::Accept(accepted)) => {
+                    seen(&delta, &accepted.body);
+                    self.admit(&delta, accepted.hash, accepted.joined, &accepted.body);
+                }
+                Ok(Check::Duplicate | Check::Gap) => {
+                    return Err(EngineError::CorruptStore { log, seq, reason: RejectReason::BrokenChain })
+                }
+                Err(reason) => return Err(EngineError::CorruptStore { log, seq, reason }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The version vector of every log held.
+    pub fn version_vector(&self) -> VersionVector {
+        self.heads.iter().map(|(log, h)| (*log, h.seq)).collect()
+    }
+
+    /// The head seq of one log (0 when nothing is held).
+    pub fn head(&self, log: LogId) -> u64 {
+        self.heads.get(&log).map_or(0, |h| h.seq)
+    }
+
+    /// A member by id, if its Join has been seen.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    /// Whether `node` is revoked by a valid revocation.
+    pub fn is_revoked(&self, node: NodeId) -> bool {
+        self.revoked.contains_key(&node)
+    }
+
+    /// Whether `node` has registered the organization `credit_code`.
+    pub fn is_registered_at(&self, credit_code: &str, node: NodeId) -> bool {
+        self.organizations.get(credit_code).is_some_and(|nodes| nodes.contains(&node))
+    }
+
+    /// The nodes that registered the organization `credit_code`, in id order.
+    pub fn registrations(&self, credit_code: &str) -> impl Iterator<Item = NodeId> + '_ {
+        self.organizations.get(credit_code).into_iter().flatten().copied()
+    }
+
+    /// Every member whose Join has been seen (this node included).
+    pub fn members(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.members.values()
+    }
+
+    /// Every node revoked by a valid revocation.
+    pub fn revoked(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.revoked.keys().copied()
+    }
+
+    /// How many deltas this node holds that `peer` may hold but, as far as this node
+    /// knows, lacks (0 before the peer's Hello).
+    pub fn peer_lag(&self, peer: NodeId) -> u64 {
+        let Some(state) = self.peers.get(&peer) else { return 0 };
+        if !state.greeted {
+            return 0;
+        }
+        self.heads
+            .iter()
+            .filter(|(log, _)| log.visible_at(peer))
+            .map(|(log, head)| head.seq.saturating_sub(state.vv.get(log).copied().unwrap_or(0)))
+            .sum()
+    }
+
+    /// The neighbours currently up, and whether their Hello arrived.
+    pub fn peers(&self) -> impl Iterator<Item = (NodeId, bool)> + '_ {
+        self.peers.iter().map(|(id, p)| (*id, p.greeted))
+    }
+
+    /// Makes sure this node's federation log starts with its Join.
+    pub fn join(&mut self, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        self.ensure_joined(Scope::Federation, actions)
+    }
+
+    /// Creates, signs and admits a new delta of this node: the body is encoded once
+    /// (for the signature) and never decoded here. The actions appended to `actions`
+    /// persist it (and a Join first, if the log is new) and push it to neighbours;
+    /// they must be executed even when an error is returned, since a new log's Join
+    /// may have been admitted before the delta was refused.
+    pub fn originate(
+        &mut self,
+        now: u64,
+        scope: Scope,
+        body: DeltaBody,
+        actions: &mut Vec<Action>,
+    ) -> Result<Arc<Delta>, EngineError> {
+        if matches!(body, DeltaBody::Join { .. }) {
+            return Err(EngineError::Refused(RejectReason::Invalid("Join is automatic".into())));
+        }
+        let log = LogId { origin: self.me.id, scope };
+        // Refuse before anything changes what every receiver would refuse.
+        self.check_body(log, &body).map_err(EngineError::Refused)?;
+        self.check_not_revoked(Clock::At(now), log, self.head(log) + 1).map_err(EngineError::Refused)?;
+        self.ensure_joined(scope, actions)?;
+        let delta = self.sign_next(scope, &body)?;
+        self.admit_own(Admitted { delta: delta.clone(), body }, actions);
+        Ok(delta)
+    }
+
+    /// Revokes `node`: originates a revocation whose cutoff is what this node holds
+    /// of the revoked node's logs right now (see `originate` for `actions`).
+    pub fn revoke(
+        &mut self,
+        now: u64,
+        node: NodeId,
+        reason: String,
+        actions: &mut Vec<Action>,
+    ) -> Result<Arc<Delta>, EngineError> {
+        let cutoff = [Scope::Federation, Scope::Province]
+            .into_iter()
+            .filter_map(|scope| {
+                let head = self.head(LogId { origin: node, scope });
+                (head > 0).then_some((scope, head))
+            })
+            .collect();
+        self.originate(
+            now,
+            Scope::Federation,
+            DeltaBody::Revoke(Revocation { node, cutoff, reason }),
+            actions,
+        )
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, now: u64, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::PeerUp { peer } => {
+                self.peers.insert(peer, PeerState::default());
+                let vv = self
+                    .heads
+                    .iter()
+                    .filter(|(log, _)| log.visible_at(peer))
+                    .map(|(log, h)| (*log, h.seq))
+                    .collect();
+                actions.push(Action::Send { peer, frame: Frame::Hello { vv } });
+            }
+            Event::PeerDown { peer } => {
+                self.peers.remove(&peer);
+            }
+            Event::Frame { peer, frame } => {
+                if !self.peers.contains_key(&peer) {
+                    return actions;
+                }
+                match frame {
+                    Frame::Hello { vv } => self.on_hello(peer, vv, &mut actions),
+                    Frame::Deltas(deltas) => self.on_deltas(now, peer, deltas, &mut actions),
+                    Frame::Need { log, from } => self.on_need(now, peer, log, from, &mut actions),
+                }
+            }
+        }
+        actions
+    }
+
+    fn on_hello(&mut self, peer: NodeId, vv: VersionVector, actions: &mut Vec<Action>) {
+        if vv.len() > MAX_HELLO_LOGS {
+            let reason = Misbehaviour::HelloTooLarge { logs: vv.len() };
+            actions.push(Action::Disconnect { peer, reason: reason.into() });
+            return;
+        }
+        if self.peers.get(&peer).is_some_and(|p| p.greeted) {
+            actions.push(Action::Disconnect { peer, reason: Misbehaviour::SecondHello.into() });
+            return;
+        }
+        let theirs: HashMap<LogId, u64> = vv.into_iter().collect();
+        let mut state = PeerState { greeted: true, vv: theirs.clone(), ..PeerState::default() };
+        for (log, head) in &self.heads {
+            if !log.visible_at(peer) {
+                continue;
+            }
+            let have = theirs.get(log).copied().unwrap_or(0);
+            if head.seq > have {
+                actions.push(Action::SendRange { peer, log: *log, from: have + 1, to: head.seq });
+                state.vv.insert(*log, head.seq);
+            }
+        }
+        self.peers.insert(peer, state);
+    }
+
+    fn on_need(&mut self, now: u64, peer: NodeId, log: LogId, from: u64, actions: &mut Vec<Action>) {
+        let head = self.head(log);
+        if from == 0 || from > head || !log.visible_at(peer) {
+            return;
+        }
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        if state.need_window.0 != now {
+            state.need_window = (now, NEEDS_PER_SECOND);
+        }
+        if state.need_window.1 == 0 {
+            return;
+        }
+        state.need_window.1 -= 1;
+        state.vv.insert(log, head);
+        actions.push(Action::SendRange { peer, log, from, to: head });
+    }
+
+    fn on_deltas(&mut self, now: u64, peer: NodeId, deltas: Vec<Arc<Delta>>, actions: &mut Vec<Action>) {
+        if deltas.len() > MAX_BATCH_DELTAS {
+            let reason = Misbehaviour::BatchTooLarge { deltas: deltas.len() };
+            actions.push(Action::Disconnect { peer, reason: reason.into() });
+            return;
+        }
+        let mut admitted = Vec::new();
+        for delta in deltas {
+            match self.check(Clock::At(now), &delta) {
+                Ok(Check::Accept(Accepted { body, hash, joined })) => {
+                    if let Some(disconnect) = self.admit(&delta, hash, joined, &body) {
+                        actions.push(disconnect);
+                    }
+                    if let Some(state) = self.peers.get_mut(&peer) {
+                        state.vv.insert(delta.log, delta.seq);
+                    }
+                    admitted.push(Admitted { delta, body });
+                }
+                Ok(Check::Duplicate) => {}
+                Ok(Check::Gap) => {
+                    let from = self.head(delta.log) + 1;
+                    if let Some(state) = self.peers.get_mut(&peer) {
+                        let known = state.asked.contains_key(&delta.log);
+                        if state.asked.get(&delta.log) != Some(&from)
+                            && (known || state.asked.len() < MAX_ASKED_PER_PEER)
+                        {
+                            state.asked.insert(delta.log, from);
+                            actions.push(Action::Send { peer, frame: Frame::Need { log: delta.log, from } });
+                        }
+                    }
+                }
+                Err(reason) => {
+                    actions.push(Action::Reject(Rejection { peer, log: delta.log, seq: delta.seq, reason }))
+                }
+            }
+        }
+        if !admitted.is_empty() {
+            let deltas: Vec<Arc<Delta>> = admitted.iter().map(|a| a.delta.clone()).collect();
+            self.push_to_peers(&deltas, Some(peer), actions);
+            actions.insert(0, Action::Persist(admitted));
+        }
+    }
+
+    fn ensure_joined(&mut self, scope: Scope, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        let log = LogId { origin: self.me.id, scope };
+        if self.heads.contains_key(&log) {
+            return Ok(());
+        }
+        let body = DeltaBody::Join { chain: self.chain.clone() };
+        let delta = self.sign_next(scope, &body)?;
+        self.admit_own(Admitted { delta, body }, actions);
+        Ok(())
+    }
+
+    fn sign_next(&self, scope: Scope, body: &DeltaBody) -> Result<Arc<Delta>, EngineError> {
+        let log = LogId { origin: self.me.id, scope };
+        let head = self.heads.get(&log).copied().unwrap_or(Head { seq: 0, hash: GENESIS_HASH });
+        match Delta::sign(&self.key, log, head.seq + 1, head.hash, body) {
+            Ok(delta) => Ok(Arc::new(delta)),
+            Err(DeltaError::Codec(crate::codec::CodecError::TooLarge { len, limit })) => {
+                Err(EngineError::Refused(RejectReason::Invalid(format!(
+                    "delta body of {len} bytes exceeds {limit}"
+                ))))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Admits a delta this node just signed: it is valid by construction (its body
+    /// was checked before signing), so neither its signature nor its body is
+    /// checked again.
+    fn admit_own(&mut self, own: Admitted, actions: &mut Vec<Action>) {
+        let hash = own.delta.hash();
+        let joined = matches!(own.body, DeltaBody::Join { .. }).then(|| self.me.clone());
+        if let Some(disconnect) = self.admit(&own.delta, hash, joined, &own.body) {
+            actions.push(disconnect);
+        }
+        let deltas = [own.delta.clone()];
+        actions.push(Action::Persist(vec![own]));
+        self.push_to_peers(&deltas, None, actions);
+    }
+
+    /// Pushes newly admitted deltas to every greeted neighbour that may hold them,
+    /// except the one they came from.
+    fn push_to_peers(&mut self, deltas: &[Arc<Delta>], from: Option<NodeId>, actions: &mut Vec<Action>) {
+        for (peer, state) in self.peers.iter_mut() {
+            if Some(*peer) == from || !state.greeted {
+                continue;
+            }
+            let mut batcher = Batcher::new();
+            for delta in deltas {
+                if !delta.log.visible_at(*peer) {
+                    continue;
+                }
+                let have = state.vv.get(&delta.log).copied().unwrap_or(0);
+                if have >= delta.seq {
+                    continue;
+                }
+                if have + 1 < delta.seq {
+                    if let Some(frame) = batcher.finish() {
+                        actions.push(Action::Send { peer: *peer, frame });
+                    }
+                    let range =
+                        Action::SendRange { peer: *peer, log: delta.log, from: have + 1, to: delta.seq };
+                    actions.push(range);
+                } else if let Some(frame) = batcher.push(delta.clone()) {
+                    actions.push(Action::Send { peer: *peer, frame });
+                }
+                state.vv.insert(delta.log, delta.seq);
+            }
+            if let Some(frame) = batcher.finish() {
+                actions.push(Action::Send { peer: *peer, frame });
+            }
+        }
+    }
+
+    /// Applies an accepted delta to the in-memory state; returns a disconnect when it
+    /// revokes a connected neighbour.
+    fn admit(
+        &mut self,
+        delta: &Delta,
+        hash: Hash,
+        joined: Option<Member>,
+        body: &DeltaBody,
+    ) -> Option<Action> {
+        self.heads.insert(delta.log, Head { seq: delta.seq, hash });
+        if let Some(member) = joined {
+            self.members.insert(member.id, member);
+        }
+        match body {
+            DeltaBody::Revoke(rev) => {
+                let node = rev.node;
+                // A scope the revoker could not see is cut where this node stands now.
+                let cut =
+                    |scope| rev.cutoff_for(scope).unwrap_or_else(|| self.head(LogId { origin: node, scope }));
+                let new = Cutoffs { federation: cut(Scope::Federation), province: cut(Scope::Province) };
+                let cutoffs = self.revoked.entry(node).or_insert(new);
+                cutoffs.federation = cutoffs.federation.min(new.federation);
+                cutoffs.province = cutoffs.province.min(new.province);
+                let reason = crate::fault::Incompatibility::Revoked {
+                    node,
+                    reason: Some(format!("by {}: {}", delta.log.origin, rev.reason)),
+                };
+                self.peers
+                    .contains_key(&node)
+                    .then_some(Action::Disconnect { peer: node, reason: PeerError::Incompatible(reason) })
+            }
+            DeltaBody::Organization(org) => {
+                self.organizations.entry(org.credit_code.clone()).or_default().insert(delta.log.origin);
+                None
+            }
+            DeltaBody::Join { .. } | DeltaBody::Catalog(_) => None,
+        }
+    }
+}

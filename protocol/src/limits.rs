@@ -1,0 +1,139 @@
+//! Every limit of a node in one place, each with the reason for its number, and
+//! the relations between them checked at compile time.
+//!
+//! Wire limits bound what one peer can make a node read, decode and verify; core
+//! limits bound one group commit; runtime and admin limits bound queues, budgets
+//! and what one caller can ask for.
+
+// ---- Wire ----------------------------------------------------------------------
+
+/// Largest frame a peer may send, in bytes. Checked against the length prefix
+/// before a byte of the frame is read; a batch of deltas is cut well below it.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest encoded delta body. A catalog entry with 1,000 data items and long texts
+/// stays well below; a Join carries at most `MAX_CHAIN_CERTS` certificates of a few KiB.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Encoded size of a delta besides its body: log (origin 4 + scope 4), seq 8,
+/// prev 32, the body's length 8, the signature's length 8 and the signature 64.
+pub const DELTA_OVERHEAD: usize = 4 + 4 + 8 + 32 + 8 + 8 + 64;
+
+/// Largest encoded delta.
+pub const MAX_DELTA_BYTES: usize = DELTA_OVERHEAD + MAX_BODY_BYTES;
+
+/// Longest certificate chain a Join may carry: leaf, provincial CA (the root is known).
+pub const MAX_CHAIN_CERTS: usize = 3;
+
+/// Most deltas in one `Frame::Deltas`: keeps one frame's verification work bounded
+/// (512 strict verifications are a few tens of milliseconds on one core).
+pub const MAX_BATCH_DELTAS: usize = 512;
+
+/// Most delta bytes in one `Frame::Deltas` (a quarter of the frame limit, so a
+/// catch-up interleaves with live traffic instead of hogging a link).
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Encoded size of a frame besides its payload: variant 4 and a length 8.
+pub const FRAME_OVERHEAD: usize = 4 + 8;
+
+/// Most logs a Hello may name: one federation and one province log per node of the
+/// largest federation (365 nodes) fits many times over.
+pub const MAX_HELLO_LOGS: usize = 16_384;
+
+/// Encoded size of one Hello entry: log 8, seq 8.
+pub const HELLO_ENTRY_BYTES: usize = 16;
+
+/// Most gaps remembered per neighbour: bounds what junk deltas naming made-up logs
+/// can make a node keep (and ask for).
+pub const MAX_ASKED_PER_PEER: usize = 4_096;
+
+/// `Need` requests served per neighbour per second: each may stream a whole log,
+/// so a neighbour repeating them cannot make a node resend without end.
+pub const NEEDS_PER_SECOND: u32 = 64;
+
+/// Longest revocation reason, in bytes.
+pub const MAX_REVOCATION_REASON_BYTES: usize = 1000;
+
+// ---- Node core -------------------------------------------------------------------
+
+/// Most commands decided in one group commit: bounds the latency of the first
+/// request in a group while letting 256 changes share one flush.
+pub const MAX_GROUP_COMMANDS: usize = 256;
+
+/// Most deltas in one group commit: a catch-up arrives as frames of
+/// `MAX_BATCH_DELTAS`, and a group of them all would hold back the
+/// acknowledgements of local changes.
+pub const MAX_GROUP_DELTAS: usize = 4096;
+
+/// Longest audit actor, organization or kind kept, in bytes: longer values are cut
+/// (at a char boundary) so that an oversized label never makes an append fail.
+pub const MAX_AUDIT_LABEL_BYTES: usize = 256;
+
+/// Longest audit detail kept, in bytes; longer details are cut like labels.
+pub const MAX_AUDIT_DETAIL_BYTES: usize = 4096;
+
+/// Most accounts on one node: each login costs an Argon2 hash; the bound keeps
+/// listing and storage small.
+pub const MAX_ACCOUNTS: usize = 10_000;
+
+/// Longest API token label, in bytes.
+pub const MAX_TOKEN_LABEL_BYTES: usize = 200;
+
+/// Deepest organization hierarchy followed when checking a cataloger's scope (also
+/// stops a cycle of parents).
+pub const MAX_ORG_DEPTH: usize = 16;
+
+/// Most sequence numbers tried for a fresh resource code; only operator-chosen
+/// codes can be in the way, so a handful of tries is already plenty.
+pub const MAX_CODE_TRIES: usize = 1000;
+
+// ---- Runtime ---------------------------------------------------------------------
+
+/// Capacity of a node's inbox (commands and link events). Link readers wait when it
+/// is full, which pushes back on peers through QUIC flow control.
+pub const INBOX_CAPACITY: usize = 1024;
+
+/// Frames queued per neighbour. A catch-up is one range item, so this bounds live
+/// frames only; a neighbour this far behind is dropped and resyncs on reconnect.
+pub const OUTBOX_CAPACITY: usize = 8192;
+
+/// Bytes of received frames a node holds at once (64 MiB): readers wait for budget
+/// before queueing a frame, so hostile peers cannot grow memory with large frames
+/// faster than the core handles them.
+pub const INBOX_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
+/// Incoming connections in TLS handshake or admission at once: bounds the work a
+/// flood of connection attempts can cause before any identity is known.
+pub const MAX_CONCURRENT_ADMISSIONS: usize = 64;
+
+/// Capacity of the applied-delta notification channel; a subscriber that lags
+/// further misses notifications (and is told so).
+pub const APPLIED_CAPACITY: usize = 4096;
+
+// ---- Admin HTTP ------------------------------------------------------------------
+
+/// Largest request body accepted: a catalog entry with 1,000 data items is far below.
+pub const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
+
+/// Most records one listing returns.
+pub const MAX_LIST: usize = 1000;
+
+/// Password checks running at once: each takes ~19 MiB and tens of ms of Argon2id.
+pub const MAX_CONCURRENT_LOGINS: usize = 4;
+
+// ---- Relations -------------------------------------------------------------------
+
+// One maximal delta always fits a batch, so a batch never exceeds MAX_BATCH_BYTES.
+const _: () = assert!(MAX_DELTA_BYTES <= MAX_BATCH_BYTES);
+// A full batch, and a full Hello, fit in one frame.
+const _: () = assert!(FRAME_OVERHEAD + MAX_BATCH_BYTES <= MAX_FRAME_BYTES);
+const _: () = assert!(FRAME_OVERHEAD + MAX_HELLO_LOGS * HELLO_ENTRY_BYTES <= MAX_FRAME_BYTES);
+// One frame's deltas always fit in one group.
+const _: () = assert!(MAX_BATCH_DELTAS <= MAX_GROUP_DELTAS);
+// A maximal frame can always get its share of the inbox budget (else a reader
+// would wait forever).
+const _: () = assert!(MAX_FRAME_BYTES <= INBOX_BUDGET_BYTES);
+// A request body can hold a maximal delta body's worth of JSON input.
+const _: () = assert!(MAX_BODY_BYTES <= MAX_REQUEST_BODY_BYTES);
+// Audit details hold at least a revocation reason.
+const _: () = assert!(MAX_REVOCATION_REASON_BYTES < MAX_AUDIT_DETAIL_BYTES);
