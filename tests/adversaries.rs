@@ -254,6 +254,22 @@ async fn oversized_and_malformed_frames_drop_the_peer_not_the_node() {
             other => panic!("{what}: {other:?}"),
         }
     }
+    // Each is reported as the peer's misbehaviour: counted, and audited with why.
+    eventually("the province counts three misbehaving peers", || async {
+        let (_, node) = fed.get("370000", "/api/v1/node").await;
+        node["peer_faults"]["misbehaved"] == 3
+    })
+    .await;
+    let (_, audit) = fed.get("370000", "/api/v1/audit?kind=peer.misbehaved").await;
+    let details: Vec<&str> =
+        audit["records"].as_array().unwrap().iter().map(|r| r["detail"].as_str().unwrap()).collect();
+    assert_eq!(details.len(), 3, "{details:?}");
+    assert!(details.iter().all(|d| d.starts_with("370300: peer misbehaved:")), "{details:?}");
+    assert!(details.iter().any(|d| d.contains("exceeds the limit")), "{details:?}");
+    assert!(details.iter().any(|d| d.contains("malformed frame")), "{details:?}");
+    let metrics = scrape(&fed, "370000").await;
+    let misbehaved = sample(&metrics, "cascade_peer_faults_total", &[("fault", "peer_misbehaved")]);
+    assert_eq!(misbehaved, Some(3.0));
     // The province still serves and syncs.
     assert_eq!(fed.get("370000", "/api/v1/node").await.0, 200);
     let code = fed.publish("370100", "after garbage", "federation").await;

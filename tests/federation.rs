@@ -165,3 +165,33 @@ async fn admin_api_authenticates_and_names_the_offending_field() {
     assert_eq!(status, 403, "{body}");
     fed.fed.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_is_reported_as_unavailable_with_its_reason() {
+    let fed = Fed::launch(FOUR_PROVINCES).await;
+    let code = fed.publish("370100", "before the failure", "federation").await;
+    fed.wait_seen("370000", "370100", &code, "published", 1).await;
+    fed.fed.node(nid("370100")).unwrap().node.inject_store_failure();
+    // The change that meets the failure, and every later one, is refused as a
+    // local failure (503, with the reason), never as the caller's conflict.
+    let (status, reply) = fed.post("370100", "/api/v1/catalog", entry_of("370100")).await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("injected"), "{reply}");
+    let (status, reply) = fed.post("370100", "/api/v1/catalog", entry_of("370100")).await;
+    assert_eq!(status, 503, "{reply}");
+    let (status, health) = fed.get("370100", "/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (503, Some("failed")), "{health}");
+    assert!(health["error"].as_str().unwrap().contains("injected"), "{health}");
+    // What was acknowledged before stays readable; the rest of the federation is unaffected.
+    assert_eq!(fed.seen("370100", "370100", &code).await, Some(("published".into(), 1)));
+    let other = fed.publish("370200", "elsewhere", "federation").await;
+    fed.wait_seen("100000", "370200", &other, "published", 1).await;
+    fed.fed.shutdown().await.unwrap();
+}
+
+/// A valid entry of node `id`'s organization (registered by `Fed::publish`).
+fn entry_of(id: &str) -> serde_json::Value {
+    let mut body = entry("after the failure");
+    body["provider"] = json!(cascade_protocol::org::Organization::government_code(nid(id), 1));
+    body
+}

@@ -1,0 +1,231 @@
+//! The node core on its own, driven by hand over a MemoryStore: group commit holds
+//! every send and reply until the group is durable; every change is authorized
+//! and audited in the commit that applies it; peer faults are classified.
+
+use cascade_access::{Principal, Role};
+use cascade_certs::{node_identity, Authority, FederationVerifier, KeySource};
+use cascade_core::audit::{self, AuditRecord};
+use cascade_core::{
+    Command, CommandError, Core, Effect, Identity, Input, LinkRole, Materialize, MemoryStore, Reply,
+    WriteBatch,
+};
+use cascade_protocol::catalog::EntryDraft;
+use cascade_protocol::org::Organization;
+use cascade_protocol::{Frame, Misbehaviour, NodeId, PeerError, Tier};
+use ed25519_dalek::SigningKey;
+
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn nid(s: &str) -> NodeId {
+    s.parse().unwrap()
+}
+
+/// A core for Shandong's hub with certificates from fixed keys.
+fn core() -> Core<MemoryStore> {
+    let given = |seed: u8| KeySource::Given {
+        key: Box::new(SigningKey::from_bytes(&[seed; 32])),
+        not_before: NOW_MS / 1000 - 86_400,
+    };
+    let root = Authority::new_root_from("test root", &given(1)).unwrap();
+    let identity = node_identity(nid("370000"), Tier::Provincial, Some(nid("100000")), "山东省").unwrap();
+    let creds = root.issue_from(&identity, &given(2)).unwrap();
+    let identity = Identity {
+        key: creds.signing_key().unwrap(),
+        chain: creds.chain,
+        verifier: Box::new(FederationVerifier::new(root.cert_der()).unwrap()),
+    };
+    Core::boot(identity, MemoryStore::new(), NOW_MS).unwrap()
+}
+
+/// Drains the effects; applies and completes every commit; returns the rest and
+/// the batches committed.
+fn settle(core: &mut Core<MemoryStore>) -> (Vec<Effect>, Vec<WriteBatch>) {
+    let mut effects = Vec::new();
+    let mut batches = Vec::new();
+    while let Some(effect) = core.poll() {
+        match effect {
+            Effect::Commit { group, batch } => {
+                core.store_mut().apply(group, batch.clone()).unwrap();
+                core.store_mut().made_durable(group).unwrap();
+                batches.push(batch);
+                core.handle(NOW_MS, Input::Committed { group });
+            }
+            other => effects.push(other),
+        }
+    }
+    (effects, batches)
+}
+
+fn command(core: &mut Core<MemoryStore>, ticket: u64, by: Principal, command: Command) {
+    core.handle(NOW_MS, Input::Command { ticket, by, command });
+}
+
+fn reply(effects: &[Effect], ticket: u64) -> &Result<Reply, CommandError> {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Reply { ticket: t, result } if *t == ticket => Some(result),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no reply to {ticket} in {effects:?}"))
+}
+
+fn audited(batch: &WriteBatch) -> Vec<AuditRecord> {
+    batch.audit.iter().map(|r| audit::decode(r.seq, &r.value).unwrap().record).collect()
+}
+
+fn org(code_serial: u32, parent: Option<String>) -> Organization {
+    Organization {
+        credit_code: Organization::government_code(nid("370000"), code_serial),
+        name: format!("单位{code_serial}"),
+        division: nid("370000"),
+        parent,
+    }
+}
+
+fn draft(provider: &str) -> EntryDraft {
+    let mut d: EntryDraft = serde_json::from_str(
+        r#"{"name": "企业登记基本信息", "classification": "3", "provider": "x",
+        "summary": "Basic", "format": "database",
+        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
+        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
+        "update_cycle": "daily"}"#,
+    )
+    .unwrap();
+    d.provider = provider.into();
+    d
+}
+
+fn cataloger_of(org: &str) -> Principal {
+    Principal {
+        actor: "account:li".into(),
+        username: Some("li".into()),
+        organization: Some(org.into()),
+        roles: vec![Role::Cataloger],
+    }
+}
+
+#[test]
+fn nothing_is_sent_or_answered_before_its_group_is_durable_and_the_next_group_collects_meanwhile() {
+    let mut core = core();
+    settle(&mut core);
+    core.handle(NOW_MS, Input::LinkUp { link: 7, peer: nid("370100"), role: LinkRole::Child });
+    command(&mut core, 1, Principal::node(), Command::RegisterOrganization(org(1, None)));
+    // The group goes out as one commit; its Hello and reply wait for it.
+    let Some(Effect::Commit { group, batch }) = core.poll() else { panic!("a commit first") };
+    assert!(core.poll().is_none(), "nothing else before the commit is durable");
+    assert!(batch.deltas.iter().any(|d| d.seq == 2), "the registration delta is in the batch");
+    // Meanwhile the next group collects: a second command, no effect yet.
+    command(&mut core, 2, Principal::node(), Command::RegisterOrganization(org(2, None)));
+    assert!(core.poll().is_none());
+    core.store_mut().apply(group, batch).unwrap();
+    core.handle(NOW_MS, Input::Committed { group });
+    let mut released = Vec::new();
+    while let Some(effect) = core.poll() {
+        let is_commit = matches!(effect, Effect::Commit { .. });
+        released.push(effect);
+        if is_commit {
+            break;
+        }
+    }
+    assert!(released.iter().any(|e| matches!(e, Effect::Send { frame: Frame::Hello { .. }, link: 7, .. })));
+    assert!(matches!(reply(&released, 1), Ok(Reply::Organization(_))));
+    assert!(matches!(released.last(), Some(Effect::Commit { .. })), "then the second group: {released:?}");
+    assert!(!released.iter().any(|e| matches!(e, Effect::Reply { ticket: 2, .. })));
+}
+
+#[test]
+fn an_organization_registration_and_its_audit_record_share_one_commit() {
+    let mut core = core();
+    settle(&mut core);
+    command(&mut core, 1, Principal::bootstrap(), Command::RegisterOrganization(org(1, None)));
+    let (effects, batches) = settle(&mut core);
+    assert!(matches!(reply(&effects, 1), Ok(Reply::Organization(_))));
+    let [batch] = batches.as_slice() else { panic!("one commit: {batches:?}") };
+    assert!(batch
+        .materialize
+        .iter()
+        .any(|m| matches!(m, Materialize::Organization { code, .. } if *code == org(1, None).credit_code)));
+    let records = audited(batch);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].kind.as_str(), records[0].actor.as_str()),
+        ("organization.register", "token:bootstrap")
+    );
+}
+
+#[test]
+fn a_cataloger_outside_its_organization_is_refused_and_the_refusal_audited() {
+    let mut core = core();
+    settle(&mut core);
+    let ours = org(1, None);
+    let sub = org(2, Some(ours.credit_code.clone()));
+    let theirs = org(3, None);
+    for (t, o) in [(1, &ours), (2, &sub), (3, &theirs)] {
+        command(&mut core, t, Principal::node(), Command::RegisterOrganization(o.clone()));
+    }
+    settle(&mut core);
+    let li = cataloger_of(&ours.credit_code);
+    command(&mut core, 10, li.clone(), Command::SaveEntry(Box::new(draft(&sub.credit_code))));
+    command(&mut core, 11, li.clone(), Command::SaveEntry(Box::new(draft(&theirs.credit_code))));
+    let (effects, batches) = settle(&mut core);
+    assert!(matches!(reply(&effects, 10), Ok(Reply::Entry(_))), "a sub-organization's entry is in scope");
+    let Err(CommandError::Forbidden(reason)) = reply(&effects, 11) else {
+        panic!("{:?}", reply(&effects, 11))
+    };
+    assert!(reason.contains(&theirs.credit_code), "{reason}");
+    let records: Vec<AuditRecord> = batches.iter().flat_map(audited).collect();
+    let kinds: Vec<(&str, &str)> = records.iter().map(|r| (r.kind.as_str(), r.actor.as_str())).collect();
+    assert_eq!(kinds, vec![("catalog.save", "account:li"), ("access.denied", "account:li")]);
+}
+
+#[test]
+fn publishing_signs_once_sets_the_publish_date_and_versions_only_go_up() {
+    let mut core = core();
+    settle(&mut core);
+    let ours = org(1, None);
+    command(&mut core, 1, Principal::node(), Command::RegisterOrganization(ours.clone()));
+    command(&mut core, 2, Principal::node(), Command::SaveEntry(Box::new(draft(&ours.credit_code))));
+    command(&mut core, 3, Principal::node(), Command::PublishEntry { code: "3/000001".into(), scope: None });
+    command(&mut core, 4, Principal::node(), Command::PublishEntry { code: "3/000001".into(), scope: None });
+    command(&mut core, 5, Principal::node(), Command::WithdrawEntry { code: "3/999999".into() });
+    let (effects, batches) = settle(&mut core);
+    let Ok(Reply::Entry(saved)) = reply(&effects, 3) else { panic!("{:?}", reply(&effects, 3)) };
+    assert_eq!((saved.entry.version, saved.entry.publish_date.as_deref()), (1, Some("2027-01-15")));
+    assert!(matches!(reply(&effects, 4), Err(CommandError::Conflict(_))), "already published");
+    assert!(matches!(reply(&effects, 5), Err(CommandError::NotFound(_))));
+    let own = batches.iter().flat_map(|b| &b.own).last().unwrap();
+    assert_eq!(own.1.signed.as_ref().map(|d| d.seq), saved.delta_seq, "the own copy keeps the signed body");
+    // An update of the published entry is a new version, keeping its publish date.
+    let mut update = draft(&ours.credit_code);
+    update.code = Some("3/000001".into());
+    update.summary = "updated".into();
+    command(&mut core, 6, Principal::node(), Command::SaveEntry(Box::new(update)));
+    let (effects, _) = settle(&mut core);
+    let Ok(Reply::Entry(saved)) = reply(&effects, 6) else { panic!() };
+    assert_eq!((saved.entry.version, saved.entry.publish_date.as_deref()), (2, Some("2027-01-15")));
+}
+
+#[test]
+fn peer_faults_are_classified_closed_and_audited() {
+    let mut core = core();
+    settle(&mut core);
+    core.handle(NOW_MS, Input::LinkUp { link: 1, peer: nid("370100"), role: LinkRole::Child });
+    core.handle(NOW_MS, Input::Frame { link: 1, frame: Frame::Hello { vv: vec![] } });
+    core.handle(NOW_MS, Input::Frame { link: 1, frame: Frame::Hello { vv: vec![] } });
+    let (effects, batches) = settle(&mut core);
+    let closed = effects.iter().find_map(|e| match e {
+        Effect::Close { link: 1, reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(closed, Some(PeerError::Misbehaved(Misbehaviour::SecondHello)));
+    core.handle(NOW_MS, Input::LinkUp { link: 2, peer: nid("370200"), role: LinkRole::Child });
+    let garbage = Misbehaviour::MalformedFrame("junk".into());
+    core.handle(NOW_MS, Input::LinkDown { link: 2, cause: Some(garbage.into()) });
+    let (_, more) = settle(&mut core);
+    let kinds: Vec<String> = batches.iter().chain(&more).flat_map(audited).map(|r| r.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "peer.misbehaved").count(), 2, "{kinds:?}");
+    let status = core.status();
+    assert_eq!((status.peer_faults.misbehaved, status.peer_faults.incompatible), (2, 0));
+    assert!(status.peers.is_empty());
+}
