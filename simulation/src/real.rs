@@ -321,7 +321,7 @@ async fn run_in(
     fed.shutdown().await.map_err(node_err)?;
     for id in &ids {
         let path = dir.join(id.to_string()).join(cascade_runtime::STORE_DIR);
-        let store = Store::open(&path).map_err(node_err)?;
+        let store = Store::open(&path, *id).map_err(node_err)?;
         let mut durable = Durable::new();
         for delta in store.all_deltas() {
             let delta = delta.map_err(node_err)?;

@@ -16,26 +16,26 @@ const MAX_USERNAME_BYTES: usize = 64;
 
 impl<S: StateStore> Core<S> {
     fn account(&self, username: &str) -> Result<Option<AccountRecord>, CommandError> {
-        if let Some(a) = self.group.accounts.get(username) {
-            return Ok(Some(a.clone()));
+        if let Some(a) = self.unstored(|w| w.accounts.get(username).cloned()) {
+            return Ok(Some(a));
         }
         Ok(self.store.account(username)?)
     }
 
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, CommandError> {
-        if let Some(t) = self.group.tokens.get(id) {
-            return Ok(Some(t.clone()));
+        if let Some(t) = self.unstored(|w| w.tokens.get(id).cloned()) {
+            return Ok(Some(t));
         }
         Ok(self.store.token(id)?)
     }
 
     fn write_account(&mut self, record: AccountRecord) {
-        self.group.accounts.insert(record.username.clone(), record.clone());
+        self.group.written.accounts.insert(record.username.clone(), record.clone());
         self.group.batch.accounts.push(record);
     }
 
     fn write_token(&mut self, record: TokenRecord) {
-        self.group.tokens.insert(record.id.clone(), record.clone());
+        self.group.written.tokens.insert(record.id.clone(), record.clone());
         self.group.batch.tokens.push(record);
     }
 

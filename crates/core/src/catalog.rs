@@ -68,8 +68,8 @@ pub(crate) fn china_date(unix_ms: u64) -> String {
 impl<S: StateStore> Core<S> {
     /// This node's own entry as it will be after the current group.
     fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, CommandError> {
-        if let Some(own) = self.group.own.get(code) {
-            return Ok(Some(own.clone()));
+        if let Some(own) = self.unstored(|w| w.own.get(code).cloned()) {
+            return Ok(Some(own));
         }
         Ok(self.store.own_entry(code)?)
     }
@@ -107,7 +107,7 @@ impl<S: StateStore> Core<S> {
                 )));
             }
         }
-        let mut signed = None;
+        let mut own = OwnWrite::Draft { scope: saved.scope, entry: saved.entry.clone() };
         if decision.emit {
             let mut actions = Vec::new();
             let result = self.engine.originate(
@@ -126,11 +126,12 @@ impl<S: StateStore> Core<S> {
                 other => Self::engine_failure(other),
             })?;
             saved.delta_seq = Some(delta.seq);
-            signed = Some(delta);
+            let replaces_draft = before.as_ref().is_some_and(|(_, old)| old.status == EntryStatus::Draft);
+            own = OwnWrite::Signed { scope: saved.scope, entry: saved.entry.clone(), replaces_draft };
         }
-        let entry = saved.entry.clone();
-        self.group.own.insert(entry.code.clone(), (saved.scope, entry.clone()));
-        self.group.batch.own.push((entry.code.clone(), OwnWrite { scope: saved.scope, entry, signed }));
+        let code = saved.entry.code.clone();
+        self.group.written.own.insert(code.clone(), (saved.scope, saved.entry.clone()));
+        self.group.batch.own.push((code, own));
         let moved = match &before {
             Some((_, old)) if old.provider != saved.entry.provider => format!(" (was {})", old.provider),
             _ => String::new(),

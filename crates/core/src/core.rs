@@ -96,8 +96,9 @@ pub enum Input {
 /// Something the driver must do.
 #[derive(Debug)]
 pub enum Effect {
-    /// Apply this batch atomically now (before the next `handle`), make it durable,
-    /// then report `Input::Committed`.
+    /// Apply this batch atomically and make it durable, then report
+    /// `Input::Committed`. Until then the core reads what the batch wrote from
+    /// memory, so the driver may apply it in the background.
     Commit {
         /// The group.
         group: u64,
@@ -172,16 +173,22 @@ struct Link {
     in_sync_ms: u64,
 }
 
+/// What a group wrote that the core reads back, kept until the store holds it
+/// (a driver may apply a batch while the core decides the next group).
+#[derive(Default)]
+pub(crate) struct Written {
+    pub(crate) own: HashMap<String, (Scope, CatalogEntry)>,
+    pub(crate) accounts: HashMap<String, AccountRecord>,
+    pub(crate) tokens: HashMap<String, TokenRecord>,
+}
+
 /// The changes of one group, not yet handed to the driver.
 #[derive(Default)]
 pub(crate) struct Group {
     pub(crate) batch: WriteBatch,
     held: Vec<Effect>,
     commands: usize,
-    /// What this group wrote, for reads before the batch reaches the store.
-    pub(crate) own: HashMap<String, (Scope, CatalogEntry)>,
-    pub(crate) accounts: HashMap<String, AccountRecord>,
-    pub(crate) tokens: HashMap<String, TokenRecord>,
+    pub(crate) written: Written,
 }
 
 impl Group {
@@ -193,6 +200,7 @@ impl Group {
 struct InFlight {
     group: u64,
     held: Vec<Effect>,
+    written: Written,
 }
 
 /// The node core.
@@ -378,7 +386,7 @@ impl<S: StateStore> Core<S> {
         }
         let id = self.next_group;
         self.next_group += 1;
-        self.inflight = Some(InFlight { group: id, held: group.held });
+        self.inflight = Some(InFlight { group: id, held: group.held, written: group.written });
         Some(Effect::Commit { group: id, batch: group.batch })
     }
 
@@ -420,6 +428,12 @@ impl<S: StateStore> Core<S> {
             peer_faults: self.peer_faults.clone(),
             commits,
         }
+    }
+
+    /// Reads what the groups not yet in the store wrote: the collecting one
+    /// first, then the one being committed.
+    pub(crate) fn unstored<T>(&self, read: impl Fn(&Written) -> Option<T>) -> Option<T> {
+        read(&self.group.written).or_else(|| self.inflight.as_ref().and_then(|f| read(&f.written)))
     }
 
     pub(crate) fn now_s(&self) -> u64 {

@@ -42,7 +42,8 @@ impl State {
             self.logs.entry(d.log).or_default().push(d.clone());
         }
         for (code, own) in &batch.own {
-            self.own.insert(code.clone(), (own.scope, own.entry.clone()));
+            let (scope, entry) = own.entry();
+            self.own.insert(code.clone(), (scope, entry.clone()));
         }
         for a in &batch.accounts {
             self.accounts.insert(a.username.clone(), a.clone());

@@ -92,18 +92,37 @@ pub struct TokenRecord {
 
 /// A new state of one of this node's own catalog entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnWrite {
-    /// Its scope.
-    pub scope: Scope,
-    /// The entry.
-    pub entry: CatalogEntry,
-    /// The delta that published this state; `None` for a draft. A store keeps the
-    /// delta's body bytes rather than encoding the entry again.
-    pub signed: Option<Arc<Delta>>,
+pub enum OwnWrite {
+    /// A draft: the working copy is kept as it is, until it is published.
+    Draft {
+        /// Its scope.
+        scope: Scope,
+        /// The entry.
+        entry: CatalogEntry,
+    },
+    /// A signed state: its delta (materialized in the same batch) is the working
+    /// copy now, so a store need not keep the entry a second time.
+    Signed {
+        /// Its scope.
+        scope: Scope,
+        /// The entry (for stores that keep their own copy).
+        entry: CatalogEntry,
+        /// Whether a draft was the working copy until now (and is to be dropped).
+        replaces_draft: bool,
+    },
 }
 
-/// A materialized view row derived from an admitted delta (the store copies the
-/// delta's body bytes; it does not decode them).
+impl OwnWrite {
+    /// The entry and its scope.
+    pub fn entry(&self) -> (Scope, &CatalogEntry) {
+        match self {
+            OwnWrite::Draft { scope, entry } | OwnWrite::Signed { scope, entry, .. } => (*scope, entry),
+        }
+    }
+}
+
+/// A materialized view row derived from an admitted delta: the store indexes the
+/// delta (it does not decode or copy its body).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Materialize {
     /// A catalog entry's latest state from `origin` (last in log order wins).
@@ -189,8 +208,8 @@ pub struct BootState {
 }
 
 /// The reads the core makes while deciding. Writes reach the store only as
-/// `WriteBatch`es through the driver; a driver applies a batch before it hands
-/// the core its next input, so that these reads see every earlier group.
+/// `WriteBatch`es through the driver; what a batch wrote that these reads return,
+/// the core keeps in memory until the batch is reported durable.
 pub trait StateStore {
     /// This node's own working copy of an entry (any status), with its scope.
     fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError>;

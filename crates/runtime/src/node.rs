@@ -108,8 +108,9 @@ impl Node {
         let key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
         let store_dir = config.data_dir.join(STORE_DIR);
         let chain = creds.chain.clone();
+        let me = config.id;
         let (core, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
-            let store = Store::open(&store_dir)?;
+            let store = Store::open(&store_dir, me)?;
             let identity = Identity { key, chain, verifier: Box::new(verifier) };
             let core = Core::boot(identity, store.clone(), unix_millis())?;
             Ok((core, store))

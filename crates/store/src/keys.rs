@@ -3,9 +3,9 @@
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `L` | origin (4), scope (1), seq (8) | the encoded delta |
-//! | `C` | origin (4), scope (1), resource code | the latest catalog delta body |
-//! | `R` | credit code, 0, origin (4) | the organization delta body |
-//! | `O` | resource code | scope (1), the entry as a catalog delta body |
+//! | `C` | origin (4), scope (1), resource code | seq (8) of its latest delta in that log |
+//! | `R` | credit code, 0, origin (4) | scope (1), seq (8) of the registration delta |
+//! | `O` | resource code | an own draft: scope (1), the entry as a catalog delta body |
 //! | `U` | username | account record |
 //! | `T` | token id | token record |
 //! | `A` | seq (8) | audit record (hash, then JSON body) |

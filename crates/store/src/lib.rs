@@ -3,9 +3,10 @@
 //! chain — all in one sled tree under one-byte key prefixes, so that a group
 //! commit's `WriteBatch` applies atomically.
 //!
-//! The store keeps what the core decided: materialized rows are the admitted
-//! deltas' body bytes, copied, never re-encoded; it knows no catalog or access
-//! rule. Durability: `flush` waits for sled's flush, which survives a killed
+//! The store keeps what the core decided: materialized rows index the admitted
+//! deltas (by log and seq), so a body is stored once, never re-encoded; an own
+//! entry's working copy is its draft, or else its latest signed delta. It knows no
+//! catalog or access rule. Durability: `flush` waits for sled's flush, which survives a killed
 //! process (see the README for power loss).
 
 mod keys;
@@ -16,11 +17,11 @@ pub use read::{CatalogRow, OrganizationRow};
 
 use cascade_core::audit::{self, AuditFilter, AuditRecord, AuditVerification};
 use cascade_core::{
-    AccountRecord, BootState, Materialize, Meta, StateStore, StoreError, TokenRecord, WriteBatch,
+    AccountRecord, BootState, Materialize, Meta, OwnWrite, StateStore, StoreError, TokenRecord, WriteBatch,
 };
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::limits::{MAX_DELTA_BYTES, MAX_FRAME_BYTES, MAX_LIST};
-use cascade_protocol::{codec, Delta, DeltaBody, LogId, Scope};
+use cascade_protocol::{codec, Delta, DeltaBody, LogId, NodeId, Scope};
 use keys::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -53,10 +54,19 @@ fn entry_of(key: &[u8], body: &[u8]) -> Result<CatalogEntry, StoreError> {
     }
 }
 
+/// A materialized row's value: where its delta is (scope, seq).
+fn pointer(scope: Scope, seq: u64) -> [u8; 9] {
+    let mut value = [scope_byte(scope); 9];
+    value[1..].copy_from_slice(&seq.to_be_bytes());
+    value
+}
+
 /// One node's persistent state. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// The node whose store this is (its own entries are its materialized rows).
+    me: NodeId,
 }
 
 impl Store {
@@ -64,7 +74,7 @@ impl Store {
     /// crashed instance of this node in the same process (its tasks are being torn
     /// down), waits for the lock a bounded while. A store of another format is
     /// refused with what to do about it.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, me: NodeId) -> Result<Store, StoreError> {
         let mut tries = 0;
         let db = loop {
             match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
@@ -78,7 +88,7 @@ impl Store {
                 Err(e) => return Err(backend(e)),
             }
         };
-        let store = Store { db };
+        let store = Store { db, me };
         store.check_format()?;
         Ok(store)
     }
@@ -131,20 +141,23 @@ impl Store {
         for row in &batch.materialize {
             match row {
                 Materialize::Catalog { log, code, delta } => {
-                    sled_batch.insert(catalog_key(log.origin, log.scope, code), delta.body.as_slice())
+                    sled_batch.insert(catalog_key(log.origin, log.scope, code), &delta.seq.to_be_bytes())
                 }
                 Materialize::Organization { origin, code, delta } => {
-                    sled_batch.insert(org_key(code, *origin), delta.body.as_slice())
+                    sled_batch.insert(org_key(code, *origin), pointer(delta.log.scope, delta.seq).as_slice())
                 }
             }
         }
         for (code, own) in &batch.own {
-            let mut value = vec![scope_byte(own.scope)];
-            match &own.signed {
-                Some(delta) => value.extend_from_slice(&delta.body),
-                None => value.extend_from_slice(&codec::encode(&DeltaBody::Catalog(own.entry.clone()))?),
+            match own {
+                OwnWrite::Draft { scope, entry } => {
+                    let mut value = vec![scope_byte(*scope)];
+                    value.extend_from_slice(&codec::encode(&DeltaBody::Catalog(entry.clone()))?);
+                    sled_batch.insert(own_key(code), value);
+                }
+                OwnWrite::Signed { replaces_draft: true, .. } => sled_batch.remove(own_key(code)),
+                OwnWrite::Signed { replaces_draft: false, .. } => {}
             }
-            sled_batch.insert(own_key(code), value);
         }
         for account in &batch.accounts {
             sled_batch.insert(account_key(&account.username), codec::encode(account)?);
@@ -167,6 +180,15 @@ impl Store {
     /// does.)
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    /// The delta a materialized row points at.
+    fn pointed(&self, key: &[u8], log: LogId, seq: u64) -> Result<Delta, StoreError> {
+        let value = self.db.get(log_key(log, seq)).map_err(backend)?.ok_or_else(|| StoreError::Corrupt {
+            key: hex(key),
+            reason: format!("points at missing {log} #{seq}"),
+        })?;
+        decode(key, &value, MAX_DELTA_BYTES)
     }
 
     /// The stored deltas `from..=to` of a log, in order.
@@ -262,10 +284,10 @@ impl Store {
 impl StateStore for Store {
     fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, StoreError> {
         let key = own_key(code);
-        match self.db.get(&key).map_err(backend)? {
-            None => Ok(None),
-            Some(v) => own_of(&key, &v).map(Some),
+        if let Some(v) = self.db.get(&key).map_err(backend)? {
+            return own_of(&key, &v).map(Some);
         }
+        Ok(self.catalog_entry(self.me, code)?.into_iter().next().map(|row| (row.scope, row.entry)))
     }
 
     fn account(&self, username: &str) -> Result<Option<AccountRecord>, StoreError> {

@@ -6,7 +6,7 @@ use cascade_core::{AccountRecord, StoreError, TokenRecord};
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::limits::MAX_FRAME_BYTES;
 use cascade_protocol::org::Organization;
-use cascade_protocol::{DeltaBody, NodeId, Scope};
+use cascade_protocol::{DeltaBody, LogId, NodeId, Scope};
 use serde::Serialize;
 
 /// One entry of the federated catalog as materialized here.
@@ -30,25 +30,33 @@ pub struct OrganizationRow {
     pub organization: Organization,
 }
 
-fn catalog_row(key: &[u8], value: &[u8]) -> Result<CatalogRow, StoreError> {
-    let origin = origin_at(key, 1)?;
-    let scope = key
-        .get(5)
-        .copied()
-        .and_then(scope_of)
-        .ok_or_else(|| StoreError::Corrupt { key: hex(key), reason: "bad scope in key".into() })?;
-    Ok(CatalogRow { origin, scope, entry: entry_of(key, value)? })
+fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt { key: hex(key), reason: reason.into() }
 }
 
-fn organization_row(key: &[u8], value: &[u8]) -> Result<OrganizationRow, StoreError> {
-    let origin = origin_at(key, key.len().saturating_sub(4))?;
-    match decode::<DeltaBody>(key, value, MAX_FRAME_BYTES)? {
-        DeltaBody::Organization(organization) => Ok(OrganizationRow { origin, organization }),
-        _ => Err(StoreError::Corrupt { key: hex(key), reason: "not an organization".into() }),
-    }
+fn seq_value(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(value).map(u64::from_be_bytes).map_err(|_| corrupt(key, "bad pointer"))
 }
 
 impl Store {
+    fn catalog_row(&self, key: &[u8], value: &[u8]) -> Result<CatalogRow, StoreError> {
+        let origin = origin_at(key, 1)?;
+        let scope = key.get(5).copied().and_then(scope_of).ok_or_else(|| corrupt(key, "bad scope in key"))?;
+        let delta = self.pointed(key, LogId { origin, scope }, seq_value(key, value)?)?;
+        Ok(CatalogRow { origin, scope, entry: entry_of(key, &delta.body)? })
+    }
+
+    fn organization_row(&self, key: &[u8], value: &[u8]) -> Result<OrganizationRow, StoreError> {
+        let origin = origin_at(key, key.len().saturating_sub(4))?;
+        let (scope, seq) = value.split_first().ok_or_else(|| corrupt(key, "empty pointer"))?;
+        let scope = scope_of(*scope).ok_or_else(|| corrupt(key, "bad scope"))?;
+        let delta = self.pointed(key, LogId { origin, scope }, seq_value(key, seq)?)?;
+        match decode::<DeltaBody>(key, &delta.body, MAX_FRAME_BYTES)? {
+            DeltaBody::Organization(organization) => Ok(OrganizationRow { origin, organization }),
+            _ => Err(corrupt(key, "not an organization")),
+        }
+    }
+
     /// The federated catalog as materialized here, by origin, then scope, then code;
     /// only `origin`'s entries when given.
     pub fn catalog(
@@ -58,7 +66,7 @@ impl Store {
         let prefix = origin.map_or_else(|| vec![CATALOG], catalog_prefix);
         self.db.scan_prefix(prefix).map(|kv| {
             let (key, value) = kv.map_err(backend)?;
-            catalog_row(&key, &value)
+            self.catalog_row(&key, &value)
         })
     }
 
@@ -68,13 +76,14 @@ impl Store {
         for scope in [Scope::Federation, Scope::Province] {
             let key = catalog_key(origin, scope, code);
             if let Some(value) = self.db.get(&key).map_err(backend)? {
-                rows.push(catalog_row(&key, &value)?);
+                rows.push(self.catalog_row(&key, &value)?);
             }
         }
         Ok(rows)
     }
 
-    /// Every own entry (drafts included), with its scope.
+    /// Every own draft, with its scope (published and withdrawn own entries are in
+    /// `catalog(Some(me))`).
     pub fn own_entries(&self) -> impl Iterator<Item = Result<(Scope, CatalogEntry), StoreError>> + '_ {
         self.db.scan_prefix([OWN]).map(|kv| {
             let (key, value) = kv.map_err(backend)?;
@@ -86,7 +95,7 @@ impl Store {
     pub fn organizations(&self) -> impl Iterator<Item = Result<OrganizationRow, StoreError>> + '_ {
         self.db.scan_prefix([ORG]).map(|kv| {
             let (key, value) = kv.map_err(backend)?;
-            organization_row(&key, &value)
+            self.organization_row(&key, &value)
         })
     }
 
@@ -96,7 +105,7 @@ impl Store {
             .scan_prefix(org_prefix(credit_code))
             .map(|kv| {
                 let (key, value) = kv.map_err(backend)?;
-                organization_row(&key, &value)
+                self.organization_row(&key, &value)
             })
             .collect()
     }

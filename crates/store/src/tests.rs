@@ -63,13 +63,13 @@ fn logs_survive_reopen_and_a_batch_with_a_hole_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let deltas = chain(5);
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), jinan()).unwrap();
         store.apply(&batch(&deltas[..3])).unwrap();
         let err = store.apply(&batch(&deltas[4..])).unwrap_err();
         assert!(matches!(err, StoreError::OutOfOrder { expected: 4, got: 5, .. }), "{err}");
         store.flush().unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
     assert_eq!(store.head(log()).unwrap(), 3);
     let back: Vec<Delta> = store.range(log(), 2, 3).map(Result::unwrap).collect();
     assert_eq!(back, deltas[1..3].iter().map(|d| Delta::clone(d)).collect::<Vec<_>>());
@@ -80,30 +80,38 @@ fn logs_survive_reopen_and_a_batch_with_a_hole_changes_nothing() {
 }
 
 #[test]
-fn own_entries_read_back_from_signed_bodies_and_drafts_alike() {
+fn an_own_entry_is_its_draft_until_published_then_its_latest_delta() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let deltas = chain(1);
+    let store = Store::open(dir.path(), jinan()).unwrap();
     let mut draft = entry(0);
-    draft.code = "3/000002".into();
     draft.status = EntryStatus::Draft;
-    let own = vec![
-        (
-            "3/000001".to_string(),
-            OwnWrite { scope: Scope::Province, entry: entry(1), signed: Some(deltas[0].clone()) },
-        ),
-        ("3/000002".to_string(), OwnWrite { scope: Scope::Federation, entry: draft.clone(), signed: None }),
-    ];
-    store.apply(&WriteBatch { own, ..batch(&deltas) }).unwrap();
-    assert_eq!(store.own_entry("3/000001").unwrap(), Some((Scope::Province, entry(1))));
-    assert_eq!(store.own_entry("3/000002").unwrap(), Some((Scope::Federation, draft)));
-    assert_eq!(store.own_entries().count(), 2);
+    let own = |w: OwnWrite| vec![("3/000001".to_string(), w)];
+    let first = WriteBatch {
+        own: own(OwnWrite::Draft { scope: Scope::Federation, entry: draft.clone() }),
+        ..WriteBatch::default()
+    };
+    store.apply(&first).unwrap();
+    assert_eq!(store.own_entry("3/000001").unwrap(), Some((Scope::Federation, draft)));
+    assert_eq!(store.own_entries().count(), 1);
+    // Published: the draft gives way to the delta, stored once.
+    let deltas = chain(2);
+    let published = OwnWrite::Signed { scope: Scope::Federation, entry: entry(1), replaces_draft: true };
+    store.apply(&WriteBatch { own: own(published), ..batch(&deltas[..1]) }).unwrap();
+    assert_eq!(store.own_entry("3/000001").unwrap(), Some((Scope::Federation, entry(1))));
+    assert_eq!(store.own_entries().count(), 0);
+    store.apply(&batch(&deltas[1..])).unwrap();
+    assert_eq!(store.own_entry("3/000001").unwrap(), Some((Scope::Federation, entry(2))));
+    // Another node's entry with the same code is not this node's own.
+    let other = tempfile::tempdir().unwrap();
+    let elsewhere = Store::open(other.path(), "370200".parse().unwrap()).unwrap();
+    elsewhere.apply(&batch(&deltas)).unwrap();
+    assert_eq!(elsewhere.own_entry("3/000001").unwrap(), None);
 }
 
 #[test]
 fn a_damaged_record_is_reported_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
     store.apply(&batch(&chain(1))).unwrap();
     store.db.insert(keys::log_key(log(), 1), &b"garbage"[..]).unwrap();
     let err = store.all_deltas().next().unwrap().unwrap_err();
@@ -118,7 +126,7 @@ fn a_store_of_the_earlier_format_is_refused_with_what_to_do() {
         db.insert(b"L\x00\x05\xa5\x64\x00", &b"old"[..]).unwrap();
         db.flush().unwrap();
     }
-    let err = Store::open(dir.path()).err().expect("refused");
+    let err = Store::open(dir.path(), jinan()).err().expect("refused");
     assert!(matches!(err, StoreError::Format { found: 1, expected: FORMAT, .. }), "{err}");
     assert!(err.to_string().contains("move this data folder aside"), "{err}");
 }
@@ -130,7 +138,7 @@ fn event(actor: &str, org: Option<&str>, kind: &str) -> AuditEvent {
 #[test]
 fn audit_queries_filter_and_page_and_verification_finds_a_flipped_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
     let mut chain = Chain::after(store.boot().unwrap().audit_head);
     let events = [
         (1000, event("account:alice", None, "login.success")),
@@ -167,7 +175,7 @@ fn audit_queries_filter_and_page_and_verification_finds_a_flipped_byte() {
 #[test]
 fn accounts_and_tokens_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
     let account = AccountRecord {
         username: "li".into(),
         organization: "11370100MB00000016".into(),
