@@ -176,11 +176,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = env("CASCADE_BENCH_SECONDS", 3);
     let callers = env("CASCADE_BENCH_CALLERS", 64);
     println!("{callers} concurrent callers, {seconds} s per measurement");
-    let sled = if std::env::var("PROFILE_PUBLISH").is_ok() {
-        1.0
-    } else {
-        sled_limit(callers as usize, 1024, seconds)
-    };
+    let sled = sled_limit(callers as usize, 1024, seconds);
     println!(
         "{:<44} {sled:>9.0}/s  (batches of {callers} writes of 1 KiB, one flush each)",
         "baseline: sled group commit"
