@@ -14,7 +14,8 @@ const MAX_ITEMS: usize = 1000;
 const MAX_RELATED: usize = 100;
 
 fn credit_value(c: char) -> Option<u32> {
-    CREDIT_ALPHABET.find(c).map(|p| p as u32) // ASCII alphabet: byte index == value
+    // ASCII alphabet: a character's byte index is its value.
+    u8::try_from(c).ok().and_then(|b| CREDIT_ALPHABET.bytes().position(|a| a == b)).map(|p| p as u32)
 }
 
 /// Computes the GB 32100 check character for the first 17 characters, or `None` if they are invalid.
@@ -298,24 +299,43 @@ pub fn validate_date(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl EntryDraft {
+/// The descriptive fields of a draft or an entry, borrowed: what the catalog rules
+/// check (an entry is checked without copying it into a draft).
+struct Fields<'a> {
+    code: Option<&'a str>,
+    name: &'a str,
+    classification: &'a str,
+    provider: &'a str,
+    summary: &'a str,
+    format: ResourceFormat,
+    data_items: &'a [DataItem],
+    share_type: ShareType,
+    share_condition: &'a Option<String>,
+    not_shared_basis: &'a Option<String>,
+    open_type: OpenType,
+    open_condition: &'a Option<String>,
+    publish_date: &'a Option<String>,
+    related_codes: &'a [String],
+}
+
+impl Fields<'_> {
     /// Checks all catalog rules, returning the first offending field.
-    pub fn validate(&self) -> Result<(), FieldError> {
-        if let Some(code) = &self.code {
+    fn validate(&self) -> Result<(), FieldError> {
+        if let Some(code) = self.code {
             validate_resource_code(code).map_err(|e| ferr("code", e))?;
         }
-        check_text("name", &self.name, MAX_NAME, true)?;
-        validate_classification(&self.classification).map_err(|e| ferr("classification", e))?;
-        validate_credit_code(&self.provider).map_err(|e| ferr("provider", e))?;
-        check_text("summary", &self.summary, MAX_TEXT, true)?;
+        check_text("name", self.name, MAX_NAME, true)?;
+        validate_classification(self.classification).map_err(|e| ferr("classification", e))?;
+        validate_credit_code(self.provider).map_err(|e| ferr("provider", e))?;
+        check_text("summary", self.summary, MAX_TEXT, true)?;
         self.validate_data_items()?;
         let cond = self.share_type == ShareType::Conditional;
-        check_opt_text("share_condition", &self.share_condition, cond)?;
+        check_opt_text("share_condition", self.share_condition, cond)?;
         let not_shared = self.share_type == ShareType::NotShared;
-        check_opt_text("not_shared_basis", &self.not_shared_basis, not_shared)?;
+        check_opt_text("not_shared_basis", self.not_shared_basis, not_shared)?;
         let open_cond = self.open_type == OpenType::Conditional;
-        check_opt_text("open_condition", &self.open_condition, open_cond)?;
-        if let Some(date) = &self.publish_date {
+        check_opt_text("open_condition", self.open_condition, open_cond)?;
+        if let Some(date) = self.publish_date {
             validate_date(date).map_err(|e| ferr("publish_date", e))?;
         }
         if self.related_codes.len() > MAX_RELATED {
@@ -346,6 +366,35 @@ impl EntryDraft {
             }
         }
         Ok(())
+    }
+}
+
+/// Borrows the descriptive fields of a draft or an entry.
+macro_rules! fields {
+    ($s:expr, $code:expr) => {
+        Fields {
+            code: $code,
+            name: &$s.name,
+            classification: &$s.classification,
+            provider: &$s.provider,
+            summary: &$s.summary,
+            format: $s.format,
+            data_items: &$s.data_items,
+            share_type: $s.share_type,
+            share_condition: &$s.share_condition,
+            not_shared_basis: &$s.not_shared_basis,
+            open_type: $s.open_type,
+            open_condition: &$s.open_condition,
+            publish_date: &$s.publish_date,
+            related_codes: &$s.related_codes,
+        }
+    };
+}
+
+impl EntryDraft {
+    /// Checks all catalog rules, returning the first offending field.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        fields!(self, self.code.as_deref()).validate()
     }
 }
 
@@ -414,7 +463,7 @@ impl CatalogEntry {
 
     /// Validates the code (always present here) and all draft rules; never panics.
     pub fn validate(&self) -> Result<(), FieldError> {
-        self.to_draft().validate()
+        fields!(self, Some(self.code.as_str())).validate()
     }
 }
 

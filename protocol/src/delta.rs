@@ -19,7 +19,17 @@ const SIGN_DOMAIN: &[u8] = b"cascade/delta-signature/v1\0";
 /// Domain separator of the chain hash.
 const HASH_DOMAIN: &[u8] = b"cascade/delta-hash/v1\0";
 
-/// One signed log entry, stored and relayed verbatim.
+/// One log entry, stored and relayed verbatim.
+///
+/// Every delta is authenticated by its origin's signature: its own, or that of a
+/// later delta of the same log. A delta's chain hash covers its content (header
+/// and body, not its signature), and each delta names the chain hash of the one
+/// before it, so a signature over delta `n` vouches for every delta up to `n`
+/// (the way a signed commit vouches for its history). An origin signs the last
+/// delta of each log in each group commit (a run of unsigned deltas before it is
+/// bounded by `MAX_RUN_DELTAS` and `MAX_RUN_BYTES`), and a run always travels in
+/// one frame with the signed delta that closes it: nothing is stored before the
+/// signature that covers it has been verified.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
     /// The log (origin and scope) this delta belongs to.
@@ -30,7 +40,8 @@ pub struct Delta {
     pub prev: Hash,
     /// The encoded `DeltaBody`, exactly as signed.
     pub body: Vec<u8>,
-    /// Ed25519 signature of the origin over `signing_bytes()`.
+    /// Ed25519 signature of the origin over `signing_bytes()`, or empty when a
+    /// later delta's signature covers this one.
     pub signature: Vec<u8>,
 }
 
@@ -82,8 +93,40 @@ pub enum DeltaError {
     BadSignature,
 }
 
+/// Checks that `run` is a stretch of one log, each delta chained to the one before,
+/// ending with a signed delta whose signature verifies under `key`: then every
+/// delta of the run is authenticated. `verify` checks the closing signature (so a
+/// caller can memoize it).
+pub fn verify_run(
+    run: &[std::sync::Arc<Delta>],
+    verify: impl FnOnce(&Delta) -> Result<(), DeltaError>,
+) -> Result<(), DeltaError> {
+    let last = run.last().ok_or(DeltaError::BadSignature)?;
+    if !last.is_signed() || run[..run.len() - 1].iter().any(|d| d.is_signed()) {
+        return Err(DeltaError::BadSignature);
+    }
+    for pair in run.windows(2) {
+        let linked =
+            pair[1].log == pair[0].log && pair[1].seq == pair[0].seq + 1 && pair[1].prev == pair[0].hash();
+        if !linked {
+            return Err(DeltaError::BadSignature);
+        }
+    }
+    verify(last)
+}
+
 impl Delta {
-    /// Builds and signs a delta: the body is encoded exactly once, here.
+    /// Builds a delta without a signature (a later delta's will cover it): the
+    /// body is encoded exactly once, here.
+    pub fn unsigned(log: LogId, seq: u64, prev: Hash, body: &DeltaBody) -> Result<Delta, DeltaError> {
+        let body = codec::encode(body)?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(CodecError::TooLarge { len: body.len(), limit: MAX_BODY_BYTES }.into());
+        }
+        Ok(Delta { log, seq, prev, body, signature: Vec::new() })
+    }
+
+    /// Builds and signs a delta.
     pub fn sign(
         key: &SigningKey,
         log: LogId,
@@ -91,13 +134,19 @@ impl Delta {
         prev: Hash,
         body: &DeltaBody,
     ) -> Result<Delta, DeltaError> {
-        let body = codec::encode(body)?;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(CodecError::TooLarge { len: body.len(), limit: MAX_BODY_BYTES }.into());
-        }
-        let mut delta = Delta { log, seq, prev, body, signature: Vec::new() };
-        delta.signature = key.sign(&delta.signing_bytes()).to_bytes().to_vec();
+        let mut delta = Delta::unsigned(log, seq, prev, body)?;
+        delta.seal(key);
         Ok(delta)
+    }
+
+    /// Signs this delta (its content, and so every delta its chain leads back to).
+    pub fn seal(&mut self, key: &SigningKey) {
+        self.signature = key.sign(&self.signing_bytes()).to_bytes().to_vec();
+    }
+
+    /// Whether it carries a signature of its own.
+    pub fn is_signed(&self) -> bool {
+        !self.signature.is_empty()
     }
 
     /// Its encoded size (what it adds to a frame), computed without encoding.
@@ -133,19 +182,20 @@ impl Delta {
         Ok(Signature::from_bytes(&bytes))
     }
 
-    /// Verifies the signature against the origin's key.
+    /// Verifies its own signature against the origin's key (strictly: a signature
+    /// any implementation could read otherwise is refused). An unsigned delta has
+    /// none to verify: see `verify_run`.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), DeltaError> {
         key.verify_strict(&self.signing_bytes(), &self.signature()?).map_err(|_| DeltaError::BadSignature)
     }
 
-    /// The chain hash of this delta: the next delta's `prev`.
+    /// The chain hash of this delta's content: the next delta's `prev`.
     pub fn hash(&self) -> Hash {
         let mut h = blake3::Hasher::new();
         h.update(HASH_DOMAIN);
         h.update(SIGN_DOMAIN);
         h.update(&self.header());
         h.update(&self.body);
-        h.update(&self.signature);
         *h.finalize().as_bytes()
     }
 

@@ -33,6 +33,14 @@ pub const MAX_BATCH_DELTAS: usize = 512;
 /// catch-up interleaves with live traffic instead of hogging a link).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
+/// Most unsigned deltas an origin lets precede the signed delta that covers them
+/// (one group commit signs the last delta of each log it wrote; a longer run is
+/// cut by signing early).
+pub const MAX_RUN_DELTAS: usize = 255;
+
+/// Most bytes of unsigned deltas before the signed delta that covers them.
+pub const MAX_RUN_BYTES: usize = 512 * 1024;
+
 /// Encoded size of a frame besides its payload: variant 4 and a length 8.
 pub const FRAME_OVERHEAD: usize = 4 + 8;
 
@@ -64,6 +72,11 @@ pub const MAX_GROUP_COMMANDS: usize = 256;
 /// `MAX_BATCH_DELTAS`, and a group of them all would hold back the
 /// acknowledgements of local changes.
 pub const MAX_GROUP_DELTAS: usize = 4096;
+
+/// Own catalog entries the core keeps in memory once read or changed: most
+/// changes touch an entry changed recently, and 4096 entries of about 1 KiB each
+/// bound the cache to a few MiB.
+pub const OWN_ENTRY_CACHE: usize = 4096;
 
 /// Longest audit actor, organization or kind kept, in bytes: longer values are cut
 /// (at a char boundary) so that an oversized label never makes an append fail.
@@ -125,6 +138,10 @@ pub const MAX_CONCURRENT_LOGINS: usize = 4;
 
 // One maximal delta always fits a batch, so a batch never exceeds MAX_BATCH_BYTES.
 const _: () = assert!(MAX_DELTA_BYTES <= MAX_BATCH_BYTES);
+// A run with the signed delta that closes it always fits one batch (it must
+// travel in one frame to be verified).
+const _: () = assert!(MAX_RUN_DELTAS < MAX_BATCH_DELTAS);
+const _: () = assert!(MAX_RUN_BYTES + MAX_DELTA_BYTES <= MAX_BATCH_BYTES);
 // A full batch, and a full Hello, fit in one frame.
 const _: () = assert!(FRAME_OVERHEAD + MAX_BATCH_BYTES <= MAX_FRAME_BYTES);
 const _: () = assert!(FRAME_OVERHEAD + MAX_HELLO_LOGS * HELLO_ENTRY_BYTES <= MAX_FRAME_BYTES);

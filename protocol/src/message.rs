@@ -34,11 +34,15 @@ pub enum Frame {
 }
 
 /// Cuts a stream of deltas into `Frame::Deltas` of at most `MAX_BATCH_DELTAS`
-/// deltas and `MAX_BATCH_BYTES` bytes: the one batching rule of every sender.
+/// deltas and `MAX_BATCH_BYTES` bytes, never separating a run of unsigned deltas
+/// from the signed delta that covers it: the one batching rule of every sender.
 #[derive(Debug, Default)]
 pub struct Batcher {
     batch: Vec<Arc<Delta>>,
     bytes: usize,
+    /// Unsigned deltas waiting for the signed delta that closes their run.
+    run: Vec<Arc<Delta>>,
+    run_bytes: usize,
 }
 
 impl Batcher {
@@ -47,21 +51,37 @@ impl Batcher {
         Batcher::default()
     }
 
-    /// Adds a delta; returns the full frame to send first when the delta does not fit.
+    /// Adds a delta; returns the full frame to send first when the delta (with the
+    /// run it closes) does not fit.
     pub fn push(&mut self, delta: Arc<Delta>) -> Option<Frame> {
         let size = delta.encoded_len();
+        if !delta.is_signed() {
+            self.run_bytes += size;
+            self.run.push(delta);
+            return None;
+        }
+        let (count, bytes) = (self.run.len() + 1, self.run_bytes + size);
         let full = !self.batch.is_empty()
-            && (self.batch.len() == MAX_BATCH_DELTAS || self.bytes + size > MAX_BATCH_BYTES);
-        let out = if full { self.finish() } else { None };
-        self.bytes += size;
+            && (self.batch.len() + count > MAX_BATCH_DELTAS || self.bytes + bytes > MAX_BATCH_BYTES);
+        let out = if full { self.take_batch() } else { None };
+        self.batch.append(&mut self.run);
         self.batch.push(delta);
+        self.bytes += bytes;
+        self.run_bytes = 0;
         out
     }
 
-    /// The frame of what is left, if anything.
-    pub fn finish(&mut self) -> Option<Frame> {
+    fn take_batch(&mut self) -> Option<Frame> {
         self.bytes = 0;
         (!self.batch.is_empty()).then(|| Frame::Deltas(std::mem::take(&mut self.batch)))
+    }
+
+    /// The frame of what is left, if anything. (A run no signed delta closed goes
+    /// out as it is; its receiver refuses it.)
+    pub fn finish(&mut self) -> Option<Frame> {
+        self.batch.append(&mut self.run);
+        self.run_bytes = 0;
+        self.take_batch()
     }
 }
 
@@ -86,6 +106,28 @@ mod tests {
         assert_eq!(d.encoded_len(), crate::codec::encode(&*d).unwrap().len());
         let frame = Frame::Deltas(vec![d.clone(), d.clone()]);
         assert_eq!(crate::codec::encode(&frame).unwrap().len(), FRAME_OVERHEAD + 2 * d.encoded_len());
+    }
+
+    #[test]
+    fn a_run_is_never_separated_from_the_signed_delta_that_closes_it() {
+        let mut unsigned = Delta::clone(&delta(10));
+        unsigned.signature.clear();
+        let unsigned = Arc::new(unsigned);
+        let signed = delta(10);
+        let mut batcher = Batcher::new();
+        let mut frames = Vec::new();
+        // Fill a batch to one short of full, then a run of three and its closer.
+        for _ in 0..MAX_BATCH_DELTAS - 1 {
+            frames.extend(batcher.push(signed.clone()));
+        }
+        for _ in 0..3 {
+            assert!(batcher.push(unsigned.clone()).is_none());
+        }
+        frames.extend(batcher.push(signed.clone()));
+        frames.extend(batcher.finish());
+        let sizes: Vec<usize> =
+            frames.iter().map(|f| if let Frame::Deltas(ds) = f { ds.len() } else { 0 }).collect();
+        assert_eq!(sizes, vec![MAX_BATCH_DELTAS - 1, 4], "the run moved to the next frame whole");
     }
 
     #[test]

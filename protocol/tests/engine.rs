@@ -4,8 +4,8 @@ use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
 use cascade_protocol::delta::Revocation;
 use cascade_protocol::org::Organization;
 use cascade_protocol::{
-    Action, CertificateError, Delta, DeltaBody, Engine, Event, Frame, LogId, Member, MembershipVerifier,
-    NodeId, RejectReason, Scope, Tier,
+    Action, CertificateError, Delta, DeltaBody, Engine, EngineError, Event, Frame, LogId, Member,
+    MembershipVerifier, NodeId, RejectReason, Scope, Tier,
 };
 use ed25519_dalek::SigningKey;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -97,6 +97,7 @@ impl Net {
             let mut engine = Engine::new(key, chain, Box::new(TestVerifier), 0).unwrap();
             let mut actions = Vec::new();
             engine.join(&mut actions).unwrap();
+            engine.seal(&mut actions);
             net.engines.insert(nid(id), engine);
             net.apply(nid(id), actions);
         }
@@ -145,25 +146,32 @@ impl Net {
     fn publish(&mut self, at: &str, scope: Scope, mut e: CatalogEntry) {
         let at = nid(at);
         e.provider = self.register(at);
+        self.originate(at, scope, DeltaBody::Catalog(e)).unwrap();
+    }
+
+    /// Originates and seals a delta at `at` (a group of one), executing the
+    /// actions; returns the delta as persisted (signed).
+    fn originate(&mut self, at: NodeId, scope: Scope, body: DeltaBody) -> Result<Arc<Delta>, EngineError> {
         let mut actions = Vec::new();
-        self.engines.get_mut(&at).unwrap().originate(0, scope, DeltaBody::Catalog(e), &mut actions).unwrap();
+        let engine = self.engines.get_mut(&at).unwrap();
+        let result = engine.originate(0, scope, body, &mut actions);
+        engine.seal(&mut actions);
         self.apply(at, actions);
+        let delta = result?;
+        Ok(self.stores[&at][&delta.log][delta.seq as usize - 1].clone())
     }
 
     /// The node's organization, registered on first use.
     fn register(&mut self, at: NodeId) -> String {
         let code = Organization::government_code(at, 1);
-        let engine = self.engines.get_mut(&at).unwrap();
-        if !engine.is_registered_at(&code, at) {
+        if !self.engines[&at].is_registered_at(&code, at) {
             let org = Organization {
                 credit_code: code.clone(),
                 name: format!("{at} bureau"),
                 division: at,
                 parent: None,
             };
-            let mut actions = Vec::new();
-            engine.originate(0, Scope::Federation, DeltaBody::Organization(org), &mut actions).unwrap();
-            self.apply(at, actions);
+            self.originate(at, Scope::Federation, DeltaBody::Organization(org)).unwrap();
         }
         code
     }
@@ -319,13 +327,7 @@ fn revocation_cuts_off_later_deltas_everywhere() {
         cutoff: vec![(Scope::Federation, cutoff)],
         reason: "decommissioned".into(),
     };
-    let mut actions = Vec::new();
-    net.engines
-        .get_mut(&nid("370000"))
-        .unwrap()
-        .originate(0, Scope::Federation, DeltaBody::Revoke(rev), &mut actions)
-        .unwrap();
-    net.apply(nid("370000"), actions);
+    net.originate(nid("370000"), Scope::Federation, DeltaBody::Revoke(rev)).unwrap();
     net.run();
     for at in ["100000", "370200", "110000"] {
         assert!(net.engines[&nid(at)].is_revoked(nid("370100")), "at {at}");
@@ -335,12 +337,7 @@ fn revocation_cuts_off_later_deltas_everywhere() {
     let provider = net.register(nid("370100"));
     let mut e = entry("3/000001", 1, EntryStatus::Published);
     e.provider = provider;
-    let late = net
-        .engines
-        .get_mut(&nid("370100"))
-        .unwrap()
-        .originate(0, Scope::Federation, DeltaBody::Catalog(e), &mut Vec::new())
-        .unwrap();
+    let late = net.originate(nid("370100"), Scope::Federation, DeltaBody::Catalog(e)).unwrap();
     let log = LogId { origin: nid("370100"), scope: Scope::Federation };
     let org = net.stores[&nid("370100")][&log][1].clone();
     net.queue.push_back((nid("370200"), nid("370000"), Frame::Deltas(vec![org, late])));
@@ -473,23 +470,14 @@ fn a_national_revocation_cuts_province_logs_where_each_node_stands() {
     let cutoff = net.head("100000", "370100", Scope::Federation);
     let rev =
         Revocation { node: nid("370100"), cutoff: vec![(Scope::Federation, cutoff)], reason: "x".into() };
-    let mut actions = Vec::new();
-    net.engines
-        .get_mut(&nid("100000"))
-        .unwrap()
-        .originate(0, Scope::Federation, DeltaBody::Revoke(rev), &mut actions)
-        .unwrap();
-    net.apply(nid("100000"), actions);
+    net.originate(nid("100000"), Scope::Federation, DeltaBody::Revoke(rev)).unwrap();
     net.run();
     assert!(net.engines[&nid("370200")].is_revoked(nid("370100")));
     // What 370200 held stays; a later province delta of 370100 is refused.
-    let late = net.engines.get_mut(&nid("370100")).unwrap();
-    let mut actions = Vec::new();
     // 370100 itself does not know yet (it was disconnected); it signs one more.
     let mut e = entry("3/000002", 1, EntryStatus::Published);
     e.provider = Organization::government_code(nid("370100"), 1);
-    let delta = late.originate(0, Scope::Province, DeltaBody::Catalog(e), &mut actions);
-    let delta = delta.unwrap();
+    let delta = net.originate(nid("370100"), Scope::Province, DeltaBody::Catalog(e)).unwrap();
     net.queue.push_back((nid("370000"), nid("370200"), Frame::Deltas(vec![delta])));
     net.run();
     assert_eq!(net.head("370200", "370100", Scope::Province), 2);
@@ -505,13 +493,7 @@ fn restore_accepts_what_was_admitted_before_a_revocation_and_detects_corruption(
     }
     net.run();
     let rev = Revocation { node: nid("370100"), cutoff: vec![(Scope::Federation, 2)], reason: "x".into() };
-    let mut actions = Vec::new();
-    net.engines
-        .get_mut(&nid("370000"))
-        .unwrap()
-        .originate(0, Scope::Federation, DeltaBody::Revoke(rev), &mut actions)
-        .unwrap();
-    net.apply(nid("370000"), actions);
+    net.originate(nid("370000"), Scope::Federation, DeltaBody::Revoke(rev)).unwrap();
     net.run();
     // 370200 holds 370100's deltas 3 and 4, admitted before the revocation said 2.
     assert_eq!(net.head("370200", "370100", Scope::Federation), 5);
@@ -551,13 +533,7 @@ fn conflicting_registrations_never_block_a_log_and_foreign_codes_are_refused() {
             division: nid("370100"),
             parent: None,
         };
-        let mut actions = Vec::new();
-        net.engines
-            .get_mut(&nid(at))
-            .unwrap()
-            .originate(0, Scope::Federation, DeltaBody::Organization(org), &mut actions)
-            .unwrap();
-        net.apply(nid(at), actions);
+        net.originate(nid(at), Scope::Federation, DeltaBody::Organization(org)).unwrap();
     }
     net.publish("370100", Scope::Federation, entry("3/000001", 1, EntryStatus::Published));
     net.run();
@@ -573,4 +549,126 @@ fn conflicting_registrations_never_block_a_log_and_foreign_codes_are_refused() {
         &mut Vec::new(),
     );
     assert!(refused.is_err());
+}
+
+impl Net {
+    /// Originates several catalog changes at `at` in one group: sealed once.
+    fn group(&mut self, at: &str, codes: &[&str]) -> Vec<Arc<Delta>> {
+        let at = nid(at);
+        let provider = self.register(at);
+        let mut actions = Vec::new();
+        let engine = self.engines.get_mut(&at).unwrap();
+        let mut seqs = Vec::new();
+        for code in codes {
+            let mut e = entry(code, 1, EntryStatus::Published);
+            e.provider = provider.clone();
+            seqs.push(
+                engine.originate(0, Scope::Federation, DeltaBody::Catalog(e), &mut actions).unwrap().seq,
+            );
+        }
+        engine.seal(&mut actions);
+        self.apply(at, actions);
+        let log = LogId { origin: at, scope: Scope::Federation };
+        seqs.iter().map(|seq| self.stores[&at][&log][*seq as usize - 1].clone()).collect()
+    }
+}
+
+#[test]
+fn a_group_is_signed_once_and_every_node_admits_its_run() {
+    let mut net = tree(20);
+    wire(&mut net);
+    let group = net.group("370100", &["3/000001", "3/000002", "3/000003", "3/000004"]);
+    let signed: Vec<bool> = group.iter().map(|d| d.is_signed()).collect();
+    assert_eq!(signed, vec![false, false, false, true], "one signature per group");
+    net.run();
+    for at in ["100000", "370000", "370200", "110000"] {
+        assert_eq!(net.head(at, "370100", Scope::Federation), group[3].seq, "at {at}");
+    }
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
+    // A node restarting from its store re-verifies the run through its signature.
+    let stored: Vec<Delta> = net.stores[&nid("110000")].values().flatten().map(|d| Delta::clone(d)).collect();
+    let mut rng = StdRng::seed_from_u64(20);
+    let keys: Vec<[u8; 32]> = (0..5).map(|_| rng.gen()).collect();
+    let key = SigningKey::from_bytes(&keys[4]);
+    let chain = chain_for(nid("110000"), Tier::Provincial, Some(nid("100000")), &key, true);
+    let mut fresh = Engine::new(key, chain, Box::new(TestVerifier), 0).unwrap();
+    fresh.restore(stored.clone(), |_, _| {}).unwrap();
+    assert_eq!(fresh.head(group[0].log), group[3].seq);
+    // A store that lost the closing signature is refused, not trusted.
+    let truncated: Vec<Delta> =
+        stored.into_iter().filter(|d| !(d.log == group[3].log && d.seq == group[3].seq)).collect();
+    let mut rng = StdRng::seed_from_u64(20);
+    let keys: Vec<[u8; 32]> = (0..5).map(|_| rng.gen()).collect();
+    let key = SigningKey::from_bytes(&keys[4]);
+    let chain = chain_for(nid("110000"), Tier::Provincial, Some(nid("100000")), &key, true);
+    let mut fresh = Engine::new(key, chain, Box::new(TestVerifier), 0).unwrap();
+    assert!(fresh.restore(truncated, |_, _| {}).is_err());
+}
+
+#[test]
+fn a_run_with_a_tampered_member_or_without_its_signature_is_refused_whole() {
+    let (hub, national) = (nid("370000"), nid("100000"));
+    for case in ["tampered", "cut"] {
+        let mut net = tree(21);
+        wire(&mut net);
+        let origin_log = LogId { origin: nid("370100"), scope: Scope::Federation };
+        net.register(nid("370100"));
+        net.run();
+        let before = net.head("100000", "370100", Scope::Federation);
+        // The hub relays 370100's next run to the national node altered: a middle
+        // body changed, or the signed delta closing the run left out.
+        net.tamper = Some(Box::new(move |from, to, frame| {
+            if (from, to) != (hub, national) {
+                return;
+            }
+            if let Frame::Deltas(ds) = frame {
+                if case == "tampered" {
+                    if let Some(d) = ds.iter_mut().filter(|d| d.log == origin_log && !d.is_signed()).nth(1) {
+                        Arc::make_mut(d).body[0] ^= 1;
+                    }
+                } else {
+                    ds.retain(|d| d.log != origin_log || !d.is_signed());
+                }
+            }
+        }));
+        let group = net.group("370100", &["3/000001", "3/000002", "3/000003"]);
+        net.run();
+        assert_eq!(
+            net.head("370200", "370100", Scope::Federation),
+            group[2].seq,
+            "{case}: the sibling has it"
+        );
+        assert_eq!(
+            net.head("100000", "370100", Scope::Federation),
+            before,
+            "{case}: nothing of the run stored"
+        );
+        assert!(
+            net.rejections.iter().any(|(at, r)| *at == national && *r == RejectReason::BadSignature),
+            "{case}: {:?}",
+            net.rejections
+        );
+        // Once the hub relays honestly, a reconnect heals the gap.
+        net.tamper = None;
+        net.disconnect(hub, national);
+        net.connect("370000", "100000");
+        net.run();
+        assert_eq!(net.head("100000", "370100", Scope::Federation), group[2].seq, "{case}: healed");
+    }
+}
+
+#[test]
+fn a_long_group_is_signed_every_max_run_deltas() {
+    let mut net = tree(22);
+    wire(&mut net);
+    let run = cascade_protocol::limits::MAX_RUN_DELTAS;
+    let codes: Vec<String> = (1..=run + 10).map(|i| format!("3/{i:06}")).collect();
+    let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
+    let group = net.group("370100", &codes);
+    let signed: Vec<usize> =
+        group.iter().enumerate().filter(|(_, d)| d.is_signed()).map(|(i, _)| i).collect();
+    assert_eq!(signed, vec![run, run + 9], "a run never exceeds its limit");
+    net.run();
+    assert_eq!(net.head("110000", "370100", Scope::Federation), group.last().unwrap().seq);
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
 }

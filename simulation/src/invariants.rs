@@ -92,7 +92,9 @@ pub fn check(
 ) -> Outcome {
     let mut outcome = Outcome::default();
 
-    // 1. Only valid deltas were stored: chains, Joins, signatures.
+    // 1. Only valid deltas were stored: chains, Joins, signatures. An unsigned delta
+    //    is valid when the chain leads from it to a signed delta whose signature
+    //    verifies (a run never ends a log).
     let mut hashes: HashMap<*const Delta, Hash> = HashMap::new();
     let mut valid: HashMap<*const Delta, Result<(), String>> = HashMap::new();
     let mut keys: HashMap<*const Delta, Result<ed25519_dalek::VerifyingKey, String>> = HashMap::new();
@@ -118,6 +120,8 @@ pub fn check(
                     Some("out of order".to_string())
                 } else if delta.prev != prev {
                     Some("broken hash chain".to_string())
+                } else if !delta.is_signed() {
+                    (i + 1 == deltas.len()).then(|| "unsigned, and no signed delta follows".to_string())
                 } else {
                     match &key {
                         Err(e) => Some(e.clone()),

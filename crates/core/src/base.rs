@@ -78,6 +78,8 @@ impl<S: StateStore> Core<S> {
         );
         self.take(actions);
         result.map_err(refused)?;
+        // Known at once: later commands of this group may use it.
+        self.own_orgs.insert(org.credit_code.clone(), org.parent.clone());
         self.audit_by(
             by,
             "organization.register",

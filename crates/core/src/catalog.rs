@@ -10,7 +10,7 @@ use cascade_access::{Permission, Principal};
 use cascade_protocol::catalog::{
     resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus, FieldError,
 };
-use cascade_protocol::limits::MAX_CODE_TRIES;
+use cascade_protocol::limits::{MAX_CODE_TRIES, OWN_ENTRY_CACHE};
 use cascade_protocol::{DeltaBody, EngineError, RejectReason, Scope};
 
 /// A change to this node's own catalog.
@@ -67,11 +67,27 @@ pub(crate) fn china_date(unix_ms: u64) -> String {
 
 impl<S: StateStore> Core<S> {
     /// This node's own entry as it will be after the current group.
-    fn own_entry(&self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, CommandError> {
+    fn own_entry(&mut self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, CommandError> {
         if let Some(own) = self.unstored(|w| w.own.get(code).cloned()) {
             return Ok(Some(own));
         }
-        Ok(self.store.own_entry(code)?)
+        if let Some(own) = self.own_cache.get(code) {
+            return Ok(Some(own.clone()));
+        }
+        let found = self.store.own_entry(code)?;
+        if let Some(own) = &found {
+            self.cache_own(code, own.clone());
+        }
+        Ok(found)
+    }
+
+    /// Keeps an own entry in memory (bounded: when full, the cache starts over;
+    /// every own change passes through the core, so it is never stale).
+    fn cache_own(&mut self, code: &str, own: (Scope, CatalogEntry)) {
+        if self.own_cache.len() >= OWN_ENTRY_CACHE && !self.own_cache.contains_key(code) {
+            self.own_cache.clear();
+        }
+        self.own_cache.insert(code.to_string(), own);
     }
 
     pub(crate) fn catalog(&mut self, by: &Principal, op: CatalogOp) -> Result<Reply, CommandError> {
@@ -131,6 +147,7 @@ impl<S: StateStore> Core<S> {
         }
         let code = saved.entry.code.clone();
         self.group.written.own.insert(code.clone(), (saved.scope, saved.entry.clone()));
+        self.cache_own(&code, (saved.scope, saved.entry.clone()));
         self.group.batch.own.push((code, own));
         let moved = match &before {
             Some((_, old)) if old.provider != saved.entry.provider => format!(" (was {})", old.provider),

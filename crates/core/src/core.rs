@@ -219,6 +219,8 @@ pub struct Core<S> {
     /// Organizations registered at this node, with their parents (for a
     /// cataloger's scope and for accounts).
     pub(crate) own_orgs: HashMap<String, Option<String>>,
+    /// Own entries recently read or changed (see `limits::OWN_ENTRY_CACHE`).
+    pub(crate) own_cache: HashMap<String, (Scope, CatalogEntry)>,
     pub(crate) accounts: usize,
     sync: SyncCounters,
     rejected: Rejections,
@@ -265,6 +267,7 @@ impl<S: StateStore> Core<S> {
             audit: Chain::after(audit_head),
             meta,
             own_orgs,
+            own_cache: HashMap::new(),
             accounts,
             sync: SyncCounters::default(),
             rejected: Rejections::default(),
@@ -378,6 +381,11 @@ impl<S: StateStore> Core<S> {
         if self.inflight.is_some() || self.group.is_empty() {
             return None;
         }
+        // One signature per log per group: the engine signs the last delta of each
+        // log this group originated, then persists and pushes them all.
+        let mut actions = Vec::new();
+        self.engine.seal(&mut actions);
+        self.take(actions);
         let group = std::mem::take(&mut self.group);
         if group.batch.is_empty() {
             // Nothing to make durable: what it decided may go out at once.
@@ -528,9 +536,6 @@ impl<S: StateStore> Core<S> {
                 self.group.batch.materialize.push(row);
             }
             DeltaBody::Organization(org) => {
-                if delta.log.origin == self.me {
-                    self.own_orgs.insert(org.credit_code.clone(), org.parent.clone());
-                }
                 let row = Materialize::Organization {
                     origin: delta.log.origin,
                     code: org.credit_code,

@@ -40,8 +40,14 @@ pub(super) struct Accepted {
 impl Engine {
     /// Checks a delta against the current state without changing it. The signature
     /// is checked before the body is even parsed, except for a Join, whose body
-    /// carries the key.
-    pub(super) fn check(&self, clock: Clock, delta: &Delta) -> Result<Check, RejectReason> {
+    /// carries the key. `authenticated` says a later delta's signature, already
+    /// verified, covers this one (an unsigned delta is refused otherwise).
+    pub(super) fn check(
+        &self,
+        clock: Clock,
+        delta: &Delta,
+        authenticated: bool,
+    ) -> Result<Check, RejectReason> {
         let log = delta.log;
         if delta.body.len() > MAX_BODY_BYTES {
             return Err(RejectReason::Invalid("body too large".into()));
@@ -50,10 +56,19 @@ impl Engine {
             return Err(RejectReason::OutOfScope);
         }
         let head = self.heads.get(&log).copied().unwrap_or(Head { seq: 0, hash: GENESIS_HASH });
+        let signed_by = |key: &ed25519_dalek::VerifyingKey, hash: &Hash| {
+            if authenticated {
+                Ok(())
+            } else if delta.is_signed() {
+                self.verify_signature(delta, key, hash)
+            } else {
+                Err(RejectReason::BadSignature)
+            }
+        };
         if delta.seq == head.seq && delta.hash() != head.hash {
             // Same position, different content: a fork if the origin really signed it.
             let member = self.members.get(&log.origin).ok_or(RejectReason::BrokenChain)?;
-            self.verify_signature(delta, &member.key, &delta.hash())?;
+            signed_by(&member.key, &delta.hash())?;
             return Err(RejectReason::Fork);
         }
         if delta.seq <= head.seq {
@@ -72,6 +87,10 @@ impl Engine {
                 return Err(RejectReason::Invalid("a log must start with a Join".into()));
             };
             let member = self.check_join(clock, log, chain)?;
+            // A Join carries its own signature: it is where the key comes from.
+            if !delta.is_signed() {
+                return Err(RejectReason::BadSignature);
+            }
             self.verify_signature(delta, &member.key, &hash)?;
             (body, Some(member))
         } else {
@@ -80,7 +99,7 @@ impl Engine {
                 .members
                 .get(&log.origin)
                 .ok_or_else(|| RejectReason::Invalid("origin never joined".into()))?;
-            self.verify_signature(delta, &member.key, &hash)?;
+            signed_by(&member.key, &hash)?;
             let body = delta.decode_body().map_err(|e| RejectReason::Invalid(e.to_string()))?;
             if matches!(body, DeltaBody::Join { .. }) {
                 return Err(RejectReason::Invalid("Join after the start of a log".into()));

@@ -10,7 +10,9 @@ pub use types::{Action, Admitted, EngineError, Event, RejectReason, Rejection};
 use crate::delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
 use crate::fault::{Misbehaviour, PeerError};
 use crate::ids::{LogId, NodeId, Scope};
-use crate::limits::{MAX_ASKED_PER_PEER, MAX_BATCH_DELTAS, MAX_HELLO_LOGS, NEEDS_PER_SECOND};
+use crate::limits::{
+    MAX_ASKED_PER_PEER, MAX_BATCH_DELTAS, MAX_HELLO_LOGS, MAX_RUN_BYTES, MAX_RUN_DELTAS, NEEDS_PER_SECOND,
+};
 use crate::membership::{Member, MembershipVerifier};
 use crate::message::{Batcher, Frame, VersionVector};
 use check::{Accepted, Check, Clock};
@@ -70,6 +72,11 @@ pub struct Engine {
     /// so "first wins" would split the federation); a node may only publish for
     /// organizations it registered itself, earlier in its own logs.
     organizations: HashMap<String, BTreeSet<NodeId>>,
+    /// This node's deltas since the last `seal`, in order: persisted and pushed
+    /// once the last of each log is signed.
+    own_pending: Vec<Admitted>,
+    /// Per own log, the unsigned deltas since its last signed one (count, bytes).
+    runs: HashMap<Scope, (usize, usize)>,
 }
 
 /// Signatures already found valid, shared by the engines of one simulation so that
@@ -117,6 +124,8 @@ impl Engine {
             signature_cache: None,
             skip_signatures: false,
             organizations: HashMap::new(),
+            own_pending: Vec::new(),
+            runs: HashMap::new(),
         })
     }
 
@@ -174,20 +183,52 @@ impl Engine {
     where
         I: IntoIterator<Item = Delta>,
     {
+        let mut run: Vec<Arc<Delta>> = Vec::new();
         for delta in deltas {
-            let (log, seq) = (delta.log, delta.seq);
-            match self.check(Clock::Restoring, &delta) {
-                Ok(Check::Accept(accepted)) => {
-                    seen(&delta, &accepted.body);
-                    self.admit(&delta, accepted.hash, accepted.joined, &accepted.body);
+            let delta = Arc::new(delta);
+            let corrupt = |d: &Delta, reason| EngineError::CorruptStore { log: d.log, seq: d.seq, reason };
+            if !delta.is_signed() {
+                if run.len() > MAX_RUN_DELTAS || run.first().is_some_and(|first| first.log != delta.log) {
+                    return Err(corrupt(&delta, RejectReason::BadSignature));
                 }
-                Ok(Check::Duplicate | Check::Gap) => {
-                    return Err(EngineError::CorruptStore { log, seq, reason: RejectReason::BrokenChain })
+                run.push(delta);
+                continue;
+            }
+            let authenticated = !run.is_empty();
+            if authenticated {
+                run.push(delta.clone());
+                self.verify_run(&run).map_err(|reason| corrupt(&delta, reason))?;
+            }
+            for d in run.drain(..).chain((!authenticated).then_some(delta)) {
+                match self.check(Clock::Restoring, &d, authenticated) {
+                    Ok(Check::Accept(accepted)) => {
+                        seen(&d, &accepted.body);
+                        self.admit(&d, accepted.hash, accepted.joined, &accepted.body);
+                    }
+                    Ok(Check::Duplicate | Check::Gap) => return Err(corrupt(&d, RejectReason::BrokenChain)),
+                    Err(reason) => return Err(corrupt(&d, reason)),
                 }
-                Err(reason) => return Err(EngineError::CorruptStore { log, seq, reason }),
             }
         }
-        Ok(())
+        match run.first() {
+            Some(d) => {
+                Err(EngineError::CorruptStore { log: d.log, seq: d.seq, reason: RejectReason::BadSignature })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Verifies a run of unsigned deltas closed by a signed one of the same log
+    /// (the origin must be a known member).
+    fn verify_run(&self, run: &[Arc<Delta>]) -> Result<(), RejectReason> {
+        let origin = run.first().map(|d| d.log.origin).ok_or(RejectReason::BadSignature)?;
+        let member =
+            self.members.get(&origin).ok_or_else(|| RejectReason::Invalid("origin never joined".into()))?;
+        crate::delta::verify_run(run, |last| {
+            self.verify_signature(last, &member.key, &last.hash())
+                .map_err(|_| crate::DeltaError::BadSignature)
+        })
+        .map_err(|_| RejectReason::BadSignature)
     }
 
     /// The version vector of every log held.
@@ -249,16 +290,17 @@ impl Engine {
         self.peers.iter().map(|(id, p)| (*id, p.greeted))
     }
 
-    /// Makes sure this node's federation log starts with its Join.
+    /// Makes sure this node's federation log starts with its Join (persisted by
+    /// the next `seal`).
     pub fn join(&mut self, actions: &mut Vec<Action>) -> Result<(), EngineError> {
         self.ensure_joined(Scope::Federation, actions)
     }
 
-    /// Creates, signs and admits a new delta of this node: the body is encoded once
-    /// (for the signature) and never decoded here. The actions appended to `actions`
-    /// persist it (and a Join first, if the log is new) and push it to neighbours;
-    /// they must be executed even when an error is returned, since a new log's Join
-    /// may have been admitted before the delta was refused.
+    /// Creates and admits a new delta of this node: the body is encoded once and
+    /// never decoded here. The delta (and a Join first, if the log is new) waits
+    /// for `seal`, which signs the last delta of each log and persists and pushes
+    /// them all; `actions` receives what admitting it causes at once (a
+    /// revocation disconnecting a neighbour).
     pub fn originate(
         &mut self,
         now: u64,
@@ -274,9 +316,35 @@ impl Engine {
         self.check_body(log, &body).map_err(EngineError::Refused)?;
         self.check_not_revoked(Clock::At(now), log, self.head(log) + 1).map_err(EngineError::Refused)?;
         self.ensure_joined(scope, actions)?;
-        let delta = self.sign_next(scope, &body)?;
+        let delta = self.next_own(scope, &body)?;
         self.admit_own(Admitted { delta: delta.clone(), body }, actions);
         Ok(delta)
+    }
+
+    /// Closes what this node originated since the last seal: signs the last delta
+    /// of each log (which vouches for the unsigned ones before it), then persists
+    /// them and pushes them to neighbours. The node core calls it once per group
+    /// commit, so one signature serves a whole group.
+    pub fn seal(&mut self, actions: &mut Vec<Action>) {
+        if self.own_pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.own_pending);
+        let mut last: BTreeMap<LogId, usize> = BTreeMap::new();
+        for (i, own) in pending.iter().enumerate() {
+            last.insert(own.delta.log, i);
+        }
+        for i in last.into_values() {
+            if !pending[i].delta.is_signed() {
+                let mut delta = Delta::clone(&pending[i].delta);
+                delta.seal(&self.key);
+                pending[i].delta = Arc::new(delta);
+            }
+        }
+        self.runs.clear();
+        let deltas: Vec<Arc<Delta>> = pending.iter().map(|own| own.delta.clone()).collect();
+        actions.push(Action::Persist(pending));
+        self.push_to_peers(&deltas, None, actions);
     }
 
     /// Revokes `node`: originates a revocation whose cutoff is what this node holds
@@ -383,8 +451,13 @@ impl Engine {
             return;
         }
         let mut admitted = Vec::new();
-        for delta in deltas {
-            match self.check(Clock::At(now), &delta) {
+        let mut authenticated = vec![false; deltas.len()];
+        for (i, delta) in deltas.iter().enumerate() {
+            let delta = delta.clone();
+            if !delta.is_signed() && !authenticated[i] && delta.seq >= self.head(delta.log) {
+                self.authenticate_run(&deltas, i, &mut authenticated);
+            }
+            match self.check(Clock::At(now), &delta, authenticated[i]) {
                 Ok(Check::Accept(Accepted { body, hash, joined })) => {
                     if let Some(disconnect) = self.admit(&delta, hash, joined, &body) {
                         actions.push(disconnect);
@@ -419,43 +492,72 @@ impl Engine {
         }
     }
 
+    /// Authenticates the run of unsigned deltas starting at `deltas[start]`: the
+    /// deltas of its log that follow in the frame, up to the first signed one,
+    /// must chain and that signature must verify. Marks the whole run.
+    fn authenticate_run(&self, deltas: &[Arc<Delta>], start: usize, authenticated: &mut [bool]) {
+        let log = deltas[start].log;
+        let mut indices = Vec::new();
+        for (i, d) in deltas.iter().enumerate().skip(start).filter(|(_, d)| d.log == log) {
+            indices.push(i);
+            if d.is_signed() || indices.len() > MAX_RUN_DELTAS {
+                break;
+            }
+        }
+        let run: Vec<Arc<Delta>> = indices.iter().map(|i| deltas[*i].clone()).collect();
+        if self.verify_run(&run).is_ok() {
+            for i in indices {
+                authenticated[i] = true;
+            }
+        }
+    }
+
     fn ensure_joined(&mut self, scope: Scope, actions: &mut Vec<Action>) -> Result<(), EngineError> {
         let log = LogId { origin: self.me.id, scope };
         if self.heads.contains_key(&log) {
             return Ok(());
         }
         let body = DeltaBody::Join { chain: self.chain.clone() };
-        let delta = self.sign_next(scope, &body)?;
+        let delta = self.next_own(scope, &body)?;
         self.admit_own(Admitted { delta, body }, actions);
         Ok(())
     }
 
-    fn sign_next(&self, scope: Scope, body: &DeltaBody) -> Result<Arc<Delta>, EngineError> {
+    /// The next delta of an own log: unsigned while its run has room (the group's
+    /// seal signs the last one), signed at once when it starts a log (a Join must
+    /// carry its own signature) or when the run is full.
+    fn next_own(&mut self, scope: Scope, body: &DeltaBody) -> Result<Arc<Delta>, EngineError> {
         let log = LogId { origin: self.me.id, scope };
         let head = self.heads.get(&log).copied().unwrap_or(Head { seq: 0, hash: GENESIS_HASH });
-        match Delta::sign(&self.key, log, head.seq + 1, head.hash, body) {
-            Ok(delta) => Ok(Arc::new(delta)),
+        let mut delta = match Delta::unsigned(log, head.seq + 1, head.hash, body) {
+            Ok(delta) => delta,
             Err(DeltaError::Codec(crate::codec::CodecError::TooLarge { len, limit })) => {
-                Err(EngineError::Refused(RejectReason::Invalid(format!(
-                    "delta body of {len} bytes exceeds {limit}"
-                ))))
+                let reason = format!("delta body of {len} bytes exceeds {limit}");
+                return Err(EngineError::Refused(RejectReason::Invalid(reason)));
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let run = self.runs.entry(scope).or_default();
+        let size = delta.encoded_len();
+        if delta.seq == 1 || run.0 + 1 > MAX_RUN_DELTAS || run.1 + size > MAX_RUN_BYTES {
+            delta.seal(&self.key);
+            *run = (0, 0);
+        } else {
+            *run = (run.0 + 1, run.1 + size);
         }
+        Ok(Arc::new(delta))
     }
 
-    /// Admits a delta this node just signed: it is valid by construction (its body
-    /// was checked before signing), so neither its signature nor its body is
-    /// checked again.
+    /// Admits a delta of this node: it is valid by construction (its body was
+    /// checked before it was made), so nothing is checked again. It waits for
+    /// `seal` to be persisted and pushed.
     fn admit_own(&mut self, own: Admitted, actions: &mut Vec<Action>) {
         let hash = own.delta.hash();
         let joined = matches!(own.body, DeltaBody::Join { .. }).then(|| self.me.clone());
         if let Some(disconnect) = self.admit(&own.delta, hash, joined, &own.body) {
             actions.push(disconnect);
         }
-        let deltas = [own.delta.clone()];
-        actions.push(Action::Persist(vec![own]));
-        self.push_to_peers(&deltas, None, actions);
+        self.own_pending.push(own);
     }
 
     /// Pushes newly admitted deltas to every greeted neighbour that may hold them,
