@@ -18,24 +18,29 @@ fn credit_value(c: char) -> Option<u32> {
     u8::try_from(c).ok().and_then(|b| CREDIT_ALPHABET.bytes().position(|a| a == b)).map(|p| p as u32)
 }
 
-/// Computes the GB 32100 check character for the first 17 characters, or `None` if they are invalid.
-pub fn credit_code_check_char(first17: &str) -> Option<char> {
-    let values: Vec<u32> = first17.chars().take(18).map(credit_value).collect::<Option<_>>()?;
-    if values.len() != 17 {
-        return None;
-    }
-    let sum: u32 = values.iter().zip(CREDIT_WEIGHTS).map(|(v, w)| v * w).sum();
-    CREDIT_ALPHABET.chars().nth(((31 - sum % 31) % 31) as usize)
+/// The check character of 17 valid values.
+fn check_char_of(values: impl Iterator<Item = u32>) -> char {
+    let sum: u32 = values.zip(CREDIT_WEIGHTS).map(|(v, w)| v * w).sum();
+    char::from(CREDIT_ALPHABET.as_bytes()[((31 - sum % 31) % 31) as usize])
 }
 
-/// Validates an 18-character unified social credit code (GB 32100-2015), explaining any failure.
+/// Computes the GB 32100 check character for the first 17 characters, or `None` if they are invalid.
+pub fn credit_code_check_char(first17: &str) -> Option<char> {
+    if first17.chars().count() != 17 {
+        return None;
+    }
+    let values: Option<Vec<u32>> = first17.chars().map(credit_value).collect();
+    Some(check_char_of(values?.into_iter()))
+}
+
+/// Validates an 18-character unified social credit code (GB 32100-2015), explaining any
+/// failure. (Called for every entry every node admits: it allocates nothing on success.)
 pub fn validate_credit_code(code: &str) -> Result<(), String> {
-    let chars: Vec<char> = code.chars().take(19).collect();
-    if chars.len() != 18 {
-        let n = code.chars().count();
+    let n = code.chars().count();
+    if n != 18 {
         return Err(format!("credit code must be 18 characters, got {n}"));
     }
-    for (i, &c) in chars.iter().enumerate() {
+    for (i, c) in code.chars().enumerate() {
         let pos = i + 1;
         if credit_value(c).is_none() {
             return Err(format!("character {c:?} not allowed at position {pos}"));
@@ -45,9 +50,9 @@ pub fn validate_credit_code(code: &str) -> Result<(), String> {
             return Err(e);
         }
     }
-    let first17: String = chars[..17].iter().collect();
-    let expected = credit_code_check_char(&first17).unwrap_or('?');
-    let got = chars[17];
+    // Every character is in the ASCII alphabet now: bytes are characters.
+    let expected = check_char_of(code.bytes().take(17).filter_map(|b| credit_value(char::from(b))));
+    let got = char::from(code.as_bytes()[17]);
     if expected != got {
         let e = format!("check character mismatch: expected {expected} got {got}");
         return Err(e);

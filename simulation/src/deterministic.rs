@@ -180,7 +180,9 @@ pub struct Simulator {
     rng: StdRng,
     network: Network,
     queue: BinaryHeap<Reverse<(Ms, u64, usize)>>,
+    /// Scheduled events by slot; slots of past events are reused.
     slots: Vec<Option<Sched>>,
+    free: Vec<usize>,
     order: u64,
     nodes: BTreeMap<NodeId, SimNode>,
     links: BTreeMap<(NodeId, NodeId), Link>,
@@ -273,6 +275,7 @@ impl Simulator {
             network: scenario.network.clone(),
             queue: BinaryHeap::new(),
             slots: Vec::new(),
+            free: Vec::new(),
             order: 0,
             nodes,
             links,
@@ -342,8 +345,17 @@ impl Simulator {
 
     fn schedule(&mut self, at: Ms, what: Sched) {
         self.order += 1;
-        self.slots.push(Some(what));
-        self.queue.push(Reverse((at, self.order, self.slots.len() - 1)));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(what);
+                slot
+            }
+            None => {
+                self.slots.push(Some(what));
+                self.slots.len() - 1
+            }
+        };
+        self.queue.push(Reverse((at, self.order, slot)));
     }
 
     fn link_mut(&mut self, a: NodeId, b: NodeId) -> Option<&mut Link> {
@@ -561,10 +573,15 @@ impl Simulator {
                 }
             }
             Frame::Deltas(ds) => {
-                // Keys and certificates derive from the seed: every byte is traced.
+                // Keys and certificates derive from the seed, so every byte repeats;
+                // a delta's place, its predecessor's hash and its size stand for it.
                 self.trace.update(b"D");
                 for d in ds {
-                    self.trace.update(&d.hash());
+                    self.trace.update(&d.log.origin.code().to_be_bytes());
+                    self.trace.update(&[d.log.scope as u8, u8::from(d.is_signed())]);
+                    self.trace.update(&d.seq.to_be_bytes());
+                    self.trace.update(&d.prev);
+                    self.trace.update(&(d.body.len() as u64).to_be_bytes());
                 }
             }
             Frame::Need { log, from } => {
@@ -635,6 +652,7 @@ impl Simulator {
             self.now = at;
             self.events += 1;
             let Some(what) = self.slots.get_mut(slot).and_then(Option::take) else { continue };
+            self.free.push(slot);
             match what {
                 Sched::Deliver { from, to, link, frame } => self.deliver(from, to, link, frame),
                 Sched::Flushed { node, life, group } => self.flushed(node, life, group),

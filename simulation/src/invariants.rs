@@ -39,7 +39,7 @@ pub struct NodeView<'a> {
     /// Running at the end (a crashed node is checked for validity, not agreement).
     pub alive: bool,
     /// What it made durable, log by log.
-    pub logs: BTreeMap<LogId, &'a Vec<Arc<Delta>>>,
+    pub logs: BTreeMap<LogId, &'a [Arc<Delta>]>,
     /// Where its durable audit chain breaks, if it does.
     pub audit_break: Option<String>,
 }

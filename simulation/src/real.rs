@@ -336,7 +336,7 @@ async fn run_in(
     let views: BTreeMap<NodeId, NodeView<'_>> = stores
         .iter()
         .map(|(id, (alive, d, audit_break))| {
-            let logs = d.logs().map(|(log, deltas)| (*log, deltas)).collect();
+            let logs = d.logs().map(|(log, deltas)| (*log, deltas.as_slice())).collect();
             (*id, NodeView { alive: *alive, logs, audit_break: audit_break.clone() })
         })
         .collect();

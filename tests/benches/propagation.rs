@@ -6,6 +6,10 @@
 //! Baseline measured in the same run: the origin's own durable acknowledgement of
 //! a publish (one sled flush), so the ratios show what each hop adds.
 
+/// The allocator of the `cascade` binary, so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cascade_access::Principal;
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions};

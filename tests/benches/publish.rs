@@ -14,6 +14,10 @@
 //! is sled itself: batches of the same number of small writes, each made durable
 //! with one flush.
 
+/// The allocator of the `cascade` binary, so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cascade_access::Principal;
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions};

@@ -6,16 +6,16 @@ use crate::audit::{self, AuditRecord, SealedRecord};
 use crate::store::{AccountRecord, BootState, Meta, StateStore, StoreError, TokenRecord, WriteBatch};
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::{Delta, LogId, Scope};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Audit records kept for inspection per node (the chain's head and length are
 /// always kept; a simulation of hundreds of nodes cannot keep every record).
 pub const AUDIT_KEPT: usize = 4096;
 
+/// Everything but the logs: small, and copied whole on a crash.
 #[derive(Clone, Default)]
 struct State {
-    logs: BTreeMap<LogId, Vec<Arc<Delta>>>,
     own: BTreeMap<String, (Scope, CatalogEntry)>,
     accounts: BTreeMap<String, AccountRecord>,
     tokens: BTreeMap<String, TokenRecord>,
@@ -27,20 +27,7 @@ struct State {
 }
 
 impl State {
-    fn apply(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
-        // Check before changing anything: a batch applies whole or not at all.
-        let mut heads: BTreeMap<LogId, u64> = BTreeMap::new();
-        for d in &batch.deltas {
-            let head =
-                *heads.entry(d.log).or_insert_with(|| self.logs.get(&d.log).map_or(0, |l| l.len() as u64));
-            if d.seq != head + 1 {
-                return Err(StoreError::OutOfOrder { log: d.log, expected: head + 1, got: d.seq });
-            }
-            heads.insert(d.log, d.seq);
-        }
-        for d in &batch.deltas {
-            self.logs.entry(d.log).or_default().push(d.clone());
-        }
+    fn apply(&mut self, batch: &WriteBatch) {
         for (code, own) in &batch.own {
             let (scope, entry) = own.entry();
             self.own.insert(code.clone(), (scope, entry.clone()));
@@ -64,7 +51,6 @@ impl State {
             }
             self.audit_recent.push_back(record.clone());
         }
-        Ok(())
     }
 }
 
@@ -79,6 +65,9 @@ fn chain_break(head: Option<(u64, [u8; 32])>, record: &SealedRecord) -> Option<S
 /// The in-memory store of one simulated node.
 #[derive(Default)]
 pub struct MemoryStore {
+    /// Every log as applied; the first `durable_len` deltas of each are durable.
+    logs: BTreeMap<LogId, Vec<Arc<Delta>>>,
+    durable_len: HashMap<LogId, usize>,
     volatile: State,
     durable: State,
     pending: VecDeque<(u64, WriteBatch)>,
@@ -91,8 +80,21 @@ impl MemoryStore {
     }
 
     /// Applies a group's batch (visible at once, durable only after `made_durable`).
+    /// A batch that would leave a hole in a log changes nothing.
     pub fn apply(&mut self, group: u64, batch: WriteBatch) -> Result<(), StoreError> {
-        self.volatile.apply(&batch)?;
+        let mut heads: HashMap<LogId, u64> = HashMap::new();
+        for d in &batch.deltas {
+            let head =
+                *heads.entry(d.log).or_insert_with(|| self.logs.get(&d.log).map_or(0, |l| l.len() as u64));
+            if d.seq != head + 1 {
+                return Err(StoreError::OutOfOrder { log: d.log, expected: head + 1, got: d.seq });
+            }
+            heads.insert(d.log, d.seq);
+        }
+        for d in &batch.deltas {
+            self.logs.entry(d.log).or_default().push(d.clone());
+        }
+        self.volatile.apply(&batch);
         self.pending.push_back((group, batch));
         Ok(())
     }
@@ -101,7 +103,10 @@ impl MemoryStore {
     pub fn made_durable(&mut self, group: u64) -> Result<(), StoreError> {
         while self.pending.front().is_some_and(|(g, _)| *g <= group) {
             if let Some((_, batch)) = self.pending.pop_front() {
-                self.durable.apply(&batch)?;
+                for d in &batch.deltas {
+                    self.durable_len.insert(d.log, d.seq as usize);
+                }
+                self.durable.apply(&batch);
             }
         }
         Ok(())
@@ -110,18 +115,26 @@ impl MemoryStore {
     /// A crash: whatever was not made durable is gone.
     pub fn crash(&mut self) {
         self.pending.clear();
+        let durable = &self.durable_len;
+        self.logs.retain(|log, deltas| {
+            deltas.truncate(durable.get(log).copied().unwrap_or(0));
+            !deltas.is_empty()
+        });
         self.volatile = self.durable.clone();
     }
 
     /// A stored delta (durable or not yet).
     pub fn delta(&self, log: LogId, seq: u64) -> Option<&Arc<Delta>> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.volatile.logs.get(&log)?.get(index)
+        self.logs.get(&log)?.get(index)
     }
 
     /// The durable logs, log by log.
-    pub fn durable_logs(&self) -> impl Iterator<Item = (&LogId, &Vec<Arc<Delta>>)> + '_ {
-        self.durable.logs.iter()
+    pub fn durable_logs(&self) -> impl Iterator<Item = (&LogId, &[Arc<Delta>])> + '_ {
+        self.logs.iter().filter_map(|(log, deltas)| {
+            let len = self.durable_len.get(log).copied().unwrap_or(0);
+            (len > 0).then(|| (log, &deltas[..len.min(deltas.len())]))
+        })
     }
 
     /// The newest durable audit records (up to `AUDIT_KEPT`), oldest first.
@@ -166,6 +179,6 @@ impl StateStore for MemoryStore {
     }
 
     fn deltas(&self) -> Box<dyn Iterator<Item = Result<Delta, StoreError>> + '_> {
-        Box::new(self.volatile.logs.values().flatten().map(|d| Ok(Delta::clone(d))))
+        Box::new(self.logs.values().flatten().map(|d| Ok(Delta::clone(d))))
     }
 }
