@@ -158,6 +158,16 @@ async fn peers_outside_the_federation_or_the_tree_are_refused() {
     );
     // Dialing with the wrong expectation of who the parent is fails on our side too.
     assert!(zibo_ep.connect(national, nid("370000")).await.is_err());
+    // The national node reports the refusal as an incompatible peer: counted and audited.
+    eventually("the national node reports an incompatible peer", || async {
+        let (_, node) = fed.get("100000", "/api/v1/node").await;
+        let (_, audit) = fed.get("100000", "/api/v1/audit?kind=peer.refused").await;
+        node["peer_faults"]["incompatible"].as_u64() >= Some(1)
+            && audit["records"].as_array().is_some_and(|r| {
+                r.iter().any(|r| r["detail"].as_str().is_some_and(|d| d.contains("370300 names")))
+            })
+    })
+    .await;
 
     // None of them became a peer; the nodes keep serving.
     for at in ["100000", "370000"] {
@@ -255,9 +265,10 @@ async fn oversized_and_malformed_frames_drop_the_peer_not_the_node() {
         }
     }
     // Each is reported as the peer's misbehaviour: counted, and audited with why.
-    eventually("the province counts three misbehaving peers", || async {
+    eventually("the province counts and audits three misbehaving peers", || async {
         let (_, node) = fed.get("370000", "/api/v1/node").await;
-        node["peer_faults"]["misbehaved"] == 3
+        let (_, audit) = fed.get("370000", "/api/v1/audit?kind=peer.misbehaved").await;
+        node["peer_faults"]["misbehaved"] == 3 && audit["count"] == 3
     })
     .await;
     let (_, audit) = fed.get("370000", "/api/v1/audit?kind=peer.misbehaved").await;
