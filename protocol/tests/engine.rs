@@ -672,3 +672,32 @@ fn a_long_group_is_signed_every_max_run_deltas() {
     assert_eq!(net.head("110000", "370100", Scope::Federation), group.last().unwrap().seq);
     assert!(net.rejections.is_empty(), "{:?}", net.rejections);
 }
+
+#[test]
+fn a_group_writing_both_logs_interleaved_arrives_whole_everywhere() {
+    let mut net = tree(23);
+    wire(&mut net);
+    let at = nid("370100");
+    let provider = net.register(at);
+    let mut actions = Vec::new();
+    let engine = net.engines.get_mut(&at).unwrap();
+    for i in 1..=6u64 {
+        let scope = if i % 2 == 0 { Scope::Province } else { Scope::Federation };
+        let mut e = entry(&format!("3/{i:06}"), 1, EntryStatus::Published);
+        e.provider = provider.clone();
+        engine.originate(0, scope, DeltaBody::Catalog(e), &mut actions).unwrap();
+    }
+    engine.seal(&mut actions);
+    net.apply(at, actions);
+    net.run();
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
+    let federation = net.head("370100", "370100", Scope::Federation);
+    let province = net.head("370100", "370100", Scope::Province);
+    assert_eq!((federation, province), (5, 4), "Join, organization and three entries; Join and three");
+    for to in ["370000", "370200"] {
+        assert_eq!(net.head(to, "370100", Scope::Province), province, "at {to}");
+    }
+    for to in ["100000", "110000", "370000", "370200"] {
+        assert_eq!(net.head(to, "370100", Scope::Federation), federation, "at {to}");
+    }
+}

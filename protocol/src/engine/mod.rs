@@ -454,7 +454,9 @@ impl Engine {
         let mut authenticated = vec![false; deltas.len()];
         for (i, delta) in deltas.iter().enumerate() {
             let delta = delta.clone();
-            if !delta.is_signed() && !authenticated[i] && delta.seq >= self.head(delta.log) {
+            let head = self.head(delta.log);
+            // Only a delta that could be admitted (or prove a fork) is worth verifying.
+            if !delta.is_signed() && !authenticated[i] && (delta.seq == head || delta.seq == head + 1) {
                 self.authenticate_run(&deltas, i, &mut authenticated);
             }
             match self.check(Clock::At(now), &delta, authenticated[i]) {
@@ -563,30 +565,39 @@ impl Engine {
     /// Pushes newly admitted deltas to every greeted neighbour that may hold them,
     /// except the one they came from.
     fn push_to_peers(&mut self, deltas: &[Arc<Delta>], from: Option<NodeId>, actions: &mut Vec<Action>) {
+        // Log by log, in order of first appearance, so that a run stays next to the
+        // signed delta that closes it (the deltas of each log end with a signed one).
+        let mut logs: Vec<(LogId, Vec<&Arc<Delta>>)> = Vec::new();
+        for delta in deltas {
+            match logs.iter_mut().find(|(log, _)| *log == delta.log) {
+                Some((_, of_log)) => of_log.push(delta),
+                None => logs.push((delta.log, vec![delta])),
+            }
+        }
         for (peer, state) in self.peers.iter_mut() {
             if Some(*peer) == from || !state.greeted {
                 continue;
             }
             let mut batcher = Batcher::new();
-            for delta in deltas {
-                if !delta.log.visible_at(*peer) {
+            for (log, of_log) in &logs {
+                let Some(last) = of_log.last().map(|d| d.seq) else { continue };
+                let have = state.vv.get(log).copied().unwrap_or(0);
+                if !log.visible_at(*peer) || have >= last {
                     continue;
                 }
-                let have = state.vv.get(&delta.log).copied().unwrap_or(0);
-                if have >= delta.seq {
-                    continue;
-                }
-                if have + 1 < delta.seq {
-                    if let Some(frame) = batcher.finish() {
-                        actions.push(Action::Send { peer: *peer, frame });
+                let first = of_log.iter().find(|d| d.seq > have).map_or(last, |d| d.seq);
+                if have + 1 < first {
+                    // The peer lacks earlier deltas: stream the log from the store,
+                    // through the last of these (a signed one, so no run is cut).
+                    actions.push(Action::SendRange { peer: *peer, log: *log, from: have + 1, to: last });
+                } else {
+                    for delta in of_log.iter().filter(|d| d.seq > have) {
+                        if let Some(frame) = batcher.push(Arc::clone(delta)) {
+                            actions.push(Action::Send { peer: *peer, frame });
+                        }
                     }
-                    let range =
-                        Action::SendRange { peer: *peer, log: delta.log, from: have + 1, to: delta.seq };
-                    actions.push(range);
-                } else if let Some(frame) = batcher.push(delta.clone()) {
-                    actions.push(Action::Send { peer: *peer, frame });
                 }
-                state.vv.insert(delta.log, delta.seq);
+                state.vv.insert(*log, last);
             }
             if let Some(frame) = batcher.finish() {
                 actions.push(Action::Send { peer: *peer, frame });
