@@ -67,7 +67,7 @@ enum Command {
         /// The seed (deterministic mode replays exactly from it).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// deterministic: the engine on a simulated network and clock; real: every
+        /// deterministic: every node's core on a simulated network and clock; real: every
         /// node over QUIC on 127.0.0.1 with sled folders.
         #[arg(long, value_enum, default_value_t = SimMode::Deterministic)]
         mode: SimMode,

@@ -16,8 +16,9 @@ pub const GENESIS_HASH: Hash = [0; 32];
 /// Domain separator of delta signatures: a delta signature can never be replayed as
 /// a signature over anything else this key signs (TLS handshakes, other messages).
 const SIGN_DOMAIN: &[u8] = b"cascade/delta-signature/v1\0";
-/// Domain separator of the chain hash.
-const HASH_DOMAIN: &[u8] = b"cascade/delta-hash/v1\0";
+/// Domain separator of the chain hash (v2: the hash covers content, not the
+/// signature).
+const HASH_DOMAIN: &[u8] = b"cascade/delta-hash/v2\0";
 
 /// One log entry, stored and relayed verbatim.
 ///

@@ -9,7 +9,9 @@ use crate::membership::CertificateError;
 /// The class of an error, by who caused it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fault {
-    /// A neighbour broke the protocol (malformed or oversized frames, forged deltas).
+    /// A neighbour broke the protocol on its link (malformed or oversized frames, a
+    /// second Hello). Deltas it relays that fail their checks are rejected one by
+    /// one (`RejectReason`), since the fault may be their origin's.
     PeerMisbehaved,
     /// A neighbour may not, or cannot, talk to this node (not a member, wrong
     /// place in the tree, revoked).

@@ -22,8 +22,9 @@ pub const DELTA_OVERHEAD: usize = 4 + 4 + 8 + 32 + 8 + 8 + 64;
 /// Largest encoded delta.
 pub const MAX_DELTA_BYTES: usize = DELTA_OVERHEAD + MAX_BODY_BYTES;
 
-/// Longest certificate chain a Join may carry: leaf, provincial CA (the root is known).
-pub const MAX_CHAIN_CERTS: usize = 3;
+/// Longest certificate chain a Join may carry: a city's leaf and its provincial CA
+/// (the root is known; national and provincial nodes carry their leaf alone).
+pub const MAX_CHAIN_CERTS: usize = 2;
 
 /// Most deltas in one `Frame::Deltas`: keeps one frame's verification work bounded
 /// (512 strict verifications are a few tens of milliseconds on one core).

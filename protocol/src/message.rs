@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// ALPN of the sync protocol; bump the version on any incompatible change.
-pub const ALPN: &[u8] = b"cascade/1";
+pub const ALPN: &[u8] = b"cascade/2";
 
 /// A version vector: for each log, the highest contiguous seq held.
 pub type VersionVector = Vec<(LogId, u64)>;
@@ -76,11 +76,21 @@ impl Batcher {
         (!self.batch.is_empty()).then(|| Frame::Deltas(std::mem::take(&mut self.batch)))
     }
 
-    /// The frame of what is left, if anything. (A run no signed delta closed goes
-    /// out as it is; its receiver refuses it.)
+    /// A frame of what is left, if anything; call until it answers `None`. (A run
+    /// no signed delta closed goes out as it is, within the limits; its receiver
+    /// refuses it. Honest senders never leave one.)
     pub fn finish(&mut self) -> Option<Frame> {
-        self.batch.append(&mut self.run);
-        self.run_bytes = 0;
+        while let Some(first) = self.run.first() {
+            let size = first.encoded_len();
+            if !self.batch.is_empty()
+                && (self.batch.len() == MAX_BATCH_DELTAS || self.bytes + size > MAX_BATCH_BYTES)
+            {
+                return self.take_batch();
+            }
+            self.run_bytes -= size;
+            self.bytes += size;
+            self.batch.push(self.run.remove(0));
+        }
         self.take_batch()
     }
 }

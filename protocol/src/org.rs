@@ -34,6 +34,23 @@ impl Organization {
         self.credit_code.get(2..8).ok_or_else(|| IdError::NotSixDigits(self.credit_code.clone()))?.parse()
     }
 
+    /// Checks that `node` may register this organization: its division and the
+    /// division its credit code was issued in must both lie in the node's subtree.
+    pub fn check_registrar(&self, node: NodeId) -> Result<(), FieldError> {
+        let field = |f: &str, reason: String| FieldError { field: f.into(), reason };
+        if !crate::division::in_subtree(node, self.division) {
+            return Err(field("division", format!("{} is outside the subtree of {node}", self.division)));
+        }
+        let issued_in = self.issuing_division().map_err(|e| field("credit_code", e.to_string()))?;
+        if !crate::division::in_subtree(node, issued_in) {
+            return Err(field(
+                "credit_code",
+                format!("issued in {issued_in}, outside the subtree of {node}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the record, naming the first offending field.
     pub fn validate(&self) -> Result<(), FieldError> {
         let field = |f: &str, reason: String| FieldError { field: f.into(), reason };

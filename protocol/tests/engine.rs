@@ -701,3 +701,48 @@ fn a_group_writing_both_logs_interleaved_arrives_whole_everywhere() {
         assert_eq!(net.head(to, "370100", Scope::Federation), federation, "at {to}");
     }
 }
+
+#[test]
+fn a_signed_run_with_an_invalid_member_is_refused_whole_and_leaves_no_trace() {
+    let mut net = tree(24);
+    wire(&mut net);
+    let origin = nid("370100");
+    let provider = net.register(origin);
+    net.run();
+    let log = LogId { origin, scope: Scope::Federation };
+    let held = net.stores[&nid("100000")][&log].clone();
+    let head = held.last().unwrap().clone();
+    // 370100's own key: the third drawn by `Net::new` for seed 24.
+    let mut rng = StdRng::seed_from_u64(24);
+    let keys: Vec<[u8; 32]> = (0..3).map(|_| rng.gen()).collect();
+    let key = SigningKey::from_bytes(&keys[2]);
+    let mut good = entry("3/000001", 1, EntryStatus::Published);
+    good.provider = provider.clone();
+    let mut bad = entry("3/000002", 1, EntryStatus::Published);
+    bad.provider = Organization::government_code(origin, 99); // never registered
+    let d1 = Delta::unsigned(log, head.seq + 1, head.hash(), &DeltaBody::Catalog(good.clone())).unwrap();
+    let d2 = Delta::unsigned(log, head.seq + 2, d1.hash(), &DeltaBody::Catalog(bad)).unwrap();
+    let mut d3 = Delta::unsigned(log, head.seq + 3, d2.hash(), &DeltaBody::Catalog(good)).unwrap();
+    d3.seal(&key);
+    let run: Vec<Arc<Delta>> = vec![Arc::new(d1), Arc::new(d2), Arc::new(d3)];
+    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(run)));
+    net.run();
+    assert_eq!(net.head("100000", "370100", Scope::Federation), head.seq, "nothing of the run admitted");
+    assert_eq!(net.stores[&nid("100000")][&log].len(), held.len(), "nothing of the run stored");
+    let labels: Vec<&str> = net.rejections.iter().map(|(_, r)| r.label()).collect();
+    assert_eq!(labels, vec!["invalid", "invalid", "invalid"], "{:?}", net.rejections);
+    assert!(
+        net.rejections.iter().any(
+            |(_, r)| matches!(r, RejectReason::Invalid(why) if why.contains("not an organization registered"))
+        ),
+        "{:?}",
+        net.rejections
+    );
+    // The national node's state is as before: it still admits 370100's next genuine change.
+    net.publish("370100", Scope::Federation, entry("3/000003", 1, EntryStatus::Published));
+    net.run();
+    assert_eq!(
+        net.head("100000", "370100", Scope::Federation),
+        net.head("370100", "370100", Scope::Federation)
+    );
+}

@@ -441,13 +441,19 @@ impl Simulator {
                 }
                 Effect::Send { link, peer, frame } => self.send(id, link, peer, vec![frame]),
                 Effect::SendRange { link, peer, log, from, to } => {
+                    // As the runtime does: on past `to` until a signed delta.
                     let mut frames = Vec::new();
                     let mut batcher = Batcher::new();
-                    for seq in from..=to {
+                    for seq in from.. {
                         let Some(d) = core.store().delta(log, seq) else { break };
                         frames.extend(batcher.push(d.clone()));
+                        if seq >= to && d.is_signed() {
+                            break;
+                        }
                     }
-                    frames.extend(batcher.finish());
+                    while let Some(frame) = batcher.finish() {
+                        frames.push(frame);
+                    }
                     self.send(id, link, peer, frames);
                 }
                 Effect::Close { link, peer, .. } => {

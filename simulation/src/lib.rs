@@ -1,8 +1,10 @@
 //! Simulation of a Cascade federation.
 //!
 //! Two modes share one scenario language and one invariant checker:
-//! * **deterministic**: the real sync engine of every node on a simulated clock and
-//!   network, all randomness from one seed — a failing seed replays exactly;
+//! * **deterministic**: the real node core of every node (sync engine, group
+//!   commit, rules, authorization, audit) over an in-memory store, on a simulated
+//!   clock and network, all randomness (keys too) from one seed — a failing seed
+//!   replays exactly;
 //! * **real**: every node of a topology in this process over real QUIC on
 //!   127.0.0.1 with real sled folders, faults applied at the transport.
 

@@ -6,7 +6,6 @@ use crate::command::{Account, CommandError, Reply};
 use crate::core::Core;
 use crate::store::{AccountRecord, StateStore, TokenRecord};
 use cascade_access::{Permission, Principal, Role, TokenKind, SESSION_SECONDS};
-use cascade_protocol::division::in_subtree;
 use cascade_protocol::limits::{MAX_ACCOUNTS, MAX_REVOCATION_REASON_BYTES, MAX_TOKEN_LABEL_BYTES};
 use cascade_protocol::org::Organization;
 use cascade_protocol::{DeltaBody, EngineError, NodeId, RejectReason, Scope};
@@ -47,20 +46,7 @@ impl<S: StateStore> Core<S> {
         self.authorize(by, Permission::RegisterOrganization, "organization.register")?;
         org.validate()?;
         let me = self.me;
-        if !in_subtree(me, org.division) {
-            return Err(CommandError::field(
-                "division",
-                format!("{} is outside the subtree of {me}", org.division),
-            ));
-        }
-        let issued_in =
-            org.issuing_division().map_err(|e| CommandError::field("credit_code", e.to_string()))?;
-        if !in_subtree(me, issued_in) {
-            return Err(CommandError::field(
-                "credit_code",
-                format!("issued in {issued_in}, outside the subtree of {me}"),
-            ));
-        }
+        org.check_registrar(me)?;
         // The federation tolerates two nodes registering one code (neither blocks
         // the other's log); operators are stopped from doing it knowingly.
         if let Some(other) = self.engine.registrations(&org.credit_code).find(|n| *n != me) {
@@ -77,7 +63,7 @@ impl<S: StateStore> Core<S> {
             &mut actions,
         );
         self.take(actions);
-        result.map_err(refused)?;
+        result.map_err(|e| Self::refused(e, "organization"))?;
         // Known at once: later commands of this group may use it.
         self.own_orgs.insert(org.credit_code.clone(), org.parent.clone());
         self.audit_by(
@@ -101,18 +87,23 @@ impl<S: StateStore> Core<S> {
                 format!("a revocation needs a reason of 1..{MAX_REVOCATION_REASON_BYTES} bytes"),
             ));
         }
-        let me = self.me;
-        let allowed = node != me && (me.province().is_none() || node.province() == Some(me));
-        if !allowed {
-            return Err(CommandError::Forbidden(format!(
-                "{me} may only revoke its own children ({node} is a {} node)",
-                node.tier().as_str()
-            )));
-        }
         let mut actions = Vec::new();
         let result = self.engine.revoke(self.now_s(), node, reason.clone(), &mut actions);
         self.take(actions);
-        let delta = result.map_err(refused)?;
+        // Who may revoke whom is the protocol's rule (the national node anyone, a
+        // province its cities): a refusal of it is the caller's, and audited.
+        let delta = match result {
+            Ok(delta) => delta,
+            Err(EngineError::Refused(why)) => {
+                let why = match why {
+                    RejectReason::Invalid(why) => why,
+                    other => other.to_string(),
+                };
+                self.audit_by(by, "access.denied", format!("node.revoke {node}: {why}"));
+                return Err(CommandError::Forbidden(why));
+            }
+            Err(other) => return Err(CommandError::Unavailable(other.to_string())),
+        };
         self.audit_by(by, "node.revoke", format!("{node}: {reason}"));
         Ok(Reply::Revoked { node, delta_seq: delta.seq })
     }
@@ -255,15 +246,5 @@ impl<S: StateStore> Core<S> {
             String::new(),
         );
         Ok(Reply::Token { id, username, expires_at })
-    }
-}
-
-/// An engine refusal of an origination: the caller asked for something every
-/// node would refuse; anything else is a local failure.
-fn refused(e: EngineError) -> CommandError {
-    match e {
-        EngineError::Refused(RejectReason::Invalid(reason)) => CommandError::Conflict(reason),
-        EngineError::Refused(reason) => CommandError::Conflict(reason.to_string()),
-        other => CommandError::Unavailable(other.to_string()),
     }
 }

@@ -8,10 +8,10 @@ use crate::core::Core;
 use crate::store::{OwnWrite, StateStore};
 use cascade_access::{Permission, Principal};
 use cascade_protocol::catalog::{
-    resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus, FieldError,
+    resource_code, validate_resource_code, CatalogEntry, EntryDraft, EntryStatus,
 };
 use cascade_protocol::limits::{MAX_CODE_TRIES, OWN_ENTRY_CACHE};
-use cascade_protocol::{DeltaBody, EngineError, RejectReason, Scope};
+use cascade_protocol::{DeltaBody, Scope};
 
 /// A change to this node's own catalog.
 #[derive(Debug)]
@@ -41,8 +41,8 @@ impl CatalogOp {
     }
 }
 
-/// What an op decided: the entry's new state, and whether it is a delta.
-struct Decision {
+/// What an op comes to: the entry's new state, and whether it is a delta.
+struct Outcome {
     saved: SavedEntry,
     emit: bool,
 }
@@ -107,11 +107,11 @@ impl<S: StateStore> Core<S> {
         if let CatalogOp::Save(draft) = &op {
             self.authorize(by, Permission::EditCatalog { provider: &draft.provider }, &what)?;
         }
-        let decision = self.decide(op, before.clone())?;
-        let mut saved = decision.saved;
+        let outcome = self.decide(op, before.clone())?;
+        let mut saved = outcome.saved;
         if let Some((_, old)) = &before {
             // Versions of an own entry only go up: a stored-data invariant.
-            let newer = if decision.emit {
+            let newer = if outcome.emit {
                 saved.entry.version > old.version
             } else {
                 saved.entry.version >= old.version
@@ -124,7 +124,7 @@ impl<S: StateStore> Core<S> {
             }
         }
         let mut own = OwnWrite::Draft { scope: saved.scope, entry: saved.entry.clone() };
-        if decision.emit {
+        if outcome.emit {
             let mut actions = Vec::new();
             let result = self.engine.originate(
                 self.now_s(),
@@ -134,13 +134,7 @@ impl<S: StateStore> Core<S> {
             );
             // Taken even on error: a new log's Join may have been admitted.
             self.take(actions);
-            let delta = result.map_err(|e| match e {
-                EngineError::Refused(RejectReason::Invalid(reason)) => {
-                    CommandError::Invalid(FieldError { field: "entry".into(), reason })
-                }
-                EngineError::Refused(reason) => CommandError::Conflict(reason.to_string()),
-                other => Self::engine_failure(other),
-            })?;
+            let delta = result.map_err(|e| Self::refused(e, "entry"))?;
             saved.delta_seq = Some(delta.seq);
             let replaces_draft = before.as_ref().is_some_and(|(_, old)| old.status == EntryStatus::Draft);
             own = OwnWrite::Signed { scope: saved.scope, entry: saved.entry.clone(), replaces_draft };
@@ -170,9 +164,9 @@ impl<S: StateStore> Core<S> {
         &mut self,
         op: CatalogOp,
         current: Option<(Scope, CatalogEntry)>,
-    ) -> Result<Decision, CommandError> {
+    ) -> Result<Outcome, CommandError> {
         let publish = |scope, entry| {
-            Ok(Decision { saved: SavedEntry { entry, scope, created: false, delta_seq: None }, emit: true })
+            Ok(Outcome { saved: SavedEntry { entry, scope, created: false, delta_seq: None }, emit: true })
         };
         match op {
             CatalogOp::Save(draft) => {
@@ -192,13 +186,13 @@ impl<S: StateStore> Core<S> {
                     let entry = CatalogEntry::from_draft(*draft, code, 0, EntryStatus::Draft);
                     let saved =
                         SavedEntry { entry, scope: Scope::Federation, created: true, delta_seq: None };
-                    return Ok(Decision { saved, emit: false });
+                    return Ok(Outcome { saved, emit: false });
                 };
                 match old.status {
                     EntryStatus::Draft | EntryStatus::Withdrawn => {
                         let entry =
                             CatalogEntry::from_draft(*draft, old.code, old.version, EntryStatus::Draft);
-                        Ok(Decision {
+                        Ok(Outcome {
                             saved: SavedEntry { entry, scope, created: false, delta_seq: None },
                             emit: false,
                         })

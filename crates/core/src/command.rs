@@ -87,25 +87,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// A short label (for logs and metrics).
-    pub fn label(&self) -> &'static str {
-        match self {
-            Command::SaveEntry(_) => "catalog.save",
-            Command::PublishEntry { .. } => "catalog.publish",
-            Command::WithdrawEntry { .. } => "catalog.withdraw",
-            Command::RegisterOrganization(_) => "organization.register",
-            Command::Revoke { .. } => "node.revoke",
-            Command::CreateAccount { .. } => "account.create",
-            Command::IssueToken { .. } => "token.create",
-            Command::RevokeToken { .. } => "token.revoke",
-            Command::OpenSession { .. } => "login.success",
-            Command::LoginFailed { .. } => "login.failure",
-            Command::Denied { .. } => "access.denied",
-        }
-    }
-}
-
 /// The state an own catalog entry was saved in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SavedEntry {

@@ -246,14 +246,17 @@ impl<S: StateStore> Core<S> {
                 None
             }
         });
-        engine.restore(deltas, |delta, body| {
+        let restored = engine.restore(deltas, |delta, body| {
             if let (true, DeltaBody::Organization(org)) = (delta.log.origin == me, body) {
                 own_orgs.insert(org.credit_code.clone(), org.parent.clone());
             }
-        })?;
+        });
+        // A store that failed to read ends the stream early: that, not what the
+        // engine made of the shortened stream, is the error.
         if let Some(e) = failure {
             return Err(e.into());
         }
+        restored?;
         let mut core = Core {
             me,
             engine,
@@ -303,11 +306,6 @@ impl<S: StateStore> Core<S> {
         self.engine.testing_skip_signature_checks();
     }
 
-    /// Whether a commit is being made durable.
-    pub fn is_committing(&self) -> bool {
-        self.inflight.is_some()
-    }
-
     /// The store the core reads.
     pub fn store(&self) -> &S {
         &self.store
@@ -327,9 +325,13 @@ impl<S: StateStore> Core<S> {
     /// durable: the driver should hold further inputs (but `Committed`) until
     /// `poll` hands out the next commit.
     pub fn is_congested(&self) -> bool {
-        self.inflight.is_some()
-            && (self.group.commands >= MAX_GROUP_COMMANDS
-                || self.group.batch.deltas.len() >= MAX_GROUP_DELTAS)
+        self.inflight.is_some() && self.is_full()
+    }
+
+    /// Whether the group collecting now holds as many commands or deltas as one
+    /// group commit may: the driver should let `poll` close it before feeding more.
+    pub fn is_full(&self) -> bool {
+        self.group.commands >= MAX_GROUP_COMMANDS || self.group.batch.deltas.len() >= MAX_GROUP_DELTAS
     }
 
     /// Handles one input at unix time `now_ms`.
@@ -484,10 +486,17 @@ impl<S: StateStore> Core<S> {
     }
 
     fn peer_fault(&mut self, peer: NodeId, reason: &PeerError) {
-        self.peer_faults.add(reason.fault());
         let kind = match reason {
-            PeerError::Misbehaved(_) => "peer.misbehaved",
-            PeerError::Incompatible(_) => "peer.disconnected",
+            // A reconnect raced its own link: nobody's fault.
+            PeerError::Incompatible(cascade_protocol::Incompatibility::Replaced) => "peer.disconnected",
+            PeerError::Misbehaved(_) => {
+                self.peer_faults.add(reason.fault());
+                "peer.misbehaved"
+            }
+            PeerError::Incompatible(_) => {
+                self.peer_faults.add(reason.fault());
+                "peer.disconnected"
+            }
         };
         self.audit("federation", None, kind, format!("{peer}: {reason}"));
     }
@@ -620,9 +629,15 @@ impl<S: StateStore> Core<S> {
         }
     }
 
-    /// A local failure while deciding: the engine may have signed something the
-    /// store will not hold, so nothing of it is trusted; the caller is told.
-    pub(crate) fn engine_failure(e: EngineError) -> CommandError {
-        CommandError::Unavailable(e.to_string())
+    /// An engine refusal of an origination, as the caller's error: something every
+    /// node would refuse (an invalid body names `field`); anything else failed here.
+    pub(crate) fn refused(e: EngineError, field: &str) -> CommandError {
+        match e {
+            EngineError::Refused(cascade_protocol::RejectReason::Invalid(reason)) => {
+                CommandError::field(field, reason)
+            }
+            EngineError::Refused(reason) => CommandError::Conflict(reason.to_string()),
+            other => CommandError::Unavailable(other.to_string()),
+        }
     }
 }

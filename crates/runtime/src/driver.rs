@@ -156,9 +156,10 @@ impl Driver {
                 Wake::Cancelled | Wake::Message(None) => break,
                 Wake::Message(Some(message)) => {
                     self.handle(message);
-                    // Take what else is waiting, so that it shares the next commit.
+                    // Take what else is waiting, so that it shares the next commit
+                    // (as much as one group holds).
                     for _ in 1..MAX_GROUP_COMMANDS {
-                        if self.core.is_congested() {
+                        if self.core.is_full() {
                             break;
                         }
                         match self.inbox.try_recv() {
@@ -169,8 +170,13 @@ impl Driver {
                 }
             }
         }
-        // Stopping: the commit in flight is made durable before the task ends.
-        if self.flushing.is_some() {
+        // Stopping: what was decided is made durable and answered before the task
+        // ends (the commit in flight, then the group that collected meanwhile).
+        loop {
+            self.execute_effects()?;
+            if self.flushing.is_none() {
+                break;
+            }
             let done = self.flushed.recv().await;
             self.flushed(done)?;
         }

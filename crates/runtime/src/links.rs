@@ -138,7 +138,10 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) {
     let _ = inbox.send(Message::LinkDown { link: id, cause }).await;
 }
 
-/// Streams stored deltas, cut into frames by the one batching rule.
+/// Streams stored deltas `from..=to`, cut into frames by the one batching rule, and
+/// on past `to` until a signed delta, so that a run never leaves without the
+/// signature that covers it (the core may have decided on a range whose end its
+/// group then extended; the store holds the closer once the group is committed).
 async fn send_range(
     store: &Store,
     send: &mut quinn::SendStream,
@@ -148,16 +151,25 @@ async fn send_range(
     traffic: &Traffic,
 ) -> Result<(), String> {
     let mut batcher = Batcher::new();
-    for (expected, delta) in (from..).zip(store.range(log, from, to)) {
+    let mut last = None;
+    for (expected, delta) in (from..).zip(store.range(log, from, u64::MAX)) {
         let delta = delta.map_err(|e| e.to_string())?;
         if delta.seq != expected {
             return Err(format!("store hole in {log} at {expected}"));
         }
+        let done = delta.seq >= to && delta.is_signed();
+        last = Some(delta.seq);
         if let Some(frame) = batcher.push(Arc::new(delta)) {
             traffic.record(write_frame(send, &frame).await.map_err(|e| e.to_string())?);
         }
+        if done {
+            break;
+        }
     }
-    if let Some(frame) = batcher.finish() {
+    if last.is_none_or(|seq| seq < to) {
+        return Err(format!("the store ends before {log} #{to}"));
+    }
+    while let Some(frame) = batcher.finish() {
         traffic.record(write_frame(send, &frame).await.map_err(|e| e.to_string())?);
     }
     Ok(())

@@ -212,7 +212,7 @@ impl Node {
         .await
     }
 
-    /// API tokens, optionally of one account.
+    /// API tokens, optionally of one account (at most `MAX_LIST`).
     pub async fn tokens(&self, username: Option<String>) -> Result<Vec<TokenInfo>, CommandError> {
         self.read(move |store| {
             let mut out = Vec::new();

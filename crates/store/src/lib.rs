@@ -267,14 +267,6 @@ impl Store {
         Ok(verifier.finish())
     }
 
-    /// How many audit records the log holds (its highest seq).
-    pub fn audit_len(&self) -> Result<u64, StoreError> {
-        match self.db.scan_prefix([AUDIT]).next_back() {
-            None => Ok(0),
-            Some(kv) => seq_of(&kv.map_err(backend)?.0, AUDIT_KEY_LEN),
-        }
-    }
-
     /// Size of the store on disk, in bytes.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(backend)

@@ -8,7 +8,7 @@ mod tls;
 pub use framing::{read_frame, write_frame, FrameError};
 
 use cascade_certs::{FederationVerifier, NodeCredentials, NodeIdentity};
-use cascade_protocol::{Fault, Incompatibility, NodeId, PeerError};
+use cascade_protocol::{Incompatibility, NodeId, PeerError};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tracing::debug;
@@ -56,18 +56,6 @@ pub enum TransportError {
     /// Timed out.
     #[error("timed out")]
     Timeout,
-}
-
-impl TransportError {
-    /// Its class: a refused peer is the peer's fault; a failed connection or a
-    /// timeout names nobody (the network, or a peer that went away).
-    pub fn fault(&self) -> Option<Fault> {
-        match self {
-            TransportError::Refused(e) => Some(e.fault()),
-            TransportError::Tls(_) | TransportError::Bind { .. } => Some(Fault::Local),
-            TransportError::Connect(_) | TransportError::Connection(_) | TransportError::Timeout => None,
-        }
-    }
 }
 
 fn refused(reason: Incompatibility) -> TransportError {

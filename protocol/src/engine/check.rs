@@ -166,20 +166,7 @@ impl Engine {
             }
             DeltaBody::Organization(org) => {
                 org.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
-                if !crate::division::in_subtree(log.origin, org.division) {
-                    return Err(RejectReason::Invalid(format!(
-                        "{} registers an organization of division {}, outside its subtree",
-                        log.origin, org.division
-                    )));
-                }
-                let issued_in = org.issuing_division().map_err(|e| RejectReason::Invalid(e.to_string()))?;
-                if !crate::division::in_subtree(log.origin, issued_in) {
-                    return Err(RejectReason::Invalid(format!(
-                        "{} registers credit code {} issued in {issued_in}, outside its subtree",
-                        log.origin, org.credit_code
-                    )));
-                }
-                Ok(())
+                org.check_registrar(log.origin).map_err(|e| RejectReason::Invalid(e.to_string()))
             }
         }
     }

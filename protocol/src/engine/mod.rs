@@ -81,16 +81,17 @@ pub struct Engine {
 
 /// Signatures already found valid, shared by the engines of one simulation so that
 /// a delta relayed to 365 nodes is verified once. Keyed by the delta's chain hash
-/// (which covers its bytes and signature) and the key: a pure function's memo.
+/// (its content), its signature and the key: a pure function's memo.
 #[derive(Debug, Default)]
 pub struct SignatureCache {
     valid: Mutex<HashSet<Hash>>,
 }
 
 impl SignatureCache {
-    fn key(hash: &Hash, key: &ed25519_dalek::VerifyingKey) -> Hash {
+    fn key(hash: &Hash, signature: &[u8], key: &ed25519_dalek::VerifyingKey) -> Hash {
         let mut h = blake3::Hasher::new();
         h.update(hash);
+        h.update(signature);
         h.update(key.as_bytes());
         *h.finalize().as_bytes()
     }
@@ -154,7 +155,7 @@ impl Engine {
         let Some(cache) = &self.signature_cache else {
             return delta.verify(key).map_err(|_| RejectReason::BadSignature);
         };
-        let memo = SignatureCache::key(hash, key);
+        let memo = SignatureCache::key(hash, &delta.signature, key);
         if cache.valid.lock().is_ok_and(|set| set.contains(&memo)) {
             return Ok(());
         }
@@ -184,16 +185,20 @@ impl Engine {
         I: IntoIterator<Item = Delta>,
     {
         let mut run: Vec<Arc<Delta>> = Vec::new();
+        let mut run_bytes = 0;
         for delta in deltas {
             let delta = Arc::new(delta);
             let corrupt = |d: &Delta, reason| EngineError::CorruptStore { log: d.log, seq: d.seq, reason };
             if !delta.is_signed() {
-                if run.len() > MAX_RUN_DELTAS || run.first().is_some_and(|first| first.log != delta.log) {
-                    return Err(corrupt(&delta, RejectReason::BadSignature));
-                }
+                run_bytes += delta.encoded_len();
+                let foreign = run.first().is_some_and(|first| first.log != delta.log);
                 run.push(delta);
+                if foreign || run.len() > MAX_RUN_DELTAS || run_bytes > MAX_RUN_BYTES {
+                    return Err(corrupt(&run[run.len() - 1], RejectReason::BadSignature));
+                }
                 continue;
             }
+            run_bytes = 0;
             let authenticated = !run.is_empty();
             if authenticated {
                 run.push(delta.clone());
@@ -203,7 +208,7 @@ impl Engine {
                 match self.check(Clock::Restoring, &d, authenticated) {
                     Ok(Check::Accept(accepted)) => {
                         seen(&d, &accepted.body);
-                        self.admit(&d, accepted.hash, accepted.joined, &accepted.body);
+                        self.admit(&d, accepted.hash, accepted.joined, &accepted.body, &mut Vec::new());
                     }
                     Ok(Check::Duplicate | Check::Gap) => return Err(corrupt(&d, RejectReason::BrokenChain)),
                     Err(reason) => return Err(corrupt(&d, reason)),
@@ -451,37 +456,35 @@ impl Engine {
             return;
         }
         let mut admitted = Vec::new();
-        let mut authenticated = vec![false; deltas.len()];
-        for (i, delta) in deltas.iter().enumerate() {
-            let delta = delta.clone();
-            let head = self.head(delta.log);
-            // Only a delta that could be admitted (or prove a fork) is worth verifying.
-            if !delta.is_signed() && !authenticated[i] && (delta.seq == head || delta.seq == head + 1) {
-                self.authenticate_run(&deltas, i, &mut authenticated);
+        let mut handled = vec![false; deltas.len()];
+        for i in 0..deltas.len() {
+            if handled[i] {
+                continue;
             }
-            match self.check(Clock::At(now), &delta, authenticated[i]) {
+            let delta = &deltas[i];
+            let head = self.head(delta.log);
+            // An unsigned delta that could be admitted (or prove a fork) starts a run:
+            // admitted whole, once its closing signature verifies, or refused whole.
+            if !delta.is_signed() && (delta.seq == head || delta.seq == head + 1) {
+                let run = run_at(&deltas, i);
+                for k in &run {
+                    handled[*k] = true;
+                }
+                let members: Vec<Arc<Delta>> = run.iter().map(|k| deltas[*k].clone()).collect();
+                self.admit_run(now, peer, members, &mut admitted, actions);
+                continue;
+            }
+            handled[i] = true;
+            match self.check(Clock::At(now), delta, false) {
                 Ok(Check::Accept(Accepted { body, hash, joined })) => {
-                    if let Some(disconnect) = self.admit(&delta, hash, joined, &body) {
+                    if let Some(disconnect) = self.admit(delta, hash, joined, &body, &mut Vec::new()) {
                         actions.push(disconnect);
                     }
-                    if let Some(state) = self.peers.get_mut(&peer) {
-                        state.vv.insert(delta.log, delta.seq);
-                    }
-                    admitted.push(Admitted { delta, body });
+                    self.sent_to(peer, delta);
+                    admitted.push(Admitted { delta: delta.clone(), body });
                 }
                 Ok(Check::Duplicate) => {}
-                Ok(Check::Gap) => {
-                    let from = self.head(delta.log) + 1;
-                    if let Some(state) = self.peers.get_mut(&peer) {
-                        let known = state.asked.contains_key(&delta.log);
-                        if state.asked.get(&delta.log) != Some(&from)
-                            && (known || state.asked.len() < MAX_ASKED_PER_PEER)
-                        {
-                            state.asked.insert(delta.log, from);
-                            actions.push(Action::Send { peer, frame: Frame::Need { log: delta.log, from } });
-                        }
-                    }
-                }
+                Ok(Check::Gap) => self.ask(peer, delta.log, actions),
                 Err(reason) => {
                     actions.push(Action::Reject(Rejection { peer, log: delta.log, seq: delta.seq, reason }))
                 }
@@ -494,22 +497,107 @@ impl Engine {
         }
     }
 
-    /// Authenticates the run of unsigned deltas starting at `deltas[start]`: the
-    /// deltas of its log that follow in the frame, up to the first signed one,
-    /// must chain and that signature must verify. Marks the whole run.
-    fn authenticate_run(&self, deltas: &[Arc<Delta>], start: usize, authenticated: &mut [bool]) {
-        let log = deltas[start].log;
-        let mut indices = Vec::new();
-        for (i, d) in deltas.iter().enumerate().skip(start).filter(|(_, d)| d.log == log) {
-            indices.push(i);
-            if d.is_signed() || indices.len() > MAX_RUN_DELTAS {
-                break;
-            }
+    /// Notes that `peer` holds `delta` (it sent it).
+    fn sent_to(&mut self, peer: NodeId, delta: &Delta) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.vv.insert(delta.log, delta.seq);
         }
-        let run: Vec<Arc<Delta>> = indices.iter().map(|i| deltas[*i].clone()).collect();
-        if self.verify_run(&run).is_ok() {
-            for i in indices {
-                authenticated[i] = true;
+    }
+
+    /// Asks `peer` for what is missing of `log`, once per gap.
+    fn ask(&mut self, peer: NodeId, log: LogId, actions: &mut Vec<Action>) {
+        let from = self.head(log) + 1;
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        let known = state.asked.contains_key(&log);
+        if state.asked.get(&log) != Some(&from) && (known || state.asked.len() < MAX_ASKED_PER_PEER) {
+            state.asked.insert(log, from);
+            actions.push(Action::Send { peer, frame: Frame::Need { log, from } });
+        }
+    }
+
+    /// Admits a run of unsigned deltas and the signed delta closing it, all or
+    /// nothing: its chain and closing signature must verify, and then every member
+    /// must pass its own checks in order; on the first failure the members already
+    /// admitted are taken back and the whole run is refused.
+    fn admit_run(
+        &mut self,
+        now: u64,
+        peer: NodeId,
+        members: Vec<Arc<Delta>>,
+        admitted: &mut Vec<Admitted>,
+        actions: &mut Vec<Action>,
+    ) {
+        let refuse = |actions: &mut Vec<Action>, reason: &dyn Fn(&Delta) -> RejectReason| {
+            for d in &members {
+                actions.push(Action::Reject(Rejection { peer, log: d.log, seq: d.seq, reason: reason(d) }));
+            }
+        };
+        if let Err(reason) = self.verify_run(&members) {
+            refuse(actions, &|_| reason.clone());
+            return;
+        }
+        let mut undo = Vec::new();
+        let mut taken = Vec::new();
+        let mut caused = Vec::new();
+        for d in &members {
+            let failed = match self.check(Clock::At(now), d, true) {
+                Ok(Check::Accept(Accepted { body, hash, joined })) => {
+                    caused.extend(self.admit(d, hash, joined, &body, &mut undo));
+                    taken.push(Admitted { delta: d.clone(), body });
+                    continue;
+                }
+                Ok(Check::Duplicate) => continue,
+                Ok(Check::Gap) => RejectReason::BrokenChain,
+                Err(reason) => reason,
+            };
+            self.undo(undo);
+            let at = d.seq;
+            refuse(actions, &|m| {
+                if m.seq == at {
+                    failed.clone()
+                } else {
+                    RejectReason::Invalid(format!("in a run refused at #{at}"))
+                }
+            });
+            return;
+        }
+        for a in &taken {
+            self.sent_to(peer, &a.delta);
+        }
+        admitted.extend(taken);
+        actions.extend(caused);
+    }
+
+    /// Takes back admissions, newest first.
+    fn undo(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Head(log, None) => {
+                    self.heads.remove(&log);
+                }
+                Undo::Head(log, Some(head)) => {
+                    self.heads.insert(log, head);
+                }
+                Undo::Member(id, None) => {
+                    self.members.remove(&id);
+                }
+                Undo::Member(id, Some(member)) => {
+                    self.members.insert(id, member);
+                }
+                Undo::Revoked(node, None) => {
+                    self.revoked.remove(&node);
+                }
+                Undo::Revoked(node, Some(cutoffs)) => {
+                    self.revoked.insert(node, cutoffs);
+                }
+                Undo::Organization(code, origin) => {
+                    if let Some(nodes) = self.organizations.get_mut(&code) {
+                        nodes.remove(&origin);
+                        if nodes.is_empty() {
+                            self.organizations.remove(&code);
+                        }
+                    }
+                }
             }
         }
     }
@@ -556,7 +644,7 @@ impl Engine {
     fn admit_own(&mut self, own: Admitted, actions: &mut Vec<Action>) {
         let hash = own.delta.hash();
         let joined = matches!(own.body, DeltaBody::Join { .. }).then(|| self.me.clone());
-        if let Some(disconnect) = self.admit(&own.delta, hash, joined, &own.body) {
+        if let Some(disconnect) = self.admit(&own.delta, hash, joined, &own.body, &mut Vec::new()) {
             actions.push(disconnect);
         }
         self.own_pending.push(own);
@@ -565,8 +653,10 @@ impl Engine {
     /// Pushes newly admitted deltas to every greeted neighbour that may hold them,
     /// except the one they came from.
     fn push_to_peers(&mut self, deltas: &[Arc<Delta>], from: Option<NodeId>, actions: &mut Vec<Action>) {
-        // Log by log, in order of first appearance, so that a run stays next to the
-        // signed delta that closes it (the deltas of each log end with a signed one).
+        // Log by log, so that a run stays next to the signed delta that closes it
+        // (the deltas of each log end with a signed one); federation logs first, in
+        // order of first appearance, since organizations are registered there and
+        // province entries may name them.
         let mut logs: Vec<(LogId, Vec<&Arc<Delta>>)> = Vec::new();
         for delta in deltas {
             match logs.iter_mut().find(|(log, _)| *log == delta.log) {
@@ -574,6 +664,7 @@ impl Engine {
                 None => logs.push((delta.log, vec![delta])),
             }
         }
+        logs.sort_by_key(|(log, _)| log.scope);
         for (peer, state) in self.peers.iter_mut() {
             if Some(*peer) == from || !state.greeted {
                 continue;
@@ -599,7 +690,7 @@ impl Engine {
                 }
                 state.vv.insert(*log, last);
             }
-            if let Some(frame) = batcher.finish() {
+            while let Some(frame) = batcher.finish() {
                 actions.push(Action::Send { peer: *peer, frame });
             }
         }
@@ -613,10 +704,11 @@ impl Engine {
         hash: Hash,
         joined: Option<Member>,
         body: &DeltaBody,
+        undo: &mut Vec<Undo>,
     ) -> Option<Action> {
-        self.heads.insert(delta.log, Head { seq: delta.seq, hash });
+        undo.push(Undo::Head(delta.log, self.heads.insert(delta.log, Head { seq: delta.seq, hash })));
         if let Some(member) = joined {
-            self.members.insert(member.id, member);
+            undo.push(Undo::Member(member.id, self.members.insert(member.id, member.clone())));
         }
         match body {
             DeltaBody::Revoke(rev) => {
@@ -625,6 +717,7 @@ impl Engine {
                 let cut =
                     |scope| rev.cutoff_for(scope).unwrap_or_else(|| self.head(LogId { origin: node, scope }));
                 let new = Cutoffs { federation: cut(Scope::Federation), province: cut(Scope::Province) };
+                undo.push(Undo::Revoked(node, self.revoked.get(&node).copied()));
                 let cutoffs = self.revoked.entry(node).or_insert(new);
                 cutoffs.federation = cutoffs.federation.min(new.federation);
                 cutoffs.province = cutoffs.province.min(new.province);
@@ -637,10 +730,43 @@ impl Engine {
                     .then_some(Action::Disconnect { peer: node, reason: PeerError::Incompatible(reason) })
             }
             DeltaBody::Organization(org) => {
-                self.organizations.entry(org.credit_code.clone()).or_default().insert(delta.log.origin);
+                let nodes = self.organizations.entry(org.credit_code.clone()).or_default();
+                if nodes.insert(delta.log.origin) {
+                    undo.push(Undo::Organization(org.credit_code.clone(), delta.log.origin));
+                }
                 None
             }
             DeltaBody::Join { .. } | DeltaBody::Catalog(_) => None,
         }
     }
+}
+
+/// How to take back one admission (a run refused after some members were admitted).
+#[derive(Debug)]
+enum Undo {
+    Head(LogId, Option<Head>),
+    Member(NodeId, Option<Member>),
+    Revoked(NodeId, Option<Cutoffs>),
+    Organization(String, NodeId),
+}
+
+/// The run starting at `deltas[start]`: the indices of its log's deltas that follow
+/// in the frame, up to and including the first signed one. An honest run has at
+/// most `MAX_RUN_DELTAS` unsigned deltas and `MAX_RUN_BYTES`: collection stops one
+/// past either limit, so an oversized run fails verification.
+fn run_at(deltas: &[Arc<Delta>], start: usize) -> Vec<usize> {
+    let log = deltas[start].log;
+    let mut indices = Vec::new();
+    let mut bytes = 0;
+    for (i, d) in deltas.iter().enumerate().skip(start).filter(|(_, d)| d.log == log) {
+        indices.push(i);
+        if d.is_signed() {
+            break;
+        }
+        bytes += d.encoded_len();
+        if indices.len() > MAX_RUN_DELTAS || bytes > MAX_RUN_BYTES {
+            break;
+        }
+    }
+    indices
 }

@@ -1,7 +1,7 @@
 //! What goes into and comes out of the sync engine.
 
 use crate::delta::{Delta, DeltaBody, DeltaError};
-use crate::fault::{Fault, PeerError};
+use crate::fault::PeerError;
 use crate::ids::{LogId, NodeId};
 use crate::membership::CertificateError;
 use crate::message::Frame;
@@ -177,16 +177,4 @@ pub enum EngineError {
         /// What is wrong with it.
         reason: RejectReason,
     },
-}
-
-impl EngineError {
-    /// Its class: a refused origination is the caller's; everything else is local.
-    pub fn fault(&self) -> Fault {
-        match self {
-            EngineError::Refused(_) => Fault::Caller,
-            EngineError::Identity(_) | EngineError::Delta(_) | EngineError::CorruptStore { .. } => {
-                Fault::Local
-            }
-        }
-    }
 }
