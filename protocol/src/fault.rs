@@ -61,6 +61,12 @@ pub enum Misbehaviour {
     /// A second Hello on one link.
     #[error("second Hello on one link")]
     SecondHello,
+    /// It relayed a stream of deltas that fail checks every honest relay makes.
+    #[error("relayed {count} deltas that fail the checks every node makes")]
+    InvalidDeltas {
+        /// How many.
+        count: u32,
+    },
 }
 
 /// Why a neighbour may not, or can no longer, be linked with.
@@ -102,6 +108,44 @@ pub enum Incompatibility {
     /// A newer link of the same neighbour replaced this one.
     #[error("replaced by a newer link")]
     Replaced,
+    /// It was dropped for relaying junk and is refused for a while.
+    #[error("{node} is refused until {until_ms} ms (it relayed invalid deltas)")]
+    Quarantined {
+        /// Who.
+        node: NodeId,
+        /// Unix ms the refusal lasts until.
+        until_ms: u64,
+    },
+    /// A live link with the same node exists: a second one is refused.
+    #[error("{0} is already linked")]
+    AlreadyLinked(NodeId),
+    /// The TLS handshake failed (no certificate, a foreign root, a wrong protocol,
+    /// or it did not finish in time).
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The address failed handshakes too often: it is turned away before any
+    /// cryptography for a while.
+    #[error("too many failed handshakes from this address")]
+    Throttled,
+}
+
+impl Incompatibility {
+    /// A short stable label for metrics and audit tallies.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Incompatibility::NoCertificate => "no_certificate",
+            Incompatibility::NotMember(_) => "not_member",
+            Incompatibility::NotChild { .. } => "not_child",
+            Incompatibility::WrongNode { .. } => "wrong_node",
+            Incompatibility::Revoked { .. } => "revoked",
+            Incompatibility::Blocked(_) => "blocked",
+            Incompatibility::Replaced => "replaced",
+            Incompatibility::Quarantined { .. } => "quarantined",
+            Incompatibility::AlreadyLinked(_) => "already_linked",
+            Incompatibility::Handshake(_) => "handshake_failed",
+            Incompatibility::Throttled => "throttled",
+        }
+    }
 }
 
 /// An error caused by a neighbour.
@@ -116,6 +160,21 @@ pub enum PeerError {
 }
 
 impl PeerError {
+    /// A short stable label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PeerError::Misbehaved(m) => match m {
+                Misbehaviour::MalformedFrame(_) => "malformed_frame",
+                Misbehaviour::OversizedFrame { .. } => "oversized_frame",
+                Misbehaviour::BatchTooLarge { .. } => "batch_too_large",
+                Misbehaviour::HelloTooLarge { .. } => "hello_too_large",
+                Misbehaviour::SecondHello => "second_hello",
+                Misbehaviour::InvalidDeltas { .. } => "invalid_deltas",
+            },
+            PeerError::Incompatible(i) => i.label(),
+        }
+    }
+
     /// Its class.
     pub fn fault(&self) -> Fault {
         match self {

@@ -74,6 +74,44 @@ pub const MAX_GROUP_COMMANDS: usize = 256;
 /// acknowledgements of local changes.
 pub const MAX_GROUP_DELTAS: usize = 4096;
 
+/// How long like events (same actor, kind and reason) are counted into one audit
+/// summary after the record of the first: a flood costs two records a minute.
+pub const AUDIT_TALLY_MS: u64 = 60_000;
+
+/// Most streams of like events counted at once; beyond, events are counted
+/// together under one actor, so a flood from many addresses stays bounded too.
+pub const MAX_TALLIES: usize = 1024;
+
+/// Deltas a neighbour may relay that fail checks an honest relay makes too, before
+/// its link is closed: a few stem from honest races; a stream of them is junk.
+pub const MAX_REJECTIONS_PER_LINK: u32 = 64;
+
+/// How long a neighbour dropped for junk is refused at first; each further drop
+/// doubles it, up to `MAX_QUARANTINE_MS`.
+pub const QUARANTINE_MS: u64 = 30_000;
+
+/// The longest a neighbour is refused for junk at a time.
+pub const MAX_QUARANTINE_MS: u64 = 30 * 60_000;
+
+/// A second link of a node whose link came up less than this ago is refused; an
+/// older one is replaced (the node crashed and is back). Matches the QUIC idle
+/// time-out: a link silent that long is gone anyway.
+pub const LINK_REPLACE_MS: u64 = 10_000;
+
+/// First pause before redialing a parent that could not be reached; doubles up to
+/// `REDIAL_MAX_MS`, and starts over once the parent has spoken.
+pub const REDIAL_MIN_MS: u64 = 100;
+
+/// Longest pause between two dials of a parent that could not be reached.
+pub const REDIAL_MAX_MS: u64 = 2_000;
+
+/// First pause after a parent refused this node (revoked, blocked, not its parent,
+/// quarantined): a refusal does not go away by itself, so retries are minutes apart.
+pub const REDIAL_REFUSED_MS: u64 = 30_000;
+
+/// Longest pause after refusals: a revoked child dials about six times an hour.
+pub const REDIAL_REFUSED_MAX_MS: u64 = 10 * 60_000;
+
 /// Own catalog entries the core keeps in memory once read or changed: most
 /// changes touch an entry changed recently, and 4096 entries of about 1 KiB each
 /// bound the cache to a few MiB.

@@ -13,7 +13,8 @@ use cascade_access::Principal;
 use cascade_certs::{node_identity, Authority, FederationVerifier, KeySource};
 use cascade_core::audit::AuditRecord;
 use cascade_core::{
-    Command, CommandError, Core, Effect, Identity, Input, LinkId, LinkRole, MemoryStore, Reply, Ticket,
+    Command, CommandError, Core, Effect, Identity, Input, LinkEnd, LinkId, LinkRole, MemoryStore, Redial,
+    Reply, Ticket,
 };
 use cascade_launcher::topology::Topology;
 use cascade_protocol::{
@@ -136,10 +137,31 @@ pub struct CommitRecord {
 /// Something scheduled on the simulated clock.
 #[derive(Debug)]
 enum Sched {
-    Deliver { from: NodeId, to: NodeId, link: LinkId, frame: Frame },
-    Flushed { node: NodeId, life: u64, group: u64 },
-    Publish { node: NodeId, scope: Scope },
-    Reconnect { a: NodeId, b: NodeId },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        link: LinkId,
+        frame: Frame,
+    },
+    Flushed {
+        node: NodeId,
+        life: u64,
+        group: u64,
+    },
+    Publish {
+        node: NodeId,
+        scope: Scope,
+    },
+    Reconnect {
+        a: NodeId,
+        b: NodeId,
+    },
+    /// The time a node's core asked to be woken at (`Core::poll_timeout`).
+    Tick {
+        node: NodeId,
+        life: u64,
+        at: Ms,
+    },
 }
 
 struct Link {
@@ -148,6 +170,8 @@ struct Link {
     blocked: bool,
     /// Last delivery time per direction (FIFO links).
     last: [Ms; 2],
+    /// When the child dials again after a refusal, as the runtime's dialer does.
+    redial: Redial,
 }
 
 /// Why a command was submitted, so its reply can be accounted for.
@@ -172,6 +196,8 @@ struct SimNode {
     /// The deltas of the commit being made durable.
     flushing: Option<Vec<(LogId, u64)>>,
     tickets: BTreeMap<Ticket, Purpose>,
+    /// The wake-up scheduled for its core, if any.
+    tick_at: Option<Ms>,
 }
 
 /// The deterministic simulator.
@@ -254,10 +280,14 @@ impl Simulator {
                 life: 0,
                 flushing: None,
                 tickets: BTreeMap::new(),
+                tick_at: None,
             };
             nodes.insert(n.id, node);
             if let Some(parent) = n.parent {
-                links.insert((parent, n.id), Link { id: None, blocked: false, last: [0, 0] });
+                links.insert(
+                    (parent, n.id),
+                    Link { id: None, blocked: false, last: [0, 0], redial: Redial::new() },
+                );
             }
         }
         let ids: Vec<NodeId> = nodes.keys().copied().collect();
@@ -395,7 +425,10 @@ impl Simulator {
         let role_of =
             |x: NodeId, y: NodeId| if x.tier() < y.tier() { LinkRole::Parent } else { LinkRole::Child };
         self.input(a, Input::LinkUp { link: id, peer: b, role: role_of(b, a) });
-        self.input(b, Input::LinkUp { link: id, peer: a, role: role_of(a, b) });
+        // `a` may have refused it at once (a quarantined neighbour).
+        if self.link_mut(a, b).is_some_and(|l| l.id == Some(id)) {
+            self.input(b, Input::LinkUp { link: id, peer: a, role: role_of(a, b) });
+        }
     }
 
     fn link_down(&mut self, a: NodeId, b: NodeId, reconnect: bool) {
@@ -424,7 +457,15 @@ impl Simulator {
         loop {
             let Some(node) = self.nodes.get_mut(&id) else { return };
             let Some(core) = node.core.as_mut() else { return };
-            let Some(effect) = core.poll() else { return };
+            let Some(effect) = core.poll() else {
+                let wanted = core.poll_timeout().map(|at| at.saturating_sub(EPOCH_SECS * 1000).max(self.now));
+                if let Some(at) = wanted.filter(|at| node.tick_at.is_none_or(|t| *at < t)) {
+                    node.tick_at = Some(at);
+                    let life = node.life;
+                    self.schedule(at, Sched::Tick { node: id, life, at });
+                }
+                return;
+            };
             match effect {
                 Effect::Commit { group, batch } => {
                     let deltas: Vec<(LogId, u64)> = batch.deltas.iter().map(|d| (d.log, d.seq)).collect();
@@ -459,6 +500,12 @@ impl Simulator {
                 Effect::Close { link, peer, .. } => {
                     if self.link_mut(id, peer).is_some_and(|l| l.id == Some(link)) {
                         self.link_down(id, peer, false);
+                        // The child redials on the schedule of a refused link.
+                        let now = self.now;
+                        if let Some(l) = self.link_mut(id, peer) {
+                            let at = now + l.redial.after(LinkEnd::Refused);
+                            self.schedule(at, Sched::Reconnect { a: id, b: peer });
+                        }
                     }
                 }
                 Effect::Reply { ticket, result } => self.replied(id, ticket, result),
@@ -596,7 +643,21 @@ impl Simulator {
                 self.trace.update(&from.to_be_bytes());
             }
         }
+        if let Some(l) = self.link_mut(from, to).filter(|l| l.redial.is_refused()) {
+            l.redial.after(LinkEnd::Heard);
+        }
         self.input(to, Input::Frame { link, frame });
+    }
+
+    /// Wakes a node's core at the time it asked for, unless it restarted since or
+    /// asked for an earlier time meanwhile.
+    fn tick(&mut self, id: NodeId, life: u64, at: Ms) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if node.life != life || node.tick_at != Some(at) {
+            return;
+        }
+        node.tick_at = None;
+        self.input(id, Input::Tick);
     }
 
     fn publish(&mut self, id: NodeId, scope: Scope) {
@@ -631,6 +692,7 @@ impl Simulator {
                 node.resting = Some(store);
             }
             node.life += 1;
+            node.tick_at = None;
             node.flushing = None;
             node.tickets.clear();
         }
@@ -667,6 +729,7 @@ impl Simulator {
                     self.publish(node, scope);
                 }
                 Sched::Reconnect { a, b } => self.link_up(a, b),
+                Sched::Tick { node, life, at } => self.tick(node, life, at),
             }
             if self.events.is_multiple_of(every) && stop(self) {
                 return true;

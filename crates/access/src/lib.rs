@@ -5,13 +5,16 @@
 //! password (hashed with Argon2id, memory-hard) and gets an expiring session
 //! token; machines get long-lived API tokens. Only hashes of tokens are stored.
 //! Everything here is a pure function: the node core decides and records, this
-//! crate only checks and derives.
+//! crate only checks and derives; its [`Throttle`] turns away whoever keeps
+//! failing (password guesses, failed handshakes).
 
 mod credentials;
 mod role;
+mod throttle;
 
 pub use credentials::{
     bootstrap_matches, dummy_verify, hash_password, mint_token, parse_token, secret_hash, verify_password,
     CredentialError, MintedToken, TokenKind, MIN_PASSWORD_CHARS, SESSION_SECONDS,
 };
 pub use role::{Permission, Principal, Role};
+pub use throttle::{Policy, Throttle};

@@ -21,7 +21,10 @@ use crate::store::{
 };
 use cascade_access::Principal;
 use cascade_protocol::catalog::CatalogEntry;
-use cascade_protocol::limits::{MAX_GROUP_COMMANDS, MAX_GROUP_DELTAS};
+use cascade_protocol::limits::{
+    LINK_REPLACE_MS, MAX_GROUP_COMMANDS, MAX_GROUP_DELTAS, MAX_QUARANTINE_MS, MAX_REJECTIONS_PER_LINK,
+    QUARANTINE_MS,
+};
 use cascade_protocol::{
     Action, Admitted, DeltaBody, Engine, EngineError, Event, Frame, LogId, MembershipVerifier, NodeId,
     PeerError, Scope,
@@ -72,7 +75,7 @@ pub enum Input {
     },
     /// A connection attempt was refused at admission.
     Refused {
-        /// Where it came from.
+        /// Where it came from (an address, without its port).
         remote: String,
         /// Why.
         reason: PeerError,
@@ -91,6 +94,8 @@ pub enum Input {
         /// The group.
         group: u64,
     },
+    /// The time `poll_timeout` named has come.
+    Tick,
 }
 
 /// Something the driver must do.
@@ -169,8 +174,20 @@ pub enum BootError {
 struct Link {
     id: LinkId,
     role: LinkRole,
+    /// When it came up.
+    up_ms: u64,
     last_frame_ms: Option<u64>,
     in_sync_ms: u64,
+    /// Deltas it relayed that every honest relay would have refused.
+    junk: u32,
+}
+
+/// A neighbour refused for a while after it relayed junk.
+#[derive(Clone, Copy, Debug)]
+struct Quarantine {
+    until_ms: u64,
+    /// How many times it was dropped: each doubles the next refusal.
+    strikes: u32,
 }
 
 /// What a group wrote that the core reads back, kept until the store holds it
@@ -222,6 +239,8 @@ pub struct Core<S> {
     /// Own entries recently read or changed (see `limits::OWN_ENTRY_CACHE`).
     pub(crate) own_cache: HashMap<String, (Scope, CatalogEntry)>,
     pub(crate) accounts: usize,
+    tallies: crate::tally::Tallies,
+    quarantine: BTreeMap<NodeId, Quarantine>,
     sync: SyncCounters,
     rejected: Rejections,
     peer_faults: PeerFaults,
@@ -272,6 +291,8 @@ impl<S: StateStore> Core<S> {
             own_orgs,
             own_cache: HashMap::new(),
             accounts,
+            tallies: crate::tally::Tallies::default(),
+            quarantine: BTreeMap::new(),
             sync: SyncCounters::default(),
             rejected: Rejections::default(),
             peer_faults: PeerFaults::default(),
@@ -355,7 +376,15 @@ impl<S: StateStore> Core<S> {
             }
             Input::Refused { remote, reason } => {
                 self.peer_faults.add(reason.fault());
-                self.audit(&format!("peer:{remote}"), None, "peer.refused", reason.to_string());
+                self.tally(format!("peer:{remote}"), "peer.refused", reason.label(), reason.to_string());
+            }
+            Input::Tick => {
+                for (actor, kind, detail) in self.tallies.expire(self.now_ms) {
+                    self.audit(&actor, None, kind, detail);
+                }
+                // Strikes are forgiven after a calm spell as long as the longest refusal.
+                let now = self.now_ms;
+                self.quarantine.retain(|_, q| q.until_ms + MAX_QUARANTINE_MS > now);
             }
             Input::Command { ticket, by, command } => {
                 self.group.commands += 1;
@@ -373,6 +402,11 @@ impl<S: StateStore> Core<S> {
                 }
             }
         }
+    }
+
+    /// When the core wants `Input::Tick` next (unix ms), if at all.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.tallies.deadline()
     }
 
     /// The next effect to execute, if any.
@@ -433,6 +467,12 @@ impl<S: StateStore> Core<S> {
                 .collect(),
             children: self.engine.members().filter(|m| m.parent == Some(self.me)).map(|m| m.id).collect(),
             revoked: self.engine.revoked().collect(),
+            quarantined: self
+                .quarantine
+                .iter()
+                .filter(|(_, q)| q.until_ms > now)
+                .map(|(id, q)| (*id, q.until_ms))
+                .collect(),
             sync: self.sync.clone(),
             rejected: self.rejected.clone(),
             peer_faults: self.peer_faults.clone(),
@@ -455,11 +495,28 @@ impl<S: StateStore> Core<S> {
     }
 
     fn link_up(&mut self, link: LinkId, peer: NodeId, role: LinkRole) {
-        if self.links.contains_key(&peer) {
-            self.close(peer, cascade_protocol::Incompatibility::Replaced.into());
+        use cascade_protocol::Incompatibility;
+        if let Some(q) = self.quarantine.get(&peer).filter(|q| q.until_ms > self.now_ms) {
+            let reason = Incompatibility::Quarantined { node: peer, until_ms: q.until_ms };
+            return self.refuse_link(link, peer, reason.into());
         }
-        self.links.insert(peer, Link { id: link, role, last_frame_ms: None, in_sync_ms: self.now_ms });
-        self.audit("federation", None, "peer.connected", format!("{peer} ({})", role.as_str()));
+        if let Some(live) = self.links.get(&peer) {
+            // A node back from a crash replaces its stale link; two holders of one
+            // key do not take turns faster than this.
+            if self.now_ms < live.up_ms + LINK_REPLACE_MS {
+                return self.refuse_link(link, peer, Incompatibility::AlreadyLinked(peer).into());
+            }
+            self.close(peer, Incompatibility::Replaced.into());
+        }
+        let now = self.now_ms;
+        self.links
+            .insert(peer, Link { id: link, role, up_ms: now, last_frame_ms: None, in_sync_ms: now, junk: 0 });
+        self.tally(
+            format!("peer:{peer}"),
+            "peer.connected",
+            role.as_str(),
+            format!("{peer} ({})", role.as_str()),
+        );
         let actions = self.engine.handle(self.now_s(), Event::PeerUp { peer });
         self.take(actions);
     }
@@ -469,10 +526,17 @@ impl<S: StateStore> Core<S> {
         self.links.remove(&peer);
         match cause {
             Some(reason) => self.peer_fault(peer, &reason),
-            None => self.audit("federation", None, "peer.disconnected", peer.to_string()),
+            None => self.tally(format!("peer:{peer}"), "peer.disconnected", "gone", peer.to_string()),
         }
         let actions = self.engine.handle(self.now_s(), Event::PeerDown { peer });
         self.take(actions);
+    }
+
+    /// Closes a link the core never took up.
+    fn refuse_link(&mut self, link: LinkId, peer: NodeId, reason: PeerError) {
+        self.peer_faults.add(reason.fault());
+        self.tally(format!("peer:{peer}"), "peer.refused", reason.label(), format!("{peer}: {reason}"));
+        self.ready.push_back(Effect::Close { link, peer, reason });
     }
 
     /// Closes the link to `peer` now (closing claims nothing, so it need not wait
@@ -498,7 +562,7 @@ impl<S: StateStore> Core<S> {
                 "peer.disconnected"
             }
         };
-        self.audit("federation", None, kind, format!("{peer}: {reason}"));
+        self.tally(format!("peer:{peer}"), kind, reason.label(), format!("{peer}: {reason}"));
     }
 
     /// Turns engine actions into effects and writes of the current group.
@@ -522,11 +586,7 @@ impl<S: StateStore> Core<S> {
                     self.sync.deltas_out += to.saturating_sub(from) + 1;
                     self.group.held.push(Effect::SendRange { link, peer, log, from, to });
                 }
-                Action::Reject(r) => {
-                    self.rejected.add(&r.reason);
-                    let detail = format!("{} #{} from {}: {}", r.log, r.seq, r.peer, r.reason);
-                    self.audit("federation", None, "delta.rejected", detail);
-                }
+                Action::Reject(r) => self.rejected(r),
                 Action::Disconnect { peer, reason } => self.close(peer, reason),
             }
         }
@@ -555,6 +615,39 @@ impl<S: StateStore> Core<S> {
             DeltaBody::Join { .. } | DeltaBody::Revoke(_) => {}
         }
         self.group.batch.deltas.push(delta);
+    }
+
+    /// Counts a refused delta: metrics at once, the audit log by tally; a neighbour
+    /// that keeps relaying what every honest relay refuses is dropped and refused
+    /// for a while (longer each time).
+    fn rejected(&mut self, r: cascade_protocol::Rejection) {
+        use cascade_protocol::RejectReason as R;
+        self.rejected.add(&r.reason);
+        let detail = format!("{} #{} from {}: {}", r.log, r.seq, r.peer, r.reason);
+        self.tally(format!("peer:{}", r.peer), "delta.rejected", r.reason.label(), detail);
+        // A revocation or a fork may reach a relay later than the delta: not its fault.
+        if matches!(r.reason, R::Revoked | R::Fork) {
+            return;
+        }
+        let Some(link) = self.links.get_mut(&r.peer) else { return };
+        link.junk += 1;
+        if link.junk < MAX_REJECTIONS_PER_LINK {
+            return;
+        }
+        let count = link.junk;
+        let now = self.now_ms;
+        let earlier = self.quarantine.get(&r.peer).filter(|q| q.until_ms + MAX_QUARANTINE_MS > now);
+        let strikes = earlier.map_or(0, |q| q.strikes).saturating_add(1);
+        let ms = QUARANTINE_MS.saturating_mul(1 << (strikes - 1).min(16)).min(MAX_QUARANTINE_MS);
+        self.quarantine.insert(r.peer, Quarantine { until_ms: self.now_ms + ms, strikes });
+        self.close(r.peer, cascade_protocol::Misbehaviour::InvalidDeltas { count }.into());
+    }
+
+    /// Counts an event into its tally, writing a record when it opens a window.
+    fn tally(&mut self, actor: String, kind: &'static str, reason: &'static str, detail: String) {
+        if let Some((actor, kind, detail)) = self.tallies.count(self.now_ms, actor, kind, reason, detail) {
+            self.audit(&actor, None, kind, detail);
+        }
     }
 
     /// Seals an audit record into the current group.

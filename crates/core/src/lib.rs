@@ -20,12 +20,15 @@ mod catalog;
 mod command;
 mod core;
 mod memory;
+mod redial;
 mod status;
 mod store;
+mod tally;
 
 pub use crate::core::{BootError, Core, Effect, Identity, Input, LinkId, Ticket};
 pub use command::{Account, Command, CommandError, Reply, SavedEntry};
 pub use memory::{MemoryStore, AUDIT_KEPT};
+pub use redial::{LinkEnd, Redial};
 pub use status::{
     CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, Status, SyncCounters, VvEntry,
 };

@@ -164,6 +164,8 @@ pub struct Status {
     pub children: BTreeSet<NodeId>,
     /// Revoked nodes.
     pub revoked: BTreeSet<NodeId>,
+    /// Neighbours refused for now (after relaying junk), until when (unix ms).
+    pub quarantined: BTreeMap<NodeId, u64>,
     /// Sync traffic.
     pub sync: SyncCounters,
     /// Deltas rejected, by reason.

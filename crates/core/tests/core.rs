@@ -10,9 +10,11 @@ use cascade_core::{
     Reply, WriteBatch,
 };
 use cascade_protocol::catalog::EntryDraft;
+use cascade_protocol::limits::{AUDIT_TALLY_MS, LINK_REPLACE_MS, MAX_REJECTIONS_PER_LINK, QUARANTINE_MS};
 use cascade_protocol::org::Organization;
-use cascade_protocol::{Frame, Misbehaviour, NodeId, PeerError, Tier};
+use cascade_protocol::{Delta, Frame, Incompatibility, LogId, Misbehaviour, NodeId, PeerError, Scope, Tier};
 use ed25519_dalek::SigningKey;
+use std::sync::Arc;
 
 const NOW_MS: u64 = 1_800_000_000_000;
 
@@ -228,12 +230,75 @@ fn peer_faults_are_classified_closed_and_audited() {
     let (_, more) = settle(&mut core);
     let kinds: Vec<String> = batches.iter().chain(&more).flat_map(audited).map(|r| r.kind).collect();
     assert_eq!(kinds.iter().filter(|k| *k == "peer.misbehaved").count(), 2, "{kinds:?}");
-    // A reconnect that replaces a neighbour's older link is nobody's fault.
+    // A second link of a node whose link just came up is refused; once the first
+    // is older than a link can stay silent, a reconnect replaces it (nobody's fault).
     core.handle(NOW_MS, Input::LinkUp { link: 3, peer: nid("370300"), role: LinkRole::Child });
     core.handle(NOW_MS, Input::LinkUp { link: 4, peer: nid("370300"), role: LinkRole::Child });
     let (effects, _) = settle(&mut core);
+    let refused = effects.iter().find_map(|e| match e {
+        Effect::Close { link: 4, reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(refused, Some(Incompatibility::AlreadyLinked(nid("370300")).into()));
+    let later = NOW_MS + LINK_REPLACE_MS;
+    core.handle(later, Input::LinkUp { link: 5, peer: nid("370300"), role: LinkRole::Child });
+    let (effects, _) = settle(&mut core);
     assert!(effects.iter().any(|e| matches!(e, Effect::Close { link: 3, .. })), "{effects:?}");
     let status = core.status();
-    assert_eq!((status.peer_faults.misbehaved, status.peer_faults.incompatible), (2, 0));
+    assert_eq!((status.peer_faults.misbehaved, status.peer_faults.incompatible), (2, 1));
     assert_eq!(status.peers.keys().copied().collect::<Vec<_>>(), vec![nid("370300")]);
+}
+
+/// A delta no honest relay would pass on: not even a body.
+fn junk(seq: u64) -> Arc<Delta> {
+    let log = LogId { origin: nid("370100"), scope: Scope::Province };
+    Arc::new(Delta { log, seq, prev: [0; 32], body: vec![0xff; 3], signature: vec![7; 64] })
+}
+
+#[test]
+fn a_neighbour_relaying_junk_is_dropped_refused_for_a_while_and_audited_by_tally() {
+    let mut core = core();
+    settle(&mut core);
+    let child = nid("370100");
+    core.handle(NOW_MS, Input::LinkUp { link: 1, peer: child, role: LinkRole::Child });
+    for _ in 0..MAX_REJECTIONS_PER_LINK {
+        core.handle(NOW_MS, Input::Frame { link: 1, frame: Frame::Deltas(vec![junk(0)]) });
+    }
+    let (effects, batches) = settle(&mut core);
+    let closed = effects.iter().find_map(|e| match e {
+        Effect::Close { link: 1, reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let count = MAX_REJECTIONS_PER_LINK;
+    assert_eq!(closed, Some(Misbehaviour::InvalidDeltas { count }.into()));
+    let status = core.status();
+    assert_eq!(
+        status.rejected.iter().map(|(_, n)| n).sum::<u64>(),
+        u64::from(MAX_REJECTIONS_PER_LINK),
+        "every rejection is counted"
+    );
+    assert_eq!(status.quarantined.get(&child), Some(&(NOW_MS + QUARANTINE_MS)));
+    let records: Vec<AuditRecord> = batches.iter().flat_map(audited).collect();
+    let rejected = records.iter().filter(|r| r.kind == "delta.rejected").count();
+    assert_eq!(rejected, 1, "one record opens the tally, not one per delta: {records:?}");
+    // While quarantined, a new link of it is refused at once.
+    core.handle(NOW_MS + 1000, Input::LinkUp { link: 2, peer: child, role: LinkRole::Child });
+    let (effects, _) = settle(&mut core);
+    let until_ms = NOW_MS + QUARANTINE_MS;
+    let refused = Incompatibility::Quarantined { node: child, until_ms }.into();
+    assert!(effects.iter().any(|e| matches!(e, Effect::Close { link: 2, reason, .. } if *reason == refused)));
+    // The window closes with one summary of what it counted.
+    let deadline = core.poll_timeout().expect("a tally is open");
+    assert_eq!(deadline, NOW_MS + AUDIT_TALLY_MS);
+    core.handle(deadline, Input::Tick);
+    let (_, batches) = settle(&mut core);
+    let summary: Vec<AuditRecord> =
+        batches.iter().flat_map(audited).filter(|r| r.kind == "delta.rejected").collect();
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    assert!(summary[0].detail.starts_with(&format!("{} more (broken_chain)", count - 1)), "{summary:?}");
+    // After the quarantine it may link again.
+    core.handle(until_ms, Input::LinkUp { link: 3, peer: child, role: LinkRole::Child });
+    let (effects, _) = settle(&mut core);
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Close { link: 3, .. })), "{effects:?}");
+    assert!(core.status().peers.contains_key(&child));
 }

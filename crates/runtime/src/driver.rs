@@ -67,6 +67,7 @@ struct Flushing {
 enum Wake {
     Flushed(Option<Result<(), String>>),
     Cancelled,
+    Tick,
     Message(Option<Message>),
 }
 
@@ -145,14 +146,20 @@ impl Driver {
             self.execute_effects()?;
             self.publish_status(false);
             let congested = self.core.is_congested();
+            let timer = self.core.poll_timeout();
+            let tick = tokio::time::sleep(Duration::from_millis(
+                timer.map_or(0, |at| at.saturating_sub(unix_millis())),
+            ));
             let wake = tokio::select! {
                 biased;
                 done = self.flushed.recv() => Wake::Flushed(done),
                 _ = self.cancel.cancelled() => Wake::Cancelled,
+                _ = tick, if timer.is_some() => Wake::Tick,
                 message = self.inbox.recv(), if !congested => Wake::Message(message),
             };
             match wake {
                 Wake::Flushed(done) => self.flushed(done)?,
+                Wake::Tick => self.core.handle(unix_millis(), Input::Tick),
                 Wake::Cancelled | Wake::Message(None) => break,
                 Wake::Message(Some(message)) => {
                     self.handle(message);
@@ -238,9 +245,13 @@ impl Driver {
                 Effect::Close { link, peer, reason } => {
                     if let Some(handle) = self.links.remove(&link) {
                         warn!(%peer, %reason, "closing link");
+                        use cascade_transport::close;
                         let code = match reason {
-                            PeerError::Misbehaved(_) => cascade_transport::close::PROTOCOL,
-                            PeerError::Incompatible(_) => cascade_transport::close::REFUSED,
+                            PeerError::Misbehaved(_) => close::PROTOCOL,
+                            PeerError::Incompatible(cascade_protocol::Incompatibility::AlreadyLinked(_)) => {
+                                close::RETRY
+                            }
+                            PeerError::Incompatible(_) => close::REFUSED,
                         };
                         handle.connection.close(code.into(), reason.to_string().as_bytes());
                     }

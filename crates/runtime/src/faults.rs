@@ -57,14 +57,20 @@ counters! {
         frames_out => counter "cascade_frames_out_total",
         /// Bytes sent to neighbours.
         bytes_out => counter "cascade_bytes_out_total",
+        /// Incoming connections refused (no certificate, not a member, revoked, ...).
+        handshakes_refused => counter "cascade_handshakes_refused_total",
+        /// Of those, turned away before any cryptography (the address kept failing).
+        handshakes_throttled => counter "cascade_handshakes_throttled_total",
     }
 }
 
-/// Frames and bytes this node wrote to its neighbours.
+/// Frames and bytes this node wrote to its neighbours, and connections it refused.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
     frames: AtomicU64,
     bytes: AtomicU64,
+    refused: AtomicU64,
+    throttled: AtomicU64,
 }
 
 impl Traffic {
@@ -73,10 +79,20 @@ impl Traffic {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn handshake_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handshake_throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn counters(&self) -> TransportCounters {
         TransportCounters {
             frames_out: self.frames.load(Ordering::Relaxed),
             bytes_out: self.bytes.load(Ordering::Relaxed),
+            handshakes_refused: self.refused.load(Ordering::Relaxed),
+            handshakes_throttled: self.throttled.load(Ordering::Relaxed),
         }
     }
 }

@@ -3,8 +3,10 @@
 //! neighbours, and the API its admin interface calls. Every decision is the
 //! core's; this crate executes effects and answers reads.
 
+mod admission;
 mod api;
 mod config;
+mod dialer;
 mod driver;
 mod faults;
 mod links;

@@ -1,22 +1,19 @@
-//! Links to neighbours over QUIC: one reader and one writer per connection, the
-//! parent dialer with back-off, and the accept loop for children. Links only carry
-//! frames; every decision about them is the core's.
+//! Links to neighbours over QUIC: one reader and one writer per connection. Links
+//! only carry frames; every decision about them is the core's. The dialer and the
+//! accept loop that set them up are in `dialer` and `admission`.
 
 use crate::driver::Message;
 use crate::faults::{Faults, Traffic};
-use cascade_core::{LinkId, LinkRole, Status};
-use cascade_protocol::limits::{INBOX_BUDGET_BYTES, MAX_CONCURRENT_ADMISSIONS, OUTBOX_CAPACITY};
-use cascade_protocol::{Batcher, Frame, Incompatibility, LogId, Misbehaviour, NodeId, PeerError};
+use cascade_core::{LinkEnd, LinkId, LinkRole};
+use cascade_protocol::limits::{INBOX_BUDGET_BYTES, OUTBOX_CAPACITY};
+use cascade_protocol::{Batcher, Frame, LogId, Misbehaviour, PeerError};
 use cascade_store::Store;
-use cascade_transport::{read_frame, write_frame, Endpoint, FrameError, PeerLink, TransportError};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use cascade_transport::{read_frame, write_frame, FrameError, PeerLink};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, warn};
 
 /// Items queued for one neighbour's writer.
 #[derive(Debug)]
@@ -27,10 +24,6 @@ pub(crate) enum Outgoing {
     Range { log: LogId, from: u64, to: u64 },
 }
 
-/// First retry delay of the parent dialer; doubles up to `MAX_BACKOFF`.
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest pause between two dials of the parent.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Budget units are KiB: the semaphore counts at most `INBOX_BUDGET_BYTES / 1024`.
 const BUDGET_UNIT: usize = 1024;
 
@@ -70,8 +63,9 @@ fn read_failure(e: &FrameError) -> Option<PeerError> {
     }
 }
 
-/// Runs one admitted link until either side ends it.
-pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) {
+/// Runs one admitted link until either side ends it; says how it ended, for the
+/// dialer's schedule.
+pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) -> LinkEnd {
     let LinkContext { inbox, store, budget, faults, traffic, cancel } = ctx;
     let peer = link.identity.id;
     let id: LinkId = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
@@ -79,8 +73,9 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) {
     let PeerLink { connection, mut send, mut recv, .. } = link;
     let up = Message::LinkUp { link: id, peer, role, outbox, connection: connection.clone() };
     if inbox.send(up).await.is_err() {
-        return;
+        return LinkEnd::Lost;
     }
+    let heard = AtomicBool::new(false);
     let writer = async {
         while let Some(item) = queue.recv().await {
             let result = match item {
@@ -104,6 +99,7 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) {
         loop {
             match read_frame(&mut recv).await {
                 Ok(Some((frame, len))) => {
+                    heard.store(true, Ordering::Relaxed);
                     let units = u32::try_from(len / BUDGET_UNIT + 1).unwrap_or(u32::MAX);
                     let Ok(budget) = budget.clone().acquire_many_owned(units).await else {
                         return ("node stopping".to_string(), None);
@@ -134,8 +130,25 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) {
         Some(fault) => warn!(%peer, %fault, "link ended: the peer is at fault"),
         None => info!(%peer, %reason, "link ended"),
     }
+    let refused = matches!(
+        connection.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(close)) if refusal(close.error_code)
+    );
     connection.close(0u32.into(), b"");
     let _ = inbox.send(Message::LinkDown { link: id, cause }).await;
+    if heard.load(Ordering::Relaxed) {
+        LinkEnd::Heard
+    } else if refused {
+        LinkEnd::Refused
+    } else {
+        LinkEnd::Lost
+    }
+}
+
+/// Whether a peer's close code says it will not have this node (as opposed to a
+/// transient end: shutting down, or "try again later").
+pub(crate) fn refusal(code: quinn::VarInt) -> bool {
+    code == cascade_transport::close::REFUSED.into() || code == cascade_transport::close::PROTOCOL.into()
 }
 
 /// Streams stored deltas `from..=to`, cut into frames by the one batching rule, and
@@ -173,85 +186,4 @@ async fn send_range(
         traffic.record(write_frame(send, &frame).await.map_err(|e| e.to_string())?);
     }
     Ok(())
-}
-
-/// Keeps a link to the parent up: dials, runs the link, dials again with back-off.
-pub(crate) async fn dial_parent(endpoint: Endpoint, parent: NodeId, addr: SocketAddr, ctx: LinkContext) {
-    let mut backoff = MIN_BACKOFF;
-    while !ctx.cancel.is_cancelled() {
-        if ctx.faults.is_blocked(parent) {
-            pause(&ctx.cancel, MAX_BACKOFF).await;
-            continue;
-        }
-        match endpoint.connect(addr, parent).await {
-            Ok(link) => {
-                backoff = MIN_BACKOFF;
-                run_link(link, LinkRole::Parent, ctx.clone())
-                    .instrument(info_span!("peer", peer = %parent))
-                    .await;
-            }
-            Err(e) => {
-                warn!(%parent, %addr, error = %e, "cannot reach parent");
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-        pause(&ctx.cancel, backoff).await;
-    }
-}
-
-async fn pause(cancel: &CancellationToken, how_long: Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(how_long) => {}
-        _ = cancel.cancelled() => {}
-    }
-}
-
-/// Accepts children until the node stops. Revoked and blocked nodes are refused;
-/// every link runs in a task of this loop's set, aborted when the loop ends.
-pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Status>>, ctx: LinkContext) {
-    let admissions = Arc::new(Semaphore::new(MAX_CONCURRENT_ADMISSIONS));
-    let mut links = JoinSet::new();
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.accept() => incoming,
-            _ = ctx.cancel.cancelled() => None,
-            Some(_) = links.join_next(), if !links.is_empty() => continue,
-        };
-        let Some(incoming) = incoming else { break };
-        let Ok(admission) = admissions.clone().try_acquire_owned() else {
-            debug!(remote = %incoming.remote_address(), "too many handshakes in progress; refused");
-            incoming.refuse();
-            continue;
-        };
-        let endpoint = endpoint.clone();
-        let status = status.clone();
-        let ctx = ctx.clone();
-        links.spawn(async move {
-            let admit = |id: &cascade_certs::NodeIdentity| -> Result<(), Incompatibility> {
-                let revoked = status.read().map(|s| s.revoked.contains(&id.id)).unwrap_or(false);
-                if revoked {
-                    Err(Incompatibility::Revoked { node: id.id, reason: None })
-                } else if ctx.faults.is_blocked(id.id) {
-                    Err(Incompatibility::Blocked(id.id))
-                } else {
-                    Ok(())
-                }
-            };
-            let remote = incoming.remote_address();
-            let admitted = endpoint.admit(incoming, admit).await;
-            drop(admission);
-            match admitted {
-                Ok(link) => {
-                    let peer = link.identity.id;
-                    run_link(link, LinkRole::Child, ctx).instrument(info_span!("peer", %peer)).await;
-                }
-                Err(TransportError::Refused(reason)) => {
-                    let refused = Message::Refused { remote: remote.to_string(), reason };
-                    let _ = ctx.inbox.send(refused).await;
-                }
-                Err(e) => debug!(%remote, error = %e, "incoming connection failed"),
-            }
-        });
-    }
-    links.shutdown().await;
 }

@@ -5,7 +5,7 @@
 use crate::config::NodeConfig;
 use crate::driver::{unix_millis, Applied, Driver, Message};
 use crate::faults::{Faults, Traffic};
-use crate::links::{self, LinkContext};
+use crate::links::LinkContext;
 use cascade_access::Principal;
 use cascade_certs::{read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity};
 use cascade_core::{BootError, Command, CommandError, Core, Identity, Reply, Status, StoreError};
@@ -143,10 +143,14 @@ impl Node {
         let ctx =
             LinkContext::new(inbox.clone(), store.clone(), faults.clone(), traffic.clone(), cancel.clone());
         tasks.spawn(
-            links::accept_children(endpoint.clone(), status.clone(), ctx.clone()).instrument(span.clone()),
+            crate::admission::accept_children(endpoint.clone(), status.clone(), ctx.clone())
+                .instrument(span.clone()),
         );
         if let (Some(parent), Some(addr)) = (config.parent, config.parent_addr) {
-            tasks.spawn(links::dial_parent(endpoint.clone(), parent, addr, ctx).instrument(span));
+            tasks.spawn(
+                crate::dialer::dial_parent(endpoint.clone(), parent, addr, status.clone(), ctx)
+                    .instrument(span),
+            );
         }
         info!(node = %config.id, %quic_addr, "node started");
         Ok(Node {

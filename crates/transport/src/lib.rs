@@ -28,6 +28,8 @@ pub mod close {
     pub const PROTOCOL: u32 = 2;
     /// The node is shutting down.
     pub const SHUTDOWN: u32 = 3;
+    /// Not now (a live link of the same node exists): try again soon.
+    pub const RETRY: u32 = 4;
 }
 
 /// Errors of the transport.

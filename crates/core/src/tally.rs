@@ -1,0 +1,113 @@
+//! Events counted, not each written: a stream of like events (the same actor, kind
+//! and reason) writes one audit record when it starts and one summary when its
+//! window closes, whatever its rate. A peer or a stranger can cost the audit log at
+//! most two records per window per tally, and there are at most `MAX_TALLIES`.
+
+use cascade_protocol::limits::{AUDIT_TALLY_MS, MAX_TALLIES};
+use std::collections::BTreeMap;
+
+/// What identifies a stream of like events.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    actor: String,
+    kind: &'static str,
+    reason: &'static str,
+}
+
+/// An open window.
+#[derive(Debug)]
+struct Window {
+    since_ms: u64,
+    /// Events after the first, in this window.
+    more: u64,
+}
+
+/// An audit record to write: actor, kind, detail.
+pub(crate) type Record = (String, &'static str, String);
+
+/// The open windows.
+#[derive(Debug, Default)]
+pub(crate) struct Tallies {
+    windows: BTreeMap<Key, Window>,
+}
+
+/// The actor events beyond `MAX_TALLIES` are counted under.
+const OVERFLOW: &str = "others";
+
+impl Tallies {
+    /// Counts one event at `now_ms`; returns the record to write now when it opens a
+    /// window (the first of its kind for a while), else nothing.
+    pub(crate) fn count(
+        &mut self,
+        now_ms: u64,
+        actor: String,
+        kind: &'static str,
+        reason: &'static str,
+        detail: String,
+    ) -> Option<Record> {
+        let mut key = Key { actor, kind, reason };
+        if !self.windows.contains_key(&key) && self.windows.len() >= MAX_TALLIES {
+            key = Key { actor: OVERFLOW.into(), kind, reason };
+        }
+        match self.windows.get_mut(&key) {
+            Some(window) => {
+                window.more += 1;
+                None
+            }
+            None => {
+                let record = (key.actor.clone(), kind, detail);
+                self.windows.insert(key, Window { since_ms: now_ms, more: 0 });
+                Some(record)
+            }
+        }
+    }
+
+    /// Closes the windows older than `AUDIT_TALLY_MS`: a summary for each that
+    /// counted more than its first event.
+    pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<Record> {
+        let mut out = Vec::new();
+        self.windows.retain(|key, window| {
+            if now_ms < window.since_ms + AUDIT_TALLY_MS {
+                return true;
+            }
+            if window.more > 0 {
+                let seconds = (now_ms - window.since_ms) / 1000;
+                let detail = format!("{} more ({}) in the last {seconds} s", window.more, key.reason);
+                out.push((key.actor.clone(), key.kind, detail));
+            }
+            false
+        });
+        out
+    }
+
+    /// When the oldest window closes.
+    pub(crate) fn deadline(&self) -> Option<u64> {
+        self.windows.values().map(|w| w.since_ms + AUDIT_TALLY_MS).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_writes_two_records_per_window_and_tallies_are_bounded() {
+        let mut t = Tallies::default();
+        let first = t.count(0, "peer:a".into(), "peer.refused", "revoked", "x".into());
+        assert!(first.is_some());
+        for i in 1..1000 {
+            assert!(t.count(i, "peer:a".into(), "peer.refused", "revoked", "x".into()).is_none());
+        }
+        assert_eq!(t.deadline(), Some(AUDIT_TALLY_MS));
+        assert!(t.expire(AUDIT_TALLY_MS - 1).is_empty());
+        let summary = t.expire(AUDIT_TALLY_MS);
+        assert_eq!(summary.len(), 1);
+        assert!(summary[0].2.starts_with("999 more (revoked)"), "{:?}", summary);
+        assert_eq!(t.deadline(), None);
+        // Many actors: at most MAX_TALLIES windows, the rest counted together.
+        for i in 0..(MAX_TALLIES + 50) {
+            t.count(0, format!("peer:{i}"), "peer.refused", "revoked", String::new());
+        }
+        assert_eq!(t.windows.len(), MAX_TALLIES + 1, "one more window counts all the others");
+    }
+}
