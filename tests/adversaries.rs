@@ -208,6 +208,16 @@ async fn a_revoked_child_is_cut_off_and_refused() {
         node["peers"].as_array().unwrap().iter().any(|p| p["id"] == 370200 && p["state"] == "revoked")
     })
     .await;
+    // The revoked node runs on, but its dialer treats the refusal as one: it waits
+    // minutes between attempts instead of redialing every 100 ms. (A measurement
+    // window, not a wait for convergence; the schedule itself is `Redial`'s test.)
+    let refusals = || async {
+        sample(&scrape(&fed, "370000").await, "cascade_handshakes_refused_total", &[]).unwrap_or(0.0)
+    };
+    let first = refusals().await;
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let attempts = refusals().await - first;
+    assert!(attempts <= 1.0, "{attempts} attempts in 10 s");
     // What it had published before stays; what it publishes now reaches nobody.
     let mut late = entry("after revocation");
     late["provider"] = json!(Organization::government_code(nid("370200"), 1));
