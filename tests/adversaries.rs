@@ -102,7 +102,7 @@ async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it
         assert_eq!(fed.seen(at, "370100", "3/000777").await, None, "at {at}");
     }
     let (_, list) = fed.get("110000", "/api/v1/catalog?origin=370100&status=all").await;
-    assert_eq!(list["count"], 0, "{list}");
+    assert_eq!(list["returned"], 0, "{list}");
 
     // The national node's metrics count the rejections, in the Prometheus format.
     let metrics = scrape(&fed, "100000").await;
@@ -237,7 +237,7 @@ async fn a_revoked_child_is_cut_off_and_refused() {
     fed.wait_seen("100000", "370100", &marker, "published", 1).await;
     assert_eq!(fed.seen("100000", "370200", &before).await, Some(("published".into(), 1)));
     let (_, list) = fed.get("100000", "/api/v1/catalog?origin=370200&status=all").await;
-    assert_eq!(list["count"], 1, "{list}");
+    assert_eq!(list["returned"], 1, "{list}");
     fed.fed.shutdown().await.unwrap();
 }
 
@@ -279,7 +279,7 @@ async fn oversized_and_malformed_frames_drop_the_peer_not_the_node() {
     eventually("the province counts three misbehaving peers and audits two reasons", || async {
         let (_, node) = fed.get("370000", "/api/v1/node").await;
         let (_, audit) = fed.get("370000", "/api/v1/audit?kind=peer.misbehaved").await;
-        node["peer_faults"]["misbehaved"] == 3 && audit["count"] == 2
+        node["peer_faults"]["misbehaved"] == 3 && audit["returned"] == 2
     })
     .await;
     let (_, audit) = fed.get("370000", "/api/v1/audit?kind=peer.misbehaved").await;

@@ -49,9 +49,9 @@ async fn publish_update_withdraw_reach_every_tier_and_province_scope_stays_home(
     let (_, list) = fed
         .get("100000", "/api/v1/catalog?origin=370100&tier=municipal&share_type=unconditional&q=MARK")
         .await;
-    assert_eq!(list["count"], 1, "{list}");
+    assert_eq!(list["returned"], 1, "{list}");
     let (_, list) = fed.get("100000", "/api/v1/catalog?status=withdrawn").await;
-    assert_eq!(list["count"], 1, "{list}");
+    assert_eq!(list["returned"], 1, "{list}");
     fed.fed.shutdown().await.unwrap();
 }
 
@@ -150,7 +150,7 @@ async fn admin_api_authenticates_and_names_the_offending_field() {
     assert_eq!(saved["status"], "draft");
     // Drafts stay local.
     let (_, drafts) = fed.get("100000", "/api/v1/catalog?status=draft").await;
-    assert_eq!(drafts["count"], 1);
+    assert_eq!(drafts["returned"], 1);
 
     let publish = format!("/api/v1/catalog/{}/publish", encode(&code));
     assert_eq!(fed.post("100000", &publish, json!({})).await.0, 200);

@@ -170,8 +170,33 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
 /// Most records one listing returns.
 pub const MAX_LIST: usize = 1000;
 
+/// Most audit records one query reads (about 10 ms of decoding): a query whose
+/// filter no index narrows answers what it found in them, with a cursor to go on.
+pub const MAX_AUDIT_EXAMINED: usize = 10_000;
+
+/// Most catalog entries one listing looks at in the in-memory index (about 20 ms
+/// of substring search): beyond, it answers what it found with a cursor.
+pub const MAX_CATALOG_EXAMINED: usize = 200_000;
+
+/// Most stored rows one listing of organizations, accounts or tokens reads.
+pub const MAX_DIRECTORY_EXAMINED: usize = 10_000;
+
 /// Password checks running at once: each takes ~19 MiB and tens of ms of Argon2id.
 pub const MAX_CONCURRENT_LOGINS: usize = 4;
+
+/// Audit queries reading at once, per node: each may decode `MAX_AUDIT_EXAMINED`
+/// records; two keep a core busy without starving the node's other work.
+pub const MAX_CONCURRENT_AUDIT_READS: usize = 2;
+
+/// Catalog listings and searches running at once, per node.
+pub const MAX_CONCURRENT_CATALOG_READS: usize = 4;
+
+/// Other listings (organizations, accounts, tokens, sessions) at once, per node.
+pub const MAX_CONCURRENT_DIRECTORY_READS: usize = 4;
+
+/// How long a read waits for its turn before the node answers that it is busy
+/// (503 with Retry-After): a queue, but a short one.
+pub const READ_WAIT_MS: u64 = 2_000;
 
 // ---- Relations -------------------------------------------------------------------
 

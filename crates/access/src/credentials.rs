@@ -1,7 +1,7 @@
 //! Passwords and bearer tokens.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
@@ -101,36 +101,125 @@ pub fn bootstrap_matches(presented: &str, bootstrap: &str) -> bool {
     bool::from(presented.as_bytes().ct_eq(bootstrap.as_bytes()))
 }
 
-/// Hashes a password with Argon2id (PHC string), enforcing the password policy.
-/// Deliberately slow and memory-hard: call it off the async workers.
-pub fn hash_password(password: &str) -> Result<String, CredentialError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(CredentialError::WeakPassword);
+/// Argon2id with its working memory drawn from a pool: each hash needs
+/// `Params::DEFAULT_M_COST` KiB (19 MiB); allocating that afresh for every login
+/// fragments the allocator until a guessing flood has taken gigabytes. Buffers are
+/// handed back after each use, so memory is bounded by how many hashes run at once
+/// (the caller bounds that) and reused whatever the load.
+#[derive(Debug, Default)]
+pub struct Hasher {
+    pool: std::sync::Mutex<Vec<Vec<Block>>>,
+}
+
+/// Memory blocks (1 KiB each) of one pooled buffer: enough for the default
+/// parameters, which every stored hash uses; a stored hash asking for more is
+/// refused rather than allocated for.
+const POOL_BLOCKS: usize = Params::DEFAULT_M_COST as usize;
+
+/// Buffers kept between uses; more than this many at once are freed when returned.
+const MAX_POOLED: usize = 8;
+
+impl Hasher {
+    /// A hasher with an empty pool.
+    pub fn new() -> Hasher {
+        Hasher::default()
     }
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| CredentialError::Hashing(e.to_string()))
-}
 
-/// Whether `password` matches the stored PHC string. Slow, like `hash_password`.
-pub fn verify_password(password: &str, stored: &str) -> Result<bool, CredentialError> {
-    let parsed = PasswordHash::new(stored).map_err(|e| CredentialError::CorruptHash(e.to_string()))?;
-    Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-}
+    /// How many buffers wait in the pool.
+    pub fn pooled(&self) -> usize {
+        self.pool.lock().map(|p| p.len()).unwrap_or(0)
+    }
 
-/// Spends the same Argon2 work as checking a real account, for an unknown
-/// username: the answer's timing must not tell which usernames exist.
-pub fn dummy_verify(password: &str) {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let stored = DUMMY.get_or_init(|| {
-        let mut secret = [0u8; 16];
-        OsRng.fill_bytes(&mut secret);
+    /// Runs Argon2 over `password` with the parameters and salt of `phc`'s kind,
+    /// in a pooled buffer.
+    fn compute(
+        &self,
+        password: &[u8],
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+        salt: Salt<'_>,
+    ) -> Result<Output, CredentialError> {
+        let hashing = |e: &dyn std::fmt::Display| CredentialError::Hashing(e.to_string());
+        let blocks = params.block_count();
+        if blocks > POOL_BLOCKS {
+            return Err(CredentialError::CorruptHash(format!("{} KiB of memory asked for", params.m_cost())));
+        }
+        let mut salt_bytes = [0u8; 64];
+        let salt = salt.decode_b64(&mut salt_bytes).map_err(|e| hashing(&e))?;
+        let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let argon = Argon2::new(algorithm, version, params);
+        let mut buffer = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| vec![Block::default(); POOL_BLOCKS]);
+        let output = Output::init_with(out_len, |out| {
+            argon
+                .hash_password_into_with_memory(password, salt, out, &mut buffer[..blocks])
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(|e| hashing(&e));
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < MAX_POOLED {
+                pool.push(buffer);
+            }
+        }
+        output
+    }
+
+    /// Hashes a password with Argon2id (PHC string), enforcing the password
+    /// policy. Deliberately slow and memory-hard: call it off the async workers.
+    pub fn hash_password(&self, password: &str) -> Result<String, CredentialError> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(CredentialError::WeakPassword);
+        }
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(&secret, &salt).map(|h| h.to_string()).unwrap_or_default()
-    });
-    let _ = verify_password(password, stored);
+        let params = Params::default();
+        let hashing = |e: argon2::password_hash::Error| CredentialError::Hashing(e.to_string());
+        let phc_params = ParamsString::try_from(&params).map_err(hashing)?;
+        let output =
+            self.compute(password.as_bytes(), Algorithm::Argon2id, Version::V0x13, params, salt.as_salt())?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: phc_params,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Whether `password` matches the stored PHC string. Slow, like `hash_password`.
+    pub fn verify_password(&self, password: &str, stored: &str) -> Result<bool, CredentialError> {
+        let corrupt = |e: argon2::password_hash::Error| CredentialError::CorruptHash(e.to_string());
+        let parsed = PasswordHash::new(stored).map_err(corrupt)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(CredentialError::CorruptHash("no salt or hash".into()));
+        };
+        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(corrupt)?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|e| CredentialError::CorruptHash(e.to_string()))?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&parsed).map_err(corrupt)?;
+        let computed = self.compute(password.as_bytes(), algorithm, version, params, salt)?;
+        // `Output`'s equality is constant-time.
+        Ok(computed == expected)
+    }
+
+    /// Spends the same Argon2 work as checking a real account, for an unknown
+    /// username: the answer's timing must not tell which usernames exist.
+    pub fn dummy_verify(&self, password: &str) {
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let stored = DUMMY.get_or_init(|| {
+            let mut secret = [0u8; 16];
+            OsRng.fill_bytes(&mut secret);
+            Hasher::new().hash_password(&hex::encode(secret)).unwrap_or_default()
+        });
+        let _ = self.verify_password(password, stored);
+    }
 }
 
 #[cfg(test)]
@@ -155,12 +244,26 @@ mod tests {
     }
 
     #[test]
-    fn passwords_hash_and_verify() {
-        assert!(matches!(hash_password("short"), Err(CredentialError::WeakPassword)));
-        let stored = hash_password("correct horse battery").unwrap();
-        assert!(verify_password("correct horse battery", &stored).unwrap());
-        assert!(!verify_password("wrong horse battery!", &stored).unwrap());
-        assert!(verify_password("x", "not a phc string").is_err());
-        dummy_verify("anything at all");
+    fn passwords_hash_and_verify_in_pooled_memory_as_standard_argon2id() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let hasher = Hasher::new();
+        assert!(matches!(hasher.hash_password("short"), Err(CredentialError::WeakPassword)));
+        let stored = hasher.hash_password("correct horse battery").unwrap();
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(hasher.verify_password("correct horse battery", &stored).unwrap());
+        assert!(!hasher.verify_password("wrong horse battery!", &stored).unwrap());
+        assert!(hasher.verify_password("x", "not a phc string").is_err());
+        hasher.dummy_verify("anything at all");
+        // The buffer went back to the pool and was reused, not reallocated.
+        assert_eq!(hasher.pooled(), 1);
+        // The same hashes as the argon2 crate's own, both ways.
+        let parsed = PasswordHash::new(&stored).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse battery", &parsed).is_ok());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default().hash_password(b"another good one", &salt).unwrap();
+        assert!(hasher.verify_password("another good one", &theirs.to_string()).unwrap());
+        // A stored hash that asks for more memory than a pooled buffer is refused.
+        let greedy = stored.replace("m=19456", "m=65536");
+        assert!(matches!(hasher.verify_password("x", &greedy), Err(CredentialError::CorruptHash(_))));
     }
 }

@@ -13,8 +13,8 @@ mod role;
 mod throttle;
 
 pub use credentials::{
-    bootstrap_matches, dummy_verify, hash_password, mint_token, parse_token, secret_hash, verify_password,
-    CredentialError, MintedToken, TokenKind, MIN_PASSWORD_CHARS, SESSION_SECONDS,
+    bootstrap_matches, mint_token, parse_token, secret_hash, CredentialError, Hasher, MintedToken, TokenKind,
+    MIN_PASSWORD_CHARS, SESSION_SECONDS,
 };
 pub use role::{Permission, Principal, Role};
 pub use throttle::{Policy, Throttle};

@@ -32,3 +32,17 @@ impl FromRequestParts<AppState> for Caller {
         }
     }
 }
+
+/// The address a request came from, when the server recorded it (it does for
+/// every connection it accepts; a router driven without a socket has none).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientAddr(addr.map(|a| a.0.ip())))
+    }
+}

@@ -2,10 +2,10 @@
 //! the group commit that applies them: the check sees the entry exactly as the
 //! change finds it (old and new provider).
 
+use crate::body::{JsonBody, OptionalJsonBody};
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::routes::{parse_json, query, AppState};
-use axum::body::Bytes;
+use crate::routes::{query, AppState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -21,7 +21,7 @@ use serde_json::json;
 /// Options of a publish.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublishOptions {
+pub(crate) struct PublishOptions {
     /// How far the entry travels; fixed at first publication. Default federation-wide.
     #[serde(default)]
     scope: Option<Scope>,
@@ -30,9 +30,8 @@ struct PublishOptions {
 pub(crate) async fn save(
     State(state): State<AppState>,
     Caller(who): Caller,
-    body: Bytes,
+    JsonBody(draft): JsonBody<EntryDraft>,
 ) -> Result<Response, ApiError> {
-    let draft: EntryDraft = parse_json(&body)?;
     let saved = state.node.save_entry(who, draft).await?;
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(saved)).into_response())
@@ -42,10 +41,9 @@ pub(crate) async fn publish(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(code): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(options): OptionalJsonBody<PublishOptions>,
 ) -> Result<Response, ApiError> {
-    let options: PublishOptions =
-        if body.is_empty() { PublishOptions::default() } else { parse_json(&body)? };
+    let options = options.unwrap_or_default();
     Ok(Json(state.node.publish(who, &code, options.scope).await?).into_response())
 }
 
@@ -63,8 +61,8 @@ pub(crate) async fn list(
     q: Result<Query<CatalogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     state.node.check(&who, Permission::Read).await?;
-    let entries = state.node.catalog(query(q)?).await?;
-    Ok(Json(json!({"count": entries.len(), "entries": entries})).into_response())
+    let page = state.node.catalog(query(q)?).await?;
+    Ok(Json(json!({"entries": page.items, "returned": page.items.len(), "next": page.next})).into_response())
 }
 
 #[derive(Deserialize)]

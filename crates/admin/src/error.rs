@@ -1,33 +1,39 @@
 //! JSON errors with the status of who is at fault.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_core::CommandError;
 use cascade_runtime::LoginError;
 use serde_json::json;
 
-/// An error answered as `{"error": ..., "status": ..., "field": ...}`.
+/// An error answered as `{"error": ..., "status": ..., "field": ...}`, with a
+/// `Retry-After` header when waiting helps.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<String>,
+    retry_after_s: Option<u64>,
 }
+
+/// Seconds a caller told "busy" waits before retrying.
+const BUSY_RETRY_S: u64 = 1;
 
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), field: None }
+        ApiError { status, message: message.into(), field: None, retry_after_s: None }
     }
 
     /// A 422 naming the offending field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: message.into(),
-            field: Some(field.into()),
-        }
+        ApiError { field: Some(field.into()), ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message) }
+    }
+
+    /// The same error, telling the caller when to retry.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        ApiError { retry_after_s: Some(seconds), ..self }
     }
 }
 
@@ -37,7 +43,11 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             body["field"] = json!(field);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -52,6 +62,9 @@ impl From<CommandError> for ApiError {
                 tracing::error!(error = %e, "local failure");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            CommandError::Busy(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(BUSY_RETRY_S)
+            }
         }
     }
 }
@@ -60,7 +73,12 @@ impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
             LoginError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
-            LoginError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            LoginError::Throttled { retry_after_s } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(retry_after_s)
+            }
+            LoginError::Busy => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(BUSY_RETRY_S)
+            }
             LoginError::Node(e) => e.into(),
         }
     }

@@ -1,9 +1,9 @@
 //! Node, sync, divisions, organizations and revocation routes.
 
+use crate::body::JsonBody;
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::routes::{parse_json, query, AppState};
-use axum::body::Bytes;
+use crate::routes::{query, AppState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,6 +12,7 @@ use axum::Json;
 use cascade_access::Permission;
 use cascade_protocol::org::Organization;
 use cascade_protocol::{division, NodeId};
+use cascade_runtime::PageQuery;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -69,6 +70,8 @@ pub(crate) async fn divisions(
 pub(crate) struct OrgQuery {
     origin: Option<NodeId>,
     division: Option<NodeId>,
+    cursor: Option<String>,
+    limit: Option<usize>,
 }
 
 pub(crate) async fn list_organizations(
@@ -78,8 +81,10 @@ pub(crate) async fn list_organizations(
 ) -> Result<Response, ApiError> {
     state.node.check(&who, Permission::Read).await?;
     let q = query(q)?;
-    let orgs = state.node.organizations(q.origin, q.division).await?;
-    Ok(Json(json!({"count": orgs.len(), "organizations": orgs})).into_response())
+    let page = PageQuery { cursor: q.cursor, limit: q.limit };
+    let page = state.node.organizations(q.origin, q.division, page).await?;
+    Ok(Json(json!({"organizations": page.items, "returned": page.items.len(), "next": page.next}))
+        .into_response())
 }
 
 pub(crate) async fn get_organization(
@@ -102,9 +107,8 @@ pub(crate) async fn get_organization(
 pub(crate) async fn register_organization(
     State(state): State<AppState>,
     Caller(who): Caller,
-    body: Bytes,
+    JsonBody(org): JsonBody<Organization>,
 ) -> Result<Response, ApiError> {
-    let org: Organization = parse_json(&body)?;
     let org = state.node.register_organization(who, org).await?;
     Ok((StatusCode::CREATED, Json(org)).into_response())
 }
@@ -119,11 +123,10 @@ pub(crate) async fn revoke(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(request): JsonBody<RevokeRequest>,
 ) -> Result<Response, ApiError> {
     let id: NodeId =
         id.parse().map_err(|e: cascade_protocol::IdError| ApiError::field("id", e.to_string()))?;
-    let request: RevokeRequest = parse_json(&body)?;
     let delta_seq = state.node.revoke(who, id, request.reason).await?;
     Ok(Json(json!({"revoked": id, "delta_seq": delta_seq})).into_response())
 }

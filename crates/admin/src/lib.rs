@@ -7,6 +7,7 @@
 //! that makes it durable, or into reads. Errors are `{"error": "...", ...}` with
 //! the status of who is at fault: 4xx for the caller, 503 for a local failure.
 
+mod body;
 mod caller;
 mod catalog;
 mod error;
@@ -15,16 +16,9 @@ pub mod metrics;
 mod observe;
 mod people;
 mod routes;
+mod serve;
 
-pub use caller::Caller;
+pub use caller::{Caller, ClientAddr};
 pub use error::ApiError;
 pub use routes::router;
-
-/// Serves the admin interface of `node` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    node: cascade_runtime::Node,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(node)).with_graceful_shutdown(shutdown).await
-}
+pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES, REQUEST_TIMEOUT};

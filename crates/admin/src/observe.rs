@@ -48,8 +48,9 @@ pub(crate) async fn audit_query(
     q: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     state.node.check(&who, Permission::Audit).await?;
-    let records = state.node.audit(query(q)?).await?;
-    Ok(Json(json!({"count": records.len(), "records": records})).into_response())
+    let page = state.node.audit(query(q)?).await?;
+    Ok(Json(json!({"records": page.records, "returned": page.records.len(), "next": page.next}))
+        .into_response())
 }
 
 pub(crate) async fn audit_verify(

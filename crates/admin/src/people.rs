@@ -1,14 +1,17 @@
-//! Login, accounts and API tokens.
+//! Login and logout, accounts, sessions and API tokens. Every change is
+//! authorized, applied and audited by the node core; reads check the role here.
 
-use crate::caller::Caller;
+use crate::body::{JsonBody, OptionalJsonBody};
+use crate::caller::{Caller, ClientAddr};
 use crate::error::ApiError;
-use crate::routes::{parse_json, AppState};
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use crate::routes::{query, AppState};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cascade_access::{Permission, Role};
+use cascade_access::{parse_token, Permission, Principal, Role, TokenKind};
+use cascade_runtime::{Listing, PageQuery, TokenInfo};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,10 +22,33 @@ pub(crate) struct Login {
     password: String,
 }
 
-pub(crate) async fn login(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let login: Login = parse_json(&body)?;
-    let issued = state.node.login(login.username, login.password).await?;
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
+    JsonBody(login): JsonBody<Login>,
+) -> Result<Response, ApiError> {
+    let issued = state.node.login(login.username, login.password, from).await?;
     Ok(Json(json!({"token": issued.token, "expires_at": issued.expires_at})).into_response())
+}
+
+/// Ends the caller's own session (the token it presents).
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(_, token)| parse_token(token.trim()))
+        .filter(|(kind, _)| *kind == TokenKind::Session)
+        .map(|(_, id)| id.to_string());
+    let Some(id) = session else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "logout ends a login session; this is not one"));
+    };
+    state.node.revoke_token(who, id.clone()).await?;
+    Ok(Json(json!({"ended": id})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -37,9 +63,8 @@ pub(crate) struct NewAccount {
 pub(crate) async fn create_account(
     State(state): State<AppState>,
     Caller(who): Caller,
-    body: Bytes,
+    JsonBody(new): JsonBody<NewAccount>,
 ) -> Result<Response, ApiError> {
-    let new: NewAccount = parse_json(&body)?;
     let account =
         state.node.create_account(who, new.username, new.password, new.organization, new.roles).await?;
     Ok((StatusCode::CREATED, Json(account)).into_response())
@@ -48,9 +73,43 @@ pub(crate) async fn create_account(
 pub(crate) async fn list_accounts(
     State(state): State<AppState>,
     Caller(who): Caller,
+    q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     state.node.check(&who, Permission::ManageAccounts).await?;
-    Ok(Json(json!({"accounts": state.node.accounts().await?})).into_response())
+    let page = state.node.accounts(query(q)?).await?;
+    Ok(Json(json!({"accounts": page.items, "returned": page.items.len(), "next": page.next})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewPassword {
+    password: String,
+}
+
+/// Sets a password: the account's owner, or an administrator. Its sessions end.
+pub(crate) async fn set_password(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(username): Path<String>,
+    JsonBody(new): JsonBody<NewPassword>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.node.set_password(who, username, new.password).await?).into_response())
+}
+
+pub(crate) async fn disable_account(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(username): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.node.set_disabled(who, username, true).await?).into_response())
+}
+
+pub(crate) async fn enable_account(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(username): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.node.set_disabled(who, username, false).await?).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -66,9 +125,9 @@ pub(crate) struct NewToken {
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     Caller(who): Caller,
-    body: Bytes,
+    OptionalJsonBody(new): OptionalJsonBody<NewToken>,
 ) -> Result<Response, ApiError> {
-    let new: NewToken = if body.is_empty() { NewToken::default() } else { parse_json(&body)? };
+    let new = new.unwrap_or_default();
     let issued = state.node.issue_token(who, new.username, new.label).await?;
     Ok((
         StatusCode::CREATED,
@@ -77,17 +136,57 @@ pub(crate) async fn create_token(
         .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenQuery {
+    /// One account's (administrators); others see only their own.
+    username: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Lists tokens of one kind: an administrator's of anyone (or of `username`),
+/// anyone else's only their own.
+async fn list(
+    state: &AppState,
+    who: &Principal,
+    kind: TokenKind,
+    q: TokenQuery,
+) -> Result<Listing<TokenInfo>, ApiError> {
+    let username = if who.has(Role::Admin) {
+        q.username
+    } else {
+        match &who.username {
+            Some(own) if q.username.as_ref().is_none_or(|u| u == own) => Some(own.clone()),
+            Some(_) => {
+                state.node.check(who, Permission::ManageAccounts).await?;
+                return Ok(Listing { items: Vec::new(), next: None });
+            }
+            None => return Ok(Listing { items: Vec::new(), next: None }),
+        }
+    };
+    Ok(state.node.tokens(kind, username, PageQuery { cursor: q.cursor, limit: q.limit }).await?)
+}
+
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     Caller(who): Caller,
+    q: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let own = if who.has(Role::Admin) { None } else { who.username.clone() };
-    if own.is_none() && !who.has(Role::Admin) {
-        return Ok(Json(json!({"tokens": []})).into_response());
-    }
-    Ok(Json(json!({"tokens": state.node.tokens(own).await?})).into_response())
+    let page = list(&state, &who, TokenKind::Api, query(q)?).await?;
+    Ok(Json(json!({"tokens": page.items, "returned": page.items.len(), "next": page.next})).into_response())
 }
 
+pub(crate) async fn list_sessions(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = list(&state, &who, TokenKind::Session, query(q)?).await?;
+    Ok(Json(json!({"sessions": page.items, "returned": page.items.len(), "next": page.next})).into_response())
+}
+
+/// Revokes an API token or ends a session: its owner, or an administrator.
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Caller(who): Caller,

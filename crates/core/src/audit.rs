@@ -38,6 +38,21 @@ pub struct SealedRecord {
     pub seq: u64,
     /// Hash followed by body.
     pub value: Vec<u8>,
+    /// What a store indexes it by.
+    pub index: IndexFields,
+}
+
+/// The fields of a record a store indexes (as sealed: cut to their limits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexFields {
+    /// When.
+    pub at_ms: u64,
+    /// Who.
+    pub actor: String,
+    /// For which organization.
+    pub org: Option<String>,
+    /// What.
+    pub kind: String,
 }
 
 /// One stored audit record, as queries return it.
@@ -97,14 +112,17 @@ fn cut(mut s: String, max: usize) -> String {
 pub struct Chain {
     seq: u64,
     hash: [u8; HASH_LEN],
+    /// The time of the last record sealed since boot: records never go back in
+    /// time, so a store can find a time by bisecting seqs.
+    at_ms: u64,
 }
 
 impl Chain {
     /// A chain continuing after `head` (seq and stored hash of the last record).
     pub fn after(head: Option<(u64, [u8; HASH_LEN])>) -> Chain {
         match head {
-            Some((seq, hash)) => Chain { seq, hash },
-            None => Chain { seq: 0, hash: ZERO_HASH },
+            Some((seq, hash)) => Chain { seq, hash, at_ms: 0 },
+            None => Chain { seq: 0, hash: ZERO_HASH, at_ms: 0 },
         }
     }
 
@@ -118,10 +136,12 @@ impl Chain {
         self.seq == 0
     }
 
-    /// Seals `event` as the next record, stamped `at_ms`. Over-long labels and
-    /// details are cut to their limits, so sealing never fails on content.
+    /// Seals `event` as the next record, stamped `at_ms` (or the time of the record
+    /// before, if the clock went back). Over-long labels and details are cut to
+    /// their limits, so sealing never fails on content.
     pub fn seal(&mut self, at_ms: u64, event: AuditEvent) -> SealedRecord {
         let seq = self.seq + 1;
+        let at_ms = at_ms.max(self.at_ms);
         let body = Body {
             seq,
             at_ms,
@@ -132,13 +152,14 @@ impl Chain {
             prev: hex::encode(self.hash),
         };
         // A struct of strings and integers always serializes.
-        let body = serde_json::to_vec(&body).unwrap_or_default();
-        let hash = record_hash(&body);
-        let mut value = Vec::with_capacity(HASH_LEN + body.len());
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let hash = record_hash(&bytes);
+        let mut value = Vec::with_capacity(HASH_LEN + bytes.len());
         value.extend_from_slice(&hash);
-        value.extend_from_slice(&body);
-        *self = Chain { seq, hash };
-        SealedRecord { seq, value }
+        value.extend_from_slice(&bytes);
+        *self = Chain { seq, hash, at_ms };
+        let index = IndexFields { at_ms, actor: body.actor, org: body.org, kind: body.kind };
+        SealedRecord { seq, value, index }
     }
 }
 
@@ -203,8 +224,45 @@ pub struct AuditFilter {
     /// Only records with a seq above this one, oldest first (paging forward).
     /// Without it, a query returns the newest matching records.
     pub after_seq: Option<u64>,
+    /// Where the previous page left off: its `next` (the same filter otherwise).
+    pub cursor: Option<String>,
     /// Most records returned: 100 by default, capped at `limits::MAX_LIST`.
     pub limit: usize,
+}
+
+/// Which way a query walks the log, and from where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// Oldest first, from the seq after this one.
+    Forward {
+        /// Records up to this seq are skipped.
+        after: u64,
+    },
+    /// Newest first, from the seq before this one (then returned oldest first).
+    Backward {
+        /// Records from this seq on are skipped.
+        before: u64,
+    },
+}
+
+impl Walk {
+    /// The cursor that continues a walk after `seq`.
+    pub fn cursor_after(self, seq: u64) -> String {
+        match self {
+            Walk::Forward { .. } => format!("a{seq}"),
+            Walk::Backward { .. } => format!("b{seq}"),
+        }
+    }
+}
+
+/// A page of a query: the records, and the cursor of the next page when the
+/// query stopped before the end (a full page, or its cap on examined records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditPage {
+    /// The records, oldest first.
+    pub records: Vec<AuditRecord>,
+    /// Pass as `cursor` to continue; none when the log holds no more matches.
+    pub next: Option<String>,
 }
 
 /// Records a query returns when the filter does not say.
@@ -219,12 +277,32 @@ impl Default for AuditFilter {
             org: None,
             kind: None,
             after_seq: None,
+            cursor: None,
             limit: DEFAULT_QUERY_LIMIT,
         }
     }
 }
 
 impl AuditFilter {
+    /// Which way to walk: a cursor wins over `after_seq`; neither is newest first.
+    pub fn walk(&self) -> Result<Walk, String> {
+        let bad = || format!("cursor {:?} is not one this node gave", self.cursor.as_deref().unwrap_or(""));
+        match self.cursor.as_deref() {
+            Some(c) => {
+                let seq = c.get(1..).and_then(|n| n.parse::<u64>().ok()).ok_or_else(bad)?;
+                match c.as_bytes().first() {
+                    Some(b'a') => Ok(Walk::Forward { after: seq }),
+                    Some(b'b') => Ok(Walk::Backward { before: seq }),
+                    _ => Err(bad()),
+                }
+            }
+            None => Ok(match self.after_seq {
+                Some(after) => Walk::Forward { after },
+                None => Walk::Backward { before: u64::MAX },
+            }),
+        }
+    }
+
     /// Whether `r` passes the filter (paging aside).
     pub fn matches(&self, r: &AuditRecord) -> bool {
         self.since_ms.is_none_or(|t| r.at_ms >= t)

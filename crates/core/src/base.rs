@@ -146,14 +146,17 @@ impl<S: StateStore> Core<S> {
                 "this node holds its maximum of {MAX_ACCOUNTS} accounts"
             )));
         }
-        let record = AccountRecord { username, organization, roles, password_hash, created_at: self.now_s() };
-        self.accounts += 1;
-        let view = Account {
-            username: record.username.clone(),
-            organization: record.organization.clone(),
-            roles: record.roles.clone(),
-            created_at: record.created_at,
+        let record = AccountRecord {
+            username,
+            organization,
+            roles,
+            password_hash,
+            created_at: self.now_s(),
+            disabled: false,
+            generation: 0,
         };
+        self.accounts += 1;
+        let view = Account::of(&record);
         self.write_account(record);
         self.audit_by(
             by,
@@ -180,8 +183,11 @@ impl<S: StateStore> Core<S> {
         if label.len() > MAX_TOKEN_LABEL_BYTES {
             return Err(CommandError::field("label", format!("at most {MAX_TOKEN_LABEL_BYTES} bytes")));
         }
-        if self.account(&username)?.is_none() {
+        let Some(account) = self.account(&username)? else {
             return Err(CommandError::NotFound(format!("account {username} not found")));
+        };
+        if account.disabled {
+            return Err(CommandError::Conflict(format!("account {username} is disabled")));
         }
         if self.token(&id)?.is_some() {
             return Err(CommandError::Conflict(format!("token {id} exists")));
@@ -196,23 +202,82 @@ impl<S: StateStore> Core<S> {
             created_at: self.now_s(),
             expires_at: None,
             revoked: false,
+            generation: account.generation,
         };
         self.write_token(record);
         self.audit_by(by, "token.create", detail);
         Ok(Reply::Token { id, username, expires_at: None })
     }
 
+    /// Revokes an API token or ends a session (logout): its owner, or an
+    /// administrator.
     pub(crate) fn revoke_token(&mut self, by: &Principal, id: String) -> Result<Reply, CommandError> {
         let mut record =
             self.token(&id)?.ok_or_else(|| CommandError::NotFound(format!("token {id} not found")))?;
+        let kind = match record.kind {
+            TokenKind::Api => "token.revoke",
+            TokenKind::Session => "session.end",
+        };
         if by.username.as_deref() != Some(record.username.as_str()) {
-            self.authorize(by, Permission::ManageAccounts, "token.revoke")?;
+            self.authorize(by, Permission::ManageAccounts, kind)?;
+        }
+        if record.revoked {
+            return Ok(Reply::TokenRevoked { id });
         }
         record.revoked = true;
         let detail = format!("{id} of {}", record.username);
         self.write_token(record);
-        self.audit_by(by, "token.revoke", detail);
+        self.audit_by(by, kind, detail);
         Ok(Reply::TokenRevoked { id })
+    }
+
+    /// Disables or enables an account (an administrator; never one's own). A
+    /// disabled account's sessions end and its tokens open nothing.
+    pub(crate) fn set_disabled(
+        &mut self,
+        by: &Principal,
+        username: String,
+        disabled: bool,
+    ) -> Result<Account, CommandError> {
+        let kind = if disabled { "account.disable" } else { "account.enable" };
+        self.authorize(by, Permission::ManageAccounts, kind)?;
+        if by.username.as_deref() == Some(username.as_str()) {
+            return Err(CommandError::Conflict("an administrator cannot disable their own account".into()));
+        }
+        let mut account = self
+            .account(&username)?
+            .ok_or_else(|| CommandError::NotFound(format!("account {username} not found")))?;
+        if account.disabled != disabled {
+            account.disabled = disabled;
+            account.generation += 1;
+            self.write_account(account.clone());
+            self.audit_by(by, kind, username);
+        }
+        Ok(Account::of(&account))
+    }
+
+    /// Sets an account's password (its owner, or an administrator); its sessions
+    /// end, the caller's own included.
+    pub(crate) fn set_password(
+        &mut self,
+        by: &Principal,
+        username: String,
+        password_hash: String,
+    ) -> Result<Account, CommandError> {
+        if by.username.as_deref() != Some(username.as_str()) {
+            self.authorize(by, Permission::ManageAccounts, "account.password")?;
+        }
+        if password_hash.is_empty() {
+            return Err(CommandError::field("password", "missing"));
+        }
+        let mut account = self
+            .account(&username)?
+            .ok_or_else(|| CommandError::NotFound(format!("account {username} not found")))?;
+        account.password_hash = password_hash;
+        account.generation += 1;
+        self.write_account(account.clone());
+        self.audit_by(by, "account.password", format!("{username}: password changed, sessions ended"));
+        Ok(Account::of(&account))
     }
 
     pub(crate) fn open_session(
@@ -224,6 +289,10 @@ impl<S: StateStore> Core<S> {
         let account = self
             .account(&username)?
             .ok_or_else(|| CommandError::NotFound(format!("account {username} not found")))?;
+        if account.disabled {
+            self.login_failed(username, "account disabled");
+            return Err(CommandError::Forbidden("this account is disabled".into()));
+        }
         if self.token(&id)?.is_some() {
             return Err(CommandError::Conflict(format!("token {id} exists")));
         }
@@ -237,6 +306,7 @@ impl<S: StateStore> Core<S> {
             created_at: self.now_s(),
             expires_at,
             revoked: false,
+            generation: account.generation,
         };
         self.write_token(record);
         self.audit(

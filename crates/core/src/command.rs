@@ -57,10 +57,24 @@ pub enum Command {
         /// Hash of the bearer token.
         secret_hash: String,
     },
-    /// Revoke an API token.
+    /// Revoke an API token or end a login session.
     RevokeToken {
         /// Its id.
         id: String,
+    },
+    /// Disable an account (its sessions end, its tokens open nothing) or enable it.
+    SetDisabled {
+        /// The account.
+        username: String,
+        /// Disabled or not.
+        disabled: bool,
+    },
+    /// Set an account's password (hashed by the caller); its sessions end.
+    SetPassword {
+        /// The account.
+        username: String,
+        /// Argon2id PHC string.
+        password_hash: String,
     },
     /// Open a login session for an account whose password the caller verified.
     OpenSession {
@@ -114,6 +128,21 @@ pub struct Account {
     pub roles: Vec<Role>,
     /// Unix seconds.
     pub created_at: u64,
+    /// Whether it is disabled.
+    pub disabled: bool,
+}
+
+impl Account {
+    /// The view of a stored account.
+    pub fn of(record: &crate::store::AccountRecord) -> Account {
+        Account {
+            username: record.username.clone(),
+            organization: record.organization.clone(),
+            roles: record.roles.clone(),
+            created_at: record.created_at,
+            disabled: record.disabled,
+        }
+    }
 }
 
 /// What a command did.
@@ -168,13 +197,17 @@ pub enum CommandError {
     /// This node failed: its store or engine (a local fault; HTTP 503).
     #[error("node unavailable: {0}")]
     Unavailable(String),
+    /// This node is at its limit for this kind of work: retry shortly (HTTP 503
+    /// with Retry-After). Nobody's fault; nothing was done.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl CommandError {
     /// Its class.
     pub fn fault(&self) -> Fault {
         match self {
-            CommandError::Unavailable(_) => Fault::Local,
+            CommandError::Unavailable(_) | CommandError::Busy(_) => Fault::Local,
             _ => Fault::Caller,
         }
     }

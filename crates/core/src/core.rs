@@ -601,7 +601,11 @@ impl<S: StateStore> Core<S> {
         }
         match body {
             DeltaBody::Catalog(entry) => {
-                let row = Materialize::Catalog { log: delta.log, code: entry.code, delta: delta.clone() };
+                let row = Materialize::Catalog {
+                    log: delta.log,
+                    entry: std::sync::Arc::new(entry),
+                    delta: delta.clone(),
+                };
                 self.group.batch.materialize.push(row);
             }
             DeltaBody::Organization(org) => {
@@ -641,6 +645,13 @@ impl<S: StateStore> Core<S> {
         let ms = QUARANTINE_MS.saturating_mul(1 << (strikes - 1).min(16)).min(MAX_QUARANTINE_MS);
         self.quarantine.insert(r.peer, Quarantine { until_ms: self.now_ms + ms, strikes });
         self.close(r.peer, cascade_protocol::Misbehaviour::InvalidDeltas { count }.into());
+    }
+
+    /// Records a failed login by tally: a guessing flood against one account costs
+    /// two audit records a window, however fast it guesses.
+    pub(crate) fn login_failed(&mut self, username: String, reason: &str) {
+        let label = if reason == "account disabled" { "disabled" } else { "credentials" };
+        self.tally(format!("account:{username}"), "login.failure", label, reason.to_string());
     }
 
     /// Counts an event into its tally, writing a record when it opens a window.
@@ -694,8 +705,14 @@ impl<S: StateStore> Core<S> {
             Command::OpenSession { username, id, secret_hash } => {
                 self.open_session(username, id, secret_hash)
             }
+            Command::SetDisabled { username, disabled } => {
+                self.set_disabled(by, username, disabled).map(Reply::Account)
+            }
+            Command::SetPassword { username, password_hash } => {
+                self.set_password(by, username, password_hash).map(Reply::Account)
+            }
             Command::LoginFailed { username, reason } => {
-                self.audit(&format!("account:{username}"), None, "login.failure", reason);
+                self.login_failed(username, &reason);
                 Ok(Reply::Recorded)
             }
             Command::Denied { what, reason } => {

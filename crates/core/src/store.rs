@@ -67,6 +67,11 @@ pub struct AccountRecord {
     pub password_hash: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// A disabled account cannot log in, and its tokens open nothing.
+    pub disabled: bool,
+    /// Bumped when its password changes or it is disabled: sessions opened
+    /// before (of an older generation) are over.
+    pub generation: u64,
 }
 
 /// A bearer token, as stored (only its secret's hash).
@@ -88,6 +93,8 @@ pub struct TokenRecord {
     pub expires_at: Option<u64>,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// The account's generation when it was issued (a session of an older one is over).
+    pub generation: u64,
 }
 
 /// A new state of one of this node's own catalog entries.
@@ -121,16 +128,16 @@ impl OwnWrite {
     }
 }
 
-/// A materialized view row derived from an admitted delta: the store indexes the
-/// delta (it does not decode or copy its body).
+/// A materialized view row derived from an admitted delta: the store points at the
+/// delta (it does not decode or copy its body) and may index the decoded entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Materialize {
     /// A catalog entry's latest state from `origin` (last in log order wins).
     Catalog {
         /// The log the delta belongs to.
         log: LogId,
-        /// The entry's resource code.
-        code: String,
+        /// The entry, as the delta says (decoded once, by the engine).
+        entry: Arc<CatalogEntry>,
         /// The delta.
         delta: Arc<Delta>,
     },

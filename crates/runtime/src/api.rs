@@ -1,35 +1,16 @@
 //! The node's API for its callers: typed forms of the core's commands, and the
-//! credential work that must happen before a command reaches the core (hashing
-//! and checking passwords, minting tokens) — slow or random work kept off the
+//! credential work that must happen before a command reaches the core (minting
+//! tokens, hashing passwords: see `login`) — random or slow work kept off the
 //! core's thread.
 
 use crate::node::Node;
 use cascade_access::{
-    bootstrap_matches, dummy_verify, hash_password, mint_token, parse_token, secret_hash, verify_password,
-    CredentialError, Permission, Principal, Role, TokenKind,
+    bootstrap_matches, mint_token, parse_token, secret_hash, Permission, Principal, Role, TokenKind,
 };
 use cascade_core::{Account, Command, CommandError, Reply, SavedEntry, StateStore};
 use cascade_protocol::catalog::EntryDraft;
 use cascade_protocol::org::Organization;
 use cascade_protocol::{NodeId, Scope};
-use std::time::Duration;
-
-/// How long a login waits for its turn before answering that the node is busy.
-const LOGIN_WAIT: Duration = Duration::from_secs(5);
-
-/// Why a login failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    /// Wrong username or password (deliberately not saying which).
-    #[error("wrong username or password")]
-    BadCredentials,
-    /// Too many logins are being checked; retry.
-    #[error("too many logins in progress; retry")]
-    Busy,
-    /// The node failed.
-    #[error(transparent)]
-    Node(#[from] CommandError),
-}
 
 /// A bearer token issued to a caller: shown once.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -44,19 +25,8 @@ pub struct IssuedToken {
     pub expires_at: Option<u64>,
 }
 
-fn unexpected(reply: Reply) -> CommandError {
+pub(crate) fn unexpected(reply: Reply) -> CommandError {
     CommandError::Unavailable(format!("unexpected reply {reply:?}"))
-}
-
-fn blocking_failed(e: tokio::task::JoinError) -> CommandError {
-    CommandError::Unavailable(format!("a blocking task failed: {e}"))
-}
-
-fn credential(e: CredentialError) -> CommandError {
-    match e {
-        CredentialError::WeakPassword => CommandError::field("password", e.to_string()),
-        other => CommandError::Unavailable(other.to_string()),
-    }
 }
 
 impl Node {
@@ -123,11 +93,42 @@ impl Node {
                 .await?;
             return Err(CommandError::Forbidden(reason));
         }
-        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(blocking_failed)?
-            .map_err(credential)?;
+        let password_hash = self.hash_password(password).await?;
         let command = Command::CreateAccount { username, organization, roles, password_hash };
+        self.account_change(by, command).await
+    }
+
+    /// Sets an account's password (its owner, or an administrator): checked
+    /// against the policy and hashed here; the core ends the account's sessions.
+    pub async fn set_password(
+        &self,
+        by: Principal,
+        username: String,
+        password: String,
+    ) -> Result<Account, CommandError> {
+        // Refuse before spending Argon2 work on a caller who may not do this.
+        let own = by.username.as_deref() == Some(username.as_str());
+        let allowed = if own { Ok(()) } else { by.check(Permission::ManageAccounts, |_| None) };
+        if let Err(reason) = allowed {
+            self.execute(by, Command::Denied { what: "account.password".into(), reason: reason.clone() })
+                .await?;
+            return Err(CommandError::Forbidden(reason));
+        }
+        let password_hash = self.hash_password(password).await?;
+        self.account_change(by, Command::SetPassword { username, password_hash }).await
+    }
+
+    /// Disables or enables an account (an administrator).
+    pub async fn set_disabled(
+        &self,
+        by: Principal,
+        username: String,
+        disabled: bool,
+    ) -> Result<Account, CommandError> {
+        self.account_change(by, Command::SetDisabled { username, disabled }).await
+    }
+
+    async fn account_change(&self, by: Principal, command: Command) -> Result<Account, CommandError> {
         match self.execute(by, command).await? {
             Reply::Account(account) => Ok(account),
             other => Err(unexpected(other)),
@@ -152,56 +153,11 @@ impl Node {
         }
     }
 
-    /// Revokes an API token (its owner or an administrator).
+    /// Revokes an API token or ends a session (its owner or an administrator).
     pub async fn revoke_token(&self, by: Principal, id: String) -> Result<(), CommandError> {
         match self.execute(by, Command::RevokeToken { id }).await? {
             Reply::TokenRevoked { .. } => Ok(()),
             other => Err(unexpected(other)),
-        }
-    }
-
-    /// Checks a password (a few at a time, off the async workers; an unknown
-    /// username costs the same Argon2 work) and opens a session. Both outcomes are
-    /// audited.
-    pub async fn login(&self, username: String, password: String) -> Result<IssuedToken, LoginError> {
-        let permit = tokio::time::timeout(LOGIN_WAIT, self.logins().acquire())
-            .await
-            .map_err(|_| LoginError::Busy)?
-            .map_err(|_| LoginError::Busy)?;
-        let store = self.store().clone();
-        let name = username.clone();
-        let verdict = tokio::task::spawn_blocking(move || -> Result<bool, CommandError> {
-            match store.account(&name)? {
-                Some(account) => verify_password(&password, &account.password_hash)
-                    .map_err(|e| CommandError::Unavailable(e.to_string())),
-                None => {
-                    dummy_verify(&password);
-                    Ok(false)
-                }
-            }
-        })
-        .await
-        .map_err(blocking_failed)??;
-        drop(permit);
-        let by = Principal {
-            actor: format!("account:{username}"),
-            username: None,
-            organization: None,
-            roles: vec![],
-        };
-        if !verdict {
-            let command = Command::LoginFailed { username, reason: "wrong username or password".into() };
-            self.execute(by, command).await?;
-            return Err(LoginError::BadCredentials);
-        }
-        let minted = mint_token(TokenKind::Session, &mut rand::rngs::OsRng);
-        let command =
-            Command::OpenSession { username, id: minted.id.clone(), secret_hash: minted.secret_hash };
-        match self.execute(by, command).await? {
-            Reply::Token { id, username, expires_at } => {
-                Ok(IssuedToken { token: minted.token, id, username, expires_at })
-            }
-            other => Err(unexpected(other).into()),
         }
     }
 
@@ -220,6 +176,12 @@ impl Node {
             return Ok(None);
         }
         let Some(account) = self.store().account(&record.username)? else { return Ok(None) };
+        // A disabled account opens nothing; a session ends with its account's
+        // generation (a password change, a disable).
+        let stale = record.kind == TokenKind::Session && record.generation != account.generation;
+        if account.disabled || stale {
+            return Ok(None);
+        }
         Ok(Some(Principal {
             actor: format!("account:{}", account.username),
             username: Some(account.username),

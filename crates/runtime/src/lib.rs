@@ -10,12 +10,14 @@ mod dialer;
 mod driver;
 mod faults;
 mod links;
+mod login;
 mod node;
 mod query;
 
-pub use api::{IssuedToken, LoginError};
+pub use api::IssuedToken;
 pub use config::{CertPaths, NodeConfig};
 pub use driver::Applied;
 pub use faults::TransportCounters;
+pub use login::LoginError;
 pub use node::{Node, NodeError, STORE_DIR, TOKEN_FILE};
-pub use query::{CatalogQuery, Neighbour, TokenInfo};
+pub use query::{CatalogQuery, Listing, Neighbour, PageQuery, TokenInfo};

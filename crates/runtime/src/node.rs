@@ -6,6 +6,8 @@ use crate::config::NodeConfig;
 use crate::driver::{unix_millis, Applied, Driver, Message};
 use crate::faults::{Faults, Traffic};
 use crate::links::LinkContext;
+use crate::login::Passwords;
+use crate::query::Reads;
 use cascade_access::Principal;
 use cascade_certs::{read_chain_pem, read_key_pem, FederationVerifier, NodeCredentials, NodeIdentity};
 use cascade_core::{BootError, Command, CommandError, Core, Identity, Reply, Status, StoreError};
@@ -74,7 +76,8 @@ struct Inner {
     failed: watch::Receiver<Option<String>>,
     faults: Arc<Faults>,
     traffic: Arc<Traffic>,
-    logins: tokio::sync::Semaphore,
+    passwords: Passwords,
+    reads: Reads,
 }
 
 impl Node {
@@ -169,7 +172,8 @@ impl Node {
                 failed,
                 faults,
                 traffic,
-                logins: tokio::sync::Semaphore::new(cascade_protocol::limits::MAX_CONCURRENT_LOGINS),
+                passwords: Passwords::default(),
+                reads: Reads::default(),
             }),
         })
     }
@@ -198,8 +202,12 @@ impl Node {
         &self.inner.store
     }
 
-    pub(crate) fn logins(&self) -> &tokio::sync::Semaphore {
-        &self.inner.logins
+    pub(crate) fn passwords(&self) -> &Passwords {
+        &self.inner.passwords
+    }
+
+    pub(crate) fn reads(&self) -> &Reads {
+        &self.inner.reads
     }
 
     /// Has the core decide `command` on behalf of `by`; answers once the change

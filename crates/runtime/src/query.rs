@@ -1,18 +1,24 @@
 //! Reads of the admin interface: materialized views, the audit log, accounts, the
-//! neighbourhood and metrics. Reads never go through the core; scans run on the
-//! blocking pool so they cannot stall the async workers.
+//! neighbourhood and metrics. Reads never go through the core; they run on the
+//! blocking pool, a few of each kind at a time, each walking an index and looking
+//! at a bounded number of rows, and every listing is a page with a cursor.
 
 use crate::node::Node;
-use cascade_core::audit::{AuditFilter, AuditRecord, AuditVerification};
-use cascade_core::{Account, CommandError, LinkRole, StoreError};
+use cascade_access::TokenKind;
+use cascade_core::audit::{AuditFilter, AuditPage, AuditVerification};
+use cascade_core::{Account, CommandError, LinkRole, StoreError, TokenRecord};
 use cascade_metrics::{Collect, Exposition, Float, Kind};
-use cascade_protocol::catalog::{EntryStatus, FieldError, ShareType};
-use cascade_protocol::limits::MAX_LIST;
+use cascade_protocol::catalog::{EntryStatus, ShareType};
+use cascade_protocol::limits::{
+    MAX_CONCURRENT_AUDIT_READS, MAX_CONCURRENT_CATALOG_READS, MAX_CONCURRENT_DIRECTORY_READS, MAX_LIST,
+    READ_WAIT_MS,
+};
 use cascade_protocol::{NodeId, Tier};
-use cascade_store::{CatalogRow, OrganizationRow, Store};
+use cascade_store::{CatalogFilter, CatalogRow, Cursor, OrganizationRow, Page, Store};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
-/// Filters of the federated catalog listing.
+/// Filters of the federated catalog listing, and where to start.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
@@ -26,6 +32,41 @@ pub struct CatalogQuery {
     pub status: Option<String>,
     /// Case-insensitive text in code, name or summary.
     pub q: Option<String>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// Most entries on the page (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// Where a listing starts and how much of it to return.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// Most items on the page (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// Items a page holds when the caller does not say.
+const DEFAULT_PAGE: usize = 100;
+
+/// Longest text search accepted, in characters.
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// A page of a listing as the admin interface shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Listing<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; none when this is the last.
+    pub next: Option<String>,
+}
+
+impl<T> Listing<T> {
+    fn of<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Listing<T> {
+        Listing { items: page.items.into_iter().map(f).collect(), next: page.next.map(|c| c.to_string()) }
+    }
 }
 
 /// A token as listed (never its secret).
@@ -39,8 +80,23 @@ pub struct TokenInfo {
     pub label: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// Unix seconds, for sessions.
+    pub expires_at: Option<u64>,
     /// Whether it was revoked.
     pub revoked: bool,
+}
+
+impl From<TokenRecord> for TokenInfo {
+    fn from(t: TokenRecord) -> TokenInfo {
+        TokenInfo {
+            id: t.id,
+            username: t.username,
+            label: t.label,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked: t.revoked,
+        }
+    }
 }
 
 /// A neighbour this node should have, and how it is doing.
@@ -60,70 +116,96 @@ pub struct Neighbour {
     pub lag_seconds: u64,
 }
 
+/// What a read is, for its concurrency limit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReadKind {
+    Audit,
+    Catalog,
+    Directory,
+}
+
+/// How many reads of each kind may run at once (see `limits`).
+pub(crate) struct Reads {
+    audit: Semaphore,
+    catalog: Semaphore,
+    directory: Semaphore,
+}
+
+impl Default for Reads {
+    fn default() -> Reads {
+        Reads {
+            audit: Semaphore::new(MAX_CONCURRENT_AUDIT_READS),
+            catalog: Semaphore::new(MAX_CONCURRENT_CATALOG_READS),
+            directory: Semaphore::new(MAX_CONCURRENT_DIRECTORY_READS),
+        }
+    }
+}
+
 fn unavailable(e: StoreError) -> CommandError {
     CommandError::Unavailable(e.to_string())
 }
 
+fn cursor_of(cursor: Option<&str>) -> Result<Option<Cursor>, CommandError> {
+    cursor.map(|c| c.parse::<Cursor>().map_err(|e| CommandError::field("cursor", e))).transpose()
+}
+
+fn limit_of(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE).min(MAX_LIST)
+}
+
 impl Node {
-    /// Runs a read on the blocking pool.
+    /// Runs a read on the blocking pool, when one of its kind may start: a read
+    /// that waits longer than `READ_WAIT_MS` is answered `Busy`.
     async fn read<T: Send + 'static>(
         &self,
+        kind: ReadKind,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, CommandError> {
+        let reads = self.reads();
+        let semaphore = match kind {
+            ReadKind::Audit => &reads.audit,
+            ReadKind::Catalog => &reads.catalog,
+            ReadKind::Directory => &reads.directory,
+        };
+        let wait = std::time::Duration::from_millis(READ_WAIT_MS);
+        let permit = tokio::time::timeout(wait, semaphore.acquire())
+            .await
+            .map_err(|_| CommandError::Busy(format!("too many {kind:?} reads in progress").to_lowercase()))?
+            .map_err(|_| CommandError::Busy("the node is stopping".into()))?;
         let store = self.store().clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        let result = tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| CommandError::Unavailable(format!("a read failed: {e}")))?
-            .map_err(unavailable)
+            .map_err(unavailable);
+        drop(permit);
+        result
     }
 
-    /// The federated catalog as this node sees it, filtered (at most `MAX_LIST`).
-    pub async fn catalog(&self, query: CatalogQuery) -> Result<Vec<CatalogRow>, CommandError> {
-        let status = query.status.clone().unwrap_or_else(|| "published".into());
-        if !["published", "withdrawn", "draft", "all"].contains(&status.as_str()) {
-            return Err(FieldError {
-                field: "status".into(),
-                reason: "one of published, withdrawn, draft, all".into(),
-            }
-            .into());
+    /// A page of the federated catalog as this node sees it, filtered.
+    pub async fn catalog(&self, query: CatalogQuery) -> Result<Listing<CatalogRow>, CommandError> {
+        let statuses = match query.status.as_deref().unwrap_or("published") {
+            "published" => vec![EntryStatus::Published],
+            "withdrawn" => vec![EntryStatus::Withdrawn],
+            "draft" => vec![EntryStatus::Draft],
+            "all" => vec![EntryStatus::Published, EntryStatus::Withdrawn, EntryStatus::Draft],
+            _ => return Err(CommandError::field("status", "one of published, withdrawn, draft, all")),
+        };
+        if query.q.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(CommandError::field("q", format!("at most {MAX_SEARCH_CHARS} characters")));
         }
-        let me = self.identity().id;
-        self.read(move |store| {
-            let wanted = |s: EntryStatus| status == "all" || s.as_str() == status;
-            let needle = query.q.as_ref().map(|q| q.to_lowercase());
-            let keep = |row: &CatalogRow| {
-                let entry = &row.entry;
-                query.tier.is_none_or(|t| t == row.origin.tier())
-                    && query.share_type.is_none_or(|s| s == entry.share_type)
-                    && wanted(entry.status)
-                    && needle.as_ref().is_none_or(|n| {
-                        entry.code.to_lowercase().contains(n)
-                            || entry.name.to_lowercase().contains(n)
-                            || entry.summary.to_lowercase().contains(n)
-                    })
-            };
-            let mut out = Vec::new();
-            for row in store.catalog(query.origin) {
-                let row = row?;
-                if keep(&row) {
-                    out.push(row);
-                    if out.len() >= MAX_LIST {
-                        return Ok(out);
-                    }
-                }
-            }
-            if (status == "draft" || status == "all") && query.origin.is_none_or(|o| o == me) {
-                for item in store.own_entries() {
-                    let (scope, entry) = item?;
-                    let row = CatalogRow { origin: me, scope, entry };
-                    if row.entry.status == EntryStatus::Draft && keep(&row) && out.len() < MAX_LIST {
-                        out.push(row);
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let after = cursor_of(query.cursor.as_deref())?;
+        let limit = limit_of(query.limit);
+        let filter = CatalogFilter {
+            origin: query.origin,
+            tier: query.tier,
+            share_type: query.share_type,
+            statuses,
+            q: query.q.filter(|q| !q.is_empty()),
+        };
+        let page = self
+            .read(ReadKind::Catalog, move |store| store.catalog_page(&filter, after.as_ref(), limit))
+            .await?;
+        Ok(Listing::of(page, |row| row))
     }
 
     /// One entry: this node's own working copy if it has one, else the federated
@@ -131,8 +213,8 @@ impl Node {
     pub async fn entry(&self, code: String, origin: Option<NodeId>) -> Result<CatalogRow, CommandError> {
         let me = self.identity().id;
         let lookup = code.clone();
-        let found = self
-            .read(move |store| {
+        let mut found = self
+            .read(ReadKind::Catalog, move |store| {
                 use cascade_core::StateStore;
                 if origin.is_none_or(|o| o == me) {
                     if let Some((scope, entry)) = store.own_entry(&lookup)? {
@@ -141,14 +223,10 @@ impl Node {
                 }
                 match origin {
                     Some(origin) => store.catalog_entry(origin, &lookup),
-                    None => store
-                        .catalog(None)
-                        .filter(|r| r.as_ref().map_or(true, |r| r.entry.code == lookup))
-                        .collect(),
+                    None => store.catalog_by_code(&lookup),
                 }
             })
             .await?;
-        let mut found = found;
         match found.len() {
             0 => Err(CommandError::NotFound(format!("no catalog entry {code}"))),
             1 => Ok(found.remove(0)),
@@ -156,83 +234,70 @@ impl Node {
         }
     }
 
-    /// Organizations this node knows, filtered (at most `MAX_LIST`).
+    /// A page of the organizations this node knows, filtered.
     pub async fn organizations(
         &self,
         origin: Option<NodeId>,
         division: Option<NodeId>,
-    ) -> Result<Vec<OrganizationRow>, CommandError> {
-        self.read(move |store| {
-            let mut out = Vec::new();
-            for row in store.organizations() {
-                let row = row?;
-                if origin.is_none_or(|o| o == row.origin)
-                    && division.is_none_or(|d| d == row.organization.division)
-                {
-                    out.push(row);
-                    if out.len() >= MAX_LIST {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        page: PageQuery,
+    ) -> Result<Listing<OrganizationRow>, CommandError> {
+        let after = cursor_of(page.cursor.as_deref())?;
+        let limit = limit_of(page.limit);
+        let page = self
+            .read(ReadKind::Directory, move |store| {
+                store.organizations_page(origin, division, after.as_ref(), limit)
+            })
+            .await?;
+        Ok(Listing::of(page, |row| row))
     }
 
     /// Every registration of one organization.
     pub async fn organization(&self, code: String) -> Result<Vec<OrganizationRow>, CommandError> {
-        self.read(move |store| store.organization(&code)).await
+        self.read(ReadKind::Directory, move |store| store.organization(&code)).await
     }
 
-    /// Audit records matching `filter`.
-    pub async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, CommandError> {
-        self.read(move |store| store.audit_query(&filter)).await
+    /// A page of audit records matching `filter`.
+    pub async fn audit(&self, filter: AuditFilter) -> Result<AuditPage, CommandError> {
+        let walk = filter.walk().map_err(|e| CommandError::field("cursor", e))?;
+        self.read(ReadKind::Audit, move |store| store.audit_query(&filter, walk)).await
     }
 
     /// Walks the whole audit chain.
     pub async fn verify_audit(&self) -> Result<AuditVerification, CommandError> {
-        self.read(|store| store.audit_verify()).await
+        self.read(ReadKind::Audit, |store| store.audit_verify()).await
     }
 
-    /// Every account.
-    pub async fn accounts(&self) -> Result<Vec<Account>, CommandError> {
-        self.read(|store| {
-            Ok(store
-                .accounts()?
-                .into_iter()
-                .map(|a| Account {
-                    username: a.username,
-                    organization: a.organization,
-                    roles: a.roles,
-                    created_at: a.created_at,
-                })
-                .collect())
-        })
-        .await
+    /// A page of the accounts.
+    pub async fn accounts(&self, page: PageQuery) -> Result<Listing<Account>, CommandError> {
+        let after = cursor_of(page.cursor.as_deref())?;
+        let limit = limit_of(page.limit);
+        let page =
+            self.read(ReadKind::Directory, move |store| store.accounts_page(after.as_ref(), limit)).await?;
+        Ok(Listing::of(page, |a| Account {
+            username: a.username,
+            organization: a.organization,
+            roles: a.roles,
+            created_at: a.created_at,
+            disabled: a.disabled,
+        }))
     }
 
-    /// API tokens, optionally of one account (at most `MAX_LIST`).
-    pub async fn tokens(&self, username: Option<String>) -> Result<Vec<TokenInfo>, CommandError> {
-        self.read(move |store| {
-            let mut out = Vec::new();
-            for token in store.tokens() {
-                let t = token?;
-                if t.kind == cascade_access::TokenKind::Api
-                    && username.as_ref().is_none_or(|u| *u == t.username)
-                {
-                    out.push(TokenInfo {
-                        id: t.id,
-                        username: t.username,
-                        label: t.label,
-                        created_at: t.created_at,
-                        revoked: t.revoked,
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+    /// A page of the tokens of one kind (API tokens or sessions), optionally of
+    /// one account.
+    pub async fn tokens(
+        &self,
+        kind: TokenKind,
+        username: Option<String>,
+        page: PageQuery,
+    ) -> Result<Listing<TokenInfo>, CommandError> {
+        let after = cursor_of(page.cursor.as_deref())?;
+        let limit = limit_of(page.limit);
+        let page = self
+            .read(ReadKind::Directory, move |store| {
+                store.tokens_page(kind, username.as_deref(), after.as_ref(), limit)
+            })
+            .await?;
+        Ok(Listing::of(page, TokenInfo::from))
     }
 
     /// Every neighbour this node should have: its parent, then its children (known

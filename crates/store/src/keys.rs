@@ -9,6 +9,7 @@
 //! | `U` | username | account record |
 //! | `T` | token id | token record |
 //! | `A` | seq (8) | audit record (hash, then JSON body) |
+//! | `X` | field tag (1), value length (2), value, seq (8) | nothing: an audit index row |
 //! | `M` | `Mmeta` / `Mformat` | node counters / store format |
 
 use cascade_core::StoreError;
@@ -21,6 +22,7 @@ pub(crate) const OWN: u8 = b'O';
 pub(crate) const ACCOUNT: u8 = b'U';
 pub(crate) const TOKEN: u8 = b'T';
 pub(crate) const AUDIT: u8 = b'A';
+pub(crate) const AUDIT_INDEX: u8 = b'X';
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 

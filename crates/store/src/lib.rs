@@ -9,25 +9,31 @@
 //! catalog or access rule. Durability: `flush` waits for sled's flush, which survives a killed
 //! process (see the README for power loss).
 
+mod audit_log;
+mod catalog_index;
 mod keys;
 mod read;
+mod upgrade;
 
+pub use catalog_index::CatalogFilter;
 pub use keys::audit_key;
-pub use read::{CatalogRow, OrganizationRow};
+pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
 
-use cascade_core::audit::{self, AuditFilter, AuditRecord, AuditVerification};
+use cascade_core::audit;
 use cascade_core::{
     AccountRecord, BootState, Materialize, Meta, OwnWrite, StateStore, StoreError, TokenRecord, WriteBatch,
 };
 use cascade_protocol::catalog::CatalogEntry;
-use cascade_protocol::limits::{MAX_DELTA_BYTES, MAX_FRAME_BYTES, MAX_LIST};
+use cascade_protocol::limits::{MAX_DELTA_BYTES, MAX_FRAME_BYTES};
 use cascade_protocol::{codec, Delta, DeltaBody, LogId, NodeId, Scope};
+use catalog_index::CatalogIndex;
 use keys::*;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 /// The format of the stored records; bumped on any incompatible change.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// How often, and how far apart, opening retries a store still locked by a
 /// crashed instance in the same process: 50 x 100 ms.
@@ -67,6 +73,8 @@ pub struct Store {
     db: sled::Db,
     /// The node whose store this is (its own entries are its materialized rows).
     me: NodeId,
+    /// The catalog index, in memory (see `catalog_index`).
+    catalog: Arc<RwLock<CatalogIndex>>,
 }
 
 impl Store {
@@ -88,9 +96,26 @@ impl Store {
                 Err(e) => return Err(backend(e)),
             }
         };
-        let store = Store { db, me };
+        let store = Store { db, me, catalog: Arc::default() };
         store.check_format()?;
+        store.index_catalog()?;
         Ok(store)
+    }
+
+    /// Builds the catalog index from the stored rows.
+    fn index_catalog(&self) -> Result<(), StoreError> {
+        let mut index = CatalogIndex::default();
+        for kv in self.db.scan_prefix([CATALOG]) {
+            let (key, value) = kv.map_err(backend)?;
+            let row = self.catalog_row(&key, &value)?;
+            index.put(key.to_vec(), row.origin, &row.entry);
+        }
+        for kv in self.db.scan_prefix([OWN]) {
+            let (key, value) = kv.map_err(backend)?;
+            index.put(key.to_vec(), self.me, &own_of(&key, &value)?.1);
+        }
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = index;
+        Ok(())
     }
 
     fn check_format(&self) -> Result<(), StoreError> {
@@ -99,7 +124,9 @@ impl Store {
         match self.db.get(FORMAT_KEY).map_err(backend)? {
             Some(v) => {
                 let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).unwrap_or(0);
-                if found != FORMAT {
+                if found == 2 {
+                    self.upgrade_from_2()?;
+                } else if found != FORMAT {
                     return Err(StoreError::Format { found, expected: FORMAT, hint });
                 }
             }
@@ -140,9 +167,8 @@ impl Store {
         }
         for row in &batch.materialize {
             match row {
-                Materialize::Catalog { log, code, delta } => {
-                    sled_batch.insert(catalog_key(log.origin, log.scope, code), &delta.seq.to_be_bytes())
-                }
+                Materialize::Catalog { log, entry, delta } => sled_batch
+                    .insert(catalog_key(log.origin, log.scope, &entry.code), &delta.seq.to_be_bytes()),
                 Materialize::Organization { origin, code, delta } => {
                     sled_batch.insert(org_key(code, *origin), pointer(delta.log.scope, delta.seq).as_slice())
                 }
@@ -167,11 +193,29 @@ impl Store {
         }
         for record in &batch.audit {
             sled_batch.insert(audit_key(record.seq).to_vec(), record.value.as_slice());
+            for row in audit_log::index_rows(record.seq, &record.index) {
+                sled_batch.insert(row, &[]);
+            }
         }
         if let Some(meta) = &batch.meta {
             sled_batch.insert(META_KEY, codec::encode(meta)?);
         }
-        self.db.apply_batch(sled_batch).map_err(backend)
+        self.db.apply_batch(sled_batch).map_err(backend)?;
+        // The index follows the store (never leads it: a listing reads the rows).
+        let mut index = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        for row in &batch.materialize {
+            if let Materialize::Catalog { log, entry, .. } = row {
+                index.put(catalog_key(log.origin, log.scope, &entry.code), log.origin, entry);
+            }
+        }
+        for (code, own) in &batch.own {
+            match own {
+                OwnWrite::Draft { entry, .. } => index.put(own_key(code), self.me, entry),
+                OwnWrite::Signed { replaces_draft: true, .. } => index.remove(&own_key(code)),
+                OwnWrite::Signed { replaces_draft: false, .. } => {}
+            }
+        }
+        Ok(())
     }
 
     /// Waits until everything applied so far is on disk. Blocking: call it off the
@@ -210,61 +254,6 @@ impl Store {
             let (key, value) = kv.map_err(backend)?;
             decode(&key, &value, MAX_DELTA_BYTES)
         })
-    }
-
-    /// The audit records matching `filter`, in seq order (newest last), at most its
-    /// limit (capped at `MAX_LIST`). With `after_seq`, the first matches after it;
-    /// without, the newest matches. Records that do not decode are left out
-    /// (`audit_verify` reports them).
-    pub fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = filter.limit.min(MAX_LIST);
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        let decode = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Option<AuditRecord>, StoreError> {
-            let (key, value) = kv.map_err(backend)?;
-            Ok(seq_of(&key, AUDIT_KEY_LEN)
-                .ok()
-                .and_then(|seq| audit::decode(seq, &value).ok())
-                .map(|d| d.record)
-                .filter(|r| filter.matches(r)))
-        };
-        match filter.after_seq {
-            Some(after) => {
-                let Some(from) = after.checked_add(1) else { return Ok(out) };
-                for kv in self.db.range(audit_key(from)..audit_key(u64::MAX)) {
-                    if let Some(r) = decode(kv)? {
-                        out.push(r);
-                        if out.len() == limit {
-                            break;
-                        }
-                    }
-                }
-            }
-            None => {
-                for kv in self.db.scan_prefix([AUDIT]).rev() {
-                    if let Some(r) = decode(kv)? {
-                        out.push(r);
-                        if out.len() == limit {
-                            break;
-                        }
-                    }
-                }
-                out.reverse();
-            }
-        }
-        Ok(out)
-    }
-
-    /// Walks the whole audit chain and reports the first break.
-    pub fn audit_verify(&self) -> Result<AuditVerification, StoreError> {
-        let mut verifier = audit::Verifier::new();
-        for kv in self.db.scan_prefix([AUDIT]) {
-            let (key, value) = kv.map_err(backend)?;
-            verifier.next(seq_of(&key, AUDIT_KEY_LEN).ok(), &value);
-        }
-        Ok(verifier.finish())
     }
 
     /// Size of the store on disk, in bytes.

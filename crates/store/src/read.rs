@@ -1,13 +1,16 @@
 //! Queries of the admin interface: materialized views read back.
 
+use crate::catalog_index::{self, CatalogFilter};
 use crate::keys::*;
 use crate::{backend, decode, entry_of, hex, own_of, Store};
+use cascade_access::TokenKind;
 use cascade_core::{AccountRecord, StoreError, TokenRecord};
 use cascade_protocol::catalog::CatalogEntry;
-use cascade_protocol::limits::MAX_FRAME_BYTES;
+use cascade_protocol::limits::{MAX_CATALOG_EXAMINED, MAX_DIRECTORY_EXAMINED, MAX_FRAME_BYTES, MAX_LIST};
 use cascade_protocol::org::Organization;
 use cascade_protocol::{DeltaBody, LogId, NodeId, Scope};
 use serde::Serialize;
+use std::ops::Bound;
 
 /// One entry of the federated catalog as materialized here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -19,6 +22,44 @@ pub struct CatalogRow {
     /// The entry.
     #[serde(flatten)]
     pub entry: CatalogEntry,
+}
+
+/// A page of a listing, and where the next one starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, in the listing's order.
+    pub items: Vec<T>,
+    /// Pass back to continue; none when the listing is complete.
+    pub next: Option<Cursor>,
+}
+
+/// Where a listing stopped: the store key of the last row it looked at, shown to
+/// callers as hex. A cursor names a place, not a row: rows added or removed
+/// meanwhile do not make a page repeat or skip others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor(Vec<u8>);
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cursor, String> {
+        let bad = || format!("cursor {s:?} is not one this node gave");
+        if !s.len().is_multiple_of(2) || s.len() > 2 * 512 {
+            return Err(bad());
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .map(Cursor)
+            .ok_or_else(bad)
+    }
 }
 
 /// One registration of an organization.
@@ -39,7 +80,7 @@ fn seq_value(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
 }
 
 impl Store {
-    fn catalog_row(&self, key: &[u8], value: &[u8]) -> Result<CatalogRow, StoreError> {
+    pub(crate) fn catalog_row(&self, key: &[u8], value: &[u8]) -> Result<CatalogRow, StoreError> {
         let origin = origin_at(key, 1)?;
         let scope = key.get(5).copied().and_then(scope_of).ok_or_else(|| corrupt(key, "bad scope in key"))?;
         let delta = self.pointed(key, LogId { origin, scope }, seq_value(key, value)?)?;
@@ -57,17 +98,63 @@ impl Store {
         }
     }
 
-    /// The federated catalog as materialized here, by origin, then scope, then code;
-    /// only `origin`'s entries when given.
-    pub fn catalog(
+    /// A page of the catalog listing: materialized entries by origin, scope and
+    /// code, then own drafts when wanted; after `after` (a previous page's `next`).
+    /// Walks the in-memory index in short turns, looking at most at
+    /// `MAX_CATALOG_EXAMINED` entries, then reads only the rows it returns.
+    pub fn catalog_page(
         &self,
-        origin: Option<NodeId>,
-    ) -> impl Iterator<Item = Result<CatalogRow, StoreError>> + '_ {
-        let prefix = origin.map_or_else(|| vec![CATALOG], catalog_prefix);
-        self.db.scan_prefix(prefix).map(|kv| {
-            let (key, value) = kv.map_err(backend)?;
-            self.catalog_row(&key, &value)
-        })
+        filter: &CatalogFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<CatalogRow>, StoreError> {
+        /// Entries looked at per turn of the index lock: about a millisecond, so a
+        /// commit never waits long for a search.
+        const TURN: usize = 8192;
+        let limit = limit.min(MAX_LIST);
+        let ranges = catalog_index::ranges(filter, self.me);
+        let mut filter = filter.clone();
+        filter.q = filter.q.map(|q| q.to_lowercase());
+        let mut keys = Vec::new();
+        let mut next = after.map(|c| c.0.clone());
+        let mut budget = MAX_CATALOG_EXAMINED;
+        while keys.len() < limit && budget > 0 {
+            let turn = TURN.min(budget);
+            let index = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            let (page, examined) = index.page(&filter, &ranges, next.as_deref(), limit - keys.len(), turn);
+            drop(index);
+            keys.extend(page.keys);
+            budget -= examined;
+            next = page.next;
+            if next.is_none() {
+                break;
+            }
+        }
+        let mut items = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A draft published meanwhile is gone from the store before the index.
+            let Some(value) = self.db.get(&key).map_err(backend)? else { continue };
+            items.push(match key.first() {
+                Some(&CATALOG) => self.catalog_row(&key, &value)?,
+                _ => {
+                    let (scope, entry) = own_of(&key, &value)?;
+                    CatalogRow { origin: self.me, scope, entry }
+                }
+            });
+        }
+        Ok(Page { items, next: next.map(Cursor) })
+    }
+
+    /// Every materialized entry with this code (one per origin and scope using it).
+    pub fn catalog_by_code(&self, code: &str) -> Result<Vec<CatalogRow>, StoreError> {
+        let keys = self.catalog.read().unwrap_or_else(|p| p.into_inner()).keys_of_code(code);
+        let mut rows = Vec::new();
+        for key in keys {
+            if let Some(value) = self.db.get(&key).map_err(backend)? {
+                rows.push(self.catalog_row(&key, &value)?);
+            }
+        }
+        Ok(rows)
     }
 
     /// The entry `code` of `origin`, in whichever scope it was published.
@@ -82,20 +169,60 @@ impl Store {
         Ok(rows)
     }
 
-    /// Every own draft, with its scope (published and withdrawn own entries are in
-    /// `catalog(Some(me))`).
-    pub fn own_entries(&self) -> impl Iterator<Item = Result<(Scope, CatalogEntry), StoreError>> + '_ {
-        self.db.scan_prefix([OWN]).map(|kv| {
-            let (key, value) = kv.map_err(backend)?;
-            own_of(&key, &value)
-        })
+    /// How many entries the catalog index holds (materialized and own drafts).
+    pub fn catalog_len(&self) -> usize {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Every registration this node knows, by credit code.
-    pub fn organizations(&self) -> impl Iterator<Item = Result<OrganizationRow, StoreError>> + '_ {
-        self.db.scan_prefix([ORG]).map(|kv| {
+    /// Walks the rows under `prefix` after `after`, keeping what `keep` returns,
+    /// until `limit` are kept or `MAX_DIRECTORY_EXAMINED` rows were looked at.
+    fn scan_page<T>(
+        &self,
+        prefix: &[u8],
+        after: Option<&Cursor>,
+        limit: usize,
+        mut keep: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let limit = limit.min(MAX_LIST);
+        let from = match after {
+            Some(c) if c.0.as_slice() >= prefix => Bound::Excluded(c.0.clone()),
+            _ => Bound::Included(prefix.to_vec()),
+        };
+        let mut end = prefix.to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let mut page = Page { items: Vec::new(), next: None };
+        let mut last: Option<Vec<u8>> = None;
+        for (examined, kv) in self.db.range((from, Bound::Excluded(end))).enumerate() {
             let (key, value) = kv.map_err(backend)?;
-            self.organization_row(&key, &value)
+            if page.items.len() == limit || examined == MAX_DIRECTORY_EXAMINED {
+                page.next = last.map(Cursor);
+                return Ok(page);
+            }
+            if let Some(item) = keep(&key, &value)? {
+                page.items.push(item);
+            }
+            last = Some(key.to_vec());
+        }
+        Ok(page)
+    }
+
+    /// A page of the registrations this node knows, by credit code, optionally of
+    /// one origin or division.
+    pub fn organizations_page(
+        &self,
+        origin: Option<NodeId>,
+        division: Option<NodeId>,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<OrganizationRow>, StoreError> {
+        self.scan_page(&[ORG], after, limit, |key, value| {
+            if origin.is_some_and(|o| Ok(o) != origin_at(key, key.len().saturating_sub(4))) {
+                return Ok(None);
+            }
+            let row = self.organization_row(key, value)?;
+            Ok(division.is_none_or(|d| d == row.organization.division).then_some(row))
         })
     }
 
@@ -110,22 +237,26 @@ impl Store {
             .collect()
     }
 
-    /// Every account.
-    pub fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
-        self.db
-            .scan_prefix([ACCOUNT])
-            .map(|kv| {
-                let (key, value) = kv.map_err(backend)?;
-                decode(&key, &value, MAX_FRAME_BYTES)
-            })
-            .collect()
+    /// A page of the accounts, by username.
+    pub fn accounts_page(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<AccountRecord>, StoreError> {
+        self.scan_page(&[ACCOUNT], after, limit, |key, value| decode(key, value, MAX_FRAME_BYTES).map(Some))
     }
 
-    /// Every token (sessions and API tokens).
-    pub fn tokens(&self) -> impl Iterator<Item = Result<TokenRecord, StoreError>> + '_ {
-        self.db.scan_prefix([TOKEN]).map(|kv| {
-            let (key, value) = kv.map_err(backend)?;
-            decode(&key, &value, MAX_FRAME_BYTES)
+    /// A page of the tokens of one kind, by id, optionally of one account.
+    pub fn tokens_page(
+        &self,
+        kind: TokenKind,
+        username: Option<&str>,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<TokenRecord>, StoreError> {
+        self.scan_page(&[TOKEN], after, limit, |key, value| {
+            let token: TokenRecord = decode(key, value, MAX_FRAME_BYTES)?;
+            Ok((token.kind == kind && username.is_none_or(|u| u == token.username)).then_some(token))
         })
     }
 }

@@ -1,7 +1,8 @@
 use super::*;
-use cascade_core::audit::{AuditEvent, Chain};
+use cascade_core::audit::{AuditEvent, AuditFilter, Chain};
 use cascade_core::OwnWrite;
 use cascade_protocol::catalog::{EntryDraft, EntryStatus};
+use cascade_protocol::limits::MAX_AUDIT_EXAMINED;
 use cascade_protocol::{Delta, DeltaBody, NodeId, GENESIS_HASH};
 use ed25519_dalek::SigningKey;
 use std::sync::Arc;
@@ -53,7 +54,10 @@ fn chain(n: u64) -> Vec<Arc<Delta>> {
 fn batch(deltas: &[Arc<Delta>]) -> WriteBatch {
     let materialize = deltas
         .iter()
-        .map(|d| Materialize::Catalog { log: d.log, code: "3/000001".into(), delta: d.clone() })
+        .map(|d| {
+            let Ok(DeltaBody::Catalog(entry)) = d.decode_body() else { panic!("a catalog delta") };
+            Materialize::Catalog { log: d.log, entry: Arc::new(entry), delta: d.clone() }
+        })
         .collect();
     WriteBatch { deltas: deltas.to_vec(), materialize, ..WriteBatch::default() }
 }
@@ -92,15 +96,19 @@ fn an_own_entry_is_its_draft_until_published_then_its_latest_delta() {
     };
     store.apply(&first).unwrap();
     assert_eq!(store.own_entry("3/000001").unwrap(), Some((Scope::Federation, draft)));
-    assert_eq!(store.own_entries().count(), 1);
+    let drafts = CatalogFilter { statuses: vec![EntryStatus::Draft], ..Default::default() };
+    assert_eq!(store.catalog_page(&drafts, None, 10).unwrap().items.len(), 1);
     // Published: the draft gives way to the delta, stored once.
     let deltas = chain(2);
     let published = OwnWrite::Signed { scope: Scope::Federation, entry: entry(1), replaces_draft: true };
     store.apply(&WriteBatch { own: own(published), ..batch(&deltas[..1]) }).unwrap();
     assert_eq!(store.own_entry("3/000001").unwrap(), Some((Scope::Federation, entry(1))));
-    assert_eq!(store.own_entries().count(), 0);
+    assert_eq!(store.catalog_page(&drafts, None, 10).unwrap().items.len(), 0);
+    let published = CatalogFilter { statuses: vec![EntryStatus::Published], ..Default::default() };
+    assert_eq!(store.catalog_page(&published, None, 10).unwrap().items[0].entry.version, 1);
     store.apply(&batch(&deltas[1..])).unwrap();
     assert_eq!(store.own_entry("3/000001").unwrap(), Some((Scope::Federation, entry(2))));
+    assert_eq!(store.catalog_by_code("3/000001").unwrap()[0].entry.version, 2);
     // Another node's entry with the same code is not this node's own.
     let other = tempfile::tempdir().unwrap();
     let elsewhere = Store::open(other.path(), "370200".parse().unwrap()).unwrap();
@@ -151,7 +159,9 @@ fn audit_queries_filter_and_page_and_verification_finds_a_flipped_byte() {
     store.apply(&WriteBatch { audit, ..WriteBatch::default() }).unwrap();
     assert_eq!(store.boot().unwrap().audit_head.map(|h| h.0), Some(5));
 
-    let query = |f: AuditFilter| store.audit_query(&f).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>();
+    let query = |f: AuditFilter| {
+        store.audit_query(&f, f.walk().unwrap()).unwrap().records.iter().map(|r| r.seq).collect::<Vec<_>>()
+    };
     assert_eq!(query(AuditFilter::default()), vec![1, 2, 3, 4, 5]);
     assert_eq!(query(AuditFilter { actor: Some("account:alice".into()), ..Default::default() }), vec![1, 3]);
     assert_eq!(query(AuditFilter { org: Some("org-a".into()), ..Default::default() }), vec![3, 4]);
@@ -160,6 +170,14 @@ fn audit_queries_filter_and_page_and_verification_finds_a_flipped_byte() {
     assert_eq!(query(AuditFilter { limit: 2, ..Default::default() }), vec![4, 5], "newest by default");
     assert_eq!(query(AuditFilter { after_seq: Some(1), limit: 2, ..Default::default() }), vec![2, 3]);
     assert_eq!(query(AuditFilter { after_seq: Some(u64::MAX), ..Default::default() }), Vec::<u64>::new());
+    assert_eq!(query(AuditFilter { until_ms: Some(1999), ..Default::default() }), vec![1, 2, 3]);
+    let alice_logins = AuditFilter {
+        actor: Some("account:alice".into()),
+        kind: Some("login.".into()),
+        ..Default::default()
+    };
+    assert_eq!(query(alice_logins), vec![1]);
+    assert_eq!(query(AuditFilter { kind: Some("nothing".into()), ..Default::default() }), Vec::<u64>::new());
     assert!(store.audit_verify().unwrap().ok);
 
     let key = audit_key(3);
@@ -181,6 +199,8 @@ fn accounts_and_tokens_round_trip() {
         roles: vec![cascade_access::Role::Cataloger],
         password_hash: "$argon2id$...".into(),
         created_at: 5,
+        disabled: false,
+        generation: 2,
     };
     let token = TokenRecord {
         id: "0123456789abcdef".into(),
@@ -191,12 +211,167 @@ fn accounts_and_tokens_round_trip() {
         created_at: 5,
         expires_at: None,
         revoked: false,
+        generation: 2,
     };
     let batch =
         WriteBatch { accounts: vec![account.clone()], tokens: vec![token.clone()], ..WriteBatch::default() };
     store.apply(&batch).unwrap();
     assert_eq!(store.account("li").unwrap(), Some(account.clone()));
     assert_eq!(store.token(&token.id).unwrap(), Some(token));
-    assert_eq!(store.accounts().unwrap(), vec![account]);
+    assert_eq!(store.accounts_page(None, 10).unwrap().items, vec![account]);
     assert_eq!(store.boot().unwrap().accounts, 1);
+}
+
+/// Seals `n` records into the store, alternating two kinds, a second apart.
+fn fill_audit(store: &Store, n: u64) {
+    let mut chain = Chain::after(store.boot().unwrap().audit_head);
+    let mut audit = Vec::new();
+    for i in 0..n {
+        let kind = if i % 2 == 0 { "x.even" } else { "x.odd" };
+        audit.push(chain.seal(1_000 * i, event(&format!("peer:{}", i % 7), None, kind)));
+        if audit.len() == 4096 {
+            store.apply(&WriteBatch { audit: std::mem::take(&mut audit), ..WriteBatch::default() }).unwrap();
+        }
+    }
+    store.apply(&WriteBatch { audit, ..WriteBatch::default() }).unwrap();
+}
+
+#[test]
+fn audit_pages_return_each_match_exactly_once_and_a_query_reads_a_bounded_number_of_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    fill_audit(&store, 12_345);
+    // Newest first, page by page, through an index (kind and actor).
+    let mut filter = AuditFilter {
+        kind: Some("x.odd".into()),
+        actor: Some("peer:3".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.audit_query(&filter, filter.walk().unwrap()).unwrap();
+        assert!(page.records.windows(2).all(|w| w[0].seq < w[1].seq), "each page oldest first");
+        seen.extend(page.records.iter().rev().map(|r| r.seq));
+        match page.next {
+            Some(next) => filter.cursor = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<u64> = (1..=12_345).rev().filter(|s| (s - 1) % 2 == 1 && (s - 1) % 7 == 3).collect();
+    assert_eq!(seen, expected);
+
+    // A filter no index narrows (a kind prefix that matches nothing in its group)
+    // stops after `MAX_AUDIT_EXAMINED` records, with a cursor to go on.
+    let none = AuditFilter { kind: Some("x.none.".into()), ..Default::default() };
+    let page = store.audit_query(&none, none.walk().unwrap()).unwrap();
+    assert!(page.records.is_empty());
+    let resume = 12_345 - MAX_AUDIT_EXAMINED as u64;
+    assert_eq!(page.next, Some(format!("b{}", resume + 1)));
+    let rest = AuditFilter { cursor: page.next, ..none };
+    let page = store.audit_query(&rest, rest.walk().unwrap()).unwrap();
+    assert_eq!((page.records.len(), page.next), (0, None), "the rest fits the budget");
+
+    // Forward from a time: bisection finds the first record at or after it.
+    let forward =
+        AuditFilter { since_ms: Some(12_000_000), after_seq: Some(0), limit: 3, ..Default::default() };
+    let page = store.audit_query(&forward, forward.walk().unwrap()).unwrap();
+    assert_eq!(page.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![12_001, 12_002, 12_003]);
+    assert_eq!(page.next, Some("a12003".into()));
+}
+
+/// An account as format 2 wrote it.
+#[derive(serde::Serialize)]
+struct AccountV2 {
+    username: String,
+    organization: String,
+    roles: Vec<cascade_access::Role>,
+    password_hash: String,
+    created_at: u64,
+}
+
+#[test]
+fn a_format_2_store_is_upgraded_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), jinan()).unwrap();
+        fill_audit(&store, 100);
+        let old = AccountV2 {
+            username: "li".into(),
+            organization: "11370100MB00000016".into(),
+            roles: vec![cascade_access::Role::Admin],
+            password_hash: "$argon2id$...".into(),
+            created_at: 5,
+        };
+        store.db.insert(keys::account_key("li"), codec::encode(&old).unwrap()).unwrap();
+        // As version 2 left it: no index rows.
+        for kv in store.db.scan_prefix([keys::AUDIT_INDEX]) {
+            store.db.remove(kv.unwrap().0).unwrap();
+        }
+        store.db.insert(keys::FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    let odd = AuditFilter { kind: Some("x.odd".into()), limit: 1000, ..Default::default() };
+    assert_eq!(store.audit_query(&odd, odd.walk().unwrap()).unwrap().records.len(), 50);
+    assert_eq!(store.db.get(keys::FORMAT_KEY).unwrap().unwrap().as_ref(), FORMAT.to_be_bytes());
+    let li = store.account("li").unwrap().expect("the account survives");
+    assert_eq!((li.roles, li.disabled, li.generation), (vec![cascade_access::Role::Admin], false, 0));
+}
+
+/// Stores `per_origin` published entries for each of three origins, every tenth
+/// with "人口" in its summary.
+fn fill_catalog(store: &Store, per_origin: u64) {
+    for origin in ["370100", "370200", "110000"] {
+        let log = LogId { origin: origin.parse().unwrap(), scope: Scope::Federation };
+        let mut batch = WriteBatch::default();
+        for seq in 1..=per_origin {
+            let mut e = entry(1);
+            e.code = format!("3/{seq:06}");
+            e.name = format!("Dataset {seq}");
+            e.summary = if seq % 10 == 0 { "年度人口统计".into() } else { "other".into() };
+            let d =
+                Arc::new(Delta::unsigned(log, seq, GENESIS_HASH, &DeltaBody::Catalog(e.clone())).unwrap());
+            batch.deltas.push(d.clone());
+            batch.materialize.push(Materialize::Catalog { log, entry: Arc::new(e), delta: d });
+        }
+        store.apply(&batch).unwrap();
+    }
+}
+
+#[test]
+fn the_catalog_pages_through_twelve_thousand_entries_each_once_and_searches_without_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    fill_catalog(&store, 4000);
+    let all = |store: &Store, filter: &CatalogFilter| {
+        let mut seen = Vec::new();
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page = store.catalog_page(filter, after.as_ref(), 700).unwrap();
+            seen.extend(page.items.into_iter().map(|r| (r.origin, r.entry.code)));
+            match page.next {
+                // A cursor survives being shown to a caller and read back.
+                Some(next) => after = Some(next.to_string().parse().unwrap()),
+                None => return seen,
+            }
+        }
+    };
+    let published = CatalogFilter { statuses: vec![EntryStatus::Published], ..Default::default() };
+    let seen = all(&store, &published);
+    assert_eq!(seen.len(), 12_000);
+    assert_eq!(seen.iter().collect::<std::collections::BTreeSet<_>>().len(), 12_000, "each exactly once");
+    let people = CatalogFilter { q: Some("人口".into()), ..published.clone() };
+    assert_eq!(all(&store, &people).len(), 1_200);
+    let one =
+        CatalogFilter { origin: Some("370200".parse().unwrap()), q: Some("DATASET 39".into()), ..published };
+    let codes: Vec<String> = all(&store, &one).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(codes.len(), 111, "39, 390..=399 and 3900..=3999, case-insensitive: {codes:?}");
+    assert_eq!(store.catalog_by_code("3/000007").unwrap().len(), 3, "one per origin");
+    // Reopened, the index is rebuilt from the rows.
+    drop(store);
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    assert_eq!(store.catalog_len(), 12_000);
+    assert_eq!(all(&store, &people).len(), 1_200);
+    assert!("zz".parse::<Cursor>().is_err() && "abc".parse::<Cursor>().is_err());
 }

@@ -1,0 +1,95 @@
+//! Request bodies: JSON only, declared as such, bounded in size. A body of any
+//! other type is refused with 415 before it is read (so a browser's cross-site
+//! "simple" request — a `text/plain` form post — never reaches a handler); one
+//! over `MAX_REQUEST_BODY_BYTES` with 413; both with the JSON error shape.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap, StatusCode};
+use cascade_protocol::limits::MAX_REQUEST_BODY_BYTES;
+use serde::de::DeserializeOwned;
+
+/// A required JSON body.
+pub(crate) struct JsonBody<T>(pub T);
+
+/// A JSON body that may be left out (an empty body means none).
+pub(crate) struct OptionalJsonBody<T>(pub Option<T>);
+
+/// Whether the request says its body is JSON (`application/json`, or a
+/// `+json` type, with any parameters such as a charset).
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+fn unsupported() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "the body must be JSON (Content-Type: application/json)",
+    )
+}
+
+/// Reads the body, answering 413 when it is too large.
+async fn bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_REQUEST_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::new(e.status(), e.body_text())
+        }
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !declares_json(req.headers()) {
+            return Err(unsupported());
+        }
+        let body = bytes(req, state).await?;
+        crate::routes::parse_json(&body).map(JsonBody)
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = declares_json(req.headers());
+        let body = bytes(req, state).await?;
+        if body.is_empty() {
+            return Ok(OptionalJsonBody(None));
+        }
+        if !json {
+            return Err(unsupported());
+        }
+        crate::routes::parse_json(&body).map(|t| OptionalJsonBody(Some(t)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_recognized_with_parameters_and_any_case() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, v.parse().unwrap());
+            declares_json(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        for not in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "json"] {
+            assert!(!with(not), "{not}");
+        }
+        assert!(!declares_json(&HeaderMap::new()));
+    }
+}

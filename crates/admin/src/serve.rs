@@ -1,0 +1,181 @@
+//! The admin HTTP server: hyper's HTTP/1.1 connections driven here rather than by
+//! `axum::serve`, so that every connection has bounds — a header-read time-out
+//! (which also ends idle keep-alive connections), a cap on open connections that
+//! makes room by closing the oldest one that never sent a request (a slow-loris
+//! flood evicts itself, not the operator), a time-out per request — and the
+//! router sees each request's client address.
+
+use crate::error::ApiError;
+use crate::routes::router;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+/// How long a client has to send a request's headers, from when the connection
+/// opens or its previous response was sent: admin clients send theirs at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one request may take, body included; past it, 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections open at once: far above what operators and scripts use, far below
+/// the file descriptors a node may hold.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Largest request head (request line and headers) answered; beyond, 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// hyper's read buffer: heads past `MAX_HEADER_BYTES` but within this get the JSON
+/// 431; larger ones are cut off by hyper with a bare 431.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Pause after a failed accept (out of file descriptors): let connections close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The open connections, oldest first, and whether each has sent a request.
+#[derive(Default)]
+struct Connections {
+    next: u64,
+    open: BTreeMap<u64, (Arc<AtomicBool>, CancellationToken)>,
+}
+
+impl Connections {
+    /// Makes room for a new connection, closing the oldest that never sent a
+    /// request if the cap is reached; `None` when every open one is in use.
+    fn admit(&mut self) -> Option<(u64, Arc<AtomicBool>, CancellationToken)> {
+        if self.open.len() >= MAX_CONNECTIONS {
+            let idle =
+                self.open.iter().find(|(_, (served, _))| !served.load(Ordering::Relaxed)).map(|(id, _)| *id);
+            let (_, cancel) = self.open.remove(&idle?)?;
+            cancel.cancel();
+        }
+        let id = self.next;
+        self.next += 1;
+        let entry = (Arc::new(AtomicBool::new(false)), CancellationToken::new());
+        self.open.insert(id, entry.clone());
+        Some((id, entry.0, entry.1))
+    }
+}
+
+/// Answers 503 for a request that takes longer than `REQUEST_TIMEOUT`.
+pub(crate) async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {} s", REQUEST_TIMEOUT.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// Answers 431 for a request head larger than `MAX_HEADER_BYTES`.
+pub(crate) async fn head_limit(request: Request, next: Next) -> Response {
+    let head: usize = request.uri().to_string().len()
+        + request.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    if head > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request head is larger than {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Serves the admin interface of `node` on `listener` until `shutdown` resolves,
+/// then lets requests in flight finish (a bounded while).
+pub async fn serve(
+    node: cascade_runtime::Node,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(node);
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(READ_BUFFER_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "accepting an admin connection failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let admitted = connections.lock().ok().and_then(|mut c| c.admit());
+        let Some((id, served, cancel)) = admitted else {
+            debug!(%remote, "every admin connection is in use; refused");
+            continue;
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            served.store(true, Ordering::Relaxed);
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+            app.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        debug!(%remote, error = %e, "admin connection ended");
+                    }
+                }
+                _ = cancel.cancelled() => debug!(%remote, "idle admin connection closed to make room"),
+            }
+            if let Ok(mut c) = connections.lock() {
+                c.open.remove(&id);
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        warn!("admin requests still running at shutdown were cut off");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_cap_the_oldest_connection_that_never_spoke_makes_room() {
+        let mut c = Connections::default();
+        let mut all = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            all.push(c.admit().unwrap());
+        }
+        all[0].1.store(true, Ordering::Relaxed); // the oldest is in use
+        let (_, _, _) = c.admit().expect("room made");
+        assert!(!all[0].2.is_cancelled() && all[1].2.is_cancelled(), "the oldest idle one went");
+        // Every connection in use: a new one is refused.
+        for (served, _) in c.open.values() {
+            served.store(true, Ordering::Relaxed);
+        }
+        assert!(c.admit().is_none());
+    }
+}

@@ -1,0 +1,82 @@
+//! Upgrades a store of an earlier format in place, when it opens.
+//!
+//! Format 2 → 3: accounts gained `disabled` and `generation`, tokens `generation`
+//! (records are bincode: fields cannot be added without rewriting them), and the
+//! audit log gained its index rows.
+
+use crate::keys::{ACCOUNT, FORMAT_KEY, TOKEN};
+use crate::{backend, decode, Store, FORMAT};
+use cascade_access::{Role, TokenKind};
+use cascade_core::{AccountRecord, StoreError, TokenRecord};
+use cascade_protocol::codec;
+use cascade_protocol::limits::MAX_FRAME_BYTES;
+use serde::Deserialize;
+
+/// An account as format 2 stored it.
+#[derive(Deserialize)]
+struct AccountV2 {
+    username: String,
+    organization: String,
+    roles: Vec<Role>,
+    password_hash: String,
+    created_at: u64,
+}
+
+/// A token as format 2 stored it.
+#[derive(Deserialize)]
+struct TokenV2 {
+    id: String,
+    kind: TokenKind,
+    username: String,
+    label: String,
+    secret_hash: String,
+    created_at: u64,
+    expires_at: Option<u64>,
+    revoked: bool,
+}
+
+impl Store {
+    /// Rewrites a format 2 store as format 3.
+    pub(crate) fn upgrade_from_2(&self) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut rewritten = 0;
+        for kv in self.db.scan_prefix([ACCOUNT]) {
+            let (key, value) = kv.map_err(backend)?;
+            let a: AccountV2 = decode(&key, &value, MAX_FRAME_BYTES)?;
+            let record = AccountRecord {
+                username: a.username,
+                organization: a.organization,
+                roles: a.roles,
+                password_hash: a.password_hash,
+                created_at: a.created_at,
+                disabled: false,
+                generation: 0,
+            };
+            batch.insert(key, codec::encode(&record)?);
+            rewritten += 1;
+        }
+        for kv in self.db.scan_prefix([TOKEN]) {
+            let (key, value) = kv.map_err(backend)?;
+            let t: TokenV2 = decode(&key, &value, MAX_FRAME_BYTES)?;
+            let record = TokenRecord {
+                id: t.id,
+                kind: t.kind,
+                username: t.username,
+                label: t.label,
+                secret_hash: t.secret_hash,
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                revoked: t.revoked,
+                generation: 0,
+            };
+            batch.insert(key, codec::encode(&record)?);
+            rewritten += 1;
+        }
+        self.db.apply_batch(batch).map_err(backend)?;
+        let indexed = self.index_audit_log()?;
+        self.db.insert(FORMAT_KEY, &FORMAT.to_be_bytes()).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        tracing::info!(rewritten, indexed, "store upgraded from format 2 to {FORMAT}");
+        Ok(())
+    }
+}
