@@ -3,7 +3,9 @@
 //! amount of work, memory and audit records, and it keeps serving.
 
 use cascade_tests::*;
+use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A QUIC client that presents no certificate: every handshake with a node fails.
 fn anonymous_client(root: &[u8]) -> quinn::Endpoint {
@@ -80,5 +82,213 @@ async fn two_thousand_failed_handshakes_cost_a_handful_of_audit_records() {
     // The node kept serving: its links held and a publish propagates through it.
     let code = fed.publish("370100", "after the flood", "federation").await;
     fed.wait_seen("110000", "370100", &code, "published", 1).await;
+    fed.fed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_half_open_http_connections_are_closed_within_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raise_open_files(8192);
+    let fed = Fed::launch(TWO_NODES).await;
+    let (url, _) = fed.url_token("100000");
+    let addr = url.trim_start_matches("http://").to_string();
+    let opened = tokio::time::Instant::now();
+    let mut lorises = Vec::new();
+    for _ in 0..2000 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        // Headers begun and never finished.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: cascade\r\n").await.expect("write");
+        lorises.push(s);
+    }
+    // Meanwhile the node answers: its oldest silent connections make room.
+    for _ in 0..5 {
+        let (status, node) = fed.get("100000", "/api/v1/node").await;
+        assert_eq!(status, 200, "{node}");
+    }
+    // Every half-open connection is closed by the server within the header time-out
+    // (a margin for a loaded machine; without the time-out they stay open forever).
+    let deadline = opened + cascade_admin::HEADER_READ_TIMEOUT + Duration::from_secs(10);
+    let mut waits = tokio::task::JoinSet::new();
+    for mut s in lorises {
+        waits.spawn(async move {
+            let mut buf = [0u8; 1024];
+            tokio::time::timeout_at(deadline, async {
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => continue,
+                    }
+                }
+            })
+            .await
+            .is_ok()
+        });
+    }
+    let mut closed = 0;
+    while let Some(done) = waits.join_next().await {
+        closed += u32::from(done.unwrap());
+    }
+    assert_eq!(closed, 2000, "connections the server closed in time");
+    let (status, _) = fed.get("100000", "/healthz").await;
+    assert_eq!(status, 200);
+    fed.fed.shutdown().await.unwrap();
+}
+
+/// Creates an account at `id` for its own organization.
+async fn account(fed: &Fed, id: &str, username: &str, password: &str) {
+    let org = fed.register_org(id).await;
+    let body =
+        json!({"username": username, "password": password, "organization": org, "roles": ["cataloger"]});
+    let (status, reply) = fed.post(id, "/api/v1/accounts", body).await;
+    assert_eq!(status, 201, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_a_password_is_throttled_and_a_login_flood_keeps_memory_bounded() {
+    let fed = Fed::launch(TWO_NODES).await;
+    account(&fed, "370000", "li", "correct horse battery").await;
+    let (url, _) = fed.url_token("370000");
+    let http = reqwest::Client::new();
+    let login = |username: &str, password: &str| {
+        http.post(format!("{url}/api/v1/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+    };
+
+    // A hundred wrong passwords: a few are checked, then the account is turned away.
+    let (mut refused, mut throttled, mut retry_after) = (0, 0, None);
+    for _ in 0..100 {
+        let resp = login("li", "wrong horse battery").await.expect("login");
+        match resp.status().as_u16() {
+            401 => refused += 1,
+            429 => {
+                throttled += 1;
+                retry_after =
+                    resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                let body: serde_json::Value = resp.json().await.expect("a JSON error");
+                assert_eq!(body["status"], 429, "{body}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!((5..=8).contains(&refused), "{refused} passwords checked before the throttle");
+    assert_eq!(refused + throttled, 100);
+    assert!(retry_after.is_some_and(|s| s >= 1), "429 says when to retry: {retry_after:?}");
+    // Even the right password waits now; the audit log holds a tally, not 100 records.
+    assert_eq!(login("li", "correct horse battery").await.expect("login").status(), 429);
+    let (_, audit) = fed.get("370000", "/api/v1/audit?actor=account:li&kind=login.failure").await;
+    let records = audit["returned"].as_u64().unwrap();
+    assert!((1..=2).contains(&records), "{audit}");
+
+    // A flood of logins (right passwords, so every one runs Argon2) leaves memory
+    // bounded: Argon2 runs four at a time in reused buffers (4 x 19 MiB).
+    account(&fed, "370000", "wang", "another good password").await;
+    let before = resident_bytes();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..400 {
+        let request = http
+            .post(format!("{url}/api/v1/login"))
+            .json(&json!({"username": "wang", "password": "another good password"}));
+        flood.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+        while flood.len() >= 32 {
+            let status = flood.join_next().await.unwrap().unwrap().expect("login");
+            assert!(status == 200 || status == 503, "{status}");
+        }
+    }
+    while let Some(done) = flood.join_next().await {
+        let status = done.unwrap().expect("login");
+        assert!(status == 200 || status == 503, "{status}");
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 160 << 20, "resident memory grew {} MiB", grown >> 20);
+    fed.fed.shutdown().await.unwrap();
+}
+
+/// Seals `n` audit records into node `id`'s store before it starts (as if it had
+/// run a long while).
+fn prefill_audit(fed: &Fed, id: &str, n: u64) {
+    use cascade_core::audit::{AuditEvent, Chain};
+    let dir = fed.fed.data_dir(nid(id)).expect("a node").join(cascade_runtime::STORE_DIR);
+    let store = cascade_store::Store::open(&dir, nid(id)).expect("store");
+    let mut chain = Chain::after(None);
+    let mut audit = Vec::new();
+    for i in 0..n {
+        let event = AuditEvent {
+            actor: format!("peer:10.0.{}.{}", i / 250 % 250, i % 250),
+            org: None,
+            kind: "peer.refused".into(),
+            detail: "handshake failed: a long-gone flood".into(),
+        };
+        audit.push(chain.seal(1_700_000_000_000 + i, event));
+        if audit.len() == 4096 || i + 1 == n {
+            let batch = cascade_core::WriteBatch { audit: std::mem::take(&mut audit), ..Default::default() };
+            store.apply(&batch).expect("apply");
+        }
+    }
+    store.flush().expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_heavy_audit_queries_leave_other_nodes_and_the_federation_unharmed() {
+    let mut fed = Fed::prepare(FOUR_PROVINCES);
+    prefill_audit(&fed, "370000", 25_000);
+    let ids: Vec<_> = fed.fed.topology().nodes.iter().map(|n| n.id).collect();
+    for id in ids {
+        fed.fed.start(id).await.expect("start");
+    }
+    let (province, token) = fed.url_token("370000");
+    let (national, _) = fed.url_token("100000");
+    // Heavy: a kind prefix its index narrows only to "peer.*", so each query reads
+    // its whole budget of records and finds nothing.
+    let http = reqwest::Client::new();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let request =
+            http.get(format!("{province}/api/v1/audit?kind=peer.nothing.&limit=1000")).bearer_auth(&token);
+        flood.spawn(async move {
+            let resp = request.send().await.expect("audit query");
+            let status = resp.status().as_u16();
+            let says_when = resp.headers().contains_key("retry-after");
+            let body: serde_json::Value = resp.json().await.expect("JSON");
+            (status, says_when, body)
+        });
+    }
+    // Throughout: another node answers health checks promptly, and a change
+    // published in Shandong reaches the national node through the flooded hub.
+    let probe = reqwest::Client::new();
+    let (slowest, code) = {
+        let mut slowest = Duration::ZERO;
+        let publishing = fed.publish("370100", "during the flood", "federation");
+        tokio::pin!(publishing);
+        let mut code = None;
+        while !flood.is_empty() || code.is_none() {
+            let started = std::time::Instant::now();
+            let health = probe.get(format!("{national}/healthz")).send().await.expect("healthz");
+            assert_eq!(health.status(), 200);
+            slowest = slowest.max(started.elapsed());
+            tokio::select! {
+                c = &mut publishing, if code.is_none() => code = Some(c),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            while let Some(done) = flood.try_join_next() {
+                let (status, says_when, body) = done.unwrap();
+                match status {
+                    200 => assert!(
+                        body["records"].as_array().is_some_and(|r| r.is_empty()) && body["next"].is_string(),
+                        "{body}"
+                    ),
+                    503 => assert!(says_when, "{body}"),
+                    other => panic!("{other}: {body}"),
+                }
+            }
+        }
+        (slowest, code)
+    };
+    assert!(slowest < Duration::from_millis(100), "the slowest /healthz took {slowest:?}");
+    let code = code.unwrap();
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    // No federation link of the flooded node dropped.
+    let (_, audit) = fed.get("370000", "/api/v1/audit?kind=peer.disconnected").await;
+    assert_eq!(audit["returned"], 0, "{audit}");
     fed.fed.shutdown().await.unwrap();
 }

@@ -50,6 +50,43 @@ pub fn nid(s: &str) -> NodeId {
     s.parse().expect("division code")
 }
 
+/// A national node and one province: the smallest federation with a link.
+pub const TWO_NODES: &str = r#"
+name = "test"
+[[node]]
+id = 100000
+name = "中华人民共和国"
+tier = "national"
+[[node]]
+id = 370000
+name = "山东省"
+tier = "provincial"
+parent = 100000
+"#;
+
+/// Raises this process's soft limit of open files to `wanted` (or the hard limit),
+/// for tests that open thousands of connections.
+pub fn raise_open_files(wanted: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let ceiling = limit.maximum.unwrap_or(wanted);
+    if limit.current.is_some_and(|c| c < wanted.min(ceiling)) {
+        limit.current = Some(wanted.min(ceiling));
+        setrlimit(Resource::Nofile, limit).expect("raise the open-file limit");
+    }
+}
+
+/// This process's resident memory, in bytes.
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
 /// A federation under test with its temp folder.
 pub struct Fed {
     /// The federation.
@@ -79,7 +116,8 @@ impl Fed {
         Fed { fed, dir, http: reqwest::Client::new() }
     }
 
-    fn url_token(&self, id: &str) -> (String, String) {
+    /// Node `id`'s admin URL and bootstrap token.
+    pub fn url_token(&self, id: &str) -> (String, String) {
         let node = self.fed.node(nid(id)).unwrap_or_else(|| panic!("{id} not running"));
         (node.admin_url.clone(), node.node.admin_token().to_string())
     }
