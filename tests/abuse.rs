@@ -292,3 +292,77 @@ async fn two_hundred_heavy_audit_queries_leave_other_nodes_and_the_federation_un
     assert_eq!(audit["returned"], 0, "{audit}");
     fed.fed.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_thousand_entries_are_listed_page_by_page_each_exactly_once() {
+    const ENTRIES: usize = 12_000;
+    let fed = Fed::launch(TWO_NODES).await;
+    let body = fed.entry_at("370000", "entry").await;
+    let (url, token) = fed.url_token("370000");
+    let http = reqwest::Client::new();
+    let mut work = tokio::task::JoinSet::new();
+    for i in 0..ENTRIES {
+        let mut body = body.clone();
+        body["name"] = json!(format!("数据集 {i}"));
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        work.spawn(async move {
+            let saved: serde_json::Value = http
+                .post(format!("{url}/api/v1/catalog"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .expect("save")
+                .json()
+                .await
+                .expect("saved");
+            let code = saved["code"].as_str().expect("a code").replace('/', "%2F");
+            let published = http
+                .post(format!("{url}/api/v1/catalog/{code}/publish"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("publish");
+            assert_eq!(published.status(), 200);
+        });
+        while work.len() >= 64 {
+            work.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(done) = work.join_next().await {
+        done.unwrap();
+    }
+    // Page by page, at the origin and at the national node once it has them all.
+    for at in ["370000", "100000"] {
+        eventually(&format!("{at} holds every entry"), || async {
+            list_all(&fed, at).await.0.len() == ENTRIES
+        })
+        .await;
+        let (codes, pages) = list_all(&fed, at).await;
+        assert_eq!(codes.len(), ENTRIES);
+        assert_eq!(pages, ENTRIES / 1000, "{at}: full pages, the last one saying it is the last");
+    }
+    fed.fed.shutdown().await.unwrap();
+}
+
+/// Every entry of 370000 that node `at` lists, following cursors, and how many
+/// pages it took; panics if an entry comes twice.
+async fn list_all(fed: &Fed, at: &str) -> (std::collections::BTreeSet<String>, usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = fed.get(at, &format!("/api/v1/catalog?origin=370000&limit=1000{cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let entries = page["entries"].as_array().unwrap();
+        assert_eq!(page["returned"].as_u64(), Some(entries.len() as u64));
+        for e in entries {
+            assert!(seen.insert(e["code"].as_str().unwrap().to_string()), "{e} listed twice");
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return (seen, pages),
+        }
+    }
+}
