@@ -251,3 +251,47 @@ async fn metrics_readiness_and_sync_speak_their_formats() {
     .await;
     fed.fed.shutdown().await.unwrap();
 }
+
+/// Every folder and file under `dir`, with its permission bits.
+fn modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = vec![(dir.to_path_buf(), std::fs::metadata(dir).unwrap().permissions().mode() & 0o777)];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(modes(&entry.path()));
+        } else {
+            out.push((entry.path(), entry.metadata().unwrap().permissions().mode() & 0o777));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_folder_is_private_and_an_exposed_secret_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut fed = Fed::launch(TWO_NODES).await;
+    fed.register_org("370000").await;
+    let dir = fed.fed.data_dir(nid("370000")).unwrap().to_path_buf();
+    let all = modes(&dir);
+    assert!(all.iter().any(|(p, _)| p.ends_with(cascade_runtime::TOKEN_FILE)), "{all:?}");
+    assert!(all.iter().filter(|(p, _)| p.starts_with(dir.join(cascade_runtime::STORE_DIR))).count() > 1);
+    for (path, mode) in &all {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:03o}", path.display());
+    }
+
+    // A token file others can read stops the start, saying which file and why.
+    fed.fed.stop(nid("370000")).await.unwrap();
+    let token = dir.join(cascade_runtime::TOKEN_FILE);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = fed.fed.start(nid("370000")).await.expect_err("an exposed token must stop the start");
+    let message = format!("{refused:#}");
+    assert!(message.contains("admin.token") && message.contains("other users"), "{message}");
+    // Put right, the node starts with its state.
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    fed.fed.start(nid("370000")).await.unwrap();
+    let (status, orgs) = fed.get("370000", "/api/v1/organizations").await;
+    assert_eq!((status, orgs["returned"].as_u64()), (200, Some(1)), "{orgs}");
+    fed.fed.shutdown().await.unwrap();
+}

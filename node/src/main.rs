@@ -155,6 +155,21 @@ enum CertsCommand {
     },
 }
 
+/// Files this process creates are its user's alone (the data folder holds secrets),
+/// and it may hold as many open files as the system allows it (every node's admin
+/// server keeps up to `cascade_admin::MAX_CONNECTIONS` connections).
+fn process_limits() {
+    use rustix::process::{getrlimit, setrlimit, umask, Resource};
+    umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let mut files = getrlimit(Resource::Nofile);
+    if files.current < files.maximum {
+        files.current = files.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, files) {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -164,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    process_limits();
     match cli.command {
         Command::Certs { command } => certs(command),
         Command::Topology { command } => topology(command),

@@ -9,6 +9,7 @@ mod config;
 mod dialer;
 mod driver;
 mod faults;
+mod files;
 mod links;
 mod login;
 mod node;

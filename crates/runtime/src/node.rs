@@ -53,6 +53,9 @@ pub enum NodeError {
     /// A file could not be read or written.
     #[error("io: {0}")]
     Io(String),
+    /// A secret file is exposed to other users.
+    #[error("refusing to start: {0}")]
+    Insecure(String),
 }
 
 /// A running node. Clones share it.
@@ -85,7 +88,9 @@ impl Node {
     /// accepts children and keeps dialing its parent.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         config.check().map_err(NodeError::Config)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Io(e.to_string()))?;
+        crate::files::check_secret(&config.data_dir.join(TOKEN_FILE))?;
+        crate::files::check_secret(&config.resolve(&config.certs.key))?;
+        crate::files::make_private(&config.data_dir)?;
         let certs_err = |e: cascade_certs::FileError| NodeError::Certs(e.to_string());
         let root = read_chain_pem(&config.resolve(&config.certs.root)).map_err(certs_err)?;
         let root = root.into_iter().next().ok_or_else(|| NodeError::Certs("empty root file".into()))?;
@@ -112,10 +117,13 @@ impl Node {
         let store_dir = config.data_dir.join(STORE_DIR);
         let chain = creds.chain.clone();
         let me = config.id;
+        let data_dir = config.data_dir.clone();
         let (core, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
             let store = Store::open(&store_dir, me)?;
             let identity = Identity { key, chain, verifier: Box::new(verifier) };
             let core = Core::boot(identity, store.clone(), unix_millis())?;
+            // The store's files are sled's to create: made private once it has.
+            crate::files::make_private(&data_dir)?;
             Ok((core, store))
         })
         .await
