@@ -61,6 +61,13 @@ pub enum DeltaBody {
     Revoke(Revocation),
     /// The origin registers (or updates) an organization in its subtree.
     Organization(crate::org::Organization),
+    /// The origin hands its log over to a new key: the new certificate chain (same
+    /// node, tier and parent), in a delta signed with the key it replaces. Every
+    /// later delta of the log is signed with the new key.
+    Rekey {
+        /// DER certificates, leaf first, root excluded.
+        chain: Vec<Vec<u8>>,
+    },
 }
 
 /// A signed statement that a node is no longer a member.

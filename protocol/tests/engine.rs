@@ -79,6 +79,8 @@ struct Net {
     rejections: Vec<(NodeId, RejectReason)>,
     /// Rewrites frames on the link (from, to): the malicious relay.
     tamper: Option<Tamper>,
+    /// Each node's signing key.
+    keys: BTreeMap<NodeId, SigningKey>,
 }
 
 impl Net {
@@ -90,10 +92,12 @@ impl Net {
             queue: VecDeque::new(),
             rejections: vec![],
             tamper: None,
+            keys: BTreeMap::new(),
         };
         for (id, tier, parent) in nodes {
             let key = SigningKey::from_bytes(&rng.gen());
             let chain = chain_for(nid(id), *tier, parent.map(nid), &key, true);
+            net.keys.insert(nid(id), key.clone());
             let mut engine = Engine::new(key, chain, Box::new(TestVerifier), 0).unwrap();
             let mut actions = Vec::new();
             engine.join(&mut actions).unwrap();
@@ -154,7 +158,7 @@ impl Net {
     fn originate(&mut self, at: NodeId, scope: Scope, body: DeltaBody) -> Result<Arc<Delta>, EngineError> {
         let mut actions = Vec::new();
         let engine = self.engines.get_mut(&at).unwrap();
-        let result = engine.originate(0, scope, body, &mut actions);
+        let result = engine.originate(scope, body, &mut actions);
         engine.seal(&mut actions);
         self.apply(at, actions);
         let delta = result?;
@@ -353,7 +357,6 @@ fn only_the_parent_or_national_may_revoke() {
     wire(&mut net);
     let rev = Revocation { node: nid("370100"), cutoff: vec![], reason: "hostile".into() };
     let err = net.engines.get_mut(&nid("110000")).unwrap().originate(
-        0,
         Scope::Federation,
         DeltaBody::Revoke(rev),
         &mut Vec::new(),
@@ -543,7 +546,6 @@ fn conflicting_registrations_never_block_a_log_and_foreign_codes_are_refused() {
     let org =
         Organization { credit_code: code, name: "冒名".into(), division: nid("110000"), parent: None };
     let refused = net.engines.get_mut(&nid("110000")).unwrap().originate(
-        0,
         Scope::Federation,
         DeltaBody::Organization(org),
         &mut Vec::new(),
@@ -562,9 +564,7 @@ impl Net {
         for code in codes {
             let mut e = entry(code, 1, EntryStatus::Published);
             e.provider = provider.clone();
-            seqs.push(
-                engine.originate(0, Scope::Federation, DeltaBody::Catalog(e), &mut actions).unwrap().seq,
-            );
+            seqs.push(engine.originate(Scope::Federation, DeltaBody::Catalog(e), &mut actions).unwrap().seq);
         }
         engine.seal(&mut actions);
         self.apply(at, actions);
@@ -685,7 +685,7 @@ fn a_group_writing_both_logs_interleaved_arrives_whole_everywhere() {
         let scope = if i % 2 == 0 { Scope::Province } else { Scope::Federation };
         let mut e = entry(&format!("3/{i:06}"), 1, EntryStatus::Published);
         e.provider = provider.clone();
-        engine.originate(0, scope, DeltaBody::Catalog(e), &mut actions).unwrap();
+        engine.originate(scope, DeltaBody::Catalog(e), &mut actions).unwrap();
     }
     engine.seal(&mut actions);
     net.apply(at, actions);
@@ -745,4 +745,132 @@ fn a_signed_run_with_an_invalid_member_is_refused_whole_and_leaves_no_trace() {
         net.head("100000", "370100", Scope::Federation),
         net.head("370100", "370100", Scope::Federation)
     );
+}
+
+impl Net {
+    /// Restarts `id` with `key` (a new certificate of the same node) from what it
+    /// stored, handing its logs over with `previous` when given.
+    fn restart_with(
+        &mut self,
+        id: &str,
+        key: SigningKey,
+        previous: Option<&SigningKey>,
+    ) -> Result<usize, EngineError> {
+        let me = nid(id);
+        let (tier, parent) = {
+            let m = self.engines[&me].me();
+            (m.tier, m.parent)
+        };
+        let chain = chain_for(me, tier, parent, &key, true);
+        let mut engine = Engine::new(key.clone(), chain, Box::new(TestVerifier), 0).unwrap();
+        let stored: Vec<Delta> = self.stores[&me].values().flatten().map(|d| Delta::clone(d)).collect();
+        engine.restore(stored, |_, _| {}).unwrap();
+        let mut actions = Vec::new();
+        let handed = engine.hand_over(previous, &mut actions)?;
+        engine.seal(&mut actions);
+        self.engines.insert(me, engine);
+        self.keys.insert(me, key);
+        self.apply(me, actions);
+        Ok(handed)
+    }
+}
+
+#[test]
+fn a_node_hands_its_logs_over_to_a_new_key_and_from_then_on_only_that_key_signs() {
+    let mut net = tree(7);
+    wire(&mut net);
+    net.publish("370100", Scope::Federation, entry("3/000001", 1, EntryStatus::Published));
+    net.publish("370100", Scope::Province, entry("3/000002", 1, EntryStatus::Published));
+    net.run();
+    let old = net.keys[&nid("370100")].clone();
+    let new = SigningKey::from_bytes(&[42; 32]);
+    // Without the previous key the new certificate cannot take the logs over.
+    let err = net.restart_with("370100", new.clone(), None).unwrap_err();
+    assert!(matches!(err, EngineError::NeedsPreviousKey { .. }), "{err}");
+    assert!(err.to_string().contains("previous_key"), "{err}");
+    // With it, each of its logs gets a hand-over signed by the old key.
+    assert_eq!(net.restart_with("370100", new.clone(), Some(&old)).unwrap(), 2);
+    net.connect("370000", "370100");
+    net.run();
+    net.publish("370100", Scope::Federation, entry("3/000003", 1, EntryStatus::Published));
+    net.run();
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
+    // Federation log: Join, organization, entry, hand-over, entry.
+    assert_eq!(net.head("110000", "370100", Scope::Federation), 5);
+    assert_eq!(net.engines[&nid("110000")].member(nid("370100")).unwrap().key, new.verifying_key());
+    // A node catching up from scratch reads the whole log across the hand-over.
+    let all = net.stores[&nid("370000")].clone();
+    let mut fresh = Engine::new(
+        net.keys[&nid("370000")].clone(),
+        chain_for(nid("370000"), Tier::Provincial, Some(nid("100000")), &net.keys[&nid("370000")], true),
+        Box::new(TestVerifier),
+        0,
+    )
+    .unwrap();
+    fresh.restore(all.values().flatten().map(|d| Delta::clone(d)), |_, _| {}).unwrap();
+    // A restart after the hand-over needs no previous key.
+    assert_eq!(net.restart_with("370100", new.clone(), None).unwrap(), 0);
+
+    // The old key signs nothing more: a delta it signed after the hand-over is refused.
+    let log = LogId { origin: nid("370100"), scope: Scope::Federation };
+    let head = net.stores[&nid("370100")][&log].last().unwrap().clone();
+    let mut e = entry("3/000009", 1, EntryStatus::Published);
+    e.provider = cascade_protocol::org::Organization::government_code(nid("370100"), 1);
+    let forged = Delta::sign(&old, log, head.seq + 1, head.hash(), &DeltaBody::Catalog(e)).unwrap();
+    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![Arc::new(forged)])));
+    net.run();
+    assert!(
+        net.rejections.iter().any(|(at, r)| *at == nid("100000") && *r == RejectReason::BadSignature),
+        "{:?}",
+        net.rejections
+    );
+}
+
+#[test]
+fn a_forged_hand_over_is_refused() {
+    let mut net = tree(7);
+    wire(&mut net);
+    net.publish("370100", Scope::Federation, entry("3/000001", 1, EntryStatus::Published));
+    net.run();
+    let old = net.keys[&nid("370100")].clone();
+    let log = LogId { origin: nid("370100"), scope: Scope::Federation };
+    let attacker = SigningKey::from_bytes(&[66; 32]);
+    let provider = cascade_protocol::org::Organization::government_code(nid("370100"), 1);
+    // Offers a hand-over (signed by `signer`, or unsigned inside a run that the
+    // log's own key closes); returns the national node's verdict.
+    let mut offer = |chain: Vec<Vec<u8>>, signer: &SigningKey, signed: bool| {
+        let head = net.stores[&nid("370100")][&log].last().unwrap().clone();
+        let body = DeltaBody::Rekey { chain };
+        let frame = if signed {
+            vec![Arc::new(Delta::sign(signer, log, head.seq + 1, head.hash(), &body).unwrap())]
+        } else {
+            let rekey = Delta::unsigned(log, head.seq + 1, head.hash(), &body).unwrap();
+            let mut e = entry("3/000002", 1, EntryStatus::Published);
+            e.provider = provider.clone();
+            let closer =
+                Delta::sign(signer, log, head.seq + 2, rekey.hash(), &DeltaBody::Catalog(e)).unwrap();
+            vec![Arc::new(rekey), Arc::new(closer)]
+        };
+        net.rejections.clear();
+        net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(frame)));
+        net.run();
+        net.rejections.iter().find(|(at, _)| *at == nid("100000")).map(|(_, r)| r.clone())
+    };
+    let mine = |key: &SigningKey, trusted| {
+        chain_for(nid("370100"), Tier::Municipal, Some(nid("370000")), key, trusted)
+    };
+    // Signed by someone else than the log's key holder.
+    assert_eq!(offer(mine(&attacker, true), &attacker, true), Some(RejectReason::BadSignature));
+    // A certificate outside the federation.
+    assert!(matches!(offer(mine(&attacker, false), &old, true), Some(RejectReason::NotMember(_))));
+    // A certificate of another node, or of the same node elsewhere in the tree.
+    let other = chain_for(nid("370200"), Tier::Municipal, Some(nid("370000")), &attacker, true);
+    assert!(matches!(offer(other, &old, true), Some(RejectReason::WrongOrigin(_))));
+    let moved = chain_for(nid("370100"), Tier::Provincial, Some(nid("100000")), &attacker, true);
+    assert!(matches!(offer(moved, &old, true), Some(RejectReason::WrongOrigin(_))));
+    // Unsigned (inside a run): the hand-over must carry its own signature.
+    assert!(matches!(offer(mine(&attacker, true), &old, false), Some(RejectReason::Invalid(_))));
+    // To the key it already has.
+    assert!(matches!(offer(mine(&old, true), &old, true), Some(RejectReason::Invalid(_))));
+    assert_eq!(net.engines[&nid("100000")].member(nid("370100")).unwrap().key, old.verifying_key());
 }

@@ -198,12 +198,24 @@ struct SimNode {
     tickets: BTreeMap<Ticket, Purpose>,
     /// The wake-up scheduled for its core, if any.
     tick_at: Option<Ms>,
+    /// The key it signed with before a rotation, for its next boot's hand-over.
+    previous_key: Option<SigningKey>,
+    /// How many times its key was rotated (its keys derive from the seed and this).
+    rotations: u32,
 }
 
 /// The deterministic simulator.
 pub struct Simulator {
     now: Ms,
     rng: StdRng,
+    /// The run's seed (keys of rotated nodes derive from it too).
+    seed: u64,
+    /// The federation root and the provincial CAs, to certify rotated keys.
+    root: Authority,
+    cas: BTreeMap<NodeId, Authority>,
+    parents: BTreeMap<NodeId, Option<NodeId>>,
+    /// Hand-over deltas committed at their origin.
+    hand_overs: u64,
     network: Network,
     queue: BinaryHeap<Reverse<(Ms, u64, usize)>>,
     /// Scheduled events by slot; slots of past events are reused.
@@ -281,6 +293,8 @@ impl Simulator {
                 flushing: None,
                 tickets: BTreeMap::new(),
                 tick_at: None,
+                previous_key: None,
+                rotations: 0,
             };
             nodes.insert(n.id, node);
             if let Some(parent) = n.parent {
@@ -299,9 +313,15 @@ impl Simulator {
             }
         }
         let workload = Workload::new(rng.gen());
+        let parents = topology.nodes.iter().map(|n| (n.id, n.parent)).collect();
         let mut sim = Simulator {
             now: 0,
             rng,
+            seed: options.seed,
+            root,
+            cas,
+            parents,
+            hand_overs: 0,
             network: scenario.network.clone(),
             queue: BinaryHeap::new(),
             slots: Vec::new(),
@@ -357,8 +377,12 @@ impl Simulator {
         let verifier = MemoVerifier { inner: self.verifier.clone(), memo: self.chains.clone() };
         let node = self.nodes.get_mut(&id).ok_or_else(|| SimError::Scenario(format!("no node {id}")))?;
         let store = node.resting.take().ok_or_else(|| SimError::Scenario(format!("{id} is running")))?;
-        let identity =
-            Identity { key: node.key.clone(), chain: node.chain.clone(), verifier: Box::new(verifier) };
+        let identity = Identity {
+            key: node.key.clone(),
+            chain: node.chain.clone(),
+            verifier: Box::new(verifier),
+            previous_key: node.previous_key.take(),
+        };
         let mut core = Core::boot(identity, store, now)
             .map_err(|e| SimError::Setup(format!("{id} cannot boot: {e}")))?;
         core.set_signature_cache(self.cache.clone());
@@ -469,6 +493,12 @@ impl Simulator {
             match effect {
                 Effect::Commit { group, batch } => {
                     let deltas: Vec<(LogId, u64)> = batch.deltas.iter().map(|d| (d.log, d.seq)).collect();
+                    let rekey = |d: &Arc<Delta>| {
+                        d.log.origin == id
+                            && d.is_signed()
+                            && matches!(d.decode_body(), Ok(DeltaBody::Rekey { .. }))
+                    };
+                    self.hand_overs += batch.deltas.iter().filter(|d| rekey(d)).count() as u64;
                     if let Some(commits) = self.commits.as_mut() {
                         commits.push(record_of(id, &batch));
                     }
@@ -698,6 +728,39 @@ impl Simulator {
         }
     }
 
+    /// Gives `id` a new key and certificate, as its operator would: stop, swap the
+    /// files, restart with the previous key so that it hands its logs over.
+    fn rekey(&mut self, id: NodeId) -> Result<(), SimError> {
+        let setup = |e: cascade_certs::CertError| SimError::Setup(e.to_string());
+        let node = self.nodes.get(&id).ok_or_else(|| SimError::Scenario(format!("no node {id}")))?;
+        let (tier, rotations) = (node.tier, node.rotations + 1);
+        let parent = self.parents.get(&id).copied().flatten();
+        let name = id.to_string();
+        let identity = node_identity(id, tier, parent, &name).map_err(setup)?;
+        let source = KeySource::Given {
+            key: Box::new(derived_key(self.seed, &format!("node/{id}/{rotations}"))),
+            not_before: EPOCH_SECS - 86_400,
+        };
+        let issuer = match (tier, parent) {
+            (Tier::Municipal, Some(parent)) => self.cas.get(&parent),
+            _ => Some(&self.root),
+        };
+        let creds = issuer
+            .ok_or_else(|| SimError::Setup(format!("no CA for {id}")))?
+            .issue_from(&identity, &source)
+            .map_err(setup)?;
+        let key = creds.signing_key().map_err(setup)?;
+        if self.alive(id) {
+            self.crash(id);
+        }
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.previous_key = Some(std::mem::replace(&mut node.key, key));
+            node.chain = creds.chain;
+            node.rotations = rotations;
+        }
+        self.restart(id)
+    }
+
     fn restart(&mut self, id: NodeId) -> Result<(), SimError> {
         self.boot(id)?;
         for peer in self.neighbours(id) {
@@ -823,6 +886,7 @@ impl Simulator {
                     self.schedule(t, Sched::Reconnect { a: *a, b: *b });
                 }
                 Step::Crash { node } => self.crash(*node),
+                Step::Rekey { node } => self.rekey(*node)?,
                 Step::Restart { node } => self.restart(*node)?,
                 Step::Tamper { relay, toward } => {
                     self.expect_link(*relay, *toward)?;
@@ -897,6 +961,7 @@ impl Simulator {
             bytes_per_change: if changes > 0 { self.bytes as f64 / changes as f64 } else { 0.0 },
             frames_per_change: if changes > 0 { self.frames as f64 / changes as f64 } else { 0.0 },
             rejected,
+            hand_overs: self.hand_overs,
             trace_digest: self.trace.finalize().to_hex().to_string(),
             peak_rss_bytes: crate::report::peak_rss(),
             idle_rss_bytes: 0,
@@ -923,6 +988,7 @@ fn record_of(node: NodeId, batch: &cascade_core::WriteBatch) -> CommitRecord {
         Ok(DeltaBody::Catalog(_)) => "catalog",
         Ok(DeltaBody::Revoke(_)) => "revoke",
         Ok(DeltaBody::Organization(_)) => "organization",
+        Ok(DeltaBody::Rekey { .. }) => "rekey",
         Err(_) => "undecodable",
     };
     CommitRecord {

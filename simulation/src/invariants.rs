@@ -92,17 +92,20 @@ pub fn check(
 ) -> Outcome {
     let mut outcome = Outcome::default();
 
-    // 1. Only valid deltas were stored: chains, Joins, signatures. An unsigned delta
-    //    is valid when the chain leads from it to a signed delta whose signature
-    //    verifies (a run never ends a log).
+    // 1. Only valid deltas were stored: chains, Joins, signatures, hand-overs. An
+    //    unsigned delta is valid when the chain leads from it to a signed delta
+    //    whose signature verifies (a run never ends a log); after a signed hand-over
+    //    the log's signatures verify with the key it names.
     let mut hashes: HashMap<*const Delta, Hash> = HashMap::new();
     let mut valid: HashMap<*const Delta, Result<(), String>> = HashMap::new();
     let mut keys: HashMap<*const Delta, Result<ed25519_dalek::VerifyingKey, String>> = HashMap::new();
+    let mut rekeys: HashMap<*const Delta, Option<Result<ed25519_dalek::VerifyingKey, String>>> =
+        HashMap::new();
     let mut invalid = Vec::new();
     for (id, view) in nodes {
         for (log, deltas) in &view.logs {
             let Some(first) = deltas.first() else { continue };
-            let key = keys
+            let mut key = keys
                 .entry(Arc::as_ptr(first))
                 .or_insert_with(|| match first.decode_body() {
                     Ok(DeltaBody::Join { chain }) => match verifier.verify_chain(&chain, None) {
@@ -135,6 +138,19 @@ pub fn check(
                 if let Some(problem) = problem {
                     invalid.push(format!("{id} stored {log} #{}: {problem}", delta.seq));
                     break;
+                }
+                if delta.is_signed() && i > 0 {
+                    let handed = rekeys.entry(ptr).or_insert_with(|| match delta.decode_body() {
+                        Ok(DeltaBody::Rekey { chain }) => Some(match verifier.verify_chain(&chain, None) {
+                            Ok(member) if member.id == log.origin => Ok(member.key),
+                            Ok(member) => Err(format!("hand-over to {}", member.id)),
+                            Err(e) => Err(e.to_string()),
+                        }),
+                        _ => None,
+                    });
+                    if let Some(new) = handed {
+                        key = new.clone();
+                    }
                 }
                 prev = *hashes.entry(ptr).or_insert_with(|| delta.hash());
             }

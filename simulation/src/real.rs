@@ -195,9 +195,11 @@ pub async fn run(
     progress: bool,
 ) -> Result<Report, SimError> {
     for step in &scenario.steps {
-        if matches!(step, Step::Tamper { .. } | Step::StopTamper { .. }) {
+        if matches!(step, Step::Tamper { .. } | Step::StopTamper { .. } | Step::Rekey { .. }) {
             return Err(SimError::Scenario(
-                "tampering is simulated in deterministic mode; over real QUIC it is shown by tests/adversaries.rs".into(),
+                "tampering and key hand-overs are simulated in deterministic mode; over real QUIC they are \
+                 shown by tests/adversaries.rs"
+                    .into(),
             ));
         }
     }
@@ -294,7 +296,7 @@ async fn run_in(
                     failures.push(format!("step {i}: no convergence within {max_ms} ms"));
                 }
             }
-            Step::Tamper { .. } | Step::StopTamper { .. } => {}
+            Step::Tamper { .. } | Step::StopTamper { .. } | Step::Rekey { .. } => {}
         }
     }
     for handle in run.publishes.drain(..) {
@@ -366,6 +368,7 @@ async fn run_in(
         bytes_per_change: if changes > 0 { bytes as f64 / changes as f64 } else { 0.0 },
         frames_per_change: if changes > 0 { frames as f64 / changes as f64 } else { 0.0 },
         rejected: BTreeMap::new(),
+        hand_overs: 0,
         trace_digest: String::new(),
         peak_rss_bytes: peak,
         idle_rss_bytes,

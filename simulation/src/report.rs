@@ -72,6 +72,8 @@ pub struct Report {
     pub frames_per_change: f64,
     /// Deltas refused, by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Logs handed over to a new key by their origin (deterministic mode).
+    pub hand_overs: u64,
     /// Digest of the trace of delivered frames (deterministic mode: replay check).
     pub trace_digest: String,
     /// Peak resident memory of the process.
@@ -154,6 +156,9 @@ impl fmt::Display for Report {
         }
         if !self.rejected.is_empty() {
             writeln!(f, "  rejected    {:?}", self.rejected)?;
+        }
+        if self.hand_overs > 0 {
+            writeln!(f, "  keys        {} logs handed over to new keys", self.hand_overs)?;
         }
         writeln!(f, "  trace       {}", self.trace_digest)?;
         for p in &self.invariants.passed {

@@ -139,6 +139,12 @@ pub enum Step {
         /// The node.
         node: NodeId,
     },
+    /// The node's operator gives it a new key: it stops, gets a new certificate of
+    /// the same node, and restarts with its previous key to hand its logs over.
+    Rekey {
+        /// The node.
+        node: NodeId,
+    },
     /// From now on `relay` alters the bodies of deltas it forwards to `toward`.
     Tamper {
         /// The malicious relay.

@@ -39,6 +39,9 @@ fn the_whole_country_under_faults_keeps_every_invariant() {
     assert_eq!(report.convergence.converged as u64, report.changes_acknowledged, "{report}");
     // The tampering relay was caught, not believed.
     assert!(report.rejected.values().sum::<u64>() > 0, "{report}");
+    // A city and its province handed their logs over to new keys mid-run, and
+    // every node verified the logs across the hand-overs (invariant 1).
+    assert!(report.hand_overs >= 2, "{report}");
 }
 
 /// The report file `cascade sim --report` writes, without what a run cannot

@@ -56,12 +56,8 @@ impl<S: StateStore> Core<S> {
             )));
         }
         let mut actions = Vec::new();
-        let result = self.engine.originate(
-            self.now_s(),
-            Scope::Federation,
-            DeltaBody::Organization(org.clone()),
-            &mut actions,
-        );
+        let result =
+            self.engine.originate(Scope::Federation, DeltaBody::Organization(org.clone()), &mut actions);
         self.take(actions);
         result.map_err(|e| Self::refused(e, "organization"))?;
         // Known at once: later commands of this group may use it.
@@ -88,7 +84,7 @@ impl<S: StateStore> Core<S> {
             ));
         }
         let mut actions = Vec::new();
-        let result = self.engine.revoke(self.now_s(), node, reason.clone(), &mut actions);
+        let result = self.engine.revoke(node, reason.clone(), &mut actions);
         self.take(actions);
         // Who may revoke whom is the protocol's rule (the national node anyone, a
         // province its cities): a refusal of it is the caller's, and audited.

@@ -126,12 +126,8 @@ impl<S: StateStore> Core<S> {
         let mut own = OwnWrite::Draft { scope: saved.scope, entry: saved.entry.clone() };
         if outcome.emit {
             let mut actions = Vec::new();
-            let result = self.engine.originate(
-                self.now_s(),
-                saved.scope,
-                DeltaBody::Catalog(saved.entry.clone()),
-                &mut actions,
-            );
+            let result =
+                self.engine.originate(saved.scope, DeltaBody::Catalog(saved.entry.clone()), &mut actions);
             // Taken even on error: a new log's Join may have been admitted.
             self.take(actions);
             let delta = result.map_err(|e| Self::refused(e, "entry"))?;

@@ -158,6 +158,9 @@ pub struct Identity {
     pub chain: Vec<Vec<u8>>,
     /// Checks other members' chains against the federation root.
     pub verifier: Box<dyn MembershipVerifier>,
+    /// The key this node signed with before its current certificate, when its
+    /// logs are to be handed over to the new key (see `Engine::hand_over`).
+    pub previous_key: Option<SigningKey>,
 }
 
 /// Why a core could not boot.
@@ -252,7 +255,7 @@ impl<S: StateStore> Core<S> {
     /// (a damaged store is refused, not trusted), and the node's Join is signed if
     /// its log is new — so the first `poll` may already ask for a commit.
     pub fn boot(identity: Identity, store: S, now_ms: u64) -> Result<Core<S>, BootError> {
-        let Identity { key, chain, verifier } = identity;
+        let Identity { key, chain, verifier, previous_key } = identity;
         let mut engine = Engine::new(key, chain, verifier, now_ms / 1000)?;
         let me = engine.me().id;
         let BootState { meta, audit_head, accounts } = store.boot()?;
@@ -299,9 +302,15 @@ impl<S: StateStore> Core<S> {
             commits: CommitCounters::default(),
         };
         let mut actions = Vec::new();
+        let handed_over = core.engine.hand_over(previous_key.as_ref(), &mut actions)?;
         core.engine.join(&mut actions)?;
         core.take(actions);
         core.audit("node", None, "node.started", format!("{me} restored its state"));
+        if handed_over > 0 {
+            let key: String = core.engine.me().key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let detail = format!("{handed_over} logs handed over to key {key}");
+            core.audit("node", None, "node.rekey", detail);
+        }
         Ok(core)
     }
 
@@ -616,7 +625,11 @@ impl<S: StateStore> Core<S> {
                 };
                 self.group.batch.materialize.push(row);
             }
-            DeltaBody::Join { .. } | DeltaBody::Revoke(_) => {}
+            DeltaBody::Rekey { .. } if delta.log.origin != self.me => {
+                let detail = format!("{} #{} is signed with a new key from here on", delta.log, delta.seq);
+                self.audit("federation", None, "member.rekey", detail);
+            }
+            DeltaBody::Join { .. } | DeltaBody::Rekey { .. } | DeltaBody::Revoke(_) => {}
         }
         self.group.batch.deltas.push(delta);
     }

@@ -35,6 +35,7 @@ fn core() -> Core<MemoryStore> {
         key: creds.signing_key().unwrap(),
         chain: creds.chain,
         verifier: Box::new(FederationVerifier::new(root.cert_der()).unwrap()),
+        previous_key: None,
     };
     Core::boot(identity, MemoryStore::new(), NOW_MS).unwrap()
 }

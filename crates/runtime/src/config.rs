@@ -45,6 +45,11 @@ pub struct CertPaths {
     pub chain: PathBuf,
     /// This node's private key (PKCS#8 PEM, mode 0600). Default `certs/node.key`.
     pub key: PathBuf,
+    /// The key this node signed with before its current certificate (PKCS#8 PEM,
+    /// mode 0600), given once after a key rotation: at start the node hands its
+    /// logs over from it to the new key, then no longer needs it. Default none.
+    #[serde(default)]
+    pub previous_key: Option<PathBuf>,
 }
 
 impl Default for CertPaths {
@@ -53,6 +58,7 @@ impl Default for CertPaths {
             root: PathBuf::from("certs/root.pem"),
             chain: PathBuf::from("certs/node.pem"),
             key: PathBuf::from("certs/node.key"),
+            previous_key: None,
         }
     }
 }

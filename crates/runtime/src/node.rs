@@ -90,6 +90,9 @@ impl Node {
         config.check().map_err(NodeError::Config)?;
         crate::files::check_secret(&config.data_dir.join(TOKEN_FILE))?;
         crate::files::check_secret(&config.resolve(&config.certs.key))?;
+        if let Some(previous) = &config.certs.previous_key {
+            crate::files::check_secret(&config.resolve(previous))?;
+        }
         crate::files::make_private(&config.data_dir)?;
         let certs_err = |e: cascade_certs::FileError| NodeError::Certs(e.to_string());
         let root = read_chain_pem(&config.resolve(&config.certs.root)).map_err(certs_err)?;
@@ -114,13 +117,21 @@ impl Node {
         }
         let admin_token = load_or_create_token(&config.data_dir.join(TOKEN_FILE))?;
         let key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
+        let previous_key = match &config.certs.previous_key {
+            Some(path) => {
+                let pkcs8 = read_key_pem(&config.resolve(path)).map_err(certs_err)?;
+                let previous = NodeCredentials { chain: Vec::new(), key_pkcs8: pkcs8 };
+                Some(previous.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?)
+            }
+            None => None,
+        };
         let store_dir = config.data_dir.join(STORE_DIR);
         let chain = creds.chain.clone();
         let me = config.id;
         let data_dir = config.data_dir.clone();
         let (core, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
             let store = Store::open(&store_dir, me)?;
-            let identity = Identity { key, chain, verifier: Box::new(verifier) };
+            let identity = Identity { key, chain, verifier: Box::new(verifier), previous_key };
             let core = Core::boot(identity, store.clone(), unix_millis())?;
             // The store's files are sled's to create: made private once it has.
             crate::files::make_private(&data_dir)?;

@@ -11,8 +11,8 @@ use crate::membership::{CertificateError, Member};
 /// The time a delta is checked at.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Clock {
-    /// Now (unix seconds): certificates must be valid, revocations apply.
-    At(u64),
+    /// A delta arriving now: revocations apply.
+    Live,
     /// Re-reading the store: the delta was valid when admitted.
     Restoring,
 }
@@ -67,8 +67,8 @@ impl Engine {
         };
         if delta.seq == head.seq && delta.hash() != head.hash {
             // Same position, different content: a fork if the origin really signed it.
-            let member = self.members.get(&log.origin).ok_or(RejectReason::BrokenChain)?;
-            signed_by(&member.key, &delta.hash())?;
+            let key = self.log_keys.get(&log).ok_or(RejectReason::BrokenChain)?;
+            signed_by(key, &delta.hash())?;
             return Err(RejectReason::Fork);
         }
         if delta.seq <= head.seq {
@@ -86,7 +86,7 @@ impl Engine {
             let DeltaBody::Join { chain } = &body else {
                 return Err(RejectReason::Invalid("a log must start with a Join".into()));
             };
-            let member = self.check_join(clock, log, chain)?;
+            let member = self.check_join(log, chain)?;
             // A Join carries its own signature: it is where the key comes from.
             if !delta.is_signed() {
                 return Err(RejectReason::BadSignature);
@@ -94,17 +94,24 @@ impl Engine {
             self.verify_signature(delta, &member.key, &hash)?;
             (body, Some(member))
         } else {
-            // Every log starts with a Join, so a known head implies a known member.
-            let member = self
-                .members
-                .get(&log.origin)
-                .ok_or_else(|| RejectReason::Invalid("origin never joined".into()))?;
-            signed_by(&member.key, &hash)?;
+            // Every log starts with a Join, so a known head implies a known key.
+            let key =
+                self.log_keys.get(&log).ok_or_else(|| RejectReason::Invalid("log never joined".into()))?;
+            signed_by(key, &hash)?;
             let body = delta.decode_body().map_err(|e| RejectReason::Invalid(e.to_string()))?;
-            if matches!(body, DeltaBody::Join { .. }) {
-                return Err(RejectReason::Invalid("Join after the start of a log".into()));
-            }
-            (body, None)
+            let rekeyed = match &body {
+                DeltaBody::Join { .. } => {
+                    return Err(RejectReason::Invalid("Join after the start of a log".into()));
+                }
+                // The key it replaces vouches for it alone (never inside a run, so
+                // that every run is verified with one key).
+                DeltaBody::Rekey { .. } if !delta.is_signed() => {
+                    return Err(RejectReason::Invalid("a hand-over must carry its own signature".into()));
+                }
+                DeltaBody::Rekey { chain } => Some(self.check_rekey(log, chain)?),
+                _ => None,
+            };
+            (body, rekeyed)
         };
         self.check_not_revoked(clock, log, delta.seq)?;
         self.check_body(log, &body)?;
@@ -112,25 +119,43 @@ impl Engine {
     }
 
     /// A Join's chain must make its holder the member whose log it starts.
-    fn check_join(&self, clock: Clock, log: LogId, chain: &[Vec<u8>]) -> Result<Member, RejectReason> {
+    fn check_join(&self, log: LogId, chain: &[Vec<u8>]) -> Result<Member, RejectReason> {
         if chain.len() > MAX_CHAIN_CERTS {
             return Err(RejectReason::NotMember(CertificateError::ChainTooLong(chain.len())));
         }
-        let now = match clock {
-            Clock::At(now) => Some(now),
-            Clock::Restoring => None,
-        };
-        let member = self.verifier.verify_chain(chain, now).map_err(RejectReason::NotMember)?;
+        // As of when it was issued (within its issuer's validity): a log outlives
+        // its certificate, and a node catching up years later still reads it.
+        let member = self.verifier.verify_chain(chain, None).map_err(RejectReason::NotMember)?;
         if member.id != log.origin {
             return Err(RejectReason::WrongOrigin(format!(
                 "certificate names {} but the log is {}'s",
                 member.id, log.origin
             )));
         }
-        if let Some(known) = self.members.get(&member.id) {
-            if known.key != member.key {
-                return Err(RejectReason::WrongOrigin("key differs from the known one".into()));
-            }
+        let known = self.known_keys.get(&member.id);
+        if known.is_some_and(|keys| !keys.contains(&member.key)) {
+            return Err(RejectReason::WrongOrigin("a key this node never held".into()));
+        }
+        Ok(member)
+    }
+
+    /// A hand-over names a new certificate of the same node (same tier and parent)
+    /// with a key the log is not signed with yet.
+    pub(super) fn check_rekey(&self, log: LogId, chain: &[Vec<u8>]) -> Result<Member, RejectReason> {
+        if chain.len() > MAX_CHAIN_CERTS {
+            return Err(RejectReason::NotMember(CertificateError::ChainTooLong(chain.len())));
+        }
+        let member = self.verifier.verify_chain(chain, None).map_err(RejectReason::NotMember)?;
+        let known =
+            self.members.get(&log.origin).ok_or_else(|| RejectReason::Invalid("log never joined".into()))?;
+        if member.id != known.id || member.tier != known.tier || member.parent != known.parent {
+            return Err(RejectReason::WrongOrigin(format!(
+                "a hand-over of {} to a certificate of {} ({:?} under {:?})",
+                log.origin, member.id, member.tier, member.parent
+            )));
+        }
+        if self.log_keys.get(&log) == Some(&member.key) {
+            return Err(RejectReason::Invalid("a hand-over to the key the log already has".into()));
         }
         Ok(member)
     }
@@ -138,7 +163,7 @@ impl Engine {
     /// A revoked origin's deltas after its cutoff are refused (history admitted
     /// before stays readable when restoring).
     pub(super) fn check_not_revoked(&self, clock: Clock, log: LogId, seq: u64) -> Result<(), RejectReason> {
-        if let (Clock::At(_), Some(cutoffs)) = (clock, self.revoked.get(&log.origin)) {
+        if let (Clock::Live, Some(cutoffs)) = (clock, self.revoked.get(&log.origin)) {
             if seq > cutoffs.of(log.scope) {
                 return Err(RejectReason::Revoked);
             }
@@ -151,6 +176,7 @@ impl Engine {
     pub(super) fn check_body(&self, log: LogId, body: &DeltaBody) -> Result<(), RejectReason> {
         match body {
             DeltaBody::Join { .. } => Ok(()),
+            DeltaBody::Rekey { chain } => self.check_rekey(log, chain).map(|_| ()),
             DeltaBody::Catalog(entry) => {
                 entry.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
                 if !self.is_registered_at(&entry.provider, log.origin) {

@@ -16,7 +16,7 @@ use crate::limits::{
 use crate::membership::{Member, MembershipVerifier};
 use crate::message::{Batcher, Frame, VersionVector};
 use check::{Accepted, Check, Clock};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -61,7 +61,12 @@ pub struct Engine {
     chain: Vec<Vec<u8>>,
     verifier: Box<dyn MembershipVerifier>,
     heads: BTreeMap<LogId, Head>,
+    /// Members by id, with the key they sign with now.
     members: HashMap<NodeId, Member>,
+    /// The key each log is signed with now: its Join's, or its last hand-over's.
+    log_keys: HashMap<LogId, VerifyingKey>,
+    /// Every key each member held (a log catching up may start with an old one).
+    known_keys: HashMap<NodeId, Vec<VerifyingKey>>,
     /// Revoked nodes: per scope, the last seq that stays valid.
     revoked: HashMap<NodeId, Cutoffs>,
     peers: BTreeMap<NodeId, PeerState>,
@@ -111,15 +116,17 @@ impl Engine {
                 "certificate key is not the signing key".into(),
             )));
         }
-        let mut members = HashMap::new();
-        members.insert(me.id, me.clone());
+        // This node becomes a member of its own view when its logs are restored or
+        // its Join is made: its logs may still be signed with a previous key.
         Ok(Engine {
             me,
             key,
             chain,
             verifier,
             heads: BTreeMap::new(),
-            members,
+            members: HashMap::new(),
+            log_keys: HashMap::new(),
+            known_keys: HashMap::new(),
             revoked: HashMap::new(),
             peers: BTreeMap::new(),
             signature_cache: None,
@@ -226,12 +233,10 @@ impl Engine {
     /// Verifies a run of unsigned deltas closed by a signed one of the same log
     /// (the origin must be a known member).
     fn verify_run(&self, run: &[Arc<Delta>]) -> Result<(), RejectReason> {
-        let origin = run.first().map(|d| d.log.origin).ok_or(RejectReason::BadSignature)?;
-        let member =
-            self.members.get(&origin).ok_or_else(|| RejectReason::Invalid("origin never joined".into()))?;
+        let log = run.first().map(|d| d.log).ok_or(RejectReason::BadSignature)?;
+        let key = self.log_keys.get(&log).ok_or_else(|| RejectReason::Invalid("log never joined".into()))?;
         crate::delta::verify_run(run, |last| {
-            self.verify_signature(last, &member.key, &last.hash())
-                .map_err(|_| crate::DeltaError::BadSignature)
+            self.verify_signature(last, key, &last.hash()).map_err(|_| crate::DeltaError::BadSignature)
         })
         .map_err(|_| RejectReason::BadSignature)
     }
@@ -295,6 +300,41 @@ impl Engine {
         self.peers.iter().map(|(id, p)| (*id, p.greeted))
     }
 
+    /// Hands every log of this node still signed with another key over to this
+    /// engine's key, with a `Rekey` delta signed by `previous` (persisted by the
+    /// next `seal`); returns how many logs were handed over. Call it after
+    /// `restore`. Without the previous key, such a log cannot go on: an error
+    /// says which key it needs.
+    pub fn hand_over(
+        &mut self,
+        previous: Option<&SigningKey>,
+        actions: &mut Vec<Action>,
+    ) -> Result<usize, EngineError> {
+        let mine = self.key.verifying_key();
+        let stale: Vec<(LogId, VerifyingKey)> = self
+            .log_keys
+            .iter()
+            .filter(|(log, key)| log.origin == self.me.id && **key != mine)
+            .map(|(log, key)| (*log, *key))
+            .collect();
+        for (log, signed_with) in &stale {
+            let Some(previous) = previous.filter(|p| p.verifying_key() == *signed_with) else {
+                return Err(EngineError::NeedsPreviousKey {
+                    log: *log,
+                    signed_with: signed_with.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
+                });
+            };
+            let body = DeltaBody::Rekey { chain: self.chain.clone() };
+            self.check_body(*log, &body).map_err(EngineError::Refused)?;
+            let mut delta = Delta::clone(&*self.next_own(log.scope, &body)?);
+            // The old key vouches for the new one (and for the run before it).
+            delta.seal(previous);
+            self.runs.remove(&log.scope);
+            self.admit_own(Admitted { delta: Arc::new(delta), body }, actions);
+        }
+        Ok(stale.len())
+    }
+
     /// Makes sure this node's federation log starts with its Join (persisted by
     /// the next `seal`).
     pub fn join(&mut self, actions: &mut Vec<Action>) -> Result<(), EngineError> {
@@ -308,7 +348,6 @@ impl Engine {
     /// revocation disconnecting a neighbour).
     pub fn originate(
         &mut self,
-        now: u64,
         scope: Scope,
         body: DeltaBody,
         actions: &mut Vec<Action>,
@@ -319,7 +358,7 @@ impl Engine {
         let log = LogId { origin: self.me.id, scope };
         // Refuse before anything changes what every receiver would refuse.
         self.check_body(log, &body).map_err(EngineError::Refused)?;
-        self.check_not_revoked(Clock::At(now), log, self.head(log) + 1).map_err(EngineError::Refused)?;
+        self.check_not_revoked(Clock::Live, log, self.head(log) + 1).map_err(EngineError::Refused)?;
         self.ensure_joined(scope, actions)?;
         let delta = self.next_own(scope, &body)?;
         self.admit_own(Admitted { delta: delta.clone(), body }, actions);
@@ -356,7 +395,6 @@ impl Engine {
     /// of the revoked node's logs right now (see `originate` for `actions`).
     pub fn revoke(
         &mut self,
-        now: u64,
         node: NodeId,
         reason: String,
         actions: &mut Vec<Action>,
@@ -368,12 +406,7 @@ impl Engine {
                 (head > 0).then_some((scope, head))
             })
             .collect();
-        self.originate(
-            now,
-            Scope::Federation,
-            DeltaBody::Revoke(Revocation { node, cutoff, reason }),
-            actions,
-        )
+        self.originate(Scope::Federation, DeltaBody::Revoke(Revocation { node, cutoff, reason }), actions)
     }
 
     /// Handles one event.
@@ -399,7 +432,7 @@ impl Engine {
                 }
                 match frame {
                     Frame::Hello { vv } => self.on_hello(peer, vv, &mut actions),
-                    Frame::Deltas(deltas) => self.on_deltas(now, peer, deltas, &mut actions),
+                    Frame::Deltas(deltas) => self.on_deltas(peer, deltas, &mut actions),
                     Frame::Need { log, from } => self.on_need(now, peer, log, from, &mut actions),
                 }
             }
@@ -449,7 +482,7 @@ impl Engine {
         actions.push(Action::SendRange { peer, log, from, to: head });
     }
 
-    fn on_deltas(&mut self, now: u64, peer: NodeId, deltas: Vec<Arc<Delta>>, actions: &mut Vec<Action>) {
+    fn on_deltas(&mut self, peer: NodeId, deltas: Vec<Arc<Delta>>, actions: &mut Vec<Action>) {
         if deltas.len() > MAX_BATCH_DELTAS {
             let reason = Misbehaviour::BatchTooLarge { deltas: deltas.len() };
             actions.push(Action::Disconnect { peer, reason: reason.into() });
@@ -471,11 +504,11 @@ impl Engine {
                     handled[*k] = true;
                 }
                 let members: Vec<Arc<Delta>> = run.iter().map(|k| deltas[*k].clone()).collect();
-                self.admit_run(now, peer, members, &mut admitted, actions);
+                self.admit_run(peer, members, &mut admitted, actions);
                 continue;
             }
             handled[i] = true;
-            match self.check(Clock::At(now), delta, false) {
+            match self.check(Clock::Live, delta, false) {
                 Ok(Check::Accept(Accepted { body, hash, joined })) => {
                     if let Some(disconnect) = self.admit(delta, hash, joined, &body, &mut Vec::new()) {
                         actions.push(disconnect);
@@ -521,7 +554,6 @@ impl Engine {
     /// admitted are taken back and the whole run is refused.
     fn admit_run(
         &mut self,
-        now: u64,
         peer: NodeId,
         members: Vec<Arc<Delta>>,
         admitted: &mut Vec<Admitted>,
@@ -540,7 +572,7 @@ impl Engine {
         let mut taken = Vec::new();
         let mut caused = Vec::new();
         for d in &members {
-            let failed = match self.check(Clock::At(now), d, true) {
+            let failed = match self.check(Clock::Live, d, true) {
                 Ok(Check::Accept(Accepted { body, hash, joined })) => {
                     caused.extend(self.admit(d, hash, joined, &body, &mut undo));
                     taken.push(Admitted { delta: d.clone(), body });
@@ -583,6 +615,20 @@ impl Engine {
                 }
                 Undo::Member(id, Some(member)) => {
                     self.members.insert(id, member);
+                }
+                Undo::LogKey(log, None) => {
+                    self.log_keys.remove(&log);
+                }
+                Undo::LogKey(log, Some(key)) => {
+                    self.log_keys.insert(log, key);
+                }
+                Undo::KnownKey(id) => {
+                    if let Some(keys) = self.known_keys.get_mut(&id) {
+                        keys.pop();
+                        if keys.is_empty() {
+                            self.known_keys.remove(&id);
+                        }
+                    }
                 }
                 Undo::Revoked(node, None) => {
                     self.revoked.remove(&node);
@@ -643,7 +689,8 @@ impl Engine {
     /// `seal` to be persisted and pushed.
     fn admit_own(&mut self, own: Admitted, actions: &mut Vec<Action>) {
         let hash = own.delta.hash();
-        let joined = matches!(own.body, DeltaBody::Join { .. }).then(|| self.me.clone());
+        let joined =
+            matches!(own.body, DeltaBody::Join { .. } | DeltaBody::Rekey { .. }).then(|| self.me.clone());
         if let Some(disconnect) = self.admit(&own.delta, hash, joined, &own.body, &mut Vec::new()) {
             actions.push(disconnect);
         }
@@ -707,7 +754,14 @@ impl Engine {
         undo: &mut Vec<Undo>,
     ) -> Option<Action> {
         undo.push(Undo::Head(delta.log, self.heads.insert(delta.log, Head { seq: delta.seq, hash })));
+        // A Join or a hand-over: the log's key from now on, and the member's.
         if let Some(member) = joined {
+            undo.push(Undo::LogKey(delta.log, self.log_keys.insert(delta.log, member.key)));
+            let keys = self.known_keys.entry(member.id).or_default();
+            if !keys.contains(&member.key) {
+                keys.push(member.key);
+                undo.push(Undo::KnownKey(member.id));
+            }
             undo.push(Undo::Member(member.id, self.members.insert(member.id, member.clone())));
         }
         match body {
@@ -736,7 +790,7 @@ impl Engine {
                 }
                 None
             }
-            DeltaBody::Join { .. } | DeltaBody::Catalog(_) => None,
+            DeltaBody::Join { .. } | DeltaBody::Rekey { .. } | DeltaBody::Catalog(_) => None,
         }
     }
 }
@@ -746,6 +800,9 @@ impl Engine {
 enum Undo {
     Head(LogId, Option<Head>),
     Member(NodeId, Option<Member>),
+    LogKey(LogId, Option<VerifyingKey>),
+    /// The last key added to a member's known keys.
+    KnownKey(NodeId),
     Revoked(NodeId, Option<Cutoffs>),
     Organization(String, NodeId),
 }

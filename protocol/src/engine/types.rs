@@ -167,6 +167,18 @@ pub enum EngineError {
     /// nothing was changed.
     #[error("refused to originate: {0}")]
     Refused(RejectReason),
+    /// This node's logs are signed with another key than its certificate's, and
+    /// the key they are signed with was not given to hand them over.
+    #[error(
+        "{log} is signed with key {signed_with}, not this certificate's; give the previous key \
+         (certs.previous_key) so the node can hand its logs over to the new one"
+    )]
+    NeedsPreviousKey {
+        /// A log of this node.
+        log: LogId,
+        /// Hex of the key it is signed with now.
+        signed_with: String,
+    },
     /// A stored delta failed verification while restoring state: the store is corrupt.
     #[error("stored delta {log} #{seq} is invalid: {reason}")]
     CorruptStore {
