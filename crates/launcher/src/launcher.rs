@@ -98,6 +98,14 @@ impl Federation {
         Ok(())
     }
 
+    /// Gives a node the key it signed with before its current certificate (see
+    /// `CertPaths::previous_key`), or takes it away; effective at its next start.
+    pub fn set_previous_key(&mut self, id: NodeId, key: Option<PathBuf>) -> anyhow::Result<()> {
+        let config = self.configs.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        config.certs.previous_key = key;
+        Ok(())
+    }
+
     /// Starts (or restarts) one node from its data folder, on its previous ports.
     pub async fn start(&mut self, id: NodeId) -> anyhow::Result<()> {
         anyhow::ensure!(!self.running.contains_key(&id), "{id} is already running");
