@@ -283,6 +283,10 @@ async fn the_data_folder_is_private_and_an_exposed_secret_stops_the_start() {
 
     // A token file others can read stops the start, saying which file and why.
     fed.fed.stop(nid("370000")).await.unwrap();
+    // (What the operator keeps beside the node's own files is theirs: left alone.)
+    let notes = dir.join("operator-notes.txt");
+    std::fs::write(&notes, "runbook").unwrap();
+    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o644)).unwrap();
     let token = dir.join(cascade_runtime::TOKEN_FILE);
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let refused = fed.fed.start(nid("370000")).await.expect_err("an exposed token must stop the start");
@@ -291,7 +295,78 @@ async fn the_data_folder_is_private_and_an_exposed_secret_stops_the_start() {
     // Put right, the node starts with its state.
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     fed.fed.start(nid("370000")).await.unwrap();
+    assert_eq!(std::fs::metadata(&notes).unwrap().permissions().mode() & 0o777, 0o644);
     let (status, orgs) = fed.get("370000", "/api/v1/organizations").await;
     assert_eq!((status, orgs["returned"].as_u64()), (200, Some(1)), "{orgs}");
+    fed.fed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_and_administrators_manage_passwords_sessions_and_disabled_accounts() {
+    let fed = Fed::launch(TWO_NODES).await;
+    let ours = fed.register_org("370000").await;
+    let body =
+        json!({"username": "zhao", "password": PASSWORD, "organization": ours, "roles": ["cataloger"]});
+    assert_eq!(fed.post("370000", "/api/v1/accounts", body).await.0, 201);
+    let session = || async {
+        let (status, body) = fed.login("370000", "zhao", PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    };
+    let (first, second) = (session().await, session().await);
+    let (status, list) = fed.with_token("370000", &first).call("GET", "/api/v1/sessions", None).await;
+    assert_eq!((status, list["returned"].as_u64()), (200, Some(2)), "{list}");
+
+    // An owner proves who they are before changing their own password.
+    let me = fed.with_token("370000", &first);
+    let change = |body: Value| me.call("POST", "/api/v1/accounts/zhao/password", Some(body));
+    let new_password = "a much longer new passphrase";
+    let (status, body) = change(json!({"password": new_password})).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("current")), "{body}");
+    let (status, body) = change(json!({"password": new_password, "current": "not it at all"})).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("current")), "{body}");
+    let (status, body) = change(json!({"password": new_password, "current": PASSWORD})).await;
+    assert_eq!(status, 200, "{body}");
+    // Every session of the account ended; the old password no longer opens one.
+    for token in [&first, &second] {
+        assert_eq!(fed.with_token("370000", token).call("GET", "/api/v1/sessions", None).await.0, 401);
+    }
+    assert_eq!(fed.login("370000", "zhao", PASSWORD).await.0, 401);
+    let (status, body) = fed.login("370000", "zhao", new_password).await;
+    assert_eq!(status, 200, "{body}");
+    let third = body["token"].as_str().unwrap().to_string();
+
+    // Logging out ends the session presented.
+    let (status, _) = fed.with_token("370000", &third).call("POST", "/api/v1/logout", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(fed.with_token("370000", &third).call("GET", "/api/v1/sessions", None).await.0, 401);
+
+    // A cataloger cannot disable anyone; an administrator can, and the account's
+    // API tokens stop working with it until it is enabled again.
+    let (_, body) = fed.login("370000", "zhao", new_password).await;
+    let fourth = body["token"].as_str().unwrap().to_string();
+    let (status, issued) = fed.post("370000", "/api/v1/tokens", json!({"username": "zhao"})).await;
+    assert_eq!(status, 201, "{issued}");
+    let api_token = issued["token"].as_str().unwrap().to_string();
+    let (status, _) =
+        fed.with_token("370000", &fourth).call("POST", "/api/v1/accounts/zhao/disable", None).await;
+    assert_eq!(status, 403);
+    assert_eq!(fed.post("370000", "/api/v1/accounts/zhao/disable", json!({})).await.0, 200);
+    assert_eq!(fed.with_token("370000", &api_token).call("GET", "/api/v1/sessions", None).await.0, 401);
+    assert_ne!(fed.login("370000", "zhao", new_password).await.0, 200);
+    assert_eq!(fed.post("370000", "/api/v1/accounts/zhao/enable", json!({})).await.0, 200);
+    assert_eq!(fed.login("370000", "zhao", new_password).await.0, 200);
+
+    // An administrator sets another account's password without knowing it.
+    let body = json!({"password": "set by the administrator"});
+    assert_eq!(fed.post("370000", "/api/v1/accounts/zhao/password", body).await.0, 200);
+    assert_eq!(fed.login("370000", "zhao", "set by the administrator").await.0, 200);
+
+    // A username no account can have is refused without work or a record of it.
+    let long = "x".repeat(100_000);
+    assert_eq!(fed.login("370000", &long, "whatever").await.0, 401);
+    let (_, audit) = fed.get("370000", "/api/v1/audit?kind=login.failure").await;
+    let records = audit["records"].as_array().unwrap();
+    assert!(records.iter().all(|r| r["actor"].as_str().unwrap().len() < 200), "{audit}");
     fed.fed.shutdown().await.unwrap();
 }

@@ -90,6 +90,25 @@ impl<K: Ord + Clone> Throttle<K> {
         self.entries.insert(key.clone(), Entry { failures: 1, last_ms: now_ms });
     }
 
+    /// `check`, and when `key` may try, counts the try as a failure at once (taken
+    /// back by `forgive` or `succeed` if it succeeds): concurrent tries cannot all
+    /// pass the same check while the first is still being judged.
+    pub fn attempt(&mut self, key: &K, now_ms: u64) -> Result<(), u64> {
+        self.check(key, now_ms)?;
+        self.fail(key, now_ms);
+        Ok(())
+    }
+
+    /// Takes back one failure counted by `attempt` (that try succeeded).
+    pub fn forgive(&mut self, key: &K) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.failures = entry.failures.saturating_sub(1);
+            if entry.failures == 0 {
+                self.entries.remove(key);
+            }
+        }
+    }
+
     /// Forgets `key`'s failures (it proved itself).
     pub fn succeed(&mut self, key: &K) {
         self.entries.remove(key);
@@ -133,6 +152,22 @@ mod tests {
         t.fail(&"a", 61_000);
         assert_eq!(t.check(&"a", 61_000), Ok(()), "starts afresh");
         t.succeed(&"a");
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn an_attempt_counts_before_it_is_judged_and_a_success_takes_it_back() {
+        let mut t = Throttle::new(POLICY);
+        // Concurrent guesses: each attempt is counted as it starts.
+        for _ in 0..3 {
+            assert_eq!(t.attempt(&"a", 0), Ok(()));
+        }
+        assert_eq!(t.attempt(&"a", 0), Err(1000), "the fourth waits though none was judged yet");
+        t.forgive(&"a");
+        assert_eq!(t.attempt(&"a", 0), Ok(()), "one succeeded: its try is given back");
+        for _ in 0..3 {
+            t.forgive(&"a");
+        }
         assert!(t.is_empty());
     }
 

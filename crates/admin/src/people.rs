@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_access::{parse_token, Permission, Principal, Role, TokenKind};
-use cascade_runtime::{Listing, PageQuery, TokenInfo};
+use cascade_runtime::{Listing, PageQuery, PasswordChange, TokenInfo};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -80,20 +80,16 @@ pub(crate) async fn list_accounts(
     Ok(Json(json!({"accounts": page.items, "returned": page.items.len(), "next": page.next})).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewPassword {
-    password: String,
-}
-
-/// Sets a password: the account's owner, or an administrator. Its sessions end.
+/// Sets a password: the account's owner (giving the current one), or an
+/// administrator. Its sessions end.
 pub(crate) async fn set_password(
     State(state): State<AppState>,
     Caller(who): Caller,
+    ClientAddr(from): ClientAddr,
     Path(username): Path<String>,
-    JsonBody(new): JsonBody<NewPassword>,
+    JsonBody(change): JsonBody<PasswordChange>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.node.set_password(who, username, new.password).await?).into_response())
+    Ok(Json(state.node.set_password(who, username, change, from).await?).into_response())
 }
 
 pub(crate) async fn disable_account(

@@ -11,7 +11,7 @@ use cascade_protocol::org::Organization;
 use cascade_protocol::{DeltaBody, EngineError, NodeId, RejectReason, Scope};
 
 /// Longest username, in bytes.
-const MAX_USERNAME_BYTES: usize = 64;
+pub const MAX_USERNAME_BYTES: usize = 64;
 
 impl<S: StateStore> Core<S> {
     fn account(&self, username: &str) -> Result<Option<AccountRecord>, CommandError> {

@@ -26,6 +26,7 @@ mod store;
 mod tally;
 
 pub use crate::core::{BootError, Core, Effect, Identity, Input, LinkId, Ticket};
+pub use base::MAX_USERNAME_BYTES;
 pub use command::{Account, Command, CommandError, Reply, SavedEntry};
 pub use memory::{MemoryStore, AUDIT_KEPT};
 pub use redial::{LinkEnd, Redial};

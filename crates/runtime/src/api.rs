@@ -3,6 +3,7 @@
 //! tokens, hashing passwords: see `login`) — random or slow work kept off the
 //! core's thread.
 
+use crate::login::LoginError;
 use crate::node::Node;
 use cascade_access::{
     bootstrap_matches, mint_token, parse_token, secret_hash, Permission, Principal, Role, TokenKind,
@@ -11,6 +12,7 @@ use cascade_core::{Account, Command, CommandError, Reply, SavedEntry, StateStore
 use cascade_protocol::catalog::EntryDraft;
 use cascade_protocol::org::Organization;
 use cascade_protocol::{NodeId, Scope};
+use std::net::IpAddr;
 
 /// A bearer token issued to a caller: shown once.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -23,6 +25,18 @@ pub struct IssuedToken {
     pub username: String,
     /// Unix seconds, for sessions.
     pub expires_at: Option<u64>,
+}
+
+/// A new password, and for one's own account the current one (no `Debug`: it
+/// holds secrets).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The new password (checked against the policy).
+    pub password: String,
+    /// The current password: required to change one's own.
+    #[serde(default)]
+    pub current: Option<String>,
 }
 
 pub(crate) fn unexpected(reply: Reply) -> CommandError {
@@ -100,22 +114,38 @@ impl Node {
 
     /// Sets an account's password (its owner, or an administrator): checked
     /// against the policy and hashed here; the core ends the account's sessions.
+    ///
+    /// An owner changing their own password proves it with `current` (checked
+    /// under the login throttles): a stolen session alone cannot take the account
+    /// over. An administrator setting another account's password needs none.
     pub async fn set_password(
         &self,
         by: Principal,
         username: String,
-        password: String,
-    ) -> Result<Account, CommandError> {
+        change: PasswordChange,
+        from: Option<IpAddr>,
+    ) -> Result<Account, LoginError> {
         // Refuse before spending Argon2 work on a caller who may not do this.
         let own = by.username.as_deref() == Some(username.as_str());
         let allowed = if own { Ok(()) } else { by.check(Permission::ManageAccounts, |_| None) };
         if let Err(reason) = allowed {
             self.execute(by, Command::Denied { what: "account.password".into(), reason: reason.clone() })
                 .await?;
-            return Err(CommandError::Forbidden(reason));
+            return Err(CommandError::Forbidden(reason).into());
         }
-        let password_hash = self.hash_password(password).await?;
-        self.account_change(by, Command::SetPassword { username, password_hash }).await
+        if own {
+            let Some(current) = change.current else {
+                return Err(CommandError::field("current", "your current password is required").into());
+            };
+            match self.check_password(&username, current, from).await {
+                Err(LoginError::BadCredentials) => {
+                    return Err(CommandError::field("current", "not your current password").into());
+                }
+                checked => checked?,
+            }
+        }
+        let password_hash = self.hash_password(change.password).await?;
+        Ok(self.account_change(by, Command::SetPassword { username, password_hash }).await?)
     }
 
     /// Disables or enables an account (an administrator).

@@ -15,7 +15,7 @@ mod login;
 mod node;
 mod query;
 
-pub use api::IssuedToken;
+pub use api::{IssuedToken, PasswordChange};
 pub use config::{CertPaths, NodeConfig};
 pub use driver::Applied;
 pub use faults::TransportCounters;

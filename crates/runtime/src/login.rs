@@ -6,10 +6,10 @@ use crate::api::{unexpected, IssuedToken};
 use crate::driver::unix_millis;
 use crate::node::Node;
 use cascade_access::{mint_token, CredentialError, Hasher, Policy, Principal, Throttle, TokenKind};
-use cascade_core::{Command, CommandError, Reply, StateStore};
+use cascade_core::{Command, CommandError, Reply, StateStore, MAX_USERNAME_BYTES};
 use cascade_protocol::limits::MAX_CONCURRENT_LOGINS;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -51,7 +51,7 @@ pub enum LoginError {
 pub(crate) struct Passwords {
     hasher: Hasher,
     /// Argon2 computations at once (each holds a 19 MiB pooled buffer).
-    turns: Semaphore,
+    turns: Arc<Semaphore>,
     accounts: Mutex<Throttle<String>>,
     addresses: Mutex<Throttle<IpAddr>>,
 }
@@ -60,7 +60,7 @@ impl Default for Passwords {
     fn default() -> Passwords {
         Passwords {
             hasher: Hasher::new(),
-            turns: Semaphore::new(MAX_CONCURRENT_LOGINS),
+            turns: Arc::new(Semaphore::new(MAX_CONCURRENT_LOGINS)),
             accounts: Mutex::new(Throttle::new(ACCOUNT_POLICY)),
             addresses: Mutex::new(Throttle::new(ADDRESS_POLICY)),
         }
@@ -68,34 +68,40 @@ impl Default for Passwords {
 }
 
 impl Passwords {
-    /// Whether a login for `username` from `from` may be checked now; else how
-    /// many ms to wait.
-    fn admit(&self, username: &str, from: Option<IpAddr>) -> Result<(), u64> {
+    /// Whether a login for `username` from `from` may be checked now (counting it
+    /// as a failure until it succeeds); else how many ms to wait. The address is
+    /// asked first, so a throttled address cannot run up accounts' counts.
+    fn attempt(&self, username: &str, from: Option<IpAddr>) -> Result<(), u64> {
         let now = unix_millis();
-        let account = self.accounts.lock().map_or(Ok(()), |t| t.check(&username.to_string(), now));
-        let address = match from {
-            Some(ip) => self.addresses.lock().map_or(Ok(()), |t| t.check(&ip, now)),
-            None => Ok(()),
-        };
-        match (account, address) {
-            (Ok(()), Ok(())) => Ok(()),
-            (a, b) => Err(a.err().unwrap_or(0).max(b.err().unwrap_or(0))),
+        if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
+            t.attempt(&ip, now)?;
         }
+        let account = self.accounts.lock().map_or(Ok(()), |mut t| t.attempt(&username.to_string(), now));
+        if account.is_err() {
+            // Not tried after all: the address's count is given back.
+            if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
+                t.forgive(&ip);
+            }
+        }
+        account
     }
 
-    fn failed(&self, username: &str, from: Option<IpAddr>) {
-        let now = unix_millis();
+    /// Takes back an attempt that was never judged (the node was busy or failed).
+    fn untried(&self, username: &str, from: Option<IpAddr>) {
         if let Ok(mut t) = self.accounts.lock() {
-            t.fail(&username.to_string(), now);
+            t.forgive(&username.to_string());
         }
         if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
-            t.fail(&ip, now);
+            t.forgive(&ip);
         }
     }
 
-    fn succeeded(&self, username: &str) {
+    fn succeeded(&self, username: &str, from: Option<IpAddr>) {
         if let Ok(mut t) = self.accounts.lock() {
             t.succeed(&username.to_string());
+        }
+        if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
+            t.forgive(&ip);
         }
     }
 }
@@ -118,16 +124,20 @@ impl Node {
         work: impl FnOnce(&Hasher) -> T + Send + 'static,
     ) -> Result<T, LoginError> {
         let passwords = self.passwords();
-        let permit = tokio::time::timeout(ARGON_WAIT, passwords.turns.acquire())
+        // The permit travels with the work: a caller that goes away frees no turn
+        // before its Argon2 computation ends.
+        let permit = tokio::time::timeout(ARGON_WAIT, passwords.turns.clone().acquire_owned())
             .await
             .map_err(|_| LoginError::Busy)?
             .map_err(|_| LoginError::Busy)?;
         let node = self.clone();
-        let result = tokio::task::spawn_blocking(move || work(&node.passwords().hasher))
-            .await
-            .map_err(|e| LoginError::Node(blocking_failed(e)));
-        drop(permit);
-        result
+        tokio::task::spawn_blocking(move || {
+            let result = work(&node.passwords().hasher);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| LoginError::Node(blocking_failed(e)))
     }
 
     /// Hashes a new password (checked against the policy).
@@ -148,19 +158,42 @@ impl Node {
         password: String,
         from: Option<IpAddr>,
     ) -> Result<IssuedToken, LoginError> {
-        let by = Principal {
-            actor: format!("account:{username}"),
-            username: None,
-            organization: None,
-            roles: vec![],
+        self.check_password(&username, password, from).await?;
+        let by = stranger(&username);
+        let minted = mint_token(TokenKind::Session, &mut rand::rngs::OsRng);
+        let command =
+            Command::OpenSession { username, id: minted.id.clone(), secret_hash: minted.secret_hash };
+        match self.execute(by, command).await? {
+            Reply::Token { id, username, expires_at } => {
+                Ok(IssuedToken { token: minted.token, id, username, expires_at })
+            }
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    /// Checks `username`'s password under the login throttles (a login, or an
+    /// account owner proving who they are before changing it).
+    pub(crate) async fn check_password(
+        &self,
+        username: &str,
+        password: String,
+        from: Option<IpAddr>,
+    ) -> Result<(), LoginError> {
+        if username.len() > MAX_USERNAME_BYTES {
+            // No such account can exist: refused without Argon2 work, a throttle
+            // entry or an audit record of a stranger's megabyte.
+            return Err(LoginError::BadCredentials);
+        }
+        let failed = |reason: &str| {
+            (stranger(username), Command::LoginFailed { username: username.into(), reason: reason.into() })
         };
-        if let Err(wait_ms) = self.passwords().admit(&username, from) {
-            let command = Command::LoginFailed { username, reason: "throttled".into() };
+        if let Err(wait_ms) = self.passwords().attempt(username, from) {
+            let (by, command) = failed("throttled");
             self.execute(by, command).await?;
             return Err(LoginError::Throttled { retry_after_s: wait_ms.div_ceil(1000).max(1) });
         }
         let store = self.store().clone();
-        let name = username.clone();
+        let name = username.to_string();
         let verdict = self
             .argon(move |hasher| -> Result<bool, CommandError> {
                 match store.account(&name)? {
@@ -173,22 +206,30 @@ impl Node {
                     }
                 }
             })
-            .await??;
-        if !verdict {
-            self.passwords().failed(&username, from);
-            let command = Command::LoginFailed { username, reason: "wrong username or password".into() };
-            self.execute(by, command).await?;
-            return Err(LoginError::BadCredentials);
-        }
-        self.passwords().succeeded(&username);
-        let minted = mint_token(TokenKind::Session, &mut rand::rngs::OsRng);
-        let command =
-            Command::OpenSession { username, id: minted.id.clone(), secret_hash: minted.secret_hash };
-        match self.execute(by, command).await? {
-            Reply::Token { id, username, expires_at } => {
-                Ok(IssuedToken { token: minted.token, id, username, expires_at })
+            .await;
+        match verdict {
+            Ok(Ok(true)) => {
+                self.passwords().succeeded(username, from);
+                Ok(())
             }
-            other => Err(unexpected(other).into()),
+            Ok(Ok(false)) => {
+                let (by, command) = failed("wrong username or password");
+                self.execute(by, command).await?;
+                Err(LoginError::BadCredentials)
+            }
+            Ok(Err(e)) => {
+                self.passwords().untried(username, from);
+                Err(e.into())
+            }
+            Err(e) => {
+                self.passwords().untried(username, from);
+                Err(e)
+            }
         }
     }
+}
+
+/// Whoever presents a username and a password, not yet known to be its owner.
+fn stranger(username: &str) -> Principal {
+    Principal { actor: format!("account:{username}"), username: None, organization: None, roles: vec![] }
 }
