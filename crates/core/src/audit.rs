@@ -96,7 +96,7 @@ fn record_hash(body: &[u8]) -> [u8; HASH_LEN] {
     *hasher.finalize().as_bytes()
 }
 
-fn cut(mut s: String, max: usize) -> String {
+pub(crate) fn cut(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut end = max;
         while !s.is_char_boundary(end) {
@@ -124,6 +124,13 @@ impl Chain {
             Some((seq, hash)) => Chain { seq, hash, at_ms: 0 },
             None => Chain { seq: 0, hash: ZERO_HASH, at_ms: 0 },
         }
+    }
+
+    /// The same chain, stamping no record before `at_ms` (the time of the last
+    /// record stored, read back at boot: a clock set back across a restart cannot
+    /// break the log's time order).
+    pub fn not_before(self, at_ms: u64) -> Chain {
+        Chain { at_ms: self.at_ms.max(at_ms), ..self }
     }
 
     /// How many records the chain holds.
@@ -461,5 +468,13 @@ mod tests {
         let mut resumed = Chain::after(Some((1, stored_hash(&first.value))));
         let second = resumed.seal(2, event("k"));
         assert!(verify(&[(Some(1), first.value), (Some(2), second.value)]).ok);
+    }
+
+    #[test]
+    fn a_chain_resumed_after_a_restart_never_stamps_before_its_last_record() {
+        let mut chain = Chain::after(Some((7, [1; HASH_LEN]))).not_before(5_000);
+        let sealed = chain.seal(1_000, event("k")); // the clock was set back
+        assert_eq!(decode(8, &sealed.value).unwrap().record.at_ms, 5_000);
+        assert_eq!(chain.seal(9_000, event("k")).index.at_ms, 9_000);
     }
 }

@@ -258,7 +258,7 @@ impl<S: StateStore> Core<S> {
         let Identity { key, chain, verifier, previous_key } = identity;
         let mut engine = Engine::new(key, chain, verifier, now_ms / 1000)?;
         let me = engine.me().id;
-        let BootState { meta, audit_head, accounts } = store.boot()?;
+        let BootState { meta, audit_head, audit_head_at_ms, accounts } = store.boot()?;
         let mut own_orgs = HashMap::new();
         let mut failure = None;
         let deltas = store.deltas().map_while(|d| match d {
@@ -289,7 +289,7 @@ impl<S: StateStore> Core<S> {
             next_group: 1,
             inflight: None,
             ready: VecDeque::new(),
-            audit: Chain::after(audit_head),
+            audit: Chain::after(audit_head).not_before(audit_head_at_ms),
             meta,
             own_orgs,
             own_cache: HashMap::new(),
@@ -667,6 +667,12 @@ impl<S: StateStore> Core<S> {
         self.tally(format!("account:{username}"), "login.failure", label, reason.to_string());
     }
 
+    /// Audits a refused request by tally: a caller repeating forbidden requests
+    /// costs the audit log two records a window, not one a request.
+    fn denied(&mut self, by: &Principal, detail: String) {
+        self.tally(by.actor.clone(), "access.denied", "forbidden", detail);
+    }
+
     /// Counts an event into its tally, writing a record when it opens a window.
     fn tally(&mut self, actor: String, kind: &'static str, reason: &'static str, detail: String) {
         if let Some((actor, kind, detail)) = self.tallies.count(self.now_ms, actor, kind, reason, detail) {
@@ -729,7 +735,7 @@ impl<S: StateStore> Core<S> {
                 Ok(Reply::Recorded)
             }
             Command::Denied { what, reason } => {
-                self.audit_by(by, "access.denied", format!("{what}: {reason}"));
+                self.denied(by, format!("{what}: {reason}"));
                 Ok(Reply::Recorded)
             }
         }
@@ -746,7 +752,7 @@ impl<S: StateStore> Core<S> {
         match by.check(permission, |code| own_orgs.get(code).cloned().flatten()) {
             Ok(()) => Ok(()),
             Err(reason) => {
-                self.audit_by(by, "access.denied", format!("{what}: {reason}"));
+                self.denied(by, format!("{what}: {reason}"));
                 Err(CommandError::Forbidden(reason))
             }
         }

@@ -21,6 +21,7 @@ struct State {
     tokens: BTreeMap<String, TokenRecord>,
     meta: Meta,
     audit_head: Option<(u64, [u8; 32])>,
+    audit_head_at_ms: u64,
     audit_recent: VecDeque<SealedRecord>,
     /// The first record that did not chain onto the one before it, if any.
     audit_break: Option<String>,
@@ -46,6 +47,7 @@ impl State {
                 self.audit_break = chain_break(self.audit_head, record);
             }
             self.audit_head = Some((record.seq, audit::stored_hash(&record.value)));
+            self.audit_head_at_ms = record.index.at_ms;
             if self.audit_recent.len() == AUDIT_KEPT {
                 self.audit_recent.pop_front();
             }
@@ -174,6 +176,7 @@ impl StateStore for MemoryStore {
         Ok(BootState {
             meta: self.volatile.meta,
             audit_head: self.volatile.audit_head,
+            audit_head_at_ms: self.volatile.audit_head_at_ms,
             accounts: self.volatile.accounts.len(),
         })
     }

@@ -210,6 +210,8 @@ pub struct BootState {
     pub meta: Meta,
     /// The audit log's last record (seq and hash), if any.
     pub audit_head: Option<(u64, [u8; 32])>,
+    /// The time of that record (ms; 0 with none, or when it cannot be read).
+    pub audit_head_at_ms: u64,
     /// How many accounts exist.
     pub accounts: usize,
 }

@@ -3,7 +3,7 @@
 //! window closes, whatever its rate. A peer or a stranger can cost the audit log at
 //! most two records per window per tally, and there are at most `MAX_TALLIES`.
 
-use cascade_protocol::limits::{AUDIT_TALLY_MS, MAX_TALLIES};
+use cascade_protocol::limits::{AUDIT_TALLY_MS, MAX_AUDIT_LABEL_BYTES, MAX_TALLIES};
 use std::collections::BTreeMap;
 
 /// What identifies a stream of like events.
@@ -45,6 +45,9 @@ impl Tallies {
         reason: &'static str,
         detail: String,
     ) -> Option<Record> {
+        // The actor may come from a stranger (a username tried): kept as the audit
+        // record will keep it, so a window costs at most a label's bytes.
+        let actor = crate::audit::cut(actor, MAX_AUDIT_LABEL_BYTES);
         let mut key = Key { actor, kind, reason };
         if !self.windows.contains_key(&key) && self.windows.len() >= MAX_TALLIES {
             key = Key { actor: OVERFLOW.into(), kind, reason };

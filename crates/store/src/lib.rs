@@ -286,15 +286,18 @@ impl StateStore for Store {
             Some(v) => decode(META_KEY, &v, MAX_FRAME_BYTES)?,
             None => Meta::default(),
         };
-        let audit_head = match self.db.scan_prefix([AUDIT]).next_back() {
-            None => None,
+        let (audit_head, audit_head_at_ms) = match self.db.scan_prefix([AUDIT]).next_back() {
+            None => (None, 0),
             Some(kv) => {
                 let (key, value) = kv.map_err(backend)?;
-                Some((seq_of(&key, AUDIT_KEY_LEN)?, audit::stored_hash(&value)))
+                let seq = seq_of(&key, AUDIT_KEY_LEN)?;
+                // A damaged head still continues the chain (verification finds it).
+                let at_ms = audit::decode(seq, &value).map_or(0, |d| d.record.at_ms);
+                (Some((seq, audit::stored_hash(&value))), at_ms)
             }
         };
         let accounts = self.db.scan_prefix([ACCOUNT]).count();
-        Ok(BootState { meta, audit_head, accounts })
+        Ok(BootState { meta, audit_head, audit_head_at_ms, accounts })
     }
 
     fn deltas(&self) -> Box<dyn Iterator<Item = Result<Delta, StoreError>> + '_> {

@@ -36,8 +36,12 @@ struct TokenV2 {
 }
 
 impl Store {
-    /// Rewrites a format 2 store as format 3.
+    /// Rewrites a format 2 store as format 3. Crash-safe: the audit index rows are
+    /// written first (idempotent, and unread while the format says 2), then the
+    /// rewritten records and the new format number in one atomic batch, so a store
+    /// is never left with format 3 records under format 2.
     pub(crate) fn upgrade_from_2(&self) -> Result<(), StoreError> {
+        let indexed = self.index_audit_log()?;
         let mut batch = sled::Batch::default();
         let mut rewritten = 0;
         for kv in self.db.scan_prefix([ACCOUNT]) {
@@ -72,9 +76,8 @@ impl Store {
             batch.insert(key, codec::encode(&record)?);
             rewritten += 1;
         }
+        batch.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
         self.db.apply_batch(batch).map_err(backend)?;
-        let indexed = self.index_audit_log()?;
-        self.db.insert(FORMAT_KEY, &FORMAT.to_be_bytes()).map_err(backend)?;
         self.db.flush().map_err(backend)?;
         tracing::info!(rewritten, indexed, "store upgraded from format 2 to {FORMAT}");
         Ok(())
