@@ -1,8 +1,9 @@
 //! The admin HTTP server: hyper's HTTP/1.1 connections driven here rather than by
 //! `axum::serve`, so that every connection has bounds — a header-read time-out
 //! (which also ends idle keep-alive connections), a cap on open connections that
-//! makes room by closing the oldest one that never sent a request (a slow-loris
-//! flood evicts itself, not the operator), a time-out per request — and the
+//! makes room by closing the oldest one with no request in progress (a slow-loris
+//! flood, or a crowd of idle keep-alives, evicts itself, not the operator's
+//! request), a time-out per request — and the
 //! router sees each request's client address.
 
 use crate::error::ApiError;
@@ -16,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -47,28 +48,44 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors): let connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The open connections, oldest first, and whether each has sent a request.
+/// The open connections, oldest first, with the requests each has in progress.
 #[derive(Default)]
 struct Connections {
     next: u64,
-    open: BTreeMap<u64, (Arc<AtomicBool>, CancellationToken)>,
+    open: BTreeMap<u64, (Arc<AtomicUsize>, CancellationToken)>,
 }
 
 impl Connections {
-    /// Makes room for a new connection, closing the oldest that never sent a
-    /// request if the cap is reached; `None` when every open one is in use.
-    fn admit(&mut self) -> Option<(u64, Arc<AtomicBool>, CancellationToken)> {
+    /// Makes room for a new connection, closing the oldest with no request in
+    /// progress if the cap is reached; `None` when every open one is busy.
+    fn admit(&mut self) -> Option<(u64, Arc<AtomicUsize>, CancellationToken)> {
         if self.open.len() >= MAX_CONNECTIONS {
             let idle =
-                self.open.iter().find(|(_, (served, _))| !served.load(Ordering::Relaxed)).map(|(id, _)| *id);
+                self.open.iter().find(|(_, (busy, _))| busy.load(Ordering::Relaxed) == 0).map(|(id, _)| *id);
             let (_, cancel) = self.open.remove(&idle?)?;
             cancel.cancel();
         }
         let id = self.next;
         self.next += 1;
-        let entry = (Arc::new(AtomicBool::new(false)), CancellationToken::new());
+        let entry = (Arc::new(AtomicUsize::new(0)), CancellationToken::new());
         self.open.insert(id, entry.clone());
         Some((id, entry.0, entry.1))
+    }
+}
+
+/// Counts a request in progress on its connection while it lives.
+struct InProgress(Arc<AtomicUsize>);
+
+impl InProgress {
+    fn enter(busy: &Arc<AtomicUsize>) -> InProgress {
+        busy.fetch_add(1, Ordering::Relaxed);
+        InProgress(busy.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -125,15 +142,20 @@ pub async fn serve(
             }
         };
         let admitted = connections.lock().ok().and_then(|mut c| c.admit());
-        let Some((id, served, cancel)) = admitted else {
+        let Some((id, busy, cancel)) = admitted else {
             debug!(%remote, "every admin connection is in use; refused");
             continue;
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            served.store(true, Ordering::Relaxed);
+            let in_progress = InProgress::enter(&busy);
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
-            app.clone().oneshot(request.map(axum::body::Body::new))
+            let answer = app.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = answer.await;
+                drop(in_progress);
+                response
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let connections = connections.clone();
@@ -163,19 +185,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_the_cap_the_oldest_connection_that_never_spoke_makes_room() {
+    fn at_the_cap_the_oldest_connection_with_no_request_in_progress_makes_room() {
         let mut c = Connections::default();
         let mut all = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
             all.push(c.admit().unwrap());
         }
-        all[0].1.store(true, Ordering::Relaxed); // the oldest is in use
+        let request = InProgress::enter(&all[0].1); // the oldest is answering
         let (_, _, _) = c.admit().expect("room made");
         assert!(!all[0].2.is_cancelled() && all[1].2.is_cancelled(), "the oldest idle one went");
-        // Every connection in use: a new one is refused.
-        for (served, _) in c.open.values() {
-            served.store(true, Ordering::Relaxed);
-        }
+        // Every connection answering: a new one is refused; answers ending make room,
+        // and the one still answering stays.
+        let busy: Vec<InProgress> = c.open.values().map(|(busy, _)| InProgress::enter(busy)).collect();
         assert!(c.admit().is_none());
+        drop(busy);
+        assert!(c.admit().is_some());
+        assert!(!all[0].2.is_cancelled(), "still answering: kept");
+        drop(request);
     }
 }

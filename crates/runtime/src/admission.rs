@@ -45,6 +45,17 @@ pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Statu
             refused(&ctx, ip, Incompatibility::Throttled.into());
             continue;
         }
+        // Under load, an address that has not yet shown it receives our packets
+        // proves it first (a QUIC Retry costs one packet and no state), so a flood
+        // from forged addresses cannot hold the handshake slots.
+        let validated = incoming.remote_address_validated();
+        if !validated
+            && incoming.may_retry()
+            && admissions.available_permits() < MAX_CONCURRENT_ADMISSIONS / 2
+        {
+            let _ = incoming.retry();
+            continue;
+        }
         let Ok(admission) = admissions.clone().try_acquire_owned() else {
             debug!(%ip, "too many handshakes in progress; refused");
             incoming.refuse();
@@ -91,7 +102,17 @@ pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Statu
                     reason
                 }
                 Err(e) => {
-                    unauthenticated(&failures, ip);
+                    // A handshake that merely went silent proves nothing about an
+                    // address that never showed it hears us: it may be forged, and
+                    // counting it would let anyone get a real child turned away.
+                    let silent = matches!(
+                        e,
+                        TransportError::Timeout
+                            | TransportError::Connection(quinn::ConnectionError::TimedOut)
+                    );
+                    if validated || !silent {
+                        unauthenticated(&failures, ip);
+                    }
                     Incompatibility::Handshake(e.to_string()).into()
                 }
             };

@@ -25,6 +25,13 @@ fn dial_failure(e: &TransportError) -> LinkEnd {
         TransportError::Connection(C::ApplicationClosed(close)) if refusal(close.error_code) => {
             LinkEnd::Refused
         }
+        // Turned away before any cryptography (the parent's handshake slots are
+        // full, or this address failed too often): try again soon, as after a loss.
+        TransportError::Connection(C::ConnectionClosed(close))
+            if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            LinkEnd::Lost
+        }
         TransportError::Connection(C::TransportError(_) | C::ConnectionClosed(_) | C::VersionMismatch) => {
             LinkEnd::Refused
         }
@@ -45,8 +52,9 @@ pub(crate) async fn dial_parent(
     while !ctx.cancel.is_cancelled() {
         // Blocked by the operator, or quarantined by this node's core: wait it out.
         let quarantined = status.read().ok().and_then(|s| s.quarantined.get(&parent).copied());
-        if let Some(until) = quarantined.filter(|until| *until > unix_millis()) {
-            pause(&ctx.cancel, Duration::from_millis(until - unix_millis())).await;
+        let left = quarantined.map_or(0, |until| until.saturating_sub(unix_millis()));
+        if left > 0 {
+            pause(&ctx.cancel, Duration::from_millis(left)).await;
             continue;
         }
         if ctx.faults.is_blocked(parent) {

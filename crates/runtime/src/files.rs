@@ -1,11 +1,17 @@
-//! The data folder is the node's alone: created 0700, everything under it 0700
-//! (folders) or 0600 (files), since it holds password and token hashes, the audit
-//! log and province-scoped data. A secret file another user could read (the
+//! The data folder is the node's alone: made 0700, and what the node keeps in it
+//! (its store, its admin token, its default certificate folder) 0700 (folders) or
+//! 0600 (files), since it holds password and token hashes, the audit log and
+//! province-scoped data. Anything else an operator put in the folder is left as it
+//! is. A secret file another user could read (the
 //! admin token, the node's private key) stops the start: a key that may have
 //! leaked must be replaced, not silently re-protected.
 
-use crate::node::NodeError;
+use crate::node::{NodeError, STORE_DIR, TOKEN_FILE};
 use std::path::Path;
+
+/// What the node keeps in its data folder (`certs` is the default certificate
+/// folder; certificate paths elsewhere are the operator's to protect).
+const OWN_ENTRIES: [&str; 3] = [STORE_DIR, TOKEN_FILE, "certs"];
 
 /// How deep the permission walk goes (sled's folder holds files one level down).
 const MAX_DEPTH: usize = 4;
@@ -22,10 +28,21 @@ fn set_mode(_: &Path, _: u32) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Makes `dir` (created if missing) and everything under it private to this user.
+/// Makes the data folder `dir` (created if missing) and the node's own entries
+/// in it private to this user.
 pub(crate) fn make_private(dir: &Path) -> Result<(), NodeError> {
     std::fs::create_dir_all(dir).map_err(|e| NodeError::Io(format!("{}: {e}", dir.display())))?;
-    walk(dir, 0)
+    set_mode(dir, 0o700)?;
+    for name in OWN_ENTRIES {
+        let path = dir.join(name);
+        // Not followed through a symbolic link: what it points at is not ours.
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => walk(&path, 1)?,
+            Ok(meta) if meta.is_file() => set_mode(&path, 0o600)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn walk(dir: &Path, depth: usize) -> Result<(), NodeError> {

@@ -16,6 +16,7 @@ use cascade_protocol::limits::{
 use cascade_protocol::{NodeId, Tier};
 use cascade_store::{CatalogFilter, CatalogRow, Cursor, OrganizationRow, Page, Store};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// Filters of the federated catalog listing, and where to start.
@@ -125,18 +126,20 @@ pub(crate) enum ReadKind {
 }
 
 /// How many reads of each kind may run at once (see `limits`).
+/// A permit travels with its work onto the blocking pool: a caller that goes away
+/// mid-read frees no turn before the read itself ends.
 pub(crate) struct Reads {
-    audit: Semaphore,
-    catalog: Semaphore,
-    directory: Semaphore,
+    audit: Arc<Semaphore>,
+    catalog: Arc<Semaphore>,
+    directory: Arc<Semaphore>,
 }
 
 impl Default for Reads {
     fn default() -> Reads {
         Reads {
-            audit: Semaphore::new(MAX_CONCURRENT_AUDIT_READS),
-            catalog: Semaphore::new(MAX_CONCURRENT_CATALOG_READS),
-            directory: Semaphore::new(MAX_CONCURRENT_DIRECTORY_READS),
+            audit: Arc::new(Semaphore::new(MAX_CONCURRENT_AUDIT_READS)),
+            catalog: Arc::new(Semaphore::new(MAX_CONCURRENT_CATALOG_READS)),
+            directory: Arc::new(Semaphore::new(MAX_CONCURRENT_DIRECTORY_READS)),
         }
     }
 }
@@ -168,17 +171,19 @@ impl Node {
             ReadKind::Directory => &reads.directory,
         };
         let wait = std::time::Duration::from_millis(READ_WAIT_MS);
-        let permit = tokio::time::timeout(wait, semaphore.acquire())
+        let permit = tokio::time::timeout(wait, semaphore.clone().acquire_owned())
             .await
             .map_err(|_| CommandError::Busy(format!("too many {kind:?} reads in progress").to_lowercase()))?
             .map_err(|_| CommandError::Busy("the node is stopping".into()))?;
         let store = self.store().clone();
-        let result = tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| CommandError::Unavailable(format!("a read failed: {e}")))?
-            .map_err(unavailable);
-        drop(permit);
-        result
+        tokio::task::spawn_blocking(move || {
+            let result = f(&store);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| CommandError::Unavailable(format!("a read failed: {e}")))?
+        .map_err(unavailable)
     }
 
     /// A page of the federated catalog as this node sees it, filtered.
