@@ -51,6 +51,31 @@ pub(crate) struct CatalogIndex {
     by_code: HashMap<String, BTreeSet<Vec<u8>>>,
 }
 
+impl CatalogFilter {
+    /// Whether an entry of `origin` with these fields passes (`text` and `q`
+    /// lower-cased; `origin` itself is chosen by the key ranges walked).
+    fn passes(
+        &self,
+        origin: NodeId,
+        status: EntryStatus,
+        share_type: ShareType,
+        text: &str,
+        finder: Option<&memchr::memmem::Finder<'_>>,
+    ) -> bool {
+        self.statuses.contains(&status)
+            && self.tier.is_none_or(|t| t == origin.tier())
+            && self.share_type.is_none_or(|s| s == share_type)
+            && finder.is_none_or(|f| f.find(text.as_bytes()).is_some())
+    }
+
+    /// Whether a row read from the store passes: it may have changed since the
+    /// index was walked (`q` lower-cased).
+    pub(crate) fn admits(&self, origin: NodeId, entry: &CatalogEntry) -> bool {
+        let finder = self.q.as_ref().map(|q| memchr::memmem::Finder::new(q.as_bytes()));
+        self.passes(origin, entry.status, entry.share_type, &searchable(entry), finder.as_ref())
+    }
+}
+
 fn searchable(entry: &CatalogEntry) -> Box<str> {
     format!("{}\n{}\n{}", entry.code, entry.name, entry.summary).to_lowercase().into_boxed_str()
 }
@@ -124,11 +149,7 @@ impl CatalogIndex {
                 }
                 examined += 1;
                 last = Some(key);
-                let keep = filter.statuses.contains(&slot.status)
-                    && filter.tier.is_none_or(|t| t == slot.origin.tier())
-                    && filter.share_type.is_none_or(|s| s == slot.share_type)
-                    && finder.as_ref().is_none_or(|f| f.find(slot.text.as_bytes()).is_some());
-                if keep {
+                if filter.passes(slot.origin, slot.status, slot.share_type, &slot.text, finder.as_ref()) {
                     page.keys.push(key.clone());
                 }
             }

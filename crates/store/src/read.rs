@@ -134,13 +134,18 @@ impl Store {
         for key in keys {
             // A draft published meanwhile is gone from the store before the index.
             let Some(value) = self.db.get(&key).map_err(backend)? else { continue };
-            items.push(match key.first() {
+            let row = match key.first() {
                 Some(&CATALOG) => self.catalog_row(&key, &value)?,
                 _ => {
                     let (scope, entry) = own_of(&key, &value)?;
                     CatalogRow { origin: self.me, scope, entry }
                 }
-            });
+            };
+            // Changed since the index was walked (a withdrawal, an edit): the
+            // listing shows only what passes its filter as read.
+            if filter.admits(row.origin, &row.entry) {
+                items.push(row);
+            }
         }
         Ok(Page { items, next: next.map(Cursor) })
     }
