@@ -82,9 +82,20 @@ pub const AUDIT_TALLY_MS: u64 = 60_000;
 /// together under one actor, so a flood from many addresses stays bounded too.
 pub const MAX_TALLIES: usize = 1024;
 
-/// Deltas a neighbour may relay that fail checks an honest relay makes too, before
-/// its link is closed: a few stem from honest races; a stream of them is junk.
+/// Deltas a neighbour may relay that fail checks an honest relay makes too, within
+/// `REJECTIONS_WINDOW_MS`, before its link is closed: a few stem from honest races;
+/// a stream of them is junk.
 pub const MAX_REJECTIONS_PER_LINK: u32 = 64;
+
+/// Login sessions one account keeps: a person signs in from a few browsers and
+/// devices (machines use API tokens). Opening one more ends the oldest, so a
+/// scripted login loop cannot grow the store: sessions are at most this many
+/// times `MAX_ACCOUNTS`.
+pub const MAX_SESSIONS_PER_ACCOUNT: usize = 16;
+
+/// The window `MAX_REJECTIONS_PER_LINK` counts in: a link up for months is not
+/// dropped for the odd race a week, while a junk stream fills it in moments.
+pub const REJECTIONS_WINDOW_MS: u64 = 10 * 60_000;
 
 /// How long a neighbour dropped for junk is refused at first; each further drop
 /// doubles it, up to `MAX_QUARANTINE_MS`.

@@ -6,12 +6,59 @@ use crate::command::{Account, CommandError, Reply};
 use crate::core::Core;
 use crate::store::{AccountRecord, StateStore, TokenRecord};
 use cascade_access::{Permission, Principal, Role, TokenKind, SESSION_SECONDS};
-use cascade_protocol::limits::{MAX_ACCOUNTS, MAX_REVOCATION_REASON_BYTES, MAX_TOKEN_LABEL_BYTES};
+use cascade_protocol::limits::{
+    MAX_ACCOUNTS, MAX_REVOCATION_REASON_BYTES, MAX_SESSIONS_PER_ACCOUNT, MAX_TOKEN_LABEL_BYTES,
+};
 use cascade_protocol::org::Organization;
 use cascade_protocol::{DeltaBody, EngineError, NodeId, RejectReason, Scope};
+use std::collections::{HashMap, VecDeque};
 
 /// Longest username, in bytes.
 pub const MAX_USERNAME_BYTES: usize = 64;
+
+/// Each account's stored login sessions (id and expiry, unix s), oldest first:
+/// what `open_session` ends to keep an account within `MAX_SESSIONS_PER_ACCOUNT`.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions(HashMap<String, VecDeque<(String, u64)>>);
+
+impl Sessions {
+    /// From the store's sessions (every session lasts as long, so expiry orders
+    /// them by age).
+    pub(crate) fn from_stored(mut stored: Vec<(String, String, u64)>) -> Sessions {
+        stored.sort_by_key(|(_, id, expires)| (*expires, id.clone()));
+        let mut sessions = Sessions::default();
+        for (username, id, expires) in stored {
+            sessions.0.entry(username).or_default().push_back((id, expires));
+        }
+        sessions
+    }
+
+    /// Records a new session of `username`; returns the sessions to delete: the
+    /// expired ones, and the oldest beyond the limit.
+    fn open(&mut self, username: &str, id: String, expires: u64, now_s: u64) -> Vec<String> {
+        let mine = self.0.entry(username.to_string()).or_default();
+        let mut ended = Vec::new();
+        while let Some((old, expiry)) = mine.front() {
+            if *expiry > now_s && mine.len() < MAX_SESSIONS_PER_ACCOUNT {
+                break;
+            }
+            ended.push(old.clone());
+            mine.pop_front();
+        }
+        mine.push_back((id, expires));
+        ended
+    }
+
+    /// Forgets a session that ended otherwise (logout, or an administrator).
+    fn end(&mut self, username: &str, id: &str) {
+        if let Some(mine) = self.0.get_mut(username) {
+            mine.retain(|(s, _)| s != id);
+            if mine.is_empty() {
+                self.0.remove(username);
+            }
+        }
+    }
+}
 
 impl<S: StateStore> Core<S> {
     fn account(&self, username: &str) -> Result<Option<AccountRecord>, CommandError> {
@@ -22,6 +69,9 @@ impl<S: StateStore> Core<S> {
     }
 
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, CommandError> {
+        if self.unstored(|w| w.forgotten.contains(id).then_some(())).is_some() {
+            return Ok(None);
+        }
         if let Some(t) = self.unstored(|w| w.tokens.get(id).cloned()) {
             return Ok(Some(t));
         }
@@ -36,6 +86,13 @@ impl<S: StateStore> Core<S> {
     fn write_token(&mut self, record: TokenRecord) {
         self.group.written.tokens.insert(record.id.clone(), record.clone());
         self.group.batch.tokens.push(record);
+    }
+
+    /// Deletes a token (a login session that ended: nothing is left to grow).
+    fn forget_token(&mut self, id: String) {
+        self.group.written.tokens.remove(&id);
+        self.group.written.forgotten.insert(id.clone());
+        self.group.batch.forget_tokens.push(id);
     }
 
     pub(crate) fn register_organization(
@@ -220,9 +277,18 @@ impl<S: StateStore> Core<S> {
         if record.revoked {
             return Ok(Reply::TokenRevoked { id });
         }
-        record.revoked = true;
         let detail = format!("{id} of {}", record.username);
-        self.write_token(record);
+        match record.kind {
+            // An ended session is deleted: logging in and out in a loop leaves nothing.
+            TokenKind::Session => {
+                self.sessions.end(&record.username, &id);
+                self.forget_token(id.clone());
+            }
+            TokenKind::Api => {
+                record.revoked = true;
+                self.write_token(record);
+            }
+        }
         self.audit_by(by, kind, detail);
         Ok(Reply::TokenRevoked { id })
     }
@@ -292,7 +358,11 @@ impl<S: StateStore> Core<S> {
         if self.token(&id)?.is_some() {
             return Err(CommandError::Conflict(format!("token {id} exists")));
         }
-        let expires_at = Some(self.now_s() + SESSION_SECONDS);
+        let expires = self.now_s() + SESSION_SECONDS;
+        let expires_at = Some(expires);
+        for ended in self.sessions.open(&username, id.clone(), expires, self.now_s()) {
+            self.forget_token(ended);
+        }
         let record = TokenRecord {
             id: id.clone(),
             kind: TokenKind::Session,

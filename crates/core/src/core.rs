@@ -23,14 +23,14 @@ use cascade_access::Principal;
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::limits::{
     LINK_REPLACE_MS, MAX_GROUP_COMMANDS, MAX_GROUP_DELTAS, MAX_QUARANTINE_MS, MAX_REJECTIONS_PER_LINK,
-    QUARANTINE_MS,
+    QUARANTINE_MS, REJECTIONS_WINDOW_MS,
 };
 use cascade_protocol::{
     Action, Admitted, DeltaBody, Engine, EngineError, Event, Frame, LogId, MembershipVerifier, NodeId,
     PeerError, Scope,
 };
 use ed25519_dalek::SigningKey;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Identifies one link (one connection) to a neighbour, unique within a node's
 /// life; the driver picks it. A newer link of the same neighbour replaces an older
@@ -96,6 +96,9 @@ pub enum Input {
     },
     /// The time `poll_timeout` named has come.
     Tick,
+    /// The node is stopping: every open tally is closed with its summary, so what
+    /// a flood cost is on record before the process ends.
+    Stopping,
 }
 
 /// Something the driver must do.
@@ -181,8 +184,10 @@ struct Link {
     up_ms: u64,
     last_frame_ms: Option<u64>,
     in_sync_ms: u64,
-    /// Deltas it relayed that every honest relay would have refused.
+    /// Deltas it relayed that every honest relay would have refused, counted
+    /// since `junk_since_ms` (a window of `REJECTIONS_WINDOW_MS`).
     junk: u32,
+    junk_since_ms: u64,
 }
 
 /// A neighbour refused for a while after it relayed junk.
@@ -200,6 +205,8 @@ pub(crate) struct Written {
     pub(crate) own: HashMap<String, (Scope, CatalogEntry)>,
     pub(crate) accounts: HashMap<String, AccountRecord>,
     pub(crate) tokens: HashMap<String, TokenRecord>,
+    /// Tokens deleted.
+    pub(crate) forgotten: HashSet<String>,
 }
 
 /// The changes of one group, not yet handed to the driver.
@@ -242,6 +249,8 @@ pub struct Core<S> {
     /// Own entries recently read or changed (see `limits::OWN_ENTRY_CACHE`).
     pub(crate) own_cache: HashMap<String, (Scope, CatalogEntry)>,
     pub(crate) accounts: usize,
+    /// Each account's login sessions, oldest first.
+    pub(crate) sessions: crate::base::Sessions,
     tallies: crate::tally::Tallies,
     quarantine: BTreeMap<NodeId, Quarantine>,
     sync: SyncCounters,
@@ -258,7 +267,7 @@ impl<S: StateStore> Core<S> {
         let Identity { key, chain, verifier, previous_key } = identity;
         let mut engine = Engine::new(key, chain, verifier, now_ms / 1000)?;
         let me = engine.me().id;
-        let BootState { meta, audit_head, audit_head_at_ms, accounts } = store.boot()?;
+        let BootState { meta, audit_head, audit_head_at_ms, sessions, accounts } = store.boot()?;
         let mut own_orgs = HashMap::new();
         let mut failure = None;
         let deltas = store.deltas().map_while(|d| match d {
@@ -294,6 +303,7 @@ impl<S: StateStore> Core<S> {
             own_orgs,
             own_cache: HashMap::new(),
             accounts,
+            sessions: crate::base::Sessions::from_stored(sessions),
             tallies: crate::tally::Tallies::default(),
             quarantine: BTreeMap::new(),
             sync: SyncCounters::default(),
@@ -386,6 +396,11 @@ impl<S: StateStore> Core<S> {
             Input::Refused { remote, reason } => {
                 self.peer_faults.add(reason.fault());
                 self.tally(format!("peer:{remote}"), "peer.refused", reason.label(), reason.to_string());
+            }
+            Input::Stopping => {
+                for (actor, kind, detail) in self.tallies.close_all(self.now_ms) {
+                    self.audit(&actor, None, kind, detail);
+                }
             }
             Input::Tick => {
                 for (actor, kind, detail) in self.tallies.expire(self.now_ms) {
@@ -518,8 +533,18 @@ impl<S: StateStore> Core<S> {
             self.close(peer, Incompatibility::Replaced.into());
         }
         let now = self.now_ms;
-        self.links
-            .insert(peer, Link { id: link, role, up_ms: now, last_frame_ms: None, in_sync_ms: now, junk: 0 });
+        self.links.insert(
+            peer,
+            Link {
+                id: link,
+                role,
+                up_ms: now,
+                last_frame_ms: None,
+                in_sync_ms: now,
+                junk: 0,
+                junk_since_ms: now,
+            },
+        );
         self.tally(
             format!("peer:{peer}"),
             "peer.connected",
@@ -646,13 +671,17 @@ impl<S: StateStore> Core<S> {
         if matches!(r.reason, R::Revoked | R::Fork) {
             return;
         }
+        let now = self.now_ms;
         let Some(link) = self.links.get_mut(&r.peer) else { return };
+        if now >= link.junk_since_ms + REJECTIONS_WINDOW_MS {
+            link.junk = 0;
+            link.junk_since_ms = now;
+        }
         link.junk += 1;
         if link.junk < MAX_REJECTIONS_PER_LINK {
             return;
         }
         let count = link.junk;
-        let now = self.now_ms;
         let earlier = self.quarantine.get(&r.peer).filter(|q| q.until_ms + MAX_QUARANTINE_MS > now);
         let strikes = earlier.map_or(0, |q| q.strikes).saturating_add(1);
         let ms = QUARANTINE_MS.saturating_mul(1 << (strikes - 1).min(16)).min(MAX_QUARANTINE_MS);

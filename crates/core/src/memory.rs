@@ -39,6 +39,9 @@ impl State {
         for t in &batch.tokens {
             self.tokens.insert(t.id.clone(), t.clone());
         }
+        for id in &batch.forget_tokens {
+            self.tokens.remove(id);
+        }
         if let Some(meta) = batch.meta {
             self.meta = meta;
         }
@@ -177,6 +180,13 @@ impl StateStore for MemoryStore {
             meta: self.volatile.meta,
             audit_head: self.volatile.audit_head,
             audit_head_at_ms: self.volatile.audit_head_at_ms,
+            sessions: self
+                .volatile
+                .tokens
+                .values()
+                .filter(|t| t.kind == cascade_access::TokenKind::Session)
+                .map(|t| (t.username.clone(), t.id.clone(), t.expires_at.unwrap_or(0)))
+                .collect(),
             accounts: self.volatile.accounts.len(),
         })
     }

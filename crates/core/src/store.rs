@@ -172,6 +172,8 @@ pub struct WriteBatch {
     pub accounts: Vec<AccountRecord>,
     /// Tokens.
     pub tokens: Vec<TokenRecord>,
+    /// Tokens deleted (login sessions ended or expired), after `tokens` are written.
+    pub forget_tokens: Vec<String>,
     /// Audit records, sealed by the core, in order.
     pub audit: Vec<SealedRecord>,
     /// Node counters, when they changed.
@@ -186,6 +188,7 @@ impl WriteBatch {
             && self.own.is_empty()
             && self.accounts.is_empty()
             && self.tokens.is_empty()
+            && self.forget_tokens.is_empty()
             && self.audit.is_empty()
             && self.meta.is_none()
     }
@@ -212,6 +215,8 @@ pub struct BootState {
     pub audit_head: Option<(u64, [u8; 32])>,
     /// The time of that record (ms; 0 with none, or when it cannot be read).
     pub audit_head_at_ms: u64,
+    /// Every stored login session: account, id and expiry (unix s).
+    pub sessions: Vec<(String, String, u64)>,
     /// How many accounts exist.
     pub accounts: usize,
 }

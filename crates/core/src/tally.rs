@@ -68,13 +68,22 @@ impl Tallies {
     /// Closes the windows older than `AUDIT_TALLY_MS`: a summary for each that
     /// counted more than its first event.
     pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<Record> {
+        self.close(now_ms, false)
+    }
+
+    /// Closes every window, old or not (the node is stopping).
+    pub(crate) fn close_all(&mut self, now_ms: u64) -> Vec<Record> {
+        self.close(now_ms, true)
+    }
+
+    fn close(&mut self, now_ms: u64, all: bool) -> Vec<Record> {
         let mut out = Vec::new();
         self.windows.retain(|key, window| {
-            if now_ms < window.since_ms + AUDIT_TALLY_MS {
+            if !all && now_ms < window.since_ms + AUDIT_TALLY_MS {
                 return true;
             }
             if window.more > 0 {
-                let seconds = (now_ms - window.since_ms) / 1000;
+                let seconds = now_ms.saturating_sub(window.since_ms) / 1000;
                 let detail = format!("{} more ({}) in the last {seconds} s", window.more, key.reason);
                 out.push((key.actor.clone(), key.kind, detail));
             }
@@ -112,5 +121,18 @@ mod tests {
             t.count(0, format!("peer:{i}"), "peer.refused", "revoked", String::new());
         }
         assert_eq!(t.windows.len(), MAX_TALLIES + 1, "one more window counts all the others");
+    }
+
+    #[test]
+    fn stopping_closes_every_window_with_its_summary() {
+        let mut t = Tallies::default();
+        for i in 0..3 {
+            t.count(i, "peer:a".into(), "peer.refused", "revoked", "x".into());
+        }
+        t.count(5, "peer:b".into(), "peer.refused", "revoked", "x".into());
+        let summaries = t.close_all(10);
+        assert_eq!(summaries.len(), 1, "only a window that counted more says so: {summaries:?}");
+        assert!(summaries[0].2.starts_with("2 more (revoked)"), "{summaries:?}");
+        assert_eq!(t.deadline(), None);
     }
 }

@@ -10,7 +10,9 @@ use cascade_core::{
     Reply, WriteBatch,
 };
 use cascade_protocol::catalog::EntryDraft;
-use cascade_protocol::limits::{AUDIT_TALLY_MS, LINK_REPLACE_MS, MAX_REJECTIONS_PER_LINK, QUARANTINE_MS};
+use cascade_protocol::limits::{
+    AUDIT_TALLY_MS, LINK_REPLACE_MS, MAX_REJECTIONS_PER_LINK, QUARANTINE_MS, REJECTIONS_WINDOW_MS,
+};
 use cascade_protocol::org::Organization;
 use cascade_protocol::{Delta, Frame, Incompatibility, LogId, Misbehaviour, NodeId, PeerError, Scope, Tier};
 use ed25519_dalek::SigningKey;
@@ -257,6 +259,23 @@ fn junk(seq: u64) -> Arc<Delta> {
 }
 
 #[test]
+fn the_odd_rejection_spread_over_a_long_link_life_does_not_drop_it() {
+    let mut core = core();
+    settle(&mut core);
+    core.handle(NOW_MS, Input::LinkUp { link: 1, peer: nid("370100"), role: LinkRole::Child });
+    // Just under the limit in each window, window after window.
+    for window in 0..3 {
+        let at = NOW_MS + window * REJECTIONS_WINDOW_MS;
+        for _ in 1..MAX_REJECTIONS_PER_LINK {
+            core.handle(at, Input::Frame { link: 1, frame: Frame::Deltas(vec![junk(0)]) });
+        }
+        let (effects, _) = settle(&mut core);
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Close { link: 1, .. })), "window {window}");
+    }
+    assert!(core.status().peers.contains_key(&nid("370100")));
+}
+
+#[test]
 fn a_neighbour_relaying_junk_is_dropped_refused_for_a_while_and_audited_by_tally() {
     let mut core = core();
     settle(&mut core);
@@ -302,4 +321,39 @@ fn a_neighbour_relaying_junk_is_dropped_refused_for_a_while_and_audited_by_tally
     let (effects, _) = settle(&mut core);
     assert!(!effects.iter().any(|e| matches!(e, Effect::Close { link: 3, .. })), "{effects:?}");
     assert!(core.status().peers.contains_key(&child));
+}
+
+#[test]
+fn an_account_keeps_a_bounded_number_of_sessions_and_ended_ones_leave_nothing_stored() {
+    use cascade_core::StateStore;
+    use cascade_protocol::limits::MAX_SESSIONS_PER_ACCOUNT;
+    let mut core = core();
+    settle(&mut core);
+    command(&mut core, 1, Principal::node(), Command::RegisterOrganization(org(1, None)));
+    let account = Command::CreateAccount {
+        username: "li".into(),
+        organization: org(1, None).credit_code,
+        roles: vec![Role::Cataloger],
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+    };
+    command(&mut core, 2, Principal::node(), account);
+    settle(&mut core);
+    let open = |core: &mut Core<MemoryStore>, i: usize| {
+        let id = format!("s{i:03}");
+        let session = Command::OpenSession { username: "li".into(), id: id.clone(), secret_hash: "h".into() };
+        command(core, 100 + i as u64, Principal::node(), session);
+        id
+    };
+    // A login loop: the store keeps the newest sessions only.
+    let ids: Vec<String> = (0..MAX_SESSIONS_PER_ACCOUNT * 3).map(|i| open(&mut core, i)).collect();
+    settle(&mut core);
+    let kept: Vec<&String> = ids.iter().filter(|id| core.store().token(id).unwrap().is_some()).collect();
+    assert_eq!(kept, ids.iter().skip(MAX_SESSIONS_PER_ACCOUNT * 2).collect::<Vec<_>>());
+    // Logging out deletes the session.
+    let last = ids.last().unwrap().clone();
+    let by = Principal { username: Some("li".into()), ..cataloger_of("x") };
+    command(&mut core, 999, by, Command::RevokeToken { id: last.clone() });
+    let (effects, _) = settle(&mut core);
+    assert!(reply(&effects, 999).is_ok(), "{effects:?}");
+    assert_eq!(core.store().token(&last).unwrap(), None);
 }

@@ -178,7 +178,9 @@ impl Driver {
             }
         }
         // Stopping: what was decided is made durable and answered before the task
-        // ends (the commit in flight, then the group that collected meanwhile).
+        // ends (the commit in flight, then the group that collected meanwhile,
+        // which holds the summaries of the tallies still open).
+        self.core.handle(unix_millis(), Input::Stopping);
         loop {
             self.execute_effects()?;
             if self.flushing.is_none() {

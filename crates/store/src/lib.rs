@@ -191,6 +191,9 @@ impl Store {
         for token in &batch.tokens {
             sled_batch.insert(token_key(&token.id), codec::encode(token)?);
         }
+        for id in &batch.forget_tokens {
+            sled_batch.remove(token_key(id));
+        }
         for record in &batch.audit {
             sled_batch.insert(audit_key(record.seq).to_vec(), record.value.as_slice());
             for row in audit_log::index_rows(record.seq, &record.index) {
@@ -297,7 +300,15 @@ impl StateStore for Store {
             }
         };
         let accounts = self.db.scan_prefix([ACCOUNT]).count();
-        Ok(BootState { meta, audit_head, audit_head_at_ms, accounts })
+        let mut sessions = Vec::new();
+        for kv in self.db.scan_prefix([TOKEN]) {
+            let (key, value) = kv.map_err(backend)?;
+            let token: TokenRecord = decode(&key, &value, MAX_FRAME_BYTES)?;
+            if token.kind == cascade_access::TokenKind::Session {
+                sessions.push((token.username, token.id, token.expires_at.unwrap_or(0)));
+            }
+        }
+        Ok(BootState { meta, audit_head, audit_head_at_ms, sessions, accounts })
     }
 
     fn deltas(&self) -> Box<dyn Iterator<Item = Result<Delta, StoreError>> + '_> {
