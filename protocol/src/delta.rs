@@ -68,6 +68,9 @@ pub enum DeltaBody {
         /// DER certificates, leaf first, root excluded.
         chain: Vec<Vec<u8>>,
     },
+    /// A service interface's new state (registered, updated or retired), always
+    /// federation-scoped; its upstream stays at the origin.
+    Service(crate::service::Service),
 }
 
 /// A signed statement that a node is no longer a member.

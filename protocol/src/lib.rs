@@ -14,6 +14,7 @@ pub mod limits;
 pub mod membership;
 pub mod message;
 pub mod org;
+pub mod service;
 
 pub use codec::{decode, encode, CodecError};
 pub use delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};

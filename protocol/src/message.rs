@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// ALPN of the sync protocol; bump the version on any incompatible change.
-pub const ALPN: &[u8] = b"cascade/2";
+pub const ALPN: &[u8] = b"cascade/3";
 
 /// A version vector: for each log, the highest contiguous seq held.
 pub type VersionVector = Vec<(LogId, u64)>;

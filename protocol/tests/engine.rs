@@ -874,3 +874,59 @@ fn a_forged_hand_over_is_refused() {
     assert!(matches!(offer(mine(&old, true), &old, true), Some(RejectReason::Invalid(_))));
     assert_eq!(net.engines[&nid("100000")].member(nid("370100")).unwrap().key, old.verifying_key());
 }
+
+#[test]
+fn a_service_names_its_own_node_and_provider_and_travels_federation_wide() {
+    use cascade_protocol::service::{Endpoint, EntryRef, Service, ServiceDraft, ServiceKind, ServiceStatus};
+    let mut net = tree(21);
+    wire(&mut net);
+    let jinan = nid("370100");
+    let provider = net.register(jinan);
+    let draft = ServiceDraft {
+        name: "企业信息查询".into(),
+        entry: EntryRef { origin: jinan, code: "3/000001".into() },
+        provider: provider.clone(),
+        kind: ServiceKind::Verify,
+        endpoints: vec![Endpoint { method: "POST".into(), path: "/check".into() }],
+        sensitivity: 3,
+        rate_limit_per_minute: 60,
+    };
+    let service = |id: &str, draft: &ServiceDraft| {
+        DeltaBody::Service(Service {
+            id: id.into(),
+            version: 1,
+            status: ServiceStatus::Active,
+            draft: draft.clone(),
+        })
+    };
+    let engine = net.engines.get_mut(&jinan).unwrap();
+    let refused = |r: Result<Arc<Delta>, cascade_protocol::EngineError>| match r {
+        Err(cascade_protocol::EngineError::Refused(RejectReason::Invalid(why))) => why,
+        other => panic!("not refused as invalid: {other:?}"),
+    };
+    // Another node's id, another node's organization, a province-only log: refused.
+    let why = refused(engine.originate(Scope::Federation, service("370200-9", &draft), &mut Vec::new()));
+    assert!(why.contains("not a service id of 370100"), "{why}");
+    let mut foreign = draft.clone();
+    foreign.provider = cascade_protocol::org::Organization::government_code(nid("370200"), 1);
+    let why = refused(engine.originate(Scope::Federation, service("370100-9", &foreign), &mut Vec::new()));
+    assert!(why.contains("not an organization registered at 370100"), "{why}");
+    let why = refused(engine.originate(Scope::Province, service("370100-9", &draft), &mut Vec::new()));
+    assert!(why.contains("federation-wide"), "{why}");
+    // A genuine registration reaches every node, Beijing included.
+    let id = Service::id_for(jinan, engine.next_seq(Scope::Federation));
+    net.originate(jinan, Scope::Federation, service(&id, &draft)).unwrap();
+    net.run();
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
+    let head = net.head("370100", "370100", Scope::Federation);
+    assert_eq!(net.head("110000", "370100", Scope::Federation), head);
+    // Relayed under another node's id (signed by Qingdao), it is refused on arrival.
+    let qingdao_log = LogId { origin: nid("370200"), scope: Scope::Federation };
+    let last = net.stores[&nid("370000")][&qingdao_log].last().unwrap().clone();
+    let qingdao_key = SigningKey::from_bytes(&[0; 32]);
+    let forged =
+        Delta::sign(&qingdao_key, qingdao_log, last.seq + 1, last.hash(), &service(&id, &draft)).unwrap();
+    net.queue.push_back((nid("370000"), nid("100000"), Frame::Deltas(vec![Arc::new(forged)])));
+    net.run();
+    assert_eq!(net.rejections.len(), 1, "{:?}", net.rejections);
+}

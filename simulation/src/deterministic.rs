@@ -13,8 +13,8 @@ use cascade_access::Principal;
 use cascade_certs::{node_identity, Authority, FederationVerifier, KeySource};
 use cascade_core::audit::AuditRecord;
 use cascade_core::{
-    Command, CommandError, Core, Effect, Identity, Input, LinkEnd, LinkId, LinkRole, MemoryStore, Redial,
-    Reply, Ticket,
+    Command, CommandError, Core, Effect, Identity, Input, LinkEnd, LinkId, LinkRole, Materialize,
+    MemoryStore, Redial, Reply, Ticket,
 };
 use cascade_launcher::topology::Topology;
 use cascade_protocol::{
@@ -216,6 +216,7 @@ pub struct Simulator {
     parents: BTreeMap<NodeId, Option<NodeId>>,
     /// Hand-over deltas committed at their origin.
     hand_overs: u64,
+    services: u64,
     network: Network,
     queue: BinaryHeap<Reverse<(Ms, u64, usize)>>,
     /// Scheduled events by slot; slots of past events are reused.
@@ -322,6 +323,7 @@ impl Simulator {
             cas,
             parents,
             hand_overs: 0,
+            services: 0,
             network: scenario.network.clone(),
             queue: BinaryHeap::new(),
             slots: Vec::new(),
@@ -499,6 +501,11 @@ impl Simulator {
                             && matches!(d.decode_body(), Ok(DeltaBody::Rekey { .. }))
                     };
                     self.hand_overs += batch.deltas.iter().filter(|d| rekey(d)).count() as u64;
+                    self.services += batch
+                        .materialize
+                        .iter()
+                        .filter(|m| matches!(m, Materialize::Service { delta, .. } if delta.log.origin == id))
+                        .count() as u64;
                     if let Some(commits) = self.commits.as_mut() {
                         commits.push(record_of(id, &batch));
                     }
@@ -962,6 +969,7 @@ impl Simulator {
             frames_per_change: if changes > 0 { self.frames as f64 / changes as f64 } else { 0.0 },
             rejected,
             hand_overs: self.hand_overs,
+            services: self.services,
             trace_digest: self.trace.finalize().to_hex().to_string(),
             peak_rss_bytes: crate::report::peak_rss(),
             idle_rss_bytes: 0,
@@ -989,6 +997,7 @@ fn record_of(node: NodeId, batch: &cascade_core::WriteBatch) -> CommitRecord {
         Ok(DeltaBody::Revoke(_)) => "revoke",
         Ok(DeltaBody::Organization(_)) => "organization",
         Ok(DeltaBody::Rekey { .. }) => "rekey",
+        Ok(DeltaBody::Service(_)) => "service",
         Err(_) => "undecodable",
     };
     CommitRecord {

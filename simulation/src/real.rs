@@ -369,6 +369,7 @@ async fn run_in(
         frames_per_change: if changes > 0 { frames as f64 / changes as f64 } else { 0.0 },
         rejected: BTreeMap::new(),
         hand_overs: 0,
+        services: 0,
         trace_digest: String::new(),
         peak_rss_bytes: peak,
         idle_rss_bytes,

@@ -74,6 +74,8 @@ pub struct Report {
     pub rejected: BTreeMap<String, u64>,
     /// Logs handed over to a new key by their origin (deterministic mode).
     pub hand_overs: u64,
+    /// Service versions registered by their providers' nodes (deterministic mode).
+    pub services: u64,
     /// Digest of the trace of delivered frames (deterministic mode: replay check).
     pub trace_digest: String,
     /// Peak resident memory of the process.
@@ -156,6 +158,9 @@ impl fmt::Display for Report {
         }
         if !self.rejected.is_empty() {
             writeln!(f, "  rejected    {:?}", self.rejected)?;
+        }
+        if self.services > 0 {
+            writeln!(f, "  services    {} versions registered", self.services)?;
         }
         if self.hand_overs > 0 {
             writeln!(f, "  keys        {} logs handed over to new keys", self.hand_overs)?;

@@ -1,10 +1,12 @@
 //! The catalog changes a simulation asks for, as node-core commands: new entries
-//! (a draft saved, then published), updates of published entries, withdrawals and
-//! republications — the same commands the admin interface sends.
+//! (a draft saved, then published), updates of published entries, withdrawals,
+//! republications and service registrations for published entries — the same
+//! commands the admin interface sends.
 
 use cascade_core::Command;
 use cascade_protocol::catalog::{EntryDraft, EntryStatus};
 use cascade_protocol::org::Organization;
+use cascade_protocol::service::{Endpoint, EntryRef, ServiceDraft, ServiceKind};
 use cascade_protocol::{NodeId, Scope};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -46,6 +48,19 @@ pub(crate) fn draft(node: NodeId, code: &str) -> EntryDraft {
     }
 }
 
+/// A service of `node`'s organization for its entry `code`.
+pub(crate) fn service(node: NodeId, code: &str) -> ServiceDraft {
+    ServiceDraft {
+        name: format!("{node} service for {code}"),
+        entry: EntryRef { origin: node, code: code.to_string() },
+        provider: provider_of(node).credit_code,
+        kind: ServiceKind::Query,
+        endpoints: vec![Endpoint { method: "GET".into(), path: "/records/{id}".into() }],
+        sensitivity: 2,
+        rate_limit_per_minute: 600,
+    }
+}
+
 /// One change, as the commands that make it.
 #[derive(Clone, Debug)]
 pub(crate) enum Change {
@@ -57,6 +72,8 @@ pub(crate) enum Change {
     Withdraw(String),
     /// Publish a withdrawn entry again.
     Republish(String),
+    /// Register a service for a published entry.
+    Service(ServiceDraft),
 }
 
 impl Change {
@@ -70,6 +87,11 @@ impl Change {
             Change::Update(draft) => vec![Command::SaveEntry(Box::new(draft))],
             Change::Withdraw(code) => vec![Command::WithdrawEntry { code }],
             Change::Republish(code) => vec![Command::PublishEntry { code, scope: None }],
+            Change::Service(draft) => vec![Command::SaveService {
+                id: None,
+                draft: Box::new(draft),
+                upstream: "http://upstream.sim/".into(),
+            }],
         }
     }
 }
@@ -86,9 +108,16 @@ impl Workload {
     }
 
     /// The next change at `node`: two in three publish a new entry; the others
-    /// update, withdraw or republish one of the node's entries.
+    /// update, withdraw or republish one of the node's entries, or register a
+    /// service for a published one.
     pub(crate) fn next_change(&mut self, node: NodeId, scope: Scope) -> Change {
         let entries = self.entries.entry(node).or_default();
+        if !entries.is_empty() && self.rng.gen_ratio(1, 10) {
+            let i = self.rng.gen_range(0..entries.len());
+            if let (code, EntryStatus::Published) = &entries[i] {
+                return Change::Service(service(node, code));
+            }
+        }
         if entries.is_empty() || self.rng.gen_ratio(2, 3) {
             let code = format!("3/{:06}", entries.len() + 1);
             entries.push((code.clone(), EntryStatus::Published));

@@ -17,6 +17,7 @@ mod observe;
 mod people;
 mod routes;
 mod serve;
+mod services;
 
 pub use caller::{Caller, ClientAddr};
 pub use error::ApiError;

@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::metrics::{self, HttpMetrics};
-use crate::{catalog, federation, observe, people};
+use crate::{catalog, federation, observe, people, services};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -42,6 +42,9 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/catalog/{code}", get(catalog::get))
         .route("/api/v1/catalog/{code}/publish", post(catalog::publish))
         .route("/api/v1/catalog/{code}/withdraw", post(catalog::withdraw))
+        .route("/api/v1/services", get(services::list).post(services::register))
+        .route("/api/v1/services/{id}", get(services::get).put(services::update))
+        .route("/api/v1/services/{id}/retire", post(services::retire))
         .route("/api/v1/accounts", get(people::list_accounts).post(people::create_account))
         .route("/api/v1/accounts/{username}/password", post(people::set_password))
         .route("/api/v1/accounts/{username}/disable", post(people::disable_account))

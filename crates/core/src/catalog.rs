@@ -67,7 +67,7 @@ pub(crate) fn china_date(unix_ms: u64) -> String {
 
 impl<S: StateStore> Core<S> {
     /// This node's own entry as it will be after the current group.
-    fn own_entry(&mut self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, CommandError> {
+    pub(crate) fn own_entry(&mut self, code: &str) -> Result<Option<(Scope, CatalogEntry)>, CommandError> {
         if let Some(own) = self.unstored(|w| w.own.get(code).cloned()) {
             return Ok(Some(own));
         }

@@ -3,6 +3,7 @@
 use cascade_access::Role;
 use cascade_protocol::catalog::{CatalogEntry, EntryDraft, FieldError};
 use cascade_protocol::org::Organization;
+use cascade_protocol::service::{Service, ServiceDraft};
 use cascade_protocol::{Fault, NodeId, Scope};
 use serde::Serialize;
 
@@ -27,6 +28,21 @@ pub enum Command {
     },
     /// Register (or update) an organization of this node's subtree.
     RegisterOrganization(Organization),
+    /// Register a service of one of this node's organizations (`id` none), or
+    /// update an active one; a new version travels federation-wide.
+    SaveService {
+        /// The service to update, if any.
+        id: Option<String>,
+        /// What the provider says about it.
+        draft: Box<ServiceDraft>,
+        /// Where this node proxies its calls (kept here only).
+        upstream: String,
+    },
+    /// Retire an own service (a last version with status retired).
+    RetireService {
+        /// Its id.
+        id: String,
+    },
     /// Revoke a member of the federation.
     Revoke {
         /// The node.
@@ -152,6 +168,8 @@ pub enum Reply {
     Entry(Box<SavedEntry>),
     /// A registered organization.
     Organization(Organization),
+    /// An own service's new state and its upstream.
+    Service(Box<OwnService>),
     /// A revocation, signed at this seq of the node's federation log.
     Revoked {
         /// The revoked node.
@@ -222,4 +240,13 @@ impl From<crate::store::StoreError> for CommandError {
     fn from(e: crate::store::StoreError) -> Self {
         CommandError::Unavailable(e.to_string())
     }
+}
+
+/// One of this node's services: as every node sees it, plus its upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OwnService {
+    /// The service.
+    pub service: Service,
+    /// Where this node proxies its calls.
+    pub upstream: String,
 }

@@ -25,6 +25,7 @@ use cascade_protocol::limits::{
     LINK_REPLACE_MS, MAX_GROUP_COMMANDS, MAX_GROUP_DELTAS, MAX_QUARANTINE_MS, MAX_REJECTIONS_PER_LINK,
     QUARANTINE_MS, REJECTIONS_WINDOW_MS,
 };
+use cascade_protocol::service::Service;
 use cascade_protocol::{
     Action, Admitted, DeltaBody, Engine, EngineError, Event, Frame, LogId, MembershipVerifier, NodeId,
     PeerError, Scope,
@@ -205,6 +206,8 @@ pub(crate) struct Written {
     pub(crate) own: HashMap<String, (Scope, CatalogEntry)>,
     pub(crate) accounts: HashMap<String, AccountRecord>,
     pub(crate) tokens: HashMap<String, TokenRecord>,
+    pub(crate) services: HashMap<String, Service>,
+    pub(crate) upstreams: HashMap<String, String>,
     /// Tokens deleted.
     pub(crate) forgotten: HashSet<String>,
 }
@@ -642,6 +645,11 @@ impl<S: StateStore> Core<S> {
                 };
                 self.group.batch.materialize.push(row);
             }
+            DeltaBody::Service(service) => {
+                let row =
+                    Materialize::Service { service: std::sync::Arc::new(service), delta: delta.clone() };
+                self.group.batch.materialize.push(row);
+            }
             DeltaBody::Organization(org) => {
                 let row = Materialize::Organization {
                     origin: delta.log.origin,
@@ -742,6 +750,8 @@ impl<S: StateStore> Core<S> {
             Command::RegisterOrganization(org) => {
                 self.register_organization(by, org).map(Reply::Organization)
             }
+            Command::SaveService { id, draft, upstream } => self.save_service(by, id, *draft, upstream),
+            Command::RetireService { id } => self.retire_service(by, id),
             Command::Revoke { node, reason } => self.revoke(by, node, reason),
             Command::CreateAccount { username, organization, roles, password_hash } => {
                 self.create_account(by, username, organization, roles, password_hash).map(Reply::Account)

@@ -21,13 +21,14 @@ mod command;
 mod core;
 mod memory;
 mod redial;
+mod service;
 mod status;
 mod store;
 mod tally;
 
 pub use crate::core::{BootError, Core, Effect, Identity, Input, LinkId, Ticket};
 pub use base::MAX_USERNAME_BYTES;
-pub use command::{Account, Command, CommandError, Reply, SavedEntry};
+pub use command::{Account, Command, CommandError, OwnService, Reply, SavedEntry};
 pub use memory::{MemoryStore, AUDIT_KEPT};
 pub use redial::{LinkEnd, Redial};
 pub use status::{

@@ -5,6 +5,7 @@
 use crate::audit::{self, AuditRecord, SealedRecord};
 use crate::store::{AccountRecord, BootState, Meta, StateStore, StoreError, TokenRecord, WriteBatch};
 use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::service::Service;
 use cascade_protocol::{Delta, LogId, Scope};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ struct State {
     own: BTreeMap<String, (Scope, CatalogEntry)>,
     accounts: BTreeMap<String, AccountRecord>,
     tokens: BTreeMap<String, TokenRecord>,
+    services: BTreeMap<String, Service>,
+    upstreams: BTreeMap<String, String>,
     meta: Meta,
     audit_head: Option<(u64, [u8; 32])>,
     audit_head_at_ms: u64,
@@ -41,6 +44,14 @@ impl State {
         }
         for id in &batch.forget_tokens {
             self.tokens.remove(id);
+        }
+        for row in &batch.materialize {
+            if let crate::store::Materialize::Service { service, .. } = row {
+                self.services.insert(service.id.clone(), Service::clone(service));
+            }
+        }
+        for (id, upstream) in &batch.upstreams {
+            self.upstreams.insert(id.clone(), upstream.clone());
         }
         if let Some(meta) = batch.meta {
             self.meta = meta;
@@ -173,6 +184,14 @@ impl StateStore for MemoryStore {
 
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         Ok(self.volatile.tokens.get(id).cloned())
+    }
+
+    fn service(&self, id: &str) -> Result<Option<Service>, StoreError> {
+        Ok(self.volatile.services.get(id).cloned())
+    }
+
+    fn upstream(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.volatile.upstreams.get(id).cloned())
     }
 
     fn boot(&self) -> Result<BootState, StoreError> {

@@ -5,6 +5,7 @@
 use crate::audit::SealedRecord;
 use cascade_access::{Role, TokenKind};
 use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::service::Service;
 use cascade_protocol::{CodecError, Delta, LogId, NodeId, Scope};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -141,6 +142,13 @@ pub enum Materialize {
         /// The delta.
         delta: Arc<Delta>,
     },
+    /// A service's latest state (its id names its origin).
+    Service {
+        /// The service, as the delta says.
+        service: Arc<Service>,
+        /// The delta.
+        delta: Arc<Delta>,
+    },
     /// An organization as registered by `origin`.
     Organization {
         /// The registering node.
@@ -174,6 +182,9 @@ pub struct WriteBatch {
     pub tokens: Vec<TokenRecord>,
     /// Tokens deleted (login sessions ended or expired), after `tokens` are written.
     pub forget_tokens: Vec<String>,
+    /// The upstream URLs of this node's own services, by service id (kept here
+    /// only: they never travel).
+    pub upstreams: Vec<(String, String)>,
     /// Audit records, sealed by the core, in order.
     pub audit: Vec<SealedRecord>,
     /// Node counters, when they changed.
@@ -189,6 +200,7 @@ impl WriteBatch {
             && self.accounts.is_empty()
             && self.tokens.is_empty()
             && self.forget_tokens.is_empty()
+            && self.upstreams.is_empty()
             && self.audit.is_empty()
             && self.meta.is_none()
     }
@@ -231,6 +243,10 @@ pub trait StateStore {
     fn account(&self, username: &str) -> Result<Option<AccountRecord>, StoreError>;
     /// A token.
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// A service as last registered (by any node).
+    fn service(&self, id: &str) -> Result<Option<Service>, StoreError>;
+    /// The upstream URL of one of this node's own services.
+    fn upstream(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Counters and heads read at boot.
     fn boot(&self) -> Result<BootState, StoreError>;
     /// Every stored delta, log by log, each log in order (for restoring the engine).

@@ -14,6 +14,7 @@ mod links;
 mod login;
 mod node;
 mod query;
+mod services;
 
 pub use api::{IssuedToken, PasswordChange};
 pub use config::{CertPaths, NodeConfig};

@@ -65,7 +65,7 @@ pub struct Listing<T> {
 }
 
 impl<T> Listing<T> {
-    fn of<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Listing<T> {
+    pub(crate) fn of<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Listing<T> {
         Listing { items: page.items.into_iter().map(f).collect(), next: page.next.map(|c| c.to_string()) }
     }
 }
@@ -148,18 +148,18 @@ fn unavailable(e: StoreError) -> CommandError {
     CommandError::Unavailable(e.to_string())
 }
 
-fn cursor_of(cursor: Option<&str>) -> Result<Option<Cursor>, CommandError> {
+pub(crate) fn cursor_of(cursor: Option<&str>) -> Result<Option<Cursor>, CommandError> {
     cursor.map(|c| c.parse::<Cursor>().map_err(|e| CommandError::field("cursor", e))).transpose()
 }
 
-fn limit_of(limit: Option<usize>) -> usize {
+pub(crate) fn limit_of(limit: Option<usize>) -> usize {
     limit.unwrap_or(DEFAULT_PAGE).min(MAX_LIST)
 }
 
 impl Node {
     /// Runs a read on the blocking pool, when one of its kind may start: a read
     /// that waits longer than `READ_WAIT_MS` is answered `Busy`.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         kind: ReadKind,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,

@@ -23,6 +23,10 @@ pub(crate) const ACCOUNT: u8 = b'U';
 pub(crate) const TOKEN: u8 = b'T';
 pub(crate) const AUDIT: u8 = b'A';
 pub(crate) const AUDIT_INDEX: u8 = b'X';
+/// Services, by id: a pointer to the delta of their latest version.
+pub(crate) const SERVICE: u8 = b'V';
+/// This node's own services' upstream URLs, by service id.
+pub(crate) const UPSTREAM: u8 = b'W';
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 
@@ -86,6 +90,18 @@ pub(crate) fn org_prefix(credit_code: &str) -> Vec<u8> {
 pub(crate) fn own_key(code: &str) -> Vec<u8> {
     let mut key = vec![OWN];
     key.extend_from_slice(code.as_bytes());
+    key
+}
+
+pub(crate) fn service_key(id: &str) -> Vec<u8> {
+    let mut key = vec![SERVICE];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub(crate) fn upstream_key(id: &str) -> Vec<u8> {
+    let mut key = vec![UPSTREAM];
+    key.extend_from_slice(id.as_bytes());
     key
 }
 

@@ -13,11 +13,13 @@ mod audit_log;
 mod catalog_index;
 mod keys;
 mod read;
+mod services;
 mod upgrade;
 
 pub use catalog_index::CatalogFilter;
 pub use keys::audit_key;
 pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
+pub use services::ServiceFilter;
 
 use cascade_core::audit;
 use cascade_core::{
@@ -25,6 +27,7 @@ use cascade_core::{
 };
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::limits::{MAX_DELTA_BYTES, MAX_FRAME_BYTES};
+use cascade_protocol::service::Service;
 use cascade_protocol::{codec, Delta, DeltaBody, LogId, NodeId, Scope};
 use catalog_index::CatalogIndex;
 use keys::*;
@@ -169,6 +172,8 @@ impl Store {
             match row {
                 Materialize::Catalog { log, entry, delta } => sled_batch
                     .insert(catalog_key(log.origin, log.scope, &entry.code), &delta.seq.to_be_bytes()),
+                Materialize::Service { service, delta } => sled_batch
+                    .insert(service_key(&service.id), pointer(delta.log.scope, delta.seq).as_slice()),
                 Materialize::Organization { origin, code, delta } => {
                     sled_batch.insert(org_key(code, *origin), pointer(delta.log.scope, delta.seq).as_slice())
                 }
@@ -193,6 +198,9 @@ impl Store {
         }
         for id in &batch.forget_tokens {
             sled_batch.remove(token_key(id));
+        }
+        for (id, upstream) in &batch.upstreams {
+            sled_batch.insert(upstream_key(id), upstream.as_bytes());
         }
         for record in &batch.audit {
             sled_batch.insert(audit_key(record.seq).to_vec(), record.value.as_slice());
@@ -282,6 +290,16 @@ impl StateStore for Store {
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let key = token_key(id);
         self.db.get(&key).map_err(backend)?.map(|v| decode(&key, &v, MAX_FRAME_BYTES)).transpose()
+    }
+
+    fn service(&self, id: &str) -> Result<Option<Service>, StoreError> {
+        self.service_by_id(id)
+    }
+
+    fn upstream(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let key = upstream_key(id);
+        let value = self.db.get(&key).map_err(backend)?;
+        value.map(|v| String::from_utf8(v.to_vec()).map_err(|_| read::corrupt(&key, "not UTF-8"))).transpose()
     }
 
     fn boot(&self) -> Result<BootState, StoreError> {

@@ -71,11 +71,11 @@ pub struct OrganizationRow {
     pub organization: Organization,
 }
 
-fn corrupt(key: &[u8], reason: &str) -> StoreError {
+pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
     StoreError::Corrupt { key: hex(key), reason: reason.into() }
 }
 
-fn seq_value(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
+pub(crate) fn seq_value(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(value).map(u64::from_be_bytes).map_err(|_| corrupt(key, "bad pointer"))
 }
 
@@ -181,7 +181,7 @@ impl Store {
 
     /// Walks the rows under `prefix` after `after`, keeping what `keep` returns,
     /// until `limit` are kept or `MAX_DIRECTORY_EXAMINED` rows were looked at.
-    fn scan_page<T>(
+    pub(crate) fn scan_page<T>(
         &self,
         prefix: &[u8],
         after: Option<&Cursor>,

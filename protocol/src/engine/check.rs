@@ -4,7 +4,7 @@
 use super::types::RejectReason;
 use super::{Engine, Head};
 use crate::delta::{Delta, DeltaBody, Hash, Revocation, GENESIS_HASH};
-use crate::ids::{LogId, NodeId, Tier, NATIONAL};
+use crate::ids::{LogId, NodeId, Scope, Tier, NATIONAL};
 use crate::limits::{MAX_BODY_BYTES, MAX_CHAIN_CERTS, MAX_REVOCATION_REASON_BYTES};
 use crate::membership::{CertificateError, Member};
 
@@ -193,6 +193,19 @@ impl Engine {
             DeltaBody::Organization(org) => {
                 org.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
                 org.check_registrar(log.origin).map_err(|e| RejectReason::Invalid(e.to_string()))
+            }
+            DeltaBody::Service(service) => {
+                if log.scope != Scope::Federation {
+                    return Err(RejectReason::Invalid("a service is registered federation-wide".into()));
+                }
+                service.validate(log.origin).map_err(|e| RejectReason::Invalid(e.to_string()))?;
+                if !self.is_registered_at(&service.draft.provider, log.origin) {
+                    return Err(RejectReason::Invalid(format!(
+                        "provider {} is not an organization registered at {}",
+                        service.draft.provider, log.origin
+                    )));
+                }
+                Ok(())
             }
         }
     }

@@ -246,6 +246,15 @@ impl Engine {
         self.heads.iter().map(|(log, h)| (*log, h.seq)).collect()
     }
 
+    /// The seq this node's next delta in `scope` will have (a new log begins
+    /// with its Join, so its first other delta is 2).
+    pub fn next_seq(&self, scope: Scope) -> u64 {
+        match self.head(LogId { origin: self.me.id, scope }) {
+            0 => 2,
+            head => head + 1,
+        }
+    }
+
     /// The head seq of one log (0 when nothing is held).
     pub fn head(&self, log: LogId) -> u64 {
         self.heads.get(&log).map_or(0, |h| h.seq)
@@ -790,7 +799,10 @@ impl Engine {
                 }
                 None
             }
-            DeltaBody::Join { .. } | DeltaBody::Rekey { .. } | DeltaBody::Catalog(_) => None,
+            DeltaBody::Join { .. }
+            | DeltaBody::Rekey { .. }
+            | DeltaBody::Catalog(_)
+            | DeltaBody::Service(_) => None,
         }
     }
 }

@@ -1,0 +1,83 @@
+//! End-to-end: service registrations (服务接口) travel federation-wide as signed
+//! deltas of the provider's node, without the upstream, which stays there.
+
+use cascade_tests::*;
+use serde_json::{json, Value};
+
+/// A service body for the entry `code` of `provider` at 370100.
+fn service(code: &str, provider: &str) -> Value {
+    json!({"name": "企业信息查询", "entry": {"origin": 370100, "code": code}, "provider": provider,
+        "kind": "query", "endpoints": [{"method": "GET", "path": "/persons/{id}"}], "sensitivity": 2,
+        "rate_limit_per_minute": 600, "upstream": "http://127.0.0.1:9000/api"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_is_seen_everywhere_without_its_upstream_and_its_retirement_propagates() {
+    let fed = Fed::launch(FOUR_PROVINCES).await;
+    let code = fed.publish("370100", "企业登记基本信息", "federation").await;
+    let provider = cascade_protocol::org::Organization::government_code(nid("370100"), 1);
+
+    // Field by field, a bad registration says what is wrong (422), and nothing is signed.
+    let bad = |change: fn(&mut Value)| {
+        let mut body = service(&code, &provider);
+        change(&mut body);
+        body
+    };
+    for (body, field) in [
+        (bad(|b| b["sensitivity"] = json!(5)), "sensitivity"),
+        (bad(|b| b["endpoints"][0]["path"] = json!("persons")), "endpoints[0].path"),
+        (bad(|b| b["upstream"] = json!("ftp://x")), "upstream"),
+        (bad(|b| b["entry"]["code"] = json!("3/999999")), "entry"),
+        (bad(|b| b["kind"] = json!("delete")), "kind"),
+        (bad(|b| b["extra"] = json!(1)), "extra"),
+    ] {
+        let (status, reply) = fed.post("370100", "/api/v1/services", body).await;
+        assert_eq!((status, reply["field"].as_str()), (422, Some(field)), "{reply}");
+    }
+
+    let (status, created) = fed.post("370100", "/api/v1/services", service(&code, &provider)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("370100-"), "{id}");
+    assert_eq!(created["upstream"], "http://127.0.0.1:9000/api");
+    assert_eq!((created["version"].as_u64(), created["status"].as_str()), (Some(1), Some("active")));
+
+    // Everywhere, signed by Jinan; the upstream never left it.
+    for at in ["100000", "110000", "370200"] {
+        eventually(&format!("{at} sees {id}"), || async {
+            fed.get(at, &format!("/api/v1/services/{id}")).await.0 == 200
+        })
+        .await;
+        let (_, seen) = fed.get(at, &format!("/api/v1/services/{id}")).await;
+        assert_eq!(seen["name"], "企业信息查询");
+        assert_eq!(seen["origin"], 370100);
+        assert!(seen.get("upstream").is_none(), "{seen}");
+        let (_, list) = fed.get(at, "/api/v1/services?origin=370100").await;
+        assert_eq!(list["returned"], 1, "{list}");
+    }
+    let (_, here) = fed.get("370100", &format!("/api/v1/services/{id}")).await;
+    assert_eq!(here["upstream"], "http://127.0.0.1:9000/api", "its own node shows an administrator");
+
+    // Retiring propagates as a new version; a retired service cannot be changed.
+    let (status, retired) = fed.post("370100", &format!("/api/v1/services/{id}/retire"), json!({})).await;
+    assert_eq!((status, retired["status"].as_str()), (200, Some("retired")), "{retired}");
+    eventually("the national node sees the retirement", || async {
+        let (_, seen) = fed.get("100000", &format!("/api/v1/services/{id}")).await;
+        seen["status"] == "retired" && seen["version"] == 2
+    })
+    .await;
+    let (_, active) = fed.get("100000", "/api/v1/services?status=active").await;
+    assert_eq!(active["returned"], 0, "{active}");
+    let (status, _) = fed.post("370100", &format!("/api/v1/services/{id}/retire"), json!({})).await;
+    assert_eq!(status, 409);
+
+    // Another node's catalogers cannot register for Jinan's organization, and the
+    // registration and retirement are audited where they happened.
+    let (status, _) = fed.post("370200", "/api/v1/services", service(&code, &provider)).await;
+    assert_eq!(status, 422, "Qingdao cannot serve Jinan's entry");
+    let (_, audit) = fed.get("370100", "/api/v1/audit?kind=service.").await;
+    let kinds: Vec<&str> =
+        audit["records"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["service.register", "service.retire"], "{audit}");
+    fed.fed.shutdown().await.unwrap();
+}
