@@ -123,6 +123,13 @@ pub const REDIAL_REFUSED_MS: u64 = 30_000;
 /// Longest pause after refusals: a revoked child dials about six times an hour.
 pub const REDIAL_REFUSED_MAX_MS: u64 = 10 * 60_000;
 
+/// First pause after a parent turned a connection away before any cryptography
+/// (busy, or this address failed handshakes): such a refusal may lift soon.
+pub const REDIAL_TURNED_AWAY_MS: u64 = 1_000;
+
+/// Longest pause after being turned away: a throttle lasts at most a minute.
+pub const REDIAL_TURNED_AWAY_MAX_MS: u64 = 60_000;
+
 /// Own catalog entries the core keeps in memory once read or changed: most
 /// changes touch an entry changed recently, and 4096 entries of about 1 KiB each
 /// bound the cache to a few MiB.

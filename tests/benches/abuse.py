@@ -19,6 +19,7 @@ a revoked child's redials counted at its parent for 20 s.
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -69,6 +70,8 @@ class Federation:
         deadline = time.time() + 60
         while call(QINGDAO, "GET", "/healthz")[0] != 200:
             if time.time() > deadline or self.proc.poll() is not None:
+                self.proc.kill()
+                subprocess.run(["rm", "-rf", self.dir])
                 raise RuntimeError(f"{binary} did not come up")
             time.sleep(0.1)
         self.tokens = {}
@@ -120,6 +123,7 @@ def audit_flood(fed):
     prober.start()
     time.sleep(0.5)
     idle = max(latencies) if latencies else 0.0
+    before = len(latencies)
     start = time.perf_counter()
     with ThreadPoolExecutor(200) as pool:
         statuses = list(pool.map(
@@ -128,7 +132,7 @@ def audit_flood(fed):
     took = time.perf_counter() - start
     stop.set()
     prober.join()
-    during = latencies[-int(len(latencies) * 0.9):] if latencies else [0.0]
+    during = latencies[before:] or [0.0]
     ok = {s: statuses.count(s) for s in sorted(set(statuses))}
     return {
         "audit records written first (draft saves)": saved,
@@ -197,6 +201,8 @@ def login_flood(fed):
 
 def slow_loris(fed):
     """2,000 connections that send half a request head, then nothing."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     socks = []
     for _ in range(2000):
         s = socket.create_connection(("127.0.0.1", JINAN))
@@ -268,12 +274,14 @@ def main():
     attacks = (slow_loris, revoked_child, login_flood, audit_flood)
     for attack in [a for a in attacks if args.only in (None, a.__name__)]:
         for name, binary in (("before", args.before), ("after", args.after)):
-            fed = Federation(binary)
+            fed = None
             try:
+                fed = Federation(binary)
                 for key, value in attack(fed).items():
                     results.setdefault(key, {})[name] = value
             finally:
-                fed.stop()
+                if fed is not None:
+                    fed.stop()
             print(f"{attack.__name__} on {name}: done", flush=True)
     width = max(len(k) for k in results)
     print(f"{'':{width}}  {'before':>24}  {'after':>24}")

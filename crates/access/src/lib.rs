@@ -17,4 +17,4 @@ pub use credentials::{
     MIN_PASSWORD_CHARS, SESSION_SECONDS,
 };
 pub use role::{Permission, Principal, Role};
-pub use throttle::{Policy, Throttle};
+pub use throttle::{address_key, Policy, Throttle};

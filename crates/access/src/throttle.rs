@@ -6,6 +6,23 @@
 //! keys cannot evict a persistent guesser.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The key an address is throttled under: an IPv4 address itself, an IPv6
+/// address by its /64 (one subscriber's allocation: fresh addresses inside it
+/// are free to its holder, so they must not be fresh keys).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+        v4 => v4,
+    }
+}
 
 /// The rules of one throttle.
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +41,12 @@ pub struct Policy {
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
+    /// Judged failures.
     failures: u32,
+    /// Tries counted by `attempt` and not yet judged.
+    pending: u32,
+    /// When the last judged failure happened: only a failure moves it, so a key
+    /// that keeps succeeding still forgets its failures on time.
     last_ms: u64,
 }
 
@@ -35,6 +57,10 @@ impl Entry {
         }
         let doublings = (self.failures - policy.free).min(32);
         self.last_ms + policy.base_ms.saturating_mul(1u64 << doublings).min(policy.max_ms)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.failures == 0 && self.pending == 0
     }
 }
 
@@ -51,35 +77,84 @@ impl<K: Ord + Clone> Throttle<K> {
         Throttle { policy, entries: BTreeMap::new() }
     }
 
-    /// `Ok` if `key` may try now, else how many ms it must still wait.
-    pub fn check(&self, key: &K, now_ms: u64) -> Result<(), u64> {
+    /// The entry of `key` with failures older than `forget_ms` forgotten.
+    fn current(&self, key: &K, now_ms: u64) -> Entry {
         match self.entries.get(key) {
-            Some(entry) if now_ms < entry.last_ms + self.policy.forget_ms => {
-                let until = entry.wait_until(&self.policy);
-                if now_ms < until {
-                    Err(until - now_ms)
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Ok(()),
+            Some(e) if now_ms >= e.last_ms + self.policy.forget_ms => Entry { failures: 0, ..*e },
+            Some(e) => *e,
+            None => Entry { failures: 0, pending: 0, last_ms: 0 },
         }
     }
 
-    /// Records a failure of `key`.
+    /// `Ok` if `key` may try now, else how many ms it must still wait.
+    pub fn check(&self, key: &K, now_ms: u64) -> Result<(), u64> {
+        let until = self.current(key, now_ms).wait_until(&self.policy);
+        if now_ms < until {
+            Err(until - now_ms)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `check`, and when `key` may try, counts the try as pending until `fail`,
+    /// `forgive` or `succeed` judges it. Pending tries count against the free
+    /// ones, and past them only one try at a time is judged: concurrent guesses
+    /// cannot all pass the same check.
+    pub fn attempt(&mut self, key: &K, now_ms: u64) -> Result<(), u64> {
+        self.check(key, now_ms)?;
+        let entry = self.current(key, now_ms);
+        if entry.pending > 0 && entry.failures + entry.pending >= self.policy.free {
+            return Err(self.policy.base_ms);
+        }
+        self.make_room(key, now_ms);
+        self.entries.insert(key.clone(), Entry { pending: entry.pending + 1, ..entry });
+        Ok(())
+    }
+
+    /// Records a failure of `key` (judging one of its pending tries, if any).
     pub fn fail(&mut self, key: &K, now_ms: u64) {
-        let forget = self.policy.forget_ms;
+        let entry = self.current(key, now_ms);
+        self.make_room(key, now_ms);
+        let failures = entry.failures.saturating_add(1);
+        let pending = entry.pending.saturating_sub(1);
+        self.entries.insert(key.clone(), Entry { failures, pending, last_ms: now_ms });
+    }
+
+    /// Takes back a pending try of `key` that was never judged, or succeeded
+    /// without clearing the key (a shared address).
+    pub fn forgive(&mut self, key: &K) {
         if let Some(entry) = self.entries.get_mut(key) {
-            if now_ms >= entry.last_ms + forget {
-                entry.failures = 0;
+            entry.pending = entry.pending.saturating_sub(1);
+            if entry.is_empty() {
+                self.entries.remove(key);
             }
-            entry.failures = entry.failures.saturating_add(1);
-            entry.last_ms = now_ms;
+        }
+    }
+
+    /// Forgets `key`'s failures (it proved itself), judging one pending try.
+    pub fn succeed(&mut self, key: &K) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.failures = 0;
+            entry.pending = entry.pending.saturating_sub(1);
+            if entry.is_empty() {
+                self.entries.remove(key);
+            }
+        }
+    }
+
+    /// Whether `key` failed lately (or has tries pending).
+    pub fn remembers(&self, key: &K, now_ms: u64) -> bool {
+        !self.current(key, now_ms).is_empty()
+    }
+
+    /// Before a new key is added to a full table: forgets the quiet keys, then the
+    /// one with the fewest failures (the longest ago among equals).
+    fn make_room(&mut self, key: &K, now_ms: u64) {
+        if self.entries.contains_key(key) || self.entries.len() < self.policy.capacity {
             return;
         }
-        if self.entries.len() >= self.policy.capacity {
-            self.entries.retain(|_, e| now_ms < e.last_ms + forget);
-        }
+        let forget = self.policy.forget_ms;
+        self.entries.retain(|_, e| e.pending > 0 || now_ms < e.last_ms + forget);
         if self.entries.len() >= self.policy.capacity {
             let least =
                 self.entries.iter().min_by_key(|(_, e)| (e.failures, e.last_ms)).map(|(k, _)| k.clone());
@@ -87,31 +162,6 @@ impl<K: Ord + Clone> Throttle<K> {
                 self.entries.remove(&least);
             }
         }
-        self.entries.insert(key.clone(), Entry { failures: 1, last_ms: now_ms });
-    }
-
-    /// `check`, and when `key` may try, counts the try as a failure at once (taken
-    /// back by `forgive` or `succeed` if it succeeds): concurrent tries cannot all
-    /// pass the same check while the first is still being judged.
-    pub fn attempt(&mut self, key: &K, now_ms: u64) -> Result<(), u64> {
-        self.check(key, now_ms)?;
-        self.fail(key, now_ms);
-        Ok(())
-    }
-
-    /// Takes back one failure counted by `attempt` (that try succeeded).
-    pub fn forgive(&mut self, key: &K) {
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.failures = entry.failures.saturating_sub(1);
-            if entry.failures == 0 {
-                self.entries.remove(key);
-            }
-        }
-    }
-
-    /// Forgets `key`'s failures (it proved itself).
-    pub fn succeed(&mut self, key: &K) {
-        self.entries.remove(key);
     }
 
     /// Keys remembered.
@@ -164,11 +214,42 @@ mod tests {
         }
         assert_eq!(t.attempt(&"a", 0), Err(1000), "the fourth waits though none was judged yet");
         t.forgive(&"a");
-        assert_eq!(t.attempt(&"a", 0), Ok(()), "one succeeded: its try is given back");
+        assert_eq!(t.attempt(&"a", 0), Ok(()), "one was never judged: its try is given back");
         for _ in 0..3 {
-            t.forgive(&"a");
+            t.fail(&"a", 0);
         }
+        // Past the free tries, one at a time, after the wait.
+        assert_eq!(t.attempt(&"a", 1000), Ok(()));
+        assert!(t.attempt(&"a", 1000).is_err(), "one pending try at a time past the free ones");
+        t.succeed(&"a");
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_key() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(address_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn successes_do_not_keep_old_failures_alive() {
+        let mut t = Throttle::new(POLICY);
+        for _ in 0..3 {
+            t.fail(&"office", 0);
+        }
+        // The office keeps logging in successfully: its failures still age out.
+        for at in [10_000, 30_000, 59_000] {
+            if t.attempt(&"office", at).is_ok() {
+                t.forgive(&"office");
+            }
+        }
+        assert_eq!(t.check(&"office", 60_000), Ok(()));
+        assert!(!t.remembers(&"office", 60_000));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use std::collections::{HashMap, VecDeque};
 /// Longest username, in bytes.
 pub const MAX_USERNAME_BYTES: usize = 64;
 
+/// Sessions one login deletes at most (expired ones, or the oldest past the limit).
+const MAX_SESSIONS_ENDED_AT_ONCE: usize = 64;
+
 /// Each account's stored login sessions (id and expiry, unix s), oldest first:
 /// what `open_session` ends to keep an account within `MAX_SESSIONS_PER_ACCOUNT`.
 #[derive(Debug, Default)]
@@ -25,7 +28,7 @@ impl Sessions {
     /// From the store's sessions (every session lasts as long, so expiry orders
     /// them by age).
     pub(crate) fn from_stored(mut stored: Vec<(String, String, u64)>) -> Sessions {
-        stored.sort_by_key(|(_, id, expires)| (*expires, id.clone()));
+        stored.sort_by(|a, b| (a.2, &a.1).cmp(&(b.2, &b.1)));
         let mut sessions = Sessions::default();
         for (username, id, expires) in stored {
             sessions.0.entry(username).or_default().push_back((id, expires));
@@ -34,12 +37,15 @@ impl Sessions {
     }
 
     /// Records a new session of `username`; returns the sessions to delete: the
-    /// expired ones, and the oldest beyond the limit.
+    /// expired ones, and the oldest beyond the limit — at most
+    /// `MAX_SESSIONS_ENDED_AT_ONCE`, so one login's work is bounded whatever an
+    /// older store left behind (the next logins take the rest).
     fn open(&mut self, username: &str, id: String, expires: u64, now_s: u64) -> Vec<String> {
         let mine = self.0.entry(username.to_string()).or_default();
         let mut ended = Vec::new();
         while let Some((old, expiry)) = mine.front() {
-            if *expiry > now_s && mine.len() < MAX_SESSIONS_PER_ACCOUNT {
+            let due = *expiry <= now_s || mine.len() >= MAX_SESSIONS_PER_ACCOUNT;
+            if !due || ended.len() == MAX_SESSIONS_ENDED_AT_ONCE {
                 break;
             }
             ended.push(old.clone());
@@ -47,6 +53,11 @@ impl Sessions {
         }
         mine.push_back((id, expires));
         ended
+    }
+
+    /// Every session of `username` (its password changed or it was disabled).
+    fn take(&mut self, username: &str) -> Vec<String> {
+        self.0.remove(username).map(|s| s.into_iter().map(|(id, _)| id).collect()).unwrap_or_default()
     }
 
     /// Forgets a session that ended otherwise (logout, or an administrator).
@@ -84,8 +95,16 @@ impl<S: StateStore> Core<S> {
     }
 
     fn write_token(&mut self, record: TokenRecord) {
+        self.group.written.forgotten.remove(&record.id);
         self.group.written.tokens.insert(record.id.clone(), record.clone());
         self.group.batch.tokens.push(record);
+    }
+
+    /// Deletes every session of an account (they ended with a new generation).
+    fn end_sessions(&mut self, username: &str) {
+        for id in self.sessions.take(username) {
+            self.forget_token(id);
+        }
     }
 
     /// Deletes a token (a login session that ended: nothing is left to grow).
@@ -313,6 +332,9 @@ impl<S: StateStore> Core<S> {
             account.disabled = disabled;
             account.generation += 1;
             self.write_account(account.clone());
+            if disabled {
+                self.end_sessions(&username);
+            }
             self.audit_by(by, kind, username);
         }
         Ok(Account::of(&account))
@@ -338,6 +360,7 @@ impl<S: StateStore> Core<S> {
         account.password_hash = password_hash;
         account.generation += 1;
         self.write_account(account.clone());
+        self.end_sessions(&username);
         self.audit_by(by, "account.password", format!("{username}: password changed, sessions ended"));
         Ok(Account::of(&account))
     }
@@ -352,7 +375,7 @@ impl<S: StateStore> Core<S> {
             .account(&username)?
             .ok_or_else(|| CommandError::NotFound(format!("account {username} not found")))?;
         if account.disabled {
-            self.login_failed(username, "account disabled");
+            self.login_failed(username, None, "account disabled");
             return Err(CommandError::Forbidden("this account is disabled".into()));
         }
         if self.token(&id)?.is_some() {

@@ -101,10 +101,13 @@ pub enum Command {
         /// Hash of the bearer token.
         secret_hash: String,
     },
-    /// Record a failed login.
+    /// Record a failed login, by tally of the address it came from (a stranger
+    /// chooses the names it tries, not its address).
     LoginFailed {
         /// The name tried.
         username: String,
+        /// The client's address (its throttle key), when known.
+        address: Option<String>,
         /// Why it failed.
         reason: String,
     },

@@ -401,13 +401,13 @@ impl<S: StateStore> Core<S> {
                 self.tally(format!("peer:{remote}"), "peer.refused", reason.label(), reason.to_string());
             }
             Input::Stopping => {
-                for (actor, kind, detail) in self.tallies.close_all(self.now_ms) {
-                    self.audit(&actor, None, kind, detail);
+                for (actor, org, kind, detail) in self.tallies.close_all(self.now_ms) {
+                    self.audit(&actor, org.as_deref(), kind, detail);
                 }
             }
             Input::Tick => {
-                for (actor, kind, detail) in self.tallies.expire(self.now_ms) {
-                    self.audit(&actor, None, kind, detail);
+                for (actor, org, kind, detail) in self.tallies.expire(self.now_ms) {
+                    self.audit(&actor, org.as_deref(), kind, detail);
                 }
                 // Strikes are forgiven after a calm spell as long as the longest refusal.
                 let now = self.now_ms;
@@ -699,21 +699,45 @@ impl<S: StateStore> Core<S> {
 
     /// Records a failed login by tally: a guessing flood against one account costs
     /// two audit records a window, however fast it guesses.
-    pub(crate) fn login_failed(&mut self, username: String, reason: &str) {
-        let label = if reason == "account disabled" { "disabled" } else { "credentials" };
-        self.tally(format!("account:{username}"), "login.failure", label, reason.to_string());
+    pub(crate) fn login_failed(&mut self, username: String, address: Option<String>, reason: &str) {
+        let label = match reason {
+            "account disabled" => "disabled",
+            "throttled" => "throttled",
+            _ => "credentials",
+        };
+        let actor = match address {
+            Some(address) => format!("address:{address}"),
+            None => format!("account:{username}"),
+        };
+        self.tally(actor, "login.failure", label, format!("{username}: {reason}"));
     }
 
-    /// Audits a refused request by tally: a caller repeating forbidden requests
-    /// costs the audit log two records a window, not one a request.
+    /// Audits a refused request by tally: a caller repeating a forbidden request
+    /// costs the audit log two records a window, not one a request (the tally is
+    /// per action, named by the first word of `detail`).
     fn denied(&mut self, by: &Principal, detail: String) {
-        self.tally(by.actor.clone(), "access.denied", "forbidden", detail);
+        let action = detail.split([' ', ':']).next().unwrap_or("").to_string();
+        self.tally_as(by.actor.clone(), by.organization.clone(), "access.denied", &action, detail);
     }
 
     /// Counts an event into its tally, writing a record when it opens a window.
-    fn tally(&mut self, actor: String, kind: &'static str, reason: &'static str, detail: String) {
-        if let Some((actor, kind, detail)) = self.tallies.count(self.now_ms, actor, kind, reason, detail) {
-            self.audit(&actor, None, kind, detail);
+    fn tally(&mut self, actor: String, kind: &'static str, reason: &str, detail: String) {
+        self.tally_as(actor, None, kind, reason, detail);
+    }
+
+    /// `tally` for an actor acting for an organization.
+    fn tally_as(
+        &mut self,
+        actor: String,
+        org: Option<String>,
+        kind: &'static str,
+        reason: &str,
+        detail: String,
+    ) {
+        if let Some((actor, org, kind, detail)) =
+            self.tallies.count(self.now_ms, actor, org, kind, reason, detail)
+        {
+            self.audit(&actor, org.as_deref(), kind, detail);
         }
     }
 
@@ -769,8 +793,8 @@ impl<S: StateStore> Core<S> {
             Command::SetPassword { username, password_hash } => {
                 self.set_password(by, username, password_hash).map(Reply::Account)
             }
-            Command::LoginFailed { username, reason } => {
-                self.login_failed(username, &reason);
+            Command::LoginFailed { username, address, reason } => {
+                self.login_failed(username, address, &reason);
                 Ok(Reply::Recorded)
             }
             Command::Denied { what, reason } => {

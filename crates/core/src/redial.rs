@@ -2,7 +2,10 @@
 //! after a refusal. The runtime's dialer and the simulator both follow it, so a
 //! simulated federation redials as a real one does.
 
-use cascade_protocol::limits::{REDIAL_MAX_MS, REDIAL_MIN_MS, REDIAL_REFUSED_MAX_MS, REDIAL_REFUSED_MS};
+use cascade_protocol::limits::{
+    REDIAL_MAX_MS, REDIAL_MIN_MS, REDIAL_REFUSED_MAX_MS, REDIAL_REFUSED_MS, REDIAL_TURNED_AWAY_MAX_MS,
+    REDIAL_TURNED_AWAY_MS,
+};
 
 /// How a link attempt ended, as far as redialing cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +17,10 @@ pub enum LinkEnd {
     /// The parent (or this node's own core) refused the link: revoked, blocked,
     /// not the parent, quarantined, a certificate it does not accept.
     Refused,
+    /// The parent turned the connection away before any cryptography (its
+    /// handshake slots were full, or this address failed too often): it may pass
+    /// soon, but not every two seconds forever.
+    TurnedAway,
 }
 
 /// The redial schedule of one parent link.
@@ -21,6 +28,7 @@ pub enum LinkEnd {
 pub struct Redial {
     lost: u32,
     refused: u32,
+    turned_away: u32,
 }
 
 impl Redial {
@@ -45,6 +53,10 @@ impl Redial {
             LinkEnd::Refused => {
                 self.refused = self.refused.saturating_add(1);
                 doubled(REDIAL_REFUSED_MS, self.refused, REDIAL_REFUSED_MAX_MS)
+            }
+            LinkEnd::TurnedAway => {
+                self.turned_away = self.turned_away.saturating_add(1);
+                doubled(REDIAL_TURNED_AWAY_MS, self.turned_away, REDIAL_TURNED_AWAY_MAX_MS)
             }
         }
     }
@@ -75,6 +87,13 @@ mod tests {
         assert_eq!(r.after(LinkEnd::Lost), REDIAL_MAX_MS);
         assert_eq!(r.after(LinkEnd::Refused), REDIAL_REFUSED_MS);
         assert_eq!(r.after(LinkEnd::Refused), 2 * REDIAL_REFUSED_MS);
+        // Turned away before cryptography: a second, doubling to a minute.
+        let mut t = Redial::new();
+        assert_eq!(t.after(LinkEnd::TurnedAway), REDIAL_TURNED_AWAY_MS);
+        for _ in 0..20 {
+            t.after(LinkEnd::TurnedAway);
+        }
+        assert_eq!(t.after(LinkEnd::TurnedAway), REDIAL_TURNED_AWAY_MAX_MS);
         // A reachable parent that keeps refusing: an hour holds a handful of dials.
         let mut r = Redial::new();
         let (mut t, mut dials) = (0, 0);

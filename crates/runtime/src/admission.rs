@@ -6,7 +6,7 @@
 
 use crate::driver::{unix_millis, Message};
 use crate::links::{run_link, LinkContext};
-use cascade_access::{Policy, Throttle};
+use cascade_access::{address_key, Policy, Throttle};
 use cascade_core::{LinkRole, Status};
 use cascade_protocol::limits::MAX_CONCURRENT_ADMISSIONS;
 use cascade_protocol::{Incompatibility, PeerError};
@@ -29,6 +29,9 @@ const HANDSHAKE_POLICY: Policy =
 pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Status>>, ctx: LinkContext) {
     let admissions = Arc::new(Semaphore::new(MAX_CONCURRENT_ADMISSIONS));
     let failures = Arc::new(Mutex::new(Throttle::<IpAddr>::new(HANDSHAKE_POLICY)));
+    // Addresses whose handshake failed before they proved they hear us (they may
+    // be forged): not held against them, but asked to prove it next time.
+    let suspects = Arc::new(Mutex::new(Throttle::<IpAddr>::new(HANDSHAKE_POLICY)));
     let mut links = JoinSet::new();
     loop {
         let incoming = tokio::select! {
@@ -37,21 +40,26 @@ pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Statu
             Some(_) = links.join_next(), if !links.is_empty() => continue,
         };
         let Some(incoming) = incoming else { break };
-        let ip = incoming.remote_address().ip();
-        let throttled = failures.lock().map(|f| f.check(&ip, unix_millis()).is_err()).unwrap_or(false);
+        let ip = address_key(incoming.remote_address().ip());
+        let now = unix_millis();
+        let throttled = failures.lock().map(|f| f.check(&ip, now).is_err()).unwrap_or(false);
         if throttled {
             incoming.refuse();
             ctx.traffic.handshake_throttled();
             refused(&ctx, ip, Incompatibility::Throttled.into());
             continue;
         }
-        // Under load, an address that has not yet shown it receives our packets
-        // proves it first (a QUIC Retry costs one packet and no state), so a flood
-        // from forged addresses cannot hold the handshake slots.
+        // An address that has not yet shown it receives our packets proves it
+        // first (a QUIC Retry costs one packet and no state) when the node is
+        // under load or the address failed before: a flood from forged addresses
+        // cannot hold the handshake slots, and only a proven address's failures
+        // count against it.
         let validated = incoming.remote_address_validated();
+        let doubted = failures.lock().is_ok_and(|f| f.remembers(&ip, now))
+            || suspects.lock().is_ok_and(|s| s.remembers(&ip, now));
         if !validated
             && incoming.may_retry()
-            && admissions.available_permits() < MAX_CONCURRENT_ADMISSIONS / 2
+            && (doubted || admissions.available_permits() < MAX_CONCURRENT_ADMISSIONS / 2)
         {
             let _ = incoming.retry();
             continue;
@@ -63,7 +71,7 @@ pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Statu
         };
         let endpoint = endpoint.clone();
         let status = status.clone();
-        let failures = failures.clone();
+        let failures = if validated { failures.clone() } else { suspects.clone() };
         let ctx = ctx.clone();
         links.spawn(async move {
             let admit = |id: &cascade_certs::NodeIdentity| -> Result<(), Incompatibility> {
@@ -102,17 +110,7 @@ pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Statu
                     reason
                 }
                 Err(e) => {
-                    // A handshake that merely went silent proves nothing about an
-                    // address that never showed it hears us: it may be forged, and
-                    // counting it would let anyone get a real child turned away.
-                    let silent = matches!(
-                        e,
-                        TransportError::Timeout
-                            | TransportError::Connection(quinn::ConnectionError::TimedOut)
-                    );
-                    if validated || !silent {
-                        unauthenticated(&failures, ip);
-                    }
+                    unauthenticated(&failures, ip);
                     Incompatibility::Handshake(e.to_string()).into()
                 }
             };
@@ -122,7 +120,8 @@ pub(crate) async fn accept_children(endpoint: Endpoint, status: Arc<RwLock<Statu
     links.shutdown().await;
 }
 
-/// Counts a handshake that proved no membership against its address.
+/// Counts a handshake that proved no membership against its address (in the
+/// throttle when the address was proven, else among the suspects).
 fn unauthenticated(failures: &Mutex<Throttle<IpAddr>>, ip: IpAddr) {
     if let Ok(mut f) = failures.lock() {
         f.fail(&ip, unix_millis());

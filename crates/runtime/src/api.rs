@@ -14,8 +14,8 @@ use cascade_protocol::org::Organization;
 use cascade_protocol::{NodeId, Scope};
 use std::net::IpAddr;
 
-/// A bearer token issued to a caller: shown once.
-#[derive(Clone, Debug, serde::Serialize)]
+/// A bearer token issued to a caller: shown once (and never by `Debug`).
+#[derive(Clone, serde::Serialize)]
 pub struct IssuedToken {
     /// The bearer token (secret).
     pub token: String,
@@ -25,6 +25,17 @@ pub struct IssuedToken {
     pub username: String,
     /// Unix seconds, for sessions.
     pub expires_at: Option<u64>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"<secret>")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A new password, and for one's own account the current one (no `Debug`: it

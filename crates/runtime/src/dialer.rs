@@ -26,11 +26,11 @@ fn dial_failure(e: &TransportError) -> LinkEnd {
             LinkEnd::Refused
         }
         // Turned away before any cryptography (the parent's handshake slots are
-        // full, or this address failed too often): try again soon, as after a loss.
+        // full, or this address failed too often): again in a second, then less often.
         TransportError::Connection(C::ConnectionClosed(close))
             if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
         {
-            LinkEnd::Lost
+            LinkEnd::TurnedAway
         }
         TransportError::Connection(C::TransportError(_) | C::ConnectionClosed(_) | C::VersionMismatch) => {
             LinkEnd::Refused

@@ -5,7 +5,9 @@
 use crate::api::{unexpected, IssuedToken};
 use crate::driver::unix_millis;
 use crate::node::Node;
-use cascade_access::{mint_token, CredentialError, Hasher, Policy, Principal, Throttle, TokenKind};
+use cascade_access::{
+    address_key, mint_token, CredentialError, Hasher, Policy, Principal, Throttle, TokenKind,
+};
 use cascade_core::{Command, CommandError, Reply, StateStore, MAX_USERNAME_BYTES};
 use cascade_protocol::limits::MAX_CONCURRENT_LOGINS;
 use std::net::IpAddr;
@@ -68,40 +70,55 @@ impl Default for Passwords {
 }
 
 impl Passwords {
-    /// Whether a login for `username` from `from` may be checked now (counting it
-    /// as a failure until it succeeds); else how many ms to wait. The address is
-    /// asked first, so a throttled address cannot run up accounts' counts.
+    fn accounts(&self) -> std::sync::MutexGuard<'_, Throttle<String>> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn addresses(&self) -> std::sync::MutexGuard<'_, Throttle<IpAddr>> {
+        self.addresses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a login for `username` from `from` may be checked now (the try
+    /// pending until judged); else how many ms to wait. The address is asked
+    /// first, so a throttled address cannot run up accounts' counts.
     fn attempt(&self, username: &str, from: Option<IpAddr>) -> Result<(), u64> {
         let now = unix_millis();
-        if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
-            t.attempt(&ip, now)?;
+        if let Some(ip) = from {
+            self.addresses().attempt(&ip, now)?;
         }
-        let account = self.accounts.lock().map_or(Ok(()), |mut t| t.attempt(&username.to_string(), now));
+        let account = self.accounts().attempt(&username.to_string(), now);
         if account.is_err() {
-            // Not tried after all: the address's count is given back.
-            if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
-                t.forgive(&ip);
+            // Not tried after all: the address's try is given back.
+            if let Some(ip) = from {
+                self.addresses().forgive(&ip);
             }
         }
         account
     }
 
-    /// Takes back an attempt that was never judged (the node was busy or failed).
-    fn untried(&self, username: &str, from: Option<IpAddr>) {
-        if let Ok(mut t) = self.accounts.lock() {
-            t.forgive(&username.to_string());
-        }
-        if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
-            t.forgive(&ip);
+    /// Judges a try a failure, for the account and the address.
+    fn failed(&self, username: &str, from: Option<IpAddr>) {
+        let now = unix_millis();
+        self.accounts().fail(&username.to_string(), now);
+        if let Some(ip) = from {
+            self.addresses().fail(&ip, now);
         }
     }
 
-    fn succeeded(&self, username: &str, from: Option<IpAddr>) {
-        if let Ok(mut t) = self.accounts.lock() {
-            t.succeed(&username.to_string());
+    /// Takes back a try that was never judged (the node was busy or failed).
+    fn untried(&self, username: &str, from: Option<IpAddr>) {
+        self.accounts().forgive(&username.to_string());
+        if let Some(ip) = from {
+            self.addresses().forgive(&ip);
         }
-        if let (Some(ip), Ok(mut t)) = (from, self.addresses.lock()) {
-            t.forgive(&ip);
+    }
+
+    /// A success clears the account; the address (perhaps shared) only gets its
+    /// try back.
+    fn succeeded(&self, username: &str, from: Option<IpAddr>) {
+        self.accounts().succeed(&username.to_string());
+        if let Some(ip) = from {
+            self.addresses().forgive(&ip);
         }
     }
 }
@@ -179,13 +196,18 @@ impl Node {
         password: String,
         from: Option<IpAddr>,
     ) -> Result<(), LoginError> {
+        let from = from.map(address_key);
         if username.len() > MAX_USERNAME_BYTES {
             // No such account can exist: refused without Argon2 work, a throttle
             // entry or an audit record of a stranger's megabyte.
             return Err(LoginError::BadCredentials);
         }
         let failed = |reason: &str| {
-            (stranger(username), Command::LoginFailed { username: username.into(), reason: reason.into() })
+            let address = from.map(|ip| ip.to_string());
+            (
+                stranger(username),
+                Command::LoginFailed { username: username.into(), address, reason: reason.into() },
+            )
         };
         if let Err(wait_ms) = self.passwords().attempt(username, from) {
             let (by, command) = failed("throttled");
@@ -213,6 +235,7 @@ impl Node {
                 Ok(())
             }
             Ok(Ok(false)) => {
+                self.passwords().failed(username, from);
                 let (by, command) = failed("wrong username or password");
                 self.execute(by, command).await?;
                 Err(LoginError::BadCredentials)

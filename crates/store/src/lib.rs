@@ -321,7 +321,15 @@ impl StateStore for Store {
         let mut sessions = Vec::new();
         for kv in self.db.scan_prefix([TOKEN]) {
             let (key, value) = kv.map_err(backend)?;
-            let token: TokenRecord = decode(&key, &value, MAX_FRAME_BYTES)?;
+            // An unreadable token opens nothing (authentication reads it again and
+            // fails); it must not stop the node.
+            let token: TokenRecord = match decode(&key, &value, MAX_FRAME_BYTES) {
+                Ok(token) => token,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an unreadable token record was skipped");
+                    continue;
+                }
+            };
             if token.kind == cascade_access::TokenKind::Session {
                 sessions.push((token.username, token.id, token.expires_at.unwrap_or(0)));
             }
