@@ -58,12 +58,37 @@ async fn a_service_is_seen_everywhere_without_its_upstream_and_its_retirement_pr
     let (_, here) = fed.get("370100", &format!("/api/v1/services/{id}")).await;
     assert_eq!(here["upstream"], "http://127.0.0.1:9000/api", "its own node shows an administrator");
 
+    // An update is a new version everywhere; a consumer may read but not change it.
+    let (url, token) = fed.url_token("370100");
+    let mut changed = service(&code, &provider);
+    changed["sensitivity"] = json!(3);
+    let http = reqwest::Client::new();
+    let put = http.put(format!("{url}/api/v1/services/{id}")).bearer_auth(&token).json(&changed);
+    let updated: Value = put.send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (updated["version"].as_u64(), updated["sensitivity"].as_u64()),
+        (Some(2), Some(3)),
+        "{updated}"
+    );
+    eventually("the national node sees version 2", || async {
+        fed.get("100000", &format!("/api/v1/services/{id}")).await.1["version"] == 2
+    })
+    .await;
+    let consumer = json!({"username": "wu", "password": "correct horse battery staple",
+        "organization": provider, "roles": ["consumer"]});
+    assert_eq!(fed.post("370100", "/api/v1/accounts", consumer).await.0, 201);
+    let (_, session) = fed.login("370100", "wu", "correct horse battery staple").await;
+    let wu = fed.with_token("370100", session["token"].as_str().unwrap());
+    assert_eq!(wu.call("GET", &format!("/api/v1/services/{id}"), None).await.0, 200);
+    let (status, _) = wu.call("POST", "/api/v1/services", Some(service(&code, &provider))).await;
+    assert_eq!(status, 403);
+
     // Retiring propagates as a new version; a retired service cannot be changed.
     let (status, retired) = fed.post("370100", &format!("/api/v1/services/{id}/retire"), json!({})).await;
     assert_eq!((status, retired["status"].as_str()), (200, Some("retired")), "{retired}");
     eventually("the national node sees the retirement", || async {
         let (_, seen) = fed.get("100000", &format!("/api/v1/services/{id}")).await;
-        seen["status"] == "retired" && seen["version"] == 2
+        seen["status"] == "retired" && seen["version"] == 3
     })
     .await;
     let (_, active) = fed.get("100000", "/api/v1/services?status=active").await;
@@ -78,6 +103,8 @@ async fn a_service_is_seen_everywhere_without_its_upstream_and_its_retirement_pr
     let (_, audit) = fed.get("370100", "/api/v1/audit?kind=service.").await;
     let kinds: Vec<&str> =
         audit["records"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["service.register", "service.retire"], "{audit}");
+    assert_eq!(kinds, ["service.register", "service.update", "service.retire"], "{audit}");
+    let (_, denied) = fed.get("370100", "/api/v1/audit?kind=access.denied&actor=account:wu").await;
+    assert_eq!(denied["returned"], 1, "{denied}");
     fed.fed.shutdown().await.unwrap();
 }

@@ -75,7 +75,7 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
     StoreError::Corrupt { key: hex(key), reason: reason.into() }
 }
 
-pub(crate) fn seq_value(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
+fn seq_value(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(value).map(u64::from_be_bytes).map_err(|_| corrupt(key, "bad pointer"))
 }
 
@@ -87,12 +87,22 @@ impl Store {
         Ok(CatalogRow { origin, scope, entry: entry_of(key, &delta.body)? })
     }
 
-    fn organization_row(&self, key: &[u8], value: &[u8]) -> Result<OrganizationRow, StoreError> {
-        let origin = origin_at(key, key.len().saturating_sub(4))?;
+    /// The body of the delta of `origin` that a (scope, seq) pointer names.
+    pub(crate) fn pointed_body(
+        &self,
+        key: &[u8],
+        origin: NodeId,
+        value: &[u8],
+    ) -> Result<DeltaBody, StoreError> {
         let (scope, seq) = value.split_first().ok_or_else(|| corrupt(key, "empty pointer"))?;
         let scope = scope_of(*scope).ok_or_else(|| corrupt(key, "bad scope"))?;
         let delta = self.pointed(key, LogId { origin, scope }, seq_value(key, seq)?)?;
-        match decode::<DeltaBody>(key, &delta.body, MAX_FRAME_BYTES)? {
+        decode::<DeltaBody>(key, &delta.body, MAX_FRAME_BYTES)
+    }
+
+    fn organization_row(&self, key: &[u8], value: &[u8]) -> Result<OrganizationRow, StoreError> {
+        let origin = origin_at(key, key.len().saturating_sub(4))?;
+        match self.pointed_body(key, origin, value)? {
             DeltaBody::Organization(organization) => Ok(OrganizationRow { origin, organization }),
             _ => Err(corrupt(key, "not an organization")),
         }

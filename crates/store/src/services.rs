@@ -1,12 +1,11 @@
 //! Reading services: one by id, or a filtered page of them.
 
-use crate::keys::{scope_of, service_key, SERVICE};
-use crate::read::{corrupt, seq_value, Cursor, Page};
-use crate::{backend, decode, Store};
+use crate::keys::{service_key, SERVICE};
+use crate::read::{corrupt, Cursor, Page};
+use crate::{backend, Store};
 use cascade_core::StoreError;
-use cascade_protocol::limits::MAX_FRAME_BYTES;
 use cascade_protocol::service::{Service, ServiceStatus};
-use cascade_protocol::{DeltaBody, LogId, NodeId};
+use cascade_protocol::{DeltaBody, NodeId};
 
 /// Which services a listing shows.
 #[derive(Clone, Debug, Default)]
@@ -39,10 +38,7 @@ impl Store {
     fn service_row(&self, key: &[u8], value: &[u8]) -> Result<Service, StoreError> {
         let id = std::str::from_utf8(&key[1..]).map_err(|_| corrupt(key, "service id not UTF-8"))?;
         let origin = Service::origin_of(id).ok_or_else(|| corrupt(key, "malformed service id"))?;
-        let (scope, seq) = value.split_first().ok_or_else(|| corrupt(key, "empty pointer"))?;
-        let scope = scope_of(*scope).ok_or_else(|| corrupt(key, "bad scope"))?;
-        let delta = self.pointed(key, LogId { origin, scope }, seq_value(key, seq)?)?;
-        match decode::<DeltaBody>(key, &delta.body, MAX_FRAME_BYTES)? {
+        match self.pointed_body(key, origin, value)? {
             DeltaBody::Service(service) if service.id == id => Ok(service),
             _ => Err(corrupt(key, "not this service")),
         }
