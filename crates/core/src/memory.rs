@@ -20,7 +20,9 @@ struct State {
     own: BTreeMap<String, (Scope, CatalogEntry)>,
     accounts: BTreeMap<String, AccountRecord>,
     tokens: BTreeMap<String, TokenRecord>,
-    services: BTreeMap<String, Service>,
+    /// Services by id: the delta of the latest version, shared with the log (as
+    /// the sled store keeps a pointer), decoded when read.
+    services: BTreeMap<String, Arc<Delta>>,
     upstreams: BTreeMap<String, String>,
     meta: Meta,
     audit_head: Option<(u64, [u8; 32])>,
@@ -46,8 +48,8 @@ impl State {
             self.tokens.remove(id);
         }
         for row in &batch.materialize {
-            if let crate::store::Materialize::Service { service, .. } = row {
-                self.services.insert(service.id.clone(), Service::clone(service));
+            if let crate::store::Materialize::Service { service, delta } = row {
+                self.services.insert(service.id.clone(), delta.clone());
             }
         }
         for (id, upstream) in &batch.upstreams {
@@ -187,7 +189,11 @@ impl StateStore for MemoryStore {
     }
 
     fn service(&self, id: &str) -> Result<Option<Service>, StoreError> {
-        Ok(self.volatile.services.get(id).cloned())
+        let Some(delta) = self.volatile.services.get(id) else { return Ok(None) };
+        match delta.decode_body() {
+            Ok(cascade_protocol::DeltaBody::Service(service)) => Ok(Some(service)),
+            _ => Err(StoreError::Corrupt { key: id.to_string(), reason: "not a service delta".into() }),
+        }
     }
 
     fn upstream(&self, id: &str) -> Result<Option<String>, StoreError> {
