@@ -133,7 +133,7 @@ impl Engine {
             )));
         }
         let known = self.known_keys.get(&member.id);
-        if known.is_some_and(|keys| !keys.contains(&member.key)) {
+        if known.is_some_and(|keys| !keys.iter().any(|k| **k == member.key)) {
             return Err(RejectReason::WrongOrigin("a key this node never held".into()));
         }
         Ok(member)
@@ -154,7 +154,7 @@ impl Engine {
                 log.origin, member.id, member.tier, member.parent
             )));
         }
-        if self.log_keys.get(&log) == Some(&member.key) {
+        if self.log_keys.get(&log).is_some_and(|k| **k == member.key) {
             return Err(RejectReason::Invalid("a hand-over to the key the log already has".into()));
         }
         Ok(member)

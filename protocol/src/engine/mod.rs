@@ -63,10 +63,12 @@ pub struct Engine {
     heads: BTreeMap<LogId, Head>,
     /// Members by id, with the key they sign with now.
     members: HashMap<NodeId, Member>,
-    /// The key each log is signed with now: its Join's, or its last hand-over's.
-    log_keys: HashMap<LogId, VerifyingKey>,
+    /// The key each log is signed with now: its Join's, or its last hand-over's
+    /// (shared with `known_keys`: a decompressed key is ~200 bytes, and a node
+    /// knows two logs of most members).
+    log_keys: HashMap<LogId, Arc<VerifyingKey>>,
     /// Every key each member held (a log catching up may start with an old one).
-    known_keys: HashMap<NodeId, Vec<VerifyingKey>>,
+    known_keys: HashMap<NodeId, Vec<Arc<VerifyingKey>>>,
     /// Revoked nodes: per scope, the last seq that stays valid.
     revoked: HashMap<NodeId, Cutoffs>,
     peers: BTreeMap<NodeId, PeerState>,
@@ -323,8 +325,8 @@ impl Engine {
         let stale: Vec<(LogId, VerifyingKey)> = self
             .log_keys
             .iter()
-            .filter(|(log, key)| log.origin == self.me.id && **key != mine)
-            .map(|(log, key)| (*log, *key))
+            .filter(|(log, key)| log.origin == self.me.id && ***key != mine)
+            .map(|(log, key)| (*log, **key))
             .collect();
         for (log, signed_with) in &stale {
             let Some(previous) = previous.filter(|p| p.verifying_key() == *signed_with) else {
@@ -765,12 +767,17 @@ impl Engine {
         undo.push(Undo::Head(delta.log, self.heads.insert(delta.log, Head { seq: delta.seq, hash })));
         // A Join or a hand-over: the log's key from now on, and the member's.
         if let Some(member) = joined {
-            undo.push(Undo::LogKey(delta.log, self.log_keys.insert(delta.log, member.key)));
             let keys = self.known_keys.entry(member.id).or_default();
-            if !keys.contains(&member.key) {
-                keys.push(member.key);
-                undo.push(Undo::KnownKey(member.id));
-            }
+            let key = match keys.iter().find(|k| ***k == member.key) {
+                Some(key) => key.clone(),
+                None => {
+                    let key = Arc::new(member.key);
+                    keys.push(key.clone());
+                    undo.push(Undo::KnownKey(member.id));
+                    key
+                }
+            };
+            undo.push(Undo::LogKey(delta.log, self.log_keys.insert(delta.log, key)));
             undo.push(Undo::Member(member.id, self.members.insert(member.id, member.clone())));
         }
         match body {
@@ -812,7 +819,7 @@ impl Engine {
 enum Undo {
     Head(LogId, Option<Head>),
     Member(NodeId, Option<Member>),
-    LogKey(LogId, Option<VerifyingKey>),
+    LogKey(LogId, Option<Arc<VerifyingKey>>),
     /// The last key added to a member's known keys.
     KnownKey(NodeId),
     Revoked(NodeId, Option<Cutoffs>),
