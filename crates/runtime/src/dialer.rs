@@ -61,6 +61,7 @@ pub(crate) async fn dial_parent(
             pause(&ctx.cancel, Duration::from_millis(cascade_protocol::limits::REDIAL_MAX_MS)).await;
             continue;
         }
+        ctx.traffic.parent_dial();
         let (end, why) = match endpoint.connect(addr, parent).await {
             Ok(link) => {
                 let end = run_link(link, LinkRole::Parent, ctx.clone())
@@ -71,6 +72,7 @@ pub(crate) async fn dial_parent(
             Err(e) => (dial_failure(&e), e.to_string()),
         };
         let wait = Duration::from_millis(redial.after(end));
+        ctx.traffic.parent_wait(wait.as_millis() as u64);
         if end != LinkEnd::Heard {
             // Said once per reason and interval; the attempts between at debug level.
             let repeat = warned.as_ref().is_some_and(|(last, at)| *last == why && at.elapsed() < WARN_EVERY);

@@ -61,6 +61,11 @@ counters! {
         handshakes_refused => counter "cascade_handshakes_refused_total",
         /// Of those, turned away before any cryptography (the address kept failing).
         handshakes_throttled => counter "cascade_handshakes_throttled_total",
+        /// Connections this node opened to its parent.
+        parent_dials => counter "cascade_parent_dials_total",
+        /// How long this node waits before dialing its parent again, after the
+        /// last attempt ended (0 while linked).
+        parent_redial_wait_ms => gauge "cascade_parent_redial_wait_milliseconds",
     }
 }
 
@@ -71,6 +76,8 @@ pub(crate) struct Traffic {
     bytes: AtomicU64,
     refused: AtomicU64,
     throttled: AtomicU64,
+    parent_dials: AtomicU64,
+    parent_wait_ms: AtomicU64,
 }
 
 impl Traffic {
@@ -87,12 +94,25 @@ impl Traffic {
         self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A dial of the parent begins.
+    pub(crate) fn parent_dial(&self) {
+        self.parent_dials.fetch_add(1, Ordering::Relaxed);
+        self.parent_wait_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// The next dial of the parent is `ms` away.
+    pub(crate) fn parent_wait(&self, ms: u64) {
+        self.parent_wait_ms.store(ms, Ordering::Relaxed);
+    }
+
     pub(crate) fn counters(&self) -> TransportCounters {
         TransportCounters {
             frames_out: self.frames.load(Ordering::Relaxed),
             bytes_out: self.bytes.load(Ordering::Relaxed),
             handshakes_refused: self.refused.load(Ordering::Relaxed),
             handshakes_throttled: self.throttled.load(Ordering::Relaxed),
+            parent_dials: self.parent_dials.load(Ordering::Relaxed),
+            parent_redial_wait_ms: self.parent_wait_ms.load(Ordering::Relaxed),
         }
     }
 }
