@@ -108,3 +108,46 @@ async fn a_service_is_seen_everywhere_without_its_upstream_and_its_retirement_pr
     assert_eq!(denied["returned"], 1, "{denied}");
     fed.fed.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_service_requests_costs_a_tally_and_the_node_serves_on() {
+    let fed = Fed::launch(TWO_NODES).await;
+    let provider = fed.register_org("370000").await;
+    let consumer = json!({"username": "zhou", "password": "correct horse battery staple",
+        "organization": provider, "roles": ["consumer"]});
+    assert_eq!(fed.post("370000", "/api/v1/accounts", consumer).await.0, 201);
+    let (_, session) = fed.login("370000", "zhou", "correct horse battery staple").await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let (url, _) = fed.url_token("370000");
+    let (_, before) = fed.get("370000", "/api/v1/audit/verify").await;
+
+    // 500 forbidden registrations and 1,000 listings, 32 at a time.
+    let http = reqwest::Client::new();
+    let mut flood = tokio::task::JoinSet::new();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for i in 0..1500 {
+        let request = if i % 3 == 0 {
+            http.post(format!("{url}/api/v1/services")).json(&service("3/000001", &provider))
+        } else {
+            http.get(format!("{url}/api/v1/services?limit=1000"))
+        };
+        let request = request.bearer_auth(&token);
+        flood.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+        while flood.len() >= 32 {
+            *statuses.entry(flood.join_next().await.unwrap().unwrap().expect("answer")).or_default() += 1;
+        }
+    }
+    while let Some(done) = flood.join_next().await {
+        *statuses.entry(done.unwrap().expect("answer")).or_default() += 1;
+    }
+    assert_eq!(statuses.get(&403), Some(&500), "{statuses:?}");
+    assert!(statuses.keys().all(|s| [200, 403, 503].contains(s)), "{statuses:?}");
+
+    // The refusals cost one tally record; the node answers and its chain verifies.
+    let (_, after) = fed.get("370000", "/api/v1/audit/verify").await;
+    let grown = after["records"].as_u64().unwrap() - before["records"].as_u64().unwrap();
+    assert!(grown <= 3, "{grown} records for 500 refusals (a login and a tally): {after}");
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(fed.get("370000", "/healthz").await.0, 200);
+    fed.fed.shutdown().await.unwrap();
+}
