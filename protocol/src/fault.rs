@@ -67,6 +67,10 @@ pub enum Misbehaviour {
         /// How many.
         count: u32,
     },
+    /// It sent a routed message (or an acknowledgement) every honest node would
+    /// refuse: malformed, badly signed, stale, or off its route.
+    #[error("bad routed message: {0}")]
+    BadRouted(String),
 }
 
 /// Why a neighbour may not, or can no longer, be linked with.
@@ -170,6 +174,7 @@ impl PeerError {
                 Misbehaviour::HelloTooLarge { .. } => "hello_too_large",
                 Misbehaviour::SecondHello => "second_hello",
                 Misbehaviour::InvalidDeltas { .. } => "invalid_deltas",
+                Misbehaviour::BadRouted(_) => "bad_routed",
             },
             PeerError::Incompatible(i) => i.label(),
         }

@@ -14,8 +14,11 @@ pub mod limits;
 pub mod membership;
 pub mod message;
 pub mod org;
+pub mod routed;
 pub mod service;
+pub mod workflow;
 
+pub use catalog::FieldError;
 pub use codec::{decode, encode, CodecError};
 pub use delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
 pub use engine::{Action, Admitted, Engine, EngineError, Event, RejectReason, Rejection, SignatureCache};

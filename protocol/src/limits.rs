@@ -63,6 +63,37 @@ pub const NEEDS_PER_SECOND: u32 = 64;
 /// Longest revocation reason, in bytes.
 pub const MAX_REVOCATION_REASON_BYTES: usize = 1000;
 
+/// Largest encoded routed message (an application, a decision with its grant, a
+/// revocation): texts are bounded by the workflow rules to a few KiB, so a
+/// message near this size is malformed, not large.
+pub const MAX_ROUTED_BYTES: usize = 32 * 1024;
+
+/// How long a routed message may travel: older ones are refused at every hop, so
+/// a hop need only remember ids it saw for this long to deliver each once. Ninety
+/// days outlasts any outage a node comes back from with its data.
+pub const ROUTED_TTL_S: u64 = 90 * 86_400;
+
+/// Most ids one `Frame::RoutedAck` names (a window's worth).
+pub const MAX_ACK_IDS: usize = ROUTED_WINDOW;
+
+/// Routed messages sent on a link and not yet acknowledged: enough to keep a
+/// link busy across a round trip, few enough that a reconnect resends little.
+pub const ROUTED_WINDOW: usize = 256;
+
+/// How long a window of routed messages waits for its acknowledgement before it
+/// is sent again on the same link (a hop that could not take a message yet does
+/// not acknowledge it; QUIC itself loses nothing on a live link).
+pub const ROUTED_RESEND_MS: u64 = 10_000;
+
+/// Most routed messages waiting for one next hop: a neighbour down for long
+/// makes new messages for it wait at their origin (refused with 503) instead of
+/// growing a relay's store without end.
+pub const MAX_ROUTED_PENDING_PER_HOP: usize = 100_000;
+
+/// How far a signed time (a routed message's, a grant's) may be ahead of the
+/// receiver's clock.
+pub const MAX_CLOCK_SKEW_S: u64 = 300;
+
 // ---- Node core -------------------------------------------------------------------
 
 /// Most commands decided in one group commit: bounds the latency of the first

@@ -4,11 +4,12 @@
 use crate::delta::Delta;
 use crate::ids::LogId;
 use crate::limits::{MAX_BATCH_BYTES, MAX_BATCH_DELTAS};
+use crate::routed::{MessageId, Routed};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// ALPN of the sync protocol; bump the version on any incompatible change.
-pub const ALPN: &[u8] = b"cascade/3";
+pub const ALPN: &[u8] = b"cascade/4";
 
 /// A version vector: for each log, the highest contiguous seq held.
 pub type VersionVector = Vec<(LogId, u64)>;
@@ -31,6 +32,10 @@ pub enum Frame {
         /// The first missing seq.
         from: u64,
     },
+    /// A routed message for the receiver or beyond it (see `routed`).
+    Routed(Arc<Routed>),
+    /// The receiver's routed messages the sender has made durable (and taken over).
+    RoutedAck(Vec<MessageId>),
 }
 
 /// Cuts a stream of deltas into `Frame::Deltas` of at most `MAX_BATCH_DELTAS`

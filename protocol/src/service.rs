@@ -61,7 +61,7 @@ pub struct Endpoint {
 }
 
 /// The catalog entry a service serves.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntryRef {
     /// The node whose catalog holds it.

@@ -4,7 +4,7 @@
 //! certificates derive from the seed too, so the same seed on the same commit
 //! replays the same run byte for byte, checked by a digest of every delivered frame.
 
-use crate::invariants::{self, NodeView};
+use crate::invariants::{self, NodeView, WorkflowView};
 use crate::report::{Convergence, Report};
 use crate::scenario::{plan_publishes, Network, Scenario, Step};
 use crate::workload::{provider_of, Workload};
@@ -12,11 +12,14 @@ use crate::SimError;
 use cascade_access::Principal;
 use cascade_certs::{node_identity, Authority, FederationVerifier, KeySource};
 use cascade_core::audit::AuditRecord;
+use cascade_core::Approval;
 use cascade_core::{
     Command, CommandError, Core, Effect, Identity, Input, LinkEnd, LinkId, LinkRole, Materialize,
     MemoryStore, Redial, Reply, Ticket,
 };
 use cascade_launcher::topology::Topology;
+use cascade_protocol::routed::MessageId;
+use cascade_protocol::workflow::{Resource, State};
 use cascade_protocol::{
     Batcher, CertificateError, Delta, DeltaBody, Frame, Hash, LogId, Member, MembershipVerifier, NodeId,
     Scope, SignatureCache, Tier,
@@ -69,6 +72,8 @@ fn wire_size(frame: &Frame) -> u64 {
             Frame::Hello { vv } => FRAME_OVERHEAD + vv.len() * HELLO_ENTRY_BYTES,
             Frame::Deltas(ds) => FRAME_OVERHEAD + ds.iter().map(|d| d.encoded_len()).sum::<usize>(),
             Frame::Need { .. } => 4 + 8 + 8,
+            // Rare and small: encoded for their size.
+            Frame::Routed(_) | Frame::RoutedAck(_) => cascade_protocol::encode(frame).map_or(0, |b| b.len()),
         }) as u64
 }
 
@@ -182,6 +187,18 @@ enum Purpose {
     Execute,
     /// Setup work (the node's own organization).
     Setup,
+    /// A workflow step (applications, decisions, withdrawals, revocations): some are
+    /// refused by design (a decision that crossed a withdrawal).
+    Workflow,
+}
+
+/// What a commit being made durable holds that the simulator accounts for.
+#[derive(Default)]
+struct Flushing {
+    /// Its deltas.
+    deltas: Vec<(LogId, u64)>,
+    /// The routed messages it takes over.
+    seen: Vec<MessageId>,
 }
 
 struct SimNode {
@@ -193,8 +210,8 @@ struct SimNode {
     resting: Option<MemoryStore>,
     /// Incremented on every crash: flushes of an earlier life are void.
     life: u64,
-    /// The deltas of the commit being made durable.
-    flushing: Option<Vec<(LogId, u64)>>,
+    /// The commit being made durable.
+    flushing: Option<Flushing>,
     tickets: BTreeMap<Ticket, Purpose>,
     /// The wake-up scheduled for its core, if any.
     tick_at: Option<Ms>,
@@ -248,6 +265,11 @@ pub struct Simulator {
     events: u64,
     /// Publishes scheduled but not yet made: a run has not converged before them.
     publishes_ahead: u64,
+    /// How often each node durably took each routed message over (must be once).
+    taken: HashMap<(NodeId, MessageId), u32>,
+    taken_twice: Vec<String>,
+    /// Workflow commands that succeeded.
+    workflow_steps: u64,
     progress: bool,
 }
 
@@ -352,6 +374,9 @@ impl Simulator {
             bytes: 0,
             events: 0,
             publishes_ahead: 0,
+            taken: HashMap::new(),
+            taken_twice: Vec::new(),
+            workflow_steps: 0,
             progress: options.progress,
         };
         for id in ids {
@@ -495,6 +520,7 @@ impl Simulator {
             match effect {
                 Effect::Commit { group, batch } => {
                     let deltas: Vec<(LogId, u64)> = batch.deltas.iter().map(|d| (d.log, d.seq)).collect();
+                    let seen: Vec<MessageId> = batch.seen.iter().map(|(m, _)| *m).collect();
                     let rekey = |d: &Arc<Delta>| {
                         d.log.origin == id
                             && d.is_signed()
@@ -509,10 +535,10 @@ impl Simulator {
                     if let Some(commits) = self.commits.as_mut() {
                         commits.push(record_of(id, &batch));
                     }
-                    if let Err(e) = core.store_mut().apply(group, batch) {
+                    if let Err(e) = core.store_mut().apply(group, *batch) {
                         self.failures.push(format!("{id}: the store refused a commit: {e}"));
                     }
-                    node.flushing = Some(deltas);
+                    node.flushing = Some(Flushing { deltas, seen });
                     let at = self.now + self.network.flush_ms;
                     let life = node.life;
                     self.schedule(at, Sched::Flushed { node: id, life, group });
@@ -569,6 +595,11 @@ impl Simulator {
                     self.failures.push(format!("{id}: setup command refused: {e}"));
                 }
             }
+            Purpose::Workflow => {
+                if result.is_ok() {
+                    self.workflow_steps += 1;
+                }
+            }
         }
     }
 
@@ -593,10 +624,17 @@ impl Simulator {
         if node.life != life || node.core.is_none() {
             return;
         }
-        let deltas = node.flushing.take().unwrap_or_default();
+        let Flushing { deltas, seen } = node.flushing.take().unwrap_or_default();
         if let Some(core) = node.core.as_mut() {
             if let Err(e) = core.store_mut().made_durable(group) {
                 self.failures.push(format!("{id}: {e}"));
+            }
+        }
+        for message in seen {
+            let times = self.taken.entry((id, message)).or_default();
+            *times += 1;
+            if *times == 2 {
+                self.taken_twice.push(format!("{id} took {message} over twice"));
             }
         }
         for key in deltas {
@@ -679,6 +717,18 @@ impl Simulator {
                 self.trace.update(&log.origin.code().to_be_bytes());
                 self.trace.update(&from.to_be_bytes());
             }
+            Frame::Routed(m) => {
+                self.trace.update(b"R");
+                self.trace.update(&m.id.from.code().to_be_bytes());
+                self.trace.update(&m.id.seq.to_be_bytes());
+            }
+            Frame::RoutedAck(ids) => {
+                self.trace.update(b"A");
+                for id in ids {
+                    self.trace.update(&id.from.code().to_be_bytes());
+                    self.trace.update(&id.seq.to_be_bytes());
+                }
+            }
         }
         if let Some(l) = self.link_mut(from, to).filter(|l| l.redial.is_refused()) {
             l.redial.after(LinkEnd::Heard);
@@ -704,9 +754,50 @@ impl Simulator {
         }
         let scope = if node.tier == Tier::National { Scope::Federation } else { scope };
         let at = self.now;
+        if self.workload.one_in(4) {
+            if let Some(command) = self.workflow_step(id) {
+                self.submit(id, Principal::node(), command, Purpose::Workflow);
+                return;
+            }
+        }
         for command in self.workload.next_change(id, scope).commands() {
             self.submit(id, Principal::node(), command, Purpose::Change(at));
         }
+    }
+
+    /// What `id`'s people do next in the workflow, as they see it: decide a pending
+    /// application of theirs, sometimes withdraw one or revoke a grant, else apply
+    /// for an entry of another node.
+    fn workflow_step(&mut self, id: NodeId) -> Option<Command> {
+        let store = self.nodes.get(&id).and_then(store_of)?;
+        let inbox = store.applications().find(|a| a.provider_node == id && a.state == State::Pending);
+        if let Some(a) = inbox {
+            let id = a.id.clone();
+            return Some(if self.workload.one_in(3) {
+                Command::Reject { id, reason: "purpose outside the consumer's duties".into() }
+            } else {
+                Command::Approve { id, approval: Approval::default() }
+            });
+        }
+        let outbox = store.applications().find(|a| a.consumer_node == id && a.state == State::Pending);
+        if let Some(a) = outbox.filter(|a| !a.withdraw_requested).map(|a| a.id.clone()) {
+            if self.workload.one_in(3) {
+                return Some(Command::Withdraw { id: a });
+            }
+        }
+        let issued = store.grants().find(|g| g.grant.provider_node == id && g.revoked_at.is_none());
+        if let Some(g) = issued.map(|g| g.grant.id.clone()) {
+            if self.workload.one_in(4) {
+                return Some(Command::RevokeGrant { id: g, reason: "the consumer's duties changed".into() });
+            }
+        }
+        let entry = self.workload.entry_elsewhere(id)?;
+        Some(Command::Apply {
+            resource: Resource::Entry(entry),
+            consumer: provider_of(id).credit_code,
+            purpose: "simulated audit".into(),
+            period_days: 30,
+        })
     }
 
     /// The nodes `id` shares a link with.
@@ -830,6 +921,11 @@ impl Simulator {
         if alive.iter().any(|(id, _)| busy(id)) {
             return false;
         }
+        // Routed messages still wait for a node that is up: not converged either.
+        let waiting = |core: &Core<MemoryStore>| core.routed_pending().into_keys().any(|hop| self.alive(hop));
+        if alive.iter().any(|(_, core)| waiting(core)) {
+            return false;
+        }
         let mut best: HashMap<LogId, u64> = HashMap::new();
         for (_, core) in &alive {
             for (log, seq) in core.engine().version_vector() {
@@ -948,6 +1044,29 @@ impl Simulator {
             })
             .collect();
         let mut outcome = invariants::check(&views, &self.acked, &self.verifier);
+        let workflow: BTreeMap<NodeId, WorkflowView<'_>> = self
+            .nodes
+            .iter()
+            .filter_map(|(id, n)| {
+                let store = store_of(n)?;
+                Some((
+                    *id,
+                    WorkflowView {
+                        alive: n.core.is_some(),
+                        applications: store.applications().map(|a| (a.id.as_str(), a)).collect(),
+                        grants: store.grants().map(|g| (g.grant.id.as_str(), g)).collect(),
+                    },
+                ))
+            })
+            .collect();
+        invariants::check_workflow(&workflow, &self.taken_twice, &mut outcome);
+        // Each application counted once, where it was submitted.
+        let mut applications: BTreeMap<String, u64> = BTreeMap::new();
+        for (id, view) in &workflow {
+            for a in view.applications.values().filter(|a| a.consumer_node == *id) {
+                *applications.entry(a.state.as_str().to_string()).or_default() += 1;
+            }
+        }
         outcome.violations.extend(converge_failures);
         outcome.violations.extend(self.failures.iter().cloned());
         let changes = self.acked.len() as u64;
@@ -970,6 +1089,8 @@ impl Simulator {
             rejected,
             hand_overs: self.hand_overs,
             services: self.services,
+            applications,
+            workflow_steps: self.workflow_steps,
             trace_digest: self.trace.finalize().to_hex().to_string(),
             peak_rss_bytes: crate::report::peak_rss(),
             idle_rss_bytes: 0,

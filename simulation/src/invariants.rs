@@ -3,6 +3,7 @@
 //! node's audit chain is unbroken.
 
 use cascade_certs::FederationVerifier;
+use cascade_core::{Application, GrantRecord};
 use cascade_protocol::{Delta, DeltaBody, Hash, LogId, MembershipVerifier, NodeId, Scope, GENESIS_HASH};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -224,4 +225,59 @@ pub fn check(
         nodes.iter().filter_map(|(id, v)| v.audit_break.as_ref().map(|b| format!("{id}: {b}"))).collect();
     outcome.record("every audit chain is unbroken", broken);
     outcome
+}
+
+/// What a node holds of the workflow, as the checker sees it.
+pub struct WorkflowView<'a> {
+    /// Running at the end.
+    pub alive: bool,
+    /// Its durable applications, by id.
+    pub applications: BTreeMap<&'a str, &'a Application>,
+    /// Its durable grants, by id.
+    pub grants: BTreeMap<&'a str, &'a GrantRecord>,
+}
+
+/// The workflow invariants: 6. no node took a routed message over twice (each is
+/// delivered, or relayed, once in effect: `taken_twice` lists the exceptions);
+/// 7. after healing, both ends of every application agree on its state and grant,
+/// and both ends of every grant on its revocation (nothing lost on the way).
+pub fn check_workflow(
+    nodes: &BTreeMap<NodeId, WorkflowView<'_>>,
+    taken_twice: &[String],
+    outcome: &mut Outcome,
+) {
+    outcome.record("no routed message was taken over twice", taken_twice.to_vec());
+    let mut disagree = Vec::new();
+    for (id, view) in nodes.iter().filter(|(_, v)| v.alive) {
+        for a in view.applications.values() {
+            let other = if a.consumer_node == *id { a.provider_node } else { a.consumer_node };
+            let Some(there) = nodes.get(&other).filter(|v| v.alive && other != *id) else { continue };
+            match there.applications.get(a.id.as_str()) {
+                None => {
+                    disagree.push(format!("{} is {} at {id}, unknown at {other}", a.id, a.state.as_str()))
+                }
+                Some(b) if (a.state, &a.grant) != (b.state, &b.grant) => disagree.push(format!(
+                    "{} is {} at {id} but {} at {other}",
+                    a.id,
+                    a.state.as_str(),
+                    b.state.as_str()
+                )),
+                Some(_) if a.withdraw_requested => {
+                    disagree.push(format!("{}: the withdrawal from {id} was never answered", a.id))
+                }
+                Some(_) => {}
+            }
+        }
+        for g in view.grants.values() {
+            let other =
+                if g.grant.grantee_node == *id { g.grant.provider_node } else { g.grant.grantee_node };
+            let Some(there) = nodes.get(&other).filter(|v| v.alive && other != *id) else { continue };
+            let revoked = |r: &GrantRecord| r.revoked_at.is_some();
+            match there.grants.get(g.grant.id.as_str()) {
+                Some(h) if revoked(h) == revoked(g) => {}
+                _ => disagree.push(format!("grant {} differs between {id} and {other}", g.grant.id)),
+            }
+        }
+    }
+    outcome.record("both ends agree on every application and grant", disagree);
 }

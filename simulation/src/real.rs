@@ -370,6 +370,8 @@ async fn run_in(
         rejected: BTreeMap::new(),
         hand_overs: 0,
         services: 0,
+        applications: BTreeMap::new(),
+        workflow_steps: 0,
         trace_digest: String::new(),
         peak_rss_bytes: peak,
         idle_rss_bytes,

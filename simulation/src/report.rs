@@ -76,6 +76,11 @@ pub struct Report {
     pub hand_overs: u64,
     /// Service versions registered by their providers' nodes (deterministic mode).
     pub services: u64,
+    /// Applications by state, each counted at its consumer's node (deterministic mode).
+    pub applications: BTreeMap<String, u64>,
+    /// Workflow commands that succeeded: applications, decisions, withdrawals,
+    /// revocations (deterministic mode).
+    pub workflow_steps: u64,
     /// Digest of the trace of delivered frames (deterministic mode: replay check).
     pub trace_digest: String,
     /// Peak resident memory of the process.
@@ -161,6 +166,10 @@ impl fmt::Display for Report {
         }
         if self.services > 0 {
             writeln!(f, "  services    {} versions registered", self.services)?;
+        }
+        if self.workflow_steps > 0 {
+            let states: Vec<String> = self.applications.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            writeln!(f, "  workflow    {} steps; applications: {}", self.workflow_steps, states.join(", "))?;
         }
         if self.hand_overs > 0 {
             writeln!(f, "  keys        {} logs handed over to new keys", self.hand_overs)?;

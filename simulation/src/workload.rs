@@ -4,7 +4,7 @@
 //! commands the admin interface sends.
 
 use cascade_core::Command;
-use cascade_protocol::catalog::{EntryDraft, EntryStatus};
+use cascade_protocol::catalog::{EntryDraft, EntryStatus, ShareType};
 use cascade_protocol::org::Organization;
 use cascade_protocol::service::{Endpoint, EntryRef, ServiceDraft, ServiceKind};
 use cascade_protocol::{NodeId, Scope};
@@ -22,8 +22,15 @@ pub(crate) fn provider_of(node: NodeId) -> Organization {
     }
 }
 
-/// A valid draft of `node`'s organization with an explicit code.
+/// A valid draft of `node`'s organization with an explicit code. Its share type
+/// follows its number: half unconditional, a quarter conditional, a quarter not shared.
 pub(crate) fn draft(node: NodeId, code: &str) -> EntryDraft {
+    let number: u64 = code.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let share_type = match number % 4 {
+        0 | 1 => ShareType::Unconditional,
+        2 => ShareType::Conditional,
+        _ => ShareType::NotShared,
+    };
     EntryDraft {
         code: Some(code.to_string()),
         name: format!("{node} resource {code}"),
@@ -36,9 +43,9 @@ pub(crate) fn draft(node: NodeId, code: &str) -> EntryDraft {
             data_type: cascade_protocol::catalog::DataType::Char,
             length: Some(18),
         }],
-        share_type: cascade_protocol::catalog::ShareType::Unconditional,
-        share_condition: None,
-        not_shared_basis: None,
+        share_type,
+        share_condition: (share_type == ShareType::Conditional).then(|| "for audits only".to_string()),
+        not_shared_basis: (share_type == ShareType::NotShared).then(|| "《统计法》第九条".to_string()),
         share_mode: cascade_protocol::catalog::ShareMode::Platform,
         open_type: cascade_protocol::catalog::OpenType::Closed,
         open_condition: None,
@@ -105,6 +112,23 @@ pub(crate) struct Workload {
 impl Workload {
     pub(crate) fn new(seed: u64) -> Workload {
         Workload { rng: StdRng::seed_from_u64(seed), entries: BTreeMap::new() }
+    }
+
+    /// A published entry of a node other than `not`, if the workload made one.
+    pub(crate) fn entry_elsewhere(&mut self, not: NodeId) -> Option<EntryRef> {
+        let nodes: Vec<NodeId> = self.entries.keys().copied().filter(|n| *n != not).collect();
+        if nodes.is_empty() {
+            return None;
+        }
+        let origin = nodes[self.rng.gen_range(0..nodes.len())];
+        let entries = self.entries.get(&origin)?;
+        let (code, status) = &entries[self.rng.gen_range(0..entries.len())];
+        (*status == EntryStatus::Published).then(|| EntryRef { origin, code: code.clone() })
+    }
+
+    /// Draws from the workload's seed: true one time in `n`.
+    pub(crate) fn one_in(&mut self, n: u32) -> bool {
+        self.rng.gen_ratio(1, n)
     }
 
     /// The next change at `node`: two in three publish a new entry; the others

@@ -33,9 +33,13 @@ fn the_whole_country_under_faults_keeps_every_invariant() {
     assert_eq!(china.nodes.len(), 365);
     let report = deterministic(&china, &scenario("faults.toml"), Options { seed: 7, ..Default::default() });
     assert!(report.invariants.ok(), "{report}");
-    assert_eq!(report.invariants.passed.len(), 5, "{report}");
+    assert_eq!(report.invariants.passed.len(), 7, "{report}");
     assert_eq!(report.invariants.catalog_digests, 1, "{report}");
-    assert!(report.changes_acknowledged > 900, "{report}");
+    // A quarter of the workload is process docking: applications routed across
+    // provinces while links drop and a city crashes, decided by rule or approver.
+    assert!(report.changes_acknowledged > 600, "{report}");
+    assert!(report.workflow_steps > 200, "{report}");
+    assert!(report.applications.get("granted").copied().unwrap_or(0) > 100, "{report}");
     assert_eq!(report.convergence.converged as u64, report.changes_acknowledged, "{report}");
     // The tampering relay was caught, not believed.
     assert!(report.rejected.values().sum::<u64>() > 0, "{report}");

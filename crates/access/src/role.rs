@@ -10,9 +10,9 @@ pub enum Role {
     Admin,
     /// Edits the catalog of its own organization and its sub-organizations.
     Cataloger,
-    /// Decides applications for its organization's resources (the workflow comes later).
+    /// Decides applications for its organization's resources, and revokes grants.
     Approver,
-    /// Applies for and uses resources for its organization (the workflow comes later).
+    /// Applies for and uses resources for its organization.
     Consumer,
     /// Reads audit and usage; changes nothing.
     Auditor,
@@ -49,6 +49,16 @@ pub enum Permission<'a> {
     Revoke,
     /// Read the audit log and metrics.
     Audit,
+    /// Apply for resources, and withdraw applications, for this consumer organization.
+    Apply {
+        /// The consumer (credit code).
+        consumer: &'a str,
+    },
+    /// Approve or reject applications, and revoke grants, for this provider organization.
+    Decide {
+        /// The provider (credit code).
+        provider: &'a str,
+    },
 }
 
 impl Principal {
@@ -91,23 +101,39 @@ impl Principal {
                 if !self.has(Role::Cataloger) {
                     return Err("editing the catalog needs the cataloger role".into());
                 }
-                let Some(own) = &self.organization else {
-                    return Err("the account has no organization".into());
-                };
-                // The provider itself or any ancestor of it must be the account's organization.
-                let mut current = Some(provider.to_string());
-                for _ in 0..cascade_protocol::limits::MAX_ORG_DEPTH {
-                    match current {
-                        Some(org) if &org == own => return Ok(()),
-                        Some(org) => current = parent_of(&org),
-                        None => break,
-                    }
+                self.acts_for(provider, parent_of)
+            }
+            Permission::Apply { consumer } => {
+                if !self.has(Role::Consumer) {
+                    return Err("applying for resources needs the consumer role".into());
                 }
-                Err(format!("{provider} is not {own} or one of its sub-organizations"))
+                self.acts_for(consumer, parent_of)
+            }
+            Permission::Decide { provider } => {
+                if !self.has(Role::Approver) {
+                    return Err("deciding applications needs the approver role".into());
+                }
+                self.acts_for(provider, parent_of)
             }
             Permission::RegisterOrganization => Err("registering organizations needs the admin role".into()),
             Permission::ManageAccounts => Err("managing accounts needs the admin role".into()),
             Permission::Revoke => Err("revoking members needs the admin role".into()),
         }
+    }
+
+    /// Whether the account's organization is `org` or one of its ancestors.
+    fn acts_for(&self, org: &str, parent_of: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let Some(own) = &self.organization else {
+            return Err("the account has no organization".into());
+        };
+        let mut current = Some(org.to_string());
+        for _ in 0..cascade_protocol::limits::MAX_ORG_DEPTH {
+            match current {
+                Some(o) if &o == own => return Ok(()),
+                Some(o) => current = parent_of(&o),
+                None => break,
+            }
+        }
+        Err(format!("{org} is not {own} or one of its sub-organizations"))
     }
 }

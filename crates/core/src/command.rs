@@ -1,9 +1,11 @@
 //! Commands a caller asks the core to decide, and their outcomes.
 
+use crate::workflow::{Application, Approval, GrantRecord};
 use cascade_access::Role;
 use cascade_protocol::catalog::{CatalogEntry, EntryDraft, FieldError};
 use cascade_protocol::org::Organization;
 use cascade_protocol::service::{Service, ServiceDraft};
+use cascade_protocol::workflow::Resource;
 use cascade_protocol::{Fault, NodeId, Scope};
 use serde::Serialize;
 
@@ -111,6 +113,43 @@ pub enum Command {
         /// Why it failed.
         reason: String,
     },
+    /// Apply for a resource, for a consumer organization of this node.
+    Apply {
+        /// A service or an entry, anywhere in the federation.
+        resource: Resource,
+        /// The consumer (credit code).
+        consumer: String,
+        /// What the data is for.
+        purpose: String,
+        /// How long access is asked for.
+        period_days: u32,
+    },
+    /// Withdraw a pending application of this node's consumers.
+    Withdraw {
+        /// The application.
+        id: String,
+    },
+    /// Approve an application waiting at this node.
+    Approve {
+        /// The application.
+        id: String,
+        /// What the approver sets.
+        approval: Approval,
+    },
+    /// Reject an application waiting at this node.
+    Reject {
+        /// The application.
+        id: String,
+        /// Why (required).
+        reason: String,
+    },
+    /// Revoke a grant this node issued.
+    RevokeGrant {
+        /// The grant.
+        id: String,
+        /// Why (required).
+        reason: String,
+    },
     /// Record a refusal decided outside the core (a read the caller may not make).
     Denied {
         /// What was asked.
@@ -196,6 +235,10 @@ pub enum Reply {
         /// Its id.
         id: String,
     },
+    /// An application, as it stands after the command.
+    Application(Box<Application>),
+    /// A grant, as it stands after the command.
+    Grant(Box<GrantRecord>),
     /// An event recorded.
     Recorded,
 }

@@ -14,7 +14,8 @@ use crate::audit::{AuditEvent, Chain};
 use crate::catalog::CatalogOp;
 use crate::command::{Command, CommandError, Reply};
 use crate::status::{
-    CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, Status, SyncCounters, VvEntry,
+    CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, RoutedCounters, Status, SyncCounters,
+    VvEntry,
 };
 use crate::store::{
     AccountRecord, BootState, Materialize, Meta, StateStore, StoreError, TokenRecord, WriteBatch,
@@ -25,6 +26,7 @@ use cascade_protocol::limits::{
     LINK_REPLACE_MS, MAX_GROUP_COMMANDS, MAX_GROUP_DELTAS, MAX_QUARANTINE_MS, MAX_REJECTIONS_PER_LINK,
     QUARANTINE_MS, REJECTIONS_WINDOW_MS,
 };
+use cascade_protocol::routed::MessageId;
 use cascade_protocol::service::Service;
 use cascade_protocol::{
     Action, Admitted, DeltaBody, Engine, EngineError, Event, Frame, LogId, MembershipVerifier, NodeId,
@@ -112,7 +114,7 @@ pub enum Effect {
         /// The group.
         group: u64,
         /// What it writes.
-        batch: WriteBatch,
+        batch: Box<WriteBatch>,
     },
     /// Send a frame on a link.
     Send {
@@ -179,6 +181,7 @@ pub enum BootError {
 }
 
 mod peers;
+mod routing;
 
 struct Link {
     id: LinkId,
@@ -210,6 +213,9 @@ pub(crate) struct Written {
     pub(crate) tokens: HashMap<String, TokenRecord>,
     pub(crate) services: HashMap<String, Service>,
     pub(crate) upstreams: HashMap<String, String>,
+    pub(crate) seen: HashSet<MessageId>,
+    pub(crate) applications: HashMap<String, crate::workflow::Application>,
+    pub(crate) grants: HashMap<String, crate::workflow::GrantRecord>,
     /// Tokens deleted.
     pub(crate) forgotten: HashSet<String>,
 }
@@ -221,11 +227,13 @@ pub(crate) struct Group {
     held: Vec<Effect>,
     commands: usize,
     pub(crate) written: Written,
+    /// Routed messages taken over from each neighbour, acknowledged once durable.
+    acks: BTreeMap<NodeId, Vec<MessageId>>,
 }
 
 impl Group {
     fn is_empty(&self) -> bool {
-        self.batch.is_empty() && self.held.is_empty()
+        self.batch.is_empty() && self.held.is_empty() && self.acks.is_empty()
     }
 }
 
@@ -238,6 +246,8 @@ struct InFlight {
 /// The node core.
 pub struct Core<S> {
     pub(crate) me: NodeId,
+    /// This node's signing key (routed messages, grants); the engine signs deltas with it too.
+    pub(crate) key: SigningKey,
     pub(crate) engine: Engine,
     pub(crate) store: S,
     pub(crate) now_ms: u64,
@@ -262,6 +272,11 @@ pub struct Core<S> {
     rejected: Rejections,
     peer_faults: PeerFaults,
     commits: CommitCounters,
+    /// Routed messages waiting for each next hop.
+    outbox: BTreeMap<NodeId, routing::HopQueue>,
+    routed: RoutedCounters,
+    /// How the due dates of applications are counted.
+    pub(crate) calendar: crate::calendar::Calendar,
 }
 
 impl<S: StateStore> Core<S> {
@@ -270,9 +285,9 @@ impl<S: StateStore> Core<S> {
     /// its log is new — so the first `poll` may already ask for a commit.
     pub fn boot(identity: Identity, store: S, now_ms: u64) -> Result<Core<S>, BootError> {
         let Identity { key, chain, verifier, previous_key } = identity;
-        let mut engine = Engine::new(key, chain, verifier, now_ms / 1000)?;
+        let mut engine = Engine::new(key.clone(), chain, verifier, now_ms / 1000)?;
         let me = engine.me().id;
-        let BootState { meta, audit_head, audit_head_at_ms, sessions, accounts } = store.boot()?;
+        let BootState { meta, audit_head, audit_head_at_ms, sessions, accounts, outbox } = store.boot()?;
         let mut own_orgs = HashMap::new();
         let mut failure = None;
         let deltas = store.deltas().map_while(|d| match d {
@@ -295,6 +310,7 @@ impl<S: StateStore> Core<S> {
         restored?;
         let mut core = Core {
             me,
+            key,
             engine,
             store,
             now_ms,
@@ -315,7 +331,11 @@ impl<S: StateStore> Core<S> {
             rejected: Rejections::default(),
             peer_faults: PeerFaults::default(),
             commits: CommitCounters::default(),
+            outbox: BTreeMap::new(),
+            routed: RoutedCounters::default(),
+            calendar: crate::calendar::Calendar::default(),
         };
+        core.restore_outbox(outbox);
         let mut actions = Vec::new();
         let handed_over = core.engine.hand_over(previous_key.as_ref(), &mut actions)?;
         core.engine.join(&mut actions)?;
@@ -327,6 +347,11 @@ impl<S: StateStore> Core<S> {
             core.audit("node", None, "node.rekey", detail);
         }
         Ok(core)
+    }
+
+    /// Sets how due dates of applications are counted (working days, holidays).
+    pub fn set_calendar(&mut self, calendar: crate::calendar::Calendar) {
+        self.calendar = calendar;
     }
 
     /// This node's id.
@@ -390,8 +415,14 @@ impl<S: StateStore> Core<S> {
                 if let Some(l) = self.links.get_mut(&peer) {
                     l.last_frame_ms = Some(self.now_ms);
                 }
-                let actions = self.engine.handle(self.now_s(), Event::Frame { peer, frame });
-                self.take(actions);
+                match frame {
+                    Frame::Routed(message) => self.on_routed(peer, message),
+                    Frame::RoutedAck(ids) => self.on_routed_ack(peer, ids),
+                    frame => {
+                        let actions = self.engine.handle(self.now_s(), Event::Frame { peer, frame });
+                        self.take(actions);
+                    }
+                }
             }
             Input::Close { peer, reason } => {
                 if self.links.contains_key(&peer) {
@@ -414,6 +445,7 @@ impl<S: StateStore> Core<S> {
                 // Strikes are forgiven after a calm spell as long as the longest refusal.
                 let now = self.now_ms;
                 self.quarantine.retain(|_, q| q.until_ms + MAX_QUARANTINE_MS > now);
+                self.routed_tick();
             }
             Input::Command { ticket, by, command } => {
                 self.group.commands += 1;
@@ -435,7 +467,10 @@ impl<S: StateStore> Core<S> {
 
     /// When the core wants `Input::Tick` next (unix ms), if at all.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.tallies.deadline()
+        match (self.tallies.deadline(), self.routed_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next effect to execute, if any.
@@ -451,6 +486,7 @@ impl<S: StateStore> Core<S> {
         let mut actions = Vec::new();
         self.engine.seal(&mut actions);
         self.take(actions);
+        self.flush_acks();
         let group = std::mem::take(&mut self.group);
         if group.batch.is_empty() {
             // Nothing to make durable: what it decided may go out at once.
@@ -460,7 +496,7 @@ impl<S: StateStore> Core<S> {
         let id = self.next_group;
         self.next_group += 1;
         self.inflight = Some(InFlight { group: id, held: group.held, written: group.written });
-        Some(Effect::Commit { group: id, batch: group.batch })
+        Some(Effect::Commit { group: id, batch: Box::new(group.batch) })
     }
 
     /// The sync view now, also marking neighbours seen in sync.
@@ -506,6 +542,8 @@ impl<S: StateStore> Core<S> {
             rejected: self.rejected.clone(),
             peer_faults: self.peer_faults.clone(),
             commits,
+            routed: self.routed.clone(),
+            routed_pending: crate::status::RoutedPending(self.routed_pending()),
         }
     }
 
@@ -543,7 +581,7 @@ impl<S: StateStore> Core<S> {
     }
 
     /// Counts an event into its tally, writing a record when it opens a window.
-    fn tally(&mut self, actor: String, kind: &'static str, reason: &str, detail: String) {
+    pub(crate) fn tally(&mut self, actor: String, kind: &'static str, reason: &str, detail: String) {
         self.tally_as(actor, None, kind, reason, detail);
     }
 
@@ -598,6 +636,13 @@ impl<S: StateStore> Core<S> {
             }
             Command::SaveService { id, draft, upstream } => self.save_service(by, id, *draft, upstream),
             Command::RetireService { id } => self.retire_service(by, id),
+            Command::Apply { resource, consumer, purpose, period_days } => {
+                self.apply(by, resource, consumer, purpose, period_days)
+            }
+            Command::Withdraw { id } => self.withdraw(by, id),
+            Command::Approve { id, approval } => self.approve(by, id, approval),
+            Command::Reject { id, reason } => self.reject(by, id, reason),
+            Command::RevokeGrant { id, reason } => self.revoke_grant(by, id, reason),
             Command::Revoke { node, reason } => self.revoke(by, node, reason),
             Command::CreateAccount { username, organization, roles, password_hash } => {
                 self.create_account(by, username, organization, roles, password_hash).map(Reply::Account)

@@ -16,6 +16,7 @@
 
 pub mod audit;
 mod base;
+mod calendar;
 mod catalog;
 mod command;
 mod core;
@@ -25,15 +26,19 @@ mod service;
 mod status;
 mod store;
 mod tally;
+mod workflow;
 
 pub use crate::core::{BootError, Core, Effect, Identity, Input, LinkId, Ticket};
 pub use base::MAX_USERNAME_BYTES;
+pub use calendar::{Calendar, DEFAULT_DUE_WORKING_DAYS};
 pub use command::{Account, Command, CommandError, OwnService, Reply, SavedEntry};
 pub use memory::{MemoryStore, AUDIT_KEPT};
 pub use redial::{LinkEnd, Redial};
 pub use status::{
-    CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, Status, SyncCounters, VvEntry,
+    CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, RoutedCounters, RoutedPending, Status,
+    SyncCounters, VvEntry,
 };
 pub use store::{
     AccountRecord, BootState, Materialize, Meta, OwnWrite, StateStore, StoreError, TokenRecord, WriteBatch,
 };
+pub use workflow::{Application, Approval, GrantRecord};

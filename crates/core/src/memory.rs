@@ -4,9 +4,11 @@
 
 use crate::audit::{self, AuditRecord, SealedRecord};
 use crate::store::{AccountRecord, BootState, Meta, StateStore, StoreError, TokenRecord, WriteBatch};
+use crate::workflow::{Application, GrantRecord};
 use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::routed::{MessageId, Routed};
 use cascade_protocol::service::Service;
-use cascade_protocol::{Delta, LogId, Scope};
+use cascade_protocol::{Delta, LogId, NodeId, Scope};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -24,6 +26,12 @@ struct State {
     /// the sled store keeps a pointer), decoded when read.
     services: BTreeMap<String, Arc<Delta>>,
     upstreams: BTreeMap<String, String>,
+    /// Routed messages waiting for each next hop, in order.
+    outbox: BTreeMap<NodeId, Vec<Arc<Routed>>>,
+    /// Ids of routed messages seen, with when they may be forgotten.
+    seen: HashMap<MessageId, u64>,
+    applications: BTreeMap<String, Application>,
+    grants: BTreeMap<String, GrantRecord>,
     meta: Meta,
     audit_head: Option<(u64, [u8; 32])>,
     audit_head_at_ms: u64,
@@ -54,6 +62,24 @@ impl State {
         }
         for (id, upstream) in &batch.upstreams {
             self.upstreams.insert(id.clone(), upstream.clone());
+        }
+        for (hop, message) in &batch.outbox {
+            self.outbox.entry(*hop).or_default().push(message.clone());
+        }
+        for (hop, id) in &batch.outbox_done {
+            if let Some(q) = self.outbox.get_mut(hop) {
+                q.retain(|m| m.id != *id);
+            }
+        }
+        self.outbox.retain(|_, q| !q.is_empty());
+        for (id, until) in &batch.seen {
+            self.seen.insert(*id, *until);
+        }
+        for a in &batch.applications {
+            self.applications.insert(a.id.clone(), a.clone());
+        }
+        for g in &batch.grants {
+            self.grants.insert(g.grant.id.clone(), g.clone());
         }
         if let Some(meta) = batch.meta {
             self.meta = meta;
@@ -130,6 +156,16 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// The durable applications (consumer's and provider's), by id.
+    pub fn applications(&self) -> impl Iterator<Item = &Application> + '_ {
+        self.durable.applications.values()
+    }
+
+    /// The durable grants, by id.
+    pub fn grants(&self) -> impl Iterator<Item = &GrantRecord> + '_ {
+        self.durable.grants.values()
+    }
+
     /// A crash: whatever was not made durable is gone.
     pub fn crash(&mut self) {
         self.pending.clear();
@@ -200,6 +236,18 @@ impl StateStore for MemoryStore {
         Ok(self.volatile.upstreams.get(id).cloned())
     }
 
+    fn seen(&self, id: MessageId) -> Result<bool, StoreError> {
+        Ok(self.volatile.seen.contains_key(&id))
+    }
+
+    fn application(&self, id: &str) -> Result<Option<Application>, StoreError> {
+        Ok(self.volatile.applications.get(id).cloned())
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        Ok(self.volatile.grants.get(id).cloned())
+    }
+
     fn boot(&self) -> Result<BootState, StoreError> {
         Ok(BootState {
             meta: self.volatile.meta,
@@ -213,6 +261,12 @@ impl StateStore for MemoryStore {
                 .map(|t| (t.username.clone(), t.id.clone(), t.expires_at.unwrap_or(0)))
                 .collect(),
             accounts: self.volatile.accounts.len(),
+            outbox: self
+                .volatile
+                .outbox
+                .iter()
+                .flat_map(|(hop, q)| q.iter().map(|m| (*hop, m.clone())))
+                .collect(),
         })
     }
 

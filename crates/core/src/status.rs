@@ -79,6 +79,39 @@ counters! {
     }
 }
 
+counters! {
+    /// Routed messages through a node.
+    pub struct RoutedCounters {
+        /// Routed messages this node originated.
+        sent => counter "cascade_routed_sent_total",
+        /// Routed messages taken over for another node.
+        relayed => counter "cascade_routed_relayed_total",
+        /// Routed messages delivered here.
+        delivered => counter "cascade_routed_delivered_total",
+        /// Copies that arrived again (resends) and were acknowledged, not taken again.
+        duplicates => counter "cascade_routed_duplicates_total",
+        /// Routed messages dropped: revoked senders, expired, or undeliverable.
+        dropped => counter "cascade_routed_dropped_total",
+    }
+}
+
+/// Routed messages waiting for each next hop.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RoutedPending(pub BTreeMap<NodeId, u64>);
+
+impl Collect for RoutedPending {
+    fn collect(&self, out: &mut Exposition) {
+        let hops: Vec<(String, u64)> = self.0.iter().map(|(hop, n)| (hop.to_string(), *n)).collect();
+        out.labelled(
+            "cascade_routed_pending",
+            Kind::Gauge,
+            "Routed messages stored here waiting for their next hop to acknowledge them, by next hop.",
+            "next_hop",
+            hops.iter().map(|(hop, n)| (hop.as_str(), *n)),
+        );
+    }
+}
+
 /// Deltas refused, by reason: every reason always present.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rejections([u64; RejectReason::LABELS.len()]);
@@ -174,6 +207,10 @@ pub struct Status {
     pub peer_faults: PeerFaults,
     /// Group commits.
     pub commits: CommitCounters,
+    /// Routed messages.
+    pub routed: RoutedCounters,
+    /// Routed messages waiting, by next hop.
+    pub routed_pending: RoutedPending,
 }
 
 impl Status {
@@ -186,5 +223,6 @@ impl Status {
 impl Collect for Status {
     fn collect(&self, out: &mut Exposition) {
         out.add(&self.sync).add(&self.rejected).add(&self.peer_faults).add(&self.commits);
+        out.add(&self.routed).add(&self.routed_pending);
     }
 }

@@ -3,8 +3,10 @@
 //! organization or access rules and never decodes a delta body on the write path.
 
 use crate::audit::SealedRecord;
+use crate::workflow::{Application, GrantRecord};
 use cascade_access::{Role, TokenKind};
 use cascade_protocol::catalog::CatalogEntry;
+use cascade_protocol::routed::{MessageId, Routed};
 use cascade_protocol::service::Service;
 use cascade_protocol::{CodecError, Delta, LogId, NodeId, Scope};
 use serde::{Deserialize, Serialize};
@@ -165,6 +167,12 @@ pub enum Materialize {
 pub struct Meta {
     /// The last resource-code sequence number handed out.
     pub code_seq: u64,
+    /// The last routed message this node sent (its `MessageId::seq`).
+    pub routed_seq: u64,
+    /// The last application this node's consumers submitted.
+    pub application_seq: u64,
+    /// The last grant this node issued.
+    pub grant_seq: u64,
 }
 
 /// Everything one group commit writes, applied atomically by the store.
@@ -185,6 +193,16 @@ pub struct WriteBatch {
     /// The upstream URLs of this node's own services, by service id (kept here
     /// only: they never travel).
     pub upstreams: Vec<(String, String)>,
+    /// Routed messages taken over for a next hop (kept until it acknowledges them).
+    pub outbox: Vec<(NodeId, Arc<Routed>)>,
+    /// Routed messages a next hop acknowledged: forgotten, after `outbox` is written.
+    pub outbox_done: Vec<(NodeId, MessageId)>,
+    /// Ids of routed messages seen, with when they may be forgotten (unix s).
+    pub seen: Vec<(MessageId, u64)>,
+    /// Applications (this node's consumers' and its providers'), whole.
+    pub applications: Vec<Application>,
+    /// Grants (issued here or received), whole.
+    pub grants: Vec<GrantRecord>,
     /// Audit records, sealed by the core, in order.
     pub audit: Vec<SealedRecord>,
     /// Node counters, when they changed.
@@ -201,6 +219,11 @@ impl WriteBatch {
             && self.tokens.is_empty()
             && self.forget_tokens.is_empty()
             && self.upstreams.is_empty()
+            && self.outbox.is_empty()
+            && self.outbox_done.is_empty()
+            && self.seen.is_empty()
+            && self.applications.is_empty()
+            && self.grants.is_empty()
             && self.audit.is_empty()
             && self.meta.is_none()
     }
@@ -231,6 +254,8 @@ pub struct BootState {
     pub sessions: Vec<(String, String, u64)>,
     /// How many accounts exist.
     pub accounts: usize,
+    /// Routed messages waiting for each next hop, in the order they were taken over.
+    pub outbox: Vec<(NodeId, Arc<Routed>)>,
 }
 
 /// The reads the core makes while deciding. Writes reach the store only as
@@ -247,6 +272,12 @@ pub trait StateStore {
     fn service(&self, id: &str) -> Result<Option<Service>, StoreError>;
     /// The upstream URL of one of this node's own services.
     fn upstream(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Whether a routed message with this id was seen (and not yet forgotten).
+    fn seen(&self, id: MessageId) -> Result<bool, StoreError>;
+    /// An application this node holds (as consumer's node or provider's node).
+    fn application(&self, id: &str) -> Result<Option<Application>, StoreError>;
+    /// A grant this node issued or holds.
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;
     /// Counters and heads read at boot.
     fn boot(&self) -> Result<BootState, StoreError>;
     /// Every stored delta, log by log, each log in order (for restoring the engine).

@@ -50,9 +50,9 @@ fn settle(core: &mut Core<MemoryStore>) -> (Vec<Effect>, Vec<WriteBatch>) {
     while let Some(effect) = core.poll() {
         match effect {
             Effect::Commit { group, batch } => {
-                core.store_mut().apply(group, batch.clone()).unwrap();
+                core.store_mut().apply(group, (*batch).clone()).unwrap();
                 core.store_mut().made_durable(group).unwrap();
-                batches.push(batch);
+                batches.push(*batch);
                 core.handle(NOW_MS, Input::Committed { group });
             }
             other => effects.push(other),
@@ -123,7 +123,7 @@ fn nothing_is_sent_or_answered_before_its_group_is_durable_and_the_next_group_co
     // Meanwhile the next group collects: a second command, no effect yet.
     command(&mut core, 2, Principal::node(), Command::RegisterOrganization(org(2, None)));
     assert!(core.poll().is_none());
-    core.store_mut().apply(group, batch).unwrap();
+    core.store_mut().apply(group, *batch).unwrap();
     core.handle(NOW_MS, Input::Committed { group });
     let mut released = Vec::new();
     while let Some(effect) = core.poll() {

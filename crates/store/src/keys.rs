@@ -10,9 +10,14 @@
 //! | `T` | token id | token record |
 //! | `A` | seq (8) | audit record (hash, then JSON body) |
 //! | `X` | field tag (1), value length (2), value, seq (8) | nothing: an audit index row |
+//! | `Q` | next hop (4), sender (4), message seq (8) | a routed message waiting for that hop |
+//! | `S` | sender (4), message seq (8) | until when (8): a routed message id seen |
+//! | `P` | application id | application record |
+//! | `G` | grant id | grant record |
 //! | `M` | `Mmeta` / `Mformat` | node counters / store format |
 
 use cascade_core::StoreError;
+use cascade_protocol::routed::MessageId;
 use cascade_protocol::{LogId, NodeId, Scope};
 
 pub(crate) const LOG: u8 = b'L';
@@ -27,6 +32,14 @@ pub(crate) const AUDIT_INDEX: u8 = b'X';
 pub(crate) const SERVICE: u8 = b'V';
 /// This node's own services' upstream URLs, by service id.
 pub(crate) const UPSTREAM: u8 = b'W';
+/// Routed messages waiting for a next hop.
+pub(crate) const OUTBOX: u8 = b'Q';
+/// Routed message ids seen.
+pub(crate) const SEEN: u8 = b'S';
+/// Applications, by id.
+pub(crate) const APPLICATION: u8 = b'P';
+/// Grants, by id.
+pub(crate) const GRANT: u8 = b'G';
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 
@@ -101,6 +114,41 @@ pub(crate) fn service_key(id: &str) -> Vec<u8> {
 
 pub(crate) fn upstream_key(id: &str) -> Vec<u8> {
     let mut key = vec![UPSTREAM];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn message_bytes(id: MessageId) -> [u8; 12] {
+    let mut out = [0; 12];
+    out[..4].copy_from_slice(&id.from.code().to_be_bytes());
+    out[4..].copy_from_slice(&id.seq.to_be_bytes());
+    out
+}
+
+/// Length of an outbox key: prefix, hop, sender, seq.
+pub(crate) const OUTBOX_KEY_LEN: usize = 1 + 4 + 12;
+
+pub(crate) fn outbox_key(hop: NodeId, id: MessageId) -> Vec<u8> {
+    let mut key = vec![OUTBOX];
+    key.extend_from_slice(&hop.code().to_be_bytes());
+    key.extend_from_slice(&message_bytes(id));
+    key
+}
+
+pub(crate) fn seen_key(id: MessageId) -> Vec<u8> {
+    let mut key = vec![SEEN];
+    key.extend_from_slice(&message_bytes(id));
+    key
+}
+
+pub(crate) fn application_key(id: &str) -> Vec<u8> {
+    let mut key = vec![APPLICATION];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub(crate) fn grant_key(id: &str) -> Vec<u8> {
+    let mut key = vec![GRANT];
     key.extend_from_slice(id.as_bytes());
     key
 }

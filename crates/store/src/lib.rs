@@ -23,10 +23,12 @@ pub use services::ServiceFilter;
 
 use cascade_core::audit;
 use cascade_core::{
-    AccountRecord, BootState, Materialize, Meta, OwnWrite, StateStore, StoreError, TokenRecord, WriteBatch,
+    AccountRecord, Application, BootState, GrantRecord, Materialize, Meta, OwnWrite, StateStore, StoreError,
+    TokenRecord, WriteBatch,
 };
 use cascade_protocol::catalog::CatalogEntry;
-use cascade_protocol::limits::{MAX_DELTA_BYTES, MAX_FRAME_BYTES};
+use cascade_protocol::limits::{MAX_DELTA_BYTES, MAX_FRAME_BYTES, MAX_ROUTED_BYTES};
+use cascade_protocol::routed::{MessageId, Routed};
 use cascade_protocol::service::Service;
 use cascade_protocol::{codec, Delta, DeltaBody, LogId, NodeId, Scope};
 use catalog_index::CatalogIndex;
@@ -208,6 +210,21 @@ impl Store {
                 sled_batch.insert(row, &[]);
             }
         }
+        for (hop, message) in &batch.outbox {
+            sled_batch.insert(outbox_key(*hop, message.id), codec::encode(&**message)?);
+        }
+        for (hop, id) in &batch.outbox_done {
+            sled_batch.remove(outbox_key(*hop, *id));
+        }
+        for (id, until) in &batch.seen {
+            sled_batch.insert(seen_key(*id), &until.to_be_bytes());
+        }
+        for a in &batch.applications {
+            sled_batch.insert(application_key(&a.id), codec::encode(a)?);
+        }
+        for g in &batch.grants {
+            sled_batch.insert(grant_key(&g.grant.id), codec::encode(g)?);
+        }
         if let Some(meta) = &batch.meta {
             sled_batch.insert(META_KEY, codec::encode(meta)?);
         }
@@ -302,11 +319,37 @@ impl StateStore for Store {
         value.map(|v| String::from_utf8(v.to_vec()).map_err(|_| read::corrupt(&key, "not UTF-8"))).transpose()
     }
 
+    fn seen(&self, id: MessageId) -> Result<bool, StoreError> {
+        self.db.contains_key(seen_key(id)).map_err(backend)
+    }
+
+    fn application(&self, id: &str) -> Result<Option<Application>, StoreError> {
+        let key = application_key(id);
+        self.db.get(&key).map_err(backend)?.map(|v| decode(&key, &v, MAX_FRAME_BYTES)).transpose()
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let key = grant_key(id);
+        self.db.get(&key).map_err(backend)?.map(|v| decode(&key, &v, MAX_FRAME_BYTES)).transpose()
+    }
+
     fn boot(&self) -> Result<BootState, StoreError> {
         let meta: Meta = match self.db.get(META_KEY).map_err(backend)? {
+            // Format 3 before the workflow kept the resource-code counter alone.
+            Some(v) if v.len() == 8 => Meta { code_seq: decode(META_KEY, &v, 8)?, ..Meta::default() },
             Some(v) => decode(META_KEY, &v, MAX_FRAME_BYTES)?,
             None => Meta::default(),
         };
+        let mut outbox = Vec::new();
+        for kv in self.db.scan_prefix([OUTBOX]) {
+            let (key, value) = kv.map_err(backend)?;
+            if key.len() != OUTBOX_KEY_LEN {
+                return Err(read::corrupt(&key, "malformed outbox key"));
+            }
+            let hop = origin_at(&key, 1)?;
+            let message: Routed = decode(&key, &value, MAX_ROUTED_BYTES)?;
+            outbox.push((hop, Arc::new(message)));
+        }
         let (audit_head, audit_head_at_ms) = match self.db.scan_prefix([AUDIT]).next_back() {
             None => (None, 0),
             Some(kv) => {
@@ -334,7 +377,7 @@ impl StateStore for Store {
                 sessions.push((token.username, token.id, token.expires_at.unwrap_or(0)));
             }
         }
-        Ok(BootState { meta, audit_head, audit_head_at_ms, sessions, accounts })
+        Ok(BootState { meta, audit_head, audit_head_at_ms, sessions, accounts, outbox })
     }
 
     fn deltas(&self) -> Box<dyn Iterator<Item = Result<Delta, StoreError>> + '_> {

@@ -445,6 +445,8 @@ impl Engine {
                     Frame::Hello { vv } => self.on_hello(peer, vv, &mut actions),
                     Frame::Deltas(deltas) => self.on_deltas(peer, deltas, &mut actions),
                     Frame::Need { log, from } => self.on_need(now, peer, log, from, &mut actions),
+                    // Routed messages are the node core's, not the logs'.
+                    Frame::Routed(_) | Frame::RoutedAck(_) => {}
                 }
             }
         }

@@ -44,11 +44,13 @@ impl<S: StateStore> Core<S> {
         );
         let actions = self.engine.handle(self.now_s(), Event::PeerUp { peer });
         self.take(actions);
+        self.routed_link_up(peer);
     }
 
     pub(super) fn link_down(&mut self, link: LinkId, cause: Option<PeerError>) {
         let Some(peer) = self.peer_of(link) else { return };
         self.links.remove(&peer);
+        self.routed_link_down(peer);
         match cause {
             Some(reason) => self.peer_fault(peer, &reason),
             None => self.tally(format!("peer:{peer}"), "peer.disconnected", "gone", peer.to_string()),
@@ -68,6 +70,7 @@ impl<S: StateStore> Core<S> {
     /// for a commit); held sends to it are dropped by the driver.
     pub(super) fn close(&mut self, peer: NodeId, reason: PeerError) {
         let Some(link) = self.links.remove(&peer) else { return };
+        self.routed_link_down(peer);
         self.peer_fault(peer, &reason);
         self.ready.push_back(Effect::Close { link: link.id, peer, reason });
         let actions = self.engine.handle(self.now_s(), Event::PeerDown { peer });
