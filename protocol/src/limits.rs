@@ -81,9 +81,10 @@ pub const MAX_ACK_IDS: usize = ROUTED_WINDOW;
 pub const ROUTED_WINDOW: usize = 256;
 
 /// How long a window of routed messages waits for its acknowledgement before it
-/// is sent again on the same link (a hop that could not take a message yet does
-/// not acknowledge it; QUIC itself loses nothing on a live link).
-pub const ROUTED_RESEND_MS: u64 = 10_000;
+/// is sent again on the same link. QUIC loses nothing on a live link; a hop that
+/// could not take a message yet (what it depends on is still on its way) does not
+/// acknowledge it, and three seconds is what that may add to its delivery.
+pub const ROUTED_RESEND_MS: u64 = 3_000;
 
 /// Most routed messages waiting for one next hop: a neighbour down for long
 /// makes new messages for it wait at their origin (refused with 503) instead of

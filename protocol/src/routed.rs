@@ -145,15 +145,22 @@ impl Routed {
         self.body.validate().map_err(RoutedError::Malformed)
     }
 
-    /// Everything a hop checks before storing a message: form, signature by the
-    /// sender's `key`, and time to live at unix time `now`.
-    pub fn check(&self, key: &VerifyingKey, now: u64) -> Result<(), RoutedError> {
+    /// Everything a hop checks before storing a message: form, signature by one of
+    /// the sender's `keys` (its current one, or one it held before a rotation), and
+    /// time to live at unix time `now`.
+    pub fn check<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k VerifyingKey>,
+        now: u64,
+    ) -> Result<(), RoutedError> {
         self.check_form()?;
         let signature =
             Signature::from_slice(&self.signature).map_err(|_| RoutedError::BadSignature(self.id))?;
         let bytes = Self::signing_bytes(self.id, self.to, self.sent_at, &self.body)
             .map_err(|e| RoutedError::Size(e.to_string()))?;
-        key.verify_strict(&bytes, &signature).map_err(|_| RoutedError::BadSignature(self.id))?;
+        if !keys.into_iter().any(|key| key.verify_strict(&bytes, &signature).is_ok()) {
+            return Err(RoutedError::BadSignature(self.id));
+        }
         if self.sent_at > now + MAX_CLOCK_SKEW_S || self.expires_at() <= now {
             return Err(RoutedError::Stale(self.id));
         }
@@ -177,8 +184,10 @@ pub enum Route {
     Unroutable,
 }
 
-/// The next hop from `me` to `to` in the tree `parent_of` describes: down to the
-/// child whose subtree holds `to`, else up to `me`'s parent.
+/// The next hop from `me` to `to` in the tree `parent_of` describes (`None` for a
+/// node it does not know): down to the child whose subtree holds `to`, else up to
+/// `me`'s parent — also when `to` is not known here yet, since an ancestor that
+/// knows it routes it down.
 pub fn next_hop(me: NodeId, to: NodeId, parent_of: impl Fn(NodeId) -> Option<Option<NodeId>>) -> Route {
     if me == to {
         return Route::Here;
@@ -187,8 +196,7 @@ pub fn next_hop(me: NodeId, to: NodeId, parent_of: impl Fn(NodeId) -> Option<Opt
     let mut current = to;
     for _ in 0..MAX_ROUTE_DEPTH {
         match parent_of(current) {
-            None => return Route::Unroutable,
-            Some(None) => break,
+            None | Some(None) => break,
             Some(Some(parent)) if parent == me => return Route::Via(current),
             Some(Some(parent)) => current = parent,
         }
@@ -245,8 +253,10 @@ mod tests {
         assert_eq!(path(n(370100), n(440100)), vec![n(370100), n(370000), n(100000), n(440000), n(440100)]);
         assert_eq!(path(n(100000), n(440100)), vec![n(100000), n(440000), n(440100)]);
         assert_eq!(path(n(440100), n(100000)), vec![n(440100), n(440000), n(100000)]);
+        // A node not known yet goes up, until a node that knows nothing above it.
         let t = tree();
-        assert_eq!(next_hop(n(370100), n(510100), |id| t.get(&id).copied()), Route::Unroutable);
+        assert_eq!(next_hop(n(370100), n(510100), |id| t.get(&id).copied()), Route::Via(n(370000)));
+        assert_eq!(next_hop(n(100000), n(510100), |id| t.get(&id).copied()), Route::Unroutable);
     }
 
     fn message(key: &SigningKey) -> Routed {
@@ -258,14 +268,17 @@ mod tests {
     fn a_message_is_checked_for_signature_and_time() {
         let key = SigningKey::from_bytes(&[9; 32]);
         let m = message(&key);
-        assert!(m.check(&key.verifying_key(), 1_000).is_ok());
+        let mine = key.verifying_key();
+        assert!(m.check([&mine], 1_000).is_ok());
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
-        assert!(matches!(m.check(&other, 1_000), Err(RoutedError::BadSignature(_))));
+        assert!(matches!(m.check([&other], 1_000), Err(RoutedError::BadSignature(_))));
+        assert!(m.check([&other, &mine], 1_000).is_ok(), "signed before a key rotation");
+        assert!(matches!(m.check([], 1_000), Err(RoutedError::BadSignature(_))), "no key known");
         let mut redirected = m.clone();
         redirected.to = n(370200);
-        assert!(matches!(redirected.check(&key.verifying_key(), 1_000), Err(RoutedError::BadSignature(_))));
-        assert!(matches!(m.check(&key.verifying_key(), 1_000 + ROUTED_TTL_S), Err(RoutedError::Stale(_))));
-        assert!(matches!(m.check(&key.verifying_key(), 0), Err(RoutedError::Stale(_))), "from the future");
+        assert!(matches!(redirected.check([&mine], 1_000), Err(RoutedError::BadSignature(_))));
+        assert!(matches!(m.check([&mine], 1_000 + ROUTED_TTL_S), Err(RoutedError::Stale(_))));
+        assert!(matches!(m.check([&mine], 0), Err(RoutedError::Stale(_))), "from the future");
     }
 
     #[test]
@@ -281,6 +294,7 @@ mod tests {
             applicant: "alice".into(),
             purpose: "x".into(),
             period_days: 30,
+            consumer_log_head: 1,
         });
         m.signature = vec![0; 200_000];
         assert!(matches!(m.check_form(), Err(RoutedError::Size(_))));

@@ -117,6 +117,10 @@ pub struct ApplicationRequest {
     pub purpose: String,
     /// How long access is asked for.
     pub period_days: u32,
+    /// The consumer node's federation log head when it applied: the provider's
+    /// node decides once it holds that much of the log, which registers the
+    /// consumer (a routed message may overtake the log it depends on).
+    pub consumer_log_head: u64,
 }
 
 /// The provider node's answer, or a change of it.
@@ -184,10 +188,12 @@ impl Grant {
         Ok(self)
     }
 
-    /// Whether `key` (the provider node's) signed it as it is.
-    pub fn verify(&self, key: &VerifyingKey) -> bool {
+    /// Whether one of `keys` (the provider node's, current or held before a key
+    /// rotation) signed it as it is.
+    pub fn verify<'k>(&self, keys: impl IntoIterator<Item = &'k VerifyingKey>) -> bool {
         let Ok(signature) = Signature::from_slice(&self.signature) else { return false };
-        self.signing_bytes().is_ok_and(|bytes| key.verify_strict(&bytes, &signature).is_ok())
+        let Ok(bytes) = self.signing_bytes() else { return false };
+        keys.into_iter().any(|key| key.verify_strict(&bytes, &signature).is_ok())
     }
 
     /// Whether it is in force at unix time `now` (signature and revocation aside).
@@ -323,18 +329,19 @@ mod tests {
     fn a_grant_verifies_only_as_signed_and_only_with_its_key() {
         let key = SigningKey::from_bytes(&[3; 32]);
         let signed = grant().sign(&key).unwrap();
-        assert!(signed.verify(&key.verifying_key()));
-        let other = SigningKey::from_bytes(&[4; 32]);
-        assert!(!signed.verify(&other.verifying_key()), "another node's key");
+        let mine = key.verifying_key();
+        assert!(signed.verify([&mine]));
+        let other = SigningKey::from_bytes(&[4; 32]).verifying_key();
+        assert!(!signed.verify([&other]), "another node's key");
         let mut widened = signed.clone();
         widened.rate_limit_per_minute = 60_000;
-        assert!(!widened.verify(&key.verifying_key()), "a changed field");
+        assert!(!widened.verify([&mine]), "a changed field");
         let mut regranted = signed.clone();
         regranted.grantee_node = NodeId::new(440100).unwrap();
-        assert!(!regranted.verify(&key.verifying_key()), "another grantee node");
+        assert!(!regranted.verify([&mine]), "another grantee node");
         let mut cut = signed;
         cut.signature.truncate(10);
-        assert!(!cut.verify(&key.verifying_key()), "a short signature");
+        assert!(!cut.verify([&mine]), "a short signature");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod people;
 mod routes;
 mod serve;
 mod services;
+mod workflow;
 
 pub use caller::{Caller, ClientAddr};
 pub use error::ApiError;

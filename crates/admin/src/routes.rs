@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::metrics::{self, HttpMetrics};
-use crate::{catalog, federation, observe, people, services};
+use crate::{catalog, federation, observe, people, services, workflow};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -45,6 +45,13 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/services", get(services::list).post(services::register))
         .route("/api/v1/services/{id}", get(services::get).put(services::update))
         .route("/api/v1/services/{id}/retire", post(services::retire))
+        .route("/api/v1/applications", get(workflow::list).post(workflow::apply))
+        .route("/api/v1/applications/{id}", get(workflow::get))
+        .route("/api/v1/applications/{id}/approve", post(workflow::approve))
+        .route("/api/v1/applications/{id}/reject", post(workflow::reject))
+        .route("/api/v1/applications/{id}/withdraw", post(workflow::withdraw))
+        .route("/api/v1/grants", get(workflow::grants))
+        .route("/api/v1/grants/{id}/revoke", post(workflow::revoke))
         .route("/api/v1/accounts", get(people::list_accounts).post(people::create_account))
         .route("/api/v1/accounts/{username}/password", post(people::set_password))
         .route("/api/v1/accounts/{username}/disable", post(people::disable_account))

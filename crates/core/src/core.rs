@@ -190,6 +190,9 @@ struct Link {
     up_ms: u64,
     last_frame_ms: Option<u64>,
     in_sync_ms: u64,
+    /// Its Hello arrived: what it lacks of the logs went out first, so routed
+    /// messages (which may depend on those deltas: a new key, a registration) follow.
+    greeted: bool,
     /// Deltas it relayed that every honest relay would have refused, counted
     /// since `junk_since_ms` (a window of `REJECTIONS_WINDOW_MS`).
     junk: u32,
@@ -277,6 +280,8 @@ pub struct Core<S> {
     routed: RoutedCounters,
     /// How the due dates of applications are counted.
     pub(crate) calendar: crate::calendar::Calendar,
+    /// Applications waiting for this node's approvers, with their due times.
+    pub(crate) pending: HashMap<String, u64>,
 }
 
 impl<S: StateStore> Core<S> {
@@ -287,7 +292,8 @@ impl<S: StateStore> Core<S> {
         let Identity { key, chain, verifier, previous_key } = identity;
         let mut engine = Engine::new(key.clone(), chain, verifier, now_ms / 1000)?;
         let me = engine.me().id;
-        let BootState { meta, audit_head, audit_head_at_ms, sessions, accounts, outbox } = store.boot()?;
+        let BootState { meta, audit_head, audit_head_at_ms, sessions, accounts, outbox, pending } =
+            store.boot()?;
         let mut own_orgs = HashMap::new();
         let mut failure = None;
         let deltas = store.deltas().map_while(|d| match d {
@@ -334,6 +340,7 @@ impl<S: StateStore> Core<S> {
             outbox: BTreeMap::new(),
             routed: RoutedCounters::default(),
             calendar: crate::calendar::Calendar::default(),
+            pending: pending.into_iter().collect(),
         };
         core.restore_outbox(outbox);
         let mut actions = Vec::new();
@@ -419,8 +426,15 @@ impl<S: StateStore> Core<S> {
                     Frame::Routed(message) => self.on_routed(peer, message),
                     Frame::RoutedAck(ids) => self.on_routed_ack(peer, ids),
                     frame => {
+                        let hello = matches!(frame, Frame::Hello { .. });
                         let actions = self.engine.handle(self.now_s(), Event::Frame { peer, frame });
                         self.take(actions);
+                        if hello {
+                            if let Some(l) = self.links.get_mut(&peer) {
+                                l.greeted = true;
+                            }
+                            self.routed_resume(peer);
+                        }
                     }
                 }
             }
@@ -544,6 +558,10 @@ impl<S: StateStore> Core<S> {
             commits,
             routed: self.routed.clone(),
             routed_pending: crate::status::RoutedPending(self.routed_pending()),
+            workflow: crate::status::WorkflowGauges {
+                pending: self.pending.len() as u64,
+                overdue: self.overdue(),
+            },
         }
     }
 

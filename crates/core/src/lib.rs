@@ -41,4 +41,4 @@ pub use status::{
 pub use store::{
     AccountRecord, BootState, Materialize, Meta, OwnWrite, StateStore, StoreError, TokenRecord, WriteBatch,
 };
-pub use workflow::{Application, Approval, GrantRecord};
+pub use workflow::{awaiting, Application, Approval, GrantRecord};

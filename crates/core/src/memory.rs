@@ -267,6 +267,7 @@ impl StateStore for MemoryStore {
                 .iter()
                 .flat_map(|(hop, q)| q.iter().map(|m| (*hop, m.clone())))
                 .collect(),
+            pending: self.volatile.applications.values().filter_map(crate::workflow::awaiting).collect(),
         })
     }
 

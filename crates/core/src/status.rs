@@ -95,6 +95,16 @@ counters! {
     }
 }
 
+counters! {
+    /// Applications waiting at a node.
+    pub struct WorkflowGauges {
+        /// Applications waiting for this node's approvers.
+        pending => gauge "cascade_applications_pending",
+        /// Of those, how many are past their due time (10 working days by default).
+        overdue => gauge "cascade_applications_overdue",
+    }
+}
+
 /// Routed messages waiting for each next hop.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RoutedPending(pub BTreeMap<NodeId, u64>);
@@ -211,6 +221,8 @@ pub struct Status {
     pub routed: RoutedCounters,
     /// Routed messages waiting, by next hop.
     pub routed_pending: RoutedPending,
+    /// Applications waiting here.
+    pub workflow: WorkflowGauges,
 }
 
 impl Status {
@@ -223,6 +235,6 @@ impl Status {
 impl Collect for Status {
     fn collect(&self, out: &mut Exposition) {
         out.add(&self.sync).add(&self.rejected).add(&self.peer_faults).add(&self.commits);
-        out.add(&self.routed).add(&self.routed_pending);
+        out.add(&self.routed).add(&self.routed_pending).add(&self.workflow);
     }
 }

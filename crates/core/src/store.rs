@@ -256,6 +256,8 @@ pub struct BootState {
     pub accounts: usize,
     /// Routed messages waiting for each next hop, in the order they were taken over.
     pub outbox: Vec<(NodeId, Arc<Routed>)>,
+    /// Applications waiting for this node's approvers: id and due time (unix s).
+    pub pending: Vec<(String, u64)>,
 }
 
 /// The reads the core makes while deciding. Writes reach the store only as

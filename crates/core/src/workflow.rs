@@ -14,7 +14,7 @@ use cascade_protocol::service::{Endpoint, Service, ServiceStatus, MAX_RATE_LIMIT
 use cascade_protocol::workflow::{
     ApplicationRequest, Decision, Grant, Reason, Resource, State, MAX_REASON_CHARS,
 };
-use cascade_protocol::NodeId;
+use cascade_protocol::{LogId, NodeId, Scope};
 use serde::{Deserialize, Serialize};
 
 const DAY_S: u64 = 86_400;
@@ -69,6 +69,12 @@ impl Application {
     pub fn is_overdue(&self, now: u64) -> bool {
         self.state == State::Pending && self.due_at.is_some_and(|due| now > due)
     }
+}
+
+/// An application's id and due time, when it waits for an approver (at its
+/// provider's node, which alone sets a due time).
+pub fn awaiting(a: &Application) -> Option<(String, u64)> {
+    (a.state == State::Pending).then_some(a.due_at).flatten().map(|due| (a.id.clone(), due))
 }
 
 /// A grant as a node holds it, with its revocation.
@@ -145,6 +151,12 @@ fn text(field: &str, value: &str, required: bool) -> Result<(), CommandError> {
 }
 
 impl<S: StateStore> Core<S> {
+    /// How many applications wait for this node's approvers past their due time.
+    pub(crate) fn overdue(&self) -> u64 {
+        let now = self.now_s();
+        self.pending.values().filter(|due| now > **due).count() as u64
+    }
+
     /// An application as this node sees it, this group's changes included.
     pub(crate) fn application(&self, id: &str) -> Result<Option<Application>, CommandError> {
         if let Some(a) = self.unstored(|w| w.applications.get(id).cloned()) {
@@ -163,6 +175,12 @@ impl<S: StateStore> Core<S> {
 
     fn save_application(&mut self, mut application: Application) {
         application.updated_at = self.now_s();
+        if application.provider_node == self.me {
+            match awaiting(&application) {
+                Some((id, due)) => self.pending.insert(id, due),
+                None => self.pending.remove(&application.id),
+            };
+        }
         self.group.written.applications.insert(application.id.clone(), application.clone());
         self.group.batch.applications.push(application);
     }
@@ -226,17 +244,19 @@ impl<S: StateStore> Core<S> {
                 (None, e.origin)
             }
         };
-        self.meta.application_seq += 1;
-        self.write_meta();
         let request = ApplicationRequest {
-            id: format!("{}-a{}", self.me, self.meta.application_seq),
+            id: format!("{}-a{}", self.me, self.meta.application_seq + 1),
             resource,
             consumer,
             applicant: by.username.clone().unwrap_or_else(|| by.actor.clone()),
             purpose,
             period_days,
+            consumer_log_head: self.engine.head(LogId { origin: self.me, scope: Scope::Federation }),
         };
         request.validate()?;
+        self.can_send(provider_node)?;
+        self.meta.application_seq += 1;
+        self.write_meta();
         let application = Application {
             id: request.id.clone(),
             resource: request.resource.clone(),
@@ -281,6 +301,7 @@ impl<S: StateStore> Core<S> {
         if a.state.is_terminal() {
             return Err(CommandError::Conflict(format!("{id} is {} already", a.state.as_str())));
         }
+        self.can_send(a.provider_node)?;
         let a = Application { withdraw_requested: true, ..a };
         self.save_application(a.clone());
         self.audit_application(Some(by), "application.withdraw_requested", &a);
@@ -299,6 +320,7 @@ impl<S: StateStore> Core<S> {
         if a.state != State::Pending {
             return Err(CommandError::Conflict(format!("{id} is {}, not pending", a.state.as_str())));
         }
+        self.can_send(a.consumer_node)?;
         Ok(a)
     }
 
@@ -382,6 +404,7 @@ impl<S: StateStore> Core<S> {
         if record.revoked_at.is_some() {
             return Err(CommandError::Conflict(format!("{id} is revoked already")));
         }
+        self.can_send(record.grant.grantee_node)?;
         record.revoked_at = Some(self.now_s());
         record.revoke_reason = Some(reason.clone());
         self.save_grant(record.clone());
@@ -526,6 +549,10 @@ impl<S: StateStore> Core<S> {
         if existing.as_ref().is_some_and(|a| a.provider_node == self.me && a.state != State::Submitted) {
             return Err(format!("application {} was received before", request.id).into());
         }
+        if self.can_send(from).is_err() {
+            // The answer could not leave yet: decided when it can.
+            return Err(Refusal::NotYet);
+        }
         let now = self.now_s();
         let mut a = existing.unwrap_or_else(|| Application {
             id: request.id.clone(),
@@ -548,6 +575,11 @@ impl<S: StateStore> Core<S> {
             withdraw_requested: false,
             updated_at: now,
         });
+        let consumer_log = LogId { origin: from, scope: Scope::Federation };
+        if self.engine.head(consumer_log) < request.consumer_log_head {
+            // The consumer's registration is on its way in the log.
+            return Err(Refusal::NotYet);
+        }
         let held = self.held(&request.resource)?;
         let known = self.engine.is_registered_at(&request.consumer, from);
         let rule = "rule".to_string();
@@ -600,6 +632,9 @@ impl<S: StateStore> Core<S> {
         if a.consumer_node != from || a.provider_node != self.me {
             return Err(format!("no application {id} from node {from}").into());
         }
+        if self.can_send(from).is_err() {
+            return Err(Refusal::NotYet);
+        }
         if a.state == State::Pending {
             let decided_by = format!("consumer at {from}");
             let a = self.settle(a, State::Withdrawn, Reason::WithdrawnByConsumer, None, None, decided_by)?;
@@ -633,13 +668,11 @@ impl<S: StateStore> Core<S> {
             return Err(format!("{} is {here} here; the provider now says {there}", a.id).into());
         }
         if let Some(grant) = &d.grant {
-            let key =
-                self.engine.member(from).map(|m| m.key).ok_or_else(|| "unknown provider".to_string())?;
             let fits = grant.grantee_node == self.me
                 && grant.provider_node == from
                 && grant.application == a.id
                 && grant.grantee == a.consumer;
-            if !fits || !grant.verify(&key) {
+            if !fits || !grant.verify(self.engine.keys_of(from)) {
                 return Err(format!("grant {} is not a valid grant of {} for it", grant.id, a.id).into());
             }
             if self.grant(&grant.id)?.is_none() {

@@ -85,6 +85,7 @@ impl Federation {
                     admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
                     data_dir: options.data.join(node.id.to_string()),
                     certs: CertPaths::default(),
+                    workflow: Default::default(),
                 },
             );
         }

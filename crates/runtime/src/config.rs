@@ -33,6 +33,68 @@ pub struct NodeConfig {
     /// Certificate files; relative paths are taken from `data_dir`.
     #[serde(default)]
     pub certs: CertPaths,
+    /// How long approvers have to decide applications, in working days.
+    #[serde(default)]
+    pub workflow: WorkflowConfig,
+}
+
+/// The deadline of conditional applications (有条件共享): the regulation gives
+/// providers 10 working days; some provinces give 5.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    /// Working days an approver has to decide. Default 10.
+    #[serde(default = "default_due_working_days")]
+    pub due_working_days: u32,
+    /// Public holidays falling on weekdays (`YYYY-MM-DD`), as the State Council
+    /// announces them each year. Default none.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// Weekend days declared working days (调休, `YYYY-MM-DD`). Default none.
+    #[serde(default)]
+    pub workdays: Vec<String>,
+}
+
+fn default_due_working_days() -> u32 {
+    cascade_core::DEFAULT_DUE_WORKING_DAYS
+}
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        WorkflowConfig {
+            due_working_days: default_due_working_days(),
+            holidays: Vec::new(),
+            workdays: Vec::new(),
+        }
+    }
+}
+
+impl WorkflowConfig {
+    /// The calendar the core counts with.
+    pub fn calendar(&self) -> cascade_core::Calendar {
+        cascade_core::Calendar {
+            due_working_days: self.due_working_days,
+            holidays: self.holidays.iter().cloned().collect(),
+            workdays: self.workdays.iter().cloned().collect(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(1..=60).contains(&self.due_working_days) {
+            return Err("`workflow.due_working_days` must be 1 to 60".into());
+        }
+        let date = |d: &String| {
+            let b = d.as_bytes();
+            b.len() == 10
+                && b[4] == b'-'
+                && b[7] == b'-'
+                && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        };
+        match self.holidays.iter().chain(&self.workdays).find(|d| !date(d)) {
+            Some(bad) => Err(format!("`workflow` dates are YYYY-MM-DD, not {bad:?}")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Where the node's certificate material lives.
@@ -77,6 +139,7 @@ impl NodeConfig {
 
     /// Checks the fields that depend on each other.
     pub fn check(&self) -> Result<(), String> {
+        self.workflow.check()?;
         match (self.tier, self.parent, self.parent_addr) {
             (Tier::National, None, _) => Ok(()),
             (Tier::National, Some(_), _) => Err("the national node has no parent".into()),

@@ -15,9 +15,10 @@ mod login;
 mod node;
 mod query;
 mod services;
+mod workflow;
 
 pub use api::{IssuedToken, PasswordChange};
-pub use config::{CertPaths, NodeConfig};
+pub use config::{CertPaths, NodeConfig, WorkflowConfig};
 pub use driver::Applied;
 pub use faults::TransportCounters;
 pub use login::LoginError;

@@ -129,10 +129,12 @@ impl Node {
         let chain = creds.chain.clone();
         let me = config.id;
         let data_dir = config.data_dir.clone();
+        let calendar = config.workflow.calendar();
         let (core, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
             let store = Store::open(&store_dir, me)?;
             let identity = Identity { key, chain, verifier: Box::new(verifier), previous_key };
-            let core = Core::boot(identity, store.clone(), unix_millis())?;
+            let mut core = Core::boot(identity, store.clone(), unix_millis())?;
+            core.set_calendar(calendar);
             // The store's files are sled's to create: made private once it has.
             crate::files::make_private(&data_dir)?;
             Ok((core, store))

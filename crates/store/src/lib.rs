@@ -15,11 +15,13 @@ mod keys;
 mod read;
 mod services;
 mod upgrade;
+mod workflow;
 
 pub use catalog_index::CatalogFilter;
 pub use keys::audit_key;
 pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
 pub use services::ServiceFilter;
+pub use workflow::{Side, WorkflowFilter};
 
 use cascade_core::audit;
 use cascade_core::{
@@ -377,7 +379,15 @@ impl StateStore for Store {
                 sessions.push((token.username, token.id, token.expires_at.unwrap_or(0)));
             }
         }
-        Ok(BootState { meta, audit_head, audit_head_at_ms, sessions, accounts, outbox })
+        let mut pending = Vec::new();
+        for kv in self.db.scan_prefix([APPLICATION]) {
+            let (key, value) = kv.map_err(backend)?;
+            let application: Application = decode(&key, &value, MAX_FRAME_BYTES)?;
+            pending.extend(
+                cascade_core::awaiting(&application).filter(|_| application.provider_node == self.me),
+            );
+        }
+        Ok(BootState { meta, audit_head, audit_head_at_ms, sessions, accounts, outbox, pending })
     }
 
     fn deltas(&self) -> Box<dyn Iterator<Item = Result<Delta, StoreError>> + '_> {

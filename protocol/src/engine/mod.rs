@@ -267,6 +267,12 @@ impl Engine {
         self.members.get(&id)
     }
 
+    /// Every key `node` signed with as far as this node knows, newest last (routed
+    /// messages and grants signed before a key rotation still verify).
+    pub fn keys_of(&self, node: NodeId) -> impl Iterator<Item = &VerifyingKey> + '_ {
+        self.known_keys.get(&node).into_iter().flatten().map(|k| &**k)
+    }
+
     /// Whether `node` is revoked by a valid revocation.
     pub fn is_revoked(&self, node: NodeId) -> bool {
         self.revoked.contains_key(&node)

@@ -32,6 +32,7 @@ impl<S: StateStore> Core<S> {
                 up_ms: now,
                 last_frame_ms: None,
                 in_sync_ms: now,
+                greeted: false,
                 junk: 0,
                 junk_since_ms: now,
             },
@@ -44,13 +45,13 @@ impl<S: StateStore> Core<S> {
         );
         let actions = self.engine.handle(self.now_s(), Event::PeerUp { peer });
         self.take(actions);
-        self.routed_link_up(peer);
+        self.routed_reset(peer);
     }
 
     pub(super) fn link_down(&mut self, link: LinkId, cause: Option<PeerError>) {
         let Some(peer) = self.peer_of(link) else { return };
         self.links.remove(&peer);
-        self.routed_link_down(peer);
+        self.routed_reset(peer);
         match cause {
             Some(reason) => self.peer_fault(peer, &reason),
             None => self.tally(format!("peer:{peer}"), "peer.disconnected", "gone", peer.to_string()),
@@ -70,7 +71,7 @@ impl<S: StateStore> Core<S> {
     /// for a commit); held sends to it are dropped by the driver.
     pub(super) fn close(&mut self, peer: NodeId, reason: PeerError) {
         let Some(link) = self.links.remove(&peer) else { return };
-        self.routed_link_down(peer);
+        self.routed_reset(peer);
         self.peer_fault(peer, &reason);
         self.ready.push_back(Effect::Close { link: link.id, peer, reason });
         let actions = self.engine.handle(self.now_s(), Event::PeerDown { peer });

@@ -44,20 +44,26 @@ impl<S: StateStore> Core<S> {
         self.outbox.iter().map(|(hop, q)| (*hop, q.queue.len() as u64)).collect()
     }
 
+    /// Whether a message to `to` can be sent now: callers check before they write
+    /// anything, so that a decision is never half made.
+    pub(crate) fn can_send(&self, to: NodeId) -> Result<(), CommandError> {
+        match self.route(to) {
+            Route::Unroutable => Err(CommandError::Conflict(format!("no route to node {to}"))),
+            Route::Here => Ok(()),
+            Route::Via(hop)
+                if self.outbox.get(&hop).is_some_and(|q| q.queue.len() >= MAX_ROUTED_PENDING_PER_HOP) =>
+            {
+                Err(CommandError::Busy(format!(
+                    "{MAX_ROUTED_PENDING_PER_HOP} messages already wait for node {hop}"
+                )))
+            }
+            Route::Via(_) => Ok(()),
+        }
+    }
+
     /// Signs a message from this node to `to` and takes it over in this group.
     pub(crate) fn send_routed(&mut self, to: NodeId, body: RoutedBody) -> Result<MessageId, CommandError> {
-        let hop = match self.route(to) {
-            Route::Unroutable => return Err(CommandError::Conflict(format!("no route to node {to}"))),
-            Route::Here => None,
-            Route::Via(hop) => Some(hop),
-        };
-        if let Some(hop) =
-            hop.filter(|h| self.outbox.get(h).is_some_and(|q| q.queue.len() >= MAX_ROUTED_PENDING_PER_HOP))
-        {
-            return Err(CommandError::Busy(format!(
-                "{MAX_ROUTED_PENDING_PER_HOP} messages already wait for node {hop}"
-            )));
-        }
+        self.can_send(to)?;
         self.meta.routed_seq += 1;
         self.write_meta();
         let id = MessageId { from: self.me, seq: self.meta.routed_seq };
@@ -132,7 +138,7 @@ impl<S: StateStore> Core<S> {
 
     /// Sends what the window toward `hop` has room for, after this group commits.
     fn fill_window(&mut self, hop: NodeId) {
-        let Some(link) = self.links.get(&hop).map(|l| l.id) else { return };
+        let Some(link) = self.links.get(&hop).filter(|l| l.greeted).map(|l| l.id) else { return };
         let now_s = self.now_s();
         let Some(q) = self.outbox.get_mut(&hop) else { return };
         if q.in_flight == 0 {
@@ -157,16 +163,15 @@ impl<S: StateStore> Core<S> {
         }
     }
 
-    /// A link to `peer` is up: what waits for it goes out again from the start.
-    pub(super) fn routed_link_up(&mut self, peer: NodeId) {
-        if let Some(q) = self.outbox.get_mut(&peer) {
-            q.in_flight = 0;
-        }
+    /// `peer` greeted this node on a new link (or a window waited too long): what
+    /// waits for it goes out again from the start.
+    pub(super) fn routed_resume(&mut self, peer: NodeId) {
+        self.routed_reset(peer);
         self.fill_window(peer);
     }
 
-    /// A link to `peer` is down: nothing is in flight on it any more.
-    pub(super) fn routed_link_down(&mut self, peer: NodeId) {
+    /// A link to `peer` came up or went down: nothing is in flight on it.
+    pub(super) fn routed_reset(&mut self, peer: NodeId) {
         if let Some(q) = self.outbox.get_mut(&peer) {
             q.in_flight = 0;
         }
@@ -186,7 +191,7 @@ impl<S: StateStore> Core<S> {
             .map(|(hop, _)| *hop)
             .collect();
         for hop in late {
-            self.routed_link_up(hop);
+            self.routed_resume(hop);
         }
     }
 
@@ -198,18 +203,19 @@ impl<S: StateStore> Core<S> {
     /// A routed message arrived from `peer`.
     pub(super) fn on_routed(&mut self, peer: NodeId, message: Arc<Routed>) {
         let from = message.id.from;
-        let Some(key) = self.engine.member(from).map(|m| m.key) else {
+        if self.engine.member(from).is_none() {
             // Its Join has not reached this node yet: not acknowledged, resent later.
             return;
-        };
+        }
         if self.parent_of(message.to).is_none() {
+            // Nor has the Join of the node it is for: it cannot be placed yet.
             return;
         }
         if next_hop(peer, message.to, |id| self.parent_of(id)) != Route::Via(self.me) {
             let reason = format!("{} for {} does not pass through this node", message.id, message.to);
             return self.close(peer, Misbehaviour::BadRouted(reason).into());
         }
-        match message.check(&key, self.now_s()) {
+        match message.check(self.engine.keys_of(from), self.now_s()) {
             Ok(()) if !self.engine.is_revoked(from) => self.take_over(message, Some(peer)),
             Ok(()) | Err(RoutedError::Stale(_)) => {
                 // Revoked sender, or too old: dropped, acknowledged so that it stops.
