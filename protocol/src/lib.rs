@@ -3,6 +3,7 @@
 //! (events in, actions out; no sockets, no clock, no disk), the way quinn-proto is
 //! to quinn.
 
+pub mod call;
 pub mod catalog;
 pub mod codec;
 pub mod delta;

@@ -12,6 +12,7 @@ mod caller;
 mod catalog;
 mod error;
 mod federation;
+mod gateway;
 pub mod metrics;
 mod observe;
 mod people;

@@ -2,12 +2,12 @@
 
 use crate::error::ApiError;
 use crate::metrics::{self, HttpMetrics};
-use crate::{catalog, federation, observe, people, services, workflow};
+use crate::{catalog, federation, gateway, observe, people, services, workflow};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use cascade_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use cascade_runtime::Node;
@@ -24,6 +24,14 @@ pub struct AppState {
 /// The admin router of a node.
 pub fn router(node: Node) -> Router {
     let state = AppState { node, http: Arc::new(HttpMetrics::default()) };
+    // Calls stream their bodies: no body limit (the gateway's own cap applies)
+    // and no request time-out.
+    let calls = Router::new()
+        .route("/gateway/{service}/{*path}", any(gateway::call))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(crate::serve::head_limit))
+        .layer(middleware::from_fn(trace_request))
+        .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track));
     Router::new()
         .route("/healthz", get(observe::health))
         .route("/readyz", get(observe::ready))
@@ -52,6 +60,7 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/applications/{id}/withdraw", post(workflow::withdraw))
         .route("/api/v1/grants", get(workflow::grants))
         .route("/api/v1/grants/{id}/revoke", post(workflow::revoke))
+        .route("/api/v1/usage", get(gateway::usage))
         .route("/api/v1/accounts", get(people::list_accounts).post(people::create_account))
         .route("/api/v1/accounts/{username}/password", post(people::set_password))
         .route("/api/v1/accounts/{username}/disable", post(people::disable_account))
@@ -72,6 +81,7 @@ pub fn router(node: Node) -> Router {
         .layer(middleware::from_fn(crate::serve::head_limit))
         .layer(middleware::from_fn(trace_request))
         .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track))
+        .merge(calls)
         .with_state(state)
 }
 

@@ -86,6 +86,7 @@ impl Federation {
                     data_dir: options.data.join(node.id.to_string()),
                     certs: CertPaths::default(),
                     workflow: Default::default(),
+                    gateway: Default::default(),
                 },
             );
         }

@@ -36,6 +36,29 @@ pub struct NodeConfig {
     /// How long approvers have to decide applications, in working days.
     #[serde(default)]
     pub workflow: WorkflowConfig,
+    /// The service gateway.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+}
+
+/// The service gateway's settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Largest request body a consumer of this node may send through a call.
+    /// Default 4 GiB (bodies stream: this bounds a call's length, not memory).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+fn default_max_body_bytes() -> u64 {
+    4 << 30
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig { max_body_bytes: default_max_body_bytes() }
+    }
 }
 
 /// The deadline of conditional applications (有条件共享): the regulation gives

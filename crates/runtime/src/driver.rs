@@ -50,6 +50,9 @@ pub(crate) enum Message {
     Refused { remote: String, reason: PeerError },
     /// A command and where to answer it.
     Command { by: Principal, command: Command, reply: oneshot::Sender<Result<Reply, CommandError>> },
+    /// Every key a member signed with, as the engine knows them (a read: answered
+    /// at once, outside any group).
+    Keys { node: NodeId, reply: oneshot::Sender<Vec<ed25519_dalek::VerifyingKey>> },
 }
 
 struct LinkHandle {
@@ -212,6 +215,10 @@ impl Driver {
             }
             Message::Close { peer, reason } => Input::Close { peer, reason },
             Message::Refused { remote, reason } => Input::Refused { remote, reason },
+            Message::Keys { node, reply } => {
+                let _ = reply.send(self.core.engine().keys_of(node).copied().collect());
+                return;
+            }
             Message::Command { by, command, reply } => {
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;

@@ -4,6 +4,7 @@
 
 use crate::driver::Message;
 use crate::faults::{Faults, Traffic};
+use crate::gateway::Gateway;
 use cascade_core::{LinkEnd, LinkId, LinkRole};
 use cascade_protocol::limits::{INBOX_BUDGET_BYTES, OUTBOX_CAPACITY};
 use cascade_protocol::{Batcher, Frame, LogId, Misbehaviour, PeerError};
@@ -39,6 +40,7 @@ pub(crate) struct LinkContext {
     pub(crate) faults: Arc<Faults>,
     pub(crate) traffic: Arc<Traffic>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) gateway: Arc<Gateway>,
 }
 
 impl LinkContext {
@@ -48,9 +50,10 @@ impl LinkContext {
         faults: Arc<Faults>,
         traffic: Arc<Traffic>,
         cancel: CancellationToken,
+        gateway: Arc<Gateway>,
     ) -> LinkContext {
         let budget = Arc::new(Semaphore::new(INBOX_BUDGET_BYTES / BUDGET_UNIT));
-        LinkContext { inbox, store, budget, faults, traffic, cancel }
+        LinkContext { inbox, store, budget, faults, traffic, cancel, gateway }
     }
 }
 
@@ -66,7 +69,7 @@ fn read_failure(e: &FrameError) -> Option<PeerError> {
 /// Runs one admitted link until either side ends it; says how it ended, for the
 /// dialer's schedule.
 pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) -> LinkEnd {
-    let LinkContext { inbox, store, budget, faults, traffic, cancel } = ctx;
+    let LinkContext { inbox, store, budget, faults, traffic, cancel, gateway } = ctx;
     let peer = link.identity.id;
     let id: LinkId = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
     let (outbox, mut queue) = mpsc::channel::<Outgoing>(OUTBOX_CAPACITY);
@@ -75,6 +78,8 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) -
     if inbox.send(up).await.is_err() {
         return LinkEnd::Lost;
     }
+    gateway.link_up(peer, connection.clone());
+    let calls = tokio::spawn(crate::gateway::accept_calls(gateway.clone(), connection.clone()));
     let heard = AtomicBool::new(false);
     let writer = async {
         while let Some(item) = queue.recv().await {
@@ -135,6 +140,8 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) -
         Some(quinn::ConnectionError::ApplicationClosed(close)) if refusal(close.error_code)
     );
     connection.close(0u32.into(), b"");
+    gateway.link_down(peer, &connection);
+    calls.abort();
     let _ = inbox.send(Message::LinkDown { link: id, cause }).await;
     if heard.load(Ordering::Relaxed) {
         LinkEnd::Heard

@@ -5,6 +5,7 @@
 use crate::config::NodeConfig;
 use crate::driver::{unix_millis, Applied, Driver, Message};
 use crate::faults::{Faults, Traffic};
+use crate::gateway::Gateway;
 use crate::links::LinkContext;
 use crate::login::Passwords;
 use crate::query::Reads;
@@ -81,6 +82,7 @@ struct Inner {
     traffic: Arc<Traffic>,
     passwords: Passwords,
     reads: Reads,
+    gateway: Arc<Gateway>,
 }
 
 impl Node {
@@ -117,6 +119,7 @@ impl Node {
         }
         let admin_token = load_or_create_token(&config.data_dir.join(TOKEN_FILE))?;
         let key = creds.signing_key().map_err(|e| NodeError::Certs(e.to_string()))?;
+        let call_key = key.clone();
         let previous_key = match &config.certs.previous_key {
             Some(path) => {
                 let pkcs8 = read_key_pem(&config.resolve(path)).map_err(certs_err)?;
@@ -164,8 +167,21 @@ impl Node {
             cancel.clone(),
         );
         tasks.spawn(driver.run().instrument(span.clone()));
-        let ctx =
-            LinkContext::new(inbox.clone(), store.clone(), faults.clone(), traffic.clone(), cancel.clone());
+        let gateway = Arc::new(Gateway::new(
+            config.id,
+            call_key,
+            store.clone(),
+            inbox.clone(),
+            config.gateway.max_body_bytes,
+        ));
+        let ctx = LinkContext::new(
+            inbox.clone(),
+            store.clone(),
+            faults.clone(),
+            traffic.clone(),
+            cancel.clone(),
+            gateway.clone(),
+        );
         tasks.spawn(
             crate::admission::accept_children(endpoint.clone(), status.clone(), ctx.clone())
                 .instrument(span.clone()),
@@ -195,8 +211,42 @@ impl Node {
                 traffic,
                 passwords: Passwords::default(),
                 reads: Reads::default(),
+                gateway,
             }),
         })
+    }
+
+    /// Calls a service for a consumer of this node through the gateway: `by`
+    /// must belong to an organization holding a valid grant for it.
+    pub async fn call(
+        &self,
+        by: &Principal,
+        request: crate::gateway::CallRequest,
+    ) -> Result<crate::gateway::CallResponse, crate::gateway::CallFailure> {
+        let Some(org) = by.organization.clone() else {
+            return Err(crate::gateway::CallFailure {
+                status: 403,
+                reason: "the account has no organization to hold a grant".into(),
+                retry_after: None,
+            });
+        };
+        self.inner.gateway.call(by.actor.clone(), org, request).await
+    }
+
+    /// The calls this node saw (as consumer, relay or provider), oldest first:
+    /// all of them for an administrator or auditor, else those of `by`'s organization.
+    pub fn usage(&self, by: &Principal, service: Option<&str>) -> Vec<crate::gateway::UsageRecord> {
+        use cascade_access::Role;
+        let all = by.has(Role::Admin) || by.has(Role::Auditor);
+        let org = by.organization.clone();
+        self.inner.gateway.usage(|r| {
+            (all || org.as_deref() == Some(r.consumer.as_str())) && service.is_none_or(|s| s == r.service)
+        })
+    }
+
+    /// Calls by role and status, for metrics.
+    pub fn call_counts(&self) -> Vec<((&'static str, u16), u64)> {
+        self.inner.gateway.counters.snapshot()
     }
 
     /// This node's configuration.

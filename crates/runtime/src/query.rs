@@ -389,5 +389,13 @@ impl Collect for Node {
             "Size of the node's store on disk, in bytes.",
             self.store_bytes(),
         );
+        out.family(
+            "cascade_calls_total",
+            Kind::Counter,
+            "Service calls this node saw, by its role in them (consumer, relay, provider) and the status answered (0: broke off).",
+        );
+        for ((role, status), count) in self.call_counts() {
+            out.sample("cascade_calls_total", &[("role", role), ("status", &status.to_string())], count);
+        }
     }
 }

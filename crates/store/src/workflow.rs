@@ -6,7 +6,7 @@ use crate::read::{Cursor, Page};
 use crate::{decode, Store};
 use cascade_core::{Application, GrantRecord, StoreError};
 use cascade_protocol::limits::MAX_FRAME_BYTES;
-use cascade_protocol::workflow::State;
+use cascade_protocol::workflow::{Resource, State};
 use cascade_protocol::NodeId;
 
 /// Which side of a node's applications a listing shows.
@@ -80,5 +80,31 @@ impl Store {
             let g: GrantRecord = decode(key, value, MAX_FRAME_BYTES)?;
             Ok(filter.admits_grant(&g).then_some(g))
         })
+    }
+
+    /// The grants `org` holds at `me` for `resource`, oldest first.
+    pub fn grants_for(
+        &self,
+        me: NodeId,
+        org: &str,
+        resource: &Resource,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let filter = WorkflowFilter {
+            me,
+            side: Side::Consumer,
+            organization: Some(org.to_string()),
+            state: None,
+            overdue_at: None,
+        };
+        let mut found = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.grants_page(&filter, after.as_ref(), cascade_protocol::limits::MAX_LIST)?;
+            found.extend(page.items.into_iter().filter(|g| g.grant.resource == *resource));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(found),
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 mod framing;
 mod tls;
 
-pub use framing::{read_frame, write_frame, FrameError};
+pub use framing::{read_frame, read_message, write_frame, write_message, FrameError};
 
 use cascade_certs::{FederationVerifier, NodeCredentials, NodeIdentity};
 use cascade_protocol::{Incompatibility, NodeId, PeerError};

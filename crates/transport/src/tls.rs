@@ -8,6 +8,10 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use std::sync::Arc;
 
+/// Streams a neighbour may open at once on a link: the sync stream and calls (a
+/// node serves at most 256 calls at once, whatever the links).
+const MAX_STREAMS_PER_LINK: u32 = 128;
+
 fn tls_err(e: impl std::fmt::Display) -> TransportError {
     TransportError::Tls(e.to_string())
 }
@@ -49,7 +53,8 @@ pub(crate) fn configs(
     transport.keep_alive_interval(Some(crate::KEEP_ALIVE));
     transport.max_idle_timeout(Some(crate::IDLE_TIMEOUT.try_into().map_err(tls_err)?));
     // One sync stream per connection; a few spare for later protocols.
-    transport.max_concurrent_bidi_streams(4u32.into());
+    // The sync stream, and one stream per service call in flight on the link.
+    transport.max_concurrent_bidi_streams(MAX_STREAMS_PER_LINK.into());
     transport.max_concurrent_uni_streams(0u32.into());
     let transport = Arc::new(transport);
 

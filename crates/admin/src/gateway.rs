@@ -1,0 +1,107 @@
+//! The service gateway at the HTTP edge: `ANY /gateway/{service}/{*path}` calls a
+//! service for the caller's organization, which must hold a valid grant for it;
+//! bodies stream both ways (no body limit but the node's `gateway.max_body_bytes`,
+//! no request time-out: a call lasts as long as its body). `GET /api/v1/usage`
+//! lists the calls this node saw.
+
+use crate::caller::Caller;
+use crate::error::ApiError;
+use crate::routes::{query, AppState};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cascade_access::Permission;
+use cascade_runtime::CallRequest;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// Request headers passed on to the upstream (end to end; hop-by-hop and
+/// credentials stay here).
+const FORWARDED: [&str; 4] = ["content-type", "accept", "accept-language", "content-language"];
+
+pub(crate) async fn call(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((service, rest)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let mut path = format!("/{rest}");
+    if let Some(q) = parts.uri.query() {
+        path = format!("{path}?{q}");
+    }
+    let headers = FORWARDED
+        .iter()
+        .filter_map(|name| Some((name.to_string(), parts.headers.get(*name)?.to_str().ok()?.to_string())))
+        .collect();
+    let max = state.node.config().gateway.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("calls carry at most {max} bytes")));
+    }
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(|e| e.to_string());
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let request = CallRequest { service, method: parts.method.to_string(), path, headers, body: rx };
+    match state.node.call(&who, request).await {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = futures_util::stream::unfold(answer.body, |mut rx| async move {
+                rx.recv().await.map(|item| (item.map_err(std::io::Error::other), rx))
+            });
+            let mut response = Response::new(Body::from_stream(body));
+            *response.status_mut() = status;
+            for (name, value) in answer.headers {
+                if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            Ok(response)
+        }
+        Err(failure) => {
+            let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut response = ApiError::new(status, failure.reason).into_response();
+            if let Some(seconds) = failure.retry_after {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            Ok(response)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsageQuery {
+    service: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn usage(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<UsageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    state.node.check(&who, Permission::Read).await?;
+    let q = query(q)?;
+    let records = state.node.usage(&who, q.service.as_deref());
+    let limit = q.limit.unwrap_or(100).min(cascade_protocol::limits::MAX_LIST);
+    let newest: Vec<_> = records.iter().rev().take(limit).collect();
+    Ok(Json(json!({"usage": newest, "returned": newest.len()})).into_response())
+}

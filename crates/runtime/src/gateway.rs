@@ -1,0 +1,912 @@
+//! The service gateway (服务对接): a consumer calls a service at its own node;
+//! the call goes, on a stream of its own over the existing QUIC links, hop by hop
+//! to the provider's node, which checks the envelope, the grant and the rate,
+//! proxies to the upstream over HTTP and streams the answer back. Bodies stream
+//! both ways in signed checkpoints (see `cascade_protocol::call`): no hop holds
+//! more than one checkpoint of a body, and a relay that alters one is caught.
+//! Every hop keeps a usage record of each call it saw.
+
+use crate::driver::{unix_millis, Message};
+use bytes::Bytes;
+use cascade_protocol::call::{
+    call_next_hop, endpoint_allowed, BodySigner, BodyVerifier, CallFrame, CallHead, CallId, Direction,
+    ReplyHead, MAX_CALL_FRAME_BYTES, MAX_CALL_HEAD_BYTES,
+};
+use cascade_protocol::routed::Route;
+use cascade_protocol::service::{Service, ServiceKind, ServiceStatus};
+use cascade_protocol::workflow::Resource;
+use cascade_protocol::NodeId;
+use cascade_store::Store;
+use cascade_transport::{read_message, write_message};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{debug, info_span, Instrument};
+
+/// Calls a node serves at once (as consumer, relay or provider): beyond, a call
+/// is answered 503 at once instead of queueing.
+pub const MAX_CALLS_IN_FLIGHT: usize = 256;
+/// How long a hop waits for a call's head, and for the next hop's answer head.
+pub const CALL_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Usage records kept in memory for `GET /api/v1/usage`, newest last.
+pub const USAGE_KEPT: usize = 10_000;
+/// Body chunks queued between a hop's reader and writer: with QUIC flow control,
+/// the backpressure that keeps a hop's memory bounded.
+const CHUNKS_QUEUED: usize = 8;
+
+/// A call as the admin interface hands it over.
+pub struct CallRequest {
+    /// The service.
+    pub service: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path below the service, with its query.
+    pub path: String,
+    /// End-to-end headers.
+    pub headers: Vec<(String, String)>,
+    /// The body, chunk by chunk (an error ends it).
+    pub body: mpsc::Receiver<Result<Bytes, String>>,
+}
+
+/// The answer: status, headers, and the body as it streams (an error cuts it).
+pub struct CallResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// End-to-end headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: mpsc::Receiver<Result<Bytes, String>>,
+}
+
+/// Why a call was not served, as the caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// HTTP status: 403 no or bad grant, 404 no such service, 429 rate limited,
+    /// 502 upstream down or tampered, 503 busy, 504 a hop could not forward.
+    pub status: u16,
+    /// Why, for people.
+    pub reason: String,
+    /// Seconds to wait, on 429.
+    pub retry_after: Option<u64>,
+}
+
+fn fail(status: u16, reason: impl Into<String>) -> CallFailure {
+    CallFailure { status, reason: reason.into(), retry_after: None }
+}
+
+/// One hop's record of one call.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageRecord {
+    /// The call.
+    pub call: String,
+    /// The service.
+    pub service: String,
+    /// Who called (at the consumer's node).
+    pub caller: String,
+    /// The consumer organization (the grantee).
+    pub consumer: String,
+    /// `consumer`, `relay` or `provider`.
+    pub role: &'static str,
+    /// Method and path.
+    pub endpoint: String,
+    /// HTTP status, or 0 when the call broke off.
+    pub status: u16,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// Request body bytes through this hop.
+    pub bytes_in: u64,
+    /// Response body bytes through this hop.
+    pub bytes_out: u64,
+    /// When the request reached this hop (unix ms).
+    pub request_in_ms: u64,
+    /// When it left this hop (forwarded, or sent upstream).
+    pub request_out_ms: Option<u64>,
+    /// When the answer's head reached this hop.
+    pub response_in_ms: Option<u64>,
+    /// When the answer's last byte left this hop.
+    pub response_out_ms: Option<u64>,
+}
+
+/// A call on its way: the answer's head and body, whom to verify it with, and
+/// the request bytes sent so far.
+struct Started {
+    reply: ReplyHead,
+    frames: mpsc::Receiver<CallFrame>,
+    provider_keys: Vec<VerifyingKey>,
+    id: CallId,
+    sent: Arc<AtomicU64>,
+}
+
+/// Calls by role and status class, for metrics.
+#[derive(Default)]
+pub(crate) struct CallCounters {
+    counts: Mutex<HashMap<(&'static str, u16), u64>>,
+}
+
+impl CallCounters {
+    /// Every (role, status) with its count.
+    pub(crate) fn snapshot(&self) -> Vec<((&'static str, u16), u64)> {
+        let mut all: Vec<_> = self.counts.lock().map(|c| c.clone().into_iter().collect()).unwrap_or_default();
+        all.sort();
+        all
+    }
+}
+
+/// Everything the gateway of one node shares.
+pub(crate) struct Gateway {
+    me: NodeId,
+    key: SigningKey,
+    store: Store,
+    inbox: mpsc::Sender<Message>,
+    /// The live link to each neighbour.
+    links: Mutex<HashMap<NodeId, quinn::Connection>>,
+    next: AtomicU64,
+    in_flight: Arc<Semaphore>,
+    /// Per grant: the minute window and the calls in it.
+    rates: Mutex<HashMap<String, (u64, u32)>>,
+    usage: Mutex<VecDeque<UsageRecord>>,
+    pub(crate) counters: CallCounters,
+    http: reqwest::Client,
+    /// Largest request body a call may carry.
+    max_body: u64,
+}
+
+impl Gateway {
+    pub(crate) fn new(
+        me: NodeId,
+        key: SigningKey,
+        store: Store,
+        inbox: mpsc::Sender<Message>,
+        max_body: u64,
+    ) -> Gateway {
+        Gateway {
+            me,
+            key,
+            store,
+            inbox,
+            links: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+            rates: Mutex::new(HashMap::new()),
+            usage: Mutex::new(VecDeque::new()),
+            counters: CallCounters::default(),
+            http: reqwest::Client::new(),
+            max_body,
+        }
+    }
+
+    /// A link to `peer` is up: calls toward it take this connection.
+    pub(crate) fn link_up(&self, peer: NodeId, connection: quinn::Connection) {
+        if let Ok(mut links) = self.links.lock() {
+            links.insert(peer, connection);
+        }
+    }
+
+    /// The link to `peer` ended (unless a newer one replaced it).
+    pub(crate) fn link_down(&self, peer: NodeId, connection: &quinn::Connection) {
+        if let Ok(mut links) = self.links.lock() {
+            if links.get(&peer).is_some_and(|c| c.stable_id() == connection.stable_id()) {
+                links.remove(&peer);
+            }
+        }
+    }
+
+    fn link(&self, peer: NodeId) -> Option<quinn::Connection> {
+        self.links.lock().ok().and_then(|l| l.get(&peer).cloned())
+    }
+
+    async fn keys_of(&self, node: NodeId) -> Vec<VerifyingKey> {
+        let (reply, keys) = oneshot::channel();
+        if self.inbox.send(Message::Keys { node, reply }).await.is_err() {
+            return Vec::new();
+        }
+        keys.await.unwrap_or_default()
+    }
+
+    /// The usage records kept, oldest first, that `keep` admits.
+    pub(crate) fn usage(&self, keep: impl Fn(&UsageRecord) -> bool) -> Vec<UsageRecord> {
+        self.usage.lock().map(|u| u.iter().filter(|r| keep(r)).cloned().collect()).unwrap_or_default()
+    }
+
+    fn record(&self, record: UsageRecord) {
+        if let Ok(mut counts) = self.counters.counts.lock() {
+            *counts.entry((record.role, record.status)).or_default() += 1;
+        }
+        if let Ok(mut usage) = self.usage.lock() {
+            if usage.len() == USAGE_KEPT {
+                usage.pop_front();
+            }
+            usage.push_back(record);
+        }
+    }
+
+    /// Counts a call against its grant's rate: `Err(seconds to wait)` when over.
+    fn admit_rate(&self, grant: &str, per_minute: u32) -> Result<(), u64> {
+        let now = unix_millis();
+        let window = now / 60_000;
+        let Ok(mut rates) = self.rates.lock() else { return Ok(()) };
+        let entry = rates.entry(grant.to_string()).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= per_minute {
+            return Err(60 - (now / 1000) % 60);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// A call of a consumer of this node (`org`, acting as `caller`).
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        caller: String,
+        org: String,
+        request: CallRequest,
+    ) -> Result<CallResponse, CallFailure> {
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| fail(503, "too many calls"))?;
+        let started = unix_millis();
+        let mut usage = UsageRecord {
+            call: String::new(),
+            service: request.service.clone(),
+            caller: caller.clone(),
+            consumer: org.clone(),
+            role: "consumer",
+            endpoint: format!("{} {}", request.method, request.path),
+            status: 0,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            request_in_ms: started,
+            request_out_ms: None,
+            response_in_ms: None,
+            response_out_ms: None,
+        };
+        let outcome = self.start_call(caller, org, request, &mut usage).await;
+        match outcome {
+            Err(failure) => {
+                usage.status = failure.status;
+                usage.error = Some(failure.reason.clone());
+                self.record(usage);
+                Err(failure)
+            }
+            Ok(Started { reply, frames, provider_keys, id, sent }) => {
+                usage.status = reply.status;
+                usage.response_in_ms = Some(unix_millis());
+                let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
+                let gateway = self.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let mut verifier = BodyVerifier::new(id, Direction::Response);
+                    let mut frames = frames;
+                    let error = loop {
+                        let Some(frame) = frames.recv().await else {
+                            break (!verifier.ended()).then(|| "the answer broke off".to_string());
+                        };
+                        match verifier.frame(frame, &provider_keys) {
+                            Ok(bytes) if bytes.is_empty() => {}
+                            Ok(bytes) => {
+                                usage.bytes_out += bytes.len() as u64;
+                                if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                                    break Some("the caller went away".into());
+                                }
+                            }
+                            Err(e) => break Some(e.to_string()),
+                        }
+                        if verifier.ended() {
+                            break None;
+                        }
+                    };
+                    if let Some(e) = &error {
+                        let _ = tx.send(Err(e.clone())).await;
+                        usage.status = if e.starts_with("tampered") { 502 } else { 0 };
+                    }
+                    usage.error = error;
+                    usage.bytes_in = sent.load(Ordering::Relaxed);
+                    usage.response_out_ms = Some(unix_millis());
+                    gateway.record(usage);
+                });
+                Ok(CallResponse { status: reply.status, headers: reply.headers, body: rx })
+            }
+        }
+    }
+
+    /// Checks the grant, signs the head and sends the call on its way (or serves
+    /// it here); returns the answer's head and its body frames.
+    async fn start_call(
+        self: &Arc<Self>,
+        caller: String,
+        org: String,
+        request: CallRequest,
+        usage: &mut UsageRecord,
+    ) -> Result<Started, CallFailure> {
+        let store = self.store.clone();
+        let id = request.service.clone();
+        let service = tokio::task::spawn_blocking(move || cascade_core::StateStore::service(&store, &id))
+            .await
+            .map_err(|e| fail(503, e.to_string()))?
+            .map_err(|e| fail(503, e.to_string()))?
+            .ok_or_else(|| fail(404, format!("no service {}", request.service)))?;
+        if service.status == ServiceStatus::Retired {
+            return Err(fail(404, format!("service {} is retired", service.id)));
+        }
+        let provider = Service::origin_of(&service.id).ok_or_else(|| fail(404, "malformed service id"))?;
+        let grant = self.held_grant(&org, &service.id).await?;
+        if !endpoint_allowed(&grant.endpoints, &request.method, &request.path) {
+            return Err(fail(
+                403,
+                format!("{} {} is not granted by {}", request.method, request.path, grant.id),
+            ));
+        }
+        let id = CallId {
+            node: self.me,
+            started_ms: usage.request_in_ms,
+            n: self.next.fetch_add(1, Ordering::Relaxed),
+        };
+        usage.call = id.to_string();
+        let head = CallHead {
+            id,
+            service: service.id.clone(),
+            provider_node: provider,
+            method: request.method,
+            path: request.path,
+            headers: request.headers,
+            caller,
+            grant,
+            signature: Vec::new(),
+        }
+        .sign(&self.key)
+        .map_err(|e| fail(503, e.to_string()))?;
+        let (frames_tx, frames_rx) = mpsc::channel(CHUNKS_QUEUED);
+        let key = self.key.clone();
+        let max_body = self.max_body;
+        let mut body = request.body;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted = sent.clone();
+        // The request body, signed in checkpoints, as frames.
+        tokio::spawn(async move {
+            let mut signer = BodySigner::new(id, Direction::Request);
+            while let Some(chunk) = body.recv().await {
+                let Ok(chunk) = chunk else { return };
+                let total = counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+                if total > max_body {
+                    return;
+                }
+                let Ok(frames) = signer.frames(&key, &chunk) else { return };
+                for frame in frames {
+                    if frames_tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if let Ok(end) = signer.end(&key) {
+                let _ = frames_tx.send(end).await;
+            }
+        });
+        usage.request_out_ms = Some(unix_millis());
+        let provider_keys = self.keys_of(provider).await;
+        let (reply, frames) = match call_next_hop(self.me, provider) {
+            Route::Here => self.clone().provide(head, frames_rx).await,
+            Route::Via(hop) => self.forward(head, frames_rx, hop).await,
+            Route::Unroutable => return Err(fail(504, format!("no route from {} to {provider}", self.me))),
+        };
+        let signer_keys =
+            if reply.by == provider { provider_keys.clone() } else { self.keys_of(reply.by).await };
+        if !reply.verify(&signer_keys) {
+            return Err(fail(
+                502,
+                format!("tampered: the answer claiming to be {}'s does not verify", reply.by),
+            ));
+        }
+        if let Some(error) = &reply.error {
+            let retry_after = reply
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                .and_then(|(_, v)| v.parse().ok());
+            return Err(CallFailure { status: reply.status, reason: error.clone(), retry_after });
+        }
+        Ok(Started { reply, frames, provider_keys, id, sent })
+    }
+
+    /// The grant `org` holds for `service` at this node, if it is usable now.
+    async fn held_grant(
+        &self,
+        org: &str,
+        service: &str,
+    ) -> Result<cascade_protocol::workflow::Grant, CallFailure> {
+        let store = self.store.clone();
+        let (org, service) = (org.to_string(), service.to_string());
+        let me = self.me;
+        let now = unix_millis() / 1000;
+        let found = tokio::task::spawn_blocking(move || {
+            store.grants_for(me, &org, &Resource::Service(service.clone()))
+        })
+        .await
+        .map_err(|e| fail(503, e.to_string()))?
+        .map_err(|e| fail(503, e.to_string()))?;
+        if let Some(g) = found.iter().find(|g| g.is_valid(now)) {
+            return Ok(g.grant.clone());
+        }
+        Err(match found.last() {
+            None => fail(403, "no grant: apply for this service first"),
+            Some(g) if g.revoked_at.is_some() => fail(
+                403,
+                format!("grant {} was revoked: {}", g.grant.id, g.revoke_reason.clone().unwrap_or_default()),
+            ),
+            Some(g) => fail(403, format!("grant {} expired at {}", g.grant.id, g.grant.expires_at)),
+        })
+    }
+
+    /// Sends a call to `hop` and returns the answer's head and body frames.
+    async fn forward(
+        self: &Arc<Self>,
+        head: CallHead,
+        mut frames: mpsc::Receiver<CallFrame>,
+        hop: NodeId,
+    ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        let id = head.id;
+        let Some(connection) = self.link(hop) else {
+            return self.error_reply(
+                id,
+                504,
+                format!("{} could not forward the call: no link to {hop}", self.me),
+            );
+        };
+        let (mut send, mut recv) = match connection.open_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                return self.error_reply(
+                    id,
+                    504,
+                    format!("{} could not forward the call to {hop}: {e}", self.me),
+                )
+            }
+        };
+        if write_message(&mut send, &head).await.is_err() {
+            return self.error_reply(id, 504, format!("{} could not forward the call to {hop}", self.me));
+        }
+        tokio::spawn(async move {
+            while let Some(frame) = frames.recv().await {
+                if write_message(&mut send, &frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = send.finish();
+        });
+        let reply = tokio::time::timeout(
+            CALL_HEAD_TIMEOUT,
+            read_message::<ReplyHead>(&mut recv, MAX_CALL_HEAD_BYTES),
+        )
+        .await;
+        let reply = match reply {
+            Ok(Ok(Some((reply, _)))) => reply,
+            _ => return self.error_reply(id, 504, format!("{hop} did not answer the call in time")),
+        };
+        let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
+        tokio::spawn(async move {
+            while let Ok(Some((frame, _))) = read_message::<CallFrame>(&mut recv, MAX_CALL_FRAME_BYTES).await
+            {
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (reply, rx)
+    }
+
+    fn error_reply(&self, id: CallId, status: u16, error: String) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        let mut headers = Vec::new();
+        if let Some(seconds) =
+            error.strip_prefix("rate limited; retry after ").and_then(|s| s.split(' ').next())
+        {
+            headers.push(("retry-after".to_string(), seconds.to_string()));
+        }
+        let head = ReplyHead { id, by: self.me, status, headers, error: Some(error), signature: Vec::new() };
+        let head = head.sign(&self.key).unwrap_or_else(|_| ReplyHead {
+            id,
+            by: self.me,
+            status: 503,
+            headers: Vec::new(),
+            error: Some("signing failed".into()),
+            signature: Vec::new(),
+        });
+        (head, mpsc::channel(1).1)
+    }
+
+    /// Serves a call for one of this node's services: checks, then the upstream.
+    async fn provide(
+        self: Arc<Self>,
+        head: CallHead,
+        frames: mpsc::Receiver<CallFrame>,
+    ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        let id = head.id;
+        let mut usage = UsageRecord {
+            call: id.to_string(),
+            service: head.service.clone(),
+            caller: head.caller.clone(),
+            consumer: head.grant.grantee.clone(),
+            role: "provider",
+            endpoint: format!("{} {}", head.method, head.path),
+            status: 0,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            request_in_ms: unix_millis(),
+            request_out_ms: None,
+            response_in_ms: None,
+            response_out_ms: None,
+        };
+        let checked = self.check_call(&head).await;
+        let (service, upstream, consumer_keys) = match checked {
+            Ok(ok) => ok,
+            Err(failure) => {
+                usage.status = failure.status;
+                usage.error = Some(failure.reason.clone());
+                self.record(usage);
+                let reason = match failure.retry_after {
+                    Some(s) => format!("rate limited; retry after {s} s ({})", failure.reason),
+                    None => failure.reason,
+                };
+                return self.error_reply(id, failure.status, reason);
+            }
+        };
+        // The request body, released checkpoint by checkpoint, to the upstream.
+        let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_QUEUED);
+        let tampered = Arc::new(Mutex::new(None::<String>));
+        let seen = tampered.clone();
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let counted = bytes_in.clone();
+        tokio::spawn(async move {
+            let mut frames = frames;
+            let mut verifier = BodyVerifier::new(id, Direction::Request);
+            while let Some(frame) = frames.recv().await {
+                match verifier.frame(frame, &consumer_keys) {
+                    Ok(bytes) if bytes.is_empty() => {}
+                    Ok(bytes) => {
+                        counted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        if body_tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut t) = seen.lock() {
+                            *t = Some(e.to_string());
+                        }
+                        let _ = body_tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                }
+                if verifier.ended() {
+                    return;
+                }
+            }
+            let _ = body_tx.send(Err(std::io::Error::other("the request body broke off"))).await;
+        });
+        let stream =
+            futures_util::stream::unfold(
+                body_rx,
+                |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+            );
+        let url = format!("{}{}", upstream.trim_end_matches('/'), head.path);
+        let method = reqwest::Method::from_bytes(head.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut outgoing = self.http.request(method, &url).body(reqwest::Body::wrap_stream(stream));
+        for (name, value) in &head.headers {
+            outgoing = outgoing.header(name, value);
+        }
+        usage.request_out_ms = Some(unix_millis());
+        let answer = outgoing.send().await;
+        usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+        let tamper = tampered.lock().ok().and_then(|t| t.clone());
+        let response = match (answer, tamper) {
+            (_, Some(tamper)) => {
+                usage.status = 502;
+                usage.error = Some(tamper.clone());
+                self.record(usage);
+                return self.error_reply(
+                    id,
+                    502,
+                    format!("the request body was altered on the way: {tamper}"),
+                );
+            }
+            (Err(e), None) => {
+                usage.status = 502;
+                usage.error = Some(e.to_string());
+                self.record(usage);
+                return self.error_reply(id, 502, format!("upstream of {} unreachable: {e}", service.id));
+            }
+            (Ok(response), None) => response,
+        };
+        usage.response_in_ms = Some(unix_millis());
+        let upstream_status = response.status().as_u16();
+        let verify = service.draft.kind == ServiceKind::Verify;
+        let (status, headers) = if verify {
+            (200, vec![("content-type".to_string(), "application/json".to_string())])
+        } else {
+            let keep = ["content-type", "content-language", "cache-control", "etag", "last-modified"];
+            let headers = response
+                .headers()
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            (upstream_status, headers)
+        };
+        usage.status = status;
+        let reply = ReplyHead { id, by: self.me, status, headers, error: None, signature: Vec::new() };
+        let reply = match reply.sign(&self.key) {
+            Ok(reply) => reply,
+            Err(e) => return self.error_reply(id, 503, e.to_string()),
+        };
+        let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut signer = BodySigner::new(id, Direction::Response);
+            let mut response = response;
+            if verify {
+                // A check of facts answers whether they match, never the data.
+                let body = format!("{{\"match\":{}}}", (200..300).contains(&upstream_status));
+                let frames = signer.frames(&gateway.key, body.as_bytes()).unwrap_or_default();
+                usage.bytes_out = body.len() as u64;
+                for frame in frames {
+                    let _ = tx.send(frame).await;
+                }
+            } else {
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            usage.bytes_out += chunk.len() as u64;
+                            let Ok(frames) = signer.frames(&gateway.key, &chunk) else { break };
+                            for frame in frames {
+                                if tx.send(frame).await.is_err() {
+                                    usage.error = Some("the consumer went away".into());
+                                    usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+                                    gateway.record(usage);
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            usage.error = Some(format!("upstream broke off: {e}"));
+                            usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+                            gateway.record(usage);
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Ok(end) = signer.end(&gateway.key) {
+                let _ = tx.send(end).await;
+            }
+            usage.response_out_ms = Some(unix_millis());
+            usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+            gateway.record(usage);
+        });
+        (reply, rx)
+    }
+
+    /// Everything the provider's node checks before a call reaches the upstream:
+    /// the envelope's signature, the grant's (by this node), that the grant is
+    /// this node's record of it, unrevoked, unexpired, for this caller's node and
+    /// this service and endpoint, and the rate.
+    async fn check_call(&self, head: &CallHead) -> Result<(Service, String, Vec<VerifyingKey>), CallFailure> {
+        head.check_form().map_err(|e| fail(400, e.to_string()))?;
+        let consumer_keys = self.keys_of(head.id.node).await;
+        if !head.verify(&consumer_keys) {
+            return Err(fail(403, "tampered: the call envelope does not verify"));
+        }
+        let own = self.keys_of(self.me).await;
+        if head.grant.provider_node != self.me || !head.grant.verify(&own) {
+            return Err(fail(403, format!("grant {} is not one this node signed", head.grant.id)));
+        }
+        let store = self.store.clone();
+        let (grant_id, service_id) = (head.grant.id.clone(), head.service.clone());
+        let (record, service, upstream) = tokio::task::spawn_blocking(move || {
+            use cascade_core::StateStore;
+            Ok::<_, cascade_core::StoreError>((
+                store.grant(&grant_id)?,
+                store.service(&service_id)?,
+                store.upstream(&service_id)?,
+            ))
+        })
+        .await
+        .map_err(|e| fail(503, e.to_string()))?
+        .map_err(|e| fail(503, e.to_string()))?;
+        let record = record.ok_or_else(|| fail(403, format!("grant {} is unknown here", head.grant.id)))?;
+        if record.grant != head.grant {
+            return Err(fail(403, format!("grant {} differs from the one issued", head.grant.id)));
+        }
+        if let Some(at) = record.revoked_at {
+            return Err(fail(403, format!("grant {} was revoked at {at}", record.grant.id)));
+        }
+        if !record.grant.is_current(unix_millis() / 1000) {
+            return Err(fail(
+                403,
+                format!("grant {} expired at {}", record.grant.id, record.grant.expires_at),
+            ));
+        }
+        if record.grant.grantee_node != head.id.node {
+            return Err(fail(
+                403,
+                format!("grant {} belongs to node {}", record.grant.id, record.grant.grantee_node),
+            ));
+        }
+        if record.grant.resource != Resource::Service(head.service.clone()) {
+            return Err(fail(403, format!("grant {} is for {}", record.grant.id, record.grant.resource)));
+        }
+        if !endpoint_allowed(&record.grant.endpoints, &head.method, &head.path) {
+            return Err(fail(403, format!("{} {} is not granted", head.method, head.path)));
+        }
+        let service = service
+            .filter(|s| s.status == ServiceStatus::Active)
+            .ok_or_else(|| fail(404, format!("service {} is not offered here", head.service)))?;
+        let upstream = upstream.ok_or_else(|| fail(502, "no upstream configured"))?;
+        if let Err(wait) = self.admit_rate(&record.grant.id, record.grant.rate_limit_per_minute) {
+            return Err(CallFailure {
+                status: 429,
+                reason: format!("{} calls a minute granted", record.grant.rate_limit_per_minute),
+                retry_after: Some(wait),
+            });
+        }
+        Ok((service, upstream, consumer_keys))
+    }
+
+    /// Checks a call passing through: its envelope and grant signatures, that the
+    /// grant is current and names the calling node and this service.
+    async fn check_relayed(&self, head: &CallHead) -> Result<(), CallFailure> {
+        head.check_form().map_err(|e| fail(400, e.to_string()))?;
+        if !head.verify(&self.keys_of(head.id.node).await) {
+            return Err(fail(403, "tampered: the call envelope does not verify"));
+        }
+        let grant = &head.grant;
+        if grant.provider_node != head.provider_node || !grant.verify(&self.keys_of(head.provider_node).await)
+        {
+            return Err(fail(403, format!("grant {} is not signed by {}", grant.id, head.provider_node)));
+        }
+        if !grant.is_current(unix_millis() / 1000) {
+            return Err(fail(403, format!("grant {} expired at {}", grant.id, grant.expires_at)));
+        }
+        if grant.grantee_node != head.id.node || grant.resource != Resource::Service(head.service.clone()) {
+            return Err(fail(403, format!("grant {} does not cover this call", grant.id)));
+        }
+        Ok(())
+    }
+
+    /// Serves one call stream a neighbour opened: as the provider, or as a relay.
+    pub(crate) async fn serve(self: Arc<Self>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+        let head = match tokio::time::timeout(
+            CALL_HEAD_TIMEOUT,
+            read_message::<CallHead>(&mut recv, MAX_CALL_HEAD_BYTES),
+        )
+        .await
+        {
+            Ok(Ok(Some((head, _)))) => head,
+            _ => return,
+        };
+        let span = info_span!("call", id = %head.id, service = %head.service);
+        async move {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                let (reply, _) =
+                    self.error_reply(head.id, 503, format!("{} is serving too many calls", self.me));
+                let _ = write_message(&mut send, &reply).await;
+                let _ = send.finish();
+                return;
+            };
+            let (tx, frames) = mpsc::channel(CHUNKS_QUEUED);
+            tokio::spawn(async move {
+                while let Ok(Some((frame, _))) =
+                    read_message::<CallFrame>(&mut recv, MAX_CALL_FRAME_BYTES).await
+                {
+                    if tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let (reply, mut body) = if head.provider_node == self.me {
+                self.clone().provide(head, frames).await
+            } else {
+                self.relay(head, frames).await
+            };
+            if write_message(&mut send, &reply).await.is_err() {
+                return;
+            }
+            while let Some(frame) = body.recv().await {
+                if write_message(&mut send, &frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = send.finish();
+            drop(permit);
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Passes a call on toward its provider, after checking it.
+    async fn relay(
+        self: Arc<Self>,
+        head: CallHead,
+        frames: mpsc::Receiver<CallFrame>,
+    ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        let mut usage = UsageRecord {
+            call: head.id.to_string(),
+            service: head.service.clone(),
+            caller: head.caller.clone(),
+            consumer: head.grant.grantee.clone(),
+            role: "relay",
+            endpoint: format!("{} {}", head.method, head.path),
+            status: 0,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            request_in_ms: unix_millis(),
+            request_out_ms: None,
+            response_in_ms: None,
+            response_out_ms: None,
+        };
+        if let Err(failure) = self.check_relayed(&head).await {
+            usage.status = failure.status;
+            usage.error = Some(failure.reason.clone());
+            self.record(usage);
+            return self.error_reply(head.id, failure.status, failure.reason);
+        }
+        let hop = match call_next_hop(self.me, head.provider_node) {
+            Route::Via(hop) => hop,
+            _ => {
+                return self.error_reply(
+                    head.id,
+                    504,
+                    format!("{} has no route to {}", self.me, head.provider_node),
+                )
+            }
+        };
+        // Count the bytes each way as they pass.
+        let (counted_tx, counted_rx) = mpsc::channel(CHUNKS_QUEUED);
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let count_in = bytes_in.clone();
+        tokio::spawn(async move {
+            let mut frames = frames;
+            while let Some(frame) = frames.recv().await {
+                if let CallFrame::Data(d) = &frame {
+                    count_in.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                if counted_tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        usage.request_out_ms = Some(unix_millis());
+        let (reply, mut body) = self.forward(head, counted_rx, hop).await;
+        usage.response_in_ms = Some(unix_millis());
+        usage.status = reply.status;
+        usage.error = reply.error.clone();
+        let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = body.recv().await {
+                if let CallFrame::Data(d) = &frame {
+                    usage.bytes_out += d.len() as u64;
+                }
+                if tx.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+            usage.response_out_ms = Some(unix_millis());
+            gateway.record(usage);
+        });
+        debug!(%hop, "call relayed");
+        (reply, rx)
+    }
+}
+
+/// Accepts the call streams a neighbour opens on a link, until the link ends.
+pub(crate) async fn accept_calls(gateway: Arc<Gateway>, connection: quinn::Connection) {
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        tokio::spawn(gateway.clone().serve(send, recv));
+    }
+}
