@@ -233,6 +233,17 @@ async fn rates_are_limited_upstreams_down_are_502_and_verify_services_answer_onl
     let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
 
+    // A grant that expires: refused once it has (no message needed), and recorded.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let brief = offer(&fed, &upstream, "query", json!([{"method": "GET", "path": "/taxes/{id}"}])).await;
+    granted(&fed, &zhao, &org, &brief, json!({"expires_at": now + 2})).await;
+    let path = format!("/gateway/{brief}/taxes/1");
+    eventually("the grant expires", || async {
+        let answer = call(&fed, &token, "GET", &path, vec![]).await;
+        answer.status() == 403 && answer.text().await.unwrap().contains("expired")
+    })
+    .await;
+
     // An upstream that is down: 502 naming it.
     let down =
         offer(&fed, "http://127.0.0.1:9", "query", json!([{"method": "GET", "path": "/taxes/{id}"}])).await;
@@ -252,4 +263,261 @@ async fn rates_are_limited_upstreams_down_are_502_and_verify_services_answer_onl
     let (_, usage) = jinan.call("GET", "/api/v1/usage", None).await;
     assert!(usage["returned"].as_u64().unwrap() >= 6, "{usage}");
     fed.fed.shutdown().await.unwrap();
+}
+
+/// What the hub double does to the next call stream Jinan opens through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Meddle {
+    /// Passes it on verbatim.
+    Nothing,
+    /// Changes the path in the signed envelope.
+    Envelope,
+    /// Flips a byte of the request body.
+    RequestBody,
+    /// Flips a byte of the response body.
+    ResponseBody,
+}
+
+/// Copies call frames from `recv` to `send`, flipping one body byte if `flip`.
+async fn pipe(mut recv: quinn::RecvStream, mut send: quinn::SendStream, flip: bool) {
+    use cascade_protocol::call::{CallFrame, MAX_CALL_FRAME_BYTES};
+    let mut flipped = !flip;
+    while let Ok(Some((mut frame, _))) = read_message::<CallFrame>(&mut recv, MAX_CALL_FRAME_BYTES).await {
+        if let (false, CallFrame::Data(bytes)) = (flipped, &mut frame) {
+            if let Some(b) = bytes.first_mut() {
+                *b ^= 1;
+                flipped = true;
+            }
+        }
+        if write_message(&mut send, &frame).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+use cascade_protocol::call::{CallHead, ReplyHead, MAX_CALL_HEAD_BYTES};
+use cascade_protocol::{Delta, DeltaBody, Frame, GENESIS_HASH};
+use cascade_transport::{read_frame, read_message, write_frame, write_message};
+use std::sync::{Arc, Mutex};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded() {
+    // Jinan calls Beijing through the Shandong hub, a test double that relays the
+    // logs and routed messages honestly and meddles with calls on demand.
+    let mut fed = Fed::prepare(FOUR_PROVINCES);
+    fed.fed.start(nid("100000")).await.unwrap();
+    fed.fed.start(nid("110000")).await.unwrap();
+    let (hub_creds, root) = creds_of(&fed, "370000");
+    let hub_key = hub_creds.signing_key().unwrap();
+    let hub = endpoint(&hub_creds, &root);
+    fed.fed.set_parent_addr(nid("370100"), hub.local_addr().unwrap()).unwrap();
+    let national = fed.fed.node(nid("100000")).unwrap().node.quic_addr();
+    let up = hub.connect(national, nid("100000")).await.unwrap();
+    let up_connection = up.connection.clone();
+    fed.fed.start(nid("370100")).await.unwrap();
+    let down = hub.admit(hub.accept().await.unwrap(), |_| Ok(())).await.unwrap();
+    let down_connection = down.connection.clone();
+    let (mut up_send, mut up_recv, mut down_send, mut down_recv) = (up.send, up.recv, down.send, down.recv);
+    let log = cascade_protocol::LogId { origin: nid("370000"), scope: cascade_protocol::Scope::Federation };
+    let join = Arc::new(
+        Delta::sign(&hub_key, log, 1, GENESIS_HASH, &DeltaBody::Join { chain: hub_creds.chain.clone() })
+            .unwrap(),
+    );
+    write_frame(&mut up_send, &Frame::Hello { vv: vec![] }).await.unwrap();
+    write_frame(&mut up_send, &Frame::Deltas(vec![join])).await.unwrap();
+    write_frame(&mut down_send, &Frame::Hello { vv: vec![] }).await.unwrap();
+    // The sync streams, relayed verbatim both ways (Hellos aside: each end had one).
+    tokio::spawn(async move {
+        while let Ok(Some((frame, _))) = read_frame(&mut down_recv).await {
+            if !matches!(frame, Frame::Hello { .. }) && write_frame(&mut up_send, &frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok(Some((frame, _))) = read_frame(&mut up_recv).await {
+            if !matches!(frame, Frame::Hello { .. }) && write_frame(&mut down_send, &frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    // Call streams Jinan opens: passed up, meddled with as told.
+    let meddle = Arc::new(Mutex::new(Meddle::Nothing));
+    let told = meddle.clone();
+    let to_national = up_connection.clone();
+    tokio::spawn(async move {
+        while let Ok((mut back, mut from_jinan)) = down_connection.accept_bi().await {
+            let how = *told.lock().unwrap();
+            let (mut onward, from_national) = to_national.open_bi().await.unwrap();
+            let Ok(Some((mut head, _))) =
+                read_message::<CallHead>(&mut from_jinan, MAX_CALL_HEAD_BYTES).await
+            else {
+                continue;
+            };
+            if how == Meddle::Envelope {
+                head.path = "/taxes/43".into();
+            }
+            write_message(&mut onward, &head).await.unwrap();
+            tokio::spawn(pipe(from_jinan, onward, how == Meddle::RequestBody));
+            tokio::spawn(async move {
+                let mut from_national = from_national;
+                if let Ok(Some((reply, _))) =
+                    read_message::<ReplyHead>(&mut from_national, MAX_CALL_HEAD_BYTES).await
+                {
+                    let _ = write_message(&mut back, &reply).await;
+                    pipe(from_national, back, how == Meddle::ResponseBody).await;
+                }
+            });
+        }
+    });
+
+    // Beijing offers a service; Jinan's consumer is granted it.
+    let upstream = upstream().await;
+    let mut entry = fed.entry_at("110000", "北京企业纳税信息").await;
+    entry["share_type"] = json!("unconditional");
+    let (_, saved) = fed.post("110000", "/api/v1/catalog", entry).await;
+    let code = saved["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        fed.post(
+            "110000",
+            &format!("/api/v1/catalog/{}/publish", encode(&code)),
+            json!({"scope": "federation"})
+        )
+        .await
+        .0,
+        200
+    );
+    let provider = cascade_protocol::org::Organization::government_code(nid("110000"), 1);
+    let service = json!({"name": "纳税查询", "entry": {"origin": 110000, "code": code}, "provider": provider,
+        "kind": "query", "endpoints": [{"method": "GET", "path": "/taxes/{id}"}, {"method": "POST", "path": "/echo"}],
+        "sensitivity": 2, "rate_limit_per_minute": 600, "upstream": upstream});
+    let (_, created) = fed.post("110000", "/api/v1/services", service).await;
+    let service = created["id"].as_str().unwrap().to_string();
+    let org = fed.register_org("370100").await;
+    let body = json!({"username": "sun", "password": PASSWORD, "organization": org, "roles": ["consumer"]});
+    assert_eq!(fed.post("370100", "/api/v1/accounts", body).await.0, 201);
+    let (_, session) = fed.login("370100", "sun", PASSWORD).await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let sun = fed.with_token("370100", &token);
+    eventually("Jinan sees the service", || async {
+        fed.get("370100", &format!("/api/v1/services/{service}")).await.0 == 200
+    })
+    .await;
+    let apply =
+        json!({"resource": {"service": service}, "consumer": org, "purpose": "audit", "period_days": 1});
+    let (_, a) = sun.call("POST", "/api/v1/applications", Some(apply)).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    eventually("granted at once", || async {
+        sun.call("GET", &format!("/api/v1/applications/{id}"), None).await.1["state"] == "granted"
+    })
+    .await;
+    let taxes = format!("/gateway/{service}/taxes/42");
+    assert_eq!(
+        call_at(&fed, "370100", &token, "GET", &taxes, vec![]).await.status(),
+        200,
+        "relayed honestly"
+    );
+
+    // 1. The envelope altered: refused by the next hop as tampered (403).
+    *meddle.lock().unwrap() = Meddle::Envelope;
+    let refused = call_at(&fed, "370100", &token, "GET", &taxes, vec![]).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("tampered"));
+    // 2. The request body altered: the provider's node catches it at the checkpoint,
+    //    before the byte reaches the upstream.
+    *meddle.lock().unwrap() = Meddle::RequestBody;
+    let payload = vec![7u8; 600_000];
+    let echo = format!("/gateway/{service}/echo");
+    //    (An upstream that answers before it has read the body has said 200 by then:
+    //    the answer is cut instead.)
+    let altered = call_at(&fed, "370100", &token, "POST", &echo, payload.clone()).await;
+    if altered.status() == 502 {
+        assert!(altered.text().await.unwrap().contains("altered"));
+    } else {
+        assert!(altered.bytes().await.is_err(), "the answer is cut");
+    }
+    // 3. The response body altered: Jinan's node catches it and cuts the answer.
+    *meddle.lock().unwrap() = Meddle::ResponseBody;
+    let cut = call_at(&fed, "370100", &token, "POST", &echo, payload.clone()).await;
+    assert!(cut.bytes().await.is_err(), "the caller never gets altered bytes as if whole");
+    *meddle.lock().unwrap() = Meddle::Nothing;
+
+    // 4. The hub calls in its own name with a grant it forged, and with Jinan's grant.
+    let (_, held) = sun.call("GET", "/api/v1/grants?box=held", None).await;
+    let genuine: cascade_protocol::workflow::Grant = {
+        let mut g = held["grants"][0].clone();
+        let hex = g["signature"].as_str().unwrap().to_string();
+        g["signature"] = json!((0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>());
+        for k in ["revoked_at", "revoke_reason", "valid"] {
+            g.as_object_mut().unwrap().remove(k);
+        }
+        serde_json::from_value(g).unwrap()
+    };
+    let forged = cascade_protocol::workflow::Grant {
+        grantee_node: nid("370000"),
+        signature: vec![],
+        ..genuine.clone()
+    }
+    .sign(&hub_key)
+    .unwrap();
+    for (grant, why) in [(forged, "is not signed by 110000"), (genuine, "does not cover this call")] {
+        let head = CallHead {
+            id: cascade_protocol::call::CallId { node: nid("370000"), started_ms: 1, n: 1 },
+            service: service.clone(),
+            provider_node: nid("110000"),
+            method: "GET".into(),
+            path: "/taxes/42".into(),
+            headers: vec![],
+            caller: "hub".into(),
+            grant,
+            signature: vec![],
+        }
+        .sign(&hub_key)
+        .unwrap();
+        let (mut send, mut recv) = up_connection.open_bi().await.unwrap();
+        write_message(&mut send, &head).await.unwrap();
+        let (reply, _) = read_message::<ReplyHead>(&mut recv, MAX_CALL_HEAD_BYTES).await.unwrap().unwrap();
+        assert_eq!(reply.status, 403, "{reply:?}");
+        assert!(reply.error.as_deref().unwrap_or("").contains(why), "{reply:?}");
+    }
+
+    // Each refusal is on record where it was decided, and nothing reached the upstream twice.
+    let (_, national) = fed.get("100000", "/api/v1/usage").await;
+    let errors: Vec<&str> =
+        national["usage"].as_array().unwrap().iter().filter_map(|r| r["error"].as_str()).collect();
+    assert!(errors.iter().any(|e| e.contains("tampered")), "{errors:?}");
+    assert_eq!(errors.iter().filter(|e| e.contains("grant")).count(), 2, "{errors:?}");
+    let (_, beijing) = fed.get("110000", "/api/v1/usage").await;
+    let provider_errors: Vec<&str> =
+        beijing["usage"].as_array().unwrap().iter().filter_map(|r| r["error"].as_str()).collect();
+    assert!(provider_errors.iter().any(|e| e.contains("tampered")), "{provider_errors:?}");
+    let (_, jinan) = fed.get("370100", "/api/v1/usage").await;
+    let consumer_errors: Vec<&str> =
+        jinan["usage"].as_array().unwrap().iter().filter_map(|r| r["error"].as_str()).collect();
+    assert!(consumer_errors.iter().any(|e| e.contains("tampered")), "the cut answer: {consumer_errors:?}");
+    fed.fed.shutdown().await.unwrap();
+}
+
+/// Sends a raw request through node `at`'s gateway as `token`.
+async fn call_at(
+    fed: &Fed,
+    at: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let (url, _) = fed.url_token(at);
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }

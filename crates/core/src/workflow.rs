@@ -8,7 +8,6 @@ use crate::core::Core;
 use crate::store::StateStore;
 use cascade_access::{Permission, Principal};
 use cascade_protocol::catalog::{EntryStatus, ShareType};
-use cascade_protocol::limits::MAX_CLOCK_SKEW_S;
 use cascade_protocol::routed::{Routed, RoutedBody};
 use cascade_protocol::service::{Endpoint, Service, ServiceStatus, MAX_RATE_LIMIT_PER_MINUTE};
 use cascade_protocol::workflow::{
@@ -358,7 +357,7 @@ impl<S: StateStore> Core<S> {
             ));
         }
         let expires_at = approval.expires_at.unwrap_or(now + u64::from(a.period_days) * DAY_S);
-        if expires_at <= now + MAX_CLOCK_SKEW_S {
+        if expires_at <= now {
             return Err(CommandError::field("expires_at", "must be in the future"));
         }
         if let Some(c) = &approval.conditions {

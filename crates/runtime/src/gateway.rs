@@ -671,7 +671,9 @@ impl Gateway {
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            usage.error = Some(format!("upstream broke off: {e}"));
+                            // The upstream stops when the request body is cut for tampering.
+                            let tamper = tampered.lock().ok().and_then(|t| t.clone());
+                            usage.error = Some(tamper.unwrap_or_else(|| format!("upstream broke off: {e}")));
                             usage.bytes_in = bytes_in.load(Ordering::Relaxed);
                             gateway.record(usage);
                             return;
