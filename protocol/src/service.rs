@@ -14,8 +14,9 @@ pub const MAX_SERVICE_NAME_CHARS: usize = 200;
 pub const MAX_ENDPOINTS: usize = 32;
 /// Longest endpoint path template, in bytes.
 pub const MAX_ENDPOINT_PATH_BYTES: usize = 256;
-/// Highest default rate limit (calls per minute and consumer): a thousand a second.
-pub const MAX_RATE_LIMIT_PER_MINUTE: u32 = 60_000;
+/// Highest rate limit (calls per minute and grant): ten thousand a second, more
+/// than one node's gateway serves.
+pub const MAX_RATE_LIMIT_PER_MINUTE: u32 = 600_000;
 /// The HTTP methods an endpoint may name.
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 

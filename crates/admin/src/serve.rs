@@ -141,6 +141,9 @@ pub async fn serve(
                 continue;
             }
         };
+        // Streamed answers (gateway calls) go out in several writes: without this,
+        // Nagle's algorithm holds the last one for the client's delayed ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
         let admitted = connections.lock().ok().and_then(|mut c| c.admit());
         let Some((id, busy, cancel)) = admitted else {
             debug!(%remote, "every admin connection is in use; refused");

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tracing::{debug, info_span, Instrument};
+use tracing::{info_span, Instrument};
 
 /// Calls a node serves at once (as consumer, relay or provider): beyond, a call
 /// is answered 503 at once instead of queueing.
@@ -34,6 +34,8 @@ pub const MAX_CALLS_IN_FLIGHT: usize = 256;
 pub const CALL_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Usage records kept in memory for `GET /api/v1/usage`, newest last.
 pub const USAGE_KEPT: usize = 10_000;
+/// How long the consumer's node reuses what it read of its grants.
+const HELD_GRANTS_MS: u64 = 1_000;
 /// Body chunks queued between a hop's reader and writer: with QUIC flow control,
 /// the backpressure that keeps a hop's memory bounded.
 const CHUNKS_QUEUED: usize = 8;
@@ -111,6 +113,9 @@ pub struct UsageRecord {
     pub response_out_ms: Option<u64>,
 }
 
+/// The grants an organization holds for a service, and when they were read (ms).
+type HeldGrants = (u64, Vec<cascade_core::GrantRecord>);
+
 /// A call on its way: the answer's head and body, whom to verify it with, and
 /// the request bytes sent so far.
 struct Started {
@@ -144,6 +149,15 @@ pub(crate) struct Gateway {
     inbox: mpsc::Sender<Message>,
     /// The live link to each neighbour.
     links: Mutex<HashMap<NodeId, quinn::Connection>>,
+    /// Members' keys as last asked of the core (asked again when a signature
+    /// fails with them: a key rotation adds one).
+    keys: Mutex<HashMap<NodeId, Vec<VerifyingKey>>>,
+    /// Grants this node's consumers hold, by organization and service, as read
+    /// from the store at most `HELD_GRANTS_MS` ago (the provider checks its own
+    /// record of every grant on every call: this only spares the store).
+    held: Mutex<HashMap<(String, String), HeldGrants>>,
+    /// Signatures of grants a relay verified (a grant is presented call after call).
+    verified: Mutex<std::collections::HashSet<Vec<u8>>>,
     next: AtomicU64,
     in_flight: Arc<Semaphore>,
     /// Per grant: the minute window and the calls in it.
@@ -169,12 +183,15 @@ impl Gateway {
             store,
             inbox,
             links: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            verified: Mutex::new(std::collections::HashSet::new()),
             next: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             rates: Mutex::new(HashMap::new()),
             usage: Mutex::new(VecDeque::new()),
             counters: CallCounters::default(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder().tcp_nodelay(true).build().unwrap_or_default(),
             max_body,
         }
     }
@@ -199,12 +216,30 @@ impl Gateway {
         self.links.lock().ok().and_then(|l| l.get(&peer).cloned())
     }
 
+    /// The keys `node` signed with, from the cache or the core.
     async fn keys_of(&self, node: NodeId) -> Vec<VerifyingKey> {
+        if let Some(keys) = self.keys.lock().ok().and_then(|k| k.get(&node).cloned()) {
+            return keys;
+        }
+        self.fresh_keys_of(node).await
+    }
+
+    async fn fresh_keys_of(&self, node: NodeId) -> Vec<VerifyingKey> {
         let (reply, keys) = oneshot::channel();
         if self.inbox.send(Message::Keys { node, reply }).await.is_err() {
             return Vec::new();
         }
-        keys.await.unwrap_or_default()
+        let keys = keys.await.unwrap_or_default();
+        if let (false, Ok(mut cache)) = (keys.is_empty(), self.keys.lock()) {
+            cache.insert(node, keys.clone());
+        }
+        keys
+    }
+
+    /// Whether `check` passes with `node`'s keys (asking the core again once if
+    /// the cached keys fail: the node may have a new one).
+    async fn signed_by(&self, node: NodeId, check: impl Fn(&[VerifyingKey]) -> bool) -> bool {
+        check(&self.keys_of(node).await) || check(&self.fresh_keys_of(node).await)
     }
 
     /// The usage records kept, oldest first, that `keep` admits.
@@ -323,11 +358,7 @@ impl Gateway {
         request: CallRequest,
         usage: &mut UsageRecord,
     ) -> Result<Started, CallFailure> {
-        let store = self.store.clone();
-        let id = request.service.clone();
-        let service = tokio::task::spawn_blocking(move || cascade_core::StateStore::service(&store, &id))
-            .await
-            .map_err(|e| fail(503, e.to_string()))?
+        let service = cascade_core::StateStore::service(&self.store, &request.service)
             .map_err(|e| fail(503, e.to_string()))?
             .ok_or_else(|| fail(404, format!("no service {}", request.service)))?;
         if service.status == ServiceStatus::Retired {
@@ -387,20 +418,18 @@ impl Gateway {
             }
         });
         usage.request_out_ms = Some(unix_millis());
-        let provider_keys = self.keys_of(provider).await;
         let (reply, frames) = match call_next_hop(self.me, provider) {
             Route::Here => self.clone().provide(head, frames_rx).await,
             Route::Via(hop) => self.forward(head, frames_rx, hop).await,
             Route::Unroutable => return Err(fail(504, format!("no route from {} to {provider}", self.me))),
         };
-        let signer_keys =
-            if reply.by == provider { provider_keys.clone() } else { self.keys_of(reply.by).await };
-        if !reply.verify(&signer_keys) {
+        if !self.signed_by(reply.by, |keys| reply.verify(keys)).await {
             return Err(fail(
                 502,
                 format!("tampered: the answer claiming to be {}'s does not verify", reply.by),
             ));
         }
+        let provider_keys = self.keys_of(provider).await;
         if let Some(error) = &reply.error {
             let retry_after = reply
                 .headers
@@ -418,16 +447,31 @@ impl Gateway {
         org: &str,
         service: &str,
     ) -> Result<cascade_protocol::workflow::Grant, CallFailure> {
-        let store = self.store.clone();
-        let (org, service) = (org.to_string(), service.to_string());
-        let me = self.me;
-        let now = unix_millis() / 1000;
-        let found = tokio::task::spawn_blocking(move || {
-            store.grants_for(me, &org, &Resource::Service(service.clone()))
-        })
-        .await
-        .map_err(|e| fail(503, e.to_string()))?
-        .map_err(|e| fail(503, e.to_string()))?;
+        let now_ms = unix_millis();
+        let now = now_ms / 1000;
+        let key = (org.to_string(), service.to_string());
+        let cached = self
+            .held
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&key).filter(|(at, _)| now_ms < at + HELD_GRANTS_MS).cloned());
+        let found = match cached {
+            Some((_, found)) => found,
+            None => {
+                let found = self
+                    .store
+                    .grants_for(self.me, org, &Resource::Service(service.to_string()))
+                    .map_err(|e| fail(503, e.to_string()))?;
+                // Only a usable grant is remembered: a grant that arrives is used at once.
+                if let (true, Ok(mut held)) = (found.iter().any(|g| g.is_valid(now)), self.held.lock()) {
+                    if held.len() >= USAGE_KEPT {
+                        held.clear();
+                    }
+                    held.insert(key, (now_ms, found.clone()));
+                }
+                found
+            }
+        };
         if let Some(g) = found.iter().find(|g| g.is_valid(now)) {
             return Ok(g.grant.clone());
         }
@@ -449,26 +493,10 @@ impl Gateway {
         hop: NodeId,
     ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
         let id = head.id;
-        let Some(connection) = self.link(hop) else {
-            return self.error_reply(
-                id,
-                504,
-                format!("{} could not forward the call: no link to {hop}", self.me),
-            );
-        };
-        let (mut send, mut recv) = match connection.open_bi().await {
+        let (mut send, mut recv) = match self.open_toward(hop, &head).await {
             Ok(streams) => streams,
-            Err(e) => {
-                return self.error_reply(
-                    id,
-                    504,
-                    format!("{} could not forward the call to {hop}: {e}", self.me),
-                )
-            }
+            Err(reason) => return self.error_reply(id, 504, reason),
         };
-        if write_message(&mut send, &head).await.is_err() {
-            return self.error_reply(id, 504, format!("{} could not forward the call to {hop}", self.me));
-        }
         tokio::spawn(async move {
             while let Some(frame) = frames.recv().await {
                 if write_message(&mut send, &frame).await.is_err() {
@@ -697,30 +725,25 @@ impl Gateway {
     /// this service and endpoint, and the rate.
     async fn check_call(&self, head: &CallHead) -> Result<(Service, String, Vec<VerifyingKey>), CallFailure> {
         head.check_form().map_err(|e| fail(400, e.to_string()))?;
-        let consumer_keys = self.keys_of(head.id.node).await;
-        if !head.verify(&consumer_keys) {
+        if !self.signed_by(head.id.node, |keys| head.verify(keys)).await {
             return Err(fail(403, "tampered: the call envelope does not verify"));
         }
-        let own = self.keys_of(self.me).await;
-        if head.grant.provider_node != self.me || !head.grant.verify(&own) {
-            return Err(fail(403, format!("grant {} is not one this node signed", head.grant.id)));
-        }
-        let store = self.store.clone();
-        let (grant_id, service_id) = (head.grant.id.clone(), head.service.clone());
-        let (record, service, upstream) = tokio::task::spawn_blocking(move || {
-            use cascade_core::StateStore;
-            Ok::<_, cascade_core::StoreError>((
-                store.grant(&grant_id)?,
-                store.service(&service_id)?,
-                store.upstream(&service_id)?,
-            ))
-        })
-        .await
-        .map_err(|e| fail(503, e.to_string()))?
-        .map_err(|e| fail(503, e.to_string()))?;
-        let record = record.ok_or_else(|| fail(403, format!("grant {} is unknown here", head.grant.id)))?;
+        let consumer_keys = self.keys_of(head.id.node).await;
+        // The grant is checked against this node's own record of it, signature
+        // included: no signature to verify here.
+        use cascade_core::StateStore;
+        let read = |e: cascade_core::StoreError| fail(503, e.to_string());
+        let record = self.store.grant(&head.grant.id).map_err(read)?;
+        let service = self.store.service(&head.service).map_err(read)?;
+        let upstream = self.store.upstream(&head.service).map_err(read)?;
+        let record = record
+            .filter(|r| r.grant.provider_node == self.me)
+            .ok_or_else(|| fail(403, format!("grant {} is not one this node signed", head.grant.id)))?;
         if record.grant != head.grant {
-            return Err(fail(403, format!("grant {} differs from the one issued", head.grant.id)));
+            return Err(fail(
+                403,
+                format!("grant {} is not one this node signed as presented", head.grant.id),
+            ));
         }
         if let Some(at) = record.revoked_at {
             return Err(fail(403, format!("grant {} was revoked at {at}", record.grant.id)));
@@ -761,13 +784,21 @@ impl Gateway {
     /// grant is current and names the calling node and this service.
     async fn check_relayed(&self, head: &CallHead) -> Result<(), CallFailure> {
         head.check_form().map_err(|e| fail(400, e.to_string()))?;
-        if !head.verify(&self.keys_of(head.id.node).await) {
+        if !self.signed_by(head.id.node, |keys| head.verify(keys)).await {
             return Err(fail(403, "tampered: the call envelope does not verify"));
         }
         let grant = &head.grant;
-        if grant.provider_node != head.provider_node || !grant.verify(&self.keys_of(head.provider_node).await)
+        let known = self.verified.lock().is_ok_and(|v| v.contains(&grant.signature));
+        if grant.provider_node != head.provider_node
+            || !(known || self.signed_by(head.provider_node, |keys| grant.verify(keys)).await)
         {
             return Err(fail(403, format!("grant {} is not signed by {}", grant.id, head.provider_node)));
+        }
+        if let (false, Ok(mut verified)) = (known, self.verified.lock()) {
+            if verified.len() >= USAGE_KEPT {
+                verified.clear();
+            }
+            verified.insert(grant.signature.clone());
         }
         if !grant.is_current(unix_millis() / 1000) {
             return Err(fail(403, format!("grant {} expired at {}", grant.id, grant.expires_at)));
@@ -798,6 +829,11 @@ impl Gateway {
                 let _ = send.finish();
                 return;
             };
+            if head.provider_node != self.me {
+                self.relay(head, send, recv).await;
+                drop(permit);
+                return;
+            }
             let (tx, frames) = mpsc::channel(CHUNKS_QUEUED);
             tokio::spawn(async move {
                 while let Ok(Some((frame, _))) =
@@ -808,11 +844,7 @@ impl Gateway {
                     }
                 }
             });
-            let (reply, mut body) = if head.provider_node == self.me {
-                self.clone().provide(head, frames).await
-            } else {
-                self.relay(head, frames).await
-            };
+            let (reply, mut body) = self.clone().provide(head, frames).await;
             if write_message(&mut send, &reply).await.is_err() {
                 return;
             }
@@ -828,12 +860,15 @@ impl Gateway {
         .await
     }
 
-    /// Passes a call on toward its provider, after checking it.
+    /// Passes a call on toward its provider, after checking it: the head is read
+    /// and checked, then the streams are spliced byte for byte both ways (the
+    /// provider and the consumer verify the bodies; a relay need not).
     async fn relay(
         self: Arc<Self>,
         head: CallHead,
-        frames: mpsc::Receiver<CallFrame>,
-    ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
         let mut usage = UsageRecord {
             call: head.id.to_string(),
             service: head.service.clone(),
@@ -850,59 +885,66 @@ impl Gateway {
             response_in_ms: None,
             response_out_ms: None,
         };
-        if let Err(failure) = self.check_relayed(&head).await {
-            usage.status = failure.status;
-            usage.error = Some(failure.reason.clone());
-            self.record(usage);
-            return self.error_reply(head.id, failure.status, failure.reason);
-        }
-        let hop = match call_next_hop(self.me, head.provider_node) {
-            Route::Via(hop) => hop,
-            _ => {
-                return self.error_reply(
-                    head.id,
-                    504,
-                    format!("{} has no route to {}", self.me, head.provider_node),
-                )
+        let id = head.id;
+        let refuse = |status: u16, reason: String| self.error_reply(id, status, reason).0;
+        let onward = match self.check_relayed(&head).await {
+            Err(failure) => Err(refuse(failure.status, failure.reason)),
+            Ok(()) => match call_next_hop(self.me, head.provider_node) {
+                Route::Via(hop) => self.open_toward(hop, &head).await.map_err(|reason| refuse(504, reason)),
+                _ => Err(refuse(504, format!("{} has no route to {}", self.me, head.provider_node))),
+            },
+        };
+        let (mut onward_send, mut onward_recv) = match onward {
+            Ok(streams) => streams,
+            Err(reply) => {
+                usage.status = reply.status;
+                usage.error = reply.error.clone();
+                self.record(usage);
+                let _ = write_message(&mut send, &reply).await;
+                let _ = send.finish();
+                return;
             }
         };
-        // Count the bytes each way as they pass.
-        let (counted_tx, counted_rx) = mpsc::channel(CHUNKS_QUEUED);
-        let bytes_in = Arc::new(AtomicU64::new(0));
-        let count_in = bytes_in.clone();
-        tokio::spawn(async move {
-            let mut frames = frames;
-            while let Some(frame) = frames.recv().await {
-                if let CallFrame::Data(d) = &frame {
-                    count_in.fetch_add(d.len() as u64, Ordering::Relaxed);
-                }
-                if counted_tx.send(frame).await.is_err() {
-                    return;
-                }
-            }
-        });
         usage.request_out_ms = Some(unix_millis());
-        let (reply, mut body) = self.forward(head, counted_rx, hop).await;
+        let request = tokio::spawn(async move {
+            let copied = tokio::io::copy(&mut recv, &mut onward_send).await.unwrap_or(0);
+            let _ = onward_send.finish();
+            copied
+        });
+        let reply = tokio::time::timeout(
+            CALL_HEAD_TIMEOUT,
+            read_message::<ReplyHead>(&mut onward_recv, MAX_CALL_HEAD_BYTES),
+        )
+        .await;
+        let reply = match reply {
+            Ok(Ok(Some((reply, _)))) => reply,
+            _ => refuse(504, format!("{} got no answer from the next hop in time", self.me)),
+        };
         usage.response_in_ms = Some(unix_millis());
         usage.status = reply.status;
         usage.error = reply.error.clone();
-        let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
-        let gateway = self.clone();
-        tokio::spawn(async move {
-            while let Some(frame) = body.recv().await {
-                if let CallFrame::Data(d) = &frame {
-                    usage.bytes_out += d.len() as u64;
-                }
-                if tx.send(frame).await.is_err() {
-                    break;
-                }
-            }
-            usage.bytes_in = bytes_in.load(Ordering::Relaxed);
-            usage.response_out_ms = Some(unix_millis());
-            gateway.record(usage);
-        });
-        debug!(%hop, "call relayed");
-        (reply, rx)
+        if write_message(&mut send, &reply).await.is_ok() {
+            usage.bytes_out = tokio::io::copy(&mut onward_recv, &mut send).await.unwrap_or(0);
+            let _ = send.finish();
+        }
+        usage.bytes_in = request.await.unwrap_or(0);
+        usage.response_out_ms = Some(unix_millis());
+        self.record(usage);
+    }
+
+    /// Opens a call stream toward `hop` and sends the head on it.
+    async fn open_toward(
+        &self,
+        hop: NodeId,
+        head: &CallHead,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
+        let cannot = |why: String| format!("{} could not forward the call to {hop}: {why}", self.me);
+        let connection = self
+            .link(hop)
+            .ok_or_else(|| format!("{} could not forward the call: no link to {hop}", self.me))?;
+        let (mut send, recv) = connection.open_bi().await.map_err(|e| cannot(e.to_string()))?;
+        write_message(&mut send, head).await.map_err(|e| cannot(e.to_string()))?;
+        Ok((send, recv))
     }
 }
 
