@@ -352,6 +352,8 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
     // Call streams Jinan opens: passed up, meddled with as told.
     let meddle = Arc::new(Mutex::new(Meddle::Nothing));
     let told = meddle.clone();
+    let recorded: Arc<Mutex<Option<CallHead>>> = Arc::default();
+    let recorder = recorded.clone();
     let to_national = up_connection.clone();
     tokio::spawn(async move {
         while let Ok((mut back, mut from_jinan)) = down_connection.accept_bi().await {
@@ -364,6 +366,8 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
             };
             if how == Meddle::Envelope {
                 head.path = "/taxes/43".into();
+            } else {
+                *recorder.lock().unwrap() = Some(head.clone());
             }
             write_message(&mut onward, &head).await.unwrap();
             tokio::spawn(pipe(from_jinan, onward, how == Meddle::RequestBody));
@@ -450,7 +454,15 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
     assert!(cut.bytes().await.is_err(), "the caller never gets altered bytes as if whole");
     *meddle.lock().unwrap() = Meddle::Nothing;
 
-    // 4. The hub calls in its own name with a grant it forged, and with Jinan's grant.
+    // 4. The hub replays a call it relayed: the provider served that call already.
+    let replayed = recorded.lock().unwrap().clone().expect("a call was relayed");
+    let (mut send, mut recv) = up_connection.open_bi().await.unwrap();
+    write_message(&mut send, &replayed).await.unwrap();
+    let (reply, _) = read_message::<ReplyHead>(&mut recv, MAX_CALL_HEAD_BYTES).await.unwrap().unwrap();
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(reply.error.as_deref().unwrap_or("").contains("replay"), "{reply:?}");
+
+    // 5. The hub calls in its own name with a grant it forged, and with Jinan's grant.
     let (_, held) = sun.call("GET", "/api/v1/grants?box=held", None).await;
     let genuine: cascade_protocol::workflow::Grant = {
         let mut g = held["grants"][0].clone();

@@ -175,7 +175,7 @@ impl CallHead {
         if !crate::service::METHODS.contains(&self.method.as_str()) {
             return bad("method");
         }
-        if !self.path.starts_with('/') || self.path.len() > MAX_CALL_PATH_BYTES {
+        if !path_is_clean(&self.path) {
             return bad("path");
         }
         if self.headers.len() > MAX_CALL_HEADERS {
@@ -317,6 +317,25 @@ impl BodyVerifier {
     }
 }
 
+/// Whether a call's path (with its query) can be sent to an upstream as it is:
+/// it starts with `/`, has no `.` or `..` segment (plain or percent-encoded), no
+/// backslash, fragment, whitespace or control character, and fits the limit. An
+/// upstream URL resolves such segments, which would lead a granted template
+/// (`/persons/{id}`) out of its subtree.
+pub fn path_is_clean(path: &str) -> bool {
+    let (path_only, _) = path.split_once('?').unwrap_or((path, ""));
+    let dot = |segment: &str| {
+        let s = segment.to_ascii_lowercase().replace("%2e", ".");
+        s == "." || s == ".."
+    };
+    path.starts_with('/')
+        && path.len() <= MAX_CALL_PATH_BYTES
+        && !path.chars().any(|c| c == '\\' || c == '#' || c.is_whitespace() || c.is_control())
+        && !path_only.to_ascii_lowercase().contains("%2f")
+        && !path_only.to_ascii_lowercase().contains("%5c")
+        && !path_only.split('/').any(dot)
+}
+
 /// Whether a concrete path (query aside) fits a template (`{name}` is one segment).
 pub fn path_matches(template: &str, path: &str) -> bool {
     let path = path.split('?').next().unwrap_or("");
@@ -338,7 +357,7 @@ pub fn path_matches(template: &str, path: &str) -> bool {
 
 /// Whether a call of `method` on `path` is among `endpoints`.
 pub fn endpoint_allowed(endpoints: &[Endpoint], method: &str, path: &str) -> bool {
-    endpoints.iter().any(|e| e.method == method && path_matches(&e.path, path))
+    path_is_clean(path) && endpoints.iter().any(|e| e.method == method && path_matches(&e.path, path))
 }
 
 /// The parent of a node in the tree the PKI enforces (a city's is its province,
@@ -448,6 +467,25 @@ mod tests {
         assert!(!path_matches("/persons/{id}", "/persons/42/secrets"));
         assert!(!path_matches("/persons/{id}", "/companies/42"));
         assert!(path_matches("/stats", "/stats"));
+    }
+
+    #[test]
+    fn paths_that_would_leave_a_granted_template_are_refused() {
+        let persons = [Endpoint { method: "GET".into(), path: "/persons/{id}".into() }];
+        assert!(endpoint_allowed(&persons, "GET", "/persons/42?full=1"));
+        for sneaky in [
+            "/persons/..",
+            "/persons/%2e%2E",
+            "/persons/.",
+            "/persons/..\\admin",
+            "/persons/x%2F..%2Fadmin",
+            "/persons/x%5cadmin",
+            "/persons/42#frag",
+            "/persons/4 2",
+            "persons/42",
+        ] {
+            assert!(!endpoint_allowed(&persons, "GET", sneaky), "{sneaky}");
+        }
     }
 
     #[test]

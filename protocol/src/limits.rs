@@ -86,6 +86,11 @@ pub const ROUTED_WINDOW: usize = 256;
 /// acknowledge it, and three seconds is what that may add to its delivery.
 pub const ROUTED_RESEND_MS: u64 = 3_000;
 
+/// How long a routed message may wait at its destination for what it depends on
+/// (the consumer's registration, the application a withdrawal names): beyond, it
+/// is refused and acknowledged, so that bogus ones cannot hold a window for ever.
+pub const ROUTED_WAIT_S: u64 = 600;
+
 /// Most routed messages waiting for one next hop: a neighbour down for long
 /// makes new messages for it wait at their origin (refused with 503) instead of
 /// growing a relay's store without end.

@@ -20,10 +20,6 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-/// Request headers passed on to the upstream (end to end; hop-by-hop and
-/// credentials stay here).
-const FORWARDED: [&str; 4] = ["content-type", "accept", "accept-language", "content-language"];
-
 pub(crate) async fn call(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -35,7 +31,7 @@ pub(crate) async fn call(
     if let Some(q) = parts.uri.query() {
         path = format!("{path}?{q}");
     }
-    let headers = FORWARDED
+    let headers = cascade_runtime::FORWARDED_HEADERS
         .iter()
         .filter_map(|name| Some((name.to_string(), parts.headers.get(*name)?.to_str().ok()?.to_string())))
         .collect();

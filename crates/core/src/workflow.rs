@@ -8,6 +8,7 @@ use crate::core::Core;
 use crate::store::StateStore;
 use cascade_access::{Permission, Principal};
 use cascade_protocol::catalog::{EntryStatus, ShareType};
+use cascade_protocol::limits::ROUTED_WAIT_S;
 use cascade_protocol::routed::{Routed, RoutedBody};
 use cascade_protocol::service::{Endpoint, Service, ServiceStatus, MAX_RATE_LIMIT_PER_MINUTE};
 use cascade_protocol::workflow::{
@@ -125,7 +126,11 @@ impl From<String> for Refusal {
 
 impl From<CommandError> for Refusal {
     fn from(e: CommandError) -> Self {
-        Refusal::Never(e.to_string())
+        match e {
+            // This node failed (its store, a full queue): the message comes again.
+            CommandError::Unavailable(_) | CommandError::Busy(_) => Refusal::NotYet,
+            e => Refusal::Never(e.to_string()),
+        }
     }
 }
 
@@ -530,6 +535,16 @@ impl<S: StateStore> Core<S> {
         };
         match outcome {
             Ok(()) => true,
+            // What it depends on should have come long since: it never will.
+            Err(Refusal::NotYet) if self.now_s() > message.sent_at.saturating_add(ROUTED_WAIT_S) => {
+                let detail = format!(
+                    "{} {} from {from}: what it depends on never came",
+                    message.id,
+                    message.body.kind()
+                );
+                self.tally(format!("node:{from}"), "routed.refused", message.body.kind(), detail);
+                true
+            }
             Err(Refusal::NotYet) => false,
             Err(Refusal::Never(reason)) => {
                 // Nothing to retry: every node would refuse it. On record, once a window.

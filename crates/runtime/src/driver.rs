@@ -216,7 +216,14 @@ impl Driver {
             Message::Close { peer, reason } => Input::Close { peer, reason },
             Message::Refused { remote, reason } => Input::Refused { remote, reason },
             Message::Keys { node, reply } => {
-                let _ = reply.send(self.core.engine().keys_of(node).copied().collect());
+                // A revoked member's calls verify with no key.
+                let engine = self.core.engine();
+                let keys = if engine.is_revoked(node) {
+                    Vec::new()
+                } else {
+                    engine.keys_of(node).copied().collect()
+                };
+                let _ = reply.send(keys);
                 return;
             }
             Message::Command { by, command, reply } => {

@@ -34,6 +34,18 @@ pub const MAX_CALLS_IN_FLIGHT: usize = 256;
 pub const CALL_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Usage records kept in memory for `GET /api/v1/usage`, newest last.
 pub const USAGE_KEPT: usize = 10_000;
+/// Request headers a provider passes on to its upstream (end to end; hop-by-hop
+/// headers, credentials and `Host` never are, whatever a call carries).
+pub const FORWARDED_HEADERS: [&str; 4] = ["content-type", "accept", "accept-language", "content-language"];
+/// How far a call's start may be from the provider's clock; a call outside it, or
+/// one whose id was seen, is refused (a relay cannot replay a recorded call).
+const CALL_WINDOW_MS: u64 = 5 * 60_000;
+/// Most call ids a provider remembers within the window.
+const MAX_CALLS_REMEMBERED: usize = 1_000_000;
+/// How long a hop waits for the next bytes of a call's body before it gives up.
+pub const CALL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the keys of a member are reused before the core is asked again.
+const KEYS_MS: u64 = 60_000;
 /// How long the consumer's node reuses what it read of its grants.
 const HELD_GRANTS_MS: u64 = 1_000;
 /// Body chunks queued between a hop's reader and writer: with QUIC flow control,
@@ -151,13 +163,16 @@ pub(crate) struct Gateway {
     links: Mutex<HashMap<NodeId, quinn::Connection>>,
     /// Members' keys as last asked of the core (asked again when a signature
     /// fails with them: a key rotation adds one).
-    keys: Mutex<HashMap<NodeId, Vec<VerifyingKey>>>,
+    keys: Mutex<HashMap<NodeId, (u64, Vec<VerifyingKey>)>>,
     /// Grants this node's consumers hold, by organization and service, as read
     /// from the store at most `HELD_GRANTS_MS` ago (the provider checks its own
     /// record of every grant on every call: this only spares the store).
     held: Mutex<HashMap<(String, String), HeldGrants>>,
-    /// Signatures of grants a relay verified (a grant is presented call after call).
-    verified: Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// Digests of whole grants (fields and signature) a relay verified: a grant is
+    /// presented call after call.
+    verified: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// Call ids this node served as provider, with when they started (ms).
+    calls_seen: Mutex<HashMap<CallId, u64>>,
     next: AtomicU64,
     in_flight: Arc<Semaphore>,
     /// Per grant: the minute window and the calls in it.
@@ -186,6 +201,7 @@ impl Gateway {
             keys: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             verified: Mutex::new(std::collections::HashSet::new()),
+            calls_seen: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             rates: Mutex::new(HashMap::new()),
@@ -218,7 +234,10 @@ impl Gateway {
 
     /// The keys `node` signed with, from the cache or the core.
     async fn keys_of(&self, node: NodeId) -> Vec<VerifyingKey> {
-        if let Some(keys) = self.keys.lock().ok().and_then(|k| k.get(&node).cloned()) {
+        let now = unix_millis();
+        let cached =
+            self.keys.lock().ok().and_then(|k| k.get(&node).filter(|(at, _)| now < at + KEYS_MS).cloned());
+        if let Some((_, keys)) = cached {
             return keys;
         }
         self.fresh_keys_of(node).await
@@ -230,8 +249,8 @@ impl Gateway {
             return Vec::new();
         }
         let keys = keys.await.unwrap_or_default();
-        if let (false, Ok(mut cache)) = (keys.is_empty(), self.keys.lock()) {
-            cache.insert(node, keys.clone());
+        if let Ok(mut cache) = self.keys.lock() {
+            cache.insert(node, (unix_millis(), keys.clone()));
         }
         keys
     }
@@ -400,7 +419,7 @@ impl Gateway {
         // The request body, signed in checkpoints, as frames.
         tokio::spawn(async move {
             let mut signer = BodySigner::new(id, Direction::Request);
-            while let Some(chunk) = body.recv().await {
+            while let Ok(Some(chunk)) = tokio::time::timeout(CALL_IDLE_TIMEOUT, body.recv()).await {
                 let Ok(chunk) = chunk else { return };
                 let total = counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
                 if total > max_body {
@@ -423,7 +442,9 @@ impl Gateway {
             Route::Via(hop) => self.forward(head, frames_rx, hop).await,
             Route::Unroutable => return Err(fail(504, format!("no route from {} to {provider}", self.me))),
         };
-        if !self.signed_by(reply.by, |keys| reply.verify(keys)).await {
+        // Only the provider answers a call; a hop on the way may only refuse it.
+        let answerable = reply.id == id && (reply.by == provider || reply.error.is_some());
+        if !answerable || !self.signed_by(reply.by, |keys| reply.verify(keys)).await {
             return Err(fail(
                 502,
                 format!("tampered: the answer claiming to be {}'s does not verify", reply.by),
@@ -516,8 +537,7 @@ impl Gateway {
         };
         let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
         tokio::spawn(async move {
-            while let Ok(Some((frame, _))) = read_message::<CallFrame>(&mut recv, MAX_CALL_FRAME_BYTES).await
-            {
+            while let Some((frame, _)) = next_frame(&mut recv).await {
                 if tx.send(frame).await.is_err() {
                     return;
                 }
@@ -622,11 +642,16 @@ impl Gateway {
         let url = format!("{}{}", upstream.trim_end_matches('/'), head.path);
         let method = reqwest::Method::from_bytes(head.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut outgoing = self.http.request(method, &url).body(reqwest::Body::wrap_stream(stream));
-        for (name, value) in &head.headers {
+        for (name, value) in
+            head.headers.iter().filter(|(n, _)| FORWARDED_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
+        {
             outgoing = outgoing.header(name, value);
         }
         usage.request_out_ms = Some(unix_millis());
-        let answer = outgoing.send().await;
+        let answer = match tokio::time::timeout(CALL_HEAD_TIMEOUT, outgoing.send()).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", CALL_HEAD_TIMEOUT.as_secs())),
+        };
         usage.bytes_in = bytes_in.load(Ordering::Relaxed);
         let tamper = tampered.lock().ok().and_then(|t| t.clone());
         let response = match (answer, tamper) {
@@ -684,7 +709,11 @@ impl Gateway {
                 }
             } else {
                 loop {
-                    match response.chunk().await {
+                    let chunk = match tokio::time::timeout(CALL_IDLE_TIMEOUT, response.chunk()).await {
+                        Ok(chunk) => chunk.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("silent for {} s", CALL_IDLE_TIMEOUT.as_secs())),
+                    };
+                    match chunk {
                         Ok(Some(chunk)) => {
                             usage.bytes_out += chunk.len() as u64;
                             let Ok(frames) = signer.frames(&gateway.key, &chunk) else { break };
@@ -728,6 +757,7 @@ impl Gateway {
         if !self.signed_by(head.id.node, |keys| head.verify(keys)).await {
             return Err(fail(403, "tampered: the call envelope does not verify"));
         }
+        self.first_time(head.id)?;
         let consumer_keys = self.keys_of(head.id.node).await;
         // The grant is checked against this node's own record of it, signature
         // included: no signature to verify here.
@@ -780,6 +810,26 @@ impl Gateway {
         Ok((service, upstream, consumer_keys))
     }
 
+    /// Refuses a call started outside the window around this node's clock, or one
+    /// served before (a replay by a relay that recorded it).
+    fn first_time(&self, id: CallId) -> Result<(), CallFailure> {
+        let now = unix_millis();
+        if id.started_ms + CALL_WINDOW_MS < now || id.started_ms > now + CALL_WINDOW_MS {
+            return Err(fail(403, format!("call {id} started outside the accepted window")));
+        }
+        let mut seen = self.calls_seen.lock().map_err(|_| fail(503, "call registry poisoned"))?;
+        if seen.len() >= MAX_CALLS_REMEMBERED {
+            seen.retain(|_, at| *at + CALL_WINDOW_MS >= now);
+            if seen.len() >= MAX_CALLS_REMEMBERED {
+                return Err(fail(503, "too many calls to remember"));
+            }
+        }
+        if seen.insert(id, id.started_ms).is_some() {
+            return Err(fail(403, format!("call {id} was served before: a replay")));
+        }
+        Ok(())
+    }
+
     /// Checks a call passing through: its envelope and grant signatures, that the
     /// grant is current and names the calling node and this service.
     async fn check_relayed(&self, head: &CallHead) -> Result<(), CallFailure> {
@@ -788,7 +838,9 @@ impl Gateway {
             return Err(fail(403, "tampered: the call envelope does not verify"));
         }
         let grant = &head.grant;
-        let known = self.verified.lock().is_ok_and(|v| v.contains(&grant.signature));
+        let digest =
+            cascade_protocol::codec::encode(grant).map(|b| *blake3::hash(&b).as_bytes()).unwrap_or_default();
+        let known = self.verified.lock().is_ok_and(|v| v.contains(&digest));
         if grant.provider_node != head.provider_node
             || !(known || self.signed_by(head.provider_node, |keys| grant.verify(keys)).await)
         {
@@ -798,7 +850,7 @@ impl Gateway {
             if verified.len() >= USAGE_KEPT {
                 verified.clear();
             }
-            verified.insert(grant.signature.clone());
+            verified.insert(digest);
         }
         if !grant.is_current(unix_millis() / 1000) {
             return Err(fail(403, format!("grant {} expired at {}", grant.id, grant.expires_at)));
@@ -836,9 +888,7 @@ impl Gateway {
             }
             let (tx, frames) = mpsc::channel(CHUNKS_QUEUED);
             tokio::spawn(async move {
-                while let Ok(Some((frame, _))) =
-                    read_message::<CallFrame>(&mut recv, MAX_CALL_FRAME_BYTES).await
-                {
+                while let Some((frame, _)) = next_frame(&mut recv).await {
                     if tx.send(frame).await.is_err() {
                         return;
                     }
@@ -863,12 +913,7 @@ impl Gateway {
     /// Passes a call on toward its provider, after checking it: the head is read
     /// and checked, then the streams are spliced byte for byte both ways (the
     /// provider and the consumer verify the bodies; a relay need not).
-    async fn relay(
-        self: Arc<Self>,
-        head: CallHead,
-        mut send: quinn::SendStream,
-        mut recv: quinn::RecvStream,
-    ) {
+    async fn relay(self: Arc<Self>, head: CallHead, mut send: quinn::SendStream, recv: quinn::RecvStream) {
         let mut usage = UsageRecord {
             call: head.id.to_string(),
             service: head.service.clone(),
@@ -894,7 +939,7 @@ impl Gateway {
                 _ => Err(refuse(504, format!("{} has no route to {}", self.me, head.provider_node))),
             },
         };
-        let (mut onward_send, mut onward_recv) = match onward {
+        let (onward_send, mut onward_recv) = match onward {
             Ok(streams) => streams,
             Err(reply) => {
                 usage.status = reply.status;
@@ -906,11 +951,7 @@ impl Gateway {
             }
         };
         usage.request_out_ms = Some(unix_millis());
-        let request = tokio::spawn(async move {
-            let copied = tokio::io::copy(&mut recv, &mut onward_send).await.unwrap_or(0);
-            let _ = onward_send.finish();
-            copied
-        });
+        let request = tokio::spawn(splice(recv, onward_send));
         let reply = tokio::time::timeout(
             CALL_HEAD_TIMEOUT,
             read_message::<ReplyHead>(&mut onward_recv, MAX_CALL_HEAD_BYTES),
@@ -924,8 +965,7 @@ impl Gateway {
         usage.status = reply.status;
         usage.error = reply.error.clone();
         if write_message(&mut send, &reply).await.is_ok() {
-            usage.bytes_out = tokio::io::copy(&mut onward_recv, &mut send).await.unwrap_or(0);
-            let _ = send.finish();
+            usage.bytes_out = splice(onward_recv, send).await;
         }
         usage.bytes_in = request.await.unwrap_or(0);
         usage.response_out_ms = Some(unix_millis());
@@ -946,6 +986,41 @@ impl Gateway {
         write_message(&mut send, head).await.map_err(|e| cannot(e.to_string()))?;
         Ok((send, recv))
     }
+}
+
+/// The next frame of a call's body, or none at its end, on an error, or when
+/// nothing came for `CALL_IDLE_TIMEOUT`.
+async fn next_frame(recv: &mut quinn::RecvStream) -> Option<(CallFrame, usize)> {
+    match tokio::time::timeout(CALL_IDLE_TIMEOUT, read_message::<CallFrame>(recv, MAX_CALL_FRAME_BYTES)).await
+    {
+        Ok(Ok(frame)) => frame,
+        _ => None,
+    }
+}
+
+/// Copies a call stream on byte for byte until it ends; a side that errs or
+/// stays silent for `CALL_IDLE_TIMEOUT` ends both. Returns the bytes copied.
+async fn splice(mut from: quinn::RecvStream, mut to: quinn::SendStream) -> u64 {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match tokio::time::timeout(CALL_IDLE_TIMEOUT, from.read(&mut buf)).await {
+            Ok(Ok(Some(n))) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                total += n as u64;
+            }
+            Ok(Ok(None)) => {
+                let _ = to.finish();
+                return total;
+            }
+            _ => break,
+        }
+    }
+    let _ = to.reset(0u32.into());
+    let _ = from.stop(0u32.into());
+    total
 }
 
 /// Accepts the call streams a neighbour opens on a link, until the link ends.

@@ -207,6 +207,12 @@ impl<S: StateStore> Core<S> {
             // Its Join has not reached this node yet: not acknowledged, resent later.
             return;
         }
+        if matches!(self.was_seen(message.id), Ok(true)) {
+            // A resend of one taken over before: acknowledged again, not checked again.
+            self.routed.duplicates += 1;
+            self.group.acks.entry(peer).or_default().push(message.id);
+            return;
+        }
         if self.parent_of(message.to).is_none() {
             // Nor has the Join of the node it is for: it cannot be placed yet.
             return;
@@ -238,6 +244,7 @@ impl<S: StateStore> Core<S> {
             let reason = format!("acknowledgement of {} ids, the limit is {MAX_ACK_IDS}", ids.len());
             return self.close(peer, Misbehaviour::BadRouted(reason).into());
         }
+        let now = self.now_ms;
         let Some(q) = self.outbox.get_mut(&peer) else { return };
         for id in ids {
             // An id no longer waiting was acknowledged before (a resend crossed it).
@@ -245,6 +252,8 @@ impl<S: StateStore> Core<S> {
                 q.queue.remove(at);
                 if at < q.in_flight {
                     q.in_flight -= 1;
+                    // The window moves: its resend clock starts again.
+                    q.sent_at_ms = now;
                 }
                 self.group.batch.outbox_done.push((peer, id));
             }
