@@ -6,23 +6,9 @@ use cascade_protocol::catalog::{CatalogEntry, EntryDraft, EntryStatus};
 use cascade_protocol::org::Organization;
 use cascade_protocol::{Delta, DeltaBody, Frame, Tier};
 use cascade_tests::*;
-use cascade_transport::{read_frame, write_frame};
+use cascade_transport::write_frame;
 use serde_json::json;
 use std::sync::Arc;
-
-/// Reads frames until `pick` returns something, with the suite deadline.
-async fn read_until<T>(recv: &mut quinn::RecvStream, mut pick: impl FnMut(Frame) -> Option<T>) -> T {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            let (frame, _) = read_frame(recv).await.expect("frame").expect("stream open");
-            if let Some(t) = pick(frame) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("timed out reading frames")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampering_or_forging_relay_is_caught_and_nothing_downstream_stores_it() {

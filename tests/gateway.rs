@@ -7,36 +7,12 @@ use axum::body::Body;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
+use cascade_protocol::call::{CallHead, ReplyHead, MAX_CALL_HEAD_BYTES};
+use cascade_protocol::{Delta, DeltaBody, Frame, GENESIS_HASH};
 use cascade_tests::*;
+use cascade_transport::{read_frame, read_message, write_frame, write_message};
 use serde_json::{json, Value};
-
-const TWO_PROVINCES: &str = r#"
-name = "two-provinces"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 440000
-name = "广东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 440100
-name = "广州市"
-tier = "municipal"
-parent = 440000
-"#;
+use std::sync::{Arc, Mutex};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -114,19 +90,6 @@ async fn granted(fed: &Fed, consumer: &As<'_>, org: &str, service: &str, approva
         .to_string()
 }
 
-/// Sends a raw request through Jinan's gateway as `token`.
-async fn call(fed: &Fed, token: &str, method: &str, path: &str, body: Vec<u8>) -> reqwest::Response {
-    let (url, _) = fed.url_token("370100");
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    reqwest::Client::new()
-        .request(method, format!("{url}{path}"))
-        .bearer_auth(token)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoked() {
     let mut fed = Fed::launch(TWO_PROVINCES).await;
@@ -142,7 +105,8 @@ async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoke
     let wang = fed.with_token("370100", &token);
 
     // No grant yet: 403 saying so.
-    let refused = call(&fed, &token, "GET", &format!("/gateway/{service}/taxes/42"), vec![]).await;
+    let refused =
+        call_at(&fed, "370100", &token, "GET", &format!("/gateway/{service}/taxes/42"), vec![]).await;
     assert_eq!(refused.status(), 403);
     assert!(refused.text().await.unwrap().contains("no grant"));
 
@@ -151,16 +115,20 @@ async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoke
     let grant = granted(&fed, &wang, &org, &service, narrow).await;
 
     // Four hops there and back: the upstream's answer, as it gave it.
-    let ok = call(&fed, &token, "GET", &format!("/gateway/{service}/taxes/42?year=2025"), vec![]).await;
+    let ok =
+        call_at(&fed, "370100", &token, "GET", &format!("/gateway/{service}/taxes/42?year=2025"), vec![])
+            .await;
     assert_eq!(ok.status(), 200);
     let answer: Value = ok.json().await.unwrap();
     assert_eq!(answer, json!({"id": "42", "tax": 1200}));
     // An endpoint outside the grant: 403 at Jinan.
-    let outside = call(&fed, &token, "GET", &format!("/gateway/{service}/persons/7"), vec![]).await;
+    let outside =
+        call_at(&fed, "370100", &token, "GET", &format!("/gateway/{service}/persons/7"), vec![]).await;
     assert_eq!(outside.status(), 403);
     // A body streams there and back, through checkpoints (3 MiB and a bit).
     let payload: Vec<u8> = (0..3 * 1024 * 1024 + 12_345).map(|i| (i % 251) as u8).collect();
-    let echoed = call(&fed, &token, "POST", &format!("/gateway/{service}/echo"), payload.clone()).await;
+    let echoed =
+        call_at(&fed, "370100", &token, "POST", &format!("/gateway/{service}/echo"), payload.clone()).await;
     assert_eq!(echoed.status(), 200);
     assert!(echoed.bytes().await.unwrap() == payload, "the body came back intact");
 
@@ -201,7 +169,7 @@ async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoke
         .call("POST", &format!("/api/v1/grants/{grant}/revoke"), Some(json!({"reason": "稽查结束"})))
         .await;
     assert_eq!(status, 200);
-    let after = call(&fed, &token, "GET", &format!("/gateway/{service}/taxes/42"), vec![]).await;
+    let after = call_at(&fed, "370100", &token, "GET", &format!("/gateway/{service}/taxes/42"), vec![]).await;
     assert_eq!(after.status(), 403);
     assert!(after.text().await.unwrap().contains("revoked"));
 
@@ -209,7 +177,8 @@ async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoke
     let second = granted(&fed, &wang, &org, &service, json!({})).await;
     assert!(second != grant);
     fed.fed.stop(nid("440100")).await.unwrap();
-    let unreachable = call(&fed, &token, "GET", &format!("/gateway/{service}/taxes/1"), vec![]).await;
+    let unreachable =
+        call_at(&fed, "370100", &token, "GET", &format!("/gateway/{service}/taxes/1"), vec![]).await;
     assert_eq!(unreachable.status(), 504);
     let why = unreachable.text().await.unwrap();
     assert!(why.contains("440000 could not forward the call"), "{why}");
@@ -232,10 +201,14 @@ async fn rates_are_limited_upstreams_down_are_502_and_verify_services_answer_onl
     let zhao = fed.with_token("370100", &token);
     granted(&fed, &zhao, &org, &query, json!({"rate_limit_per_minute": 2})).await;
     let path = format!("/gateway/{query}/taxes/1");
-    assert_eq!(call(&fed, &admin, "GET", &path, vec![]).await.status(), 403, "no organization, no grant");
-    assert_eq!(call(&fed, &token, "GET", &path, vec![]).await.status(), 200);
-    assert_eq!(call(&fed, &token, "GET", &path, vec![]).await.status(), 200);
-    let limited = call(&fed, &token, "GET", &path, vec![]).await;
+    assert_eq!(
+        call_at(&fed, "370100", &admin, "GET", &path, vec![]).await.status(),
+        403,
+        "no organization, no grant"
+    );
+    assert_eq!(call_at(&fed, "370100", &token, "GET", &path, vec![]).await.status(), 200);
+    assert_eq!(call_at(&fed, "370100", &token, "GET", &path, vec![]).await.status(), 200);
+    let limited = call_at(&fed, "370100", &token, "GET", &path, vec![]).await;
     assert_eq!(limited.status(), 429);
     let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
@@ -246,7 +219,7 @@ async fn rates_are_limited_upstreams_down_are_502_and_verify_services_answer_onl
     granted(&fed, &zhao, &org, &brief, json!({"expires_at": now + 2})).await;
     let path = format!("/gateway/{brief}/taxes/1");
     eventually("the grant expires", || async {
-        let answer = call(&fed, &token, "GET", &path, vec![]).await;
+        let answer = call_at(&fed, "370100", &token, "GET", &path, vec![]).await;
         answer.status() == 403 && answer.text().await.unwrap().contains("expired")
     })
     .await;
@@ -255,17 +228,17 @@ async fn rates_are_limited_upstreams_down_are_502_and_verify_services_answer_onl
     let down =
         offer(&fed, "http://127.0.0.1:9", "query", json!([{"method": "GET", "path": "/taxes/{id}"}])).await;
     granted(&fed, &zhao, &org, &down, json!({})).await;
-    let bad = call(&fed, &token, "GET", &format!("/gateway/{down}/taxes/1"), vec![]).await;
+    let bad = call_at(&fed, "370100", &token, "GET", &format!("/gateway/{down}/taxes/1"), vec![]).await;
     assert_eq!(bad.status(), 502);
     assert!(bad.text().await.unwrap().contains("upstream"));
 
     // A check of facts (核验): the consumer learns whether they match, not the data.
     let verify = offer(&fed, &upstream, "verify", json!([{"method": "GET", "path": "/persons/{id}"}])).await;
     granted(&fed, &zhao, &org, &verify, json!({})).await;
-    let yes = call(&fed, &token, "GET", &format!("/gateway/{verify}/persons/7"), vec![]).await;
+    let yes = call_at(&fed, "370100", &token, "GET", &format!("/gateway/{verify}/persons/7"), vec![]).await;
     assert_eq!(yes.status(), 200);
     assert_eq!(yes.text().await.unwrap(), r#"{"match":true}"#);
-    let no = call(&fed, &token, "GET", &format!("/gateway/{verify}/persons/8"), vec![]).await;
+    let no = call_at(&fed, "370100", &token, "GET", &format!("/gateway/{verify}/persons/8"), vec![]).await;
     assert_eq!(no.text().await.unwrap(), r#"{"match":false}"#);
     let (_, usage) = jinan.call("GET", "/api/v1/usage", None).await;
     assert!(usage["returned"].as_u64().unwrap() >= 6, "{usage}");
@@ -302,11 +275,6 @@ async fn pipe(mut recv: quinn::RecvStream, mut send: quinn::SendStream, flip: bo
     }
     let _ = send.finish();
 }
-
-use cascade_protocol::call::{CallHead, ReplyHead, MAX_CALL_HEAD_BYTES};
-use cascade_protocol::{Delta, DeltaBody, Frame, GENESIS_HASH};
-use cascade_transport::{read_frame, read_message, write_frame, write_message};
-use std::sync::{Arc, Mutex};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded() {

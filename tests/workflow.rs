@@ -11,35 +11,6 @@ use cascade_transport::{read_frame, write_frame};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Two provinces with a city each: Jinan applies, Guangzhou provides.
-const TWO_PROVINCES: &str = r#"
-name = "two-provinces"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 440000
-name = "广东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 440100
-name = "广州市"
-tier = "municipal"
-parent = 440000
-"#;
-
 const PASSWORD: &str = "correct horse battery staple";
 
 /// Publishes an entry of Guangzhou's bureau with the given sharing rule; returns its code.
@@ -225,6 +196,7 @@ async fn unconditional_is_granted_at_once_and_not_shared_is_refused_quoting_its_
         json!({"resource": {"entry": {"origin": 440100, "code": code}}, "consumer": consumer,
             "purpose": "market supervision", "period_days": 90})
     };
+    fed.wait_seen("370100", "440100", &closed, "published", 1).await;
     let (status, a) = fed.post("370100", "/api/v1/applications", apply(&open)).await;
     assert_eq!(status, 201, "{a}");
     let (_, b) = fed.post("370100", "/api/v1/applications", apply(&closed)).await;
@@ -270,6 +242,7 @@ async fn an_application_sent_while_the_provider_or_a_hub_is_down_arrives_once_af
     let mut fed = Fed::launch(TWO_PROVINCES).await;
     let share = json!({"share_type": "conditional", "share_condition": "审批后使用"});
     let code = provide(&fed, "不动产登记信息", share).await;
+    fed.wait_seen("370100", "440100", &code, "published", 1).await;
     let consumer = fed.register_org("370100").await;
     let admin = fed.url_token("370100").1;
     let apply = json!({"resource": {"entry": {"origin": 440100, "code": code}}, "consumer": consumer,
@@ -295,20 +268,6 @@ async fn an_application_sent_while_the_provider_or_a_hub_is_down_arrives_once_af
         assert_eq!(audited(&fed, "370100", &id).await, ["application.submitted", "application.pending"]);
     }
     fed.fed.shutdown().await.unwrap();
-}
-
-/// Reads frames until `pick` returns something, with the suite deadline.
-async fn read_until<T>(recv: &mut quinn::RecvStream, mut pick: impl FnMut(Frame) -> Option<T>) -> T {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            let (frame, _) = read_frame(recv).await.expect("frame").expect("stream open");
-            if let Some(t) = pick(frame) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("timed out reading frames")
 }
 
 /// Waits until the national node closes the double's link as a protocol breach.

@@ -45,6 +45,54 @@ tier = "provincial"
 parent = 100000
 "#;
 
+/// Two provinces with a city each: Jinan (370100) under Shandong, Guangzhou
+/// (440100) under Guangdong — a call or an application between the cities
+/// crosses four hops.
+pub const TWO_PROVINCES: &str = r#"
+name = "two-provinces"
+[[node]]
+id = 100000
+name = "中华人民共和国"
+tier = "national"
+[[node]]
+id = 370000
+name = "山东省"
+tier = "provincial"
+parent = 100000
+[[node]]
+id = 370100
+name = "济南市"
+tier = "municipal"
+parent = 370000
+[[node]]
+id = 440000
+name = "广东省"
+tier = "provincial"
+parent = 100000
+[[node]]
+id = 440100
+name = "广州市"
+tier = "municipal"
+parent = 440000
+"#;
+
+/// Reads frames until `pick` returns something, with the suite deadline.
+pub async fn read_until<T>(
+    recv: &mut quinn::RecvStream,
+    mut pick: impl FnMut(cascade_protocol::Frame) -> Option<T>,
+) -> T {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let (frame, _) = cascade_transport::read_frame(recv).await.expect("frame").expect("stream open");
+            if let Some(t) = pick(frame) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("timed out reading frames")
+}
+
 /// Parses a division code.
 pub fn nid(s: &str) -> NodeId {
     s.parse().expect("division code")

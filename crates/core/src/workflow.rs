@@ -144,6 +144,11 @@ struct Held {
     service: Option<Service>,
 }
 
+/// The account acting (or the actor, for the bootstrap token and the node).
+fn person(by: &Principal) -> String {
+    by.username.clone().unwrap_or_else(|| by.actor.clone())
+}
+
 fn text(field: &str, value: &str, required: bool) -> Result<(), CommandError> {
     if required && value.trim().is_empty() {
         return Err(CommandError::field(field, "required"));
@@ -252,7 +257,7 @@ impl<S: StateStore> Core<S> {
             id: format!("{}-a{}", self.me, self.meta.application_seq + 1),
             resource,
             consumer,
-            applicant: by.username.clone().unwrap_or_else(|| by.actor.clone()),
+            applicant: person(by),
             purpose,
             period_days,
             consumer_log_head: self.engine.head(LogId { origin: self.me, scope: Scope::Federation }),
@@ -369,8 +374,7 @@ impl<S: StateStore> Core<S> {
             text("conditions", c, false)?;
         }
         let grant = self.issue_grant(&a, endpoints, rate, expires_at, approval.conditions)?;
-        let decided_by = by.username.clone().unwrap_or_else(|| by.actor.clone());
-        let a = self.settle(a, State::Granted, Reason::Approved, None, Some(grant), decided_by)?;
+        let a = self.settle(a, State::Granted, Reason::Approved, None, Some(grant), person(by))?;
         self.audit_application(Some(by), "application.approved", &a);
         Ok(Reply::Application(Box::new(a)))
     }
@@ -384,9 +388,8 @@ impl<S: StateStore> Core<S> {
     ) -> Result<Reply, CommandError> {
         let a = self.pending_inbox(by, &id, "application.reject")?;
         text("reason", &reason, true)?;
-        let decided_by = by.username.clone().unwrap_or_else(|| by.actor.clone());
         let a =
-            self.settle(a, State::Rejected, Reason::RejectedByApprover, Some(reason), None, decided_by)?;
+            self.settle(a, State::Rejected, Reason::RejectedByApprover, Some(reason), None, person(by))?;
         self.audit_application(Some(by), "application.rejected", &a);
         Ok(Reply::Application(Box::new(a)))
     }

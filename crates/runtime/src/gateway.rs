@@ -138,6 +138,28 @@ struct Started {
     sent: Arc<AtomicU64>,
 }
 
+impl UsageRecord {
+    /// A record of a call arriving at this hop now, in `role`.
+    fn of(head: &CallHead, role: &'static str) -> UsageRecord {
+        UsageRecord {
+            call: head.id.to_string(),
+            service: head.service.clone(),
+            caller: head.caller.clone(),
+            consumer: head.grant.grantee.clone(),
+            role,
+            endpoint: format!("{} {}", head.method, head.path),
+            status: 0,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            request_in_ms: unix_millis(),
+            request_out_ms: None,
+            response_in_ms: None,
+            response_out_ms: None,
+        }
+    }
+}
+
 /// Calls by role and status class, for metrics.
 #[derive(Default)]
 pub(crate) struct CallCounters {
@@ -572,22 +594,7 @@ impl Gateway {
         frames: mpsc::Receiver<CallFrame>,
     ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
         let id = head.id;
-        let mut usage = UsageRecord {
-            call: id.to_string(),
-            service: head.service.clone(),
-            caller: head.caller.clone(),
-            consumer: head.grant.grantee.clone(),
-            role: "provider",
-            endpoint: format!("{} {}", head.method, head.path),
-            status: 0,
-            error: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            request_in_ms: unix_millis(),
-            request_out_ms: None,
-            response_in_ms: None,
-            response_out_ms: None,
-        };
+        let mut usage = UsageRecord::of(&head, "provider");
         let checked = self.check_call(&head).await;
         let (service, upstream, consumer_keys) = match checked {
             Ok(ok) => ok,
@@ -914,22 +921,7 @@ impl Gateway {
     /// and checked, then the streams are spliced byte for byte both ways (the
     /// provider and the consumer verify the bodies; a relay need not).
     async fn relay(self: Arc<Self>, head: CallHead, mut send: quinn::SendStream, recv: quinn::RecvStream) {
-        let mut usage = UsageRecord {
-            call: head.id.to_string(),
-            service: head.service.clone(),
-            caller: head.caller.clone(),
-            consumer: head.grant.grantee.clone(),
-            role: "relay",
-            endpoint: format!("{} {}", head.method, head.path),
-            status: 0,
-            error: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            request_in_ms: unix_millis(),
-            request_out_ms: None,
-            response_in_ms: None,
-            response_out_ms: None,
-        };
+        let mut usage = UsageRecord::of(&head, "relay");
         let id = head.id;
         let refuse = |status: u16, reason: String| self.error_reply(id, status, reason).0;
         let onward = match self.check_relayed(&head).await {
