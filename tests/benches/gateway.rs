@@ -225,7 +225,7 @@ async fn main() {
     }
     let qingdao = targets[2].1.trim_end_matches("/fast").to_string();
 
-    println!("calls: {CALLERS} callers, {seconds} s a round, two rounds alternating (median of the two)");
+    println!("calls: {CALLERS} callers, {seconds} s a round, two rounds alternating (the mean of the two)");
     let mut results: Vec<Vec<(f64, Duration, Duration)>> = vec![Vec::new(); targets.len()];
     for _ in 0..2 {
         for (i, (_, url, token)) in targets.iter().enumerate() {
