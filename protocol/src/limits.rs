@@ -86,6 +86,11 @@ pub const ROUTED_WINDOW: usize = 256;
 /// acknowledge it, and three seconds is what that may add to its delivery.
 pub const ROUTED_RESEND_MS: u64 = 3_000;
 
+/// How often a node forgets the routed-message ids whose time to live is over
+/// (a scan of the seen-id table: hourly keeps it cheap and the table bounded by
+/// what arrived within `ROUTED_TTL_S` and an hour).
+pub const SEEN_SWEEP_S: u64 = 3600;
+
 /// How long a routed message may wait at its destination for what it depends on
 /// (the consumer's registration, the application a withdrawal names): beyond, it
 /// is refused and acknowledged, so that bogus ones cannot hold a window for ever.

@@ -24,7 +24,7 @@ use cascade_access::Principal;
 use cascade_protocol::catalog::CatalogEntry;
 use cascade_protocol::limits::{
     LINK_REPLACE_MS, MAX_GROUP_COMMANDS, MAX_GROUP_DELTAS, MAX_QUARANTINE_MS, MAX_REJECTIONS_PER_LINK,
-    QUARANTINE_MS, REJECTIONS_WINDOW_MS,
+    QUARANTINE_MS, REJECTIONS_WINDOW_MS, SEEN_SWEEP_S,
 };
 use cascade_protocol::routed::MessageId;
 use cascade_protocol::service::Service;
@@ -282,6 +282,8 @@ pub struct Core<S> {
     pub(crate) calendar: crate::calendar::Calendar,
     /// Applications waiting for this node's approvers, with their due times.
     pub(crate) pending: HashMap<String, u64>,
+    /// When the seen routed-message ids were last swept (unix s).
+    swept_s: u64,
 }
 
 impl<S: StateStore> Core<S> {
@@ -341,6 +343,7 @@ impl<S: StateStore> Core<S> {
             routed: RoutedCounters::default(),
             calendar: crate::calendar::Calendar::default(),
             pending: pending.into_iter().collect(),
+            swept_s: now_ms / 1000,
         };
         core.restore_outbox(outbox);
         let mut actions = Vec::new();
@@ -460,6 +463,10 @@ impl<S: StateStore> Core<S> {
                 let now = self.now_ms;
                 self.quarantine.retain(|_, q| q.until_ms + MAX_QUARANTINE_MS > now);
                 self.routed_tick();
+                if self.now_s() >= self.swept_s + SEEN_SWEEP_S {
+                    self.swept_s = self.now_s();
+                    self.group.batch.sweep_seen = Some(self.swept_s);
+                }
             }
             Input::Command { ticket, by, command } => {
                 self.group.commands += 1;
@@ -481,10 +488,8 @@ impl<S: StateStore> Core<S> {
 
     /// When the core wants `Input::Tick` next (unix ms), if at all.
     pub fn poll_timeout(&self) -> Option<u64> {
-        match (self.tallies.deadline(), self.routed_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let sweep = (self.swept_s + SEEN_SWEEP_S) * 1000;
+        [self.tallies.deadline(), self.routed_deadline()].into_iter().flatten().fold(sweep, u64::min).into()
     }
 
     /// The next effect to execute, if any.

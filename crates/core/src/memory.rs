@@ -75,6 +75,9 @@ impl State {
         for (id, until) in &batch.seen {
             self.seen.insert(*id, *until);
         }
+        if let Some(before) = batch.sweep_seen {
+            self.seen.retain(|_, until| *until >= before);
+        }
         for a in &batch.applications {
             self.applications.insert(a.id.clone(), a.clone());
         }

@@ -199,6 +199,8 @@ pub struct WriteBatch {
     pub outbox_done: Vec<(NodeId, MessageId)>,
     /// Ids of routed messages seen, with when they may be forgotten (unix s).
     pub seen: Vec<(MessageId, u64)>,
+    /// Forget the seen ids that may be forgotten before this time (unix s).
+    pub sweep_seen: Option<u64>,
     /// Applications (this node's consumers' and its providers'), whole.
     pub applications: Vec<Application>,
     /// Grants (issued here or received), whole.
@@ -222,6 +224,7 @@ impl WriteBatch {
             && self.outbox.is_empty()
             && self.outbox_done.is_empty()
             && self.seen.is_empty()
+            && self.sweep_seen.is_none()
             && self.applications.is_empty()
             && self.grants.is_empty()
             && self.audit.is_empty()

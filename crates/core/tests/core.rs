@@ -357,3 +357,20 @@ fn an_account_keeps_a_bounded_number_of_sessions_and_ended_ones_leave_nothing_st
     assert!(reply(&effects, 999).is_ok(), "{effects:?}");
     assert_eq!(core.store().token(&last).unwrap(), None);
 }
+
+#[test]
+fn routed_message_ids_are_swept_hourly_once_their_time_to_live_is_over() {
+    use cascade_protocol::limits::SEEN_SWEEP_S;
+    let mut core = core();
+    settle(&mut core);
+    let due = core.poll_timeout().expect("a sweep is always ahead");
+    assert_eq!(due, NOW_MS + SEEN_SWEEP_S * 1000);
+    core.handle(due - 1, Input::Tick);
+    let (_, early) = settle(&mut core);
+    assert!(early.iter().all(|b| b.sweep_seen.is_none()), "not before the hour");
+    core.handle(due, Input::Tick);
+    let (_, batches) = settle(&mut core);
+    let swept: Vec<u64> = batches.iter().filter_map(|b| b.sweep_seen).collect();
+    assert_eq!(swept, [due / 1000], "ids whose time to live ended before now are forgotten");
+    assert_eq!(core.poll_timeout(), Some(due + SEEN_SWEEP_S * 1000), "and again an hour later");
+}

@@ -221,6 +221,16 @@ impl Store {
         for (id, until) in &batch.seen {
             sled_batch.insert(seen_key(*id), &until.to_be_bytes());
         }
+        if let Some(before) = batch.sweep_seen {
+            // Hourly, and only ids older than their time to live: a scan of the table.
+            for kv in self.db.scan_prefix([SEEN]) {
+                let (key, value) = kv.map_err(backend)?;
+                let until = <[u8; 8]>::try_from(value.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
+                if until < before {
+                    sled_batch.remove(key);
+                }
+            }
+        }
         for a in &batch.applications {
             sled_batch.insert(application_key(&a.id), codec::encode(a)?);
         }

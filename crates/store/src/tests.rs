@@ -375,3 +375,17 @@ fn the_catalog_pages_through_twelve_thousand_entries_each_once_and_searches_with
     assert_eq!(all(&store, &people).len(), 1_200);
     assert!("zz".parse::<Cursor>().is_err() && "abc".parse::<Cursor>().is_err());
 }
+
+#[test]
+fn a_sweep_forgets_only_the_routed_ids_whose_time_to_live_is_over() {
+    use cascade_core::StateStore;
+    use cascade_protocol::routed::MessageId;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    let id = |seq| MessageId { from: jinan(), seq };
+    let seen = vec![(id(1), 100), (id(2), 200), (id(3), 300)];
+    store.apply(&WriteBatch { seen, ..WriteBatch::default() }).unwrap();
+    store.apply(&WriteBatch { sweep_seen: Some(201), ..WriteBatch::default() }).unwrap();
+    let kept: Vec<bool> = (1..=3).map(|seq| store.seen(id(seq)).unwrap()).collect();
+    assert_eq!(kept, [false, false, true]);
+}
