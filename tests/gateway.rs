@@ -508,3 +508,64 @@ async fn call_at(
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forbidden_applications_listings_and_ungranted_calls_costs_a_tally_and_the_node_serves_on()
+{
+    let fed = Fed::launch(TWO_PROVINCES).await;
+    let upstream = upstream().await;
+    let service = offer(&fed, &upstream, "query", json!([{"method": "GET", "path": "/taxes/{id}"}])).await;
+    let org = fed.register_org("370100").await;
+    let body = json!({"username": "qian", "password": PASSWORD, "organization": org, "roles": ["consumer"]});
+    assert_eq!(fed.post("370100", "/api/v1/accounts", body).await.0, 201);
+    let (_, session) = fed.login("370100", "qian", PASSWORD).await;
+    let token = session["token"].as_str().unwrap().to_string();
+    eventually("Jinan sees the service", || async {
+        fed.get("370100", &format!("/api/v1/services/{service}")).await.0 == 200
+    })
+    .await;
+    let (url, _) = fed.url_token("370100");
+    let (_, before) = fed.get("370100", "/api/v1/audit/verify").await;
+
+    // 1,500 requests, 32 at a time: applications for another organization (403),
+    // inbox listings, and calls of a service the caller holds no grant for (403).
+    let other = cascade_protocol::org::Organization::government_code(nid("440100"), 1);
+    let http = reqwest::Client::new();
+    let mut flood = tokio::task::JoinSet::new();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for i in 0..1500 {
+        let request = match i % 3 {
+            0 => http
+                .post(format!("{url}/api/v1/applications"))
+                .json(&json!({"resource": {"service": service},
+                "consumer": other, "purpose": "x", "period_days": 1})),
+            1 => http.get(format!("{url}/api/v1/applications?box=outbox&limit=1000")),
+            _ => http.get(format!("{url}/gateway/{service}/taxes/1")),
+        };
+        let request = request.bearer_auth(&token);
+        flood.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+        while flood.len() >= 32 {
+            *statuses.entry(flood.join_next().await.unwrap().unwrap().expect("answer")).or_default() += 1;
+        }
+    }
+    while let Some(done) = flood.join_next().await {
+        *statuses.entry(done.unwrap().expect("answer")).or_default() += 1;
+    }
+    assert_eq!(statuses.get(&403), Some(&1000), "{statuses:?}");
+    assert!(statuses.keys().all(|s| [200, 403, 503].contains(s)), "{statuses:?}");
+
+    // The refused applications cost one tally record; nothing was routed; the calls
+    // left bounded usage records; the node answers and its audit chain verifies.
+    let (_, after) = fed.get("370100", "/api/v1/audit/verify").await;
+    let grown = after["records"].as_u64().unwrap() - before["records"].as_u64().unwrap();
+    assert!(grown <= 3, "{grown} records for 500 refused applications: {after}");
+    assert_eq!(after["ok"], true, "{after}");
+    let metrics = scrape(&fed, "370100").await;
+    assert_eq!(sample(&metrics, "cascade_routed_sent_total", &[]), Some(0.0));
+    assert_eq!(
+        sample(&metrics, "cascade_calls_total", &[("role", "consumer"), ("status", "403")]),
+        Some(500.0)
+    );
+    assert_eq!(fed.get("370100", "/healthz").await.0, 200);
+    fed.fed.shutdown().await.unwrap();
+}
