@@ -569,12 +569,13 @@ impl Gateway {
     }
 
     fn error_reply(&self, id: CallId, status: u16, error: String) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
-        let mut headers = Vec::new();
-        if let Some(seconds) =
-            error.strip_prefix("rate limited; retry after ").and_then(|s| s.split(' ').next())
-        {
-            headers.push(("retry-after".to_string(), seconds.to_string()));
-        }
+        self.refusal(id, CallFailure { status, reason: error, retry_after: None })
+    }
+
+    /// A signed answer refusing a call (with `Retry-After` when waiting helps).
+    fn refusal(&self, id: CallId, failure: CallFailure) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        let CallFailure { status, reason: error, retry_after } = failure;
+        let headers = retry_after.map(|s| ("retry-after".to_string(), s.to_string())).into_iter().collect();
         let head = ReplyHead { id, by: self.me, status, headers, error: Some(error), signature: Vec::new() };
         let head = head.sign(&self.key).unwrap_or_else(|_| ReplyHead {
             id,
@@ -602,11 +603,7 @@ impl Gateway {
                 usage.status = failure.status;
                 usage.error = Some(failure.reason.clone());
                 self.record(usage);
-                let reason = match failure.retry_after {
-                    Some(s) => format!("rate limited; retry after {s} s ({})", failure.reason),
-                    None => failure.reason,
-                };
-                return self.error_reply(id, failure.status, reason);
+                return self.refusal(id, failure);
             }
         };
         // The request body, released checkpoint by checkpoint, to the upstream.
