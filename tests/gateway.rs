@@ -125,7 +125,7 @@ async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoke
     let outside =
         call_at(&fed, "370100", &token, "GET", &format!("/gateway/{service}/persons/7"), vec![]).await;
     assert_eq!(outside.status(), 403);
-    // A body streams there and back, through checkpoints (3 MiB and a bit).
+    // A body streams there and back, frame by frame (3 MiB and a bit).
     let payload: Vec<u8> = (0..3 * 1024 * 1024 + 12_345).map(|i| (i % 251) as u8).collect();
     let echoed =
         call_at(&fed, "370100", &token, "POST", &format!("/gateway/{service}/echo"), payload.clone()).await;
@@ -260,16 +260,17 @@ enum Meddle {
 
 /// Copies call frames from `recv` to `send`, flipping one body byte if `flip`.
 async fn pipe(mut recv: quinn::RecvStream, mut send: quinn::SendStream, flip: bool) {
-    use cascade_protocol::call::{CallFrame, MAX_CALL_FRAME_BYTES};
+    use cascade_protocol::call::CallFrame;
+    use cascade_transport::{read_call_frame, write_call_frame};
     let mut flipped = !flip;
-    while let Ok(Some((mut frame, _))) = read_message::<CallFrame>(&mut recv, MAX_CALL_FRAME_BYTES).await {
-        if let (false, CallFrame::Data(bytes)) = (flipped, &mut frame) {
-            if let Some(b) = bytes.first_mut() {
-                *b ^= 1;
-                flipped = true;
-            }
+    while let Ok(Some(mut frame)) = read_call_frame(&mut recv).await {
+        if let (false, CallFrame::Data { bytes, .. }) = (flipped, &mut frame) {
+            let mut altered = bytes.to_vec();
+            altered[0] ^= 1;
+            *bytes = altered.into();
+            flipped = true;
         }
-        if write_message(&mut send, &frame).await.is_err() {
+        if write_call_frame(&mut send, frame).await.is_err() {
             return;
         }
     }
@@ -398,12 +399,13 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
         "relayed honestly"
     );
 
-    // 1. The envelope altered: refused by the next hop as tampered (403).
+    // 1. The envelope altered: passed on by the next hop (only the provider can
+    //    check the consumer's signature), refused by the provider as tampered (403).
     *meddle.lock().unwrap() = Meddle::Envelope;
     let refused = call_at(&fed, "370100", &token, "GET", &taxes, vec![]).await;
     assert_eq!(refused.status(), 403);
     assert!(refused.text().await.unwrap().contains("tampered"));
-    // 2. The request body altered: the provider's node catches it at the checkpoint,
+    // 2. The request body altered: the provider's node catches it in the frame,
     //    before the byte reaches the upstream.
     *meddle.lock().unwrap() = Meddle::RequestBody;
     let payload = vec![7u8; 600_000];

@@ -1,11 +1,18 @@
 //! Service calls through the gateway (服务对接): a call travels on its own QUIC
-//! stream of the existing links, hop by hop to the provider's node, as a signed
-//! head (the caller, the grant it presents, what it asks) and a body of data
-//! frames with signed checkpoints; the answer comes back the same way, signed by
-//! the node that gives it. A receiver holds at most one checkpoint's worth of
-//! body before the checkpoint's signature vouches for it, so bodies stream
-//! without being buffered whole, and a relay that alters a byte is caught before
-//! the byte is used.
+//! stream of the existing links, hop by hop to the provider's node, as a head
+//! signed by the consumer's node (the caller, the grant it presents, what it
+//! asks) and a body of data frames; the answer comes back the same way.
+//!
+//! Everything after the signed head is authenticated with a key only the two
+//! ends of the call can derive (`PairKey`: X25519 of one node's key with the
+//! other's, hashed with BLAKE3): every body frame carries a keyed BLAKE3 tag over
+//! its place in the body and its bytes, the last frame binds the body's length,
+//! and the answer's head is tagged by the node giving it. A receiver releases a
+//! frame's bytes only once its tag holds, so bodies stream without being held
+//! whole, and a relay that alters, drops, reorders or cuts a byte is caught
+//! before the byte is used. One Ed25519 signature per call (the head, which the
+//! provider can show to anyone) instead of one per checkpoint and answer: a MAC
+//! costs a BLAKE3 pass, a signature and its verification ~60 µs of a core.
 
 use crate::ids::Tier;
 use crate::ids::NATIONAL;
@@ -13,27 +20,82 @@ use crate::routed::{next_hop, Route};
 use crate::service::Endpoint;
 use crate::workflow::Grant;
 use crate::{codec, NodeId};
+use bytes::Bytes;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded head (a grant with 32 endpoints, a path, a few headers).
 pub const MAX_CALL_HEAD_BYTES: usize = 64 * 1024;
-/// Bytes of body in one data frame.
+/// Most body bytes in one data frame: what a receiver holds, at most, before the
+/// frame's tag vouches for it (and a QUIC stream moves 64 KiB in one go).
 pub const CALL_CHUNK_BYTES: usize = 64 * 1024;
-/// Body bytes between signed checkpoints: what a receiver holds, at most, before
-/// it may pass them on (four signatures and verifications a MiB: ~0.3 s of one
-/// core per GiB, against a bounded ¼ MiB held per call).
-pub const CHECKPOINT_BYTES: u64 = 256 * 1024;
-/// Largest encoded body frame.
-pub const MAX_CALL_FRAME_BYTES: usize = CALL_CHUNK_BYTES + 1024;
 /// Most headers a call carries each way (only end-to-end ones are forwarded).
 pub const MAX_CALL_HEADERS: usize = 32;
 /// Longest path (with its query), in bytes.
 pub const MAX_CALL_PATH_BYTES: usize = 2048;
+/// Bytes of a body frame before its data: kind (1), length or total (8), tag (32).
+pub const FRAME_HEAD_BYTES: usize = 41;
 
 const HEAD_DOMAIN: &[u8] = b"cascade/call-head/v1\0";
-const REPLY_DOMAIN: &[u8] = b"cascade/call-reply/v1\0";
-const BODY_DOMAIN: &[u8] = b"cascade/call-body/v1\0";
+const REPLY_DOMAIN: &[u8] = b"cascade/call-reply/v2\0";
+const BODY_DOMAIN: &[u8] = b"cascade/call-body/v2\0";
+const PAIR_CONTEXT: &str = "cascade 2026-11 call pair key v1";
+
+/// A key two nodes share for the calls between them, derived from their node
+/// keys (the same Ed25519 keys, read as X25519 keys: Thormarker, "On using the
+/// same key pair for Ed25519 and an X25519 based KEM", 2021). Either end derives
+/// it from its own signing key and the other's verifying key; no relay can.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PairKey([u8; 32]);
+
+impl std::fmt::Debug for PairKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairKey(..)")
+    }
+}
+
+impl PairKey {
+    /// The key `mine` shares with the holder of `theirs`; none for a weak
+    /// (small-order) key, with which the secret would be guessable.
+    pub fn derive(mine: &SigningKey, theirs: &VerifyingKey) -> Option<PairKey> {
+        if theirs.is_weak() {
+            return None;
+        }
+        let shared = theirs.to_montgomery().mul_clamped(mine.to_scalar_bytes()).to_bytes();
+        if shared == [0; 32] {
+            return None;
+        }
+        Some(PairKey::hashed(&shared, mine.verifying_key(), theirs))
+    }
+
+    /// The key a node shares with itself, for the calls it serves its own
+    /// consumers (its own key needs no check).
+    pub fn own(key: &SigningKey) -> PairKey {
+        let public = key.verifying_key();
+        let shared = public.to_montgomery().mul_clamped(key.to_scalar_bytes()).to_bytes();
+        PairKey::hashed(&shared, public, &public)
+    }
+
+    fn hashed(shared: &[u8; 32], mine: VerifyingKey, theirs: &VerifyingKey) -> PairKey {
+        let (a, b) = (mine.to_bytes(), theirs.to_bytes());
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        let mut hasher = blake3::Hasher::new_derive_key(PAIR_CONTEXT);
+        hasher.update(shared).update(&low).update(&high);
+        PairKey(*hasher.finalize().as_bytes())
+    }
+
+    fn tag(&self, domain: &[u8], value: &impl Serialize) -> Option<[u8; 32]> {
+        let encoded = codec::encode(value).ok()?;
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(domain).update(&encoded);
+        Some(*hasher.finalize().as_bytes())
+    }
+
+    /// The key of one body of one call.
+    fn body(&self, id: CallId, direction: Direction) -> [u8; 32] {
+        self.tag(BODY_DOMAIN, &(id, direction as u8)).unwrap_or([0; 32])
+    }
+}
 
 /// A call's id: the consumer's node, when it started, and a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,8 +137,9 @@ pub struct CallHead {
     pub signature: Vec<u8>,
 }
 
-/// The answer's head, signed by the node that gives it: the provider's, or a
-/// relay that could not forward the call.
+/// The answer's head, tagged by the node that gives it (the provider's, or a
+/// relay that could not forward the call) with the key it shares with the
+/// consumer's node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyHead {
     /// The call.
@@ -89,29 +152,79 @@ pub struct ReplyHead {
     pub headers: Vec<(String, String)>,
     /// Why the call failed, when it did before reaching the upstream.
     pub error: Option<String>,
-    /// Ed25519 by `by` over all of the above.
-    pub signature: Vec<u8>,
+    /// Keyed BLAKE3, with the pair key of `by` and the consumer's node, over all of the above.
+    pub tag: [u8; 32],
 }
 
-/// What follows a head on a call stream, each way.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What follows a head on a call stream, each way: data, then the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallFrame {
-    /// Body bytes (at most `CALL_CHUNK_BYTES`).
-    Data(Vec<u8>),
-    /// The sender vouches for the body so far (`offset` bytes).
-    Checkpoint {
-        /// Body bytes so far.
-        offset: u64,
-        /// Ed25519 over the call, the direction, `offset` and the body's BLAKE3 so far.
-        signature: Vec<u8>,
+    /// Body bytes (1 to `CALL_CHUNK_BYTES`), tagged with their offset.
+    Data {
+        /// The bytes.
+        bytes: Bytes,
+        /// Keyed BLAKE3 over the frame's offset in the body and its bytes.
+        tag: [u8; 32],
     },
-    /// The last checkpoint: the body ends here.
+    /// The body ends here.
     End {
         /// Body bytes in all.
-        offset: u64,
-        /// As for a checkpoint.
-        signature: Vec<u8>,
+        total: u64,
+        /// Keyed BLAKE3 over the total.
+        tag: [u8; 32],
     },
+}
+
+/// A body frame's head as read off the wire, before its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameHead {
+    /// `len` bytes of data follow.
+    Data {
+        /// Data bytes that follow (1 to `CALL_CHUNK_BYTES`).
+        len: usize,
+        /// Their tag.
+        tag: [u8; 32],
+    },
+    /// The end; nothing follows.
+    End {
+        /// Body bytes in all.
+        total: u64,
+        /// Its tag.
+        tag: [u8; 32],
+    },
+}
+
+impl CallFrame {
+    /// The frame's head on the wire (its data, if any, follows).
+    pub fn head(&self) -> [u8; FRAME_HEAD_BYTES] {
+        let (kind, n, tag) = match self {
+            CallFrame::Data { bytes, tag } => (0u8, bytes.len() as u64, tag),
+            CallFrame::End { total, tag } => (1u8, *total, tag),
+        };
+        let mut out = [0u8; FRAME_HEAD_BYTES];
+        out[0] = kind;
+        out[1..9].copy_from_slice(&n.to_be_bytes());
+        out[9..].copy_from_slice(tag);
+        out
+    }
+}
+
+impl FrameHead {
+    /// Reads a frame head; a data length outside 1..=`CALL_CHUNK_BYTES` or an
+    /// unknown kind is malformed (nothing more is read for it).
+    pub fn parse(bytes: &[u8; FRAME_HEAD_BYTES]) -> Result<FrameHead, CallError> {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&bytes[1..9]);
+        let n = u64::from_be_bytes(n);
+        let mut tag = [0u8; 32];
+        tag.copy_from_slice(&bytes[9..]);
+        match bytes[0] {
+            0 if (1..=CALL_CHUNK_BYTES as u64).contains(&n) => Ok(FrameHead::Data { len: n as usize, tag }),
+            0 => Err(CallError::Malformed(format!("a data frame of {n} bytes"))),
+            1 => Ok(FrameHead::End { total: n, tag }),
+            k => Err(CallError::Malformed(format!("frame kind {k}"))),
+        }
+    }
 }
 
 /// Which way a body goes.
@@ -126,7 +239,7 @@ pub enum Direction {
 /// Why a call failed a check.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CallError {
-    /// A signature does not verify: a relay altered something.
+    /// A signature or tag does not verify: a relay altered something.
     #[error("tampered: {0}")]
     Tampered(String),
     /// The stream broke the call protocol.
@@ -134,39 +247,25 @@ pub enum CallError {
     Malformed(String),
 }
 
-fn sign_with(key: &SigningKey, domain: &[u8], value: &impl Serialize) -> Result<Vec<u8>, CallError> {
-    let mut bytes = domain.to_vec();
-    bytes.extend(codec::encode(value).map_err(|e| CallError::Malformed(e.to_string()))?);
-    Ok(key.sign(&bytes).to_bytes().to_vec())
-}
-
-fn verify_with<'k>(
-    keys: impl IntoIterator<Item = &'k VerifyingKey>,
-    domain: &[u8],
-    value: &impl Serialize,
-    signature: &[u8],
-) -> bool {
-    let Ok(signature) = Signature::from_slice(signature) else { return false };
-    let Ok(encoded) = codec::encode(value) else { return false };
-    let mut bytes = domain.to_vec();
-    bytes.extend(encoded);
-    keys.into_iter().any(|k| k.verify_strict(&bytes, &signature).is_ok())
-}
-
 impl CallHead {
-    fn unsigned(&self) -> CallHead {
-        CallHead { signature: Vec::new(), ..self.clone() }
+    fn signing_bytes(&self) -> Result<Vec<u8>, CallError> {
+        let unsigned = CallHead { signature: Vec::new(), ..self.clone() };
+        let mut bytes = HEAD_DOMAIN.to_vec();
+        bytes.extend(codec::encode(&unsigned).map_err(|e| CallError::Malformed(e.to_string()))?);
+        Ok(bytes)
     }
 
     /// Signs it with the consumer node's key.
     pub fn sign(mut self, key: &SigningKey) -> Result<CallHead, CallError> {
-        self.signature = sign_with(key, HEAD_DOMAIN, &self.unsigned())?;
+        self.signature = key.sign(&self.signing_bytes()?).to_bytes().to_vec();
         Ok(self)
     }
 
-    /// Whether one of `keys` (the consumer node's) signed it as it is.
-    pub fn verify<'k>(&self, keys: impl IntoIterator<Item = &'k VerifyingKey>) -> bool {
-        verify_with(keys, HEAD_DOMAIN, &self.unsigned(), &self.signature)
+    /// The one of `keys` (the consumer node's) that signed it as it is, if any.
+    pub fn signer<'k>(&self, keys: impl IntoIterator<Item = &'k VerifyingKey>) -> Option<&'k VerifyingKey> {
+        let signature = Signature::from_slice(&self.signature).ok()?;
+        let bytes = self.signing_bytes().ok()?;
+        keys.into_iter().find(|k| k.verify_strict(&bytes, &signature).is_ok())
     }
 
     /// Form rules: sizes, a known method, a path below the service.
@@ -186,134 +285,136 @@ impl CallHead {
 }
 
 impl ReplyHead {
-    fn unsigned(&self) -> ReplyHead {
-        ReplyHead { signature: Vec::new(), ..self.clone() }
+    fn untagged(&self) -> ReplyHead {
+        ReplyHead { tag: [0; 32], ..self.clone() }
     }
 
-    /// Signs it with the answering node's key.
-    pub fn sign(mut self, key: &SigningKey) -> Result<ReplyHead, CallError> {
-        self.signature = sign_with(key, REPLY_DOMAIN, &self.unsigned())?;
-        Ok(self)
+    /// Tags it with the key the answering node shares with the consumer's.
+    pub fn seal(mut self, key: &PairKey) -> ReplyHead {
+        self.tag = key.tag(REPLY_DOMAIN, &self.untagged()).unwrap_or([0; 32]);
+        self
     }
 
-    /// Whether one of `keys` (the answering node's) signed it as it is.
-    pub fn verify<'k>(&self, keys: impl IntoIterator<Item = &'k VerifyingKey>) -> bool {
-        verify_with(keys, REPLY_DOMAIN, &self.unsigned(), &self.signature)
+    /// The one of `keys` (those the consumer's node shares with `by`) whose tag it
+    /// carries as it is, if any.
+    pub fn opener<'k>(&self, keys: impl IntoIterator<Item = &'k PairKey>) -> Option<&'k PairKey> {
+        let untagged = self.untagged();
+        keys.into_iter().find(|k| k.tag(REPLY_DOMAIN, &untagged).is_some_and(|t| t == self.tag))
     }
 }
 
-fn body_statement(
-    id: CallId,
-    direction: Direction,
+fn data_tag(key: &[u8; 32], offset: u64, bytes: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    hasher.update(&[0]).update(&offset.to_be_bytes()).update(bytes);
+    *hasher.finalize().as_bytes()
+}
+
+fn end_tag(key: &[u8; 32], total: u64) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    hasher.update(&[1]).update(&total.to_be_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// Cuts a body into tagged data frames.
+pub struct BodySealer {
+    key: [u8; 32],
     offset: u64,
-    hash: &blake3::Hash,
-) -> (CallId, u8, u64, [u8; 32]) {
-    (id, direction as u8, offset, *hash.as_bytes())
 }
 
-/// Cuts a body into data frames and signs a checkpoint every `CHECKPOINT_BYTES`.
-pub struct BodySigner {
-    id: CallId,
-    direction: Direction,
-    hasher: blake3::Hasher,
-    offset: u64,
-    since: u64,
-}
-
-impl BodySigner {
-    /// A signer for one body of one call.
-    pub fn new(id: CallId, direction: Direction) -> BodySigner {
-        BodySigner { id, direction, hasher: blake3::Hasher::new(), offset: 0, since: 0 }
+impl BodySealer {
+    /// A sealer for one body of one call, with the pair key of its two ends.
+    pub fn new(key: &PairKey, id: CallId, direction: Direction) -> BodySealer {
+        BodySealer { key: key.body(id, direction), offset: 0 }
     }
 
-    /// The frames for the next bytes of the body (data frames, and checkpoints).
-    pub fn frames(&mut self, key: &SigningKey, mut bytes: &[u8]) -> Result<Vec<CallFrame>, CallError> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let room = (CHECKPOINT_BYTES - self.since).min(CALL_CHUNK_BYTES as u64) as usize;
-            let (chunk, rest) = bytes.split_at(room.min(bytes.len()));
-            self.hasher.update(chunk);
+    /// The frames for the next bytes of the body (none for no bytes).
+    pub fn frames(&mut self, bytes: Bytes) -> Vec<CallFrame> {
+        let mut out = Vec::with_capacity(bytes.len().div_ceil(CALL_CHUNK_BYTES));
+        let mut at = 0;
+        while at < bytes.len() {
+            let chunk = bytes.slice(at..(at + CALL_CHUNK_BYTES).min(bytes.len()));
+            at += chunk.len();
+            let tag = data_tag(&self.key, self.offset, &chunk);
             self.offset += chunk.len() as u64;
-            self.since += chunk.len() as u64;
-            out.push(CallFrame::Data(chunk.to_vec()));
-            if self.since == CHECKPOINT_BYTES {
-                out.push(CallFrame::Checkpoint { offset: self.offset, signature: self.signature(key)? });
-                self.since = 0;
-            }
-            bytes = rest;
+            out.push(CallFrame::Data { bytes: chunk, tag });
         }
-        Ok(out)
+        out
     }
 
     /// The last frame: the body ends.
-    pub fn end(&mut self, key: &SigningKey) -> Result<CallFrame, CallError> {
-        Ok(CallFrame::End { offset: self.offset, signature: self.signature(key)? })
-    }
-
-    fn signature(&self, key: &SigningKey) -> Result<Vec<u8>, CallError> {
-        let statement = body_statement(self.id, self.direction, self.offset, &self.hasher.finalize());
-        sign_with(key, BODY_DOMAIN, &statement)
+    pub fn end(&self) -> CallFrame {
+        CallFrame::End { total: self.offset, tag: end_tag(&self.key, self.offset) }
     }
 }
 
-/// Holds a body's bytes until a checkpoint vouches for them.
-pub struct BodyVerifier {
-    id: CallId,
-    direction: Direction,
-    hasher: blake3::Hasher,
+/// The tag a frame carries, by kind.
+#[derive(Clone, Copy)]
+enum Tagged {
+    Data([u8; 32]),
+    End([u8; 32]),
+}
+
+/// Checks a body frame by frame, releasing each frame's bytes once its tag holds.
+pub struct BodyOpener {
+    /// The body keys of the pair keys the sender may have used; the first to
+    /// open a frame is the only one tried from then on.
+    keys: Vec<[u8; 32]>,
     offset: u64,
-    held: Vec<u8>,
     ended: bool,
 }
 
-impl BodyVerifier {
-    /// A verifier for one body of one call.
-    pub fn new(id: CallId, direction: Direction) -> BodyVerifier {
-        BodyVerifier {
-            id,
-            direction,
-            hasher: blake3::Hasher::new(),
+impl BodyOpener {
+    /// An opener for one body of one call, with the pair keys its sender may use.
+    pub fn new<'k>(
+        keys: impl IntoIterator<Item = &'k PairKey>,
+        id: CallId,
+        direction: Direction,
+    ) -> BodyOpener {
+        BodyOpener {
+            keys: keys.into_iter().map(|k| k.body(id, direction)).collect(),
             offset: 0,
-            held: Vec::new(),
             ended: false,
         }
     }
 
-    /// Whether the last checkpoint said the body ended.
+    /// Whether the end frame came and held.
     pub fn ended(&self) -> bool {
         self.ended
     }
 
-    /// Takes one frame; returns the bytes a checkpoint vouched for, to pass on.
-    pub fn frame<'k>(
-        &mut self,
-        frame: CallFrame,
-        keys: impl IntoIterator<Item = &'k VerifyingKey>,
-    ) -> Result<Vec<u8>, CallError> {
+    /// Takes one frame; returns its bytes (none for the end) once its tag holds.
+    pub fn frame(&mut self, frame: CallFrame) -> Result<Bytes, CallError> {
         if self.ended {
             return Err(CallError::Malformed("a frame after the end".into()));
         }
-        let (offset, signature, last) = match frame {
-            CallFrame::Data(bytes) => {
-                if bytes.len() > CALL_CHUNK_BYTES || (self.held.len() + bytes.len()) as u64 > CHECKPOINT_BYTES
-                {
-                    return Err(CallError::Malformed("more body than a checkpoint covers".into()));
+        let at = self.offset;
+        let (expected, bytes) = match frame {
+            CallFrame::Data { bytes, tag } => {
+                if bytes.is_empty() || bytes.len() > CALL_CHUNK_BYTES {
+                    return Err(CallError::Malformed(format!("a data frame of {} bytes", bytes.len())));
                 }
-                self.hasher.update(&bytes);
-                self.held.extend_from_slice(&bytes);
-                return Ok(Vec::new());
+                (Tagged::Data(tag), bytes)
             }
-            CallFrame::Checkpoint { offset, signature } => (offset, signature, false),
-            CallFrame::End { offset, signature } => (offset, signature, true),
+            CallFrame::End { total, tag } if total == at => (Tagged::End(tag), Bytes::new()),
+            CallFrame::End { total, .. } => {
+                return Err(CallError::Tampered(format!("the body ends at byte {total}, not {at}")));
+            }
         };
-        let total = self.offset + self.held.len() as u64;
-        let statement = body_statement(self.id, self.direction, total, &self.hasher.finalize());
-        if offset != total || !verify_with(keys, BODY_DOMAIN, &statement, &signature) {
-            return Err(CallError::Tampered(format!("the body at byte {total} is not what was signed")));
+        let holds = |key: &[u8; 32]| match expected {
+            Tagged::Data(tag) => data_tag(key, at, &bytes) == tag,
+            Tagged::End(tag) => end_tag(key, at) == tag,
+        };
+        let Some(found) = self.keys.iter().position(holds) else {
+            return Err(CallError::Tampered(format!("the body at byte {at} is not what was sent")));
+        };
+        if self.keys.len() > 1 {
+            self.keys = vec![self.keys[found]];
         }
-        self.offset = total;
-        self.ended = last;
-        Ok(std::mem::take(&mut self.held))
+        if bytes.is_empty() {
+            self.ended = true;
+        }
+        self.offset += bytes.len() as u64;
+        Ok(bytes)
     }
 }
 
@@ -387,76 +488,118 @@ mod tests {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
-    /// Signs `data` in pieces of `piece`, verifies it frame by frame; returns what
-    /// was released, or the first error.
-    fn round_trip(data: &[u8], piece: usize, alter: Option<usize>) -> Result<Vec<u8>, CallError> {
-        let key = SigningKey::from_bytes(&[1; 32]);
-        let mut signer = BodySigner::new(id(), Direction::Request);
+    fn pair() -> (PairKey, PairKey) {
+        let (a, b) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+        (PairKey::derive(&a, &b.verifying_key()).unwrap(), PairKey::derive(&b, &a.verifying_key()).unwrap())
+    }
+
+    /// Seals `data` in pieces of `piece`, opens it frame by frame after `meddle`
+    /// had its way with the frames; returns what was released, or the first error.
+    fn round_trip(
+        data: &[u8],
+        piece: usize,
+        meddle: impl Fn(&mut Vec<CallFrame>),
+    ) -> Result<Vec<u8>, CallError> {
+        let (sender, receiver) = pair();
+        let mut sealer = BodySealer::new(&sender, id(), Direction::Request);
         let mut frames = Vec::new();
         for part in data.chunks(piece.max(1)) {
-            frames.extend(signer.frames(&key, part).unwrap());
+            frames.extend(sealer.frames(Bytes::copy_from_slice(part)));
         }
-        frames.push(signer.end(&key).unwrap());
-        let mut seen = 0;
-        for frame in frames.iter_mut() {
-            if let CallFrame::Data(bytes) = frame {
-                if let Some(at) = alter.filter(|at| (seen..seen + bytes.len()).contains(at)) {
-                    bytes[at - seen] ^= 1;
-                }
-                seen += bytes.len();
-            }
-        }
-        let mut verifier = BodyVerifier::new(id(), Direction::Request);
+        frames.push(sealer.end());
+        meddle(&mut frames);
+        let mut opener = BodyOpener::new([&receiver], id(), Direction::Request);
         let mut out = Vec::new();
         for frame in frames {
-            out.extend(verifier.frame(frame, [&key.verifying_key()])?);
+            out.extend(opener.frame(frame)?);
         }
-        assert!(verifier.ended());
+        if !opener.ended() {
+            return Err(CallError::Malformed("no end".into()));
+        }
         Ok(out)
     }
 
     #[test]
-    fn a_body_streams_through_checkpoints_intact() {
-        for len in [0, 1, 70_000, CHECKPOINT_BYTES as usize, 3 * CHECKPOINT_BYTES as usize + 5] {
+    fn both_ends_derive_one_pair_key_and_a_third_node_another() {
+        let (a, b) = pair();
+        assert_eq!(a, b);
+        let c = SigningKey::from_bytes(&[3; 32]);
+        assert_ne!(PairKey::derive(&c, &SigningKey::from_bytes(&[1; 32]).verifying_key()).unwrap(), a);
+        // A small-order key would make the shared secret guessable.
+        let weak = VerifyingKey::from_bytes(&[0; 32]).unwrap();
+        assert!(weak.is_weak());
+        assert!(PairKey::derive(&c, &weak).is_none());
+        assert_eq!(PairKey::own(&c), PairKey::derive(&c, &c.verifying_key()).unwrap());
+    }
+
+    #[test]
+    fn a_body_streams_frame_by_frame_intact() {
+        for len in [0, 1, 70_000, CALL_CHUNK_BYTES, 3 * CALL_CHUNK_BYTES + 5] {
             let data = body(len);
-            assert_eq!(round_trip(&data, 10_000, None).unwrap(), data, "{len} bytes");
+            assert_eq!(round_trip(&data, 10_000, |_| {}).unwrap(), data, "{len} bytes");
         }
     }
 
     #[test]
-    fn an_altered_byte_is_caught_before_it_is_released() {
-        let data = body(3 * CHECKPOINT_BYTES as usize);
-        let err = round_trip(&data, 100_000, Some(CHECKPOINT_BYTES as usize + 7)).unwrap_err();
-        assert!(matches!(err, CallError::Tampered(_)), "{err}");
-    }
-
-    #[test]
-    fn a_verifier_never_holds_more_than_a_checkpoint() {
-        let mut verifier = BodyVerifier::new(id(), Direction::Request);
-        let key = SigningKey::from_bytes(&[1; 32]).verifying_key();
-        let chunk = CallFrame::Data(vec![0; CALL_CHUNK_BYTES]);
-        for _ in 0..CHECKPOINT_BYTES as usize / CALL_CHUNK_BYTES {
-            verifier.frame(chunk.clone(), [&key]).unwrap();
-        }
-        assert!(matches!(verifier.frame(chunk, [&key]), Err(CallError::Malformed(_))));
-    }
-
-    #[test]
-    fn heads_verify_only_as_signed() {
-        let key = SigningKey::from_bytes(&[2; 32]);
-        let reply = ReplyHead {
-            id: id(),
-            by: id().node,
-            status: 200,
-            headers: vec![],
-            error: None,
-            signature: vec![],
+    fn an_altered_dropped_reordered_or_cut_body_is_caught_before_release() {
+        let data = body(3 * CALL_CHUNK_BYTES);
+        let flip = |f: &mut Vec<CallFrame>| {
+            if let CallFrame::Data { bytes, .. } = &mut f[1] {
+                let mut b = bytes.to_vec();
+                b[7] ^= 1;
+                *bytes = Bytes::from(b);
+            }
         };
-        let signed = reply.sign(&key).unwrap();
-        assert!(signed.verify([&key.verifying_key()]));
-        let mut changed = signed.clone();
+        let drop = |f: &mut Vec<CallFrame>| {
+            f.remove(1);
+        };
+        let swap = |f: &mut Vec<CallFrame>| f.swap(0, 1);
+        let cut = |f: &mut Vec<CallFrame>| {
+            let end = f.pop().unwrap();
+            f.pop();
+            f.push(end);
+        };
+        for (what, meddle) in
+            [("flip", &flip as &dyn Fn(&mut Vec<CallFrame>)), ("drop", &drop), ("swap", &swap), ("cut", &cut)]
+        {
+            let err = round_trip(&data, 100_000, meddle).unwrap_err();
+            assert!(matches!(err, CallError::Tampered(_)), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn frame_heads_round_trip_and_oversized_frames_are_refused() {
+        let frame = CallFrame::Data { bytes: Bytes::from_static(b"abc"), tag: [9; 32] };
+        assert_eq!(FrameHead::parse(&frame.head()).unwrap(), FrameHead::Data { len: 3, tag: [9; 32] });
+        let end = CallFrame::End { total: 1 << 40, tag: [8; 32] };
+        assert_eq!(FrameHead::parse(&end.head()).unwrap(), FrameHead::End { total: 1 << 40, tag: [8; 32] });
+        let mut huge = frame.head();
+        huge[1..9].copy_from_slice(&(CALL_CHUNK_BYTES as u64 + 1).to_be_bytes());
+        assert!(matches!(FrameHead::parse(&huge), Err(CallError::Malformed(_))));
+        let mut empty = frame.head();
+        empty[1..9].copy_from_slice(&0u64.to_be_bytes());
+        assert!(FrameHead::parse(&empty).is_err());
+        let mut kind = frame.head();
+        kind[0] = 7;
+        assert!(FrameHead::parse(&kind).is_err());
+    }
+
+    #[test]
+    fn heads_open_only_as_sealed_and_signed() {
+        let (a, b) = pair();
+        let reply =
+            ReplyHead { id: id(), by: id().node, status: 200, headers: vec![], error: None, tag: [0; 32] };
+        let sealed = reply.seal(&a);
+        assert!(sealed.opener([&b]).is_some());
+        let mut changed = sealed.clone();
         changed.status = 403;
-        assert!(!changed.verify([&key.verifying_key()]));
+        assert!(changed.opener([&b]).is_none());
+        let other = PairKey::derive(
+            &SigningKey::from_bytes(&[5; 32]),
+            &SigningKey::from_bytes(&[6; 32]).verifying_key(),
+        )
+        .unwrap();
+        assert!(sealed.opener([&other]).is_none());
     }
 
     #[test]

@@ -50,8 +50,8 @@ pub(crate) enum Message {
     Refused { remote: String, reason: PeerError },
     /// A command and where to answer it.
     Command { by: Principal, command: Command, reply: oneshot::Sender<Result<Reply, CommandError>> },
-    /// Every key a member signed with, as the engine knows them (a read: answered
-    /// at once, outside any group).
+    /// Every key a member signed with, as the engine knows them, its current key
+    /// first (a read: answered at once, outside any group).
     Keys { node: NodeId, reply: oneshot::Sender<Vec<ed25519_dalek::VerifyingKey>> },
 }
 
@@ -221,7 +221,10 @@ impl Driver {
                 let keys = if engine.is_revoked(node) {
                     Vec::new()
                 } else {
-                    engine.keys_of(node).copied().collect()
+                    // Its current key first: the one a pair key is derived from.
+                    let current = engine.member(node).map(|m| m.key);
+                    let older = engine.keys_of(node).filter(|k| Some(**k) != current).copied();
+                    current.into_iter().chain(older).collect()
                 };
                 let _ = reply.send(keys);
                 return;

@@ -62,7 +62,8 @@ fn read_failure(e: &FrameError) -> Option<PeerError> {
     match e {
         FrameError::TooLarge(len) => Some(Misbehaviour::OversizedFrame { len: *len }.into()),
         FrameError::Malformed(e) => Some(Misbehaviour::MalformedFrame(e.to_string()).into()),
-        FrameError::Read(_) | FrameError::Write(_) => None,
+        FrameError::Call(e) => Some(Misbehaviour::MalformedFrame(e.to_string()).into()),
+        FrameError::Read(_) | FrameError::Write(_) | FrameError::ReadBody(_) => None,
     }
 }
 
@@ -79,7 +80,7 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) -
         return LinkEnd::Lost;
     }
     gateway.link_up(peer, connection.clone());
-    let calls = tokio::spawn(crate::gateway::accept_calls(gateway.clone(), connection.clone()));
+    let calls = tokio::spawn(crate::gateway::accept_calls(gateway.clone(), connection.clone(), peer));
     let heard = AtomicBool::new(false);
     let writer = async {
         while let Some(item) = queue.recv().await {

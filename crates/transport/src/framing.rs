@@ -1,5 +1,7 @@
 //! Length-prefixed frames on a QUIC stream, with a hard size limit.
 
+use bytes::{Bytes, BytesMut};
+use cascade_protocol::call::{CallError, CallFrame, FrameHead, FRAME_HEAD_BYTES};
 use cascade_protocol::limits::MAX_FRAME_BYTES;
 use cascade_protocol::{codec, CodecError, Frame};
 use serde::de::DeserializeOwned;
@@ -20,6 +22,12 @@ pub enum FrameError {
     /// Writing failed.
     #[error("write: {0}")]
     Write(#[from] quinn::WriteError),
+    /// A call's body frame breaks the call protocol.
+    #[error("{0}")]
+    Call(#[from] CallError),
+    /// Reading a call's body failed.
+    #[error("read: {0}")]
+    ReadBody(#[from] quinn::ReadError),
 }
 
 /// Reads one frame and its encoded size; `Ok(None)` at a clean end of stream.
@@ -63,4 +71,68 @@ pub async fn write_message<T: Serialize>(
     send.write_all(&len.to_be_bytes()).await?;
     send.write_all(&bytes).await?;
     Ok(bytes.len() + 4)
+}
+
+/// Data frames up to this size go out in one write with their head (a copy);
+/// larger ones go out as they are, without one.
+const COPY_BELOW: usize = 4096;
+
+/// Reads one body frame of a call; `Ok(None)` at a clean end of stream. Its data
+/// is taken from the stream as QUIC delivered it, copied only when it arrived in
+/// pieces; a frame head announcing more than a frame may hold is refused before
+/// anything of its data is read.
+pub async fn read_call_frame(recv: &mut quinn::RecvStream) -> Result<Option<CallFrame>, FrameError> {
+    let mut head = [0u8; FRAME_HEAD_BYTES];
+    match recv.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let (len, tag) = match FrameHead::parse(&head)? {
+        FrameHead::End { total, tag } => return Ok(Some(CallFrame::End { total, tag })),
+        FrameHead::Data { len, tag } => (len, tag),
+    };
+    let mut pieces: Option<BytesMut> = None;
+    let mut first: Option<Bytes> = None;
+    let mut have = 0;
+    while have < len {
+        let chunk = recv
+            .read_chunk(len - have, true)
+            .await?
+            .ok_or(FrameError::Read(quinn::ReadExactError::FinishedEarly(have)))?;
+        have += chunk.bytes.len();
+        match (&mut pieces, first.take()) {
+            (Some(all), _) => all.extend_from_slice(&chunk.bytes),
+            (None, None) => first = Some(chunk.bytes),
+            (None, Some(earlier)) => {
+                let mut all = BytesMut::with_capacity(len);
+                all.extend_from_slice(&earlier);
+                all.extend_from_slice(&chunk.bytes);
+                pieces = Some(all);
+            }
+        }
+    }
+    let bytes = match pieces {
+        Some(all) => all.freeze(),
+        None => first.unwrap_or_default(),
+    };
+    Ok(Some(CallFrame::Data { bytes, tag }))
+}
+
+/// Writes one body frame of a call.
+pub async fn write_call_frame(send: &mut quinn::SendStream, frame: CallFrame) -> Result<(), FrameError> {
+    let head = frame.head();
+    match frame {
+        CallFrame::Data { bytes, .. } if bytes.len() >= COPY_BELOW => {
+            send.write_all_chunks(&mut [Bytes::copy_from_slice(&head), bytes]).await?
+        }
+        CallFrame::Data { bytes, .. } => {
+            let mut all = Vec::with_capacity(FRAME_HEAD_BYTES + bytes.len());
+            all.extend_from_slice(&head);
+            all.extend_from_slice(&bytes);
+            send.write_all(&all).await?
+        }
+        CallFrame::End { .. } => send.write_all(&head).await?,
+    }
+    Ok(())
 }

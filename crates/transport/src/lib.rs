@@ -5,7 +5,9 @@
 mod framing;
 mod tls;
 
-pub use framing::{read_frame, read_message, write_frame, write_message, FrameError};
+pub use framing::{
+    read_call_frame, read_frame, read_message, write_call_frame, write_frame, write_message, FrameError,
+};
 
 use cascade_certs::{FederationVerifier, NodeCredentials, NodeIdentity};
 use cascade_protocol::{Incompatibility, NodeId, PeerError};

@@ -1,0 +1,384 @@
+//! The service gateway (服务对接): a consumer calls a service at its own node;
+//! the call goes, on a stream of its own over the existing QUIC links, hop by hop
+//! to the provider's node, which checks the envelope, the grant and the rate,
+//! proxies to the upstream over HTTP and streams the answer back. Bodies stream
+//! both ways in frames tagged with the key the two ends share (see
+//! `cascade_protocol::call`): no hop holds more than one frame of a body, and a
+//! relay that alters one is caught. Every hop keeps a usage record of each call
+//! it saw.
+//!
+//! `consumer` starts calls, `relay` passes them on, `provider` serves them.
+
+mod consumer;
+mod provider;
+mod relay;
+
+pub(crate) use relay::accept_calls;
+
+use crate::driver::{unix_millis, Message};
+use bytes::Bytes;
+use cascade_protocol::call::{CallFrame, CallHead, CallId, PairKey, ReplyHead};
+use cascade_protocol::NodeId;
+use cascade_store::Store;
+use cascade_transport::read_call_frame;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Calls a node serves at once (as consumer, relay or provider): beyond, a call
+/// is answered 503 at once instead of queueing.
+pub const MAX_CALLS_IN_FLIGHT: usize = 256;
+/// How long a hop waits for a call's head, and for the next hop's answer head.
+pub const CALL_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Usage records kept in memory for `GET /api/v1/usage`, newest last.
+pub const USAGE_KEPT: usize = 10_000;
+/// Request headers a provider passes on to its upstream (end to end; hop-by-hop
+/// headers, credentials and `Host` never are, whatever a call carries).
+pub const FORWARDED_HEADERS: [&str; 4] = ["content-type", "accept", "accept-language", "content-language"];
+/// How far a call's start may be from the provider's clock; a call outside it, or
+/// one whose id was seen, is refused (a relay cannot replay a recorded call).
+const CALL_WINDOW_MS: u64 = 5 * 60_000;
+/// Most call ids a provider remembers within the window.
+const MAX_CALLS_REMEMBERED: usize = 1_000_000;
+/// How long a hop waits for the next bytes of a call's body before it gives up.
+pub const CALL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the keys of a member are reused before the core is asked again.
+const KEYS_MS: u64 = 60_000;
+/// How long the consumer's node reuses what it read of its grants.
+const HELD_GRANTS_MS: u64 = 1_000;
+/// Body frames queued between a hop's reader and writer: with QUIC flow control,
+/// the backpressure that keeps a hop's memory bounded.
+const CHUNKS_QUEUED: usize = 8;
+
+/// A call as the admin interface hands it over.
+pub struct CallRequest {
+    /// The service.
+    pub service: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path below the service, with its query.
+    pub path: String,
+    /// End-to-end headers.
+    pub headers: Vec<(String, String)>,
+    /// The body, chunk by chunk (an error ends it).
+    pub body: mpsc::Receiver<Result<Bytes, String>>,
+}
+
+/// The answer: status, headers, and the body as it streams (an error cuts it).
+pub struct CallResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// End-to-end headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: mpsc::Receiver<Result<Bytes, String>>,
+}
+
+/// Why a call was not served, as the caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// HTTP status: 403 no or bad grant, 404 no such service, 429 rate limited,
+    /// 502 upstream down or tampered, 503 busy, 504 a hop could not forward.
+    pub status: u16,
+    /// Why, for people.
+    pub reason: String,
+    /// Seconds to wait, on 429.
+    pub retry_after: Option<u64>,
+}
+
+fn fail(status: u16, reason: impl Into<String>) -> CallFailure {
+    CallFailure { status, reason: reason.into(), retry_after: None }
+}
+
+/// One hop's record of one call.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageRecord {
+    /// The call.
+    pub call: String,
+    /// The service.
+    pub service: String,
+    /// Who called (at the consumer's node).
+    pub caller: String,
+    /// The consumer organization (the grantee).
+    pub consumer: String,
+    /// `consumer`, `relay` or `provider`.
+    pub role: &'static str,
+    /// Method and path.
+    pub endpoint: String,
+    /// HTTP status, or 0 when the call broke off.
+    pub status: u16,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// Request body bytes through this hop.
+    pub bytes_in: u64,
+    /// Response body bytes through this hop.
+    pub bytes_out: u64,
+    /// When the request reached this hop (unix ms).
+    pub request_in_ms: u64,
+    /// When it left this hop (forwarded, or sent upstream).
+    pub request_out_ms: Option<u64>,
+    /// When the answer's head reached this hop.
+    pub response_in_ms: Option<u64>,
+    /// When the answer's last byte left this hop.
+    pub response_out_ms: Option<u64>,
+}
+
+/// The grants an organization holds for a service, and when they were read (ms).
+type HeldGrants = (u64, Vec<cascade_core::GrantRecord>);
+
+/// What this node knows of another's keys: every key it has held, its current
+/// one first, and the pair key this node shares with each.
+struct Peer {
+    keys: Vec<VerifyingKey>,
+    pairs: Vec<PairKey>,
+}
+
+impl Peer {
+    /// The pair key shared with the holder of `key`.
+    fn pair_for(&self, key: &VerifyingKey) -> Option<&PairKey> {
+        self.keys.iter().position(|k| k == key).and_then(|i| self.pairs.get(i))
+    }
+
+    /// The pair key shared with its current key.
+    fn current(&self) -> Option<&PairKey> {
+        self.pairs.first()
+    }
+}
+
+impl UsageRecord {
+    /// A record of a call arriving at this hop now, in `role`.
+    fn of(head: &CallHead, role: &'static str) -> UsageRecord {
+        UsageRecord {
+            call: head.id.to_string(),
+            service: head.service.clone(),
+            caller: head.caller.clone(),
+            consumer: head.grant.grantee.clone(),
+            role,
+            endpoint: format!("{} {}", head.method, head.path),
+            status: 0,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            request_in_ms: unix_millis(),
+            request_out_ms: None,
+            response_in_ms: None,
+            response_out_ms: None,
+        }
+    }
+}
+
+/// Calls by role and status class, for metrics.
+#[derive(Default)]
+pub(crate) struct CallCounters {
+    counts: Mutex<HashMap<(&'static str, u16), u64>>,
+}
+
+impl CallCounters {
+    /// Every (role, status) with its count.
+    pub(crate) fn snapshot(&self) -> Vec<((&'static str, u16), u64)> {
+        let mut all: Vec<_> = self.counts.lock().map(|c| c.clone().into_iter().collect()).unwrap_or_default();
+        all.sort();
+        all
+    }
+}
+
+/// Everything the gateway of one node shares.
+pub(crate) struct Gateway {
+    me: NodeId,
+    key: SigningKey,
+    /// The pair key of this node with itself, for calls it serves its own consumers.
+    own_pair: PairKey,
+    store: Store,
+    inbox: mpsc::Sender<Message>,
+    /// The live link to each neighbour.
+    links: Mutex<HashMap<NodeId, quinn::Connection>>,
+    /// Members' keys and pair keys as last asked of the core (asked again when a
+    /// signature or tag fails with them: a key rotation adds one).
+    peers: Mutex<HashMap<NodeId, (u64, Arc<Peer>)>>,
+    /// Grants this node's consumers hold, by organization and service, as read
+    /// from the store at most `HELD_GRANTS_MS` ago (the provider checks its own
+    /// record of every grant on every call: this only spares the store).
+    held: Mutex<HashMap<(String, String), HeldGrants>>,
+    /// Digests of whole grants (fields and signature) a relay verified: a grant is
+    /// presented call after call.
+    verified: Mutex<HashSet<[u8; 32]>>,
+    /// Call ids this node served as provider, with when they started (ms).
+    calls_seen: Mutex<HashMap<CallId, u64>>,
+    next: AtomicU64,
+    in_flight: Arc<Semaphore>,
+    /// Per grant: the minute window and the calls in it.
+    rates: Mutex<HashMap<String, (u64, u32)>>,
+    usage: Mutex<VecDeque<UsageRecord>>,
+    pub(crate) counters: CallCounters,
+    http: reqwest::Client,
+    /// Largest request body a call may carry.
+    max_body: u64,
+}
+
+impl Gateway {
+    pub(crate) fn new(
+        me: NodeId,
+        key: SigningKey,
+        store: Store,
+        inbox: mpsc::Sender<Message>,
+        max_body: u64,
+    ) -> Gateway {
+        let own_pair = PairKey::own(&key);
+        Gateway {
+            me,
+            key,
+            own_pair,
+            store,
+            inbox,
+            links: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
+            calls_seen: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+            rates: Mutex::new(HashMap::new()),
+            usage: Mutex::new(VecDeque::new()),
+            counters: CallCounters::default(),
+            http: reqwest::Client::builder().tcp_nodelay(true).build().unwrap_or_default(),
+            max_body,
+        }
+    }
+
+    /// A link to `peer` is up: calls toward it take this connection.
+    pub(crate) fn link_up(&self, peer: NodeId, connection: quinn::Connection) {
+        if let Ok(mut links) = self.links.lock() {
+            links.insert(peer, connection);
+        }
+    }
+
+    /// The link to `peer` ended (unless a newer one replaced it).
+    pub(crate) fn link_down(&self, peer: NodeId, connection: &quinn::Connection) {
+        if let Ok(mut links) = self.links.lock() {
+            if links.get(&peer).is_some_and(|c| c.stable_id() == connection.stable_id()) {
+                links.remove(&peer);
+            }
+        }
+    }
+
+    fn link(&self, peer: NodeId) -> Option<quinn::Connection> {
+        self.links.lock().ok().and_then(|l| l.get(&peer).cloned())
+    }
+
+    /// What this node knows of `node`'s keys, from the cache or the core.
+    async fn peer(&self, node: NodeId) -> Arc<Peer> {
+        let now = unix_millis();
+        let cached =
+            self.peers.lock().ok().and_then(|p| p.get(&node).filter(|(at, _)| now < at + KEYS_MS).cloned());
+        match cached {
+            Some((_, peer)) => peer,
+            None => self.fresh_peer(node).await,
+        }
+    }
+
+    /// What the core knows of `node`'s keys now (a revoked member has none).
+    async fn fresh_peer(&self, node: NodeId) -> Arc<Peer> {
+        let (reply, keys) = oneshot::channel();
+        let keys = match self.inbox.send(Message::Keys { node, reply }).await {
+            Ok(()) => keys.await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let (keys, pairs) =
+            keys.into_iter().filter_map(|k| Some((k, PairKey::derive(&self.key, &k)?))).unzip();
+        let peer = Arc::new(Peer { keys, pairs });
+        if let Ok(mut cache) = self.peers.lock() {
+            cache.insert(node, (unix_millis(), peer.clone()));
+        }
+        peer
+    }
+
+    /// The first of `node`'s pair keys `find` accepts (asking the core again once
+    /// if the cached ones fail: the node may have a new key).
+    async fn pair_found(&self, node: NodeId, find: impl Fn(&Peer) -> Option<PairKey>) -> Option<PairKey> {
+        if node == self.me {
+            let me = Peer { keys: vec![self.key.verifying_key()], pairs: vec![self.own_pair.clone()] };
+            return find(&me);
+        }
+        match find(self.peer(node).await.as_ref()) {
+            Some(found) => Some(found),
+            None => find(self.fresh_peer(node).await.as_ref()),
+        }
+    }
+
+    /// Whether `check` passes with `node`'s keys (asking the core again once if
+    /// the cached keys fail: the node may have a new one).
+    async fn signed_by(&self, node: NodeId, check: impl Fn(&[VerifyingKey]) -> bool) -> bool {
+        check(&self.peer(node).await.keys) || check(&self.fresh_peer(node).await.keys)
+    }
+
+    /// The pair key this node shares with `node`'s current key.
+    async fn pair_with(&self, node: NodeId) -> Option<PairKey> {
+        self.pair_found(node, |p| p.current().cloned()).await
+    }
+
+    /// The usage records kept, oldest first, that `keep` admits.
+    pub(crate) fn usage(&self, keep: impl Fn(&UsageRecord) -> bool) -> Vec<UsageRecord> {
+        self.usage.lock().map(|u| u.iter().filter(|r| keep(r)).cloned().collect()).unwrap_or_default()
+    }
+
+    fn record(&self, record: UsageRecord) {
+        if let Ok(mut counts) = self.counters.counts.lock() {
+            *counts.entry((record.role, record.status)).or_default() += 1;
+        }
+        if let Ok(mut usage) = self.usage.lock() {
+            if usage.len() == USAGE_KEPT {
+                usage.pop_front();
+            }
+            usage.push_back(record);
+        }
+    }
+
+    async fn error_reply(
+        &self,
+        id: CallId,
+        status: u16,
+        error: String,
+    ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        self.refusal(id, CallFailure { status, reason: error, retry_after: None }).await
+    }
+
+    /// An answer refusing a call (with `Retry-After` when waiting helps), tagged
+    /// for the consumer's node.
+    async fn refusal(&self, id: CallId, failure: CallFailure) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        let CallFailure { status, reason: error, retry_after } = failure;
+        let headers = retry_after.map(|s| ("retry-after".to_string(), s.to_string())).into_iter().collect();
+        let head = ReplyHead { id, by: self.me, status, headers, error: Some(error), tag: [0; 32] };
+        // Without a key of the consumer's node, the answer cannot be tagged: its
+        // node takes it for tampered, which it cannot tell apart.
+        let head = match self.pair_with(id.node).await {
+            Some(pair) => head.seal(&pair),
+            None => head,
+        };
+        (head, mpsc::channel(1).1)
+    }
+}
+
+/// The next body frame of a call, or none at its end, on an error, or when
+/// nothing came for `CALL_IDLE_TIMEOUT`.
+async fn next_frame(recv: &mut quinn::RecvStream) -> Option<CallFrame> {
+    match tokio::time::timeout(CALL_IDLE_TIMEOUT, read_call_frame(recv)).await {
+        Ok(Ok(frame)) => frame,
+        _ => None,
+    }
+}
+
+/// Copies the body frames of a stream into a channel until either ends.
+async fn frames_into(mut recv: quinn::RecvStream, tx: mpsc::Sender<CallFrame>) {
+    while let Some(frame) = next_frame(&mut recv).await {
+        if tx.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A body chunk for the admin interface's streams.
+type Chunk = Result<Bytes, String>;

@@ -1,0 +1,280 @@
+//! The provider's end of a call: every check before the upstream sees it, the
+//! request body opened frame by frame on its way up, and the answer sealed for
+//! the consumer's node.
+
+use super::MAX_CALLS_REMEMBERED;
+use super::{fail, CallFailure, Gateway, UsageRecord};
+use super::{CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CALL_WINDOW_MS, CHUNKS_QUEUED, FORWARDED_HEADERS};
+use crate::driver::unix_millis;
+use bytes::Bytes;
+use cascade_protocol::call::{
+    endpoint_allowed, BodyOpener, BodySealer, CallFrame, CallHead, CallId, Direction,
+};
+use cascade_protocol::call::{PairKey, ReplyHead};
+use cascade_protocol::service::{Service, ServiceKind, ServiceStatus};
+use cascade_protocol::workflow::Resource;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+impl Gateway {
+    /// Serves a call for one of this node's services: checks, then the upstream.
+    /// `local` when the consumer is this node too (its head is not signed).
+    pub(super) async fn provide(
+        self: Arc<Self>,
+        head: CallHead,
+        frames: mpsc::Receiver<CallFrame>,
+        local: bool,
+    ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
+        let id = head.id;
+        let mut usage = UsageRecord::of(&head, "provider");
+        let checked = self.check_call(&head, local).await;
+        let (service, upstream, pair) = match checked {
+            Ok(ok) => ok,
+            Err(failure) => {
+                usage.status = failure.status;
+                usage.error = Some(failure.reason.clone());
+                self.record(usage);
+                return self.refusal(id, failure).await;
+            }
+        };
+        // The request body, released frame by frame, to the upstream.
+        let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_QUEUED);
+        let tampered = Arc::new(Mutex::new(None::<String>));
+        let seen = tampered.clone();
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let counted = bytes_in.clone();
+        let mut opener = BodyOpener::new([&pair], id, Direction::Request);
+        tokio::spawn(async move {
+            let mut frames = frames;
+            while let Some(frame) = frames.recv().await {
+                match opener.frame(frame) {
+                    Ok(bytes) if bytes.is_empty() => return,
+                    Ok(bytes) => {
+                        counted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        if body_tx.send(Ok(bytes)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut t) = seen.lock() {
+                            *t = Some(e.to_string());
+                        }
+                        let _ = body_tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                }
+            }
+            let _ = body_tx.send(Err(std::io::Error::other("the request body broke off"))).await;
+        });
+        let stream =
+            futures_util::stream::unfold(
+                body_rx,
+                |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+            );
+        let url = format!("{}{}", upstream.trim_end_matches('/'), head.path);
+        let method = reqwest::Method::from_bytes(head.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut outgoing = self.http.request(method, &url).body(reqwest::Body::wrap_stream(stream));
+        for (name, value) in
+            head.headers.iter().filter(|(n, _)| FORWARDED_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
+        {
+            outgoing = outgoing.header(name, value);
+        }
+        usage.request_out_ms = Some(unix_millis());
+        let answer = match tokio::time::timeout(CALL_HEAD_TIMEOUT, outgoing.send()).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", CALL_HEAD_TIMEOUT.as_secs())),
+        };
+        usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+        let tamper = tampered.lock().ok().and_then(|t| t.clone());
+        let response = match (answer, tamper) {
+            (_, Some(tamper)) => {
+                usage.status = 502;
+                usage.error = Some(tamper.clone());
+                self.record(usage);
+                let why = format!("the request body was altered on the way: {tamper}");
+                return self.error_reply(id, 502, why).await;
+            }
+            (Err(e), None) => {
+                usage.status = 502;
+                usage.error = Some(e.to_string());
+                self.record(usage);
+                return self
+                    .error_reply(id, 502, format!("upstream of {} unreachable: {e}", service.id))
+                    .await;
+            }
+            (Ok(response), None) => response,
+        };
+        usage.response_in_ms = Some(unix_millis());
+        let upstream_status = response.status().as_u16();
+        let verify = service.draft.kind == ServiceKind::Verify;
+        let (status, headers) = if verify {
+            (200, vec![("content-type".to_string(), "application/json".to_string())])
+        } else {
+            let keep = ["content-type", "content-language", "cache-control", "etag", "last-modified"];
+            let headers = response
+                .headers()
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            (upstream_status, headers)
+        };
+        usage.status = status;
+        let reply = ReplyHead { id, by: self.me, status, headers, error: None, tag: [0; 32] }.seal(&pair);
+        let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut sealer = BodySealer::new(&pair, id, Direction::Response);
+            let mut response = response;
+            if verify {
+                // A check of facts answers whether they match, never the data.
+                let body = format!("{{\"match\":{}}}", (200..300).contains(&upstream_status));
+                usage.bytes_out = body.len() as u64;
+                for frame in sealer.frames(Bytes::from(body)) {
+                    let _ = tx.send(frame).await;
+                }
+            } else {
+                loop {
+                    let chunk = match tokio::time::timeout(CALL_IDLE_TIMEOUT, response.chunk()).await {
+                        Ok(chunk) => chunk.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("silent for {} s", CALL_IDLE_TIMEOUT.as_secs())),
+                    };
+                    match chunk {
+                        Ok(Some(chunk)) => {
+                            usage.bytes_out += chunk.len() as u64;
+                            for frame in sealer.frames(chunk) {
+                                if tx.send(frame).await.is_err() {
+                                    usage.error = Some("the consumer went away".into());
+                                    usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+                                    gateway.record(usage);
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            // The upstream stops when the request body is cut for tampering.
+                            let tamper = tampered.lock().ok().and_then(|t| t.clone());
+                            usage.error = Some(tamper.unwrap_or_else(|| format!("upstream broke off: {e}")));
+                            usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+                            gateway.record(usage);
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(sealer.end()).await;
+            usage.response_out_ms = Some(unix_millis());
+            usage.bytes_in = bytes_in.load(Ordering::Relaxed);
+            gateway.record(usage);
+        });
+        (reply, rx)
+    }
+
+    /// Everything the provider's node checks before a call reaches the upstream:
+    /// the envelope's signature (unless the call is `local`), that the grant is
+    /// this node's record of it, unrevoked, unexpired, for this caller's node and
+    /// this service and endpoint, and the rate. Returns the service, its
+    /// upstream, and the key shared with the consumer's node.
+    async fn check_call(
+        &self,
+        head: &CallHead,
+        local: bool,
+    ) -> Result<(Service, String, PairKey), CallFailure> {
+        head.check_form().map_err(|e| fail(400, e.to_string()))?;
+        let pair = match local {
+            true => Some(self.own_pair.clone()),
+            false => {
+                self.pair_found(head.id.node, |peer| peer.pair_for(head.signer(&peer.keys)?).cloned()).await
+            }
+        };
+        let pair = pair.ok_or_else(|| fail(403, "tampered: the call envelope does not verify"))?;
+        self.first_time(head.id)?;
+        // The grant is checked against this node's own record of it, signature
+        // included: no signature to verify here.
+        use cascade_core::StateStore;
+        let read = |e: cascade_core::StoreError| fail(503, e.to_string());
+        let record = self.store.grant(&head.grant.id).map_err(read)?;
+        let service = self.store.service(&head.service).map_err(read)?;
+        let upstream = self.store.upstream(&head.service).map_err(read)?;
+        let record = record
+            .filter(|r| r.grant.provider_node == self.me)
+            .ok_or_else(|| fail(403, format!("grant {} is not one this node signed", head.grant.id)))?;
+        if record.grant != head.grant {
+            return Err(fail(
+                403,
+                format!("grant {} is not one this node signed as presented", head.grant.id),
+            ));
+        }
+        if let Some(at) = record.revoked_at {
+            return Err(fail(403, format!("grant {} was revoked at {at}", record.grant.id)));
+        }
+        if !record.grant.is_current(unix_millis() / 1000) {
+            return Err(fail(
+                403,
+                format!("grant {} expired at {}", record.grant.id, record.grant.expires_at),
+            ));
+        }
+        if record.grant.grantee_node != head.id.node {
+            return Err(fail(
+                403,
+                format!("grant {} belongs to node {}", record.grant.id, record.grant.grantee_node),
+            ));
+        }
+        if record.grant.resource != Resource::Service(head.service.clone()) {
+            return Err(fail(403, format!("grant {} is for {}", record.grant.id, record.grant.resource)));
+        }
+        if !endpoint_allowed(&record.grant.endpoints, &head.method, &head.path) {
+            return Err(fail(403, format!("{} {} is not granted", head.method, head.path)));
+        }
+        let service = service
+            .filter(|s| s.status == ServiceStatus::Active)
+            .ok_or_else(|| fail(404, format!("service {} is not offered here", head.service)))?;
+        let upstream = upstream.ok_or_else(|| fail(502, "no upstream configured"))?;
+        if let Err(wait) = self.admit_rate(&record.grant.id, record.grant.rate_limit_per_minute) {
+            return Err(CallFailure {
+                status: 429,
+                reason: format!("{} calls a minute granted", record.grant.rate_limit_per_minute),
+                retry_after: Some(wait),
+            });
+        }
+        Ok((service, upstream, pair))
+    }
+
+    /// Refuses a call started outside the window around this node's clock, or one
+    /// served before (a replay by a relay that recorded it).
+    fn first_time(&self, id: CallId) -> Result<(), CallFailure> {
+        let now = unix_millis();
+        if id.started_ms + CALL_WINDOW_MS < now || id.started_ms > now + CALL_WINDOW_MS {
+            return Err(fail(403, format!("call {id} started outside the accepted window")));
+        }
+        let mut seen = self.calls_seen.lock().map_err(|_| fail(503, "call registry poisoned"))?;
+        if seen.len() >= MAX_CALLS_REMEMBERED {
+            seen.retain(|_, at| *at + CALL_WINDOW_MS >= now);
+            if seen.len() >= MAX_CALLS_REMEMBERED {
+                return Err(fail(503, "too many calls to remember"));
+            }
+        }
+        if seen.insert(id, id.started_ms).is_some() {
+            return Err(fail(403, format!("call {id} was served before: a replay")));
+        }
+        Ok(())
+    }
+
+    /// Counts a call against its grant's rate: `Err(seconds to wait)` when over.
+    fn admit_rate(&self, grant: &str, per_minute: u32) -> Result<(), u64> {
+        let now = unix_millis();
+        let window = now / 60_000;
+        let Ok(mut rates) = self.rates.lock() else { return Ok(()) };
+        let entry = rates.entry(grant.to_string()).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= per_minute {
+            return Err(60 - (now / 1000) % 60);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
