@@ -17,6 +17,7 @@
 pub mod audit;
 mod base;
 mod calendar;
+mod calls;
 mod catalog;
 mod command;
 mod core;
@@ -31,6 +32,7 @@ mod workflow;
 pub use crate::core::{BootError, Core, Effect, Identity, Input, LinkId, Ticket};
 pub use base::MAX_USERNAME_BYTES;
 pub use calendar::{Calendar, DEFAULT_DUE_WORKING_DAYS};
+pub use calls::{Admitted, CallGate, CallRefusal, CALL_WINDOW_MS, MAX_CALLS_REMEMBERED, MAX_RATE_WINDOWS};
 pub use command::{Account, Command, CommandError, OwnService, Reply, SavedEntry};
 pub use memory::{MemoryStore, AUDIT_KEPT};
 pub use redial::{LinkEnd, Redial};

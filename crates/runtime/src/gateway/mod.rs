@@ -17,6 +17,7 @@ pub(crate) use relay::accept_calls;
 
 use crate::driver::{unix_millis, Message};
 use bytes::Bytes;
+use cascade_core::CallGate;
 use cascade_protocol::call::{CallFrame, CallHead, CallId, PairKey, ReplyHead};
 use cascade_protocol::NodeId;
 use cascade_store::Store;
@@ -39,11 +40,6 @@ pub const USAGE_KEPT: usize = 10_000;
 /// Request headers a provider passes on to its upstream (end to end; hop-by-hop
 /// headers, credentials and `Host` never are, whatever a call carries).
 pub const FORWARDED_HEADERS: [&str; 4] = ["content-type", "accept", "accept-language", "content-language"];
-/// How far a call's start may be from the provider's clock; a call outside it, or
-/// one whose id was seen, is refused (a relay cannot replay a recorded call).
-const CALL_WINDOW_MS: u64 = 5 * 60_000;
-/// Most call ids a provider remembers within the window.
-const MAX_CALLS_REMEMBERED: usize = 1_000_000;
 /// How long a hop waits for the next bytes of a call's body before it gives up.
 pub const CALL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the keys of a member are reused before the core is asked again.
@@ -206,12 +202,10 @@ pub(crate) struct Gateway {
     /// Digests of whole grants (fields and signature) a relay verified: a grant is
     /// presented call after call.
     verified: Mutex<HashSet<[u8; 32]>>,
-    /// Call ids this node served as provider, with when they started (ms).
-    calls_seen: Mutex<HashMap<CallId, u64>>,
+    /// The core's decision on calls this node serves as provider.
+    gate: Mutex<CallGate>,
     next: AtomicU64,
     in_flight: Arc<Semaphore>,
-    /// Per grant: the minute window and the calls in it.
-    rates: Mutex<HashMap<String, (u64, u32)>>,
     usage: Mutex<VecDeque<UsageRecord>>,
     pub(crate) counters: CallCounters,
     http: reqwest::Client,
@@ -238,10 +232,9 @@ impl Gateway {
             peers: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashSet::new()),
-            calls_seen: Mutex::new(HashMap::new()),
+            gate: Mutex::new(CallGate::new(unix_millis())),
             next: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
-            rates: Mutex::new(HashMap::new()),
             usage: Mutex::new(VecDeque::new()),
             counters: CallCounters::default(),
             http: reqwest::Client::builder().tcp_nodelay(true).build().unwrap_or_default(),

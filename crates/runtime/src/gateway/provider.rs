@@ -2,17 +2,12 @@
 //! request body opened frame by frame on its way up, and the answer sealed for
 //! the consumer's node.
 
-use super::MAX_CALLS_REMEMBERED;
 use super::{fail, CallFailure, Gateway, UsageRecord};
-use super::{CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CALL_WINDOW_MS, CHUNKS_QUEUED, FORWARDED_HEADERS};
+use super::{CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED, FORWARDED_HEADERS};
 use crate::driver::unix_millis;
 use bytes::Bytes;
-use cascade_protocol::call::{
-    endpoint_allowed, BodyOpener, BodySealer, CallFrame, CallHead, CallId, Direction,
-};
-use cascade_protocol::call::{PairKey, ReplyHead};
-use cascade_protocol::service::{Service, ServiceKind, ServiceStatus};
-use cascade_protocol::workflow::Resource;
+use cascade_protocol::call::{BodyOpener, BodySealer, CallFrame, CallHead, Direction, PairKey, ReplyHead};
+use cascade_protocol::service::{Service, ServiceKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -173,16 +168,14 @@ impl Gateway {
     }
 
     /// Everything the provider's node checks before a call reaches the upstream:
-    /// the envelope's signature (unless the call is `local`), that the grant is
-    /// this node's record of it, unrevoked, unexpired, for this caller's node and
-    /// this service and endpoint, and the rate. Returns the service, its
-    /// upstream, and the key shared with the consumer's node.
+    /// the envelope's signature (unless the call is `local`), then the node
+    /// core's call gate (grant, service, endpoint, rate, replay). Returns the
+    /// service, its upstream, and the key shared with the consumer's node.
     async fn check_call(
         &self,
         head: &CallHead,
         local: bool,
     ) -> Result<(Service, String, PairKey), CallFailure> {
-        head.check_form().map_err(|e| fail(400, e.to_string()))?;
         let pair = match local {
             true => Some(self.own_pair.clone()),
             false => {
@@ -190,91 +183,12 @@ impl Gateway {
             }
         };
         let pair = pair.ok_or_else(|| fail(403, "tampered: the call envelope does not verify"))?;
-        self.first_time(head.id)?;
-        // The grant is checked against this node's own record of it, signature
-        // included: no signature to verify here.
-        use cascade_core::StateStore;
-        let read = |e: cascade_core::StoreError| fail(503, e.to_string());
-        let record = self.store.grant(&head.grant.id).map_err(read)?;
-        let service = self.store.service(&head.service).map_err(read)?;
-        let upstream = self.store.upstream(&head.service).map_err(read)?;
-        let record = record
-            .filter(|r| r.grant.provider_node == self.me)
-            .ok_or_else(|| fail(403, format!("grant {} is not one this node signed", head.grant.id)))?;
-        if record.grant != head.grant {
-            return Err(fail(
-                403,
-                format!("grant {} is not one this node signed as presented", head.grant.id),
-            ));
-        }
-        if let Some(at) = record.revoked_at {
-            return Err(fail(403, format!("grant {} was revoked at {at}", record.grant.id)));
-        }
-        if !record.grant.is_current(unix_millis() / 1000) {
-            return Err(fail(
-                403,
-                format!("grant {} expired at {}", record.grant.id, record.grant.expires_at),
-            ));
-        }
-        if record.grant.grantee_node != head.id.node {
-            return Err(fail(
-                403,
-                format!("grant {} belongs to node {}", record.grant.id, record.grant.grantee_node),
-            ));
-        }
-        if record.grant.resource != Resource::Service(head.service.clone()) {
-            return Err(fail(403, format!("grant {} is for {}", record.grant.id, record.grant.resource)));
-        }
-        if !endpoint_allowed(&record.grant.endpoints, &head.method, &head.path) {
-            return Err(fail(403, format!("{} {} is not granted", head.method, head.path)));
-        }
-        let service = service
-            .filter(|s| s.status == ServiceStatus::Active)
-            .ok_or_else(|| fail(404, format!("service {} is not offered here", head.service)))?;
-        let upstream = upstream.ok_or_else(|| fail(502, "no upstream configured"))?;
-        if let Err(wait) = self.admit_rate(&record.grant.id, record.grant.rate_limit_per_minute) {
-            return Err(CallFailure {
-                status: 429,
-                reason: format!("{} calls a minute granted", record.grant.rate_limit_per_minute),
-                retry_after: Some(wait),
-            });
-        }
-        Ok((service, upstream, pair))
-    }
-
-    /// Refuses a call started outside the window around this node's clock, or one
-    /// served before (a replay by a relay that recorded it).
-    fn first_time(&self, id: CallId) -> Result<(), CallFailure> {
-        let now = unix_millis();
-        if id.started_ms + CALL_WINDOW_MS < now || id.started_ms > now + CALL_WINDOW_MS {
-            return Err(fail(403, format!("call {id} started outside the accepted window")));
-        }
-        let mut seen = self.calls_seen.lock().map_err(|_| fail(503, "call registry poisoned"))?;
-        if seen.len() >= MAX_CALLS_REMEMBERED {
-            seen.retain(|_, at| *at + CALL_WINDOW_MS >= now);
-            if seen.len() >= MAX_CALLS_REMEMBERED {
-                return Err(fail(503, "too many calls to remember"));
-            }
-        }
-        if seen.insert(id, id.started_ms).is_some() {
-            return Err(fail(403, format!("call {id} was served before: a replay")));
-        }
-        Ok(())
-    }
-
-    /// Counts a call against its grant's rate: `Err(seconds to wait)` when over.
-    fn admit_rate(&self, grant: &str, per_minute: u32) -> Result<(), u64> {
-        let now = unix_millis();
-        let window = now / 60_000;
-        let Ok(mut rates) = self.rates.lock() else { return Ok(()) };
-        let entry = rates.entry(grant.to_string()).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
-        }
-        if entry.1 >= per_minute {
-            return Err(60 - (now / 1000) % 60);
-        }
-        entry.1 += 1;
-        Ok(())
+        let mut gate = self.gate.lock().map_err(|_| fail(503, "call gate poisoned"))?;
+        let admitted = gate.admit(&self.store, self.me, head, unix_millis()).map_err(|r| CallFailure {
+            status: r.status,
+            reason: r.reason,
+            retry_after: r.retry_after,
+        })?;
+        Ok((admitted.service, admitted.upstream, pair))
     }
 }
