@@ -4,6 +4,7 @@
 //! certificates derive from the seed too, so the same seed on the same commit
 //! replays the same run byte for byte, checked by a digest of every delivered frame.
 
+use crate::calls::{Calls, Meddle};
 use crate::invariants::{self, NodeView, WorkflowView};
 use crate::report::{Convergence, Report};
 use crate::scenario::{plan_publishes, Network, Scenario, Step};
@@ -18,8 +19,10 @@ use cascade_core::{
     MemoryStore, Redial, Reply, Ticket,
 };
 use cascade_launcher::topology::Topology;
-use cascade_protocol::routed::MessageId;
-use cascade_protocol::workflow::{Resource, State};
+use cascade_protocol::call::call_next_hop;
+use cascade_protocol::routed::{MessageId, Route};
+use cascade_protocol::service::Service;
+use cascade_protocol::workflow::{Grant, Resource, State};
 use cascade_protocol::{
     Batcher, CertificateError, Delta, DeltaBody, Frame, Hash, LogId, Member, MembershipVerifier, NodeId,
     Scope, SignatureCache, Tier,
@@ -37,6 +40,8 @@ type Ms = u64;
 
 /// Unix time the simulated clock starts at (certificates are valid from a day before).
 const EPOCH_SECS: u64 = 1_800_000_000;
+/// Calls a node's consumers make at once when their turn comes.
+const CALL_BURST: usize = 8;
 
 /// Events between two checks for convergence (a check walks every node's heads).
 const CONVERGED_EVERY: u64 = 4096;
@@ -187,9 +192,11 @@ enum Purpose {
     Execute,
     /// Setup work (the node's own organization).
     Setup,
-    /// A workflow step (applications, decisions, withdrawals, revocations): some are
-    /// refused by design (a decision that crossed a withdrawal).
+    /// A workflow step (applications, decisions, withdrawals): some are refused by
+    /// design (a decision that crossed a withdrawal).
     Workflow,
+    /// The revocation of a grant, by its provider.
+    Revoke(String),
 }
 
 /// What a commit being made durable holds that the simulator accounts for.
@@ -270,6 +277,8 @@ pub struct Simulator {
     taken_twice: Vec<String>,
     /// Workflow commands that succeeded.
     workflow_steps: u64,
+    /// Service calls, their gates and the ledger they are checked against.
+    calls: Calls,
     progress: bool,
 }
 
@@ -377,6 +386,7 @@ impl Simulator {
             taken: HashMap::new(),
             taken_twice: Vec::new(),
             workflow_steps: 0,
+            calls: Calls::default(),
             progress: options.progress,
         };
         for id in ids {
@@ -417,6 +427,7 @@ impl Simulator {
         let org = provider_of(id);
         let registered = core.engine().is_registered_at(&org.credit_code, id);
         node.core = Some(core);
+        self.calls.booted(id, now);
         if !registered {
             self.submit(id, Principal::node(), Command::RegisterOrganization(org), Purpose::Setup);
         }
@@ -600,6 +611,23 @@ impl Simulator {
                     self.workflow_steps += 1;
                 }
             }
+            Purpose::Revoke(grant) => {
+                if result.is_ok() {
+                    self.workflow_steps += 1;
+                    let now = self.unix_ms();
+                    self.calls.revoked(grant.clone(), now);
+                    // Its grantee, not told yet, calls with it at once.
+                    let revoked = self
+                        .nodes
+                        .get(&id)
+                        .and_then(store_of)
+                        .and_then(|s| s.grants().find(|g| g.grant.id == grant))
+                        .map(|g| g.grant.clone());
+                    if let Some(g) = revoked.filter(|g| matches!(g.resource, Resource::Service(_))) {
+                        self.call_with(g.grantee_node, &g, Meddle::Honest);
+                    }
+                }
+            }
         }
     }
 
@@ -756,9 +784,16 @@ impl Simulator {
         let at = self.now;
         if self.workload.one_in(4) {
             if let Some(command) = self.workflow_step(id) {
-                self.submit(id, Principal::node(), command, Purpose::Workflow);
+                let purpose = match &command {
+                    Command::RevokeGrant { id, .. } => Purpose::Revoke(id.clone()),
+                    _ => Purpose::Workflow,
+                };
+                self.submit(id, Principal::node(), command, purpose);
                 return;
             }
+        }
+        if self.workload.one_in(3) && (0..CALL_BURST).all(|_| self.call(id)) {
+            return;
         }
         for command in self.workload.next_change(id, scope).commands() {
             self.submit(id, Principal::node(), command, Purpose::Change(at));
@@ -785,19 +820,95 @@ impl Simulator {
                 return Some(Command::Withdraw { id: a });
             }
         }
-        let issued = store.grants().find(|g| g.grant.provider_node == id && g.revoked_at.is_none());
+        // Grants for services first: their revocation races the calls made with them.
+        let issued = store.grants().filter(|g| g.grant.provider_node == id && g.revoked_at.is_none());
+        let issued = issued.max_by_key(|g| matches!(g.grant.resource, Resource::Service(_)));
         if let Some(g) = issued.map(|g| g.grant.id.clone()) {
             if self.workload.one_in(4) {
                 return Some(Command::RevokeGrant { id: g, reason: "the consumer's duties changed".into() });
             }
         }
-        let entry = self.workload.entry_elsewhere(id)?;
+        let service = store
+            .service_ids()
+            .filter(|s| Service::origin_of(s).is_some_and(|origin| origin != id))
+            .nth(self.workload.below(8));
+        let resource = match service {
+            Some(service) if self.workload.one_in(2) => Resource::Service(service.clone()),
+            _ => Resource::Entry(self.workload.entry_elsewhere(id)?),
+        };
         Some(Command::Apply {
-            resource: Resource::Entry(entry),
+            resource,
             consumer: provider_of(id).credit_code,
             purpose: "simulated audit".into(),
             period_days: 30,
         })
+    }
+
+    /// A call by `id`'s consumers with a service grant they hold, now and then
+    /// meddled with as an adversary would; false if they hold none.
+    fn call(&mut self, id: NodeId) -> bool {
+        let Some(store) = self.nodes.get(&id).and_then(store_of) else { return false };
+        let held: Vec<_> = store
+            .grants()
+            .filter(|g| g.grant.grantee_node == id && matches!(g.grant.resource, Resource::Service(_)))
+            .map(|g| g.grant.clone())
+            .collect();
+        if held.is_empty() {
+            return false;
+        }
+        let grant = held[self.workload.below(held.len())].clone();
+        let meddle = match self.workload.below(8) {
+            0 => Meddle::Stretched,
+            1 => Meddle::Outside,
+            2 => {
+                let others: Vec<NodeId> = self.nodes.keys().copied().filter(|n| *n != id).collect();
+                Meddle::Borrowed(others[self.workload.below(others.len())])
+            }
+            _ => Meddle::Honest,
+        };
+        // Now and then its provider revokes it while it is in use: the grantee
+        // calls with it again the moment the revocation is acknowledged.
+        let provider = grant.provider_node;
+        if meddle == Meddle::Honest && self.alive(provider) && self.workload.one_in(6) {
+            let revoke = Command::RevokeGrant { id: grant.id.clone(), reason: "revoked while in use".into() };
+            self.submit(provider, Principal::node(), revoke, Purpose::Revoke(grant.id.clone()));
+        }
+        self.call_with(id, &grant, meddle);
+        true
+    }
+
+    /// A call by `id`'s consumers with `grant`, as `meddle` makes it.
+    fn call_with(&mut self, id: NodeId, grant: &Grant, meddle: Meddle) {
+        let now = self.unix_ms();
+        let head = self.calls.head(id, grant, meddle, now);
+        let delivered = self.path_is_up(head.id.node, head.provider_node);
+        let provider = self.nodes.get(&head.provider_node).and_then(|n| n.core.as_ref()).map(|core| {
+            (core.store(), core.engine().keys_of(head.provider_node).copied().collect::<Vec<_>>())
+        });
+        self.calls.call(&head, provider, delivered, now);
+    }
+
+    /// Whether every node and link on the tree path from `from` to `to` is up.
+    fn path_is_up(&self, from: NodeId, to: NodeId) -> bool {
+        let mut at = from;
+        loop {
+            if !self.alive(at) {
+                return false;
+            }
+            match call_next_hop(at, to) {
+                Route::Here => return true,
+                Route::Via(hop) => {
+                    let (x, y) = (at.min(hop), at.max(hop));
+                    let up =
+                        self.links.get(&(x, y)).or(self.links.get(&(y, x))).is_some_and(|l| l.id.is_some());
+                    if !up {
+                        return false;
+                    }
+                    at = hop;
+                }
+                Route::Unroutable => return false,
+            }
+        }
     }
 
     /// The nodes `id` shares a link with.
@@ -1060,6 +1171,7 @@ impl Simulator {
             })
             .collect();
         invariants::check_workflow(&workflow, &self.taken_twice, &mut outcome);
+        invariants::check_calls(&self.calls.violations, &mut outcome);
         // Each application counted once, where it was submitted.
         let mut applications: BTreeMap<String, u64> = BTreeMap::new();
         for (id, view) in &workflow {
@@ -1091,6 +1203,7 @@ impl Simulator {
             services: self.services,
             applications,
             workflow_steps: self.workflow_steps,
+            calls: self.calls.tally,
             trace_digest: self.trace.finalize().to_hex().to_string(),
             peak_rss_bytes: crate::report::peak_rss(),
             idle_rss_bytes: 0,

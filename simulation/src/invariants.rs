@@ -281,3 +281,11 @@ pub fn check_workflow(
     }
     outcome.record("both ends agree on every application and grant", disagree);
 }
+
+/// The call invariant: 8. no provider served a call without a valid grant — one
+/// its node signed, naming the calling node, the service and the endpoint,
+/// current, and not revoked before the call (`served_wrongly` lists the
+/// exceptions the simulator's ledger found).
+pub fn check_calls(served_wrongly: &[String], outcome: &mut Outcome) {
+    outcome.record("no call served without a valid grant at the provider", served_wrongly.to_vec());
+}

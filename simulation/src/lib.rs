@@ -8,6 +8,7 @@
 //! * **real**: every node of a topology in this process over real QUIC on
 //!   127.0.0.1 with real sled folders, faults applied at the transport.
 
+mod calls;
 pub mod deterministic;
 pub mod invariants;
 pub mod real;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod scenario;
 mod workload;
 
+pub use calls::CallTally;
 pub use report::Report;
 pub use scenario::Scenario;
 

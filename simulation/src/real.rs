@@ -372,6 +372,7 @@ async fn run_in(
         services: 0,
         applications: BTreeMap::new(),
         workflow_steps: 0,
+        calls: Default::default(),
         trace_digest: String::new(),
         peak_rss_bytes: peak,
         idle_rss_bytes,

@@ -81,6 +81,8 @@ pub struct Report {
     /// Workflow commands that succeeded: applications, decisions, withdrawals,
     /// revocations (deterministic mode).
     pub workflow_steps: u64,
+    /// Service calls, by outcome (deterministic mode).
+    pub calls: crate::CallTally,
     /// Digest of the trace of delivered frames (deterministic mode: replay check).
     pub trace_digest: String,
     /// Peak resident memory of the process.
@@ -170,6 +172,14 @@ impl fmt::Display for Report {
         if self.workflow_steps > 0 {
             let states: Vec<String> = self.applications.iter().map(|(s, n)| format!("{n} {s}")).collect();
             writeln!(f, "  workflow    {} steps; applications: {}", self.workflow_steps, states.join(", "))?;
+        }
+        let calls = self.calls;
+        if calls.served + calls.refused + calls.unreachable > 0 {
+            writeln!(
+                f,
+                "  calls       {} served, {} refused by their provider, {} unreachable",
+                calls.served, calls.refused, calls.unreachable
+            )?;
         }
         if self.hand_overs > 0 {
             writeln!(f, "  keys        {} logs handed over to new keys", self.hand_overs)?;

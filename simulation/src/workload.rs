@@ -126,6 +126,14 @@ impl Workload {
         (*status == EntryStatus::Published).then(|| EntryRef { origin, code: code.clone() })
     }
 
+    /// Draws from the workload's seed: a number below `n` (0 when `n` is 0).
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        self.rng.gen_range(0..n)
+    }
+
     /// Draws from the workload's seed: true one time in `n`.
     pub(crate) fn one_in(&mut self, n: u32) -> bool {
         self.rng.gen_ratio(1, n)

@@ -33,13 +33,17 @@ fn the_whole_country_under_faults_keeps_every_invariant() {
     assert_eq!(china.nodes.len(), 365);
     let report = deterministic(&china, &scenario("faults.toml"), Options { seed: 7, ..Default::default() });
     assert!(report.invariants.ok(), "{report}");
-    assert_eq!(report.invariants.passed.len(), 7, "{report}");
+    assert_eq!(report.invariants.passed.len(), 8, "{report}");
     assert_eq!(report.invariants.catalog_digests, 1, "{report}");
     // A quarter of the workload is process docking: applications routed across
     // provinces while links drop and a city crashes, decided by rule or approver.
     assert!(report.changes_acknowledged > 600, "{report}");
     assert!(report.workflow_steps > 200, "{report}");
     assert!(report.applications.get("granted").copied().unwrap_or(0) > 100, "{report}");
+    // Service calls with the grants won, forged, borrowed, stretched, outside
+    // their endpoints, and racing their revocation: the provider's gate let
+    // through only those with a valid grant (invariant 8), and refused the rest.
+    assert!(report.calls.served > 20 && report.calls.refused > 20, "{report}");
     assert_eq!(report.convergence.converged as u64, report.changes_acknowledged, "{report}");
     // The tampering relay was caught, not believed.
     assert!(report.rejected.values().sum::<u64>() > 0, "{report}");

@@ -164,6 +164,11 @@ impl MemoryStore {
         self.durable.applications.values()
     }
 
+    /// The ids of the durable services, in order.
+    pub fn service_ids(&self) -> impl Iterator<Item = &String> + '_ {
+        self.durable.services.keys()
+    }
+
     /// The durable grants, by id.
     pub fn grants(&self) -> impl Iterator<Item = &GrantRecord> + '_ {
         self.durable.grants.values()
