@@ -157,10 +157,12 @@ async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoke
         assert!(echo["response_out_ms"].as_u64() >= echo["request_in_ms"].as_u64(), "{at}: {echo}");
     }
     let metrics = scrape(&fed, "440000").await;
-    assert!(
-        sample(&metrics, "cascade_calls_total", &[("role", "relay"), ("status", "200")]).unwrap_or(0.0)
-            >= 2.0
-    );
+    let relayed = [("role", "relay"), ("service", service.as_str()), ("status", "200")];
+    assert!(sample(&metrics, "cascade_calls_total", &relayed).unwrap_or(0.0) >= 2.0);
+    let timed = |s: &&prometheus_parse::Sample| {
+        s.metric == "cascade_call_duration_seconds" && s.labels.get("role") == Some("relay")
+    };
+    assert!(metrics.samples.iter().any(|s| timed(&s)), "a latency histogram per role");
 
     // Revoked at Guangzhou: the very next call is refused there (403), before
     // Jinan has even heard of the revocation.
@@ -182,6 +184,36 @@ async fn a_granted_consumer_calls_across_two_provinces_until_its_grant_is_revoke
     assert_eq!(unreachable.status(), 504);
     let why = unreachable.text().await.unwrap();
     assert!(why.contains("440000 could not forward the call"), "{why}");
+    // The hub's operator sees every call through the hub, filtered, page by page;
+    // the records outlive a restart of the hub.
+    fed.fed.stop(nid("370000")).await.unwrap();
+    fed.fed.start(nid("370000")).await.unwrap();
+    let mut seen = Vec::new();
+    let mut next = String::new();
+    loop {
+        let page = format!("/api/v1/usage?role=relay&service={service}&limit=1{next}");
+        let (status, usage) = fed.get("370000", &page).await;
+        assert_eq!(status, 200, "{usage}");
+        seen.extend(
+            usage["usage"].as_array().unwrap().iter().map(|r| r["call"].as_str().unwrap().to_string()),
+        );
+        match usage["next"].as_str() {
+            Some(cursor) => next = format!("&before={cursor}"),
+            None => break,
+        }
+    }
+    let (_, all) = fed.get("370000", &format!("/api/v1/usage?service={service}")).await;
+    assert_eq!(seen.len(), all["returned"].as_u64().unwrap() as usize, "every record once: {seen:?} {all}");
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] != w[1]), "{seen:?}");
+    let (_, none) = fed.get("370000", "/api/v1/usage?role=provider").await;
+    assert_eq!(none["returned"], 0, "the hub provided nothing: {none}");
+    assert_eq!(fed.get("370000", "/api/v1/usage?role=owner").await.0, 422);
+    assert_eq!(fed.get("370000", "/api/v1/usage?before=yesterday").await.0, 422);
+    // The consumer's own people see their organization's calls only.
+    let (_, own) = fed.with_token("370100", &token).call("GET", "/api/v1/usage", None).await;
+    assert!(own["usage"].as_array().unwrap().iter().all(|r| r["consumer"] == org.as_str()), "{own}");
+
     fed.fed.shutdown().await.unwrap();
 }
 

@@ -86,9 +86,20 @@ pub(crate) async fn call(
 #[serde(deny_unknown_fields)]
 pub(crate) struct UsageQuery {
     service: Option<String>,
+    role: Option<String>,
+    consumer: Option<String>,
+    caller: Option<String>,
+    status: Option<u16>,
+    call: Option<String>,
+    /// Unix ms: records of calls that reached this node at or after it.
+    since: Option<u64>,
+    /// The cursor of the next page (`next` of the page before).
+    before: Option<String>,
     limit: Option<usize>,
 }
 
+/// `GET /api/v1/usage`: the calls this node saw, newest first, filtered; an
+/// administrator or auditor sees all, anyone else their organization's.
 pub(crate) async fn usage(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -96,8 +107,29 @@ pub(crate) async fn usage(
 ) -> Result<Response, ApiError> {
     state.node.check(&who, Permission::Read).await?;
     let q = query(q)?;
-    let records = state.node.usage(&who, q.service.as_deref());
-    let limit = q.limit.unwrap_or(100).min(cascade_protocol::limits::MAX_LIST);
-    let newest: Vec<_> = records.iter().rev().take(limit).collect();
-    Ok(Json(json!({"usage": newest, "returned": newest.len()})).into_response())
+    if q.role.as_deref().is_some_and(|r| !["consumer", "relay", "provider"].contains(&r)) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "role is consumer, relay or provider"));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, cascade_protocol::limits::MAX_LIST);
+    let before = match q.before.as_deref().map(str::parse::<cascade_store::UsageCursor>) {
+        Some(Err(e)) => return Err(ApiError::field("before", e)),
+        Some(Ok(cursor)) => Some(cursor),
+        None => None,
+    };
+    let filter = cascade_store::UsageFilter {
+        service: q.service,
+        role: q.role,
+        consumer: q.consumer,
+        caller: q.caller,
+        status: q.status,
+        call: q.call,
+        since_ms: q.since,
+        before,
+    };
+    let (records, next) = state.node.usage(&who, filter, limit).map_err(|e| {
+        tracing::error!(error = %e, "usage records unreadable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    })?;
+    let next = next.map(|c| c.to_string());
+    Ok(Json(json!({"usage": records, "returned": records.len(), "next": next})).into_response())
 }

@@ -9,7 +9,7 @@
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use cascade_metrics::{Collect, Exposition, Float, Kind};
+use cascade_metrics::{Collect, Exposition, Histogram, Kind};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -25,9 +25,6 @@ pub const MAX_ROUTES: usize = 256;
 const UNMATCHED: &str = "unmatched";
 /// Route label (and method label) used beyond the bounds.
 const OTHER: &str = "other";
-
-/// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implied.
-const BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
 /// HTTP request metrics: counts by (route template, method, status) and a
 /// latency histogram by route.
@@ -47,14 +44,6 @@ struct HttpInner {
     durations: BTreeMap<String, Histogram>,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    /// Observations per bucket, not cumulative; the last slot is `+Inf` only.
-    buckets: [u64; BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
-}
-
 impl HttpMetrics {
     /// Records one request.
     ///
@@ -63,7 +52,6 @@ impl HttpMetrics {
     /// Methods outside the standard nine are counted as `"other"` too. A
     /// negative or non-finite `seconds` is recorded as 0.
     pub fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let seconds = if seconds.is_finite() && seconds > 0.0 { seconds } else { 0.0 };
         let method = normalize_method(method);
         let mut inner = self.lock();
         let route = if inner.durations.contains_key(route) || inner.durations.len() < MAX_ROUTES {
@@ -76,10 +64,7 @@ impl HttpMetrics {
             Some(histogram) => histogram,
             None => inner.durations.entry(route.to_string()).or_default(),
         };
-        let slot = BUCKETS.iter().position(|&bound| seconds <= bound).unwrap_or(BUCKETS.len());
-        histogram.buckets[slot] += 1;
-        histogram.sum += seconds;
-        histogram.count += 1;
+        histogram.observe(seconds);
     }
 
     /// Metrics stay usable even if a thread panicked while holding the lock:
@@ -138,15 +123,7 @@ impl Collect for HttpMetrics {
         let name = "cascade_http_request_duration_seconds";
         out.family(name, Kind::Histogram, "Admin HTTP request latency in seconds, by route template.");
         for (route, histogram) in &durations {
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(&histogram.buckets) {
-                cumulative += count;
-                let le = Float(*bound).to_string();
-                out.sample(&format!("{name}_bucket"), &[("route", route), ("le", &le)], cumulative);
-            }
-            out.sample(&format!("{name}_bucket"), &[("route", route), ("le", "+Inf")], histogram.count);
-            out.sample(&format!("{name}_sum"), &[("route", route)], Float(histogram.sum));
-            out.sample(&format!("{name}_count"), &[("route", route)], histogram.count);
+            histogram.write(out, name, &[("route", route)]);
         }
     }
 }
@@ -259,8 +236,8 @@ mod tests {
         http.record("/x", "BREW", 418, 0.0);
         let inner = http.lock();
         assert_eq!(inner.durations.len(), MAX_ROUTES + 1);
-        assert_eq!(inner.durations[OTHER].count, 11);
-        assert_eq!(inner.durations["/r/0"].count, 2);
+        assert_eq!(inner.durations[OTHER].count(), 11);
+        assert_eq!(inner.durations["/r/0"].count(), 2);
         assert_eq!(inner.requests[&(OTHER.to_string(), OTHER.to_string(), 418)], 1);
     }
 

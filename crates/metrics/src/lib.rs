@@ -106,6 +106,50 @@ impl Exposition {
     }
 }
 
+/// Upper bounds (seconds) of latency histogram buckets; `+Inf` is implied.
+pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// A latency histogram over [`LATENCY_BUCKETS`].
+#[derive(Debug, Default, Clone)]
+pub struct Histogram {
+    /// Observations per bucket, not cumulative; the last slot is `+Inf` only.
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    /// Records one observation (a negative or non-finite one as 0).
+    pub fn observe(&mut self, seconds: f64) {
+        let seconds = if seconds.is_finite() && seconds > 0.0 { seconds } else { 0.0 };
+        let slot =
+            LATENCY_BUCKETS.iter().position(|&bound| seconds <= bound).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Writes its `_bucket`, `_sum` and `_count` samples of family `name` with
+    /// `labels` (the family's header is the caller's).
+    pub fn write(&self, out: &mut Exposition, name: &str, labels: &[(&str, &str)]) {
+        let mut cumulative = 0;
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count;
+            let le = Float(*bound).to_string();
+            out.sample(&bucket, &[labels, &[("le", &le)]].concat(), cumulative);
+        }
+        out.sample(&bucket, &[labels, &[("le", "+Inf")]].concat(), self.count);
+        out.sample(&format!("{name}_sum"), labels, Float(self.sum));
+        out.sample(&format!("{name}_count"), labels, self.count);
+    }
+}
+
 /// Appends `value` escaped as the format requires inside a label value:
 /// backslash, double quote and line feed.
 fn escape_label_value(out: &mut String, value: &str) {

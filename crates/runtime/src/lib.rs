@@ -22,7 +22,7 @@ pub use api::{IssuedToken, PasswordChange};
 pub use config::{CertPaths, GatewayConfig, NodeConfig, WorkflowConfig};
 pub use driver::Applied;
 pub use faults::TransportCounters;
-pub use gateway::{CallFailure, CallRequest, CallResponse, UsageRecord, FORWARDED_HEADERS};
+pub use gateway::{CallFailure, CallRequest, CallResponse, FORWARDED_HEADERS};
 pub use login::LoginError;
 pub use node::{Node, NodeError, STORE_DIR, TOKEN_FILE};
 pub use query::{CatalogQuery, Listing, Neighbour, PageQuery, TokenInfo};

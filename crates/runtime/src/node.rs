@@ -174,6 +174,9 @@ impl Node {
             inbox.clone(),
             config.gateway.max_body_bytes,
         ));
+        tasks.spawn(
+            crate::gateway::write_usage_every(gateway.clone(), cancel.clone()).instrument(span.clone()),
+        );
         let ctx = LinkContext::new(
             inbox.clone(),
             store.clone(),
@@ -233,20 +236,27 @@ impl Node {
         self.inner.gateway.call(by.actor.clone(), org, request).await
     }
 
-    /// The calls this node saw (as consumer, relay or provider), oldest first:
-    /// all of them for an administrator or auditor, else those of `by`'s organization.
-    pub fn usage(&self, by: &Principal, service: Option<&str>) -> Vec<crate::gateway::UsageRecord> {
+    /// The calls this node saw (as consumer, relay or provider) that `filter`
+    /// admits, newest first, at most `limit`: all of them for an administrator
+    /// or auditor, else those of `by`'s organization; and where the next page
+    /// starts, if any.
+    pub fn usage(
+        &self,
+        by: &Principal,
+        mut filter: cascade_store::UsageFilter,
+        limit: usize,
+    ) -> Result<(Vec<cascade_store::UsageRecord>, Option<cascade_store::UsageCursor>), cascade_core::StoreError>
+    {
         use cascade_access::Role;
-        let all = by.has(Role::Admin) || by.has(Role::Auditor);
-        let org = by.organization.clone();
-        self.inner.gateway.usage(|r| {
-            (all || org.as_deref() == Some(r.consumer.as_str())) && service.is_none_or(|s| s == r.service)
-        })
+        if !(by.has(Role::Admin) || by.has(Role::Auditor)) {
+            filter.consumer = Some(by.organization.clone().unwrap_or_default());
+        }
+        self.inner.gateway.usage(&filter, limit)
     }
 
-    /// Calls by role and status, for metrics.
-    pub fn call_counts(&self) -> Vec<((&'static str, u16), u64)> {
-        self.inner.gateway.counters.snapshot()
+    /// Calls by role, service and status, and latency by role, for metrics.
+    pub(crate) fn call_metrics(&self) -> crate::gateway::CallMetricsInner {
+        self.inner.gateway.metrics.snapshot()
     }
 
     /// This node's configuration.

@@ -389,13 +389,30 @@ impl Collect for Node {
             "Size of the node's store on disk, in bytes.",
             self.store_bytes(),
         );
+        let calls = self.call_metrics();
         out.family(
             "cascade_calls_total",
             Kind::Counter,
-            "Service calls this node saw, by its role in them (consumer, relay, provider) and the status answered (0: broke off).",
+            "Service calls this node saw, by its role in them (consumer, relay, provider), the service and the status answered (0: broke off).",
         );
-        for ((role, status), count) in self.call_counts() {
-            out.sample("cascade_calls_total", &[("role", role), ("status", &status.to_string())], count);
+        for ((role, service, status), count) in &calls.calls {
+            let labels =
+                [("role", role.as_str()), ("service", service.as_str()), ("status", &status.to_string())];
+            out.sample("cascade_calls_total", &labels, count);
         }
+        out.family(
+            "cascade_call_duration_seconds",
+            Kind::Histogram,
+            "Seconds from a call reaching this node to its answer's head reaching it, by this node's role: at a relay, the time the call spent from this hop on.",
+        );
+        for (role, histogram) in &calls.latency {
+            histogram.write(out, "cascade_call_duration_seconds", &[("role", role)]);
+        }
+        out.single(
+            "cascade_usage_records_dropped_total",
+            Kind::Counter,
+            "Usage records dropped before they were written (the store fell behind).",
+            calls.usage_dropped,
+        );
     }
 }

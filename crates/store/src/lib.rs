@@ -15,12 +15,14 @@ mod keys;
 mod read;
 mod services;
 mod upgrade;
+mod usage;
 mod workflow;
 
 pub use catalog_index::CatalogFilter;
 pub use keys::audit_key;
 pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
 pub use services::ServiceFilter;
+pub use usage::{UsageCursor, UsageFilter, UsageRecord, MAX_USAGE_SCAN, USAGE_KEPT};
 pub use workflow::{Side, WorkflowFilter};
 
 use cascade_core::audit;
@@ -82,6 +84,8 @@ pub struct Store {
     me: NodeId,
     /// The catalog index, in memory (see `catalog_index`).
     catalog: Arc<RwLock<CatalogIndex>>,
+    /// Usage records stored (counted at open, then kept up to date).
+    usage_count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -103,9 +107,11 @@ impl Store {
                 Err(e) => return Err(backend(e)),
             }
         };
-        let store = Store { db, me, catalog: Arc::default() };
+        let store = Store { db, me, catalog: Arc::default(), usage_count: Arc::default() };
         store.check_format()?;
         store.index_catalog()?;
+        let usage = store.count_usage()?;
+        store.usage_count.store(usage, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
     }
 

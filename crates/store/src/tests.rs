@@ -389,3 +389,56 @@ fn a_sweep_forgets_only_the_routed_ids_whose_time_to_live_is_over() {
     let kept: Vec<bool> = (1..=3).map(|seq| store.seen(id(seq)).unwrap()).collect();
     assert_eq!(kept, [false, false, true]);
 }
+
+fn usage(call: &str, role: &str, at_ms: u64) -> UsageRecord {
+    UsageRecord {
+        call: call.into(),
+        service: "440100-s1".into(),
+        caller: "wang".into(),
+        consumer: "11370100MB0000002D".into(),
+        role: role.into(),
+        endpoint: "GET /taxes/42".into(),
+        status: 200,
+        error: None,
+        bytes_in: 0,
+        bytes_out: 2,
+        request_in_ms: at_ms,
+        request_out_ms: Some(at_ms),
+        response_in_ms: Some(at_ms + 1),
+        response_out_ms: Some(at_ms + 1),
+    }
+}
+
+#[test]
+fn usage_records_page_newest_first_each_once_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), jinan()).unwrap();
+        // Five calls in the same millisecond, three later ones, one of another role.
+        let mut records: Vec<_> = (0..5).map(|i| usage(&format!("c{i}"), "relay", 1_000)).collect();
+        records.extend((5..8).map(|i| usage(&format!("c{i}"), "relay", 2_000 + i)));
+        records.push(usage("p", "provider", 3_000));
+        store.record_usage(&records).unwrap();
+    }
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    let relay = UsageFilter { role: Some("relay".into()), ..UsageFilter::default() };
+    let mut seen = Vec::new();
+    let mut filter = relay.clone();
+    loop {
+        let (page, next) = store.usage(&filter, 2).unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.into_iter().map(|r| r.call));
+        match next {
+            Some(cursor) => filter.before = Some(cursor.to_string().parse().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert_eq!(&seen[..3], ["c7", "c6", "c5"], "newest first");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 8, "each once");
+    let since = UsageFilter { since_ms: Some(2_000), ..UsageFilter::default() };
+    assert_eq!(store.usage(&since, 100).unwrap().0.len(), 4);
+    assert!("yesterday".parse::<UsageCursor>().is_err());
+}

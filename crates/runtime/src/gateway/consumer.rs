@@ -1,8 +1,8 @@
 //! The consumer's end of a call: the grant check, the signed head, the request
 //! body sealed for the provider, and the answer opened on its way back.
 
-use super::{fail, frames_into, CallFailure, CallRequest, CallResponse, Chunk, Gateway, UsageRecord};
-use super::{CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED, HELD_GRANTS_MS, USAGE_KEPT};
+use super::{fail, frames_into, CallFailure, CallRequest, CallResponse, Chunk, Gateway};
+use super::{CACHE_KEPT, CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED, HELD_GRANTS_MS};
 use crate::driver::unix_millis;
 use cascade_protocol::call::{
     call_next_hop, endpoint_allowed, BodyOpener, BodySealer, CallFrame, CallHead, CallId, Direction, PairKey,
@@ -12,6 +12,7 @@ use cascade_protocol::routed::Route;
 use cascade_protocol::service::{Service, ServiceStatus};
 use cascade_protocol::workflow::{Grant, Resource};
 use cascade_protocol::NodeId;
+use cascade_store::UsageRecord;
 use cascade_transport::{read_message, write_call_frame, write_message};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,7 +43,7 @@ impl Gateway {
             service: request.service.clone(),
             caller: caller.clone(),
             consumer: org.clone(),
-            role: "consumer",
+            role: "consumer".into(),
             endpoint: format!("{} {}", request.method, request.path),
             status: 0,
             error: None,
@@ -218,7 +219,7 @@ impl Gateway {
                     .map_err(|e| fail(503, e.to_string()))?;
                 // Only a usable grant is remembered: a grant that arrives is used at once.
                 if let (true, Ok(mut held)) = (found.iter().any(|g| g.is_valid(now)), self.held.lock()) {
-                    if held.len() >= USAGE_KEPT {
+                    if held.len() >= CACHE_KEPT {
                         held.clear();
                     }
                     held.insert(key, (now_ms, found.clone()));

@@ -18,13 +18,13 @@ pub(crate) use relay::accept_calls;
 use crate::driver::{unix_millis, Message};
 use bytes::Bytes;
 use cascade_core::CallGate;
+use cascade_metrics::Histogram;
 use cascade_protocol::call::{CallFrame, CallHead, CallId, PairKey, ReplyHead};
 use cascade_protocol::NodeId;
-use cascade_store::Store;
+use cascade_store::{Store, UsageFilter, UsageRecord};
 use cascade_transport::read_call_frame;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 pub const MAX_CALLS_IN_FLIGHT: usize = 256;
 /// How long a hop waits for a call's head, and for the next hop's answer head.
 pub const CALL_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Usage records kept in memory for `GET /api/v1/usage`, newest last.
-pub const USAGE_KEPT: usize = 10_000;
+/// Grants, keys and verified grants a cache keeps at most (cleared when full).
+const CACHE_KEPT: usize = 10_000;
 /// Request headers a provider passes on to its upstream (end to end; hop-by-hop
 /// headers, credentials and `Host` never are, whatever a call carries).
 pub const FORWARDED_HEADERS: [&str; 4] = ["content-type", "accept", "accept-language", "content-language"];
@@ -90,39 +90,6 @@ fn fail(status: u16, reason: impl Into<String>) -> CallFailure {
     CallFailure { status, reason: reason.into(), retry_after: None }
 }
 
-/// One hop's record of one call.
-#[derive(Clone, Debug, Serialize)]
-pub struct UsageRecord {
-    /// The call.
-    pub call: String,
-    /// The service.
-    pub service: String,
-    /// Who called (at the consumer's node).
-    pub caller: String,
-    /// The consumer organization (the grantee).
-    pub consumer: String,
-    /// `consumer`, `relay` or `provider`.
-    pub role: &'static str,
-    /// Method and path.
-    pub endpoint: String,
-    /// HTTP status, or 0 when the call broke off.
-    pub status: u16,
-    /// What went wrong, if anything.
-    pub error: Option<String>,
-    /// Request body bytes through this hop.
-    pub bytes_in: u64,
-    /// Response body bytes through this hop.
-    pub bytes_out: u64,
-    /// When the request reached this hop (unix ms).
-    pub request_in_ms: u64,
-    /// When it left this hop (forwarded, or sent upstream).
-    pub request_out_ms: Option<u64>,
-    /// When the answer's head reached this hop.
-    pub response_in_ms: Option<u64>,
-    /// When the answer's last byte left this hop.
-    pub response_out_ms: Option<u64>,
-}
-
 /// The grants an organization holds for a service, and when they were read (ms).
 type HeldGrants = (u64, Vec<cascade_core::GrantRecord>);
 
@@ -145,40 +112,89 @@ impl Peer {
     }
 }
 
-impl UsageRecord {
-    /// A record of a call arriving at this hop now, in `role`.
-    fn of(head: &CallHead, role: &'static str) -> UsageRecord {
-        UsageRecord {
-            call: head.id.to_string(),
-            service: head.service.clone(),
-            caller: head.caller.clone(),
-            consumer: head.grant.grantee.clone(),
-            role,
-            endpoint: format!("{} {}", head.method, head.path),
-            status: 0,
-            error: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            request_in_ms: unix_millis(),
-            request_out_ms: None,
-            response_in_ms: None,
-            response_out_ms: None,
-        }
+/// A record of a call arriving at this hop now, in `role`.
+fn usage_of(head: &CallHead, role: &str) -> UsageRecord {
+    UsageRecord {
+        call: head.id.to_string(),
+        service: head.service.clone(),
+        caller: head.caller.clone(),
+        consumer: head.grant.grantee.clone(),
+        role: role.to_string(),
+        endpoint: format!("{} {}", head.method, head.path),
+        status: 0,
+        error: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        request_in_ms: unix_millis(),
+        request_out_ms: None,
+        response_in_ms: None,
+        response_out_ms: None,
     }
 }
 
-/// Calls by role and status class, for metrics.
-#[derive(Default)]
-pub(crate) struct CallCounters {
-    counts: Mutex<HashMap<(&'static str, u16), u64>>,
+/// How often pending usage records are written: what a crash may lose of them.
+const USAGE_WRITE_EVERY: Duration = Duration::from_millis(500);
+
+/// Writes the gateway's usage records every `USAGE_WRITE_EVERY` until the node
+/// stops, then once more.
+pub(crate) async fn write_usage_every(gateway: Arc<Gateway>, cancel: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(USAGE_WRITE_EVERY);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        if let Err(e) = gateway.write_usage() {
+            tracing::warn!(error = %e, "usage records not written");
+        }
+    }
+    if let Err(e) = gateway.write_usage() {
+        tracing::warn!(error = %e, "usage records not written");
+    }
 }
 
-impl CallCounters {
-    /// Every (role, status) with its count.
-    pub(crate) fn snapshot(&self) -> Vec<((&'static str, u16), u64)> {
-        let mut all: Vec<_> = self.counts.lock().map(|c| c.clone().into_iter().collect()).unwrap_or_default();
-        all.sort();
-        all
+/// Most distinct services counted by name in the call metrics; calls of any
+/// further service are counted under `service="other"`.
+pub const MAX_SERVICE_LABELS: usize = 1_000;
+/// Usage records waiting to be written, at most; beyond, the oldest are
+/// dropped (and counted): the store fell that far behind.
+const USAGE_PENDING: usize = 50_000;
+
+/// Calls by role, service and status, and each role's latency, for metrics.
+#[derive(Default)]
+pub(crate) struct CallMetrics {
+    inner: Mutex<CallMetricsInner>,
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct CallMetricsInner {
+    /// (role, service, status) → calls.
+    pub(crate) calls: BTreeMap<(String, String, u16), u64>,
+    /// Role → seconds from the request reaching this hop to the answer's head
+    /// reaching it: the time the call spent at this hop and beyond.
+    pub(crate) latency: BTreeMap<String, Histogram>,
+    /// Usage records dropped before they were written.
+    pub(crate) usage_dropped: u64,
+    /// The services counted by name.
+    services: HashSet<String>,
+}
+
+impl CallMetrics {
+    /// A copy, to render.
+    pub(crate) fn snapshot(&self) -> CallMetricsInner {
+        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn count(&self, record: &UsageRecord) {
+        let Ok(mut m) = self.inner.lock() else { return };
+        let known = m.services.contains(&record.service)
+            || (m.services.len() < MAX_SERVICE_LABELS && m.services.insert(record.service.clone()));
+        let service = if known { record.service.clone() } else { "other".to_string() };
+        *m.calls.entry((record.role.clone(), service, record.status)).or_default() += 1;
+        if let Some(answered) = record.response_in_ms {
+            let seconds = answered.saturating_sub(record.request_in_ms) as f64 / 1000.0;
+            m.latency.entry(record.role.clone()).or_default().observe(seconds);
+        }
     }
 }
 
@@ -206,8 +222,9 @@ pub(crate) struct Gateway {
     gate: Mutex<CallGate>,
     next: AtomicU64,
     in_flight: Arc<Semaphore>,
-    usage: Mutex<VecDeque<UsageRecord>>,
-    pub(crate) counters: CallCounters,
+    /// Usage records not written to the store yet.
+    pending: Mutex<Vec<UsageRecord>>,
+    pub(crate) metrics: CallMetrics,
     http: reqwest::Client,
     /// Largest request body a call may carry.
     max_body: u64,
@@ -235,8 +252,8 @@ impl Gateway {
             gate: Mutex::new(CallGate::new(unix_millis())),
             next: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
-            usage: Mutex::new(VecDeque::new()),
-            counters: CallCounters::default(),
+            pending: Mutex::new(Vec::new()),
+            metrics: CallMetrics::default(),
             http: reqwest::Client::builder().tcp_nodelay(true).build().unwrap_or_default(),
             max_body,
         }
@@ -313,21 +330,36 @@ impl Gateway {
         self.pair_found(node, |p| p.current().cloned()).await
     }
 
-    /// The usage records kept, oldest first, that `keep` admits.
-    pub(crate) fn usage(&self, keep: impl Fn(&UsageRecord) -> bool) -> Vec<UsageRecord> {
-        self.usage.lock().map(|u| u.iter().filter(|r| keep(r)).cloned().collect()).unwrap_or_default()
+    /// The newest usage records `filter` admits (the pending ones written
+    /// first), newest first; and where the next page starts, if any.
+    pub(crate) fn usage(
+        &self,
+        filter: &UsageFilter,
+        limit: usize,
+    ) -> Result<(Vec<UsageRecord>, Option<cascade_store::UsageCursor>), cascade_core::StoreError> {
+        self.write_usage()?;
+        self.store.usage(filter, limit)
+    }
+
+    /// Writes the pending usage records to the store.
+    pub(crate) fn write_usage(&self) -> Result<(), cascade_core::StoreError> {
+        let pending = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.store.record_usage(&pending)
     }
 
     fn record(&self, record: UsageRecord) {
-        if let Ok(mut counts) = self.counters.counts.lock() {
-            *counts.entry((record.role, record.status)).or_default() += 1;
-        }
-        if let Ok(mut usage) = self.usage.lock() {
-            if usage.len() == USAGE_KEPT {
-                usage.pop_front();
+        self.metrics.count(&record);
+        let Ok(mut pending) = self.pending.lock() else { return };
+        if pending.len() >= USAGE_PENDING {
+            pending.remove(0);
+            if let Ok(mut m) = self.metrics.inner.lock() {
+                m.usage_dropped += 1;
             }
-            usage.push_back(record);
         }
+        pending.push(record);
     }
 
     async fn error_reply(

@@ -2,7 +2,7 @@
 //! request body opened frame by frame on its way up, and the answer sealed for
 //! the consumer's node.
 
-use super::{fail, CallFailure, Gateway, UsageRecord};
+use super::{fail, usage_of, CallFailure, Gateway};
 use super::{CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED, FORWARDED_HEADERS};
 use crate::driver::unix_millis;
 use bytes::Bytes;
@@ -22,7 +22,7 @@ impl Gateway {
         local: bool,
     ) -> (ReplyHead, mpsc::Receiver<CallFrame>) {
         let id = head.id;
-        let mut usage = UsageRecord::of(&head, "provider");
+        let mut usage = usage_of(&head, "provider");
         let checked = self.check_call(&head, local).await;
         let (service, upstream, pair) = match checked {
             Ok(ok) => ok,

@@ -1,8 +1,8 @@
 //! Call streams a neighbour opens: served here when this node is the provider,
 //! else checked and passed on toward it, byte for byte.
 
-use super::{fail, frames_into, CallFailure, Gateway, UsageRecord};
-use super::{CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED, USAGE_KEPT};
+use super::{fail, frames_into, usage_of, CallFailure, Gateway};
+use super::{CACHE_KEPT, CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED};
 use crate::driver::unix_millis;
 use cascade_protocol::call::{call_next_hop, CallHead, ReplyHead, MAX_CALL_HEAD_BYTES};
 use cascade_protocol::routed::Route;
@@ -86,7 +86,7 @@ impl Gateway {
             return Err(fail(403, format!("grant {} is not signed by {}", grant.id, head.provider_node)));
         }
         if let (false, Ok(mut verified)) = (known, self.verified.lock()) {
-            if verified.len() >= USAGE_KEPT {
+            if verified.len() >= CACHE_KEPT {
                 verified.clear();
             }
             verified.insert(digest);
@@ -110,7 +110,7 @@ impl Gateway {
         mut send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) {
-        let mut usage = UsageRecord::of(&head, "relay");
+        let mut usage = usage_of(&head, "relay");
         let id = head.id;
         let checked = match self.check_relayed(from, &head).await {
             Err(failure) => Err(failure),
