@@ -169,6 +169,31 @@ async fn a_conditional_application_crosses_two_provinces_is_approved_and_its_gra
     assert_eq!(wait_state(&li, &second, "withdrawn").await["withdraw_requested"], false);
     assert_eq!(li.call("POST", &format!("/api/v1/applications/{second}/approve"), None).await.0, 409);
 
+    // The hubs' operators see the application pass, step by step, newest first;
+    // the consumer's people do not.
+    let (status, passed) = fed.get("370000", &format!("/api/v1/relayed?subject={id}")).await;
+    assert_eq!(status, 200, "{passed}");
+    let kinds: Vec<&str> =
+        passed["relayed"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["decision", "decision", "apply"], "{passed}");
+    assert_eq!(passed["relayed"][0]["detail"], "granted", "{passed}");
+    assert_eq!(
+        (passed["relayed"][2]["from"].as_u64(), passed["relayed"][2]["to"].as_u64()),
+        (Some(370100), Some(440100))
+    );
+    let (_, revokes) = fed.get("100000", "/api/v1/relayed?kind=revoke").await;
+    assert_eq!(
+        (revokes["returned"].as_u64(), revokes["relayed"][0]["detail"].as_str()),
+        (Some(1), Some("稽查结束"))
+    );
+    let (_, first) = fed.get("440000", "/api/v1/relayed?limit=1").await;
+    let next = first["next"].as_str().expect("more than one page").to_string();
+    let (_, rest) = fed.get("440000", &format!("/api/v1/relayed?before={next}&limit=100")).await;
+    let (_, all) = fed.get("440000", "/api/v1/relayed?limit=100").await;
+    assert_eq!(rest["returned"].as_u64().unwrap() + 1, all["returned"].as_u64().unwrap(), "{rest} {all}");
+    assert_eq!(fed.get("440000", "/api/v1/relayed?kind=gossip").await.0, 422);
+    assert_eq!(wang.call("GET", "/api/v1/relayed", None).await.0, 403);
+
     // Both provinces' hubs relayed and hold nothing back.
     for hub in ["370000", "100000", "440000"] {
         let metrics = scrape(&fed, hub).await;

@@ -61,6 +61,7 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/grants", get(workflow::grants))
         .route("/api/v1/grants/{id}/revoke", post(workflow::revoke))
         .route("/api/v1/usage", get(gateway::usage))
+        .route("/api/v1/relayed", get(workflow::relayed))
         .route("/api/v1/accounts", get(people::list_accounts).post(people::create_account))
         .route("/api/v1/accounts/{username}/password", post(people::set_password))
         .route("/api/v1/accounts/{username}/disable", post(people::disable_account))

@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cascade_access::Permission;
 use cascade_core::{Application, Approval, Command, GrantRecord};
 use cascade_protocol::workflow::{Resource, State as ApplicationState};
 use cascade_runtime::PageQuery;
@@ -193,4 +194,42 @@ pub(crate) async fn revoke(
 ) -> Result<Response, ApiError> {
     let g = state.node.revoke_grant(who, id, body.reason).await?;
     Ok(Json(grant_view(&g)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RelayedQuery {
+    /// The application (or grant) a message is about.
+    subject: Option<String>,
+    kind: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/relayed`: the applications, withdrawals, decisions and
+/// revocations this node passed on between other nodes, newest first (for its
+/// administrators and auditors: a hub's operator sees what passes through).
+pub(crate) async fn relayed(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<RelayedQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    state.node.check(&who, Permission::Audit).await?;
+    let q = query(q)?;
+    if q.kind.as_deref().is_some_and(|k| !["apply", "withdraw", "decision", "revoke"].contains(&k)) {
+        return Err(ApiError::field("kind", "kind is apply, withdraw, decision or revoke"));
+    }
+    let before = match q.before.as_deref().map(str::parse::<cascade_store::RelayCursor>) {
+        Some(Err(e)) => return Err(ApiError::field("before", e)),
+        Some(Ok(cursor)) => Some(cursor),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, cascade_protocol::limits::MAX_LIST);
+    let filter = cascade_store::RelayFilter { subject: q.subject, kind: q.kind, before };
+    let (records, next) = state.node.relayed(&filter, limit).map_err(|e| {
+        tracing::error!(error = %e, "relay records unreadable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    })?;
+    let next = next.map(|c| c.to_string());
+    Ok(Json(json!({"relayed": records, "returned": records.len(), "next": next})).into_response())
 }

@@ -41,6 +41,7 @@ pub use status::{
     SyncCounters, VvEntry,
 };
 pub use store::{
-    AccountRecord, BootState, Materialize, Meta, OwnWrite, StateStore, StoreError, TokenRecord, WriteBatch,
+    AccountRecord, BootState, Materialize, Meta, OwnWrite, RelayRecord, StateStore, StoreError, TokenRecord,
+    WriteBatch,
 };
 pub use workflow::{awaiting, Application, Approval, GrantRecord};

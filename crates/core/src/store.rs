@@ -175,6 +175,49 @@ pub struct Meta {
     pub grant_seq: u64,
 }
 
+/// A workflow message this node passed on toward its destination (an
+/// application, a withdrawal, a decision or a revocation between two other
+/// nodes): what a hub's operator sees of the applications passing through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRecord {
+    /// The routed message.
+    pub message: MessageId,
+    /// `apply`, `withdraw`, `decision` or `revoke`.
+    pub kind: String,
+    /// The node that sent it.
+    pub from: NodeId,
+    /// The node it is for.
+    pub to: NodeId,
+    /// The application (or, for a revocation, the grant) it is about.
+    pub subject: String,
+    /// What it says: the resource applied for, the state decided, the reason revoked.
+    pub detail: String,
+    /// When this node took it over (unix ms).
+    pub at_ms: u64,
+}
+
+impl RelayRecord {
+    /// The record of `message`, passed on at `at_ms`.
+    pub fn of(message: &Routed, at_ms: u64) -> RelayRecord {
+        use cascade_protocol::routed::RoutedBody;
+        let (subject, detail) = match &message.body {
+            RoutedBody::Apply(a) => (a.id.clone(), format!("{} for {}", a.resource, a.consumer)),
+            RoutedBody::Withdraw { application } => (application.clone(), String::new()),
+            RoutedBody::Decision(d) => (d.application.clone(), d.state.as_str().to_string()),
+            RoutedBody::Revoke { grant, reason } => (grant.clone(), reason.clone()),
+        };
+        RelayRecord {
+            message: message.id,
+            kind: message.body.kind().to_string(),
+            from: message.id.from,
+            to: message.to,
+            subject,
+            detail,
+            at_ms,
+        }
+    }
+}
+
 /// Everything one group commit writes, applied atomically by the store.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
@@ -201,6 +244,9 @@ pub struct WriteBatch {
     pub seen: Vec<(MessageId, u64)>,
     /// Forget the seen ids that may be forgotten before this time (unix s).
     pub sweep_seen: Option<u64>,
+    /// Workflow messages this node passed on (kept `ROUTED_TTL_S`, swept with
+    /// the seen ids).
+    pub relayed: Vec<RelayRecord>,
     /// Applications (this node's consumers' and its providers'), whole.
     pub applications: Vec<Application>,
     /// Grants (issued here or received), whole.
@@ -225,6 +271,7 @@ impl WriteBatch {
             && self.outbox_done.is_empty()
             && self.seen.is_empty()
             && self.sweep_seen.is_none()
+            && self.relayed.is_empty()
             && self.applications.is_empty()
             && self.grants.is_empty()
             && self.audit.is_empty()

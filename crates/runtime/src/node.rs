@@ -254,6 +254,18 @@ impl Node {
         self.inner.gateway.usage(&filter, limit)
     }
 
+    /// The workflow messages this node relayed that `filter` admits, newest
+    /// first, at most `limit`, and where the next page starts (the caller's
+    /// permission to read them is checked by the caller: `Permission::Audit`).
+    pub fn relayed(
+        &self,
+        filter: &cascade_store::RelayFilter,
+        limit: usize,
+    ) -> Result<(Vec<cascade_core::RelayRecord>, Option<cascade_store::RelayCursor>), cascade_core::StoreError>
+    {
+        self.inner.store.relayed(filter, limit)
+    }
+
     /// Calls by role, service and status, and latency by role, for metrics.
     pub(crate) fn call_metrics(&self) -> crate::gateway::CallMetricsInner {
         self.inner.gateway.metrics.snapshot()

@@ -40,6 +40,8 @@ pub(crate) const SEEN: u8 = b'S';
 pub(crate) const APPLICATION: u8 = b'P';
 /// Grants, by id.
 pub(crate) const GRANT: u8 = b'G';
+/// Workflow messages this node relayed, by when (unix ms) and id.
+pub(crate) const RELAYED: u8 = b'Y';
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 
@@ -131,6 +133,14 @@ pub(crate) const OUTBOX_KEY_LEN: usize = 1 + 4 + 12;
 pub(crate) fn outbox_key(hop: NodeId, id: MessageId) -> Vec<u8> {
     let mut key = vec![OUTBOX];
     key.extend_from_slice(&hop.code().to_be_bytes());
+    key.extend_from_slice(&message_bytes(id));
+    key
+}
+
+/// A relay record's key: prefix, when (unix ms), the message.
+pub(crate) fn relayed_key(at_ms: u64, id: MessageId) -> Vec<u8> {
+    let mut key = vec![RELAYED];
+    key.extend_from_slice(&at_ms.to_be_bytes());
     key.extend_from_slice(&message_bytes(id));
     key
 }

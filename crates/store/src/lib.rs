@@ -13,6 +13,7 @@ mod audit_log;
 mod catalog_index;
 mod keys;
 mod read;
+mod relayed;
 mod services;
 mod upgrade;
 mod usage;
@@ -21,6 +22,7 @@ mod workflow;
 pub use catalog_index::CatalogFilter;
 pub use keys::audit_key;
 pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
+pub use relayed::{RelayCursor, RelayFilter};
 pub use services::ServiceFilter;
 pub use usage::{UsageCursor, UsageFilter, UsageRecord, MAX_USAGE_SCAN, USAGE_KEPT};
 pub use workflow::{Side, WorkflowFilter};
@@ -236,6 +238,16 @@ impl Store {
                     sled_batch.remove(key);
                 }
             }
+            // Relay records as old as a message may live: the oldest, in key order.
+            let cut = before.saturating_sub(cascade_protocol::limits::ROUTED_TTL_S).saturating_mul(1000);
+            let mut end = vec![RELAYED];
+            end.extend_from_slice(&cut.to_be_bytes());
+            for key in self.db.range(vec![RELAYED]..end).keys() {
+                sled_batch.remove(key.map_err(backend)?);
+            }
+        }
+        for r in &batch.relayed {
+            sled_batch.insert(relayed_key(r.at_ms, r.message), codec::encode(r)?);
         }
         for a in &batch.applications {
             sled_batch.insert(application_key(&a.id), codec::encode(a)?);

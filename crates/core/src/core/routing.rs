@@ -6,7 +6,7 @@
 use super::Core;
 use crate::command::CommandError;
 use crate::core::Effect;
-use crate::store::StateStore;
+use crate::store::{RelayRecord, StateStore};
 use cascade_protocol::limits::{MAX_ACK_IDS, MAX_ROUTED_PENDING_PER_HOP, ROUTED_RESEND_MS, ROUTED_WINDOW};
 use cascade_protocol::routed::{next_hop, MessageId, Route, Routed, RoutedBody, RoutedError};
 use cascade_protocol::{Frame, Misbehaviour, NodeId};
@@ -119,6 +119,7 @@ impl<S: StateStore> Core<S> {
                 self.mark_seen(&message);
                 if prev.is_some() {
                     self.routed.relayed += 1;
+                    self.group.batch.relayed.push(RelayRecord::of(&message, self.now_ms));
                 }
                 self.group.batch.outbox.push((hop, message.clone()));
                 self.outbox.entry(hop).or_default().queue.push_back(message.clone());
