@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 const PASSWORD: &str = "correct horse battery staple";
 
 /// An upstream HTTP server on 127.0.0.1: taxes by id, an echo that streams the
-/// body back, and a person check that matches id 7 only.
+/// body back, a sink that answers with the length once it read the whole body,
+/// and a person check that matches id 7 only.
 async fn upstream() -> String {
     let app = Router::new()
         .route(
@@ -25,6 +26,17 @@ async fn upstream() -> String {
             get(|Path(id): Path<String>| async move { axum::Json(json!({"id": id, "tax": 1200})) }),
         )
         .route("/echo", post(|body: Body| async move { Body::from_stream(body.into_data_stream()) }))
+        .route(
+            "/sink",
+            post(|body: Body| async move {
+                let mut n = 0;
+                let mut stream = body.into_data_stream();
+                while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+                    n += chunk.map_err(|e| (axum::http::StatusCode::BAD_REQUEST, e.to_string()))?.len();
+                }
+                Ok::<_, (axum::http::StatusCode, String)>(n.to_string())
+            }),
+        )
         .route(
             "/persons/{id}",
             get(|Path(id): Path<u32>| async move {
@@ -541,6 +553,72 @@ async fn call_at(
         .send()
         .await
         .unwrap()
+}
+
+/// A body of `n` bytes that does not declare its length (chunked).
+fn undeclared(n: usize) -> reqwest::Body {
+    let chunks = (0..n.div_ceil(64 * 1024)).map(move |i| {
+        let len = (64 * 1024).min(n - i * 64 * 1024);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![5u8; len]))
+    });
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_consumers_or_the_providers_cap_are_refused_413() {
+    // Jinan's consumers send at most 1 MiB; Guangzhou takes at most 2 MiB; the
+    // Guangdong hub's consumers send up to the default (4 GiB).
+    let mut fed = Fed::prepare(TWO_PROVINCES);
+    fed.fed.set_max_body(nid("370100"), 1 << 20).unwrap();
+    fed.fed.set_max_body(nid("440100"), 2 << 20).unwrap();
+    let ids: Vec<_> = fed.fed.topology().nodes.iter().map(|n| n.id).collect();
+    for id in ids {
+        fed.fed.start(id).await.unwrap();
+    }
+    let upstream = upstream().await;
+    let service = offer(&fed, &upstream, "query", json!([{"method": "POST", "path": "/sink"}])).await;
+    let mut tokens = Vec::new();
+    for at in ["370100", "440000"] {
+        let org = fed.register_org(at).await;
+        let body =
+            json!({"username": "zhou", "password": PASSWORD, "organization": org, "roles": ["consumer"]});
+        assert_eq!(fed.post(at, "/api/v1/accounts", body).await.0, 201);
+        let (_, session) = fed.login(at, "zhou", PASSWORD).await;
+        let token = session["token"].as_str().unwrap().to_string();
+        granted(&fed, &fed.with_token(at, &token), &org, &service, json!({})).await;
+        tokens.push((fed.url_token(at).0, token));
+    }
+    let http = reqwest::Client::new();
+    let send = |(url, token): &(String, String), body: reqwest::Body| {
+        http.post(format!("{url}/gateway/{service}/sink")).bearer_auth(token).body(body).send()
+    };
+
+    // Under both caps: taken whole.
+    let small = send(&tokens[0], undeclared(512 << 10)).await.unwrap();
+    assert_eq!(small.status(), 200);
+    assert_eq!(small.text().await.unwrap(), (512 << 10).to_string());
+    // Declared over Jinan's cap: 413 on the head alone, before any body is sent.
+    let (url, token) = &tokens[0];
+    let mut raw = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /gateway/{service}/sink HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n",
+        3 << 20
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut raw, head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut raw, &mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+    // Undeclared, over Jinan's cap (under Guangzhou's): cut at Jinan, 413.
+    let over_mine = send(&tokens[0], undeclared(3 << 19)).await.unwrap();
+    assert_eq!(over_mine.status(), 413);
+    assert!(over_mine.text().await.unwrap().contains("at most 1048576 bytes"));
+    // From the Guangdong hub, over Guangzhou's cap: refused there, 413, on record.
+    let over_theirs = send(&tokens[1], undeclared(3 << 20)).await.unwrap();
+    assert_eq!(over_theirs.status(), 413);
+    assert!(over_theirs.text().await.unwrap().contains("this provider takes call bodies of at most 2097152"));
+    let (_, usage) = fed.get("440100", "/api/v1/usage?status=413").await;
+    assert_eq!(usage["returned"], 1, "{usage}");
+    fed.fed.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

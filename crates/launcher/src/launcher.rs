@@ -100,6 +100,14 @@ impl Federation {
         Ok(())
     }
 
+    /// Sets the largest call body a node sends or takes (`gateway.max_body_bytes`);
+    /// effective at its next start.
+    pub fn set_max_body(&mut self, id: NodeId, bytes: u64) -> anyhow::Result<()> {
+        let config = self.configs.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        config.gateway.max_body_bytes = bytes;
+        Ok(())
+    }
+
     /// Gives a node the key it signed with before its current certificate (see
     /// `CertPaths::previous_key`), or takes it away; effective at its next start.
     pub fn set_previous_key(&mut self, id: NodeId, key: Option<PathBuf>) -> anyhow::Result<()> {

@@ -45,8 +45,10 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Largest request body a consumer of this node may send through a call.
-    /// Default 4 GiB (bodies stream: this bounds a call's length, not memory).
+    /// Largest request body a call may carry: a consumer of this node may send
+    /// no more (413 at once when declared, else when reached), and this node as a
+    /// provider takes no more (413 to the consumer). Default 4 GiB (bodies
+    /// stream: this bounds a call's length, not memory).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
 }

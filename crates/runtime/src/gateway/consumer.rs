@@ -154,6 +154,8 @@ impl Gateway {
         let mut body = request.body;
         let sent = Arc::new(AtomicU64::new(0));
         let counted = sent.clone();
+        let too_large = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let over = too_large.clone();
         let mut sealer = BodySealer::new(&pair, id, Direction::Request);
         // The request body, sealed frame by frame.
         tokio::spawn(async move {
@@ -161,6 +163,9 @@ impl Gateway {
                 let Ok(chunk) = chunk else { return };
                 let total = counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
                 if total > max_body {
+                    // Cut without its end: the provider refuses the call, and it is
+                    // answered 413 here.
+                    over.store(true, Ordering::Relaxed);
                     return;
                 }
                 for frame in sealer.frames(chunk) {
@@ -189,6 +194,9 @@ impl Gateway {
                 format!("tampered: the answer claiming to be {}'s does not verify", reply.by),
             ));
         };
+        if too_large.load(Ordering::Relaxed) {
+            return Err(fail(413, format!("calls carry at most {max_body} bytes")));
+        }
         if let Some(error) = &reply.error {
             let retry_after = reply
                 .headers

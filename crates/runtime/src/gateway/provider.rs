@@ -35,32 +35,41 @@ impl Gateway {
         };
         // The request body, released frame by frame, to the upstream.
         let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_QUEUED);
-        let tampered = Arc::new(Mutex::new(None::<String>));
-        let seen = tampered.clone();
+        // Why the body was cut before its end, if it was: (status, reason).
+        let cut = Arc::new(Mutex::new(None::<(u16, String)>));
+        let seen = cut.clone();
         let bytes_in = Arc::new(AtomicU64::new(0));
         let counted = bytes_in.clone();
+        let max_body = self.max_body;
         let mut opener = BodyOpener::new([&pair], id, Direction::Request);
         tokio::spawn(async move {
             let mut frames = frames;
-            while let Some(frame) = frames.recv().await {
+            let why = loop {
+                let Some(frame) = frames.recv().await else {
+                    break (502, "the request body broke off".to_string());
+                };
                 match opener.frame(frame) {
                     Ok(bytes) if bytes.is_empty() => return,
                     Ok(bytes) => {
-                        counted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        let total =
+                            counted.fetch_add(bytes.len() as u64, Ordering::Relaxed) + bytes.len() as u64;
+                        if total > max_body {
+                            break (
+                                413,
+                                format!("this provider takes call bodies of at most {max_body} bytes"),
+                            );
+                        }
                         if body_tx.send(Ok(bytes)).await.is_err() {
                             return;
                         }
                     }
-                    Err(e) => {
-                        if let Ok(mut t) = seen.lock() {
-                            *t = Some(e.to_string());
-                        }
-                        let _ = body_tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                        return;
-                    }
+                    Err(e) => break (502, format!("the request body was altered on the way: {e}")),
                 }
+            };
+            let _ = body_tx.send(Err(std::io::Error::other(why.1.clone()))).await;
+            if let Ok(mut c) = seen.lock() {
+                *c = Some(why);
             }
-            let _ = body_tx.send(Err(std::io::Error::other("the request body broke off"))).await;
         });
         let stream =
             futures_util::stream::unfold(
@@ -81,14 +90,13 @@ impl Gateway {
             Err(_) => Err(format!("no answer within {} s", CALL_HEAD_TIMEOUT.as_secs())),
         };
         usage.bytes_in = bytes_in.load(Ordering::Relaxed);
-        let tamper = tampered.lock().ok().and_then(|t| t.clone());
-        let response = match (answer, tamper) {
-            (_, Some(tamper)) => {
-                usage.status = 502;
-                usage.error = Some(tamper.clone());
+        let cut_off = cut.lock().ok().and_then(|t| t.clone());
+        let response = match (answer, cut_off) {
+            (_, Some((status, why))) => {
+                usage.status = status;
+                usage.error = Some(why.clone());
                 self.record(usage);
-                let why = format!("the request body was altered on the way: {tamper}");
-                return self.error_reply(id, 502, why).await;
+                return self.error_reply(id, status, why).await;
             }
             (Err(e), None) => {
                 usage.status = 502;
@@ -149,9 +157,9 @@ impl Gateway {
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            // The upstream stops when the request body is cut for tampering.
-                            let tamper = tampered.lock().ok().and_then(|t| t.clone());
-                            usage.error = Some(tamper.unwrap_or_else(|| format!("upstream broke off: {e}")));
+                            // The upstream stops when the request body is cut (tampered, too large).
+                            let why = cut.lock().ok().and_then(|t| t.clone()).map(|(_, why)| why);
+                            usage.error = Some(why.unwrap_or_else(|| format!("upstream broke off: {e}")));
                             usage.bytes_in = bytes_in.load(Ordering::Relaxed);
                             gateway.record(usage);
                             return;
