@@ -123,14 +123,14 @@ async fn granted_service(fed: &Fed, at: &str, upstream: &str, consumer: &str) ->
     service
 }
 
-/// 64 callers for `seconds`: calls per second, p50 and p99.
-async fn load(url: &str, token: Option<&str>, seconds: u64) -> (f64, Duration, Duration) {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CALLERS).build().unwrap();
+/// `callers` callers for `seconds`: calls per second, p50 and p99.
+async fn load(url: &str, token: Option<&str>, seconds: u64, callers: usize) -> (f64, Duration, Duration) {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(callers).build().unwrap();
     let until = Instant::now() + Duration::from_secs(seconds);
-    let mut callers = tokio::task::JoinSet::new();
-    for _ in 0..CALLERS {
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..callers {
         let (client, url, token) = (client.clone(), url.to_string(), token.map(str::to_string));
-        callers.spawn(async move {
+        running.spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < until {
                 let started = Instant::now();
@@ -147,7 +147,7 @@ async fn load(url: &str, token: Option<&str>, seconds: u64) -> (f64, Duration, D
         });
     }
     let mut all = Vec::new();
-    while let Some(done) = callers.join_next().await {
+    while let Some(done) = running.join_next().await {
         all.extend(done.unwrap());
     }
     all.sort();
@@ -229,7 +229,7 @@ async fn main() {
     let mut results: Vec<Vec<(f64, Duration, Duration)>> = vec![Vec::new(); targets.len()];
     for _ in 0..2 {
         for (i, (_, url, token)) in targets.iter().enumerate() {
-            results[i].push(load(url, token.as_deref(), seconds).await);
+            results[i].push(load(url, token.as_deref(), seconds, CALLERS).await);
         }
     }
     let summary: Vec<(f64, Duration, Duration)> = results
@@ -249,6 +249,22 @@ async fn main() {
             100.0 * rate / direct_rate,
             p50.as_secs_f64() * 1e3,
             (p50.as_secs_f64() - direct_p50.as_secs_f64()).max(0.0) * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+
+    // Latency without queueing: one caller at a time.
+    println!("latency: 1 caller, {seconds} s each");
+    let mut alone = Vec::new();
+    for (_, url, token) in &targets {
+        alone.push(load(url, token.as_deref(), seconds, 1).await);
+    }
+    let base = alone[0].1;
+    for ((name, _, _), (rate, p50, p99)) in targets.iter().zip(&alone) {
+        println!(
+            "  {name:<24} {rate:>8.0} calls/s  p50 {:>6.3} ms (+{:.3} ms)  p99 {:>6.3} ms",
+            p50.as_secs_f64() * 1e3,
+            (p50.as_secs_f64() - base.as_secs_f64()).max(0.0) * 1e3,
             p99.as_secs_f64() * 1e3
         );
     }

@@ -68,9 +68,12 @@ pub async fn write_message<T: Serialize>(
 ) -> Result<usize, FrameError> {
     let bytes = codec::encode(message)?;
     let len = u32::try_from(bytes.len()).map_err(|_| FrameError::TooLarge(bytes.len()))?;
-    send.write_all(&len.to_be_bytes()).await?;
-    send.write_all(&bytes).await?;
-    Ok(bytes.len() + 4)
+    // One write: the length and the message leave in one packet when they fit.
+    let mut framed = Vec::with_capacity(4 + bytes.len());
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&bytes);
+    send.write_all(&framed).await?;
+    Ok(framed.len())
 }
 
 /// Data frames up to this size go out in one write with their head (a copy);
