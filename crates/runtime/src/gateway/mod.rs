@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 pub const MAX_CALLS_IN_FLIGHT: usize = 256;
 /// How long a hop waits for a call's head, and for the next hop's answer head.
 pub const CALL_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Grants, keys and verified grants a cache keeps at most (cleared when full).
+/// Held grants, and verified grants, a cache keeps at most (cleared when full).
 const CACHE_KEPT: usize = 10_000;
 /// Request headers a provider passes on to its upstream (end to end; hop-by-hop
 /// headers, credentials and `Host` never are, whatever a call carries).
@@ -77,8 +77,9 @@ pub struct CallResponse {
 /// Why a call was not served, as the caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
-    /// HTTP status: 403 no or bad grant, 404 no such service, 429 rate limited,
-    /// 502 upstream down or tampered, 503 busy, 504 a hop could not forward.
+    /// HTTP status: 403 no or bad grant, 404 no such service, 413 body over a
+    /// cap, 429 rate limited, 502 upstream down or tampered, 503 busy, 504 a hop
+    /// could not forward.
     pub status: u16,
     /// Why, for people.
     pub reason: String,
