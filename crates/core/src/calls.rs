@@ -22,11 +22,13 @@ pub const MAX_CALLS_REMEMBERED: usize = 1_000_000;
 /// other check, so only the provider's own grants take room here).
 pub const MAX_RATE_WINDOWS: usize = 100_000;
 
-/// Why a call is not served.
+/// Why a call is not served (by the provider's gate, or by a hop on the way).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallRefusal {
     /// HTTP status: 400 malformed, 403 no or bad grant or a replay, 404 no such
-    /// service here, 429 over the rate, 502 no upstream, 503 too many to remember.
+    /// service, 413 body over a cap, 429 over the rate, 502 no upstream (or it is
+    /// down, or a body was tampered with), 503 busy or too many to remember, 504 a
+    /// hop could not forward.
     pub status: u16,
     /// Why, for people (the consumer sees it).
     pub reason: String,

@@ -74,18 +74,9 @@ pub struct CallResponse {
     pub body: mpsc::Receiver<Result<Bytes, String>>,
 }
 
-/// Why a call was not served, as the caller sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallFailure {
-    /// HTTP status: 403 no or bad grant, 404 no such service, 413 body over a
-    /// cap, 429 rate limited, 502 upstream down or tampered, 503 busy, 504 a hop
-    /// could not forward.
-    pub status: u16,
-    /// Why, for people.
-    pub reason: String,
-    /// Seconds to wait, on 429.
-    pub retry_after: Option<u64>,
-}
+/// Why a call was not served, as the caller sees it: the provider's gate's
+/// refusals, and those of the hops on the way.
+pub type CallFailure = cascade_core::CallRefusal;
 
 fn fail(status: u16, reason: impl Into<String>) -> CallFailure {
     CallFailure { status, reason: reason.into(), retry_after: None }

@@ -192,11 +192,7 @@ impl Gateway {
         };
         let pair = pair.ok_or_else(|| fail(403, "tampered: the call envelope does not verify"))?;
         let mut gate = self.gate.lock().map_err(|_| fail(503, "call gate poisoned"))?;
-        let admitted = gate.admit(&self.store, self.me, head, unix_millis()).map_err(|r| CallFailure {
-            status: r.status,
-            reason: r.reason,
-            retry_after: r.retry_after,
-        })?;
+        let admitted = gate.admit(&self.store, self.me, head, unix_millis())?;
         Ok((admitted.service, admitted.upstream, pair))
     }
 }
