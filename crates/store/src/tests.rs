@@ -418,7 +418,9 @@ fn usage_records_page_newest_first_each_once_and_survive_a_reopen() {
         let mut records: Vec<_> = (0..5).map(|i| usage(&format!("c{i}"), "relay", 1_000)).collect();
         records.extend((5..8).map(|i| usage(&format!("c{i}"), "relay", 2_000 + i)));
         records.push(usage("p", "provider", 3_000));
-        store.record_usage(&records).unwrap();
+        store.record_usage(&records, 5_000).unwrap();
+        // A second write, in a chunk of its own.
+        store.record_usage(&[usage("c8", "relay", 4_000)], 6_000).unwrap();
     }
     let store = Store::open(dir.path(), jinan()).unwrap();
     let relay = UsageFilter { role: Some("relay".into()), ..UsageFilter::default() };
@@ -433,12 +435,31 @@ fn usage_records_page_newest_first_each_once_and_survive_a_reopen() {
             None => break,
         }
     }
-    assert_eq!(seen.len(), 8, "{seen:?}");
-    assert_eq!(&seen[..3], ["c7", "c6", "c5"], "newest first");
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    assert_eq!(&seen[..4], ["c8", "c7", "c6", "c5"], "newest first");
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), 8, "each once");
+    assert_eq!(seen.len(), 9, "each once");
     let since = UsageFilter { since_ms: Some(2_000), ..UsageFilter::default() };
-    assert_eq!(store.usage(&since, 100).unwrap().0.len(), 4);
+    assert_eq!(store.usage(&since, 100).unwrap().0.len(), 5);
+    let later = UsageFilter { since_ms: Some(5_500), ..UsageFilter::default() };
+    assert_eq!(store.usage(&later, 100).unwrap().0.len(), 0, "chunks written before are skipped");
     assert!("yesterday".parse::<UsageCursor>().is_err());
+}
+
+#[test]
+fn the_oldest_usage_chunks_go_beyond_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    for i in 0..5u64 {
+        let chunk: Vec<_> = (0..4).map(|j| usage(&format!("c{i}-{j}"), "relay", i * 10)).collect();
+        store.record_usage_keeping(&chunk, i * 10 + 1, 10).unwrap();
+    }
+    // 20 written, at most 10 kept: the three oldest chunks of four are gone.
+    let (kept, _) = store.usage(&UsageFilter::default(), 100).unwrap();
+    let calls: Vec<_> = kept.iter().map(|r| r.call.as_str()).collect();
+    assert_eq!(calls.len(), 8, "{calls:?}");
+    assert!(calls.iter().all(|c| c.starts_with("c3") || c.starts_with("c4")), "{calls:?}");
+    drop(store);
+    assert_eq!(Store::open(dir.path(), jinan()).unwrap().count_usage().unwrap(), 8);
 }

@@ -1,7 +1,8 @@
 //! Usage records (全流程监控): one per call per node it crossed, kept in a sled
-//! tree of their own, in order of arrival, the oldest dropped beyond a bound.
-//! They are a log of what happened, not state any decision reads: written in
-//! batches by the gateway, outside the core's group commits.
+//! tree of their own in chunks, in the order they were written, the oldest
+//! dropped beyond a bound. They are a log of what happened, not state any
+//! decision reads: written by the gateway a chunk at a time (one sled insert,
+//! not one per record), outside the core's group commits.
 
 use crate::{backend, decode, Store};
 use cascade_core::StoreError;
@@ -15,8 +16,11 @@ pub const USAGE_KEPT: u64 = 1_000_000;
 /// Records one listing reads at most, whatever its filters: the bound on the
 /// work one request costs.
 pub const MAX_USAGE_SCAN: usize = 100_000;
-/// Largest stored record (paths are at most 2 KiB, errors a few hundred bytes).
-const MAX_USAGE_BYTES: usize = 16 * 1024;
+/// Records in one stored chunk, at most (~200 KB).
+const CHUNK_RECORDS: usize = 512;
+/// Largest stored chunk (a record's path is at most 2 KiB, its error a few
+/// hundred bytes).
+const MAX_CHUNK_BYTES: usize = CHUNK_RECORDS * 8 * 1024;
 /// Name of the sled tree.
 pub(crate) const USAGE_TREE: &str = "usage";
 
@@ -68,43 +72,10 @@ pub struct UsageFilter {
     pub status: Option<u16>,
     /// Of this call.
     pub call: Option<String>,
-    /// Arrived at or after this time (unix ms).
+    /// Of calls that reached the node at or after this time (unix ms).
     pub since_ms: Option<u64>,
-    /// Stored before this cursor (from an earlier page's `next`).
+    /// Written before this cursor (from an earlier page's `next`).
     pub before: Option<UsageCursor>,
-}
-
-/// Where a listing of usage records stopped: the next page starts below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UsageCursor([u8; 16]);
-
-impl std::fmt::Display for UsageCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (ms, n) = self.0.split_at(8);
-        let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
-        write!(f, "{}-{}", word(ms), word(n))
-    }
-}
-
-impl std::str::FromStr for UsageCursor {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<UsageCursor, String> {
-        let bad = || format!("{s:?} is not a usage cursor (ms-n)");
-        let (ms, n) = s.split_once('-').ok_or_else(bad)?;
-        let ms: u64 = ms.parse().map_err(|_| bad())?;
-        let n: u64 = n.parse().map_err(|_| bad())?;
-        Ok(UsageCursor::new(ms, n))
-    }
-}
-
-impl UsageCursor {
-    fn new(ms: u64, n: u64) -> UsageCursor {
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&ms.to_be_bytes());
-        key[8..].copy_from_slice(&n.to_be_bytes());
-        UsageCursor(key)
-    }
 }
 
 impl UsageFilter {
@@ -116,7 +87,45 @@ impl UsageFilter {
             && is(&self.caller, &r.caller)
             && is(&self.call, &r.call)
             && self.status.is_none_or(|s| s == r.status)
+            && self.since_ms.is_none_or(|since| r.request_in_ms >= since)
     }
+}
+
+/// Where a listing of usage records stopped: the next page starts below it (a
+/// chunk's key, when it was written and a sequence number, and a record in it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageCursor {
+    key: [u8; 16],
+    index: usize,
+}
+
+impl std::fmt::Display for UsageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (ms, n) = self.key.split_at(8);
+        let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        write!(f, "{}-{}-{}", word(ms), word(n), self.index)
+    }
+}
+
+impl std::str::FromStr for UsageCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<UsageCursor, String> {
+        let bad = || format!("{s:?} is not a usage cursor (ms-n-i)");
+        let mut parts = s.splitn(3, '-').map(|p| p.parse::<u64>().map_err(|_| bad()));
+        let (Some(ms), Some(n), Some(index)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let index = usize::try_from(index?).ok().filter(|i| *i <= CHUNK_RECORDS).ok_or_else(bad)?;
+        Ok(UsageCursor { key: chunk_key(ms?, n?), index })
+    }
+}
+
+fn chunk_key(ms: u64, n: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&ms.to_be_bytes());
+    key[8..].copy_from_slice(&n.to_be_bytes());
+    key
 }
 
 impl Store {
@@ -124,32 +133,46 @@ impl Store {
         self.db.open_tree(USAGE_TREE).map_err(backend)
     }
 
-    /// Appends usage records, then drops the oldest beyond `USAGE_KEPT`.
-    pub fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+    /// Appends usage records (written at `now_ms`), then drops the oldest
+    /// chunks beyond `USAGE_KEPT` records.
+    pub fn record_usage(&self, records: &[UsageRecord], now_ms: u64) -> Result<(), StoreError> {
+        self.record_usage_keeping(records, now_ms, USAGE_KEPT)
+    }
+
+    /// As `record_usage`, keeping `kept` records.
+    pub(crate) fn record_usage_keeping(
+        &self,
+        records: &[UsageRecord],
+        now_ms: u64,
+        kept: u64,
+    ) -> Result<(), StoreError> {
         let tree = self.usage_tree()?;
-        let mut batch = sled::Batch::default();
-        for record in records {
-            let bytes = codec::encode(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+        for chunk in records.chunks(CHUNK_RECORDS) {
+            let bytes = codec::encode(&chunk).map_err(|e| StoreError::Backend(e.to_string()))?;
             let n = self.db.generate_id().map_err(backend)?;
-            batch.insert(&UsageCursor::new(record.request_in_ms, n).0, bytes);
+            tree.insert(chunk_key(now_ms, n), bytes).map_err(backend)?;
         }
-        tree.apply_batch(batch).map_err(backend)?;
         let count =
             self.usage_count.fetch_add(records.len() as u64, Ordering::Relaxed) + records.len() as u64;
-        if count > USAGE_KEPT {
-            let mut dropped = 0;
-            for key in tree.iter().keys().take((count - USAGE_KEPT) as usize) {
-                tree.remove(key.map_err(backend)?).map_err(backend)?;
-                dropped += 1;
-            }
+        let mut over = count.saturating_sub(kept);
+        while over > 0 {
+            let Some((key, value)) = tree.pop_min().map_err(backend)? else { break };
+            let dropped =
+                decode::<Vec<UsageRecord>>(&key, &value, MAX_CHUNK_BYTES).map_or(0, |c| c.len() as u64);
             self.usage_count.fetch_sub(dropped, Ordering::Relaxed);
+            over = over.saturating_sub(dropped.max(1));
         }
         Ok(())
     }
 
     /// Counts the stored usage records (once, at open).
     pub(crate) fn count_usage(&self) -> Result<u64, StoreError> {
-        Ok(self.usage_tree()?.len() as u64)
+        let mut count = 0;
+        for kv in self.usage_tree()?.iter() {
+            let (key, value) = kv.map_err(backend)?;
+            count += decode::<Vec<UsageRecord>>(&key, &value, MAX_CHUNK_BYTES)?.len() as u64;
+        }
+        Ok(count)
     }
 
     /// The newest usage records `filter` admits, newest first, at most `limit`,
@@ -161,20 +184,27 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<UsageRecord>, Option<UsageCursor>), StoreError> {
         let tree = self.usage_tree()?;
-        let low = UsageCursor::new(filter.since_ms.unwrap_or(0), 0).0;
-        let high = filter.before.map_or([0xff; 16], |c| c.0);
+        // A chunk holds only calls that reached the node before it was written.
+        let low = chunk_key(filter.since_ms.unwrap_or(0), 0);
+        let high = filter.before.map_or([0xff; 16], |c| c.key);
         let mut out = Vec::new();
-        let mut last: Option<UsageCursor> = None;
-        for (scanned, kv) in tree.range(low.as_slice()..high.as_slice()).rev().enumerate() {
-            if scanned == MAX_USAGE_SCAN || out.len() == limit {
-                // Records remain below the last one read: the next page starts there.
-                return Ok((out, last));
-            }
+        let mut scanned = 0;
+        for kv in tree.range(low..=high).rev() {
             let (key, value) = kv.map_err(backend)?;
-            last = Some(UsageCursor(key.as_ref().try_into().unwrap_or([0; 16])));
-            let record: UsageRecord = decode(&key, &value, MAX_USAGE_BYTES)?;
-            if filter.admits(&record) {
-                out.push(record);
+            let chunk: Vec<UsageRecord> = decode(&key, &value, MAX_CHUNK_BYTES)?;
+            let key: [u8; 16] = key.as_ref().try_into().unwrap_or([0; 16]);
+            let end = match filter.before {
+                Some(c) if c.key == key => c.index.min(chunk.len()),
+                _ => chunk.len(),
+            };
+            for (index, record) in chunk.into_iter().enumerate().take(end).rev() {
+                if scanned == MAX_USAGE_SCAN || out.len() == limit {
+                    return Ok((out, Some(UsageCursor { key, index: index + 1 })));
+                }
+                scanned += 1;
+                if filter.admits(&record) {
+                    out.push(record);
+                }
             }
         }
         Ok((out, None))

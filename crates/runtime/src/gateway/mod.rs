@@ -339,7 +339,7 @@ impl Gateway {
         if pending.is_empty() {
             return Ok(());
         }
-        self.store.record_usage(&pending)
+        self.store.record_usage(&pending, unix_millis())
     }
 
     fn record(&self, record: UsageRecord) {
