@@ -4,6 +4,9 @@
 //! certificates derive from the seed too, so the same seed on the same commit
 //! replays the same run byte for byte, checked by a digest of every delivered frame.
 
+mod faults;
+mod people;
+
 use crate::calls::{Calls, Meddle};
 use crate::invariants::{self, NodeView, WorkflowView};
 use crate::report::{Convergence, Report};
@@ -13,16 +16,13 @@ use crate::SimError;
 use cascade_access::Principal;
 use cascade_certs::{node_identity, Authority, FederationVerifier, KeySource};
 use cascade_core::audit::AuditRecord;
-use cascade_core::Approval;
 use cascade_core::{
     Command, CommandError, Core, Effect, Identity, Input, LinkEnd, LinkId, LinkRole, Materialize,
     MemoryStore, Redial, Reply, Ticket,
 };
 use cascade_launcher::topology::Topology;
-use cascade_protocol::call::call_next_hop;
-use cascade_protocol::routed::{MessageId, Route};
-use cascade_protocol::service::Service;
-use cascade_protocol::workflow::{Grant, Resource, State};
+use cascade_protocol::routed::MessageId;
+use cascade_protocol::workflow::Resource;
 use cascade_protocol::{
     Batcher, CertificateError, Delta, DeltaBody, Frame, Hash, LogId, Member, MembershipVerifier, NodeId,
     Scope, SignatureCache, Tier,
@@ -773,210 +773,6 @@ impl Simulator {
         }
         node.tick_at = None;
         self.input(id, Input::Tick);
-    }
-
-    fn publish(&mut self, id: NodeId, scope: Scope) {
-        let Some(node) = self.nodes.get(&id) else { return };
-        if node.core.is_none() {
-            return;
-        }
-        let scope = if node.tier == Tier::National { Scope::Federation } else { scope };
-        let at = self.now;
-        if self.workload.one_in(4) {
-            if let Some(command) = self.workflow_step(id) {
-                let purpose = match &command {
-                    Command::RevokeGrant { id, .. } => Purpose::Revoke(id.clone()),
-                    _ => Purpose::Workflow,
-                };
-                self.submit(id, Principal::node(), command, purpose);
-                return;
-            }
-        }
-        if self.workload.one_in(3) && (0..CALL_BURST).all(|_| self.call(id)) {
-            return;
-        }
-        for command in self.workload.next_change(id, scope).commands() {
-            self.submit(id, Principal::node(), command, Purpose::Change(at));
-        }
-    }
-
-    /// What `id`'s people do next in the workflow, as they see it: decide a pending
-    /// application of theirs, sometimes withdraw one or revoke a grant, else apply
-    /// for an entry of another node.
-    fn workflow_step(&mut self, id: NodeId) -> Option<Command> {
-        let store = self.nodes.get(&id).and_then(store_of)?;
-        let inbox = store.applications().find(|a| a.provider_node == id && a.state == State::Pending);
-        if let Some(a) = inbox {
-            let id = a.id.clone();
-            return Some(if self.workload.one_in(3) {
-                Command::Reject { id, reason: "purpose outside the consumer's duties".into() }
-            } else {
-                Command::Approve { id, approval: Approval::default() }
-            });
-        }
-        let outbox = store.applications().find(|a| a.consumer_node == id && a.state == State::Pending);
-        if let Some(a) = outbox.filter(|a| !a.withdraw_requested).map(|a| a.id.clone()) {
-            if self.workload.one_in(3) {
-                return Some(Command::Withdraw { id: a });
-            }
-        }
-        // Grants for services first: their revocation races the calls made with them.
-        let issued = store.grants().filter(|g| g.grant.provider_node == id && g.revoked_at.is_none());
-        let issued = issued.max_by_key(|g| matches!(g.grant.resource, Resource::Service(_)));
-        if let Some(g) = issued.map(|g| g.grant.id.clone()) {
-            if self.workload.one_in(4) {
-                return Some(Command::RevokeGrant { id: g, reason: "the consumer's duties changed".into() });
-            }
-        }
-        let service = store
-            .service_ids()
-            .filter(|s| Service::origin_of(s).is_some_and(|origin| origin != id))
-            .nth(self.workload.below(8));
-        let resource = match service {
-            Some(service) if self.workload.one_in(2) => Resource::Service(service.clone()),
-            _ => Resource::Entry(self.workload.entry_elsewhere(id)?),
-        };
-        Some(Command::Apply {
-            resource,
-            consumer: provider_of(id).credit_code,
-            purpose: "simulated audit".into(),
-            period_days: 30,
-        })
-    }
-
-    /// A call by `id`'s consumers with a service grant they hold, now and then
-    /// meddled with as an adversary would; false if they hold none.
-    fn call(&mut self, id: NodeId) -> bool {
-        let Some(store) = self.nodes.get(&id).and_then(store_of) else { return false };
-        let held: Vec<_> = store
-            .grants()
-            .filter(|g| g.grant.grantee_node == id && matches!(g.grant.resource, Resource::Service(_)))
-            .map(|g| g.grant.clone())
-            .collect();
-        if held.is_empty() {
-            return false;
-        }
-        let grant = held[self.workload.below(held.len())].clone();
-        let meddle = match self.workload.below(8) {
-            0 => Meddle::Stretched,
-            1 => Meddle::Outside,
-            2 => {
-                let others: Vec<NodeId> = self.nodes.keys().copied().filter(|n| *n != id).collect();
-                Meddle::Borrowed(others[self.workload.below(others.len())])
-            }
-            _ => Meddle::Honest,
-        };
-        // Now and then its provider revokes it while it is in use: the grantee
-        // calls with it again the moment the revocation is acknowledged.
-        let provider = grant.provider_node;
-        if meddle == Meddle::Honest && self.alive(provider) && self.workload.one_in(6) {
-            let revoke = Command::RevokeGrant { id: grant.id.clone(), reason: "revoked while in use".into() };
-            self.submit(provider, Principal::node(), revoke, Purpose::Revoke(grant.id.clone()));
-        }
-        self.call_with(id, &grant, meddle);
-        true
-    }
-
-    /// A call by `id`'s consumers with `grant`, as `meddle` makes it.
-    fn call_with(&mut self, id: NodeId, grant: &Grant, meddle: Meddle) {
-        let now = self.unix_ms();
-        let head = self.calls.head(id, grant, meddle, now);
-        let delivered = self.path_is_up(head.id.node, head.provider_node);
-        let provider = self.nodes.get(&head.provider_node).and_then(|n| n.core.as_ref()).map(|core| {
-            (core.store(), core.engine().keys_of(head.provider_node).copied().collect::<Vec<_>>())
-        });
-        self.calls.call(&head, provider, delivered, now);
-    }
-
-    /// Whether every node and link on the tree path from `from` to `to` is up.
-    fn path_is_up(&self, from: NodeId, to: NodeId) -> bool {
-        let mut at = from;
-        loop {
-            if !self.alive(at) {
-                return false;
-            }
-            match call_next_hop(at, to) {
-                Route::Here => return true,
-                Route::Via(hop) => {
-                    let (x, y) = (at.min(hop), at.max(hop));
-                    let up =
-                        self.links.get(&(x, y)).or(self.links.get(&(y, x))).is_some_and(|l| l.id.is_some());
-                    if !up {
-                        return false;
-                    }
-                    at = hop;
-                }
-                Route::Unroutable => return false,
-            }
-        }
-    }
-
-    /// The nodes `id` shares a link with.
-    fn neighbours(&self, id: NodeId) -> Vec<NodeId> {
-        self.links
-            .keys()
-            .filter(|(a, b)| *a == id || *b == id)
-            .map(|(a, b)| if *a == id { *b } else { *a })
-            .collect()
-    }
-
-    fn crash(&mut self, id: NodeId) {
-        for peer in self.neighbours(id) {
-            self.link_down(id, peer, false);
-        }
-        if let Some(node) = self.nodes.get_mut(&id) {
-            if let Some(core) = node.core.take() {
-                let mut store = core.into_store();
-                store.crash();
-                node.resting = Some(store);
-            }
-            node.life += 1;
-            node.tick_at = None;
-            node.flushing = None;
-            node.tickets.clear();
-        }
-    }
-
-    /// Gives `id` a new key and certificate, as its operator would: stop, swap the
-    /// files, restart with the previous key so that it hands its logs over.
-    fn rekey(&mut self, id: NodeId) -> Result<(), SimError> {
-        let setup = |e: cascade_certs::CertError| SimError::Setup(e.to_string());
-        let node = self.nodes.get(&id).ok_or_else(|| SimError::Scenario(format!("no node {id}")))?;
-        let (tier, rotations) = (node.tier, node.rotations + 1);
-        let parent = self.parents.get(&id).copied().flatten();
-        let name = id.to_string();
-        let identity = node_identity(id, tier, parent, &name).map_err(setup)?;
-        let source = KeySource::Given {
-            key: Box::new(derived_key(self.seed, &format!("node/{id}/{rotations}"))),
-            not_before: EPOCH_SECS - 86_400,
-        };
-        let issuer = match (tier, parent) {
-            (Tier::Municipal, Some(parent)) => self.cas.get(&parent),
-            _ => Some(&self.root),
-        };
-        let creds = issuer
-            .ok_or_else(|| SimError::Setup(format!("no CA for {id}")))?
-            .issue_from(&identity, &source)
-            .map_err(setup)?;
-        let key = creds.signing_key().map_err(setup)?;
-        if self.alive(id) {
-            self.crash(id);
-        }
-        if let Some(node) = self.nodes.get_mut(&id) {
-            node.previous_key = Some(std::mem::replace(&mut node.key, key));
-            node.chain = creds.chain;
-            node.rotations = rotations;
-        }
-        self.restart(id)
-    }
-
-    fn restart(&mut self, id: NodeId) -> Result<(), SimError> {
-        self.boot(id)?;
-        for peer in self.neighbours(id) {
-            let at = self.now + self.network.reconnect_ms;
-            self.schedule(at, Sched::Reconnect { a: id, b: peer });
-        }
-        Ok(())
     }
 
     /// Runs scheduled events up to `until` (inclusive), or until `stop` says so
