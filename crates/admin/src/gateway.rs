@@ -45,16 +45,21 @@ pub(crate) async fn call(
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("calls carry at most {max} bytes")));
     }
     let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(async move {
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let item = chunk.map_err(|e| e.to_string());
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                return;
+    // A request without a body (most GETs) needs no task to carry it.
+    if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+        drop(tx);
+    } else {
+        tokio::spawn(async move {
+            let mut stream = body.into_data_stream();
+            while let Some(chunk) = stream.next().await {
+                let item = chunk.map_err(|e| e.to_string());
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
             }
-        }
-    });
+        });
+    }
     let request = CallRequest { service, method: parts.method.to_string(), path, headers, body: rx };
     match state.node.call(&who, request).await {
         Ok(answer) => {

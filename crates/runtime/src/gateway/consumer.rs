@@ -157,25 +157,41 @@ impl Gateway {
         let too_large = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let over = too_large.clone();
         let mut sealer = BodySealer::new(&pair, id, Direction::Request);
-        // The request body, sealed frame by frame.
-        tokio::spawn(async move {
-            while let Ok(Some(chunk)) = tokio::time::timeout(CALL_IDLE_TIMEOUT, body.recv()).await {
-                let Ok(chunk) = chunk else { return };
-                let total = counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-                if total > max_body {
-                    // Cut without its end: the provider refuses the call, and it is
-                    // answered 413 here.
-                    over.store(true, Ordering::Relaxed);
-                    return;
-                }
-                for frame in sealer.frames(chunk) {
-                    if frames_tx.send(frame).await.is_err() {
+        // What has come of the body already: with no body at all (its sender gone
+        // and nothing came), the end is all there is to send, and no task is needed.
+        let first = body.try_recv();
+        if let Err(mpsc::error::TryRecvError::Disconnected) = first {
+            let _ = frames_tx.try_send(sealer.end());
+        } else {
+            // The request body, sealed frame by frame.
+            let mut first = first.ok();
+            tokio::spawn(async move {
+                loop {
+                    let chunk = match first.take() {
+                        Some(chunk) => chunk,
+                        None => match tokio::time::timeout(CALL_IDLE_TIMEOUT, body.recv()).await {
+                            Ok(Some(chunk)) => chunk,
+                            Ok(None) => break,
+                            Err(_) => return,
+                        },
+                    };
+                    let Ok(chunk) = chunk else { return };
+                    let total = counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+                    if total > max_body {
+                        // Cut without its end: the provider refuses the call, and it is
+                        // answered 413 here.
+                        over.store(true, Ordering::Relaxed);
                         return;
                     }
+                    for frame in sealer.frames(chunk) {
+                        if frames_tx.send(frame).await.is_err() {
+                            return;
+                        }
+                    }
                 }
-            }
-            let _ = frames_tx.send(sealer.end()).await;
-        });
+                let _ = frames_tx.send(sealer.end()).await;
+            });
+        }
         usage.request_out_ms = Some(unix_millis());
         let (reply, frames) = match route {
             Route::Here => self.clone().provide(head, frames_rx, true).await,
