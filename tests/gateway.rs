@@ -565,12 +565,17 @@ fn undeclared(n: usize) -> reqwest::Body {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_over_the_consumers_or_the_providers_cap_are_refused_413() {
-    // Jinan's consumers send at most 1 MiB; Guangzhou takes at most 2 MiB; the
-    // Guangdong hub's consumers send up to the default (4 GiB).
+async fn bodies_over_a_cap_are_refused_413_and_a_stalled_body_never_reaches_the_upstream_as_whole() {
+    // Jinan's consumers send at most 1 MiB, and Jinan waits 1 s for the next
+    // bytes of a body; Guangzhou takes at most 2 MiB; the Guangdong hub's
+    // consumers send up to the default (4 GiB).
     let mut fed = Fed::prepare(TWO_PROVINCES);
-    fed.fed.set_max_body(nid("370100"), 1 << 20).unwrap();
-    fed.fed.set_max_body(nid("440100"), 2 << 20).unwrap();
+    let gateway = |max_body_bytes, idle_timeout_secs| cascade_runtime::GatewayConfig {
+        max_body_bytes,
+        idle_timeout_secs,
+    };
+    fed.fed.set_gateway(nid("370100"), gateway(1 << 20, 1)).unwrap();
+    fed.fed.set_gateway(nid("440100"), gateway(2 << 20, 30)).unwrap();
     let ids: Vec<_> = fed.fed.topology().nodes.iter().map(|n| n.id).collect();
     for id in ids {
         fed.fed.start(id).await.unwrap();
@@ -618,6 +623,20 @@ async fn bodies_over_the_consumers_or_the_providers_cap_are_refused_413() {
     assert!(over_theirs.text().await.unwrap().contains("this provider takes call bodies of at most 2097152"));
     let (_, usage) = fed.get("440100", "/api/v1/usage?status=413").await;
     assert_eq!(usage["returned"], 1, "{usage}");
+    // A caller that stops sending half way: cut after Jinan's idle second, so the
+    // upstream never takes the half for the whole body (it would answer 200).
+    let (give_up, gone) = tokio::sync::oneshot::channel::<()>();
+    let half = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 100_000]))]),
+        futures_util::stream::once(async move {
+            let _ = gone.await;
+            Err(std::io::Error::other("the caller gave up"))
+        }),
+    );
+    let stalled = send(&tokens[0], reqwest::Body::wrap_stream(half)).await.unwrap();
+    assert_eq!(stalled.status(), 502);
+    assert!(stalled.text().await.unwrap().contains("broke off"));
+    let _ = give_up.send(());
     fed.fed.shutdown().await.unwrap();
 }
 

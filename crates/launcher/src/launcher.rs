@@ -100,11 +100,11 @@ impl Federation {
         Ok(())
     }
 
-    /// Sets the largest call body a node sends or takes (`gateway.max_body_bytes`);
-    /// effective at its next start.
-    pub fn set_max_body(&mut self, id: NodeId, bytes: u64) -> anyhow::Result<()> {
+    /// Sets a node's gateway settings (body cap, idle time-out); effective at
+    /// its next start.
+    pub fn set_gateway(&mut self, id: NodeId, gateway: cascade_runtime::GatewayConfig) -> anyhow::Result<()> {
         let config = self.configs.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
-        config.gateway.max_body_bytes = bytes;
+        config.gateway = gateway;
         Ok(())
     }
 

@@ -51,15 +51,27 @@ pub struct GatewayConfig {
     /// stream: this bounds a call's length, not memory).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Seconds a hop waits for the next bytes of a call's body, either way,
+    /// before it cuts the call (a cut body never reaches the upstream as whole).
+    /// Default 30.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 fn default_max_body_bytes() -> u64 {
     4 << 30
 }
 
+fn default_idle_timeout_secs() -> u64 {
+    30
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { max_body_bytes: default_max_body_bytes() }
+        GatewayConfig {
+            max_body_bytes: default_max_body_bytes(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+        }
     }
 }
 

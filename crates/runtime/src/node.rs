@@ -167,13 +167,8 @@ impl Node {
             cancel.clone(),
         );
         tasks.spawn(driver.run().instrument(span.clone()));
-        let gateway = Arc::new(Gateway::new(
-            config.id,
-            call_key,
-            store.clone(),
-            inbox.clone(),
-            config.gateway.max_body_bytes,
-        ));
+        let gateway =
+            Arc::new(Gateway::new(config.id, call_key, store.clone(), inbox.clone(), &config.gateway));
         tasks.spawn(
             crate::gateway::write_usage_every(gateway.clone(), cancel.clone()).instrument(span.clone()),
         );

@@ -2,7 +2,7 @@
 //! body sealed for the provider, and the answer opened on its way back.
 
 use super::{fail, frames_into, CallFailure, CallRequest, CallResponse, Chunk, Gateway};
-use super::{CACHE_KEPT, CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED, HELD_GRANTS_MS};
+use super::{CACHE_KEPT, CALL_HEAD_TIMEOUT, CHUNKS_QUEUED, HELD_GRANTS_MS};
 use crate::driver::unix_millis;
 use cascade_protocol::call::{
     call_next_hop, endpoint_allowed, BodyOpener, BodySealer, CallFrame, CallHead, CallId, Direction, PairKey,
@@ -150,7 +150,7 @@ impl Gateway {
             _ => head.sign(&self.key).map_err(|e| fail(503, e.to_string()))?,
         };
         let (frames_tx, frames_rx) = mpsc::channel(CHUNKS_QUEUED);
-        let max_body = self.max_body;
+        let (max_body, idle) = (self.max_body, self.idle);
         let mut body = request.body;
         let sent = Arc::new(AtomicU64::new(0));
         let counted = sent.clone();
@@ -169,7 +169,7 @@ impl Gateway {
                 loop {
                     let chunk = match first.take() {
                         Some(chunk) => chunk,
-                        None => match tokio::time::timeout(CALL_IDLE_TIMEOUT, body.recv()).await {
+                        None => match tokio::time::timeout(idle, body.recv()).await {
                             Ok(Some(chunk)) => chunk,
                             Ok(None) => break,
                             Err(_) => return,
@@ -294,7 +294,7 @@ impl Gateway {
             _ => return self.error_reply(id, 504, format!("{hop} did not answer the call in time")).await,
         };
         let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
-        tokio::spawn(frames_into(recv, tx));
+        tokio::spawn(frames_into(recv, tx, self.idle));
         (reply, rx)
     }
 

@@ -40,8 +40,6 @@ const CACHE_KEPT: usize = 10_000;
 /// Request headers a provider passes on to its upstream (end to end; hop-by-hop
 /// headers, credentials and `Host` never are, whatever a call carries).
 pub const FORWARDED_HEADERS: [&str; 4] = ["content-type", "accept", "accept-language", "content-language"];
-/// How long a hop waits for the next bytes of a call's body before it gives up.
-pub const CALL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the keys of a member are reused before the core is asked again.
 const KEYS_MS: u64 = 60_000;
 /// How long the consumer's node reuses what it read of its grants.
@@ -220,6 +218,8 @@ pub(crate) struct Gateway {
     http: reqwest::Client,
     /// Largest request body a call may carry.
     max_body: u64,
+    /// How long a hop waits for the next bytes of a call's body.
+    idle: Duration,
 }
 
 impl Gateway {
@@ -228,7 +228,7 @@ impl Gateway {
         key: SigningKey,
         store: Store,
         inbox: mpsc::Sender<Message>,
-        max_body: u64,
+        config: &crate::config::GatewayConfig,
     ) -> Gateway {
         let own_pair = PairKey::own(&key);
         Gateway {
@@ -247,7 +247,8 @@ impl Gateway {
             pending: Mutex::new(Vec::new()),
             metrics: CallMetrics::default(),
             http: reqwest::Client::builder().tcp_nodelay(true).build().unwrap_or_default(),
-            max_body,
+            max_body: config.max_body_bytes,
+            idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
         }
     }
 
@@ -380,17 +381,17 @@ impl Gateway {
 }
 
 /// The next body frame of a call, or none at its end, on an error, or when
-/// nothing came for `CALL_IDLE_TIMEOUT`.
-async fn next_frame(recv: &mut quinn::RecvStream) -> Option<CallFrame> {
-    match tokio::time::timeout(CALL_IDLE_TIMEOUT, read_call_frame(recv)).await {
+/// nothing came for `idle`.
+async fn next_frame(recv: &mut quinn::RecvStream, idle: Duration) -> Option<CallFrame> {
+    match tokio::time::timeout(idle, read_call_frame(recv)).await {
         Ok(Ok(frame)) => frame,
         _ => None,
     }
 }
 
 /// Copies the body frames of a stream into a channel until either ends.
-async fn frames_into(mut recv: quinn::RecvStream, tx: mpsc::Sender<CallFrame>) {
-    while let Some(frame) = next_frame(&mut recv).await {
+async fn frames_into(mut recv: quinn::RecvStream, tx: mpsc::Sender<CallFrame>, idle: Duration) {
+    while let Some(frame) = next_frame(&mut recv, idle).await {
         if tx.send(frame).await.is_err() {
             return;
         }

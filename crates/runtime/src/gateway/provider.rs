@@ -3,7 +3,7 @@
 //! the consumer's node.
 
 use super::{fail, usage_of, CallFailure, Gateway};
-use super::{CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED, FORWARDED_HEADERS};
+use super::{CALL_HEAD_TIMEOUT, CHUNKS_QUEUED, FORWARDED_HEADERS};
 use crate::driver::unix_millis;
 use bytes::Bytes;
 use cascade_protocol::call::{BodyOpener, BodySealer, CallFrame, CallHead, Direction, PairKey, ReplyHead};
@@ -66,10 +66,12 @@ impl Gateway {
                     Err(e) => break (502, format!("the request body was altered on the way: {e}")),
                 }
             };
-            let _ = body_tx.send(Err(std::io::Error::other(why.1.clone()))).await;
+            // Known before the upstream learns of it: its failure is then ours to name.
+            let reason = why.1.clone();
             if let Ok(mut c) = seen.lock() {
                 *c = Some(why);
             }
+            let _ = body_tx.send(Err(std::io::Error::other(reason))).await;
         });
         let stream =
             futures_util::stream::unfold(
@@ -139,9 +141,9 @@ impl Gateway {
                 }
             } else {
                 loop {
-                    let chunk = match tokio::time::timeout(CALL_IDLE_TIMEOUT, response.chunk()).await {
+                    let chunk = match tokio::time::timeout(gateway.idle, response.chunk()).await {
                         Ok(chunk) => chunk.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!("silent for {} s", CALL_IDLE_TIMEOUT.as_secs())),
+                        Err(_) => Err(format!("silent for {} s", gateway.idle.as_secs())),
                     };
                     match chunk {
                         Ok(Some(chunk)) => {

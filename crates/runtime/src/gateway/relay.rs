@@ -2,7 +2,7 @@
 //! else checked and passed on toward it, byte for byte.
 
 use super::{fail, frames_into, usage_of, CallFailure, Gateway};
-use super::{CACHE_KEPT, CALL_HEAD_TIMEOUT, CALL_IDLE_TIMEOUT, CHUNKS_QUEUED};
+use super::{CACHE_KEPT, CALL_HEAD_TIMEOUT, CHUNKS_QUEUED};
 use crate::driver::unix_millis;
 use cascade_protocol::call::{call_next_hop, CallHead, ReplyHead, MAX_CALL_HEAD_BYTES};
 use cascade_protocol::routed::Route;
@@ -48,7 +48,7 @@ impl Gateway {
                 return;
             }
             let (tx, frames) = mpsc::channel(CHUNKS_QUEUED);
-            tokio::spawn(frames_into(recv, tx));
+            tokio::spawn(frames_into(recv, tx, self.idle));
             let (reply, mut body) = self.clone().provide(head, frames, false).await;
             if write_message(&mut send, &reply).await.is_err() {
                 return;
@@ -132,7 +132,7 @@ impl Gateway {
             }
         };
         usage.request_out_ms = Some(unix_millis());
-        let request = tokio::spawn(splice(recv, onward_send));
+        let request = tokio::spawn(splice(recv, onward_send, self.idle));
         let reply = tokio::time::timeout(
             CALL_HEAD_TIMEOUT,
             read_message::<ReplyHead>(&mut onward_recv, MAX_CALL_HEAD_BYTES),
@@ -149,7 +149,7 @@ impl Gateway {
         usage.status = reply.status;
         usage.error = reply.error.clone();
         if write_message(&mut send, &reply).await.is_ok() {
-            usage.bytes_out = splice(onward_recv, send).await;
+            usage.bytes_out = splice(onward_recv, send, self.idle).await;
         }
         usage.bytes_in = request.await.unwrap_or(0);
         usage.response_out_ms = Some(unix_millis());
@@ -158,12 +158,12 @@ impl Gateway {
 }
 
 /// Copies a call stream on as QUIC delivers it (no copy, no re-framing) until it
-/// ends; a side that errs or stays silent for `CALL_IDLE_TIMEOUT` ends both.
+/// ends; a side that errs or stays silent for `idle` ends both.
 /// Returns the bytes copied.
-async fn splice(mut from: quinn::RecvStream, mut to: quinn::SendStream) -> u64 {
+async fn splice(mut from: quinn::RecvStream, mut to: quinn::SendStream, idle: std::time::Duration) -> u64 {
     let mut total = 0u64;
     loop {
-        match tokio::time::timeout(CALL_IDLE_TIMEOUT, from.read_chunk(usize::MAX, true)).await {
+        match tokio::time::timeout(idle, from.read_chunk(usize::MAX, true)).await {
             Ok(Ok(Some(chunk))) => {
                 let n = chunk.bytes.len() as u64;
                 if to.write_chunk(chunk.bytes).await.is_err() {
