@@ -86,7 +86,9 @@ pub struct Store {
     me: NodeId,
     /// The catalog index, in memory (see `catalog_index`).
     catalog: Arc<RwLock<CatalogIndex>>,
-    /// Usage records stored (counted at open, then kept up to date).
+    /// The usage records' tree (see `usage`), and how many records it holds
+    /// (counted at open from the chunks' keys, then kept up to date).
+    usage: sled::Tree,
     usage_count: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -109,7 +111,8 @@ impl Store {
                 Err(e) => return Err(backend(e)),
             }
         };
-        let store = Store { db, me, catalog: Arc::default(), usage_count: Arc::default() };
+        let usage = db.open_tree(usage::USAGE_TREE).map_err(backend)?;
+        let store = Store { db, me, catalog: Arc::default(), usage, usage_count: Arc::default() };
         store.check_format()?;
         store.index_catalog()?;
         let usage = store.count_usage()?;
@@ -133,6 +136,15 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the folder holds no sled tree but the default one and the usage
+    /// records' (a fresh folder, not another program's store).
+    fn only_own_trees(&self) -> bool {
+        self.db
+            .tree_names()
+            .iter()
+            .all(|n| n.as_ref() == b"__sled__default" || n.as_ref() == usage::USAGE_TREE.as_bytes())
+    }
+
     fn check_format(&self) -> Result<(), StoreError> {
         let hint = "move this data folder aside and start the node again: it re-joins and catches up its \
                     neighbours' logs (its own drafts, accounts and audit log stay in the old folder)";
@@ -145,7 +157,7 @@ impl Store {
                     return Err(StoreError::Format { found, expected: FORMAT, hint });
                 }
             }
-            None if self.db.is_empty() && self.db.tree_names().len() <= 1 => {
+            None if self.db.is_empty() && self.usage.is_empty() && self.only_own_trees() => {
                 self.db.insert(FORMAT_KEY, &FORMAT.to_be_bytes()).map_err(backend)?;
             }
             None => return Err(StoreError::Format { found: 1, expected: FORMAT, hint }),

@@ -16,7 +16,7 @@ pub const USAGE_KEPT: u64 = 1_000_000;
 /// Records one listing reads at most, whatever its filters: the bound on the
 /// work one request costs.
 pub const MAX_USAGE_SCAN: usize = 100_000;
-/// Records in one stored chunk, at most (~200 KB).
+/// Records in one stored chunk, at most (~200 KB; its count fits the key's two bytes).
 const CHUNK_RECORDS: usize = 512;
 /// Largest stored chunk (a record's path is at most 2 KiB, its error a few
 /// hundred bytes).
@@ -92,16 +92,16 @@ impl UsageFilter {
 }
 
 /// Where a listing of usage records stopped: the next page starts below it (a
-/// chunk's key, when it was written and a sequence number, and a record in it).
+/// chunk, by when it was written and a sequence number, and a record in it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageCursor {
-    key: [u8; 16],
+    chunk: [u8; 16],
     index: usize,
 }
 
 impl std::fmt::Display for UsageCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (ms, n) = self.key.split_at(8);
+        let (ms, n) = self.chunk.split_at(8);
         let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
         write!(f, "{}-{}-{}", word(ms), word(n), self.index)
     }
@@ -117,22 +117,35 @@ impl std::str::FromStr for UsageCursor {
             return Err(bad());
         };
         let index = usize::try_from(index?).ok().filter(|i| *i <= CHUNK_RECORDS).ok_or_else(bad)?;
-        Ok(UsageCursor { key: chunk_key(ms?, n?), index })
+        Ok(UsageCursor { chunk: chunk_id(ms?, n?), index })
     }
 }
 
-fn chunk_key(ms: u64, n: u64) -> [u8; 16] {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&ms.to_be_bytes());
-    key[8..].copy_from_slice(&n.to_be_bytes());
+/// A chunk's id: when it was written (unix ms) and a sequence number.
+fn chunk_id(ms: u64, n: u64) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&ms.to_be_bytes());
+    id[8..].copy_from_slice(&n.to_be_bytes());
+    id
+}
+
+/// A chunk's key: its id and how many records it holds, so that counting and
+/// dropping chunks reads keys only.
+fn chunk_key(id: [u8; 16], records: usize) -> [u8; 18] {
+    let mut key = [0u8; 18];
+    key[..16].copy_from_slice(&id);
+    key[16..].copy_from_slice(&(records as u16).to_be_bytes());
     key
 }
 
-impl Store {
-    fn usage_tree(&self) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(USAGE_TREE).map_err(backend)
-    }
+/// The id and the record count of a chunk's key.
+fn chunk_of(key: &[u8]) -> ([u8; 16], u64) {
+    let id = key.get(..16).and_then(|k| <[u8; 16]>::try_from(k).ok()).unwrap_or([0; 16]);
+    let records = key.get(16..18).and_then(|k| <[u8; 2]>::try_from(k).ok()).map_or(0, u16::from_be_bytes);
+    (id, u64::from(records))
+}
 
+impl Store {
     /// Appends usage records (written at `now_ms`), then drops the oldest
     /// chunks beyond `USAGE_KEPT` records.
     pub fn record_usage(&self, records: &[UsageRecord], now_ms: u64) -> Result<(), StoreError> {
@@ -146,31 +159,28 @@ impl Store {
         now_ms: u64,
         kept: u64,
     ) -> Result<(), StoreError> {
-        let tree = self.usage_tree()?;
         for chunk in records.chunks(CHUNK_RECORDS) {
             let bytes = codec::encode(&chunk).map_err(|e| StoreError::Backend(e.to_string()))?;
             let n = self.db.generate_id().map_err(backend)?;
-            tree.insert(chunk_key(now_ms, n), bytes).map_err(backend)?;
+            self.usage.insert(chunk_key(chunk_id(now_ms, n), chunk.len()), bytes).map_err(backend)?;
         }
         let count =
             self.usage_count.fetch_add(records.len() as u64, Ordering::Relaxed) + records.len() as u64;
         let mut over = count.saturating_sub(kept);
         while over > 0 {
-            let Some((key, value)) = tree.pop_min().map_err(backend)? else { break };
-            let dropped =
-                decode::<Vec<UsageRecord>>(&key, &value, MAX_CHUNK_BYTES).map_or(0, |c| c.len() as u64);
+            let Some((key, _)) = self.usage.pop_min().map_err(backend)? else { break };
+            let (_, dropped) = chunk_of(&key);
             self.usage_count.fetch_sub(dropped, Ordering::Relaxed);
             over = over.saturating_sub(dropped.max(1));
         }
         Ok(())
     }
 
-    /// Counts the stored usage records (once, at open).
+    /// Counts the stored usage records (once, at open), from the chunks' keys.
     pub(crate) fn count_usage(&self) -> Result<u64, StoreError> {
         let mut count = 0;
-        for kv in self.usage_tree()?.iter() {
-            let (key, value) = kv.map_err(backend)?;
-            count += decode::<Vec<UsageRecord>>(&key, &value, MAX_CHUNK_BYTES)?.len() as u64;
+        for key in self.usage.iter().keys() {
+            count += chunk_of(&key.map_err(backend)?).1;
         }
         Ok(count)
     }
@@ -183,23 +193,22 @@ impl Store {
         filter: &UsageFilter,
         limit: usize,
     ) -> Result<(Vec<UsageRecord>, Option<UsageCursor>), StoreError> {
-        let tree = self.usage_tree()?;
         // A chunk holds only calls that reached the node before it was written.
-        let low = chunk_key(filter.since_ms.unwrap_or(0), 0);
-        let high = filter.before.map_or([0xff; 16], |c| c.key);
+        let low = chunk_id(filter.since_ms.unwrap_or(0), 0);
+        let high = filter.before.map_or([0xff; 18], |c| chunk_key(c.chunk, 0xffff));
         let mut out = Vec::new();
         let mut scanned = 0;
-        for kv in tree.range(low..=high).rev() {
+        for kv in self.usage.range(low.as_slice()..=high.as_slice()).rev() {
             let (key, value) = kv.map_err(backend)?;
             let chunk: Vec<UsageRecord> = decode(&key, &value, MAX_CHUNK_BYTES)?;
-            let key: [u8; 16] = key.as_ref().try_into().unwrap_or([0; 16]);
+            let (id, _) = chunk_of(&key);
             let end = match filter.before {
-                Some(c) if c.key == key => c.index.min(chunk.len()),
+                Some(c) if c.chunk == id => c.index.min(chunk.len()),
                 _ => chunk.len(),
             };
             for (index, record) in chunk.into_iter().enumerate().take(end).rev() {
                 if scanned == MAX_USAGE_SCAN || out.len() == limit {
-                    return Ok((out, Some(UsageCursor { key, index: index + 1 })));
+                    return Ok((out, Some(UsageCursor { chunk: id, index: index + 1 })));
                 }
                 scanned += 1;
                 if filter.admits(&record) {

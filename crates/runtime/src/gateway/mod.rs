@@ -24,7 +24,7 @@ use cascade_protocol::NodeId;
 use cascade_store::{Store, UsageFilter, UsageRecord};
 use cascade_transport::read_call_frame;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,7 +213,7 @@ pub(crate) struct Gateway {
     next: AtomicU64,
     in_flight: Arc<Semaphore>,
     /// Usage records not written to the store yet.
-    pending: Mutex<Vec<UsageRecord>>,
+    pending: Mutex<VecDeque<UsageRecord>>,
     pub(crate) metrics: CallMetrics,
     http: reqwest::Client,
     /// Largest request body a call may carry.
@@ -244,7 +244,7 @@ impl Gateway {
             gate: Mutex::new(CallGate::new(unix_millis())),
             next: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(VecDeque::new()),
             metrics: CallMetrics::default(),
             http: reqwest::Client::builder().tcp_nodelay(true).build().unwrap_or_default(),
             max_body: config.max_body_bytes,
@@ -336,23 +336,23 @@ impl Gateway {
 
     /// Writes the pending usage records to the store.
     pub(crate) fn write_usage(&self) -> Result<(), cascade_core::StoreError> {
-        let pending = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        let mut pending = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
         if pending.is_empty() {
             return Ok(());
         }
-        self.store.record_usage(&pending, unix_millis())
+        self.store.record_usage(pending.make_contiguous(), unix_millis())
     }
 
     fn record(&self, record: UsageRecord) {
         self.metrics.count(&record);
         let Ok(mut pending) = self.pending.lock() else { return };
         if pending.len() >= USAGE_PENDING {
-            pending.remove(0);
+            pending.pop_front();
             if let Ok(mut m) = self.metrics.inner.lock() {
                 m.usage_dropped += 1;
             }
         }
-        pending.push(record);
+        pending.push_back(record);
     }
 
     async fn error_reply(
