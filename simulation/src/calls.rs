@@ -106,7 +106,7 @@ impl Calls {
             return;
         };
         let me = head.provider_node;
-        let Some(gate) = self.gates.get_mut(&me) else {
+        let Some(gate) = self.gates.get(&me) else {
             self.tally.unreachable += 1;
             return;
         };

@@ -10,6 +10,7 @@ use cascade_protocol::service::{Service, ServiceStatus};
 use cascade_protocol::workflow::Resource;
 use cascade_protocol::NodeId;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// How far a call's start may be from the provider's clock; a call outside it, or
 /// one whose id was seen, is refused (a relay cannot replay a recorded call).
@@ -49,20 +50,26 @@ pub struct Admitted {
     pub upstream: String,
 }
 
+/// How often, at most, a full replay memory is swept of ids past the window:
+/// a sweep visits every id, so it is not done call after call.
+const SWEEP_EVERY_MS: u64 = 1_000;
+
 /// A provider's memory of the calls it admitted: ids within the window, and
 /// each grant's count in the current minute. It lives in memory: a node that
 /// restarts refuses calls started before it booted, so a call it served in an
-/// earlier life cannot be replayed in this one.
+/// earlier life cannot be replayed in this one. Shared by the calls a node
+/// serves at once: each lock covers one map's update, never a store read.
 pub struct CallGate {
     booted_ms: u64,
-    seen: HashMap<CallId, u64>,
-    rates: HashMap<String, (u64, u32)>,
+    /// Call ids served, with when they started; and when the memory was last swept.
+    seen: Mutex<(HashMap<CallId, u64>, u64)>,
+    rates: Mutex<HashMap<String, (u64, u32)>>,
 }
 
 impl CallGate {
     /// The gate of a node that booted at `booted_ms` (unix ms).
     pub fn new(booted_ms: u64) -> CallGate {
-        CallGate { booted_ms, seen: HashMap::new(), rates: HashMap::new() }
+        CallGate { booted_ms, seen: Mutex::new((HashMap::new(), 0)), rates: Mutex::new(HashMap::new()) }
     }
 
     /// Decides whether `me` serves the call `head` at `now_ms`, by its records
@@ -71,7 +78,7 @@ impl CallGate {
     /// unrevoked, current, for the calling node, this service and endpoint; an
     /// active service with an upstream; and room in the grant's rate.
     pub fn admit(
-        &mut self,
+        &self,
         state: &impl StateStore,
         me: NodeId,
         head: &CallHead,
@@ -119,32 +126,41 @@ impl CallGate {
 
     /// Refuses a call started outside the window, before this node booted, or
     /// seen before (a replay by a relay that recorded it).
-    fn first_time(&mut self, id: CallId, now: u64) -> Result<(), CallRefusal> {
+    fn first_time(&self, id: CallId, now: u64) -> Result<(), CallRefusal> {
         if id.started_ms + CALL_WINDOW_MS < now || id.started_ms > now + CALL_WINDOW_MS {
             return Err(refuse(403, format!("call {id} started outside the accepted window")));
         }
         if id.started_ms < self.booted_ms {
             return Err(refuse(403, format!("call {id} started before this node restarted")));
         }
-        if self.seen.len() >= MAX_CALLS_REMEMBERED {
-            self.seen.retain(|_, at| *at + CALL_WINDOW_MS >= now);
-            if self.seen.len() >= MAX_CALLS_REMEMBERED {
+        let mut guard = self.seen.lock().map_err(|_| refuse(503, "call memory poisoned"))?;
+        let (seen, swept_ms) = &mut *guard;
+        if seen.len() >= MAX_CALLS_REMEMBERED {
+            if now >= *swept_ms + SWEEP_EVERY_MS {
+                seen.retain(|_, at| *at + CALL_WINDOW_MS >= now);
+                *swept_ms = now;
+            }
+            if seen.len() >= MAX_CALLS_REMEMBERED {
                 return Err(refuse(503, "too many calls to remember"));
             }
         }
-        if self.seen.insert(id, id.started_ms).is_some() {
+        if seen.insert(id, id.started_ms).is_some() {
             return Err(refuse(403, format!("call {id} was served before: a replay")));
         }
         Ok(())
     }
 
     /// Counts a call against its grant's rate for this minute.
-    fn count(&mut self, grant: &str, per_minute: u32, now: u64) -> Result<(), CallRefusal> {
+    fn count(&self, grant: &str, per_minute: u32, now: u64) -> Result<(), CallRefusal> {
         let minute = now / 60_000;
-        if self.rates.len() >= MAX_RATE_WINDOWS && !self.rates.contains_key(grant) {
-            self.rates.retain(|_, (m, _)| *m == minute);
+        let mut rates = self.rates.lock().map_err(|_| refuse(503, "rate memory poisoned"))?;
+        if rates.len() >= MAX_RATE_WINDOWS && !rates.contains_key(grant) {
+            rates.retain(|_, (m, _)| *m == minute);
         }
-        let entry = self.rates.entry(grant.to_string()).or_insert((minute, 0));
+        let entry = match rates.get_mut(grant) {
+            Some(entry) => entry,
+            None => rates.entry(grant.to_string()).or_insert((minute, 0)),
+        };
         if entry.0 != minute {
             *entry = (minute, 0);
         }
@@ -173,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_call_is_admitted_once_within_the_window_and_after_the_boot() {
-        let mut gate = CallGate::new(NOW - 10_000);
+        let gate = CallGate::new(NOW - 10_000);
         assert!(gate.first_time(id(NOW - 1_000, 1), NOW).is_ok());
         let replay = gate.first_time(id(NOW - 1_000, 1), NOW).unwrap_err();
         assert!(replay.reason.contains("replay"), "{replay:?}");
@@ -186,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_grant_gets_its_rate_a_minute_then_429_until_the_next() {
-        let mut gate = CallGate::new(0);
+        let gate = CallGate::new(0);
         let minute = NOW - NOW % 60_000;
         for _ in 0..3 {
             assert!(gate.count("g", 3, minute + 1_000).is_ok());

@@ -209,7 +209,7 @@ pub(crate) struct Gateway {
     /// presented call after call.
     verified: Mutex<HashSet<[u8; 32]>>,
     /// The core's decision on calls this node serves as provider.
-    gate: Mutex<CallGate>,
+    gate: CallGate,
     next: AtomicU64,
     in_flight: Arc<Semaphore>,
     /// Usage records not written to the store yet.
@@ -241,7 +241,7 @@ impl Gateway {
             peers: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashSet::new()),
-            gate: Mutex::new(CallGate::new(unix_millis())),
+            gate: CallGate::new(unix_millis()),
             next: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             pending: Mutex::new(VecDeque::new()),

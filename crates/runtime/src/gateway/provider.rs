@@ -193,8 +193,7 @@ impl Gateway {
             }
         };
         let pair = pair.ok_or_else(|| fail(403, "tampered: the call envelope does not verify"))?;
-        let mut gate = self.gate.lock().map_err(|_| fail(503, "call gate poisoned"))?;
-        let admitted = gate.admit(&self.store, self.me, head, unix_millis())?;
+        let admitted = self.gate.admit(&self.store, self.me, head, unix_millis())?;
         Ok((admitted.service, admitted.upstream, pair))
     }
 }
