@@ -115,7 +115,6 @@ pub(crate) async fn usage(
     if q.role.as_deref().is_some_and(|r| !["consumer", "relay", "provider"].contains(&r)) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "role is consumer, relay or provider"));
     }
-    let limit = q.limit.unwrap_or(100).clamp(1, cascade_protocol::limits::MAX_LIST);
     let before = match q.before.as_deref().map(str::parse::<cascade_store::UsageCursor>) {
         Some(Err(e)) => return Err(ApiError::field("before", e)),
         Some(Ok(cursor)) => Some(cursor),
@@ -131,10 +130,7 @@ pub(crate) async fn usage(
         since_ms: q.since,
         before,
     };
-    let (records, next) = state.node.usage(&who, filter, limit).map_err(|e| {
-        tracing::error!(error = %e, "usage records unreadable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    })?;
+    let (records, next) = state.node.usage(&who, filter, q.limit).await?;
     let next = next.map(|c| c.to_string());
     Ok(Json(json!({"usage": records, "returned": records.len(), "next": next})).into_response())
 }

@@ -224,12 +224,8 @@ pub(crate) async fn relayed(
         Some(Ok(cursor)) => Some(cursor),
         None => None,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, cascade_protocol::limits::MAX_LIST);
     let filter = cascade_store::RelayFilter { subject: q.subject, kind: q.kind, before };
-    let (records, next) = state.node.relayed(&filter, limit).map_err(|e| {
-        tracing::error!(error = %e, "relay records unreadable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    })?;
+    let (records, next) = state.node.relayed(filter, q.limit).await?;
     let next = next.map(|c| c.to_string());
     Ok(Json(json!({"relayed": records, "returned": records.len(), "next": next})).into_response())
 }

@@ -232,33 +232,36 @@ impl Node {
     }
 
     /// The calls this node saw (as consumer, relay or provider) that `filter`
-    /// admits, newest first, at most `limit`: all of them for an administrator
-    /// or auditor, else those of `by`'s organization; and where the next page
-    /// starts, if any.
-    pub fn usage(
+    /// admits, newest first, at most `limit` (a page by default): all of them
+    /// for an administrator or auditor, else those of `by`'s organization; and
+    /// where the next page starts, if any. Read on the blocking pool, within the
+    /// audit reads' limit.
+    pub async fn usage(
         &self,
         by: &Principal,
         mut filter: cascade_store::UsageFilter,
-        limit: usize,
-    ) -> Result<(Vec<cascade_store::UsageRecord>, Option<cascade_store::UsageCursor>), cascade_core::StoreError>
-    {
+        limit: Option<usize>,
+    ) -> Result<(Vec<cascade_store::UsageRecord>, Option<cascade_store::UsageCursor>), CommandError> {
         use cascade_access::Role;
         if !(by.has(Role::Admin) || by.has(Role::Auditor)) {
             filter.consumer = Some(by.organization.clone().unwrap_or_default());
         }
-        self.inner.gateway.usage(&filter, limit)
+        let limit = crate::query::limit_of(limit).max(1);
+        let gateway = self.inner.gateway.clone();
+        self.read(crate::query::ReadKind::Audit, move |_| gateway.usage(&filter, limit)).await
     }
 
     /// The workflow messages this node relayed that `filter` admits, newest
-    /// first, at most `limit`, and where the next page starts (the caller's
-    /// permission to read them is checked by the caller: `Permission::Audit`).
-    pub fn relayed(
+    /// first, at most `limit` (a page by default), and where the next page
+    /// starts (the caller's permission to read them is checked by the caller:
+    /// `Permission::Audit`).
+    pub async fn relayed(
         &self,
-        filter: &cascade_store::RelayFilter,
-        limit: usize,
-    ) -> Result<(Vec<cascade_core::RelayRecord>, Option<cascade_store::RelayCursor>), cascade_core::StoreError>
-    {
-        self.inner.store.relayed(filter, limit)
+        filter: cascade_store::RelayFilter,
+        limit: Option<usize>,
+    ) -> Result<(Vec<cascade_core::RelayRecord>, Option<cascade_store::RelayCursor>), CommandError> {
+        let limit = crate::query::limit_of(limit).max(1);
+        self.read(crate::query::ReadKind::Audit, move |store| store.relayed(&filter, limit)).await
     }
 
     /// Calls by role, service and status, and latency by role, for metrics.
