@@ -1,0 +1,369 @@
+//! Where a node keeps chunks: content-addressed, verified group by group on the
+//! way in and on the way out, and durable before they are known. The trait is
+//! small so that a hub can later keep its chunks in an object store; `DiskStore`
+//! keeps each chunk as one file named by its hash.
+//!
+//! A chunk exists only under its final name, and it gets that name only after
+//! its bytes are flushed (write to a temporary file, `fsync`, rename, `fsync` the
+//! directory): a crash leaves at most a temporary file, swept at the next open,
+//! and never a name that promises bytes the disk does not hold. What the node
+//! "knows it holds" is exactly the set of names, so there is no second record to
+//! disagree with.
+
+use crate::tree::{group_count, group_len, outboard, Hash, Mismatch, Verifier, GROUP_BYTES};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why the chunk store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkStoreError {
+    /// The disk failed.
+    #[error("chunk store i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bytes do not match their address (arriving, or found so on disk and
+    /// removed).
+    #[error("chunk {hash}: {mismatch}")]
+    Mismatch {
+        /// The chunk, in hex.
+        hash: String,
+        /// What did not match.
+        mismatch: Mismatch,
+    },
+    /// A writer was given more or fewer groups than its chunk has.
+    #[error("chunk {0} written out of order or incomplete")]
+    Incomplete(String),
+}
+
+/// The hex form of a hash.
+pub fn hex(hash: &Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stored chunk being read: its length and outboard, then its groups, each
+/// verified before it is returned.
+pub trait ChunkReader: Send {
+    /// The chunk's verifier (length and outboard).
+    fn verifier(&self) -> &Verifier;
+    /// The next group's bytes, verified; `None` after the last.
+    fn next_group(&mut self) -> Result<Option<Vec<u8>>, ChunkStoreError>;
+}
+
+/// A chunk being written, group by group, each verified before it is written.
+pub trait ChunkWriter: Send {
+    /// Appends the next group.
+    fn group(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError>;
+    /// Makes the chunk durable and known. Dropping a writer without committing
+    /// leaves nothing behind.
+    fn commit(self: Box<Self>) -> Result<(), ChunkStoreError>;
+}
+
+/// A node's chunks.
+pub trait ChunkStore: Send + Sync {
+    /// Whether the chunk is held.
+    fn has(&self, hash: &Hash) -> Result<bool, ChunkStoreError>;
+    /// Stores a whole chunk (cut locally): verified against `hash` first.
+    fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError>;
+    /// Starts writing a chunk that arrives group by group.
+    fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError>;
+    /// Opens a held chunk for reading.
+    fn reader(&self, hash: &Hash) -> Result<Option<Box<dyn ChunkReader>>, ChunkStoreError>;
+    /// Forgets a chunk (garbage collection, or corruption found).
+    fn remove(&self, hash: &Hash) -> Result<(), ChunkStoreError>;
+    /// Every held chunk (for garbage collection).
+    fn all(&self) -> Result<Vec<Hash>, ChunkStoreError>;
+}
+
+/// File head: magic, then the chunk's length.
+const MAGIC: &[u8; 8] = b"CSCHNK01";
+const HEAD_BYTES: u64 = 16;
+
+/// Chunks as files under one folder: `ab/abcdef…` (256 subfolders keep folders
+/// small at millions of chunks), temporaries in `tmp/`.
+pub struct DiskStore {
+    root: PathBuf,
+    temp_seq: AtomicU64,
+}
+
+fn parse_hex(name: &str) -> Option<Hash> {
+    if name.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(name.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl DiskStore {
+    /// Opens (creating) the store at `root`, sweeping temporaries a crash left.
+    pub fn open(root: impl Into<PathBuf>) -> Result<DiskStore, ChunkStoreError> {
+        let root = root.into();
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        Ok(DiskStore { root, temp_seq: AtomicU64::new(0) })
+    }
+
+    fn path(&self, hash: &Hash) -> PathBuf {
+        let h = hex(hash);
+        self.root.join(&h[..2]).join(h)
+    }
+
+    fn temp(&self, hash: &Hash) -> PathBuf {
+        let n = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+        self.root.join("tmp").join(format!("{}.{n}", hex(hash)))
+    }
+}
+
+/// A chunk arriving into a temporary file.
+struct DiskWriter {
+    file: File,
+    temp: PathBuf,
+    dest: PathBuf,
+    verifier: Verifier,
+    next: usize,
+}
+
+impl ChunkWriter for DiskWriter {
+    fn group(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError> {
+        let hash = self.verifier_hash();
+        self.verifier
+            .check(self.next, bytes)
+            .map_err(|mismatch| ChunkStoreError::Mismatch { hash, mismatch })?;
+        self.file.write_all(bytes)?;
+        self.next += 1;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), ChunkStoreError> {
+        if self.next != self.verifier.groups() {
+            return Err(ChunkStoreError::Incomplete(self.verifier_hash()));
+        }
+        self.file.sync_all()?;
+        let dir = self.dest.parent().map(Path::to_path_buf);
+        if let Some(dir) = &dir {
+            fs::create_dir_all(dir)?;
+        }
+        fs::rename(&self.temp, &self.dest)?;
+        if let Some(dir) = &dir {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl DiskWriter {
+    fn verifier_hash(&self) -> String {
+        hex(&self.verifier.hash())
+    }
+}
+
+impl Drop for DiskWriter {
+    fn drop(&mut self) {
+        // After a commit the temporary is gone and this fails harmlessly.
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+/// A held chunk being read back.
+struct DiskReader {
+    file: BufReader<File>,
+    verifier: Verifier,
+    next: usize,
+    path: PathBuf,
+}
+
+impl ChunkReader for DiskReader {
+    fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    fn next_group(&mut self) -> Result<Option<Vec<u8>>, ChunkStoreError> {
+        if self.next >= self.verifier.groups() {
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; group_len(self.verifier.len(), self.next)];
+        self.file.read_exact(&mut bytes)?;
+        if let Err(mismatch) = self.verifier.check(self.next, &bytes) {
+            // Rotten on disk: forget it, so that it is fetched again.
+            tracing::warn!(path = %self.path.display(), "a stored chunk no longer matches its address; removed");
+            let _ = fs::remove_file(&self.path);
+            return Err(ChunkStoreError::Mismatch { hash: hex(&self.verifier.hash()), mismatch });
+        }
+        self.next += 1;
+        Ok(Some(bytes))
+    }
+}
+
+impl ChunkStore for DiskStore {
+    fn has(&self, hash: &Hash) -> Result<bool, ChunkStoreError> {
+        Ok(self.path(hash).try_exists()?)
+    }
+
+    fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError> {
+        if self.has(hash)? {
+            return Ok(());
+        }
+        let verifier = Verifier::new(*hash, data.len() as u64, outboard(data))
+            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(hash), mismatch })?;
+        let mut w = self.writer(verifier)?;
+        if data.is_empty() {
+            w.group(&[])?;
+        }
+        for g in data.chunks(GROUP_BYTES) {
+            w.group(g)?;
+        }
+        w.commit()
+    }
+
+    fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError> {
+        let hash = verifier.hash();
+        let temp = self.temp(&hash);
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&verifier.len().to_be_bytes())?;
+        for cv in verifier.outboard() {
+            file.write_all(cv)?;
+        }
+        Ok(Box::new(DiskWriter { file, temp, dest: self.path(&hash), verifier, next: 0 }))
+    }
+
+    fn reader(&self, hash: &Hash) -> Result<Option<Box<dyn ChunkReader>>, ChunkStoreError> {
+        let path = self.path(hash);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut file = BufReader::with_capacity(GROUP_BYTES, file);
+        let mut head = [0u8; HEAD_BYTES as usize];
+        file.read_exact(&mut head)?;
+        let len = u64::from_be_bytes(head[8..].try_into().unwrap_or_default());
+        let groups = group_count(len);
+        let mut cvs = Vec::new();
+        if &head[..8] == MAGIC && groups > 1 && len <= u32::MAX as u64 {
+            cvs = vec![[0u8; 32]; groups];
+            for cv in &mut cvs {
+                file.read_exact(cv)?;
+            }
+        }
+        let verifier = match (&head[..8] == MAGIC).then(|| Verifier::new(*hash, len, cvs)) {
+            Some(Ok(v)) => v,
+            Some(Err(mismatch)) => {
+                let _ = fs::remove_file(&path);
+                return Err(ChunkStoreError::Mismatch { hash: hex(hash), mismatch });
+            }
+            None => {
+                let _ = fs::remove_file(&path);
+                return Err(ChunkStoreError::Mismatch {
+                    hash: hex(hash),
+                    mismatch: Mismatch::Outboard { len },
+                });
+            }
+        };
+        file.seek(SeekFrom::Start(HEAD_BYTES + 32 * verifier.outboard().len() as u64))?;
+        Ok(Some(Box::new(DiskReader { file, verifier, next: 0, path })))
+    }
+
+    fn remove(&self, hash: &Hash) -> Result<(), ChunkStoreError> {
+        match fs::remove_file(self.path(hash)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn all(&self) -> Result<Vec<Hash>, ChunkStoreError> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(&self.root)? {
+            let dir = dir?;
+            if dir.file_name().len() != 2 || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(dir.path())? {
+                if let Some(h) = parse_hex(&f?.file_name().to_string_lossy()) {
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(len: usize, seed: u8) -> (Hash, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+        (*blake3::hash(&data).as_bytes(), data)
+    }
+
+    fn read_all(store: &DiskStore, hash: &Hash) -> Result<Vec<u8>, ChunkStoreError> {
+        let mut r = store.reader(hash)?.expect("held");
+        let mut out = Vec::new();
+        while let Some(g) = r.next_group()? {
+            out.extend_from_slice(&g);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn chunks_are_known_only_once_whole_and_read_back_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let (h, data) = chunk(5 * GROUP_BYTES + 3, 1);
+        store.put(&h, &data).unwrap();
+        assert!(store.has(&h).unwrap());
+        assert_eq!(read_all(&store, &h).unwrap(), data);
+        assert_eq!(store.all().unwrap(), vec![h]);
+
+        // Arriving group by group: not known before the commit, nothing left if dropped.
+        let (h2, data2) = chunk(3 * GROUP_BYTES, 2);
+        let v = Verifier::new(h2, data2.len() as u64, outboard(&data2)).unwrap();
+        let mut w = store.writer(v).unwrap();
+        w.group(&data2[..GROUP_BYTES]).unwrap();
+        assert!(!store.has(&h2).unwrap());
+        drop(w);
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        // A bad group is refused and the chunk never appears.
+        let v = Verifier::new(h2, data2.len() as u64, outboard(&data2)).unwrap();
+        let mut w = store.writer(v).unwrap();
+        let mut bad = data2[GROUP_BYTES..2 * GROUP_BYTES].to_vec();
+        w.group(&data2[..GROUP_BYTES]).unwrap();
+        bad[7] ^= 0x40;
+        assert!(matches!(w.group(&bad), Err(ChunkStoreError::Mismatch { .. })));
+        assert!(matches!(w.commit(), Err(ChunkStoreError::Incomplete(_))));
+        assert!(!store.has(&h2).unwrap());
+        // The wrong bytes for an address are refused whole.
+        assert!(store.put(&h2, &data).is_err());
+    }
+
+    #[test]
+    fn a_chunk_rotten_on_disk_is_detected_on_read_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let (h, data) = chunk(4 * GROUP_BYTES, 3);
+        store.put(&h, &data).unwrap();
+        let path = store.path(&h);
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.len() - GROUP_BYTES - 5;
+        bytes[at] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(read_all(&store, &h), Err(ChunkStoreError::Mismatch { .. })));
+        assert!(!store.has(&h).unwrap());
+        // A crash's leftovers are swept at the next open.
+        fs::write(dir.path().join("tmp").join("junk.1"), b"half").unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert!(store.all().unwrap().is_empty());
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+    }
+}
