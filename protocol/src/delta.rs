@@ -71,6 +71,8 @@ pub enum DeltaBody {
     /// A service interface's new state (registered, updated or retired), always
     /// federation-scoped; its upstream stays at the origin.
     Service(crate::service::Service),
+    /// A version of one of the origin's entries' dataset, in the entry's scope.
+    Dataset(crate::dataset::Manifest),
 }
 
 /// A signed statement that a node is no longer a member.

@@ -6,6 +6,7 @@
 pub mod call;
 pub mod catalog;
 pub mod codec;
+pub mod dataset;
 pub mod delta;
 pub mod division;
 pub mod engine;

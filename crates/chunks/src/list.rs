@@ -44,7 +44,10 @@ pub fn encode(chunks: &[ChunkRef]) -> Vec<Vec<u8>> {
 /// Decodes one piece (bounded: a piece has at most `MAX_PIECE_ENTRIES`, each
 /// chunk at most `max_len` bytes and none empty).
 pub fn decode(piece: &[u8], max_len: u32) -> Result<Vec<ChunkRef>, ListError> {
-    if piece.is_empty() || !piece.len().is_multiple_of(ENTRY_BYTES) || piece.len() / ENTRY_BYTES > MAX_PIECE_ENTRIES {
+    if piece.is_empty()
+        || !piece.len().is_multiple_of(ENTRY_BYTES)
+        || piece.len() / ENTRY_BYTES > MAX_PIECE_ENTRIES
+    {
         return Err(ListError("length"));
     }
     piece

@@ -40,6 +40,14 @@ pub enum Command {
         /// Where this node proxies its calls (kept here only).
         upstream: String,
     },
+    /// Publish a version of an own published entry's dataset: its chunks are
+    /// stored; the core fills in the entry, version, previous version and time.
+    PublishVersion {
+        /// The entry's resource code.
+        code: String,
+        /// The manifest as cut (size, hashes, chunk list, media type, CSV shape).
+        content: Box<cascade_protocol::dataset::Manifest>,
+    },
     /// Retire an own service (a last version with status retired).
     RetireService {
         /// Its id.
@@ -150,6 +158,26 @@ pub enum Command {
         /// Why (required).
         reason: String,
     },
+    /// Start fetching a version of an entry's dataset with a grant this node
+    /// holds (answers the grant to present).
+    StartFetch {
+        /// The grant.
+        grant: String,
+        /// The entry.
+        entry: cascade_protocol::service::EntryRef,
+        /// The version.
+        version: u64,
+    },
+    /// Audit a chunk request refused at this node (by `admit_chunk`, or because
+    /// the chunk is not in the version), by tally of the neighbour it came from.
+    ChunkRefused {
+        /// The neighbour.
+        peer: NodeId,
+        /// A short label (the refusal's status).
+        reason: &'static str,
+        /// What was asked and why it was refused.
+        detail: String,
+    },
     /// Record a refusal decided outside the core (a read the caller may not make).
     Denied {
         /// What was asked.
@@ -239,6 +267,8 @@ pub enum Reply {
     Application(Box<Application>),
     /// A grant, as it stands after the command.
     Grant(Box<GrantRecord>),
+    /// A published dataset version.
+    Dataset(Box<cascade_protocol::dataset::Manifest>),
     /// An event recorded.
     Recorded,
 }

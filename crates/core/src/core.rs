@@ -216,6 +216,8 @@ pub(crate) struct Written {
     pub(crate) tokens: HashMap<String, TokenRecord>,
     pub(crate) services: HashMap<String, Service>,
     pub(crate) upstreams: HashMap<String, String>,
+    /// The latest dataset version of own entries, by code.
+    pub(crate) versions: HashMap<String, cascade_protocol::dataset::Manifest>,
     pub(crate) seen: HashSet<MessageId>,
     pub(crate) applications: HashMap<String, crate::workflow::Application>,
     pub(crate) grants: HashMap<String, crate::workflow::GrantRecord>,
@@ -598,7 +600,7 @@ impl<S: StateStore> Core<S> {
     /// Audits a refused request by tally: a caller repeating a forbidden request
     /// costs the audit log two records a window, not one a request (the tally is
     /// per action, named by the first word of `detail`).
-    fn denied(&mut self, by: &Principal, detail: String) {
+    pub(crate) fn denied(&mut self, by: &Principal, detail: String) {
         let action = detail.split([' ', ':']).next().unwrap_or("").to_string();
         self.tally_as(by.actor.clone(), by.organization.clone(), "access.denied", &action, detail);
     }
@@ -659,6 +661,7 @@ impl<S: StateStore> Core<S> {
             }
             Command::SaveService { id, draft, upstream } => self.save_service(by, id, *draft, upstream),
             Command::RetireService { id } => self.retire_service(by, id),
+            Command::PublishVersion { code, content } => self.publish_version(by, code, *content),
             Command::Apply { resource, consumer, purpose, period_days } => {
                 self.apply(by, resource, consumer, purpose, period_days)
             }
@@ -685,6 +688,11 @@ impl<S: StateStore> Core<S> {
             }
             Command::LoginFailed { username, address, reason } => {
                 self.login_failed(username, address, &reason);
+                Ok(Reply::Recorded)
+            }
+            Command::StartFetch { grant, entry, version } => self.start_fetch(by, grant, entry, version),
+            Command::ChunkRefused { peer, reason, detail } => {
+                self.chunk_refused(peer, reason, detail);
                 Ok(Reply::Recorded)
             }
             Command::Denied { what, reason } => {

@@ -21,6 +21,7 @@ mod calls;
 mod catalog;
 mod command;
 mod core;
+mod dataset;
 mod memory;
 mod redial;
 mod service;
@@ -34,6 +35,7 @@ pub use base::MAX_USERNAME_BYTES;
 pub use calendar::{Calendar, DEFAULT_DUE_WORKING_DAYS};
 pub use calls::{Admitted, CallGate, CallRefusal, CALL_WINDOW_MS, MAX_CALLS_REMEMBERED, MAX_RATE_WINDOWS};
 pub use command::{Account, Command, CommandError, OwnService, Reply, SavedEntry};
+pub use dataset::{admit_chunk, ChunkRefusal};
 pub use memory::{MemoryStore, AUDIT_KEPT};
 pub use redial::{LinkEnd, Redial};
 pub use status::{

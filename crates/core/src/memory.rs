@@ -26,6 +26,8 @@ struct State {
     /// the sled store keeps a pointer), decoded when read.
     services: BTreeMap<String, Arc<Delta>>,
     upstreams: BTreeMap<String, String>,
+    /// Dataset versions by entry (origin, code) and version: the delta, as for services.
+    versions: BTreeMap<(NodeId, String), BTreeMap<u64, Arc<Delta>>>,
     /// Routed messages waiting for each next hop, in order.
     outbox: BTreeMap<NodeId, Vec<Arc<Routed>>>,
     /// Ids of routed messages seen, with when they may be forgotten.
@@ -56,8 +58,15 @@ impl State {
             self.tokens.remove(id);
         }
         for row in &batch.materialize {
-            if let crate::store::Materialize::Service { service, delta } = row {
-                self.services.insert(service.id.clone(), delta.clone());
+            match row {
+                crate::store::Materialize::Service { service, delta } => {
+                    self.services.insert(service.id.clone(), delta.clone());
+                }
+                crate::store::Materialize::Dataset { manifest, delta } => {
+                    let entry = (manifest.entry.origin, manifest.entry.code.clone());
+                    self.versions.entry(entry).or_default().insert(manifest.version, delta.clone());
+                }
+                _ => {}
             }
         }
         for (id, upstream) in &batch.upstreams {
@@ -237,6 +246,24 @@ impl StateStore for MemoryStore {
         match delta.decode_body() {
             Ok(cascade_protocol::DeltaBody::Service(service)) => Ok(Some(service)),
             _ => Err(StoreError::Corrupt { key: id.to_string(), reason: "not a service delta".into() }),
+        }
+    }
+
+    fn manifest(
+        &self,
+        origin: NodeId,
+        code: &str,
+        version: Option<u64>,
+    ) -> Result<Option<cascade_protocol::dataset::Manifest>, StoreError> {
+        let Some(versions) = self.volatile.versions.get(&(origin, code.to_string())) else { return Ok(None) };
+        let delta = match version {
+            Some(v) => versions.get(&v),
+            None => versions.values().next_back(),
+        };
+        let Some(delta) = delta else { return Ok(None) };
+        match delta.decode_body() {
+            Ok(cascade_protocol::DeltaBody::Dataset(m)) => Ok(Some(m)),
+            _ => Err(StoreError::Corrupt { key: code.to_string(), reason: "not a dataset delta".into() }),
         }
     }
 

@@ -151,6 +151,13 @@ pub enum Materialize {
         /// The delta.
         delta: Arc<Delta>,
     },
+    /// A dataset version (its entry names its origin).
+    Dataset {
+        /// The manifest, as the delta says.
+        manifest: Arc<cascade_protocol::dataset::Manifest>,
+        /// The delta.
+        delta: Arc<Delta>,
+    },
     /// An organization as registered by `origin`.
     Organization {
         /// The registering node.
@@ -322,6 +329,14 @@ pub trait StateStore {
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// A service as last registered (by any node).
     fn service(&self, id: &str) -> Result<Option<Service>, StoreError>;
+    /// A dataset version of `origin`'s entry `code` (the latest when `version`
+    /// is none).
+    fn manifest(
+        &self,
+        origin: NodeId,
+        code: &str,
+        version: Option<u64>,
+    ) -> Result<Option<cascade_protocol::dataset::Manifest>, StoreError>;
     /// The upstream URL of one of this node's own services.
     fn upstream(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Whether a routed message with this id was seen (and not yet forgotten).

@@ -14,6 +14,7 @@
 //! | `S` | sender (4), message seq (8) | until when (8): a routed message id seen |
 //! | `P` | application id | application record |
 //! | `G` | grant id | grant record |
+//! | `D` | origin (4), resource code, 0, version (8) | scope (1), seq (8) of the manifest delta |
 //! | `M` | `Mmeta` / `Mformat` | node counters / store format |
 
 use cascade_core::StoreError;
@@ -42,6 +43,8 @@ pub(crate) const APPLICATION: u8 = b'P';
 pub(crate) const GRANT: u8 = b'G';
 /// Workflow messages this node relayed, by when (unix ms) and id.
 pub(crate) const RELAYED: u8 = b'Y';
+/// Dataset versions, by entry and version: a pointer to the manifest delta.
+pub(crate) const DATASET: u8 = b'D';
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 
@@ -111,6 +114,22 @@ pub(crate) fn own_key(code: &str) -> Vec<u8> {
 pub(crate) fn service_key(id: &str) -> Vec<u8> {
     let mut key = vec![SERVICE];
     key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The prefix of every version of `origin`'s entry `code` (the 0 ends the code,
+/// so that one code is never the prefix of another's keys).
+pub(crate) fn dataset_prefix(origin: NodeId, code: &str) -> Vec<u8> {
+    let mut key = vec![DATASET];
+    key.extend_from_slice(&origin.code().to_be_bytes());
+    key.extend_from_slice(code.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn dataset_key(origin: NodeId, code: &str, version: u64) -> Vec<u8> {
+    let mut key = dataset_prefix(origin, code);
+    key.extend_from_slice(&version.to_be_bytes());
     key
 }
 

@@ -11,6 +11,7 @@
 
 mod audit_log;
 mod catalog_index;
+mod datasets;
 mod keys;
 mod read;
 mod relayed;
@@ -20,6 +21,7 @@ mod usage;
 mod workflow;
 
 pub use catalog_index::CatalogFilter;
+pub use datasets::MAX_VERSIONS_LISTED;
 pub use keys::audit_key;
 pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
 pub use relayed::{RelayCursor, RelayFilter};
@@ -198,6 +200,10 @@ impl Store {
                     .insert(catalog_key(log.origin, log.scope, &entry.code), &delta.seq.to_be_bytes()),
                 Materialize::Service { service, delta } => sled_batch
                     .insert(service_key(&service.id), pointer(delta.log.scope, delta.seq).as_slice()),
+                Materialize::Dataset { manifest, delta } => sled_batch.insert(
+                    dataset_key(manifest.entry.origin, &manifest.entry.code, manifest.version),
+                    pointer(delta.log.scope, delta.seq).as_slice(),
+                ),
                 Materialize::Organization { origin, code, delta } => {
                     sled_batch.insert(org_key(code, *origin), pointer(delta.log.scope, delta.seq).as_slice())
                 }
@@ -353,6 +359,15 @@ impl StateStore for Store {
 
     fn service(&self, id: &str) -> Result<Option<Service>, StoreError> {
         self.service_by_id(id)
+    }
+
+    fn manifest(
+        &self,
+        origin: NodeId,
+        code: &str,
+        version: Option<u64>,
+    ) -> Result<Option<cascade_protocol::dataset::Manifest>, StoreError> {
+        self.manifest_of(origin, code, version)
     }
 
     fn upstream(&self, id: &str) -> Result<Option<String>, StoreError> {

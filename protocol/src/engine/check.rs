@@ -207,6 +207,9 @@ impl Engine {
                 }
                 Ok(())
             }
+            DeltaBody::Dataset(manifest) => {
+                manifest.validate(log.origin).map_err(|e| RejectReason::Invalid(e.to_string()))
+            }
         }
     }
 }

@@ -817,7 +817,8 @@ impl Engine {
             DeltaBody::Join { .. }
             | DeltaBody::Rekey { .. }
             | DeltaBody::Catalog(_)
-            | DeltaBody::Service(_) => None,
+            | DeltaBody::Service(_)
+            | DeltaBody::Dataset(_) => None,
         }
     }
 }

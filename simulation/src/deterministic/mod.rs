@@ -1028,6 +1028,7 @@ fn record_of(node: NodeId, batch: &cascade_core::WriteBatch) -> CommitRecord {
         Ok(DeltaBody::Organization(_)) => "organization",
         Ok(DeltaBody::Rekey { .. }) => "rekey",
         Ok(DeltaBody::Service(_)) => "service",
+        Ok(DeltaBody::Dataset(_)) => "dataset",
         Err(_) => "undecodable",
     };
     CommitRecord {

@@ -142,6 +142,11 @@ impl<S: StateStore> Core<S> {
                     Materialize::Service { service: std::sync::Arc::new(service), delta: delta.clone() };
                 self.group.batch.materialize.push(row);
             }
+            DeltaBody::Dataset(manifest) => {
+                let row =
+                    Materialize::Dataset { manifest: std::sync::Arc::new(manifest), delta: delta.clone() };
+                self.group.batch.materialize.push(row);
+            }
             DeltaBody::Organization(org) => {
                 let row = Materialize::Organization {
                     origin: delta.log.origin,

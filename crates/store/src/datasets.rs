@@ -1,0 +1,57 @@
+//! Reading dataset versions: one, the latest, or all of an entry's.
+
+use crate::keys::{dataset_key, dataset_prefix};
+use crate::read::corrupt;
+use crate::{backend, Store};
+use cascade_core::StoreError;
+use cascade_protocol::dataset::Manifest;
+use cascade_protocol::{DeltaBody, NodeId};
+
+/// Most versions one listing returns (the newest ones).
+pub const MAX_VERSIONS_LISTED: usize = 1_000;
+
+impl Store {
+    fn manifest_row(&self, origin: NodeId, key: &[u8], value: &[u8]) -> Result<Manifest, StoreError> {
+        match self.pointed_body(key, origin, value)? {
+            DeltaBody::Dataset(m) => Ok(m),
+            _ => Err(corrupt(key, "not a dataset version")),
+        }
+    }
+
+    /// A version of `origin`'s entry `code`, the latest when `version` is none.
+    pub(crate) fn manifest_of(
+        &self,
+        origin: NodeId,
+        code: &str,
+        version: Option<u64>,
+    ) -> Result<Option<Manifest>, StoreError> {
+        let found = match version {
+            Some(v) => {
+                let key = dataset_key(origin, code, v);
+                self.db.get(&key).map_err(backend)?.map(|value| (key, value))
+            }
+            None => self
+                .db
+                .scan_prefix(dataset_prefix(origin, code))
+                .next_back()
+                .transpose()
+                .map_err(backend)?
+                .map(|(k, v)| (k.to_vec(), v)),
+        };
+        found.map(|(key, value)| self.manifest_row(origin, &key, &value)).transpose()
+    }
+
+    /// The versions of `origin`'s entry `code`, newest first (at most
+    /// `MAX_VERSIONS_LISTED`).
+    pub fn versions(&self, origin: NodeId, code: &str) -> Result<Vec<Manifest>, StoreError> {
+        self.db
+            .scan_prefix(dataset_prefix(origin, code))
+            .rev()
+            .take(MAX_VERSIONS_LISTED)
+            .map(|row| {
+                let (key, value) = row.map_err(backend)?;
+                self.manifest_row(origin, &key, &value)
+            })
+            .collect()
+    }
+}
