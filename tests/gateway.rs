@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
 const PASSWORD: &str = "correct horse battery staple";
+/// The first byte of a call stream.
+const CALL_STREAM: u8 = cascade_protocol::dataset::StreamKind::Call as u8;
 
 /// An upstream HTTP server on 127.0.0.1: taxes by id, an echo that streams the
 /// body back, a sink that answers with the length once it read the whole body,
@@ -372,6 +374,12 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
         while let Ok((mut back, mut from_jinan)) = down_connection.accept_bi().await {
             let how = *told.lock().unwrap();
             let (mut onward, from_national) = to_national.open_bi().await.unwrap();
+            // Every stream names its kind first: a call, here.
+            let mut kind = [0u8; 1];
+            if from_jinan.read_exact(&mut kind).await.is_err() {
+                continue;
+            }
+            onward.write_all(&kind).await.unwrap();
             let Ok(Some((mut head, _))) =
                 read_message::<CallHead>(&mut from_jinan, MAX_CALL_HEAD_BYTES).await
             else {
@@ -471,6 +479,7 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
     // 4. The hub replays a call it relayed: the provider served that call already.
     let replayed = recorded.lock().unwrap().clone().expect("a call was relayed");
     let (mut send, mut recv) = up_connection.open_bi().await.unwrap();
+    send.write_all(&[CALL_STREAM]).await.unwrap();
     write_message(&mut send, &replayed).await.unwrap();
     let (reply, _) = read_message::<ReplyHead>(&mut recv, MAX_CALL_HEAD_BYTES).await.unwrap().unwrap();
     assert_eq!(reply.status, 403, "{reply:?}");
@@ -512,6 +521,7 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
         .sign(&hub_key)
         .unwrap();
         let (mut send, mut recv) = up_connection.open_bi().await.unwrap();
+        send.write_all(&[CALL_STREAM]).await.unwrap();
         write_message(&mut send, &head).await.unwrap();
         let (reply, _) = read_message::<ReplyHead>(&mut recv, MAX_CALL_HEAD_BYTES).await.unwrap().unwrap();
         assert_eq!(reply.status, 403, "{reply:?}");

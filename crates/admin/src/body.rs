@@ -73,6 +73,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T>
     }
 }
 
+/// A streaming body as a channel of its pieces (a short one: backpressure keeps
+/// at most a few pieces in memory); an error ends it. A body known to be empty
+/// needs no task to carry it.
+pub(crate) fn stream_in(body: axum::body::Body) -> tokio::sync::mpsc::Receiver<Result<Bytes, String>> {
+    use futures_util::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+        return rx;
+    }
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(|e| e.to_string());
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A response body streamed from a channel; an error cuts it.
+pub(crate) fn stream_out(rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>) -> axum::body::Body {
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item.map_err(std::io::Error::other), rx))
+    });
+    axum::body::Body::from_stream(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

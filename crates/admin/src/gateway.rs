@@ -7,7 +7,6 @@
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::routes::{query, AppState};
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -15,10 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_access::Permission;
 use cascade_runtime::CallRequest;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 pub(crate) async fn call(
     State(state): State<AppState>,
@@ -44,30 +41,12 @@ pub(crate) async fn call(
     if declared.is_some_and(|n| n > max) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("calls carry at most {max} bytes")));
     }
-    let (tx, rx) = mpsc::channel(8);
-    // A request without a body (most GETs) needs no task to carry it.
-    if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
-        drop(tx);
-    } else {
-        tokio::spawn(async move {
-            let mut stream = body.into_data_stream();
-            while let Some(chunk) = stream.next().await {
-                let item = chunk.map_err(|e| e.to_string());
-                let stop = item.is_err();
-                if tx.send(item).await.is_err() || stop {
-                    return;
-                }
-            }
-        });
-    }
+    let rx = crate::body::stream_in(body);
     let request = CallRequest { service, method: parts.method.to_string(), path, headers, body: rx };
     match state.node.call(&who, request).await {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let body = futures_util::stream::unfold(answer.body, |mut rx| async move {
-                rx.recv().await.map(|item| (item.map_err(std::io::Error::other), rx))
-            });
-            let mut response = Response::new(Body::from_stream(body));
+            let mut response = Response::new(crate::body::stream_out(answer.body));
             *response.status_mut() = status;
             for (name, value) in answer.headers {
                 if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {

@@ -10,6 +10,7 @@
 mod body;
 mod caller;
 mod catalog;
+mod datasets;
 mod error;
 mod federation;
 mod gateway;

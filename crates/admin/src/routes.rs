@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::metrics::{self, HttpMetrics};
-use crate::{catalog, federation, gateway, observe, people, services, workflow};
+use crate::{catalog, datasets, federation, gateway, observe, people, services, workflow};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -24,10 +24,12 @@ pub struct AppState {
 /// The admin router of a node.
 pub fn router(node: Node) -> Router {
     let state = AppState { node, http: Arc::new(HttpMetrics::default()) };
-    // Calls stream their bodies: no body limit (the gateway's own cap applies)
-    // and no request time-out.
+    // Calls and dataset contents stream their bodies: no body limit (the
+    // gateway's own cap applies) and no request time-out.
     let calls = Router::new()
         .route("/gateway/{service}/{*path}", any(gateway::call))
+        .route("/api/v1/datasets/{origin}/{code}/versions", get(datasets::list).put(datasets::push))
+        .route("/api/v1/datasets/{origin}/{code}/versions/{version}/content", get(datasets::content))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(crate::serve::head_limit))
         .layer(middleware::from_fn(trace_request))
@@ -60,6 +62,10 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/applications/{id}/withdraw", post(workflow::withdraw))
         .route("/api/v1/grants", get(workflow::grants))
         .route("/api/v1/grants/{id}/revoke", post(workflow::revoke))
+        .route("/api/v1/datasets/{origin}/{code}/versions/{version}", get(datasets::get))
+        .route("/api/v1/datasets/{origin}/{code}/versions/{version}/fetch", post(datasets::fetch))
+        .route("/api/v1/fetches", get(datasets::jobs))
+        .route("/api/v1/fetches/{id}", get(datasets::job))
         .route("/api/v1/usage", get(gateway::usage))
         .route("/api/v1/relayed", get(workflow::relayed))
         .route("/api/v1/accounts", get(people::list_accounts).post(people::create_account))

@@ -82,7 +82,7 @@ fn fold(cvs: &[[u8; 32]], len: u64, root: bool) -> Result<[u8; 32], ()> {
 }
 
 /// Checks a chunk's bytes group by group against its address, as they arrive.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Verifier {
     hash: Hash,
     len: u64,

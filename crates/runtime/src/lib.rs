@@ -6,6 +6,7 @@
 mod admission;
 mod api;
 mod config;
+mod datasets;
 mod dialer;
 mod driver;
 mod faults;
@@ -20,9 +21,10 @@ mod workflow;
 
 pub use api::{IssuedToken, PasswordChange};
 pub use config::{CertPaths, GatewayConfig, NodeConfig, WorkflowConfig};
+pub use datasets::{Content, DatasetCounters, FetchView};
 pub use driver::Applied;
 pub use faults::TransportCounters;
 pub use gateway::{CallFailure, CallRequest, CallResponse, FORWARDED_HEADERS};
 pub use login::LoginError;
-pub use node::{Node, NodeError, STORE_DIR, TOKEN_FILE};
+pub use node::{Node, NodeError, CHUNK_DIR, STORE_DIR, TOKEN_FILE};
 pub use query::{CatalogQuery, Listing, Neighbour, PageQuery, TokenInfo};

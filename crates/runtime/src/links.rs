@@ -41,6 +41,7 @@ pub(crate) struct LinkContext {
     pub(crate) traffic: Arc<Traffic>,
     pub(crate) cancel: CancellationToken,
     pub(crate) gateway: Arc<Gateway>,
+    pub(crate) datasets: Arc<crate::datasets::Datasets>,
 }
 
 impl LinkContext {
@@ -51,9 +52,10 @@ impl LinkContext {
         traffic: Arc<Traffic>,
         cancel: CancellationToken,
         gateway: Arc<Gateway>,
+        datasets: Arc<crate::datasets::Datasets>,
     ) -> LinkContext {
         let budget = Arc::new(Semaphore::new(INBOX_BUDGET_BYTES / BUDGET_UNIT));
-        LinkContext { inbox, store, budget, faults, traffic, cancel, gateway }
+        LinkContext { inbox, store, budget, faults, traffic, cancel, gateway, datasets }
     }
 }
 
@@ -70,7 +72,7 @@ fn read_failure(e: &FrameError) -> Option<PeerError> {
 /// Runs one admitted link until either side ends it; says how it ended, for the
 /// dialer's schedule.
 pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) -> LinkEnd {
-    let LinkContext { inbox, store, budget, faults, traffic, cancel, gateway } = ctx;
+    let LinkContext { inbox, store, budget, faults, traffic, cancel, gateway, datasets } = ctx;
     let peer = link.identity.id;
     let id: LinkId = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
     let (outbox, mut queue) = mpsc::channel::<Outgoing>(OUTBOX_CAPACITY);
@@ -80,7 +82,7 @@ pub(crate) async fn run_link(link: PeerLink, role: LinkRole, ctx: LinkContext) -
         return LinkEnd::Lost;
     }
     gateway.link_up(peer, connection.clone());
-    let calls = tokio::spawn(crate::gateway::accept_calls(gateway.clone(), connection.clone(), peer));
+    let calls = tokio::spawn(accept_streams(gateway.clone(), datasets, connection.clone(), peer));
     let heard = AtomicBool::new(false);
     let writer = async {
         while let Some(item) = queue.recv().await {
@@ -194,4 +196,30 @@ async fn send_range(
         traffic.record(write_frame(send, &frame).await.map_err(|e| e.to_string())?);
     }
     Ok(())
+}
+
+/// Accepts the streams the neighbour `peer` opens on a link after the sync
+/// stream, until the link ends: each names its kind in its first byte (a
+/// service call or a chunk request); anything else is reset.
+async fn accept_streams(
+    gateway: Arc<Gateway>,
+    datasets: Arc<crate::datasets::Datasets>,
+    connection: quinn::Connection,
+    peer: cascade_protocol::NodeId,
+) {
+    use cascade_protocol::dataset::StreamKind;
+    while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+        let (gateway, datasets) = (gateway.clone(), datasets.clone());
+        tokio::spawn(async move {
+            let mut kind = [0u8; 1];
+            let read = tokio::time::timeout(crate::datasets::CHUNK_IDLE, recv.read_exact(&mut kind)).await;
+            match (read, StreamKind::of(kind[0])) {
+                (Ok(Ok(())), Some(StreamKind::Call)) => gateway.serve(peer, send, recv).await,
+                (Ok(Ok(())), Some(StreamKind::Chunk)) => datasets.serve(peer, send, recv).await,
+                _ => {
+                    let _ = send.reset(0u32.into());
+                }
+            }
+        });
+    }
 }

@@ -30,6 +30,9 @@ use tracing::{info, info_span, Instrument};
 pub const TOKEN_FILE: &str = "admin.token";
 /// Name of the sled folder in the data folder.
 pub const STORE_DIR: &str = "store";
+/// Name of the chunk store's folder in the data folder (private: inside the
+/// data folder, which is 0700; not walked at start, it may hold millions of files).
+pub const CHUNK_DIR: &str = "chunks";
 /// How long shutdown waits for the node's tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -83,6 +86,7 @@ struct Inner {
     passwords: Passwords,
     reads: Reads,
     gateway: Arc<Gateway>,
+    datasets: Arc<crate::datasets::Datasets>,
 }
 
 impl Node {
@@ -172,6 +176,19 @@ impl Node {
         tasks.spawn(
             crate::gateway::write_usage_every(gateway.clone(), cancel.clone()).instrument(span.clone()),
         );
+        let chunk_dir = config.data_dir.join(CHUNK_DIR);
+        let chunks = tokio::task::spawn_blocking(move || cascade_chunks::DiskStore::open(chunk_dir))
+            .await
+            .map_err(|e| NodeError::Io(e.to_string()))?
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+        let datasets = Arc::new(crate::datasets::Datasets::new(
+            config.id,
+            store.clone(),
+            Arc::new(chunks),
+            gateway.clone(),
+            inbox.clone(),
+        ));
+        tasks.spawn(crate::datasets::resume_fetches(datasets.clone()).instrument(span.clone()));
         let ctx = LinkContext::new(
             inbox.clone(),
             store.clone(),
@@ -179,6 +196,7 @@ impl Node {
             traffic.clone(),
             cancel.clone(),
             gateway.clone(),
+            datasets.clone(),
         );
         tasks.spawn(
             crate::admission::accept_children(endpoint.clone(), status.clone(), ctx.clone())
@@ -210,6 +228,7 @@ impl Node {
                 passwords: Passwords::default(),
                 reads: Reads::default(),
                 gateway,
+                datasets,
             }),
         })
     }
@@ -297,6 +316,10 @@ impl Node {
         &self.inner.passwords
     }
 
+    pub(crate) fn datasets(&self) -> Arc<crate::datasets::Datasets> {
+        self.inner.datasets.clone()
+    }
+
     pub(crate) fn reads(&self) -> &Reads {
         &self.inner.reads
     }
@@ -359,6 +382,18 @@ impl Node {
             let reason = Incompatibility::Blocked(peer).into();
             let _ = self.inner.inbox.send(Message::Close { peer, reason }).await;
         }
+    }
+
+    /// What this node's data docking moved and refused so far.
+    pub fn dataset_counters(&self) -> crate::datasets::DatasetCounters {
+        self.inner.datasets.counters.snapshot()
+    }
+
+    /// Makes this node alter one byte in each of the next `n` chunks it serves
+    /// or passes on, as a tampering relay would: a fault for the tests that show
+    /// the next hop catches it and the fetch still ends with the right bytes.
+    pub fn tamper_with_chunks(&self, n: u64) {
+        self.inner.datasets.flip_next.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Delays every frame this node sends by `delay` (zero removes the delay).

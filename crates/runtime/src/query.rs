@@ -383,6 +383,7 @@ impl Collect for Neighbours {
 impl Collect for Node {
     fn collect(&self, out: &mut Exposition) {
         out.add(&Neighbours(self.neighbours())).add(&self.status()).add(&self.traffic());
+        out.add(&self.dataset_counters());
         out.single(
             "cascade_store_bytes",
             Kind::Gauge,

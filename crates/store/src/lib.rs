@@ -12,6 +12,7 @@
 mod audit_log;
 mod catalog_index;
 mod datasets;
+mod fetches;
 mod keys;
 mod read;
 mod relayed;
@@ -22,6 +23,7 @@ mod workflow;
 
 pub use catalog_index::CatalogFilter;
 pub use datasets::MAX_VERSIONS_LISTED;
+pub use fetches::{FetchJob, FetchState, FETCHES_KEPT, MAX_FETCHES_LISTED};
 pub use keys::audit_key;
 pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
 pub use relayed::{RelayCursor, RelayFilter};

@@ -8,6 +8,7 @@ use cascade_protocol::call::{
     call_next_hop, endpoint_allowed, BodyOpener, BodySealer, CallFrame, CallHead, CallId, Direction, PairKey,
     ReplyHead, MAX_CALL_HEAD_BYTES,
 };
+use cascade_protocol::dataset::StreamKind;
 use cascade_protocol::routed::Route;
 use cascade_protocol::service::{Service, ServiceStatus};
 use cascade_protocol::workflow::{Grant, Resource};
@@ -309,6 +310,7 @@ impl Gateway {
             .link(hop)
             .ok_or_else(|| format!("{} could not forward the call: no link to {hop}", self.me))?;
         let (mut send, recv) = connection.open_bi().await.map_err(|e| cannot(e.to_string()))?;
+        send.write_all(&[StreamKind::Call as u8]).await.map_err(|e| cannot(e.to_string()))?;
         write_message(&mut send, head).await.map_err(|e| cannot(e.to_string()))?;
         Ok((send, recv))
     }

@@ -13,8 +13,6 @@ mod consumer;
 mod provider;
 mod relay;
 
-pub(crate) use relay::accept_calls;
-
 use crate::driver::{unix_millis, Message};
 use bytes::Bytes;
 use cascade_core::CallGate;
@@ -268,7 +266,7 @@ impl Gateway {
         }
     }
 
-    fn link(&self, peer: NodeId) -> Option<quinn::Connection> {
+    pub(crate) fn link(&self, peer: NodeId) -> Option<quinn::Connection> {
         self.links.lock().ok().and_then(|l| l.get(&peer).cloned())
     }
 

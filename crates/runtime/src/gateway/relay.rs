@@ -13,17 +13,15 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{info_span, Instrument};
 
-/// Accepts the call streams the neighbour `peer` opens on a link, until it ends.
-pub(crate) async fn accept_calls(gateway: Arc<Gateway>, connection: quinn::Connection, peer: NodeId) {
-    while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(gateway.clone().serve(peer, send, recv));
-    }
-}
-
 impl Gateway {
     /// Serves one call stream the neighbour `from` opened: as the provider, or as
     /// a relay.
-    async fn serve(self: Arc<Self>, from: NodeId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        from: NodeId,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
         let head = match tokio::time::timeout(
             CALL_HEAD_TIMEOUT,
             read_message::<CallHead>(&mut recv, MAX_CALL_HEAD_BYTES),
@@ -76,20 +74,8 @@ impl Gateway {
             return Err(fail(403, format!("a call of {} cannot come from {from}", head.id.node)));
         }
         let grant = &head.grant;
-        let digest =
-            cascade_protocol::codec::encode(grant).map(|b| *blake3::hash(&b).as_bytes()).unwrap_or_default();
-        let known = self.verified.lock().is_ok_and(|v| v.contains(&digest));
-        let signed = known
-            || (grant.provider_node == head.provider_node
-                && self.signed_by(head.provider_node, |keys| grant.verify(keys)).await);
-        if grant.provider_node != head.provider_node || !signed {
+        if grant.provider_node != head.provider_node || !self.grant_signed(grant).await {
             return Err(fail(403, format!("grant {} is not signed by {}", grant.id, head.provider_node)));
-        }
-        if let (false, Ok(mut verified)) = (known, self.verified.lock()) {
-            if verified.len() >= CACHE_KEPT {
-                verified.clear();
-            }
-            verified.insert(digest);
         }
         if !grant.is_current(unix_millis() / 1000) {
             return Err(fail(403, format!("grant {} expired at {}", grant.id, grant.expires_at)));
@@ -98,6 +84,26 @@ impl Gateway {
             return Err(fail(403, format!("grant {} does not cover this call", grant.id)));
         }
         Ok(())
+    }
+
+    /// Whether `grant` is signed by its provider's node (remembered once
+    /// verified: a grant is presented call after call, chunk after chunk).
+    pub(crate) async fn grant_signed(&self, grant: &cascade_protocol::workflow::Grant) -> bool {
+        let digest =
+            cascade_protocol::codec::encode(grant).map(|b| *blake3::hash(&b).as_bytes()).unwrap_or_default();
+        if self.verified.lock().is_ok_and(|v| v.contains(&digest)) {
+            return true;
+        }
+        if !self.signed_by(grant.provider_node, |keys| grant.verify(keys)).await {
+            return false;
+        }
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= CACHE_KEPT {
+                verified.clear();
+            }
+            verified.insert(digest);
+        }
+        true
     }
 
     /// Passes a call on toward its provider, after checking it: the head is read

@@ -1,0 +1,231 @@
+//! Dataset routes (数据对接): a cataloger of an entry's provider publishes
+//! versions at the entry's origin (`PUT …/versions`, the body streamed); anyone
+//! signed in lists the versions a node knows; a consumer holding a grant starts
+//! a fetch to its own node (`POST …/versions/{v}/fetch`), follows it
+//! (`GET /api/v1/fetches/{id}`) and reads the content there, with ranges
+//! (`GET …/versions/{v}/content`). The core authorizes and audits publishing
+//! and fetching; a refused read of content is audited too.
+
+use crate::body::{stream_in, stream_out, OptionalJsonBody};
+use crate::caller::Caller;
+use crate::error::ApiError;
+use crate::routes::AppState;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cascade_access::Permission;
+use cascade_chunks::store::hex;
+use cascade_protocol::dataset::Manifest;
+use cascade_protocol::service::EntryRef;
+use cascade_protocol::NodeId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A version as the API shows it: hashes in hex.
+fn view(m: &Manifest) -> Value {
+    json!({
+        "origin": m.entry.origin,
+        "code": m.entry.code,
+        "version": m.version,
+        "previous": m.previous.as_ref().map(hex),
+        "size": m.size,
+        "content_hash": hex(&m.content_hash),
+        "media_type": m.media_type,
+        "csv": m.csv,
+        "chunks": m.chunks,
+        "lists": m.lists.iter().map(hex).collect::<Vec<_>>(),
+        "published_ms": m.published_ms,
+    })
+}
+
+fn entry_of(origin: &str, code: String) -> Result<EntryRef, ApiError> {
+    let origin: NodeId = origin.parse().map_err(|e| ApiError::field("origin", format!("{e}")))?;
+    cascade_protocol::catalog::validate_resource_code(&code).map_err(|e| ApiError::field("code", e))?;
+    Ok(EntryRef { origin, code })
+}
+
+/// `PUT /api/v1/datasets/{origin}/{code}/versions`: publishes the body as the
+/// entry's next version (at the entry's origin only); `Content-Type` is its
+/// media type.
+pub(crate) async fn push(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((origin, code)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let entry = entry_of(&origin, code)?;
+    let me = state.node.identity().id;
+    if entry.origin != me {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "versions of {}'s entries are published at {}, not here ({me})",
+                entry.origin, entry.origin
+            ),
+        ));
+    }
+    let (parts, body) = request.into_parts();
+    let media_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let manifest = state.node.push_version(who, entry.code, media_type, stream_in(body)).await?;
+    Ok((StatusCode::CREATED, Json(view(&manifest))).into_response())
+}
+
+/// `GET /api/v1/datasets/{origin}/{code}/versions`: the versions this node
+/// knows, newest first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((origin, code)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    state.node.check(&who, Permission::Read).await?;
+    let versions = state.node.versions(entry_of(&origin, code)?).await?;
+    let versions: Vec<Value> = versions.iter().map(view).collect();
+    Ok(Json(json!({"versions": versions, "returned": versions.len()})).into_response())
+}
+
+/// `GET /api/v1/datasets/{origin}/{code}/versions/{v}`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((origin, code, version)): Path<(String, String, u64)>,
+) -> Result<Response, ApiError> {
+    state.node.check(&who, Permission::Read).await?;
+    match state.node.version(entry_of(&origin, code)?, version).await? {
+        Some(m) => Ok(Json(view(&m)).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no version {version} known here"))),
+    }
+}
+
+/// What a fetch may name: the grant to present (default: the caller's
+/// organization's valid grant for the entry).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FetchBody {
+    grant: Option<String>,
+}
+
+/// `POST /api/v1/datasets/{origin}/{code}/versions/{v}/fetch`: 202 with the job.
+pub(crate) async fn fetch(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((origin, code, version)): Path<(String, String, u64)>,
+    OptionalJsonBody(body): OptionalJsonBody<FetchBody>,
+) -> Result<Response, ApiError> {
+    let entry = entry_of(&origin, code)?;
+    let grant = body.unwrap_or_default().grant;
+    let job = state.node.start_fetch(who, entry, version, grant).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+/// `GET /api/v1/fetches`: the newest fetch jobs the caller may see.
+pub(crate) async fn jobs(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
+    state.node.check(&who, Permission::Read).await?;
+    let jobs = state.node.fetch_jobs(&who).await?;
+    Ok(Json(json!({"fetches": jobs, "returned": jobs.len()})).into_response())
+}
+
+/// `GET /api/v1/fetches/{id}`.
+pub(crate) async fn job(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.node.check(&who, Permission::Read).await?;
+    match state.node.fetch_job(&who, id).await? {
+        Some(job) => Ok(Json(job).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such fetch of yours here")),
+    }
+}
+
+/// A `Range` header's one range, resolved against `size` (`None` without one;
+/// several ranges are served whole, as RFC 9110 allows).
+fn range_of(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
+        (Some(start), None) if b.is_empty() => (start, size),
+        (Some(start), Some(last)) if last >= start => (start, last.saturating_add(1).min(size)),
+        (None, Some(suffix)) if a.is_empty() && suffix > 0 => (size.saturating_sub(suffix), size),
+        _ => return Err(()),
+    };
+    if range.0 >= size {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// `GET /api/v1/datasets/{origin}/{code}/versions/{v}/content`: the content, at a
+/// node holding all of it, to the provider or a grantee; one byte range on ask.
+pub(crate) async fn content(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((origin, code, version)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let content = state.node.content(&who, entry_of(&origin, code)?, version).await?;
+    let size = content.manifest.size;
+    let media = HeaderValue::try_from(content.manifest.media_type.as_str())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let etag = HeaderValue::try_from(format!("\"{}\"", hex(&content.manifest.content_hash)));
+    let (status, start, end) = match range_of(&headers, size) {
+        Ok(None) => (StatusCode::OK, 0, size),
+        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Err(()) => {
+            let mut response =
+                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "no such byte range").into_response();
+            if let Ok(v) = HeaderValue::try_from(format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(response);
+        }
+    };
+    let mut response = Response::new(stream_out(state.node.stream_content(content, start, end)));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, media);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    if let Ok(etag) = etag {
+        h.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::try_from(format!("bytes {start}-{}/{size}", end - 1)) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
+        range_of(&h, size)
+    }
+
+    #[test]
+    fn byte_ranges_resolve_against_the_size_and_bad_ones_are_unsatisfiable() {
+        assert_eq!(range("bytes=0-99", 1000), Ok(Some((0, 100))));
+        assert_eq!(range("bytes=900-", 1000), Ok(Some((900, 1000))));
+        assert_eq!(range("bytes=-10", 1000), Ok(Some((990, 1000))));
+        assert_eq!(range("bytes=990-5000", 1000), Ok(Some((990, 1000))));
+        assert_eq!(range("bytes=0-1,5-6", 1000), Ok(None));
+        assert_eq!(range("bytes=1000-", 1000), Err(()));
+        assert_eq!(range("bytes=5-1", 1000), Err(()));
+        assert_eq!(range("bytes=x-", 1000), Err(()));
+    }
+}

@@ -1,0 +1,420 @@
+//! Fetch jobs: a consumer's node brings a dataset version home. The job asks
+//! for the chunks it lacks (the list pieces first, then the data chunks, many in
+//! flight) along the tree toward the origin, keeps each once every group of it
+//! checked out, and ends by checking the whole content against the manifest.
+//! Its record survives restarts; the chunk store says what is already held, so
+//! a resumed job asks only for the rest.
+
+use super::serve::PullError;
+use super::{Datasets, FETCH_IN_FLIGHT};
+use crate::driver::unix_millis;
+use crate::node::Node;
+use cascade_access::Principal;
+use cascade_chunks::{ChunkRef, Hash};
+use cascade_core::{Command, CommandError, GrantRecord, Reply, StateStore};
+use cascade_protocol::dataset::{ChunkRequest, Manifest};
+use cascade_protocol::service::EntryRef;
+use cascade_protocol::workflow::{Grant, Resource};
+use cascade_store::{FetchJob, FetchState};
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, info_span, warn, Instrument};
+
+/// Tries for one chunk before the fetch fails: a bad copy or a refusal other
+/// than 403 is asked for again (from the origin itself after a bad copy).
+const CHUNK_TRIES: u32 = 6;
+/// Longest wait between two tries while the way to the origin is down: the
+/// fetch resumes within this of the link's return.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a running job's progress is written.
+const PROGRESS_EVERY_MS: u64 = 1_000;
+
+/// A job as the API shows it: its record, and for a running one the rate of
+/// its current run and the time left at that rate.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FetchView {
+    /// The record.
+    #[serde(flatten)]
+    pub job: FetchJob,
+    /// Bytes a second since this run started (since the node's last start).
+    pub rate: f64,
+    /// Seconds left at that rate.
+    pub eta_seconds: Option<f64>,
+}
+
+/// Why one chunk could not be fetched.
+enum Gave {
+    /// Refused for good (no valid grant).
+    Refused(String),
+    /// Tried `CHUNK_TRIES` times.
+    Tries(String),
+}
+
+impl Datasets {
+    fn job(&self, id: &str) -> Option<FetchJob> {
+        self.jobs.lock().ok().and_then(|j| j.get(id).cloned())
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut FetchJob)) -> Option<FetchJob> {
+        let mut jobs = self.jobs.lock().ok()?;
+        let job = jobs.get_mut(id)?;
+        change(job);
+        Some(job.clone())
+    }
+
+    fn save(&self, job: &FetchJob) {
+        if let Err(e) = self.store.save_fetch(job) {
+            warn!(job = %job.id, error = %e, "fetch progress not saved");
+        }
+    }
+
+    /// Ends a job in `state`.
+    fn finish(&self, id: &str, state: FetchState, reason: Option<String>) {
+        let ended = self.update(id, |job| {
+            job.state = state;
+            job.reason = reason;
+            job.finished_ms = Some(unix_millis());
+        });
+        if let Some(job) = ended {
+            self.save(&job);
+            let _ = self.store.flush();
+            info!(job = %job.id, state = ?job.state, transferred = job.bytes_transferred, "fetch ended");
+            if let Ok(mut jobs) = self.jobs.lock() {
+                jobs.remove(id);
+            }
+            if let Ok(mut runs) = self.run_started.lock() {
+                runs.remove(id);
+            }
+        }
+    }
+
+    /// Brings one chunk here (unless held), trying again after a bad copy or a
+    /// lost link; counts what crossed the network into `moved`.
+    async fn ensure(&self, mut req: ChunkRequest, moved: &AtomicU64) -> Result<(), Gave> {
+        let mut tries = 0;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.pull(&req, None, true, moved).await {
+                Ok(()) => return Ok(()),
+                Err(PullError::Refused(reply)) if reply.status == 403 => {
+                    return Err(Gave::Refused(format!(
+                        "{} refused: {}",
+                        reply.by,
+                        reply.reason.unwrap_or_default()
+                    )));
+                }
+                Err(PullError::Link(why)) => {
+                    // The way is down: wait for it, without counting a try.
+                    tracing::debug!(%why, "chunk fetch waits for the link");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    if let PullError::Corrupt(partial) = &e {
+                        warn!(%partial, "a bad copy arrived; asking the origin itself");
+                        req.from_origin = true;
+                    }
+                    tries += 1;
+                    if tries >= CHUNK_TRIES {
+                        return Err(Gave::Tries(e.to_string()));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Runs (or resumes) a job to its end.
+    pub(crate) async fn run(self: Arc<Self>, id: String, grant: Grant, manifest: Manifest) {
+        let _permit = self.running.clone().acquire_owned().await;
+        let span = info_span!("fetch", job = %id, entry = %format!("{}:{}", manifest.entry.origin, manifest.entry.code), version = manifest.version);
+        async move {
+            match self.clone().fetch_all(&id, grant, &manifest).await {
+                Ok(()) => self.finish(&id, FetchState::Done, None),
+                Err(reason) => self.finish(&id, FetchState::Failed, Some(reason)),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn fetch_all(self: Arc<Self>, id: &str, grant: Grant, manifest: &Manifest) -> Result<(), String> {
+        let request = |hash: Hash| ChunkRequest {
+            entry: manifest.entry.clone(),
+            version: manifest.version,
+            hash,
+            requester: self.me,
+            grant: Some(grant.clone()),
+            from_origin: false,
+        };
+        let moved = AtomicU64::new(0);
+        let give = |g: Gave| match g {
+            Gave::Refused(r) => r,
+            Gave::Tries(r) => format!("gave up after {CHUNK_TRIES} tries: {r}"),
+        };
+        for piece in &manifest.lists {
+            if !self.held(piece).await {
+                self.ensure(request(*piece), &moved).await.map_err(give)?;
+            }
+        }
+        let this = self.clone();
+        let m = manifest.clone();
+        let list: Vec<ChunkRef> = tokio::task::spawn_blocking(move || this.chunk_list(&m))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+            .ok_or("the chunk list does not match the manifest")?;
+        let mut missing = Vec::new();
+        let (mut done, mut done_bytes) = (0u64, 0u64);
+        for c in &list {
+            if self.held(&c.hash).await {
+                done += 1;
+                done_bytes += c.len as u64;
+            } else if !missing.iter().any(|m: &ChunkRef| m.hash == c.hash) {
+                missing.push(*c);
+            }
+        }
+        let base = self.update(id, |job| {
+            job.chunks_total = manifest.chunks;
+            job.bytes_total = manifest.size;
+            job.chunks_done = done;
+            job.bytes_done = done_bytes;
+        });
+        let Some(base) = base else { return Err("the job is gone".into()) };
+        if let Ok(mut runs) = self.run_started.lock() {
+            runs.insert(id.to_string(), (unix_millis(), done_bytes));
+        }
+        self.save(&base);
+        let transferred_before = base.bytes_transferred;
+        let mut saved_ms = unix_millis();
+        let mut pulls = futures_util::stream::iter(missing.into_iter().map(|c| {
+            let req = request(c.hash);
+            let this = self.clone();
+            let moved = &moved;
+            async move { this.ensure(req, moved).await.map(|()| c) }
+        }))
+        .buffer_unordered(FETCH_IN_FLIGHT);
+        while let Some(result) = pulls.next().await {
+            let c = result.map_err(give)?;
+            // Chunks repeated in the list are counted once each occurrence.
+            let times = list.iter().filter(|l| l.hash == c.hash).count() as u64;
+            let now = self.update(id, |job| {
+                job.chunks_done += times;
+                job.bytes_done += times * c.len as u64;
+                job.bytes_transferred = transferred_before + moved.load(Ordering::Relaxed);
+            });
+            if let Some(job) = now.filter(|_| unix_millis() >= saved_ms + PROGRESS_EVERY_MS) {
+                self.save(&job);
+                saved_ms = unix_millis();
+            }
+        }
+        drop(pulls);
+        self.update(id, |job| job.bytes_transferred = transferred_before + moved.load(Ordering::Relaxed));
+        // The whole content, read back from the store, must be what the origin signed.
+        let this = self.clone();
+        let hash = tokio::task::spawn_blocking(move || this.content_hash(&list))
+            .await
+            .map_err(|e| e.to_string())??;
+        if hash != manifest.content_hash {
+            return Err("the reassembled content does not match the manifest's hash".into());
+        }
+        Ok(())
+    }
+
+    async fn held(&self, hash: &Hash) -> bool {
+        let chunks = self.chunks.clone();
+        let hash = *hash;
+        tokio::task::spawn_blocking(move || chunks.has(&hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false)
+    }
+
+    /// BLAKE3 of the content as this node holds it (blocking).
+    fn content_hash(&self, list: &[ChunkRef]) -> Result<Hash, String> {
+        let mut whole = blake3::Hasher::new();
+        for c in list {
+            let mut reader =
+                self.chunks.reader(&c.hash).map_err(|e| e.to_string())?.ok_or("a chunk went missing")?;
+            while let Some(group) = reader.next_group().map_err(|e| e.to_string())? {
+                whole.update(&group);
+            }
+        }
+        Ok(*whole.finalize().as_bytes())
+    }
+
+    /// Starts running a job (recorded first).
+    fn launch(self: &Arc<Self>, job: FetchJob, grant: Grant, manifest: Manifest) {
+        self.save(&job);
+        let id = job.id.clone();
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.insert(id.clone(), job);
+        }
+        tokio::spawn(self.clone().run(id, grant, manifest));
+    }
+
+    /// A job's view: its record (live when running), rate and time left.
+    pub(crate) fn view(&self, job: FetchJob) -> FetchView {
+        let live = self.job(&job.id).unwrap_or(job);
+        let started = self.run_started.lock().ok().and_then(|r| r.get(&live.id).copied());
+        let (rate, eta) = match (live.state, started) {
+            (FetchState::Running, Some((at_ms, done_at_start))) => {
+                let secs = unix_millis().saturating_sub(at_ms) as f64 / 1000.0;
+                let rate = if secs > 0.0 {
+                    live.bytes_done.saturating_sub(done_at_start) as f64 / secs
+                } else {
+                    0.0
+                };
+                let left = live.bytes_total.saturating_sub(live.bytes_done) as f64;
+                (rate, (rate > 0.0).then(|| left / rate))
+            }
+            _ => (0.0, None),
+        };
+        FetchView { job: live, rate, eta_seconds: eta }
+    }
+}
+
+/// Resumes the fetch jobs a previous run of the node left running.
+pub(crate) async fn resume_fetches(datasets: Arc<Datasets>) {
+    let store = datasets.store.clone();
+    let jobs = match tokio::task::spawn_blocking(move || store.fetch_jobs(true)).await {
+        Ok(Ok(jobs)) => jobs,
+        _ => return,
+    };
+    for job in jobs {
+        let (store, id, entry, version) =
+            (datasets.store.clone(), job.grant.clone(), job.entry.clone(), job.version);
+        let found = tokio::task::spawn_blocking(move || {
+            Ok::<_, cascade_core::StoreError>((
+                store.grant(&id)?,
+                store.manifest(entry.origin, &entry.code, Some(version))?,
+            ))
+        })
+        .await;
+        match found {
+            Ok(Ok((Some(record), Some(manifest)))) => {
+                info!(job = %job.id, "resuming a fetch");
+                datasets.launch(job, record.grant, manifest);
+            }
+            _ => {
+                if let Ok(mut jobs) = datasets.jobs.lock() {
+                    jobs.insert(job.id.clone(), job.clone());
+                }
+                datasets.finish(&job.id, FetchState::Failed, Some("its grant or version is gone".into()));
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Starts fetching a version of `entry` to this node for `by`'s
+    /// organization, with `grant` (or the organization's valid grant for the
+    /// entry); a fetch of the same version already running is answered instead.
+    pub async fn start_fetch(
+        &self,
+        by: Principal,
+        entry: EntryRef,
+        version: u64,
+        grant: Option<String>,
+    ) -> Result<FetchView, CommandError> {
+        let datasets = self.datasets();
+        let me = self.identity().id;
+        if entry.origin == me {
+            return Err(CommandError::Conflict(
+                "the version is published at this node: nothing to fetch".into(),
+            ));
+        }
+        let org = by.organization.clone().unwrap_or_default();
+        let (e, o) = (entry.clone(), org.clone());
+        let (manifest, held) = self
+            .read(crate::query::ReadKind::Directory, move |store| {
+                let manifest = store.manifest(e.origin, &e.code, Some(version))?;
+                let held = store.grants_for(me, &o, &Resource::Entry(e))?;
+                Ok((manifest, held))
+            })
+            .await?;
+        let manifest = manifest.ok_or_else(|| {
+            CommandError::NotFound(format!(
+                "{me} knows no version {version} of {}:{}",
+                entry.origin, entry.code
+            ))
+        })?;
+        let now = unix_millis() / 1000;
+        let grant = match grant {
+            Some(id) => id,
+            None => {
+                held.iter().find(|r: &&GrantRecord| r.is_valid(now)).map(|r| r.grant.id.clone()).ok_or_else(
+                    || {
+                        CommandError::Forbidden(format!(
+                            "{org} holds no valid grant for {}:{}",
+                            entry.origin, entry.code
+                        ))
+                    },
+                )?
+            }
+        };
+        let command = Command::StartFetch { grant, entry: entry.clone(), version };
+        let record = match self.execute(by.clone(), command).await? {
+            Reply::Grant(record) => *record,
+            other => return Err(crate::api::unexpected(other)),
+        };
+        let running = datasets
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|jobs| jobs.values().find(|j| j.entry == entry && j.version == version).cloned());
+        if let Some(job) = running {
+            return Ok(datasets.view(job));
+        }
+        let started_ms = unix_millis();
+        let n = datasets.next_job.fetch_add(1, Ordering::Relaxed);
+        let job = FetchJob {
+            id: format!("f{started_ms:013}-{n}"),
+            entry,
+            version,
+            grant: record.grant.id.clone(),
+            by: by.actor.clone(),
+            organization: record.grant.grantee.clone(),
+            state: FetchState::Running,
+            reason: None,
+            chunks_total: manifest.chunks,
+            chunks_done: 0,
+            bytes_total: manifest.size,
+            bytes_done: 0,
+            bytes_transferred: 0,
+            started_ms,
+            finished_ms: None,
+        };
+        datasets.launch(job.clone(), record.grant, manifest);
+        Ok(datasets.view(job))
+    }
+
+    /// A fetch job of this node, if `by` may see it (an administrator or auditor,
+    /// or an account of the organization it is for).
+    pub async fn fetch_job(&self, by: &Principal, id: String) -> Result<Option<FetchView>, CommandError> {
+        let datasets = self.datasets();
+        let job = match datasets.job(&id) {
+            Some(job) => Some(job),
+            None => self.read(crate::query::ReadKind::Directory, move |store| store.fetch_job(&id)).await?,
+        };
+        Ok(job.filter(|j| sees_job(by, j)).map(|j| datasets.view(j)))
+    }
+
+    /// The newest fetch jobs `by` may see.
+    pub async fn fetch_jobs(&self, by: &Principal) -> Result<Vec<FetchView>, CommandError> {
+        let datasets = self.datasets();
+        let jobs = self.read(crate::query::ReadKind::Directory, move |store| store.fetch_jobs(false)).await?;
+        Ok(jobs.into_iter().filter(|j| sees_job(by, j)).map(|j| datasets.view(j)).collect())
+    }
+}
+
+fn sees_job(by: &Principal, job: &FetchJob) -> bool {
+    use cascade_access::Role;
+    by.has(Role::Admin)
+        || by.has(Role::Auditor)
+        || by.organization.as_deref() == Some(job.organization.as_str())
+}

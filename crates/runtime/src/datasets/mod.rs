@@ -1,0 +1,210 @@
+//! Data docking (数据对接): dataset versions published at their origin as
+//! chunks and a signed manifest (`publish`), chunk streams served, passed on and
+//! cached along the tree (`serve`), fetch jobs that bring a version to a
+//! consumer's node and survive restarts (`fetch`), and the reassembled content
+//! read back with ranges (`content`).
+//!
+//! A chunk request travels hop by hop toward the entry's origin on a stream of
+//! its own over the existing QUIC links; the first hop that holds the chunk
+//! answers. Every hop checks the grant presented before it serves or passes a
+//! request on, and checks every 16 KiB group of the answer against the chunk's
+//! address before it keeps it or passes it on: a hub caches what it verified,
+//! so a version crosses each link once however many nodes below fetch it.
+
+mod content;
+mod fetch;
+mod publish;
+mod serve;
+
+pub use content::Content;
+pub(crate) use fetch::resume_fetches;
+pub use fetch::FetchView;
+
+use crate::driver::Message;
+use crate::gateway::Gateway;
+use cascade_chunks::list::{self, ChunkRef};
+use cascade_chunks::{ChunkStore, Hash};
+use cascade_protocol::dataset::Manifest;
+use cascade_protocol::NodeId;
+use cascade_store::{FetchJob, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// Chunk requests a node serves or passes on at once (for all its neighbours);
+/// beyond, a request is answered 503 at once and the requester retries.
+pub const MAX_CHUNK_STREAMS: usize = 128;
+/// Chunk requests one fetch keeps in flight: enough to fill a long link's
+/// bandwidth-delay product (8 × 512 KiB = 4 MiB in flight), few enough that a
+/// crash re-transfers little (at most one chunk per request in flight).
+pub const FETCH_IN_FLIGHT: usize = 8;
+/// Fetches that run at once on a node; more wait their turn.
+pub const MAX_RUNNING_FETCHES: usize = 4;
+/// Versions being published at once on a node (each cuts and hashes on a core).
+pub const MAX_PUSHES: usize = 2;
+/// How long a hop waits for a request's head, or for the next bytes of a
+/// chunk, before it gives the stream up.
+pub const CHUNK_IDLE: Duration = Duration::from_secs(30);
+/// Chunk lists of versions kept decoded (a hub checks every request against
+/// its version's list): 64 versions of 1 GiB are ~128k hashes.
+const LISTS_KEPT: usize = 64;
+
+/// A version: its entry's origin and code, and its number.
+type VersionKey = (NodeId, String, u64);
+
+/// What a node's data docking counts, for metrics and for tests that count what
+/// crossed a link.
+#[derive(Default)]
+pub(crate) struct ChunkCounters {
+    /// Chunk bytes sent to neighbours (from this node's store or passed on).
+    pub(crate) bytes_served: AtomicU64,
+    /// Of which served from this node's own store.
+    pub(crate) bytes_served_held: AtomicU64,
+    /// Chunk bytes received from neighbours.
+    pub(crate) bytes_received: AtomicU64,
+    /// Chunk requests refused here.
+    pub(crate) refused: AtomicU64,
+    /// Chunks that arrived with a group not matching its address (dropped and
+    /// asked for again).
+    pub(crate) corrupt: AtomicU64,
+}
+
+impl ChunkCounters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> DatasetCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DatasetCounters {
+            bytes_served: get(&self.bytes_served),
+            bytes_served_held: get(&self.bytes_served_held),
+            bytes_received: get(&self.bytes_received),
+            refused: get(&self.refused),
+            corrupt: get(&self.corrupt),
+        }
+    }
+}
+
+cascade_metrics::counters! {
+    /// What this node's data docking moved and refused.
+    pub struct DatasetCounters {
+        /// Chunk bytes this node sent to neighbours (from its store or passed on).
+        bytes_served => counter "cascade_chunk_bytes_served_total",
+        /// Of those, the bytes served from this node's own store (its own
+        /// versions, or a hub's cache).
+        bytes_served_held => counter "cascade_chunk_bytes_served_held_total",
+        /// Chunk bytes this node received from neighbours.
+        bytes_received => counter "cascade_chunk_bytes_received_total",
+        /// Chunk requests refused here (no valid grant, unknown version, not a
+        /// chunk of it).
+        refused => counter "cascade_chunk_requests_refused_total",
+        /// Chunks that arrived with bytes not matching their address (dropped).
+        corrupt => counter "cascade_chunks_corrupt_total",
+    }
+}
+
+/// Everything the data docking of one node shares.
+pub(crate) struct Datasets {
+    me: NodeId,
+    store: Store,
+    pub(crate) chunks: Arc<dyn ChunkStore>,
+    gateway: Arc<Gateway>,
+    inbox: mpsc::Sender<Message>,
+    /// Chunks being pulled from a neighbour right now: a second request for one
+    /// waits for the first instead of crossing the link again.
+    pulling: Mutex<HashMap<Hash, watch::Receiver<bool>>>,
+    /// Decoded chunk lists of versions, by entry origin, code and version.
+    lists: Mutex<HashMap<VersionKey, Arc<HashSet<Hash>>>>,
+    serving: Arc<Semaphore>,
+    running: Arc<Semaphore>,
+    pushes: Arc<Semaphore>,
+    /// The jobs this node runs, by id, as they stand.
+    jobs: Mutex<HashMap<String, FetchJob>>,
+    next_job: AtomicU64,
+    /// When each running job's current run started (ms) and the bytes it held
+    /// then: its rate.
+    run_started: Mutex<HashMap<String, (u64, u64)>>,
+    pub(crate) counters: ChunkCounters,
+    /// Test hook: flip a byte in the next `n` chunks this node passes on.
+    pub(crate) flip_next: AtomicU64,
+}
+
+impl Datasets {
+    pub(crate) fn new(
+        me: NodeId,
+        store: Store,
+        chunks: Arc<dyn ChunkStore>,
+        gateway: Arc<Gateway>,
+        inbox: mpsc::Sender<Message>,
+    ) -> Datasets {
+        Datasets {
+            me,
+            store,
+            chunks,
+            gateway,
+            inbox,
+            pulling: Mutex::new(HashMap::new()),
+            lists: Mutex::new(HashMap::new()),
+            serving: Arc::new(Semaphore::new(MAX_CHUNK_STREAMS)),
+            running: Arc::new(Semaphore::new(MAX_RUNNING_FETCHES)),
+            pushes: Arc::new(Semaphore::new(MAX_PUSHES)),
+            jobs: Mutex::new(HashMap::new()),
+            next_job: AtomicU64::new(1),
+            run_started: Mutex::new(HashMap::new()),
+            counters: ChunkCounters::default(),
+            flip_next: AtomicU64::new(0),
+        }
+    }
+
+    /// The chunks of `manifest`'s version, in order, read from the list pieces
+    /// this node holds (`None` while one is missing). Blocking: disk reads.
+    fn chunk_list(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Option<Vec<ChunkRef>>, cascade_chunks::ChunkStoreError> {
+        let mut out = Vec::with_capacity(manifest.chunks as usize);
+        for piece in &manifest.lists {
+            let Some(mut reader) = self.chunks.reader(piece)? else { return Ok(None) };
+            let mut bytes = Vec::new();
+            while let Some(group) = reader.next_group()? {
+                bytes.extend_from_slice(&group);
+            }
+            match list::decode(&bytes, cascade_chunks::cut::MAX_CHUNK_BYTES) {
+                Ok(refs) => out.extend(refs),
+                Err(_) => return Ok(None),
+            }
+        }
+        let fits = out.len() as u64 == manifest.chunks
+            && out.iter().map(|c| c.len as u64).sum::<u64>() == manifest.size;
+        Ok(fits.then_some(out))
+    }
+
+    /// Whether `hash` is one of the chunks (or list pieces) of `manifest`'s
+    /// version, when this node holds its list (`None` when it does not).
+    /// Blocking: may read the list pieces.
+    fn in_version(&self, manifest: &Manifest, hash: &Hash) -> Option<bool> {
+        if manifest.lists.contains(hash) {
+            return Some(true);
+        }
+        let key = (manifest.entry.origin, manifest.entry.code.clone(), manifest.version);
+        let known = self.lists.lock().ok().and_then(|l| l.get(&key).cloned());
+        let set = match known {
+            Some(set) => set,
+            None => {
+                let refs = self.chunk_list(manifest).ok().flatten()?;
+                let set: Arc<HashSet<Hash>> = Arc::new(refs.iter().map(|c| c.hash).collect());
+                if let Ok(mut lists) = self.lists.lock() {
+                    if lists.len() >= LISTS_KEPT {
+                        lists.clear();
+                    }
+                    lists.insert(key, set.clone());
+                }
+                set
+            }
+        };
+        Some(set.contains(hash))
+    }
+}

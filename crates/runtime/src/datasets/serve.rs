@@ -1,0 +1,442 @@
+//! Chunk streams: a neighbour asks for a chunk on behalf of a requester below
+//! or above it. This node checks the request, then answers from its own store,
+//! or passes the request on toward the entry's origin and the answer back,
+//! checking every group on the way and keeping a copy when it may serve it
+//! later (a caching hub).
+
+use super::{ChunkCounters, Datasets, CHUNK_IDLE};
+use crate::driver::{unix_millis, Message};
+use cascade_access::Principal;
+use cascade_chunks::tree::group_len;
+use cascade_chunks::{Hash, Verifier};
+use cascade_core::{admit_chunk, ChunkRefusal, Command};
+use cascade_protocol::call::call_next_hop;
+use cascade_protocol::dataset::{
+    ChunkReply, ChunkRequest, StreamKind, MAX_CHUNK_REPLY_BYTES, MAX_CHUNK_REQUEST_BYTES,
+};
+use cascade_protocol::routed::Route;
+use cascade_protocol::NodeId;
+use cascade_transport::{read_message, write_message};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info_span, Instrument};
+
+/// Why a chunk could not be pulled from the next hop.
+#[derive(Debug)]
+pub(crate) enum PullError {
+    /// A hop refused (or did not hold it): its answer.
+    Refused(ChunkReply),
+    /// A group did not match the chunk's address: dropped (a hop or the link
+    /// altered it, or a hop's copy rotted).
+    Corrupt(String),
+    /// The next hop could not be reached or the stream broke.
+    Link(String),
+    /// This node's chunk store failed.
+    Store(String),
+}
+
+impl std::fmt::Display for PullError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PullError::Refused(r) => {
+                write!(f, "{} refused ({}): {}", r.by, r.status, r.reason.as_deref().unwrap_or(""))
+            }
+            PullError::Corrupt(why) => write!(f, "a bad copy arrived: {why}"),
+            PullError::Link(why) => write!(f, "link: {why}"),
+            PullError::Store(why) => write!(f, "chunk store: {why}"),
+        }
+    }
+}
+
+fn short(hash: &Hash) -> String {
+    cascade_chunks::store::hex(hash)[..12].to_string()
+}
+
+/// Marks a chunk as no longer being pulled (and wakes those waiting) however
+/// the pull ends.
+struct Pulling<'a> {
+    datasets: &'a Datasets,
+    hash: Hash,
+    done: watch::Sender<bool>,
+}
+
+impl Drop for Pulling<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pulling) = self.datasets.pulling.lock() {
+            pulling.remove(&self.hash);
+        }
+        let _ = self.done.send(true);
+    }
+}
+
+impl Datasets {
+    /// A refusal from this node.
+    fn refusal(&self, status: u16, reason: impl Into<String>) -> ChunkReply {
+        ChunkReply { status, by: self.me, reason: Some(reason.into()), len: 0, outboard: Vec::new() }
+    }
+
+    /// Serves one chunk stream the neighbour `from` opened.
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        from: NodeId,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
+        let read = read_message::<ChunkRequest>(&mut recv, MAX_CHUNK_REQUEST_BYTES);
+        let req = match tokio::time::timeout(CHUNK_IDLE, read).await {
+            Ok(Ok(Some((req, _)))) => req,
+            _ => return,
+        };
+        let span = info_span!("chunk", hash = %short(&req.hash), from = %from, requester = %req.requester);
+        async move {
+            let Ok(_permit) = self.serving.clone().try_acquire_owned() else {
+                let busy = self.refusal(503, format!("{} is serving too many chunk requests", self.me));
+                let _ = write_message(&mut send, &busy).await;
+                let _ = send.finish();
+                return;
+            };
+            let cacheable = match self.admit(from, &req).await {
+                Ok(cacheable) => cacheable,
+                Err(refusal) => {
+                    self.refused(from, &req, &refusal);
+                    let _ = write_message(&mut send, &self.refusal(refusal.status, refusal.reason)).await;
+                    let _ = send.finish();
+                    return;
+                }
+            };
+            let origin = req.entry.origin == self.me;
+            let result = if origin || (cacheable && !req.from_origin) {
+                self.answer_held(&req, &mut send, origin).await
+            } else {
+                self.pass_on(&req, &mut send).await
+            };
+            match result {
+                Ok(()) => {
+                    let _ = send.finish();
+                }
+                Err(e) => {
+                    debug!(error = %e, "chunk request not served");
+                    let _ = send.reset(0u32.into());
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Answers from this node's store; a caching hub that does not hold the
+    /// chunk pulls it first (once, however many ask at once).
+    async fn answer_held(
+        &self,
+        req: &ChunkRequest,
+        send: &mut quinn::SendStream,
+        origin: bool,
+    ) -> Result<(), PullError> {
+        loop {
+            if self.has(&req.hash).await? {
+                return self.send_held(req.hash, send).await;
+            }
+            if origin {
+                let missing = self.refusal(404, format!("{} does not hold this chunk", self.me));
+                write_message(send, &missing).await.map_err(|e| PullError::Link(e.to_string()))?;
+                return Ok(());
+            }
+            match self.pull_once(req).await {
+                // Pulled here, or by the pull this one waited for: serve it.
+                Ok(()) => continue,
+                Err(PullError::Refused(reply)) => {
+                    write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let reply = self
+                        .refusal(if matches!(e, PullError::Corrupt(_)) { 502 } else { 504 }, e.to_string());
+                    write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Pulls a chunk into this node's store from the next hop toward its
+    /// origin, unless a pull of it is already under way (then waits for that
+    /// one). `Ok` means the chunk may now be held: check.
+    pub(crate) async fn pull_once(&self, req: &ChunkRequest) -> Result<(), PullError> {
+        let waiting = {
+            let mut pulling = self.pulling.lock().map_err(|_| PullError::Store("poisoned".into()))?;
+            match pulling.get(&req.hash) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(false);
+                    pulling.insert(req.hash, rx);
+                    Ok(tx)
+                }
+            }
+        };
+        match waiting {
+            Err(mut rx) => {
+                let _ = rx.wait_for(|done| *done).await;
+                Ok(())
+            }
+            Ok(done) => {
+                let _guard = Pulling { datasets: self, hash: req.hash, done };
+                self.pull(req, None, true, &AtomicU64::new(0)).await
+            }
+        }
+    }
+
+    /// Passes a request on toward the origin and its answer back, checking every
+    /// group, without keeping a copy.
+    async fn pass_on(&self, req: &ChunkRequest, send: &mut quinn::SendStream) -> Result<(), PullError> {
+        match self.pull(req, Some(send), false, &AtomicU64::new(0)).await {
+            Ok(_) => Ok(()),
+            Err(PullError::Refused(reply)) => {
+                write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks a request: it comes from the side of the node it names, and the
+    /// core admits its grant for a version this node knows; the chunk must be
+    /// one of that version's. Answers whether this node may keep and serve the
+    /// chunk itself (it knows the version's chunk list).
+    async fn admit(self: &Arc<Self>, from: NodeId, req: &ChunkRequest) -> Result<bool, ChunkRefusal> {
+        let refuse = |status, reason: String| ChunkRefusal { status, reason };
+        if call_next_hop(self.me, req.requester) != Route::Via(from) {
+            return Err(refuse(403, format!("a request of {} cannot come from {from}", req.requester)));
+        }
+        let signed = match &req.grant {
+            Some(grant) => self.gateway.grant_signed(grant).await,
+            None => false,
+        };
+        let this = self.clone();
+        let req = req.clone();
+        let now = unix_millis() / 1000;
+        tokio::task::spawn_blocking(move || {
+            let manifest = admit_chunk(&this.store, this.me, &req, signed, now)?;
+            match this.in_version(&manifest, &req.hash) {
+                Some(true) => Ok(true),
+                Some(false) => Err(refuse(403, "not a chunk of this version".into())),
+                None if req.entry.origin == this.me => {
+                    Err(refuse(404, "this version's chunk list is missing here".into()))
+                }
+                None => Ok(false),
+            }
+        })
+        .await
+        .map_err(|e| refuse(503, e.to_string()))?
+    }
+
+    /// The bytes as sent on: altered by one bit when the test hook asks this
+    /// node to play a relay that tampers with what it passes on.
+    fn test_flip<'b>(&self, bytes: &'b [u8]) -> std::borrow::Cow<'b, [u8]> {
+        let armed = !bytes.is_empty()
+            && self
+                .flip_next
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        if !armed {
+            return std::borrow::Cow::Borrowed(bytes);
+        }
+        let mut altered = bytes.to_vec();
+        altered[bytes.len() / 2] ^= 0x01;
+        std::borrow::Cow::Owned(altered)
+    }
+
+    /// Audits a refusal (by tally, in the core) and counts it.
+    fn refused(&self, from: NodeId, req: &ChunkRequest, refusal: &ChunkRefusal) {
+        ChunkCounters::add(&self.counters.refused, 1);
+        let reason = match refusal.status {
+            403 => "forbidden",
+            404 => "unknown",
+            _ => "other",
+        };
+        let detail = format!(
+            "chunk {} of {}:{} v{} for {}: {}",
+            short(&req.hash),
+            req.entry.origin,
+            req.entry.code,
+            req.version,
+            req.requester,
+            refusal.reason
+        );
+        let (reply, _) = oneshot::channel();
+        let command = Command::ChunkRefused { peer: from, reason, detail };
+        // A full inbox drops the record rather than stall the link: the tally
+        // of a flood is a summary anyway.
+        let _ = self.inbox.try_send(Message::Command { by: Principal::node(), command, reply });
+    }
+
+    async fn has(&self, hash: &Hash) -> Result<bool, PullError> {
+        let chunks = self.chunks.clone();
+        let hash = *hash;
+        tokio::task::spawn_blocking(move || chunks.has(&hash))
+            .await
+            .map_err(|e| PullError::Store(e.to_string()))?
+            .map_err(|e| PullError::Store(e.to_string()))
+    }
+
+    /// Sends a held chunk: its reply head, then its groups as they are read
+    /// (and checked) on the blocking pool, a few at a time.
+    async fn send_held(&self, hash: Hash, send: &mut quinn::SendStream) -> Result<(), PullError> {
+        let (head, mut groups) = self.read_groups(hash).await?;
+        let Some(verifier) = head else {
+            let missing = self.refusal(404, format!("{} does not hold this chunk", self.me));
+            return write_message(send, &missing)
+                .await
+                .map(|_| ())
+                .map_err(|e| PullError::Link(e.to_string()));
+        };
+        let reply = ChunkReply {
+            status: 200,
+            by: self.me,
+            reason: None,
+            len: verifier.len(),
+            outboard: verifier.outboard().to_vec(),
+        };
+        write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
+        while let Some(group) = groups.recv().await {
+            let group = group.map_err(PullError::Store)?;
+            send.write_all(&self.test_flip(&group)).await.map_err(|e| PullError::Link(e.to_string()))?;
+            ChunkCounters::add(&self.counters.bytes_served, group.len() as u64);
+            ChunkCounters::add(&self.counters.bytes_served_held, group.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Opens a held chunk and reads its groups on the blocking pool into a
+    /// short channel (the reader's memory is a few groups).
+    pub(crate) async fn read_groups(
+        &self,
+        hash: Hash,
+    ) -> Result<(Option<Verifier>, mpsc::Receiver<Result<Vec<u8>, String>>), PullError> {
+        let (tx, rx) = mpsc::channel(4);
+        let chunks = self.chunks.clone();
+        let (head_tx, head_rx) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let mut reader = match chunks.reader(&hash) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    let _ = head_tx.send(Ok(None));
+                    return;
+                }
+                Err(e) => {
+                    let _ = head_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = head_tx.send(Ok(Some(reader.verifier().clone())));
+            loop {
+                match reader.next_group() {
+                    Ok(Some(g)) => {
+                        if tx.blocking_send(Ok(g)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        let head = head_rx.await.map_err(|e| PullError::Store(e.to_string()))?.map_err(PullError::Store)?;
+        Ok((head, rx))
+    }
+
+    /// Asks the next hop toward the entry's origin for a chunk and reads the
+    /// answer, checking every group: kept in this node's store when `cache`,
+    /// passed on to `downstream` when given (its reply head first). Answers the
+    /// chunk bytes that crossed the link.
+    pub(crate) async fn pull(
+        &self,
+        req: &ChunkRequest,
+        mut downstream: Option<&mut quinn::SendStream>,
+        cache: bool,
+        moved: &AtomicU64,
+    ) -> Result<(), PullError> {
+        let hop = match call_next_hop(self.me, req.entry.origin) {
+            Route::Via(hop) => hop,
+            _ => return Err(PullError::Link(format!("{} has no route to {}", self.me, req.entry.origin))),
+        };
+        let link = |e: &dyn std::fmt::Display| PullError::Link(format!("{hop}: {e}"));
+        let connection =
+            self.gateway.link(hop).ok_or_else(|| PullError::Link(format!("no link to {hop}")))?;
+        let (mut up, mut answer) = connection.open_bi().await.map_err(|e| link(&e))?;
+        up.write_all(&[StreamKind::Chunk as u8]).await.map_err(|e| link(&e))?;
+        write_message(&mut up, req).await.map_err(|e| link(&e))?;
+        let _ = up.finish();
+        let reply =
+            tokio::time::timeout(CHUNK_IDLE, read_message::<ChunkReply>(&mut answer, MAX_CHUNK_REPLY_BYTES))
+                .await;
+        let reply = match reply {
+            Ok(Ok(Some((reply, _)))) => reply,
+            Ok(Ok(None)) => return Err(PullError::Link(format!("{hop} closed the stream"))),
+            Ok(Err(e)) => return Err(link(&e)),
+            Err(_) => return Err(PullError::Link(format!("{hop} did not answer in time"))),
+        };
+        if reply.status != 200 {
+            return Err(PullError::Refused(reply));
+        }
+        let verifier = Verifier::new(req.hash, reply.len, reply.outboard.clone())
+            .map_err(|e| PullError::Corrupt(format!("from {hop}: {e}")))?;
+        if reply.len > cascade_chunks::cut::MAX_CHUNK_BYTES as u64 {
+            return Err(PullError::Corrupt(format!("{hop} announced a chunk of {} bytes", reply.len)));
+        }
+        let mut writer = match cache {
+            true => {
+                let chunks = self.chunks.clone();
+                let v = verifier.clone();
+                let w = tokio::task::spawn_blocking(move || chunks.writer(v))
+                    .await
+                    .map_err(|e| PullError::Store(e.to_string()))?
+                    .map_err(|e| PullError::Store(e.to_string()))?;
+                Some(w)
+            }
+            false => None,
+        };
+        if let Some(down) = downstream.as_deref_mut() {
+            if write_message(down, &reply).await.is_err() {
+                downstream = None;
+            }
+        }
+        let mut buf = vec![0u8; cascade_chunks::tree::GROUP_BYTES];
+        for i in 0..verifier.groups() {
+            let len = group_len(verifier.len(), i);
+            let read = tokio::time::timeout(CHUNK_IDLE, answer.read_exact(&mut buf[..len])).await;
+            match read {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(link(&e)),
+                Err(_) => return Err(PullError::Link(format!("{hop} stalled"))),
+            }
+            ChunkCounters::add(moved, len as u64);
+            ChunkCounters::add(&self.counters.bytes_received, len as u64);
+            let bad = |e: &dyn std::fmt::Display| {
+                ChunkCounters::add(&self.counters.corrupt, 1);
+                PullError::Corrupt(format!("from {hop}: {e}"))
+            };
+            match writer.as_mut() {
+                Some(w) => w.group(&buf[..len]).map_err(|e| bad(&e))?,
+                None => verifier.check(i, &buf[..len]).map_err(|e| bad(&e))?,
+            }
+            if let Some(down) = downstream.as_deref_mut() {
+                match down.write_all(&self.test_flip(&buf[..len])).await {
+                    Ok(()) => ChunkCounters::add(&self.counters.bytes_served, len as u64),
+                    // The requester went away: finish the copy for the cache.
+                    Err(_) => downstream = None,
+                }
+            }
+        }
+        if let Some(w) = writer {
+            tokio::task::spawn_blocking(move || w.commit())
+                .await
+                .map_err(|e| PullError::Store(e.to_string()))?
+                .map_err(|e| PullError::Store(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,288 @@
+//! End-to-end: data docking (数据对接) over real QUIC. A city publishes dataset
+//! versions; granted consumers in another province fetch them along the tree;
+//! the provincial hub caches what passed through it, so a second city of the
+//! province is served without crossing the national link again; a new version
+//! moves only the chunks the consumer lacks; a tampering hub is caught; chunk
+//! requests without a valid grant are refused (and audited) at the hub and at
+//! the provider.
+
+use cascade_protocol::dataset::{ChunkReply, ChunkRequest, StreamKind, MAX_CHUNK_REPLY_BYTES};
+use cascade_protocol::service::EntryRef;
+use cascade_tests::*;
+use cascade_transport::{read_message, write_message};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Guangzhou publishes; Jinan and Qingdao (both under Shandong) consume.
+const TOPOLOGY: &str = r#"
+name = "datasets"
+[[node]]
+id = 100000
+name = "中华人民共和国"
+tier = "national"
+[[node]]
+id = 370000
+name = "山东省"
+tier = "provincial"
+parent = 100000
+[[node]]
+id = 370100
+name = "济南市"
+tier = "municipal"
+parent = 370000
+[[node]]
+id = 370200
+name = "青岛市"
+tier = "municipal"
+parent = 370000
+[[node]]
+id = 440000
+name = "广东省"
+tier = "provincial"
+parent = 100000
+[[node]]
+id = 440100
+name = "广州市"
+tier = "municipal"
+parent = 440000
+"#;
+
+/// `len` pseudo-random bytes (xorshift: fast, and incompressible for the chunker).
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// PUTs `body` as the next version of Guangzhou's entry `code`.
+async fn push(fed: &Fed, at: &str, code: &str, media: &str, body: Vec<u8>) -> (u16, Value) {
+    let (url, token) = fed.url_token(at);
+    let resp = reqwest::Client::new()
+        .put(format!("{url}/api/v1/datasets/440100/{}/versions", encode(code)))
+        .bearer_auth(token)
+        .header("content-type", media)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A consumer account of node `at`'s own organization, granted Guangzhou's
+/// entry `code` (unconditional: granted at once); its token.
+async fn consumer(fed: &Fed, at: &str, name: &str, code: &str) -> String {
+    let org = fed.register_org(at).await;
+    let body = json!({"username": name, "password": PASSWORD, "organization": org, "roles": ["consumer"]});
+    assert_eq!(fed.post(at, "/api/v1/accounts", body).await.0, 201);
+    let (_, session) = fed.login(at, name, PASSWORD).await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let who = fed.with_token(at, &token);
+    let apply = json!({"resource": {"entry": {"origin": 440100, "code": code}}, "consumer": org,
+        "purpose": "annual statistics", "period_days": 30});
+    let (status, a) = who.call("POST", "/api/v1/applications", Some(apply)).await;
+    assert_eq!(status, 201, "{a}");
+    let id = a["id"].as_str().unwrap().to_string();
+    eventually(&format!("{at} holds the grant"), || async {
+        who.call("GET", &format!("/api/v1/applications/{id}"), None).await.1["state"] == "granted"
+    })
+    .await;
+    token
+}
+
+/// Fetches version `v` of `code` to node `at` as `token`'s account; waits for
+/// the job to end and answers it.
+async fn fetch(fed: &Fed, at: &str, token: &str, code: &str, v: u64) -> Value {
+    let who = fed.with_token(at, token);
+    let version = format!("/api/v1/datasets/440100/{}/versions/{v}", encode(code));
+    eventually(&format!("{at} knows version {v}"), || async {
+        who.call("GET", &version, None).await.0 == 200
+    })
+    .await;
+    let (status, job) = who.call("POST", &format!("{version}/fetch"), None).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let job = format!("/api/v1/fetches/{id}");
+    eventually(&format!("fetch {id} ends"), || async {
+        who.call("GET", &job, None).await.1["state"] != "running"
+    })
+    .await;
+    let (_, last) = who.call("GET", &job, None).await;
+    assert_eq!(last["state"], "done", "{last}");
+    last
+}
+
+/// The content of version `v` as node `at` serves it to `token`'s account, with
+/// an optional `Range`.
+async fn read(fed: &Fed, at: &str, token: &str, code: &str, v: u64, range: Option<&str>) -> (u16, Vec<u8>) {
+    let (url, _) = fed.url_token(at);
+    let mut req = reqwest::Client::new()
+        .get(format!("{url}/api/v1/datasets/440100/{}/versions/{v}/content", encode(code)))
+        .bearer_auth(token);
+    if let Some(range) = range {
+        req = req.header("range", range);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+fn counters(fed: &Fed, id: &str) -> cascade_runtime::DatasetCounters {
+    fed.fed.node(nid(id)).unwrap().node.dataset_counters()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_reach_granted_cities_in_another_province_once_per_link_and_incrementally() {
+    let fed = Fed::launch(TOPOLOGY).await;
+    let code = fed.publish("440100", "企业年报数据", "federation").await;
+    let v1 = content(6 << 20, 7);
+    let (status, m1) = push(&fed, "440100", &code, "application/octet-stream", v1.clone()).await;
+    assert_eq!(status, 201, "{m1}");
+    assert_eq!((m1["version"].as_u64(), m1["size"].as_u64()), (Some(1), Some(v1.len() as u64)));
+    assert_eq!(m1["content_hash"], json!(blake3::hash(&v1).to_hex().to_string()));
+    assert!(m1["chunks"].as_u64().unwrap() >= 3, "{m1}");
+    // Versions are published at the entry's origin only.
+    assert_eq!(push(&fed, "370100", &code, "text/plain", b"x".to_vec()).await.0, 409);
+
+    // Jinan fetches it: every chunk crosses every link once, byte for byte.
+    let jinan = consumer(&fed, "370100", "wang", &code).await;
+    let national_before = counters(&fed, "100000").bytes_served;
+    let job = fetch(&fed, "370100", &jinan, &code, 1).await;
+    let moved = job["bytes_transferred"].as_u64().unwrap();
+    assert!(moved >= v1.len() as u64 && moved < v1.len() as u64 + 64 * 1024, "{job}");
+    assert_eq!(
+        (job["chunks_done"].clone(), job["bytes_done"].as_u64()),
+        (m1["chunks"].clone(), Some(v1.len() as u64))
+    );
+    let crossed = counters(&fed, "100000").bytes_served - national_before;
+    assert_eq!(crossed, moved, "the national node passed on exactly what Jinan received");
+    let (status, got) = read(&fed, "370100", &jinan, &code, 1, None).await;
+    assert_eq!((status, got.len()), (200, v1.len()));
+    assert!(got == v1, "byte-identical after the transfer");
+    let (status, part) = read(&fed, "370100", &jinan, &code, 1, Some("bytes=1000000-1999999")).await;
+    assert_eq!(status, 206);
+    assert!(part == v1[1_000_000..2_000_000], "a range is the content's bytes");
+    assert_eq!(read(&fed, "370100", &jinan, &code, 1, Some("bytes=99999999-")).await.0, 416);
+
+    // Qingdao fetches it too: the Shandong hub serves it from its cache, and
+    // nothing more crosses the national link.
+    let qingdao = consumer(&fed, "370200", "zhao", &code).await;
+    let national_before = counters(&fed, "100000").bytes_served;
+    let held_before = counters(&fed, "370000").bytes_served_held;
+    fetch(&fed, "370200", &qingdao, &code, 1).await;
+    assert_eq!(counters(&fed, "100000").bytes_served, national_before, "the national link carried nothing");
+    assert!(counters(&fed, "370000").bytes_served_held - held_before >= v1.len() as u64);
+    assert!(read(&fed, "370200", &qingdao, &code, 1, None).await.1 == v1);
+
+    // 1 KB inserted in the middle: the new version moves only the chunks that changed.
+    let mut v2 = v1[..3 << 20].to_vec();
+    v2.extend(content(1000, 99));
+    v2.extend_from_slice(&v1[3 << 20..]);
+    let (status, m2) = push(&fed, "440100", &code, "application/octet-stream", v2.clone()).await;
+    assert_eq!(status, 201, "{m2}");
+    assert_eq!((m2["version"].as_u64(), m2["previous"].clone()), (Some(2), m1["content_hash"].clone()));
+    let job = fetch(&fed, "370100", &jinan, &code, 2).await;
+    let moved = job["bytes_transferred"].as_u64().unwrap();
+    let max_chunk = cascade_chunks::cut::MAX_CHUNK_BYTES as u64;
+    assert!(moved <= 2 * max_chunk + 64 * 1024 && moved < v2.len() as u64 / 3, "{job}");
+    assert!(read(&fed, "370100", &jinan, &code, 2, None).await.1 == v2);
+
+    // A hub that alters a byte it passes on is caught, and the fetch still ends right.
+    fed.fed.node(nid("370000")).unwrap().node.tamper_with_chunks(1);
+    fetch(&fed, "370200", &qingdao, &code, 2).await;
+    assert_eq!(counters(&fed, "370200").corrupt, 1, "Qingdao caught the altered chunk");
+    assert!(read(&fed, "370200", &qingdao, &code, 2, None).await.1 == v2);
+
+    // CSV content says its shape.
+    let csv = b"id,name,\"city, district\"\n1,a,x\n2,\"b\nc\",y\n3,d,z".to_vec();
+    let (status, m3) = push(&fed, "440100", &code, "text/csv", csv).await;
+    assert_eq!(status, 201, "{m3}");
+    assert_eq!(m3["csv"], json!({"rows": 3, "columns": ["id", "name", "city, district"]}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider() {
+    let mut fed = Fed::launch(TOPOLOGY).await;
+    let code = fed.publish("440100", "不动产登记数据", "federation").await;
+    let data = content(1 << 20, 3);
+    let (status, m) = push(&fed, "440100", &code, "application/octet-stream", data).await;
+    assert_eq!(status, 201, "{m}");
+    let lists: Vec<String> = serde_json::from_value(m["lists"].clone()).unwrap();
+    let list_hash: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&lists[0][2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+
+    // An organization without a grant cannot start a fetch at its own node.
+    let org = fed.register_org("370100").await;
+    let body = json!({"username": "li", "password": PASSWORD, "organization": org, "roles": ["consumer"]});
+    assert_eq!(fed.post("370100", "/api/v1/accounts", body).await.0, 201);
+    let (_, session) = fed.login("370100", "li", PASSWORD).await;
+    let li = fed.with_token("370100", session["token"].as_str().unwrap());
+    let version = format!("/api/v1/datasets/440100/{}/versions/1", encode(&code));
+    eventually("Jinan knows the version", || async { li.call("GET", &version, None).await.0 == 200 }).await;
+    let (status, refused) = li.call("POST", &format!("{version}/fetch"), None).await;
+    assert_eq!(status, 403, "{refused}");
+
+    // A chunk request as Jinan's node, straight to the Shandong hub: with no
+    // grant, and with a grant for another node, refused by the hub itself.
+    let (creds, root) = creds_of(&fed, "370100");
+    let me = endpoint(&creds, &root);
+    let hub = fed.fed.node(nid("370000")).unwrap().node.quic_addr();
+    fed.fed.stop(nid("370100")).await.unwrap();
+    let link = me.connect(hub, nid("370000")).await.unwrap();
+    let ask = |grant: Option<cascade_protocol::workflow::Grant>, from_origin: bool| {
+        let connection = link.connection.clone();
+        let req = ChunkRequest {
+            entry: EntryRef { origin: nid("440100"), code: code.clone() },
+            version: 1,
+            hash: list_hash,
+            requester: nid("370100"),
+            grant,
+            from_origin,
+        };
+        async move {
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            send.write_all(&[StreamKind::Chunk as u8]).await.unwrap();
+            write_message(&mut send, &req).await.unwrap();
+            read_message::<ChunkReply>(&mut recv, MAX_CHUNK_REPLY_BYTES).await.unwrap().unwrap().0
+        }
+    };
+    let reply = ask(None, false).await;
+    assert_eq!((reply.status, reply.by), (403, nid("370000")), "{reply:?}");
+
+    // Qingdao is granted; its grant presented for Jinan's node is refused at the hub.
+    let qingdao = consumer(&fed, "370200", "zhao", &code).await;
+    let zhao = fed.with_token("370200", &qingdao);
+    let (_, held) = zhao.call("GET", "/api/v1/grants?box=held", None).await;
+    let grant = grant_of(&held["grants"][0]);
+    let reply = ask(Some(grant.clone()), false).await;
+    assert_eq!((reply.status, reply.by), (403, nid("370000")), "{reply:?}");
+    assert!(reply.reason.unwrap().contains("belongs to node 370200"));
+
+    // Each refusal is audited where it was decided.
+    let (_, audit) = fed.get("370000", "/api/v1/audit?kind=dataset.chunk_refused&limit=100").await;
+    assert!(audit["records"].as_array().is_some_and(|r| !r.is_empty()), "{audit}");
+}
+
+/// A grant as `GET /api/v1/grants` shows it, back in its signed form.
+fn grant_of(shown: &Value) -> cascade_protocol::workflow::Grant {
+    let mut g = shown.clone();
+    let hex = g["signature"].as_str().unwrap().to_string();
+    g["signature"] = json!((0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect::<Vec<u8>>());
+    for k in ["revoked_at", "revoke_reason", "valid"] {
+        g.as_object_mut().unwrap().remove(k);
+    }
+    serde_json::from_value(g).unwrap()
+}
