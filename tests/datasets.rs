@@ -232,6 +232,14 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     let (status, refused) = li.call("POST", &format!("{version}/fetch"), None).await;
     assert_eq!(status, 403, "{refused}");
 
+    // Jinan's other organization was granted the entry, and the grant revoked.
+    let wang = consumer(&fed, "370100", "wang", &code).await;
+    let (_, held) = fed.with_token("370100", &wang).call("GET", "/api/v1/grants?box=held", None).await;
+    let revoked = grant_of(&held["grants"][0]);
+    let body = json!({"reason": "no longer needed"});
+    let (status, body) = fed.post("440100", &format!("/api/v1/grants/{}/revoke", revoked.id), body).await;
+    assert_eq!(status, 200, "{body}");
+
     // A chunk request as Jinan's node, straight to the Shandong hub: with no
     // grant, and with a grant for another node, refused by the hub itself.
     let (creds, root) = creds_of(&fed, "370100");
@@ -268,9 +276,17 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     assert_eq!((reply.status, reply.by), (403, nid("370000")), "{reply:?}");
     assert!(reply.reason.unwrap().contains("belongs to node 370200"));
 
+    // The revoked grant looks valid to every hub (signed, current, Jinan's):
+    // passed on, and refused by the provider, which knows it was revoked.
+    let reply = ask(Some(revoked), true).await;
+    assert_eq!((reply.status, reply.by), (403, nid("440100")), "{reply:?}");
+    assert!(reply.reason.unwrap().contains("revoked"));
+
     // Each refusal is audited where it was decided.
-    let (_, audit) = fed.get("370000", "/api/v1/audit?kind=dataset.chunk_refused&limit=100").await;
-    assert!(audit["records"].as_array().is_some_and(|r| !r.is_empty()), "{audit}");
+    for at in ["370000", "440100"] {
+        let (_, audit) = fed.get(at, "/api/v1/audit?kind=dataset.chunk_refused&limit=100").await;
+        assert!(audit["records"].as_array().is_some_and(|r| !r.is_empty()), "{at}: {audit}");
+    }
 }
 
 /// A grant as `GET /api/v1/grants` shows it, back in its signed form.
