@@ -11,6 +11,8 @@ use cascade_runtime::{Node, NodeConfig};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+mod dataset;
+
 /// mimalloc: the node allocates and frees many small objects across threads (frames,
 /// deltas, sled pages), where it is markedly faster than the system allocator.
 #[global_allocator]
@@ -44,6 +46,11 @@ enum Command {
         /// First admin HTTP port: node i listens on BASE+i. 0 picks free ports.
         #[arg(long, default_value_t = 8100)]
         admin_port_base: u16,
+    },
+    /// Dataset versions: publish a file, fetch a version (see README, "Datasets").
+    Dataset {
+        #[command(subcommand)]
+        command: dataset::DatasetCommand,
     },
     /// Manage the federation PKI.
     Certs {
@@ -194,6 +201,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
         Command::Sim { topology, scenario, seed, mode, report } => {
             sim(&topology, &scenario, seed, mode, report.as_deref()).await
         }
+        Command::Dataset { command } => dataset::dataset(command).await,
         Command::Certs { .. } | Command::Topology { .. } => unreachable!("handled synchronously"),
     }
 }
