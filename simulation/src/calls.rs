@@ -62,6 +62,11 @@ impl Calls {
         self.revoked.entry(grant).or_insert(now_ms);
     }
 
+    /// When the provider acknowledged revoking `grant` (unix ms), if it did.
+    pub(crate) fn revoked_at(&self, grant: &str) -> Option<u64> {
+        self.revoked.get(grant).copied()
+    }
+
     /// The head of a call from `consumer` with `grant`, as `meddle` makes it.
     pub(crate) fn head(&mut self, consumer: NodeId, grant: &Grant, meddle: Meddle, now_ms: u64) -> CallHead {
         self.next += 1;

@@ -289,3 +289,36 @@ pub fn check_workflow(
 pub fn check_calls(served_wrongly: &[String], outcome: &mut Outcome) {
     outcome.record("no call served without a valid grant at the provider", served_wrongly.to_vec());
 }
+
+/// The dataset invariants: no node stores a chunk whose bytes do not hash to its
+/// address (checked over the raw bytes, not through the store's own checks);
+/// every completed fetch holds exactly the content its origin published; and
+/// no chunk was served with a grant that was not valid.
+pub(crate) fn check_datasets(datasets: &crate::datasets::Datasets, outcome: &mut Outcome) {
+    let mut bad = Vec::new();
+    for (node, store) in &datasets.stores {
+        for (hash, bytes) in store.raw() {
+            if *blake3::hash(&bytes).as_bytes() != hash {
+                bad.push(format!(
+                    "{node} holds a chunk {} whose bytes do not match",
+                    cascade_chunks::store::hex(&hash)
+                ));
+            }
+        }
+    }
+    outcome.record("no node stores a chunk whose hash does not match", bad);
+    let mut wrong = Vec::new();
+    for (consumer, manifest) in &datasets.done {
+        let key = (manifest.entry.origin, manifest.entry.code.clone(), manifest.version);
+        let published = datasets.ledger.get(&key);
+        let held = datasets.content(*consumer, manifest).map(|c| *blake3::hash(&c).as_bytes());
+        if published.is_none() || held.as_ref() != published {
+            wrong.push(format!(
+                "{consumer} completed {}:{} v{} with content other than its origin published",
+                key.0, key.1, key.2
+            ));
+        }
+    }
+    outcome.record("every completed fetch equals the origin's whole-content hash", wrong);
+    outcome.record("no chunk served without a valid grant", datasets.served_wrongly.clone());
+}

@@ -9,6 +9,7 @@
 //!   127.0.0.1 with real sled folders, faults applied at the transport.
 
 mod calls;
+mod datasets;
 pub mod deterministic;
 pub mod invariants;
 pub mod real;
@@ -17,6 +18,7 @@ pub mod scenario;
 mod workload;
 
 pub use calls::CallTally;
+pub use datasets::DatasetTally;
 pub use report::Report;
 pub use scenario::Scenario;
 

@@ -195,7 +195,14 @@ pub async fn run(
     progress: bool,
 ) -> Result<Report, SimError> {
     for step in &scenario.steps {
-        if matches!(step, Step::Tamper { .. } | Step::StopTamper { .. } | Step::Rekey { .. }) {
+        if matches!(
+            step,
+            Step::Tamper { .. }
+                | Step::StopTamper { .. }
+                | Step::TamperChunks { .. }
+                | Step::StopTamperChunks { .. }
+                | Step::Rekey { .. }
+        ) {
             return Err(SimError::Scenario(
                 "tampering and key hand-overs are simulated in deterministic mode; over real QUIC they are \
                  shown by tests/adversaries.rs"
@@ -296,7 +303,11 @@ async fn run_in(
                     failures.push(format!("step {i}: no convergence within {max_ms} ms"));
                 }
             }
-            Step::Tamper { .. } | Step::StopTamper { .. } | Step::Rekey { .. } => {}
+            Step::Tamper { .. }
+            | Step::StopTamper { .. }
+            | Step::TamperChunks { .. }
+            | Step::StopTamperChunks { .. }
+            | Step::Rekey { .. } => {}
         }
     }
     for handle in run.publishes.drain(..) {
@@ -373,6 +384,7 @@ async fn run_in(
         applications: BTreeMap::new(),
         workflow_steps: 0,
         calls: Default::default(),
+        datasets: Default::default(),
         trace_digest: String::new(),
         peak_rss_bytes: peak,
         idle_rss_bytes,

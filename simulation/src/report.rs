@@ -83,6 +83,8 @@ pub struct Report {
     pub workflow_steps: u64,
     /// Service calls, by outcome (deterministic mode).
     pub calls: crate::CallTally,
+    /// Dataset versions published and fetched (deterministic mode).
+    pub datasets: crate::DatasetTally,
     /// Digest of the trace of delivered frames (deterministic mode: replay check).
     pub trace_digest: String,
     /// Peak resident memory of the process.
@@ -172,6 +174,14 @@ impl fmt::Display for Report {
         if self.workflow_steps > 0 {
             let states: Vec<String> = self.applications.iter().map(|(s, n)| format!("{n} {s}")).collect();
             writeln!(f, "  workflow    {} steps; applications: {}", self.workflow_steps, states.join(", "))?;
+        }
+        let d = self.datasets;
+        if d.published + d.fetched > 0 {
+            writeln!(
+                f,
+                "  datasets    {} versions published, {} fetched ({} chunks moved, {} from a hub's cache), {} requests refused, {} altered chunks caught, {} cut short",
+                d.published, d.fetched, d.chunks_moved, d.from_cache, d.refused, d.caught, d.interrupted
+            )?;
         }
         let calls = self.calls;
         if calls.served + calls.refused + calls.unreachable > 0 {

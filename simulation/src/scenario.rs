@@ -159,6 +159,21 @@ pub enum Step {
         /// The neighbour.
         toward: NodeId,
     },
+    /// From now on `relay` alters one byte of every dataset chunk it passes
+    /// to `toward` (deltas pass untouched: the versions stay known).
+    TamperChunks {
+        /// The malicious relay.
+        relay: NodeId,
+        /// The neighbour it lies to.
+        toward: NodeId,
+    },
+    /// The relay passes chunks on honestly again.
+    StopTamperChunks {
+        /// The relay.
+        relay: NodeId,
+        /// The neighbour.
+        toward: NodeId,
+    },
     /// Delay every frame `node` sends by `ms` more (0 removes the delay).
     Delay {
         /// The node.

@@ -126,6 +126,26 @@ impl Workload {
         (*status == EntryStatus::Published).then(|| EntryRef { origin, code: code.clone() })
     }
 
+    /// A published entry of `node`, if the workload made one.
+    pub(crate) fn own_published(&mut self, node: NodeId) -> Option<String> {
+        let published: Vec<&String> = self
+            .entries
+            .get(&node)?
+            .iter()
+            .filter(|(_, s)| *s == EntryStatus::Published)
+            .map(|(code, _)| code)
+            .collect();
+        let code = published.get(self.rng.gen_range(0..published.len().max(1)))?;
+        Some(code.to_string())
+    }
+
+    /// Draws `len` bytes from the workload's seed.
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        self.rng.fill(&mut out[..]);
+        out
+    }
+
     /// Draws from the workload's seed: a number below `n` (0 when `n` is 0).
     pub(crate) fn below(&mut self, n: usize) -> usize {
         if n == 0 {

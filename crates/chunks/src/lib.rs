@@ -9,5 +9,5 @@ pub mod store;
 pub mod tree;
 
 pub use list::ChunkRef;
-pub use store::{ChunkReader, ChunkStore, ChunkStoreError, ChunkWriter, DiskStore};
+pub use store::{ChunkReader, ChunkStore, ChunkStoreError, ChunkWriter, DiskStore, MemStore};
 pub use tree::{Hash, Verifier};

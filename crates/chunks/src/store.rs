@@ -298,6 +298,125 @@ impl ChunkStore for DiskStore {
     }
 }
 
+/// Held chunks by address, with their verifiers.
+type MemChunks = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<Hash, (Verifier, Vec<u8>)>>>;
+
+/// Chunks in memory, behind the same trait and the same checks as on disk:
+/// what the deterministic simulator keeps chunks in. A chunk is known once its
+/// writer commits.
+#[derive(Default)]
+pub struct MemStore {
+    chunks: MemChunks,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// Every held chunk with its bytes as they are (for checks that must not
+    /// trust the store's own verification).
+    pub fn raw(&self) -> Vec<(Hash, Vec<u8>)> {
+        self.chunks.lock().map(|c| c.iter().map(|(h, (_, d))| (*h, d.clone())).collect()).unwrap_or_default()
+    }
+}
+
+/// A chunk arriving into memory.
+struct MemWriter {
+    chunks: MemChunks,
+    verifier: Verifier,
+    data: Vec<u8>,
+    next: usize,
+}
+
+impl ChunkWriter for MemWriter {
+    fn group(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError> {
+        self.verifier
+            .check(self.next, bytes)
+            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(&self.verifier.hash()), mismatch })?;
+        self.data.extend_from_slice(bytes);
+        self.next += 1;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), ChunkStoreError> {
+        if self.next != self.verifier.groups() {
+            return Err(ChunkStoreError::Incomplete(hex(&self.verifier.hash())));
+        }
+        let mut chunks = self.chunks.lock().map_err(|_| ChunkStoreError::Incomplete("poisoned".into()))?;
+        chunks.insert(self.verifier.hash(), (self.verifier, self.data));
+        Ok(())
+    }
+}
+
+/// A held chunk read back from memory.
+struct MemReader {
+    verifier: Verifier,
+    data: Vec<u8>,
+    next: usize,
+}
+
+impl ChunkReader for MemReader {
+    fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    fn next_group(&mut self) -> Result<Option<Vec<u8>>, ChunkStoreError> {
+        if self.next >= self.verifier.groups() {
+            return Ok(None);
+        }
+        let start = self.next * GROUP_BYTES;
+        let len = group_len(self.verifier.len(), self.next);
+        let bytes = self.data.get(start..start + len).unwrap_or_default().to_vec();
+        self.verifier
+            .check(self.next, &bytes)
+            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(&self.verifier.hash()), mismatch })?;
+        self.next += 1;
+        Ok(Some(bytes))
+    }
+}
+
+impl ChunkStore for MemStore {
+    fn has(&self, hash: &Hash) -> Result<bool, ChunkStoreError> {
+        Ok(self.chunks.lock().is_ok_and(|c| c.contains_key(hash)))
+    }
+
+    fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError> {
+        let verifier = Verifier::new(*hash, data.len() as u64, outboard(data))
+            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(hash), mismatch })?;
+        let mut w = self.writer(verifier)?;
+        if data.is_empty() {
+            w.group(&[])?;
+        }
+        for g in data.chunks(GROUP_BYTES) {
+            w.group(g)?;
+        }
+        w.commit()
+    }
+
+    fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError> {
+        Ok(Box::new(MemWriter { chunks: self.chunks.clone(), verifier, data: Vec::new(), next: 0 }))
+    }
+
+    fn reader(&self, hash: &Hash) -> Result<Option<Box<dyn ChunkReader>>, ChunkStoreError> {
+        let held = self.chunks.lock().ok().and_then(|c| c.get(hash).cloned());
+        Ok(held
+            .map(|(verifier, data)| Box::new(MemReader { verifier, data, next: 0 }) as Box<dyn ChunkReader>))
+    }
+
+    fn remove(&self, hash: &Hash) -> Result<(), ChunkStoreError> {
+        if let Ok(mut c) = self.chunks.lock() {
+            c.remove(hash);
+        }
+        Ok(())
+    }
+
+    fn all(&self) -> Result<Vec<Hash>, ChunkStoreError> {
+        Ok(self.chunks.lock().map(|c| c.keys().copied().collect()).unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! certificates derive from the seed too, so the same seed on the same commit
 //! replays the same run byte for byte, checked by a digest of every delivered frame.
 
+mod datasets;
 mod faults;
 mod people;
 
@@ -197,6 +198,10 @@ enum Purpose {
     Workflow,
     /// The revocation of a grant, by its provider.
     Revoke(String),
+    /// A dataset version, cut with this content hash.
+    Dataset(Hash),
+    /// The start of a fetch (run once the consumer's node agrees).
+    Fetch(Box<crate::datasets::Job>),
 }
 
 /// What a commit being made durable holds that the simulator accounts for.
@@ -279,6 +284,8 @@ pub struct Simulator {
     workflow_steps: u64,
     /// Service calls, their gates and the ledger they are checked against.
     calls: Calls,
+    /// Chunk stores, published versions and fetches.
+    datasets: crate::datasets::Datasets,
     progress: bool,
 }
 
@@ -387,6 +394,7 @@ impl Simulator {
             taken_twice: Vec::new(),
             workflow_steps: 0,
             calls: Calls::default(),
+            datasets: Default::default(),
             progress: options.progress,
         };
         for id in ids {
@@ -609,6 +617,17 @@ impl Simulator {
             Purpose::Workflow => {
                 if result.is_ok() {
                     self.workflow_steps += 1;
+                }
+            }
+            Purpose::Dataset(content_hash) => {
+                if let Ok(Reply::Dataset(manifest)) = &result {
+                    self.published_version(id, manifest, content_hash);
+                }
+            }
+            Purpose::Fetch(job) => {
+                if result.is_ok() {
+                    self.datasets.jobs.push(*job);
+                    self.advance_fetches(id);
                 }
             }
             Purpose::Revoke(grant) => {
@@ -907,6 +926,13 @@ impl Simulator {
                     // Gaps left by rejected deltas heal through a reconnect's Hello.
                     self.link_down(*relay, *toward, true);
                 }
+                Step::TamperChunks { relay, toward } => {
+                    self.expect_link(*relay, *toward)?;
+                    self.datasets.tamper.insert((*relay, *toward));
+                }
+                Step::StopTamperChunks { relay, toward } => {
+                    self.datasets.tamper.remove(&(*relay, *toward));
+                }
                 Step::Delay { node, ms } => {
                     self.delays.insert(*node, *ms);
                 }
@@ -968,6 +994,7 @@ impl Simulator {
             .collect();
         invariants::check_workflow(&workflow, &self.taken_twice, &mut outcome);
         invariants::check_calls(&self.calls.violations, &mut outcome);
+        invariants::check_datasets(&self.datasets, &mut outcome);
         // Each application counted once, where it was submitted.
         let mut applications: BTreeMap<String, u64> = BTreeMap::new();
         for (id, view) in &workflow {
@@ -1000,6 +1027,7 @@ impl Simulator {
             applications,
             workflow_steps: self.workflow_steps,
             calls: self.calls.tally,
+            datasets: self.datasets.tally,
             trace_digest: self.trace.finalize().to_hex().to_string(),
             peak_rss_bytes: crate::report::peak_rss(),
             idle_rss_bytes: 0,

@@ -33,6 +33,13 @@ impl Simulator {
         if self.workload.one_in(3) && (0..CALL_BURST).all(|_| self.call(id)) {
             return;
         }
+        // Fetches under way go on, and a version not fetched yet is fetched,
+        // whatever else the turn brings.
+        self.advance_fetches(id);
+        self.fetch_version(id);
+        if self.workload.one_in(4) && self.publish_version(id) {
+            return;
+        }
         for command in self.workload.next_change(id, scope).commands() {
             self.submit(id, Principal::node(), command, Purpose::Change(at));
         }
