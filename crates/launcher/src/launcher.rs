@@ -170,6 +170,16 @@ impl Federation {
         Ok(())
     }
 
+    /// A node's configuration as it would start now (its parent's address
+    /// filled in when the parent runs here): to run it as a process of its own.
+    pub fn config(&self, id: NodeId) -> Option<NodeConfig> {
+        let mut config = self.configs.get(&id).cloned()?;
+        if let (Some(parent), None) = (config.parent, config.parent_addr) {
+            config.parent_addr = self.running.get(&parent).map(|r| r.node.quic_addr());
+        }
+        Some(config)
+    }
+
     /// The data folder of a node (running or not).
     pub fn data_dir(&self, id: NodeId) -> Option<&Path> {
         self.configs.get(&id).map(|c| c.data_dir.as_path())

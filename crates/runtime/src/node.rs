@@ -187,6 +187,7 @@ impl Node {
             Arc::new(chunks),
             gateway.clone(),
             inbox.clone(),
+            faults.clone(),
         ));
         tasks.spawn(crate::datasets::resume_fetches(datasets.clone()).instrument(span.clone()));
         let ctx = LinkContext::new(
@@ -396,7 +397,8 @@ impl Node {
         self.inner.datasets.flip_next.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Delays every frame this node sends by `delay` (zero removes the delay).
+    /// Delays every frame this node sends, and every chunk it serves, by `delay`
+    /// (zero removes the delay).
     pub fn set_send_delay(&self, delay: Duration) {
         self.inner.faults.set_delay(delay);
     }

@@ -82,17 +82,18 @@ impl Store {
         })
     }
 
-    /// The grants `org` holds at `me` for `resource`, oldest first.
+    /// The grants `org` (any organization of this node when none) holds at
+    /// `me` for `resource`, oldest first.
     pub fn grants_for(
         &self,
         me: NodeId,
-        org: &str,
+        org: Option<&str>,
         resource: &Resource,
     ) -> Result<Vec<GrantRecord>, StoreError> {
         let filter = WorkflowFilter {
             me,
             side: Side::Consumer,
-            organization: Some(org.to_string()),
+            organization: org.map(str::to_string),
             state: None,
             overdue_at: None,
         };

@@ -40,7 +40,7 @@ impl Node {
                     store.catalog_entry(e.origin, &e.code)?.into_iter().next().map(|r| r.entry.provider);
                 let now = crate::driver::unix_millis() / 1000;
                 let granted =
-                    store.grants_for(me, &org, &Resource::Entry(e))?.iter().any(|g| g.is_valid(now));
+                    store.grants_for(me, Some(&org), &Resource::Entry(e))?.iter().any(|g| g.is_valid(now));
                 Ok((manifest, provider, granted))
             })
             .await?;

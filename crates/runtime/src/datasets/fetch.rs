@@ -247,14 +247,28 @@ impl Datasets {
         Ok(*whole.finalize().as_bytes())
     }
 
-    /// Starts running a job (recorded first).
-    fn launch(self: &Arc<Self>, job: FetchJob, grant: Grant, manifest: Manifest) {
-        self.save(&job);
+    /// Starts running a job, once its record is durable: a fetch that was
+    /// answered is resumed after a crash.
+    async fn launch(
+        self: &Arc<Self>,
+        job: FetchJob,
+        grant: Grant,
+        manifest: Manifest,
+    ) -> Result<(), CommandError> {
+        let store = self.store.clone();
+        let record = job.clone();
+        tokio::task::spawn_blocking(move || {
+            store.save_fetch(&record)?;
+            store.flush()
+        })
+        .await
+        .map_err(|e| CommandError::Unavailable(e.to_string()))??;
         let id = job.id.clone();
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.insert(id.clone(), job);
         }
         tokio::spawn(self.clone().run(id, grant, manifest));
+        Ok(())
     }
 
     /// A job's view: its record (live when running), rate and time left.
@@ -298,7 +312,9 @@ pub(crate) async fn resume_fetches(datasets: Arc<Datasets>) {
         match found {
             Ok(Ok((Some(record), Some(manifest)))) => {
                 info!(job = %job.id, "resuming a fetch");
-                datasets.launch(job, record.grant, manifest);
+                if let Err(e) = datasets.launch(job, record.grant, manifest).await {
+                    warn!(error = %e, "a fetch could not be resumed");
+                }
             }
             _ => {
                 if let Ok(mut jobs) = datasets.jobs.lock() {
@@ -328,12 +344,20 @@ impl Node {
                 "the version is published at this node: nothing to fetch".into(),
             ));
         }
-        let org = by.organization.clone().unwrap_or_default();
+        // An administrator without an organization fetches with any of this
+        // node's grants for the entry (the core checks the choice).
+        let org = match (&by.organization, by.has(cascade_access::Role::Admin)) {
+            (Some(org), _) => Some(org.clone()),
+            (None, true) => None,
+            (None, false) => {
+                return Err(CommandError::Forbidden("the account has no organization to hold a grant".into()))
+            }
+        };
         let (e, o) = (entry.clone(), org.clone());
         let (manifest, held) = self
             .read(crate::query::ReadKind::Directory, move |store| {
                 let manifest = store.manifest(e.origin, &e.code, Some(version))?;
-                let held = store.grants_for(me, &o, &Resource::Entry(e))?;
+                let held = store.grants_for(me, o.as_deref(), &Resource::Entry(e))?;
                 Ok((manifest, held))
             })
             .await?;
@@ -349,8 +373,9 @@ impl Node {
             None => {
                 held.iter().find(|r: &&GrantRecord| r.is_valid(now)).map(|r| r.grant.id.clone()).ok_or_else(
                     || {
+                        let who = org.as_deref().unwrap_or("no organization of this node");
                         CommandError::Forbidden(format!(
-                            "{org} holds no valid grant for {}:{}",
+                            "{who} holds no valid grant for {}:{}",
                             entry.origin, entry.code
                         ))
                     },
@@ -389,7 +414,7 @@ impl Node {
             started_ms,
             finished_ms: None,
         };
-        datasets.launch(job.clone(), record.grant, manifest);
+        datasets.launch(job.clone(), record.grant, manifest).await?;
         Ok(datasets.view(job))
     }
 

@@ -64,6 +64,8 @@ pub(crate) struct ChunkCounters {
     pub(crate) bytes_served_held: AtomicU64,
     /// Chunk bytes received from neighbours.
     pub(crate) bytes_received: AtomicU64,
+    /// Chunk requests answered with the chunk (from the store or passed on).
+    pub(crate) served: AtomicU64,
     /// Chunk requests refused here.
     pub(crate) refused: AtomicU64,
     /// Chunks that arrived with a group not matching its address (dropped and
@@ -82,6 +84,7 @@ impl ChunkCounters {
             bytes_served: get(&self.bytes_served),
             bytes_served_held: get(&self.bytes_served_held),
             bytes_received: get(&self.bytes_received),
+            served: get(&self.served),
             refused: get(&self.refused),
             corrupt: get(&self.corrupt),
         }
@@ -98,6 +101,9 @@ cascade_metrics::counters! {
         bytes_served_held => counter "cascade_chunk_bytes_served_held_total",
         /// Chunk bytes this node received from neighbours.
         bytes_received => counter "cascade_chunk_bytes_received_total",
+        /// Chunk requests this node answered with the chunk (from its store or
+        /// passed on from the next hop).
+        served => counter "cascade_chunk_requests_served_total",
         /// Chunk requests refused here (no valid grant, unknown version, not a
         /// chunk of it).
         refused => counter "cascade_chunk_requests_refused_total",
@@ -113,6 +119,8 @@ pub(crate) struct Datasets {
     pub(crate) chunks: Arc<dyn ChunkStore>,
     gateway: Arc<Gateway>,
     inbox: mpsc::Sender<Message>,
+    /// The node's faults (a send delay slows every chunk served).
+    faults: Arc<crate::faults::Faults>,
     /// Chunks being pulled from a neighbour right now: a second request for one
     /// waits for the first instead of crossing the link again.
     pulling: Mutex<HashMap<Hash, watch::Receiver<bool>>>,
@@ -139,6 +147,7 @@ impl Datasets {
         chunks: Arc<dyn ChunkStore>,
         gateway: Arc<Gateway>,
         inbox: mpsc::Sender<Message>,
+        faults: Arc<crate::faults::Faults>,
     ) -> Datasets {
         Datasets {
             me,
@@ -146,6 +155,7 @@ impl Datasets {
             chunks,
             gateway,
             inbox,
+            faults,
             pulling: Mutex::new(HashMap::new()),
             lists: Mutex::new(HashMap::new()),
             serving: Arc::new(Semaphore::new(MAX_CHUNK_STREAMS)),

@@ -106,6 +106,9 @@ impl Datasets {
                 }
             };
             let origin = req.entry.origin == self.me;
+            if let Some(delay) = self.faults.delay() {
+                tokio::time::sleep(delay).await;
+            }
             let result = if origin || (cacheable && !req.from_origin) {
                 self.answer_held(&req, &mut send, origin).await
             } else {
@@ -298,6 +301,7 @@ impl Datasets {
             outboard: verifier.outboard().to_vec(),
         };
         write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
+        ChunkCounters::add(&self.counters.served, 1);
         while let Some(group) = groups.recv().await {
             let group = group.map_err(PullError::Store)?;
             send.write_all(&self.test_flip(&group)).await.map_err(|e| PullError::Link(e.to_string()))?;
@@ -400,8 +404,9 @@ impl Datasets {
             false => None,
         };
         if let Some(down) = downstream.as_deref_mut() {
-            if write_message(down, &reply).await.is_err() {
-                downstream = None;
+            match write_message(down, &reply).await {
+                Ok(_) => ChunkCounters::add(&self.counters.served, 1),
+                Err(_) => downstream = None,
             }
         }
         let mut buf = vec![0u8; cascade_chunks::tree::GROUP_BYTES];

@@ -240,7 +240,7 @@ impl Gateway {
             None => {
                 let found = self
                     .store
-                    .grants_for(self.me, org, &Resource::Service(service.to_string()))
+                    .grants_for(self.me, Some(org), &Resource::Service(service.to_string()))
                     .map_err(|e| fail(503, e.to_string()))?;
                 // Only a usable grant is remembered: a grant that arrives is used at once.
                 if let (true, Ok(mut held)) = (found.iter().any(|g| g.is_valid(now)), self.held.lock()) {
