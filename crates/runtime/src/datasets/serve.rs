@@ -49,6 +49,10 @@ impl std::fmt::Display for PullError {
     }
 }
 
+/// The send priority of chunk streams: below the default of the sync stream and
+/// of calls.
+const CHUNK_PRIORITY: i32 = -1;
+
 fn short(hash: &Hash) -> String {
     cascade_chunks::store::hex(hash)[..12].to_string()
 }
@@ -89,6 +93,9 @@ impl Datasets {
             _ => return,
         };
         let span = info_span!("chunk", hash = %short(&req.hash), from = %from, requester = %req.requester);
+        // Bulk bytes go after everything else on the link: catalog sync and
+        // service calls (priority 0) are never queued behind a chunk.
+        let _ = send.set_priority(CHUNK_PRIORITY);
         async move {
             let Ok(_permit) = self.serving.clone().try_acquire_owned() else {
                 let busy = self.refusal(503, format!("{} is serving too many chunk requests", self.me));
