@@ -289,6 +289,39 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_brings_each_new_version_down_to_the_granted_city() {
+    let fed = Fed::launch(TOPOLOGY).await;
+    let code = fed.publish("440100", "人口统计数据", "federation").await;
+    let jinan = consumer(&fed, "370100", "wang", &code).await;
+    let wang = fed.with_token("370100", &jinan);
+    let follow = json!({"entry": {"origin": 440100, "code": code}});
+    let (status, sub) = wang.call("POST", "/api/v1/subscriptions", Some(follow.clone())).await;
+    assert_eq!(status, 201, "{sub}");
+    // Subscribing twice is the same subscription; one is listed.
+    assert_eq!(wang.call("POST", "/api/v1/subscriptions", Some(follow)).await.1["id"], sub["id"]);
+    assert_eq!(wang.call("GET", "/api/v1/subscriptions", None).await.1["returned"], 1);
+
+    // Each version Guangzhou publishes arrives at Jinan with nobody asking.
+    for (v, len) in [(1, 3 << 20), (2, 1 << 20)] {
+        let data = content(len, v);
+        assert_eq!(push(&fed, "440100", &code, "application/octet-stream", data.clone()).await.0, 201);
+        eventually(&format!("version {v} arrives"), || async {
+            let (_, jobs) = wang.call("GET", "/api/v1/fetches", None).await;
+            jobs["fetches"]
+                .as_array()
+                .is_some_and(|j| j.iter().any(|j| j["version"] == v && j["state"] == "done"))
+        })
+        .await;
+        assert!(read(&fed, "370100", &jinan, &code, v, None).await.1 == data);
+    }
+    let (_, audit) = fed.get("370100", "/api/v1/audit?kind=dataset.subscribe&limit=10").await;
+    assert!(audit["records"].as_array().is_some_and(|r| !r.is_empty()), "{audit}");
+    let id = sub["id"].as_str().unwrap();
+    assert_eq!(wang.call("DELETE", &format!("/api/v1/subscriptions/{id}"), None).await.0, 204);
+    assert_eq!(wang.call("GET", "/api/v1/subscriptions", None).await.1["returned"], 0);
+}
+
 /// A grant as `GET /api/v1/grants` shows it, back in its signed form.
 fn grant_of(shown: &Value) -> cascade_protocol::workflow::Grant {
     let mut g = shown.clone();

@@ -143,6 +143,55 @@ pub(crate) async fn job(
     }
 }
 
+/// A subscription request: the entry, and optionally the grant, `idle_only`
+/// and a bandwidth cap.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubscribeBody {
+    entry: EntryRef,
+    grant: Option<String>,
+    #[serde(default)]
+    idle_only: bool,
+    max_bytes_per_second: Option<u64>,
+}
+
+/// `POST /api/v1/subscriptions`: the caller's organization follows an entry's
+/// versions (201 with the subscription).
+pub(crate) async fn subscribe(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    crate::body::JsonBody(body): crate::body::JsonBody<SubscribeBody>,
+) -> Result<Response, ApiError> {
+    let entry = entry_of(&body.entry.origin.to_string(), body.entry.code)?;
+    let ask = cascade_runtime::SubscriptionRequest {
+        grant: body.grant,
+        idle_only: body.idle_only,
+        max_bytes_per_second: body.max_bytes_per_second,
+    };
+    let sub = state.node.subscribe_versions(who, entry, ask).await?;
+    Ok((StatusCode::CREATED, Json(sub)).into_response())
+}
+
+/// `GET /api/v1/subscriptions`: those the caller may see.
+pub(crate) async fn subscriptions(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Response, ApiError> {
+    state.node.check(&who, Permission::Read).await?;
+    let subs = state.node.version_subscriptions(&who).await?;
+    Ok(Json(json!({"subscriptions": subs, "returned": subs.len()})).into_response())
+}
+
+/// `DELETE /api/v1/subscriptions/{id}`.
+pub(crate) async fn unsubscribe(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.node.unsubscribe_versions(who, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// A `Range` header's one range, resolved against `size` (`None` without one;
 /// several ranges are served whole, as RFC 9110 allows).
 fn range_of(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {

@@ -66,6 +66,8 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/datasets/{origin}/{code}/versions/{version}/fetch", post(datasets::fetch))
         .route("/api/v1/fetches", get(datasets::jobs))
         .route("/api/v1/fetches/{id}", get(datasets::job))
+        .route("/api/v1/subscriptions", get(datasets::subscriptions).post(datasets::subscribe))
+        .route("/api/v1/subscriptions/{id}", delete(datasets::unsubscribe))
         .route("/api/v1/usage", get(gateway::usage))
         .route("/api/v1/relayed", get(workflow::relayed))
         .route("/api/v1/accounts", get(people::list_accounts).post(people::create_account))

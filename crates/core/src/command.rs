@@ -168,6 +168,16 @@ pub enum Command {
         /// The version.
         version: u64,
     },
+    /// Subscribe to (or unsubscribe from) an entry's dataset versions with a
+    /// grant this node holds (answers the grant).
+    Subscribe {
+        /// The grant.
+        grant: String,
+        /// The entry.
+        entry: cascade_protocol::service::EntryRef,
+        /// Subscribe (true) or end the subscription (false).
+        on: bool,
+    },
     /// Audit a chunk request refused at this node (by `admit_chunk`, or because
     /// the chunk is not in the version), by tally of the neighbour it came from.
     ChunkRefused {

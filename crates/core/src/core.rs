@@ -691,6 +691,7 @@ impl<S: StateStore> Core<S> {
                 Ok(Reply::Recorded)
             }
             Command::StartFetch { grant, entry, version } => self.start_fetch(by, grant, entry, version),
+            Command::Subscribe { grant, entry, on } => self.subscribe(by, grant, entry, on),
             Command::ChunkRefused { peer, reason, detail } => {
                 self.chunk_refused(peer, reason, detail);
                 Ok(Reply::Recorded)

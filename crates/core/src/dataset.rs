@@ -145,10 +145,47 @@ impl<S: StateStore> Core<S> {
         entry: EntryRef,
         version: u64,
     ) -> Result<Reply, CommandError> {
-        use cascade_protocol::workflow::Resource;
         let what = format!("dataset.fetch {}:{} v{version}", entry.origin, entry.code);
+        let record = self.entry_grant(by, &grant, &entry, &what)?;
+        self.audit_by(by, "dataset.fetch", format!("{what} with grant {grant}"));
+        Ok(Reply::Grant(Box::new(record)))
+    }
+
+    /// A consumer subscribes to an entry's versions (or ends a subscription):
+    /// allowed as a fetch is, with a grant valid now; audited. Answers the grant.
+    pub(crate) fn subscribe(
+        &mut self,
+        by: &Principal,
+        grant: String,
+        entry: EntryRef,
+        on: bool,
+    ) -> Result<Reply, CommandError> {
+        let kind = if on { "dataset.subscribe" } else { "dataset.unsubscribe" };
+        let what = format!("{kind} {}:{}", entry.origin, entry.code);
+        let record = match on {
+            true => self.entry_grant(by, &grant, &entry, &what)?,
+            // Ending one needs no valid grant: only that it is the caller's.
+            false => {
+                self.grant(&grant)?.ok_or_else(|| CommandError::NotFound(format!("no grant {grant}")))?
+            }
+        };
+        self.audit_by(by, kind, format!("{what} with grant {grant}"));
+        Ok(Reply::Grant(Box::new(record)))
+    }
+
+    /// The grant `grant` this node holds for `entry`, if `by` may use it: an
+    /// account of its grantee organization (or an administrator), while it is
+    /// valid. A refusal is audited.
+    fn entry_grant(
+        &mut self,
+        by: &Principal,
+        grant: &str,
+        entry: &EntryRef,
+        what: &str,
+    ) -> Result<crate::workflow::GrantRecord, CommandError> {
+        use cascade_protocol::workflow::Resource;
         let record = self
-            .grant(&grant)?
+            .grant(grant)?
             .filter(|r| r.grant.grantee_node == self.me)
             .ok_or_else(|| CommandError::NotFound(format!("this node holds no grant {grant}")))?;
         let ours = by.organization.as_deref() == Some(record.grant.grantee.as_str());
@@ -156,11 +193,10 @@ impl<S: StateStore> Core<S> {
             self.denied(by, format!("{what}: the grant is {}'s", record.grant.grantee));
             return Err(CommandError::Forbidden(format!("grant {grant} is not your organization's")));
         }
-        if !record.is_valid(self.now_s()) || record.grant.resource != Resource::Entry(entry) {
-            return Err(CommandError::Forbidden(format!("grant {grant} does not cover this version now")));
+        if !record.is_valid(self.now_s()) || record.grant.resource != Resource::Entry(entry.clone()) {
+            return Err(CommandError::Forbidden(format!("grant {grant} does not cover this entry now")));
         }
-        self.audit_by(by, "dataset.fetch", format!("{what} with grant {grant}"));
-        Ok(Reply::Grant(Box::new(record)))
+        Ok(record)
     }
 
     /// Audits a chunk request refused at this node, by tally of the neighbour it

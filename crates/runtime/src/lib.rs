@@ -21,7 +21,7 @@ mod workflow;
 
 pub use api::{IssuedToken, PasswordChange};
 pub use config::{CertPaths, GatewayConfig, NodeConfig, WorkflowConfig};
-pub use datasets::{Content, DatasetCounters, FetchView, FETCH_IN_FLIGHT};
+pub use datasets::{Content, DatasetCounters, FetchView, SubscriptionRequest, FETCH_IN_FLIGHT};
 pub use driver::Applied;
 pub use faults::TransportCounters;
 pub use gateway::{CallFailure, CallRequest, CallResponse, FORWARDED_HEADERS};

@@ -210,7 +210,7 @@ impl Node {
             );
         }
         info!(node = %config.id, %quic_addr, "node started");
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 config,
                 identity,
@@ -231,7 +231,11 @@ impl Node {
                 gateway,
                 datasets,
             }),
-        })
+        };
+        let follower = crate::datasets::follow_subscriptions(node.clone(), node.inner.cancel.clone());
+        let span = info_span!("node", id = %node.inner.config.id);
+        node.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(follower.instrument(span));
+        Ok(node)
     }
 
     /// Calls a service for a consumer of this node through the gateway: `by`

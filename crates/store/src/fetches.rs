@@ -61,6 +61,9 @@ pub struct FetchJob {
     pub started_ms: u64,
     /// When it ended (unix ms).
     pub finished_ms: Option<u64>,
+    /// Bytes a second it may take, at most (a subscription's cap).
+    #[serde(default)]
+    pub max_bytes_per_second: Option<u64>,
 }
 
 impl Store {

@@ -17,6 +17,7 @@ mod keys;
 mod read;
 mod relayed;
 mod services;
+mod subscriptions;
 mod upgrade;
 mod usage;
 mod workflow;
@@ -28,6 +29,7 @@ pub use keys::audit_key;
 pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
 pub use relayed::{RelayCursor, RelayFilter};
 pub use services::ServiceFilter;
+pub use subscriptions::{Subscription, MAX_SUBSCRIPTIONS};
 pub use usage::{UsageCursor, UsageFilter, UsageRecord, MAX_USAGE_SCAN, USAGE_KEPT};
 pub use workflow::{Side, WorkflowFilter};
 

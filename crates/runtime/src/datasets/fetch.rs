@@ -197,8 +197,17 @@ impl Datasets {
             async move { this.ensure(req, moved).await.map(|()| c) }
         }))
         .buffer_unordered(FETCH_IN_FLIGHT);
+        let run_started = std::time::Instant::now();
+        let cap = base.max_bytes_per_second.filter(|c| *c > 0);
         while let Some(result) = pulls.next().await {
             let c = result.map_err(give)?;
+            if let Some(cap) = cap {
+                // Ahead of the cap: wait until the bytes moved so far are due.
+                let due = Duration::from_secs_f64(moved.load(Ordering::Relaxed) as f64 / cap as f64);
+                if let Some(wait) = due.checked_sub(run_started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             // Chunks repeated in the list are counted once each occurrence.
             let times = list.iter().filter(|l| l.hash == c.hash).count() as u64;
             let now = self.update(id, |job| {
@@ -337,6 +346,18 @@ impl Node {
         version: u64,
         grant: Option<String>,
     ) -> Result<FetchView, CommandError> {
+        self.start_fetch_capped(by, entry, version, grant, None).await
+    }
+
+    /// `start_fetch`, taking at most `cap` bytes a second (a subscription's).
+    pub(crate) async fn start_fetch_capped(
+        &self,
+        by: Principal,
+        entry: EntryRef,
+        version: u64,
+        grant: Option<String>,
+        cap: Option<u64>,
+    ) -> Result<FetchView, CommandError> {
         let datasets = self.datasets();
         let me = self.identity().id;
         if entry.origin == me {
@@ -413,6 +434,7 @@ impl Node {
             bytes_transferred: 0,
             started_ms,
             finished_ms: None,
+            max_bytes_per_second: cap,
         };
         datasets.launch(job.clone(), record.grant, manifest).await?;
         Ok(datasets.view(job))

@@ -15,10 +15,13 @@ mod content;
 mod fetch;
 mod publish;
 mod serve;
+mod subscriptions;
 
 pub use content::Content;
 pub(crate) use fetch::resume_fetches;
 pub use fetch::FetchView;
+pub(crate) use subscriptions::follow_subscriptions;
+pub use subscriptions::SubscriptionRequest;
 
 use crate::driver::Message;
 use crate::gateway::Gateway;
@@ -167,6 +170,11 @@ impl Datasets {
             counters: ChunkCounters::default(),
             flip_next: AtomicU64::new(0),
         }
+    }
+
+    /// How many fetches run now.
+    pub(crate) fn running_jobs(&self) -> usize {
+        self.jobs.lock().map(|j| j.len()).unwrap_or(0)
     }
 
     /// The chunks of `manifest`'s version, in order, read from the list pieces
