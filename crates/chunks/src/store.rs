@@ -63,8 +63,23 @@ pub trait ChunkWriter: Send {
 pub trait ChunkStore: Send + Sync {
     /// Whether the chunk is held.
     fn has(&self, hash: &Hash) -> Result<bool, ChunkStoreError>;
-    /// Stores a whole chunk (cut locally): verified against `hash` first.
-    fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError>;
+    /// Stores a whole chunk (cut locally), through a writer: verified against
+    /// `hash` first, group by group. A chunk already held is kept as it is.
+    fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError> {
+        if self.has(hash)? {
+            return Ok(());
+        }
+        let verifier = Verifier::new(*hash, data.len() as u64, outboard(data))
+            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(hash), mismatch })?;
+        let mut w = self.writer(verifier)?;
+        if data.is_empty() {
+            w.group(&[])?;
+        }
+        for g in data.chunks(GROUP_BYTES) {
+            w.group(g)?;
+        }
+        w.commit()
+    }
     /// Starts writing a chunk that arrives group by group.
     fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError>;
     /// Opens a held chunk for reading.
@@ -74,6 +89,10 @@ pub trait ChunkStore: Send + Sync {
     /// Every held chunk (for garbage collection).
     fn all(&self) -> Result<Vec<Hash>, ChunkStoreError>;
 }
+
+/// Largest chunk a file may claim to hold: the largest a list piece or a cut
+/// chunk can be (a longer claim is damage, and is not read on).
+const MAX_STORED_CHUNK: u64 = crate::cut::MAX_CHUNK_BYTES as u64;
 
 /// File head: magic, then the chunk's length.
 const MAGIC: &[u8; 8] = b"CSCHNK01";
@@ -103,6 +122,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl DiskStore {
     /// Opens (creating) the store at `root`, sweeping temporaries a crash left.
+    /// Its 256 folders are made here, once, and the root flushed: a chunk's
+    /// rename is then made durable by flushing its own folder alone.
     pub fn open(root: impl Into<PathBuf>) -> Result<DiskStore, ChunkStoreError> {
         let root = root.into();
         let tmp = root.join("tmp");
@@ -110,7 +131,18 @@ impl DiskStore {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
+        for shard in 0..=255u8 {
+            fs::create_dir_all(root.join(format!("{shard:02x}")))?;
+        }
+        sync_dir(&root)?;
         Ok(DiskStore { root, temp_seq: AtomicU64::new(0) })
+    }
+
+    /// Forgets a chunk found damaged (short, or not what its name says).
+    fn rotten(path: &Path, hash: &Hash, mismatch: Mismatch) -> ChunkStoreError {
+        tracing::warn!(path = %path.display(), "a stored chunk is damaged; removed");
+        let _ = fs::remove_file(path);
+        ChunkStoreError::Mismatch { hash: hex(hash), mismatch }
     }
 
     fn path(&self, hash: &Hash) -> PathBuf {
@@ -149,12 +181,8 @@ impl ChunkWriter for DiskWriter {
             return Err(ChunkStoreError::Incomplete(self.verifier_hash()));
         }
         self.file.sync_all()?;
-        let dir = self.dest.parent().map(Path::to_path_buf);
-        if let Some(dir) = &dir {
-            fs::create_dir_all(dir)?;
-        }
         fs::rename(&self.temp, &self.dest)?;
-        if let Some(dir) = &dir {
+        if let Some(dir) = self.dest.parent() {
             sync_dir(dir)?;
         }
         Ok(())
@@ -192,12 +220,16 @@ impl ChunkReader for DiskReader {
             return Ok(None);
         }
         let mut bytes = vec![0u8; group_len(self.verifier.len(), self.next)];
-        self.file.read_exact(&mut bytes)?;
-        if let Err(mismatch) = self.verifier.check(self.next, &bytes) {
+        let group = Mismatch::Group { group: self.next };
+        match self.file.read_exact(&mut bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(DiskStore::rotten(&self.path, &self.verifier.hash(), group));
+            }
+            other => other?,
+        }
+        if self.verifier.check(self.next, &bytes).is_err() {
             // Rotten on disk: forget it, so that it is fetched again.
-            tracing::warn!(path = %self.path.display(), "a stored chunk no longer matches its address; removed");
-            let _ = fs::remove_file(&self.path);
-            return Err(ChunkStoreError::Mismatch { hash: hex(&self.verifier.hash()), mismatch });
+            return Err(DiskStore::rotten(&self.path, &self.verifier.hash(), group));
         }
         self.next += 1;
         Ok(Some(bytes))
@@ -207,22 +239,6 @@ impl ChunkReader for DiskReader {
 impl ChunkStore for DiskStore {
     fn has(&self, hash: &Hash) -> Result<bool, ChunkStoreError> {
         Ok(self.path(hash).try_exists()?)
-    }
-
-    fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError> {
-        if self.has(hash)? {
-            return Ok(());
-        }
-        let verifier = Verifier::new(*hash, data.len() as u64, outboard(data))
-            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(hash), mismatch })?;
-        let mut w = self.writer(verifier)?;
-        if data.is_empty() {
-            w.group(&[])?;
-        }
-        for g in data.chunks(GROUP_BYTES) {
-            w.group(g)?;
-        }
-        w.commit()
     }
 
     fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError> {
@@ -245,31 +261,30 @@ impl ChunkStore for DiskStore {
             Err(e) => return Err(e.into()),
         };
         let mut file = BufReader::with_capacity(GROUP_BYTES, file);
-        let mut head = [0u8; HEAD_BYTES as usize];
-        file.read_exact(&mut head)?;
-        let len = u64::from_be_bytes(head[8..].try_into().unwrap_or_default());
-        let groups = group_count(len);
-        let mut cvs = Vec::new();
-        if &head[..8] == MAGIC && groups > 1 && len <= u32::MAX as u64 {
-            cvs = vec![[0u8; 32]; groups];
+        // The head: magic, length (at most a chunk's), then the outboard.
+        let head = (|| -> std::io::Result<Option<(u64, Vec<[u8; 32]>)>> {
+            let mut head = [0u8; HEAD_BYTES as usize];
+            file.read_exact(&mut head)?;
+            let len = u64::from_be_bytes(head[8..].try_into().unwrap_or_default());
+            if &head[..8] != MAGIC || len > MAX_STORED_CHUNK {
+                return Ok(None);
+            }
+            let mut cvs = vec![[0u8; 32]; if group_count(len) > 1 { group_count(len) } else { 0 }];
             for cv in &mut cvs {
                 file.read_exact(cv)?;
             }
-        }
-        let verifier = match (&head[..8] == MAGIC).then(|| Verifier::new(*hash, len, cvs)) {
-            Some(Ok(v)) => v,
-            Some(Err(mismatch)) => {
-                let _ = fs::remove_file(&path);
-                return Err(ChunkStoreError::Mismatch { hash: hex(hash), mismatch });
+            Ok(Some((len, cvs)))
+        })();
+        let bad_head = Mismatch::Outboard { len: 0 };
+        let (len, cvs) = match head {
+            Ok(Some(head)) => head,
+            Ok(None) => return Err(DiskStore::rotten(&path, hash, bad_head)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(DiskStore::rotten(&path, hash, bad_head));
             }
-            None => {
-                let _ = fs::remove_file(&path);
-                return Err(ChunkStoreError::Mismatch {
-                    hash: hex(hash),
-                    mismatch: Mismatch::Outboard { len },
-                });
-            }
+            Err(e) => return Err(e.into()),
         };
+        let verifier = Verifier::new(*hash, len, cvs).map_err(|m| DiskStore::rotten(&path, hash, m))?;
         file.seek(SeekFrom::Start(HEAD_BYTES + 32 * verifier.outboard().len() as u64))?;
         Ok(Some(Box::new(DiskReader { file, verifier, next: 0, path })))
     }
@@ -382,19 +397,6 @@ impl ChunkStore for MemStore {
         Ok(self.chunks.lock().is_ok_and(|c| c.contains_key(hash)))
     }
 
-    fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError> {
-        let verifier = Verifier::new(*hash, data.len() as u64, outboard(data))
-            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(hash), mismatch })?;
-        let mut w = self.writer(verifier)?;
-        if data.is_empty() {
-            w.group(&[])?;
-        }
-        for g in data.chunks(GROUP_BYTES) {
-            w.group(g)?;
-        }
-        w.commit()
-    }
-
     fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError> {
         Ok(Box::new(MemWriter { chunks: self.chunks.clone(), verifier, data: Vec::new(), next: 0 }))
     }
@@ -478,6 +480,17 @@ mod tests {
         bytes[at] ^= 1;
         fs::write(&path, bytes).unwrap();
         assert!(matches!(read_all(&store, &h), Err(ChunkStoreError::Mismatch { .. })));
+        assert!(!store.has(&h).unwrap());
+        // A file cut short (a disk that lost its tail) is damage too.
+        store.put(&h, &data).unwrap();
+        let path = store.path(&h);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+        assert!(matches!(read_all(&store, &h), Err(ChunkStoreError::Mismatch { .. })));
+        assert!(!store.has(&h).unwrap());
+        store.put(&h, &data).unwrap();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(10).unwrap();
+        assert!(matches!(store.reader(&h), Err(ChunkStoreError::Mismatch { .. })));
         assert!(!store.has(&h).unwrap());
         // A crash's leftovers are swept at the next open.
         fs::write(dir.path().join("tmp").join("junk.1"), b"half").unwrap();
