@@ -73,12 +73,22 @@ impl Store {
         let tree = self.db.open_tree(FETCH_TREE).map_err(backend)?;
         let value = serde_json::to_vec(job).map_err(|e| StoreError::Backend(e.to_string()))?;
         tree.insert(job.id.as_bytes(), value).map_err(backend)?;
-        if tree.len() > FETCHES_KEPT {
-            let finished = tree.iter().filter_map(Result::ok).find(|(_, v)| {
-                serde_json::from_slice::<FetchJob>(v).is_ok_and(|j| j.state != FetchState::Running)
-            });
-            if let Some((key, _)) = finished {
+        Ok(())
+    }
+
+    /// Forgets the oldest finished jobs beyond `FETCHES_KEPT` (a count of the
+    /// tree: called when a job starts, not on every progress save).
+    pub fn prune_fetches(&self) -> Result<(), StoreError> {
+        let tree = self.db.open_tree(FETCH_TREE).map_err(backend)?;
+        let mut over = tree.len().saturating_sub(FETCHES_KEPT);
+        for row in tree.iter() {
+            if over == 0 {
+                break;
+            }
+            let (key, value) = row.map_err(backend)?;
+            if serde_json::from_slice::<FetchJob>(&value).is_ok_and(|j| j.state != FetchState::Running) {
                 tree.remove(key).map_err(backend)?;
+                over -= 1;
             }
         }
         Ok(())

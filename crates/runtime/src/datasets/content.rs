@@ -81,6 +81,10 @@ impl Node {
         end: u64,
     ) -> mpsc::Receiver<Result<Bytes, String>> {
         let (tx, rx) = mpsc::channel(8);
+        let end = end.min(content.manifest.size);
+        if start >= end {
+            return rx;
+        }
         let chunks = self.datasets().chunks.clone();
         tokio::task::spawn_blocking(move || {
             let mut at = 0u64;

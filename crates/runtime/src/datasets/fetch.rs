@@ -12,7 +12,7 @@ use crate::node::Node;
 use cascade_access::Principal;
 use cascade_chunks::{ChunkRef, Hash};
 use cascade_core::{Command, CommandError, GrantRecord, Reply, StateStore};
-use cascade_protocol::dataset::{ChunkRequest, Manifest};
+use cascade_protocol::dataset::{ChunkReply, ChunkRequest, Manifest};
 use cascade_protocol::service::EntryRef;
 use cascade_protocol::workflow::{Grant, Resource};
 use cascade_store::{FetchJob, FetchState};
@@ -28,6 +28,10 @@ const CHUNK_TRIES: u32 = 6;
 /// Longest wait between two tries while the way to the origin is down: the
 /// fetch resumes within this of the link's return.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one chunk may wait for a way to its origin (links down, hops busy)
+/// before its fetch fails: long outages end the fetch, and a later fetch (or
+/// the next version of a subscription) starts again with what is held.
+const LINK_PATIENCE: Duration = Duration::from_secs(3600);
 /// How often a running job's progress is written.
 const PROGRESS_EVERY_MS: u64 = 1_000;
 
@@ -64,22 +68,31 @@ impl Datasets {
         Some(job.clone())
     }
 
-    fn save(&self, job: &FetchJob) {
-        if let Err(e) = self.store.save_fetch(job) {
-            warn!(job = %job.id, error = %e, "fetch progress not saved");
+    /// Writes a job's record on the blocking pool (flushed when `durable`).
+    async fn save(&self, job: &FetchJob, durable: bool) {
+        let (store, record) = (self.store.clone(), job.clone());
+        let saved = tokio::task::spawn_blocking(move || {
+            store.save_fetch(&record)?;
+            if durable {
+                store.flush()?;
+            }
+            Ok::<_, cascade_core::StoreError>(())
+        })
+        .await;
+        if !matches!(saved, Ok(Ok(()))) {
+            warn!(job = %job.id, "fetch progress not saved");
         }
     }
 
     /// Ends a job in `state`.
-    fn finish(&self, id: &str, state: FetchState, reason: Option<String>) {
+    async fn finish(&self, id: &str, state: FetchState, reason: Option<String>) {
         let ended = self.update(id, |job| {
             job.state = state;
             job.reason = reason;
             job.finished_ms = Some(unix_millis());
         });
         if let Some(job) = ended {
-            self.save(&job);
-            let _ = self.store.flush();
+            self.save(&job, true).await;
             info!(job = %job.id, state = ?job.state, transferred = job.bytes_transferred, "fetch ended");
             if let Ok(mut jobs) = self.jobs.lock() {
                 jobs.remove(id);
@@ -95,6 +108,7 @@ impl Datasets {
     async fn ensure(&self, mut req: ChunkRequest, moved: &AtomicU64) -> Result<(), Gave> {
         let mut tries = 0;
         let mut backoff = Duration::from_millis(100);
+        let waiting_since = std::time::Instant::now();
         loop {
             match self.pull(&req, None, true, moved).await {
                 Ok(()) => return Ok(()),
@@ -105,9 +119,14 @@ impl Datasets {
                         reply.reason.unwrap_or_default()
                     )));
                 }
-                Err(PullError::Link(why)) => {
-                    // The way is down: wait for it, without counting a try.
-                    tracing::debug!(%why, "chunk fetch waits for the link");
+                // The way is down or busy: wait for it, without counting a try,
+                // for as long as `LINK_PATIENCE`.
+                Err(e @ PullError::Link(_))
+                | Err(e @ PullError::Refused(ChunkReply { status: 503 | 504, .. })) => {
+                    if waiting_since.elapsed() > LINK_PATIENCE {
+                        return Err(Gave::Tries(format!("waited {LINK_PATIENCE:?} for the way: {e}")));
+                    }
+                    tracing::debug!(error = %e, "chunk fetch waits for the way");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -133,8 +152,8 @@ impl Datasets {
         let span = info_span!("fetch", job = %id, entry = %format!("{}:{}", manifest.entry.origin, manifest.entry.code), version = manifest.version);
         async move {
             match self.clone().fetch_all(&id, grant, &manifest).await {
-                Ok(()) => self.finish(&id, FetchState::Done, None),
-                Err(reason) => self.finish(&id, FetchState::Failed, Some(reason)),
+                Ok(()) => self.finish(&id, FetchState::Done, None).await,
+                Err(reason) => self.finish(&id, FetchState::Failed, Some(reason)).await,
             }
         }
         .instrument(span)
@@ -167,13 +186,20 @@ impl Datasets {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?
             .ok_or("the chunk list does not match the manifest")?;
+        // How often the content repeats each chunk; each is fetched once.
+        let mut times: std::collections::HashMap<Hash, u64> = std::collections::HashMap::new();
+        for c in &list {
+            *times.entry(c.hash).or_default() += 1;
+        }
+        let mut seen = std::collections::HashSet::new();
         let mut missing = Vec::new();
         let (mut done, mut done_bytes) = (0u64, 0u64);
-        for c in &list {
+        for c in list.iter().filter(|c| seen.insert(c.hash)) {
+            let n = times.get(&c.hash).copied().unwrap_or(1);
             if self.held(&c.hash).await {
-                done += 1;
-                done_bytes += c.len as u64;
-            } else if !missing.iter().any(|m: &ChunkRef| m.hash == c.hash) {
+                done += n;
+                done_bytes += n * c.len as u64;
+            } else {
                 missing.push(*c);
             }
         }
@@ -187,7 +213,7 @@ impl Datasets {
         if let Ok(mut runs) = self.run_started.lock() {
             runs.insert(id.to_string(), (unix_millis(), done_bytes));
         }
-        self.save(&base);
+        self.save(&base, false).await;
         let transferred_before = base.bytes_transferred;
         let mut saved_ms = unix_millis();
         let mut pulls = futures_util::stream::iter(missing.into_iter().map(|c| {
@@ -209,14 +235,14 @@ impl Datasets {
                 }
             }
             // Chunks repeated in the list are counted once each occurrence.
-            let times = list.iter().filter(|l| l.hash == c.hash).count() as u64;
+            let times = times.get(&c.hash).copied().unwrap_or(1);
             let now = self.update(id, |job| {
                 job.chunks_done += times;
                 job.bytes_done += times * c.len as u64;
                 job.bytes_transferred = transferred_before + moved.load(Ordering::Relaxed);
             });
             if let Some(job) = now.filter(|_| unix_millis() >= saved_ms + PROGRESS_EVERY_MS) {
-                self.save(&job);
+                self.save(&job, false).await;
                 saved_ms = unix_millis();
             }
         }
@@ -266,18 +292,36 @@ impl Datasets {
     ) -> Result<(), CommandError> {
         let store = self.store.clone();
         let record = job.clone();
-        tokio::task::spawn_blocking(move || {
+        let saved = tokio::task::spawn_blocking(move || {
             store.save_fetch(&record)?;
+            store.prune_fetches()?;
             store.flush()
         })
         .await
-        .map_err(|e| CommandError::Unavailable(e.to_string()))??;
-        let id = job.id.clone();
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.insert(id.clone(), job);
+        .map_err(|e| CommandError::Unavailable(e.to_string()))
+        .and_then(|r| r.map_err(CommandError::from));
+        if let Err(e) = saved {
+            if let Ok(mut jobs) = self.jobs.lock() {
+                jobs.remove(&job.id);
+            }
+            return Err(e);
         }
-        tokio::spawn(self.clone().run(id, grant, manifest));
+        tokio::spawn(self.clone().run(job.id, grant, manifest));
         Ok(())
+    }
+
+    /// Takes `job` in as running, unless a job of the same organization for the
+    /// same version already runs: that one is answered instead.
+    fn reserve(&self, job: &FetchJob) -> Option<FetchJob> {
+        let mut jobs = self.jobs.lock().ok()?;
+        let same = |j: &&FetchJob| {
+            j.entry == job.entry && j.version == job.version && j.organization == job.organization
+        };
+        if let Some(running) = jobs.values().find(same) {
+            return Some(running.clone());
+        }
+        jobs.insert(job.id.clone(), job.clone());
+        None
     }
 
     /// A job's view: its record (live when running), rate and time left.
@@ -321,6 +365,9 @@ pub(crate) async fn resume_fetches(datasets: Arc<Datasets>) {
         match found {
             Ok(Ok((Some(record), Some(manifest)))) => {
                 info!(job = %job.id, "resuming a fetch");
+                if datasets.reserve(&job).is_some() {
+                    continue;
+                }
                 if let Err(e) = datasets.launch(job, record.grant, manifest).await {
                     warn!(error = %e, "a fetch could not be resumed");
                 }
@@ -329,7 +376,9 @@ pub(crate) async fn resume_fetches(datasets: Arc<Datasets>) {
                 if let Ok(mut jobs) = datasets.jobs.lock() {
                     jobs.insert(job.id.clone(), job.clone());
                 }
-                datasets.finish(&job.id, FetchState::Failed, Some("its grant or version is gone".into()));
+                datasets
+                    .finish(&job.id, FetchState::Failed, Some("its grant or version is gone".into()))
+                    .await;
             }
         }
     }
@@ -408,14 +457,6 @@ impl Node {
             Reply::Grant(record) => *record,
             other => return Err(crate::api::unexpected(other)),
         };
-        let running = datasets
-            .jobs
-            .lock()
-            .ok()
-            .and_then(|jobs| jobs.values().find(|j| j.entry == entry && j.version == version).cloned());
-        if let Some(job) = running {
-            return Ok(datasets.view(job));
-        }
         let started_ms = unix_millis();
         let n = datasets.next_job.fetch_add(1, Ordering::Relaxed);
         let job = FetchJob {
@@ -436,6 +477,10 @@ impl Node {
             finished_ms: None,
             max_bytes_per_second: cap,
         };
+        // The organization's fetch of this version already running, if any.
+        if let Some(running) = datasets.reserve(&job) {
+            return Ok(datasets.view(running));
+        }
         datasets.launch(job.clone(), record.grant, manifest).await?;
         Ok(datasets.view(job))
     }

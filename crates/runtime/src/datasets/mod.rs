@@ -39,6 +39,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 /// Chunk requests a node serves or passes on at once (for all its neighbours);
 /// beyond, a request is answered 503 at once and the requester retries.
 pub const MAX_CHUNK_STREAMS: usize = 128;
+/// Chunk requests one neighbour may have served or passed on here at once: a
+/// quarter of the node's, so that one neighbour that never reads its answers
+/// cannot hold every slot.
+pub const MAX_CHUNK_STREAMS_PER_PEER: usize = MAX_CHUNK_STREAMS / 4;
 /// Chunk requests one fetch keeps in flight: enough to fill a long link's
 /// bandwidth-delay product (8 × 512 KiB = 4 MiB in flight), few enough that a
 /// crash re-transfers little (at most one chunk per request in flight).
@@ -130,6 +134,8 @@ pub(crate) struct Datasets {
     /// Decoded chunk lists of versions, by entry origin, code and version.
     lists: Mutex<HashMap<VersionKey, Arc<HashSet<Hash>>>>,
     serving: Arc<Semaphore>,
+    /// Each neighbour's share of `serving`.
+    per_peer: Mutex<HashMap<NodeId, Arc<Semaphore>>>,
     running: Arc<Semaphore>,
     pushes: Arc<Semaphore>,
     /// The jobs this node runs, by id, as they stand.
@@ -162,6 +168,7 @@ impl Datasets {
             pulling: Mutex::new(HashMap::new()),
             lists: Mutex::new(HashMap::new()),
             serving: Arc::new(Semaphore::new(MAX_CHUNK_STREAMS)),
+            per_peer: Mutex::new(HashMap::new()),
             running: Arc::new(Semaphore::new(MAX_RUNNING_FETCHES)),
             pushes: Arc::new(Semaphore::new(MAX_PUSHES)),
             jobs: Mutex::new(HashMap::new()),
@@ -183,7 +190,8 @@ impl Datasets {
         &self,
         manifest: &Manifest,
     ) -> Result<Option<Vec<ChunkRef>>, cascade_chunks::ChunkStoreError> {
-        let mut out = Vec::with_capacity(manifest.chunks as usize);
+        // Reserved for a piece at most: the count is the origin's word.
+        let mut out = Vec::with_capacity((manifest.chunks as usize).min(list::MAX_PIECE_ENTRIES));
         for piece in &manifest.lists {
             let Some(mut reader) = self.chunks.reader(piece)? else { return Ok(None) };
             let mut bytes = Vec::new();

@@ -84,6 +84,10 @@ impl Node {
         let me = self.identity().id;
         let (_, entry) = entry.ok_or_else(|| CommandError::NotFound(format!("no entry {code} of {me}")))?;
         self.check(&by, Permission::EditCatalog { provider: &entry.provider }).await?;
+        // Refused before a byte is read: the core would refuse the manifest.
+        if entry.status != cascade_protocol::catalog::EntryStatus::Published {
+            return Err(CommandError::Conflict(format!("{code} is not published")));
+        }
         let datasets = self.datasets();
         let _permit =
             datasets.pushes.clone().try_acquire_owned().map_err(|_| {

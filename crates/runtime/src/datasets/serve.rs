@@ -4,7 +4,7 @@
 //! checking every group on the way and keeping a copy when it may serve it
 //! later (a caching hub).
 
-use super::{ChunkCounters, Datasets, CHUNK_IDLE};
+use super::{ChunkCounters, Datasets, CHUNK_IDLE, MAX_CHUNK_STREAMS_PER_PEER};
 use crate::driver::{unix_millis, Message};
 use cascade_access::Principal;
 use cascade_chunks::tree::group_len;
@@ -57,6 +57,46 @@ fn short(hash: &Hash) -> String {
     cascade_chunks::store::hex(hash)[..12].to_string()
 }
 
+/// Where a chunk goes besides this node's store: the stream of the neighbour
+/// that asked, and whether the answer's head went out on it yet.
+pub(crate) struct Downstream<'a> {
+    send: &'a mut quinn::SendStream,
+    head_sent: bool,
+}
+
+impl Downstream<'_> {
+    /// Sends the answer's head.
+    async fn head(&mut self, reply: &ChunkReply) -> Result<(), PullError> {
+        let sent = tokio::time::timeout(CHUNK_IDLE, write_message(self.send, reply)).await;
+        match sent {
+            Ok(Ok(_)) => {
+                self.head_sent = true;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(PullError::Link(format!("below: {e}"))),
+            Err(_) => Err(PullError::Link("below: not read in time".into())),
+        }
+    }
+
+    /// Sends bytes of the chunk.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), PullError> {
+        match tokio::time::timeout(CHUNK_IDLE, self.send.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(PullError::Link(format!("below: {e}"))),
+            Err(_) => Err(PullError::Link("below: not read in time".into())),
+        }
+    }
+}
+
+/// Whether this request pulls a chunk or waits for the pull under way.
+enum Claim<'a> {
+    Lead(Pulling<'a>),
+    Wait(watch::Receiver<bool>),
+}
+
+/// How long a request waits for another's pull of the same chunk.
+const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Marks a chunk as no longer being pulled (and wakes those waiting) however
 /// the pull ends.
 struct Pulling<'a> {
@@ -97,7 +137,8 @@ impl Datasets {
         // service calls (priority 0) are never queued behind a chunk.
         let _ = send.set_priority(CHUNK_PRIORITY);
         async move {
-            let Ok(_permit) = self.serving.clone().try_acquire_owned() else {
+            let permits = self.serving.clone().try_acquire_owned().ok().zip(self.peer_permit(from));
+            let Some(_permits) = permits else {
                 let busy = self.refusal(503, format!("{} is serving too many chunk requests", self.me));
                 let _ = write_message(&mut send, &busy).await;
                 let _ = send.finish();
@@ -116,97 +157,90 @@ impl Datasets {
             if let Some(delay) = self.faults.delay() {
                 tokio::time::sleep(delay).await;
             }
+            let mut down = Downstream { send: &mut send, head_sent: false };
             let result = if origin || (cacheable && !req.from_origin) {
-                self.answer_held(&req, &mut send, origin).await
+                self.answer_held(&req, &mut down, origin).await
             } else {
-                self.pass_on(&req, &mut send).await
+                self.pull(&req, Some(&mut down), false, &AtomicU64::new(0)).await
             };
-            match result {
-                Ok(()) => {
-                    let _ = send.finish();
-                }
-                Err(e) => {
-                    debug!(error = %e, "chunk request not served");
+            let answer = match result {
+                Ok(()) => None,
+                Err(e) if down.head_sent => {
+                    // Cut mid-chunk: the requester sees it short, and asks again.
+                    debug!(error = %e, "chunk request cut short");
                     let _ = send.reset(0u32.into());
+                    return;
                 }
+                Err(PullError::Refused(reply)) => Some(reply),
+                Err(e) => {
+                    let status = match e {
+                        PullError::Corrupt(_) => 502,
+                        PullError::Store(_) => 503,
+                        _ => 504,
+                    };
+                    Some(self.refusal(status, e.to_string()))
+                }
+            };
+            if let Some(reply) = answer {
+                let _ = tokio::time::timeout(CHUNK_IDLE, write_message(&mut send, &reply)).await;
             }
+            let _ = send.finish();
         }
         .instrument(span)
         .await
     }
 
-    /// Answers from this node's store; a caching hub that does not hold the
-    /// chunk pulls it first (once, however many ask at once).
+    /// A stream permit of the neighbour `peer`: none while it has
+    /// `MAX_CHUNK_STREAMS_PER_PEER` requests served at once.
+    fn peer_permit(&self, peer: NodeId) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut peers = self.per_peer.lock().ok()?;
+            let new = || Arc::new(tokio::sync::Semaphore::new(MAX_CHUNK_STREAMS_PER_PEER));
+            peers.entry(peer).or_insert_with(new).clone()
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+
+    /// Answers from this node's store. A caching hub that does not hold the
+    /// chunk pulls it, keeping a copy while it passes it on; a second request
+    /// for a chunk being pulled waits for that pull, then is answered from the
+    /// store (so a chunk crosses the link above once, however many ask).
     async fn answer_held(
         &self,
         req: &ChunkRequest,
-        send: &mut quinn::SendStream,
+        down: &mut Downstream<'_>,
         origin: bool,
     ) -> Result<(), PullError> {
-        loop {
+        for _ in 0..2 {
             if self.has(&req.hash).await? {
-                return self.send_held(req.hash, send).await;
+                return self.send_held(req.hash, down).await;
             }
             if origin {
                 let missing = self.refusal(404, format!("{} does not hold this chunk", self.me));
-                write_message(send, &missing).await.map_err(|e| PullError::Link(e.to_string()))?;
-                return Ok(());
+                return Err(PullError::Refused(missing));
             }
-            match self.pull_once(req).await {
-                // Pulled here, or by the pull this one waited for: serve it.
-                Ok(()) => continue,
-                Err(PullError::Refused(reply)) => {
-                    write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
-                    return Ok(());
-                }
-                Err(e) => {
-                    let reply = self
-                        .refusal(if matches!(e, PullError::Corrupt(_)) { 502 } else { 504 }, e.to_string());
-                    write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
-                    return Ok(());
+            match self.claim(req.hash)? {
+                Claim::Lead(_pulling) => return self.pull(req, Some(down), true, &AtomicU64::new(0)).await,
+                Claim::Wait(mut pulled) => {
+                    let _ = tokio::time::timeout(CHUNK_WAIT, pulled.wait_for(|done| *done)).await;
                 }
             }
         }
+        // Still not here after waiting for two pulls of it: pass it on.
+        self.pull(req, Some(down), false, &AtomicU64::new(0)).await
     }
 
-    /// Pulls a chunk into this node's store from the next hop toward its
-    /// origin, unless a pull of it is already under way (then waits for that
-    /// one). `Ok` means the chunk may now be held: check.
-    pub(crate) async fn pull_once(&self, req: &ChunkRequest) -> Result<(), PullError> {
-        let waiting = {
-            let mut pulling = self.pulling.lock().map_err(|_| PullError::Store("poisoned".into()))?;
-            match pulling.get(&req.hash) {
-                Some(rx) => Err(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(false);
-                    pulling.insert(req.hash, rx);
-                    Ok(tx)
-                }
+    /// Becomes the one pulling `hash` here, or learns whom to wait for.
+    fn claim(&self, hash: Hash) -> Result<Claim<'_>, PullError> {
+        let mut pulling = self.pulling.lock().map_err(|_| PullError::Store("poisoned".into()))?;
+        Ok(match pulling.get(&hash) {
+            Some(rx) => Claim::Wait(rx.clone()),
+            None => {
+                let (done, rx) = watch::channel(false);
+                pulling.insert(hash, rx);
+                Claim::Lead(Pulling { datasets: self, hash, done })
             }
-        };
-        match waiting {
-            Err(mut rx) => {
-                let _ = rx.wait_for(|done| *done).await;
-                Ok(())
-            }
-            Ok(done) => {
-                let _guard = Pulling { datasets: self, hash: req.hash, done };
-                self.pull(req, None, true, &AtomicU64::new(0)).await
-            }
-        }
-    }
-
-    /// Passes a request on toward the origin and its answer back, checking every
-    /// group, without keeping a copy.
-    async fn pass_on(&self, req: &ChunkRequest, send: &mut quinn::SendStream) -> Result<(), PullError> {
-        match self.pull(req, Some(send), false, &AtomicU64::new(0)).await {
-            Ok(_) => Ok(()),
-            Err(PullError::Refused(reply)) => {
-                write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        })
     }
 
     /// Checks a request: it comes from the side of the node it names, and the
@@ -291,14 +325,12 @@ impl Datasets {
 
     /// Sends a held chunk: its reply head, then its groups as they are read
     /// (and checked) on the blocking pool, a few at a time.
-    async fn send_held(&self, hash: Hash, send: &mut quinn::SendStream) -> Result<(), PullError> {
+    async fn send_held(&self, hash: Hash, down: &mut Downstream<'_>) -> Result<(), PullError> {
         let (head, mut groups) = self.read_groups(hash).await?;
         let Some(verifier) = head else {
-            let missing = self.refusal(404, format!("{} does not hold this chunk", self.me));
-            return write_message(send, &missing)
-                .await
-                .map(|_| ())
-                .map_err(|e| PullError::Link(e.to_string()));
+            return Err(PullError::Refused(
+                self.refusal(404, format!("{} does not hold this chunk", self.me)),
+            ));
         };
         let reply = ChunkReply {
             status: 200,
@@ -307,11 +339,11 @@ impl Datasets {
             len: verifier.len(),
             outboard: verifier.outboard().to_vec(),
         };
-        write_message(send, &reply).await.map_err(|e| PullError::Link(e.to_string()))?;
+        down.head(&reply).await?;
         ChunkCounters::add(&self.counters.served, 1);
         while let Some(group) = groups.recv().await {
             let group = group.map_err(PullError::Store)?;
-            send.write_all(&self.test_flip(&group)).await.map_err(|e| PullError::Link(e.to_string()))?;
+            down.write(&self.test_flip(&group)).await?;
             ChunkCounters::add(&self.counters.bytes_served, group.len() as u64);
             ChunkCounters::add(&self.counters.bytes_served_held, group.len() as u64);
         }
@@ -366,7 +398,7 @@ impl Datasets {
     pub(crate) async fn pull(
         &self,
         req: &ChunkRequest,
-        mut downstream: Option<&mut quinn::SendStream>,
+        mut downstream: Option<&mut Downstream<'_>>,
         cache: bool,
         moved: &AtomicU64,
     ) -> Result<(), PullError> {
@@ -377,10 +409,16 @@ impl Datasets {
         let link = |e: &dyn std::fmt::Display| PullError::Link(format!("{hop}: {e}"));
         let connection =
             self.gateway.link(hop).ok_or_else(|| PullError::Link(format!("no link to {hop}")))?;
-        let (mut up, mut answer) = connection.open_bi().await.map_err(|e| link(&e))?;
-        up.write_all(&[StreamKind::Chunk as u8]).await.map_err(|e| link(&e))?;
-        write_message(&mut up, req).await.map_err(|e| link(&e))?;
-        let _ = up.finish();
+        let ask = async {
+            let (mut up, answer) = connection.open_bi().await.map_err(|e| link(&e))?;
+            up.write_all(&[StreamKind::Chunk as u8]).await.map_err(|e| link(&e))?;
+            write_message(&mut up, req).await.map_err(|e| link(&e))?;
+            let _ = up.finish();
+            Ok::<_, PullError>(answer)
+        };
+        let mut answer = tokio::time::timeout(CHUNK_IDLE, ask)
+            .await
+            .map_err(|_| PullError::Link(format!("{hop} took no request in time")))??;
         let reply =
             tokio::time::timeout(CHUNK_IDLE, read_message::<ChunkReply>(&mut answer, MAX_CHUNK_REPLY_BYTES))
                 .await;
@@ -393,8 +431,10 @@ impl Datasets {
         if reply.status != 200 {
             return Err(PullError::Refused(reply));
         }
-        let verifier = Verifier::new(req.hash, reply.len, reply.outboard.clone())
-            .map_err(|e| PullError::Corrupt(format!("from {hop}: {e}")))?;
+        let verifier = Verifier::new(req.hash, reply.len, reply.outboard.clone()).map_err(|e| {
+            ChunkCounters::add(&self.counters.corrupt, 1);
+            PullError::Corrupt(format!("from {hop}: {e}"))
+        })?;
         if reply.len > cascade_chunks::cut::MAX_CHUNK_BYTES as u64 {
             return Err(PullError::Corrupt(format!("{hop} announced a chunk of {} bytes", reply.len)));
         }
@@ -411,9 +451,11 @@ impl Datasets {
             false => None,
         };
         if let Some(down) = downstream.as_deref_mut() {
-            match write_message(down, &reply).await {
-                Ok(_) => ChunkCounters::add(&self.counters.served, 1),
-                Err(_) => downstream = None,
+            match down.head(&reply).await {
+                Ok(()) => ChunkCounters::add(&self.counters.served, 1),
+                // The requester went away: finish the copy for the cache.
+                Err(_) if cache => downstream = None,
+                Err(e) => return Err(e),
             }
         }
         let mut buf = vec![0u8; cascade_chunks::tree::GROUP_BYTES];
@@ -436,10 +478,11 @@ impl Datasets {
                 None => verifier.check(i, &buf[..len]).map_err(|e| bad(&e))?,
             }
             if let Some(down) = downstream.as_deref_mut() {
-                match down.write_all(&self.test_flip(&buf[..len])).await {
+                match down.write(&self.test_flip(&buf[..len])).await {
                     Ok(()) => ChunkCounters::add(&self.counters.bytes_served, len as u64),
                     // The requester went away: finish the copy for the cache.
-                    Err(_) => downstream = None,
+                    Err(_) if cache => downstream = None,
+                    Err(e) => return Err(e),
                 }
             }
         }
