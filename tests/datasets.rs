@@ -232,13 +232,10 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     let (status, refused) = li.call("POST", &format!("{version}/fetch"), None).await;
     assert_eq!(status, 403, "{refused}");
 
-    // Jinan's other organization was granted the entry, and the grant revoked.
+    // Jinan's other organization was granted the entry.
     let wang = consumer(&fed, "370100", "wang", &code).await;
     let (_, held) = fed.with_token("370100", &wang).call("GET", "/api/v1/grants?box=held", None).await;
     let revoked = grant_of(&held["grants"][0]);
-    let body = json!({"reason": "no longer needed"});
-    let (status, body) = fed.post("440100", &format!("/api/v1/grants/{}/revoke", revoked.id), body).await;
-    assert_eq!(status, 200, "{body}");
 
     // A chunk request as Jinan's node, straight to the Shandong hub: with no
     // grant, and with a grant for another node, refused by the hub itself.
@@ -276,11 +273,30 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     assert_eq!((reply.status, reply.by), (403, nid("370000")), "{reply:?}");
     assert!(reply.reason.unwrap().contains("belongs to node 370200"));
 
-    // The revoked grant looks valid to every hub (signed, current, Jinan's):
-    // passed on, and refused by the provider, which knows it was revoked.
-    let reply = ask(Some(revoked), true).await;
+    // Its grant is revoked while Guangzhou's messages are held back, so that no
+    // hub knows yet.
+    let guangzhou = fed.fed.node(nid("440100")).unwrap().node.clone();
+    guangzhou.set_send_delay(std::time::Duration::from_secs(3));
+    let body = json!({"reason": "no longer needed"});
+    let (status, body) = fed.post("440100", &format!("/api/v1/grants/{}/revoke", revoked.id), body).await;
+    assert_eq!(status, 200, "{body}");
+    // The revoked grant looks valid to every hub the revocation has not
+    // passed yet (signed, current, Jinan's): passed on, and refused by the
+    // provider, which knows it was revoked.
+    let reply = ask(Some(revoked.clone()), true).await;
     assert_eq!((reply.status, reply.by), (403, nid("440100")), "{reply:?}");
     assert!(reply.reason.unwrap().contains("revoked"));
+    // Once the revocation has passed through the Shandong hub on its way to
+    // Jinan, the hub refuses the grant itself, cache or not.
+    guangzhou.set_send_delay(std::time::Duration::ZERO);
+    eventually("the revocation passes the Shandong hub", || async {
+        let (_, relayed) = fed.get("370000", "/api/v1/relayed?kind=revoke").await;
+        relayed["relayed"].as_array().is_some_and(|r| r.iter().any(|m| m["subject"] == revoked.id.as_str()))
+    })
+    .await;
+    let reply = ask(Some(revoked), false).await;
+    assert_eq!((reply.status, reply.by), (403, nid("370000")), "{reply:?}");
+    assert!(reply.reason.unwrap().contains("passed through"));
 
     // Each refusal is audited where it was decided.
     for at in ["370000", "440100"] {

@@ -118,6 +118,12 @@ pub fn admit_chunk(
     if grant.resource != Resource::Entry(entry.clone()) {
         return Err(refuse(403, format!("grant {} is for {}", grant.id, grant.resource)));
     }
+    if me != entry.origin && state.revocation_relayed(&grant.id).map_err(|e| refuse(503, e.to_string()))? {
+        return Err(refuse(
+            403,
+            format!("grant {} was revoked (its revocation passed through {me})", grant.id),
+        ));
+    }
     if me == entry.origin {
         let record = state
             .grant(&grant.id)

@@ -26,6 +26,8 @@ struct State {
     /// the sled store keeps a pointer), decoded when read.
     services: BTreeMap<String, Arc<Delta>>,
     upstreams: BTreeMap<String, String>,
+    /// Grants whose revocation this node relayed.
+    revoked_relayed: std::collections::BTreeSet<String>,
     /// Dataset versions by entry (origin, code) and version: the delta, as for services.
     versions: BTreeMap<(NodeId, String), BTreeMap<u64, Arc<Delta>>>,
     /// Routed messages waiting for each next hop, in order.
@@ -67,6 +69,11 @@ impl State {
                     self.versions.entry(entry).or_default().insert(manifest.version, delta.clone());
                 }
                 _ => {}
+            }
+        }
+        for r in &batch.relayed {
+            if let Some(grant) = r.revoked_grant() {
+                self.revoked_relayed.insert(grant.to_string());
             }
         }
         for (id, upstream) in &batch.upstreams {
@@ -265,6 +272,10 @@ impl StateStore for MemoryStore {
             Ok(cascade_protocol::DeltaBody::Dataset(m)) => Ok(Some(m)),
             _ => Err(StoreError::Corrupt { key: code.to_string(), reason: "not a dataset delta".into() }),
         }
+    }
+
+    fn revocation_relayed(&self, grant: &str) -> Result<bool, StoreError> {
+        Ok(self.volatile.revoked_relayed.contains(grant))
     }
 
     fn upstream(&self, id: &str) -> Result<Option<String>, StoreError> {

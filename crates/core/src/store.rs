@@ -204,6 +204,14 @@ pub struct RelayRecord {
 }
 
 impl RelayRecord {
+    /// The grant this record says its provider revoked: a revocation passed on
+    /// from the node that signed the grant (grant ids name their provider node).
+    pub fn revoked_grant(&self) -> Option<&str> {
+        let own =
+            self.subject.strip_prefix(&self.from.to_string()).is_some_and(|rest| rest.starts_with("-g"));
+        (self.kind == "revoke" && own).then_some(self.subject.as_str())
+    }
+
     /// The record of `message`, passed on at `at_ms`.
     pub fn of(message: &Routed, at_ms: u64) -> RelayRecord {
         use cascade_protocol::routed::RoutedBody;
@@ -337,6 +345,9 @@ pub trait StateStore {
         code: &str,
         version: Option<u64>,
     ) -> Result<Option<cascade_protocol::dataset::Manifest>, StoreError>;
+    /// Whether this node passed on its provider's revocation of `grant` (a hub
+    /// learns revocations from the messages it relays).
+    fn revocation_relayed(&self, grant: &str) -> Result<bool, StoreError>;
     /// The upstream URL of one of this node's own services.
     fn upstream(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Whether a routed message with this id was seen (and not yet forgotten).

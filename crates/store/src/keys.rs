@@ -15,6 +15,7 @@
 //! | `P` | application id | application record |
 //! | `G` | grant id | grant record |
 //! | `D` | origin (4), resource code, 0, version (8) | scope (1), seq (8) of the manifest delta |
+//! | `K` | grant id | nothing: its provider's revocation passed through here |
 //! | `M` | `Mmeta` / `Mformat` | node counters / store format |
 
 use cascade_core::StoreError;
@@ -45,6 +46,8 @@ pub(crate) const GRANT: u8 = b'G';
 pub(crate) const RELAYED: u8 = b'Y';
 /// Dataset versions, by entry and version: a pointer to the manifest delta.
 pub(crate) const DATASET: u8 = b'D';
+/// Grants whose revocation this node relayed, by id.
+pub(crate) const REVOKED: u8 = b'K';
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 

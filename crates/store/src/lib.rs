@@ -270,6 +270,9 @@ impl Store {
         }
         for r in &batch.relayed {
             sled_batch.insert(relayed_key(r.at_ms, r.message), codec::encode(r)?);
+            if let Some(grant) = r.revoked_grant() {
+                sled_batch.insert([&[REVOKED], grant.as_bytes()].concat(), &[]);
+            }
         }
         for a in &batch.applications {
             sled_batch.insert(application_key(&a.id), codec::encode(a)?);
@@ -372,6 +375,10 @@ impl StateStore for Store {
         version: Option<u64>,
     ) -> Result<Option<cascade_protocol::dataset::Manifest>, StoreError> {
         self.manifest_of(origin, code, version)
+    }
+
+    fn revocation_relayed(&self, grant: &str) -> Result<bool, StoreError> {
+        self.db.contains_key([&[REVOKED], grant.as_bytes()].concat()).map_err(backend)
     }
 
     fn upstream(&self, id: &str) -> Result<Option<String>, StoreError> {
