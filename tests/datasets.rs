@@ -200,6 +200,16 @@ async fn versions_reach_granted_cities_in_another_province_once_per_link_and_inc
     assert_eq!(counters(&fed, "370200").corrupt, 1, "Qingdao caught the altered chunk");
     assert!(read(&fed, "370200", &qingdao, &code, 2, None).await.1 == v2);
 
+    // Keeping only the newest version, Jinan collects what only version 1 used:
+    // version 2 still reads whole, version 1 no longer does.
+    let jinan_node = fed.fed.node(nid("370100")).unwrap().node.clone();
+    let removed = jinan_node.collect_chunks(1, std::time::Duration::ZERO).await.unwrap();
+    assert!(removed > 0);
+    assert!(read(&fed, "370100", &jinan, &code, 2, None).await.1 == v2);
+    assert_eq!(read(&fed, "370100", &jinan, &code, 1, None).await.0, 409);
+    let (_, audit) = fed.get("370100", "/api/v1/audit?kind=dataset.gc&limit=10").await;
+    assert!(audit["records"].as_array().is_some_and(|r| !r.is_empty()), "{audit}");
+
     // CSV content says its shape.
     let csv = b"id,name,\"city, district\"\n1,a,x\n2,\"b\nc\",y\n3,d,z".to_vec();
     let (status, m3) = push(&fed, "440100", &code, "text/csv", csv).await;

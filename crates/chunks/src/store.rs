@@ -88,6 +88,10 @@ pub trait ChunkStore: Send + Sync {
     fn remove(&self, hash: &Hash) -> Result<(), ChunkStoreError>;
     /// Every held chunk (for garbage collection).
     fn all(&self) -> Result<Vec<Hash>, ChunkStoreError>;
+    /// When a held chunk was stored (none if unknown or not held): garbage
+    /// collection spares chunks younger than a grace period (a publish or fetch
+    /// under way has not named them yet).
+    fn stored_at(&self, hash: &Hash) -> Result<Option<std::time::SystemTime>, ChunkStoreError>;
 }
 
 /// Largest chunk a file may claim to hold: the largest a list piece or a cut
@@ -296,6 +300,14 @@ impl ChunkStore for DiskStore {
         }
     }
 
+    fn stored_at(&self, hash: &Hash) -> Result<Option<std::time::SystemTime>, ChunkStoreError> {
+        match fs::metadata(self.path(hash)) {
+            Ok(meta) => Ok(meta.modified().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn all(&self) -> Result<Vec<Hash>, ChunkStoreError> {
         let mut out = Vec::new();
         for dir in fs::read_dir(&self.root)? {
@@ -416,6 +428,10 @@ impl ChunkStore for MemStore {
 
     fn all(&self) -> Result<Vec<Hash>, ChunkStoreError> {
         Ok(self.chunks.lock().map(|c| c.keys().copied().collect()).unwrap_or_default())
+    }
+
+    fn stored_at(&self, _: &Hash) -> Result<Option<std::time::SystemTime>, ChunkStoreError> {
+        Ok(None)
     }
 }
 

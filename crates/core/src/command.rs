@@ -178,6 +178,13 @@ pub enum Command {
         /// Subscribe (true) or end the subscription (false).
         on: bool,
     },
+    /// Record a collection of unused chunks (by the node itself).
+    ChunksCollected {
+        /// Chunks removed.
+        removed: u64,
+        /// Versions kept per entry (0: all).
+        keep_versions: u32,
+    },
     /// Audit a chunk request refused at this node (by `admit_chunk`, or because
     /// the chunk is not in the version), by tally of the neighbour it came from.
     ChunkRefused {

@@ -692,6 +692,15 @@ impl<S: StateStore> Core<S> {
             }
             Command::StartFetch { grant, entry, version } => self.start_fetch(by, grant, entry, version),
             Command::Subscribe { grant, entry, on } => self.subscribe(by, grant, entry, on),
+            Command::ChunksCollected { removed, keep_versions } => {
+                let kept = match keep_versions {
+                    0 => "every version".to_string(),
+                    n => format!("the newest {n} versions of each entry"),
+                };
+                let detail = format!("{removed} chunks no kept version uses removed (keeping {kept})");
+                self.audit_by(by, "dataset.gc", detail);
+                Ok(Reply::Recorded)
+            }
             Command::ChunkRefused { peer, reason, detail } => {
                 self.chunk_refused(peer, reason, detail);
                 Ok(Reply::Recorded)

@@ -87,6 +87,7 @@ impl Federation {
                     certs: CertPaths::default(),
                     workflow: Default::default(),
                     gateway: Default::default(),
+                    datasets: Default::default(),
                 },
             );
         }

@@ -39,6 +39,33 @@ pub struct NodeConfig {
     /// The service gateway.
     #[serde(default)]
     pub gateway: GatewayConfig,
+    /// Dataset versions and the chunk store.
+    #[serde(default)]
+    pub datasets: DatasetConfig,
+}
+
+/// Dataset settings: how long chunks are kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Versions of each entry whose chunks this node keeps (its own, and those
+    /// it fetched or cached), newest first; chunks no kept version uses are
+    /// collected. 0 keeps every version. Default 0.
+    #[serde(default)]
+    pub keep_versions: u32,
+    /// Seconds between two collections of unused chunks. Default 3600.
+    #[serde(default = "default_gc_every_secs")]
+    pub gc_every_secs: u64,
+}
+
+fn default_gc_every_secs() -> u64 {
+    3600
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        DatasetConfig { keep_versions: 0, gc_every_secs: default_gc_every_secs() }
+    }
 }
 
 /// The service gateway's settings.

@@ -190,6 +190,14 @@ impl Node {
             faults.clone(),
         ));
         tasks.spawn(crate::datasets::resume_fetches(datasets.clone()).instrument(span.clone()));
+        let gc_every = Duration::from_secs(config.datasets.gc_every_secs);
+        let gc = crate::datasets::collect_every(
+            datasets.clone(),
+            config.datasets.keep_versions,
+            gc_every,
+            cancel.clone(),
+        );
+        tasks.spawn(gc.instrument(span.clone()));
         let ctx = LinkContext::new(
             inbox.clone(),
             store.clone(),
@@ -387,6 +395,16 @@ impl Node {
             let reason = Incompatibility::Blocked(peer).into();
             let _ = self.inner.inbox.send(Message::Close { peer, reason }).await;
         }
+    }
+
+    /// Collects the chunks no kept version uses (the newest `keep_versions` of
+    /// each entry; 0 keeps all) and that are older than `grace`: what the node
+    /// does every `datasets.gc_every_secs` with its configured `keep_versions`
+    /// and `GC_GRACE`, now. Answers how many chunks went; audited.
+    pub async fn collect_chunks(&self, keep_versions: u32, grace: Duration) -> Result<u64, CommandError> {
+        crate::datasets::collect_and_record(&self.inner.datasets, keep_versions, grace)
+            .await
+            .map_err(CommandError::Unavailable)
     }
 
     /// What this node's data docking moved and refused so far.

@@ -41,6 +41,19 @@ impl Store {
         found.map(|(key, value)| self.manifest_row(origin, &key, &value)).transpose()
     }
 
+    /// Every version this node knows, entry by entry, oldest first within an
+    /// entry (for garbage collection).
+    pub fn all_versions(&self) -> Result<Vec<Manifest>, StoreError> {
+        self.db
+            .scan_prefix([crate::keys::DATASET])
+            .map(|row| {
+                let (key, value) = row.map_err(backend)?;
+                let origin = crate::keys::origin_at(&key, 1)?;
+                self.manifest_row(origin, &key, &value)
+            })
+            .collect()
+    }
+
     /// The versions of `origin`'s entry `code`, newest first (at most
     /// `MAX_VERSIONS_LISTED`).
     pub fn versions(&self, origin: NodeId, code: &str) -> Result<Vec<Manifest>, StoreError> {

@@ -13,6 +13,7 @@
 
 mod content;
 mod fetch;
+mod gc;
 mod publish;
 mod serve;
 mod subscriptions;
@@ -20,6 +21,8 @@ mod subscriptions;
 pub use content::Content;
 pub(crate) use fetch::resume_fetches;
 pub use fetch::FetchView;
+pub use gc::GC_GRACE;
+pub(crate) use gc::{collect_and_record, collect_every};
 pub(crate) use subscriptions::follow_subscriptions;
 pub use subscriptions::SubscriptionRequest;
 
