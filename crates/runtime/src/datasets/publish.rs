@@ -94,10 +94,11 @@ impl Node {
                 CommandError::Busy("versions are being published here: try again shortly".into())
             })?;
         let chunks = datasets.chunks.clone();
+        let is_csv = media_type.starts_with("text/csv");
         let cut = tokio::task::spawn_blocking(move || {
             let mut refs = Vec::new();
             let reader = BodyReader { rx: body, current: Bytes::new() };
-            let summary = cut::cut(reader, |piece| {
+            let summary = cut::cut(reader, is_csv, |piece| {
                 chunks.put(&piece.hash, &piece.data)?;
                 refs.push(ChunkRef { hash: piece.hash, len: piece.data.len() as u32 });
                 Ok::<_, cascade_chunks::ChunkStoreError>(())
@@ -119,7 +120,7 @@ impl Node {
         .await
         .map_err(|e| CommandError::Unavailable(e.to_string()))??;
         let (summary, count, lists) = cut;
-        let csv = media_type.starts_with("text/csv").then(|| csv_shape(&summary));
+        let csv = is_csv.then(|| csv_shape(&summary));
         let content = Manifest {
             entry: EntryRef { origin: me, code: code.clone() },
             version: 0,
