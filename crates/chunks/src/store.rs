@@ -98,6 +98,9 @@ pub trait ChunkStore: Send + Sync {
 /// chunk can be (a longer claim is damage, and is not read on).
 const MAX_STORED_CHUNK: u64 = crate::cut::MAX_CHUNK_BYTES as u64;
 
+/// Bytes a chunk writer gathers before it writes (16 groups).
+const WRITE_BUFFER: usize = 16 * GROUP_BYTES;
+
 /// File head: magic, then the chunk's length.
 const MAGIC: &[u8; 8] = b"CSCHNK01";
 const HEAD_BYTES: u64 = 16;
@@ -162,7 +165,8 @@ impl DiskStore {
 
 /// A chunk arriving into a temporary file.
 struct DiskWriter {
-    file: File,
+    /// Buffered: a chunk arrives group by group, and is written in larger pieces.
+    file: std::io::BufWriter<File>,
     temp: PathBuf,
     dest: PathBuf,
     verifier: Verifier,
@@ -184,9 +188,11 @@ impl ChunkWriter for DiskWriter {
         if self.next != self.verifier.groups() {
             return Err(ChunkStoreError::Incomplete(self.verifier_hash()));
         }
-        self.file.sync_all()?;
-        fs::rename(&self.temp, &self.dest)?;
-        if let Some(dir) = self.dest.parent() {
+        let mut this = self;
+        this.file.flush()?;
+        this.file.get_ref().sync_all()?;
+        fs::rename(&this.temp, &this.dest)?;
+        if let Some(dir) = this.dest.parent() {
             sync_dir(dir)?;
         }
         Ok(())
@@ -248,7 +254,8 @@ impl ChunkStore for DiskStore {
     fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError> {
         let hash = verifier.hash();
         let temp = self.temp(&hash);
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         file.write_all(MAGIC)?;
         file.write_all(&verifier.len().to_be_bytes())?;
         for cv in verifier.outboard() {
