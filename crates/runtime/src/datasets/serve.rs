@@ -355,7 +355,7 @@ impl Datasets {
     }
 
     /// Opens a held chunk and reads its groups on the blocking pool into a
-    /// short channel (the reader's memory is a few groups).
+    /// short channel (its memory: one batch waiting, one being read).
     pub(crate) async fn read_groups(
         &self,
         hash: Hash,
