@@ -8,7 +8,7 @@ use super::{ChunkCounters, Datasets, CHUNK_IDLE, MAX_CHUNK_STREAMS_PER_PEER};
 use crate::driver::{unix_millis, Message};
 use cascade_access::Principal;
 use cascade_chunks::tree::{group_len, GROUP_BYTES};
-use cascade_chunks::{Hash, Verifier};
+use cascade_chunks::{ChunkStoreError, Hash, Verifier};
 use cascade_core::{admit_chunk, ChunkRefusal, Command};
 use cascade_protocol::call::call_next_hop;
 use cascade_protocol::dataset::{
@@ -499,7 +499,11 @@ impl Datasets {
                 let group = &buf[at..at + group_len(verifier.len(), i)];
                 at += group.len();
                 match writer.as_mut() {
-                    Some(w) => w.group(group).map_err(|e| bad(&e))?,
+                    Some(w) => w.group(group).map_err(|e| match e {
+                        ChunkStoreError::Mismatch { .. } => bad(&e),
+                        // The disk failed (full, say): not the hop's fault.
+                        other => PullError::Store(other.to_string()),
+                    })?,
                     None => verifier.check(i, group).map_err(|e| bad(&e))?,
                 }
             }
