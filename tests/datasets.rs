@@ -348,6 +348,59 @@ async fn a_subscription_brings_each_new_version_down_to_the_granted_city() {
     assert_eq!(wang.call("GET", "/api/v1/subscriptions", None).await.1["returned"], 0);
 }
 
+/// Shandong's sixteen prefectures (Laiwu, 371200, joined Jinan in 2019).
+const SHANDONG_CITIES: [u32; 16] = [
+    370100, 370200, 370300, 370400, 370500, 370600, 370700, 370800, 370900, 371000, 371100, 371300, 371400,
+    371500, 371600, 371700,
+];
+
+/// The national node, Shandong with sixteen cities, and Guangdong's publisher.
+fn sixteen_cities() -> String {
+    let mut t = String::from(
+        "name = \"sixteen\"\n[[node]]\nid = 100000\nname = \"中华人民共和国\"\ntier = \"national\"\n\
+         [[node]]\nid = 370000\nname = \"山东省\"\ntier = \"provincial\"\nparent = 100000\n\
+         [[node]]\nid = 440000\nname = \"广东省\"\ntier = \"provincial\"\nparent = 100000\n\
+         [[node]]\nid = 440100\nname = \"广州市\"\ntier = \"municipal\"\nparent = 440000\n",
+    );
+    for (i, id) in SHANDONG_CITIES.iter().enumerate() {
+        t.push_str(&format!(
+            "[[node]]\nid = {id}\nname = \"城市{i}\"\ntier = \"municipal\"\nparent = 370000\n"
+        ));
+    }
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_cities_fetching_at_once_take_one_copy_over_the_national_link() {
+    let fed = Fed::launch(&sixteen_cities()).await;
+    let code = fed.publish("440100", "全国共享数据", "federation").await;
+    let data = content(4 << 20, 16);
+    let (status, m) = push(&fed, "440100", &code, "application/octet-stream", data.clone()).await;
+    assert_eq!(status, 201, "{m}");
+    let cities: Vec<String> = SHANDONG_CITIES.iter().map(|c| c.to_string()).collect();
+    let mut tokens = Vec::new();
+    for (i, city) in cities.iter().enumerate() {
+        tokens.push(consumer(&fed, city, &format!("user{i}"), &code).await);
+    }
+    let national_before = counters(&fed, "100000");
+    // All sixteen at once.
+    let fetches = cities.iter().zip(&tokens).map(|(city, token)| fetch(&fed, city, token, &code, 1));
+    let jobs = futures_util::future::join_all(fetches).await;
+    let national = counters(&fed, "100000");
+    let lists = m["chunks"].as_u64().unwrap() * cascade_chunks::list::ENTRY_BYTES as u64;
+    assert_eq!(
+        national.bytes_served - national_before.bytes_served,
+        data.len() as u64 + lists,
+        "the national node passed the version on once"
+    );
+    assert_eq!(national.served - national_before.served, m["chunks"].as_u64().unwrap() + 1);
+    let moved: u64 = jobs.iter().map(|j| j["bytes_transferred"].as_u64().unwrap()).sum();
+    assert_eq!(moved, 16 * (data.len() as u64 + lists), "each city received it once");
+    for (city, token) in cities.iter().zip(&tokens).take(3) {
+        assert!(read(&fed, city, token, &code, 1, None).await.1 == data);
+    }
+}
+
 /// A grant as `GET /api/v1/grants` shows it, back in its signed form.
 fn grant_of(shown: &Value) -> cascade_protocol::workflow::Grant {
     let mut g = shown.clone();
