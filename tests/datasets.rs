@@ -14,54 +14,6 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Guangzhou publishes; Jinan and Qingdao (both under Shandong) consume.
-const TOPOLOGY: &str = r#"
-name = "datasets"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 370200
-name = "青岛市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 440000
-name = "广东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 440100
-name = "广州市"
-tier = "municipal"
-parent = 440000
-"#;
-
-/// `len` pseudo-random bytes (xorshift: fast, and incompressible for the chunker).
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// PUTs `body` as the next version of Guangzhou's entry `code`.
 async fn push(fed: &Fed, at: &str, code: &str, media: &str, body: Vec<u8>) -> (u16, Value) {
     let (url, token) = fed.url_token(at);
@@ -140,7 +92,7 @@ fn counters(fed: &Fed, id: &str) -> cascade_runtime::DatasetCounters {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_reach_granted_cities_in_another_province_once_per_link_and_incrementally() {
-    let fed = Fed::launch(TOPOLOGY).await;
+    let fed = Fed::launch(SIX_NODES).await;
     let code = fed.publish("440100", "企业年报数据", "federation").await;
     let v1 = content(6 << 20, 7);
     let (status, m1) = push(&fed, "440100", &code, "application/octet-stream", v1.clone()).await;
@@ -219,7 +171,7 @@ async fn versions_reach_granted_cities_in_another_province_once_per_link_and_inc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider() {
-    let mut fed = Fed::launch(TOPOLOGY).await;
+    let mut fed = Fed::launch(SIX_NODES).await;
     let code = fed.publish("440100", "不动产登记数据", "federation").await;
     let data = content(1 << 20, 3);
     let (status, m) = push(&fed, "440100", &code, "application/octet-stream", data).await;
@@ -317,7 +269,7 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_brings_each_new_version_down_to_the_granted_city() {
-    let fed = Fed::launch(TOPOLOGY).await;
+    let fed = Fed::launch(SIX_NODES).await;
     let code = fed.publish("440100", "人口统计数据", "federation").await;
     let jinan = consumer(&fed, "370100", "wang", &code).await;
     let wang = fed.with_token("370100", &jinan);
@@ -399,18 +351,4 @@ async fn sixteen_cities_fetching_at_once_take_one_copy_over_the_national_link() 
     for (city, token) in cities.iter().zip(&tokens).take(3) {
         assert!(read(&fed, city, token, &code, 1, None).await.1 == data);
     }
-}
-
-/// A grant as `GET /api/v1/grants` shows it, back in its signed form.
-fn grant_of(shown: &Value) -> cascade_protocol::workflow::Grant {
-    let mut g = shown.clone();
-    let hex = g["signature"].as_str().unwrap().to_string();
-    g["signature"] = json!((0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect::<Vec<u8>>());
-    for k in ["revoked_at", "revoke_reason", "valid"] {
-        g.as_object_mut().unwrap().remove(k);
-    }
-    serde_json::from_value(g).unwrap()
 }

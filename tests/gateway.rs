@@ -487,18 +487,7 @@ async fn a_meddling_relay_and_forged_or_borrowed_grants_are_refused_and_recorded
 
     // 5. The hub calls in its own name with a grant it forged, and with Jinan's grant.
     let (_, held) = sun.call("GET", "/api/v1/grants?box=held", None).await;
-    let genuine: cascade_protocol::workflow::Grant = {
-        let mut g = held["grants"][0].clone();
-        let hex = g["signature"].as_str().unwrap().to_string();
-        g["signature"] = json!((0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>());
-        for k in ["revoked_at", "revoke_reason", "valid"] {
-            g.as_object_mut().unwrap().remove(k);
-        }
-        serde_json::from_value(g).unwrap()
-    };
+    let genuine = grant_of(&held["grants"][0]);
     let forged = cascade_protocol::workflow::Grant {
         grantee_node: nid("370000"),
         signature: vec![],

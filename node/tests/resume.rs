@@ -7,46 +7,11 @@
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::org::Organization;
-use cascade_protocol::NodeId;
+use cascade_tests::{content, eventually, nid, SIX_NODES};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-const TOPOLOGY: &str = r#"
-name = "resume"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 440000
-name = "广东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 440100
-name = "广州市"
-tier = "municipal"
-parent = 440000
-"#;
-
-/// How long any step may take before the test fails (2 noisy cores).
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn nid(s: &str) -> NodeId {
-    s.parse().unwrap()
-}
 
 /// An HTTP client of one node's admin API.
 #[derive(Clone)]
@@ -68,19 +33,6 @@ impl Api {
     }
 }
 
-/// Polls `check` every 10 ms until it holds; panics after `DEADLINE`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = tokio::time::Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Starts `cascade run --config CONFIG`; answers the process and its admin URL
 /// (from the line it prints once serving).
 fn spawn_node(config: &std::path::Path) -> (Child, String) {
@@ -98,28 +50,14 @@ fn spawn_node(config: &std::path::Path) -> (Child, String) {
     (child, url)
 }
 
-/// `len` pseudo-random bytes.
-fn content(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_killed_with_its_process_resumes_and_asks_again_for_less_than_a_chunk_per_request_in_flight()
 {
     let dir = tempfile::tempdir().unwrap();
-    let topology = Topology::parse(TOPOLOGY).unwrap();
+    let topology = Topology::parse(SIX_NODES).unwrap();
     let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
     let mut fed = Federation::prepare(topology, &options).unwrap();
-    for id in ["100000", "370000", "440000", "440100"] {
+    for id in ["100000", "370000", "370200", "440000", "440100"] {
         fed.start(nid(id)).await.unwrap();
     }
     let api = |id: &str| {
@@ -148,7 +86,7 @@ async fn a_fetch_killed_with_its_process_resumes_and_asks_again_for_less_than_a_
         guangzhou.call("POST", &format!("/api/v1/catalog/{path}/publish"), Some(publish)).await.0,
         200
     );
-    let data = content(48 << 20);
+    let data = content(48 << 20, 7);
     let resp = reqwest::Client::new()
         .put(format!("{}/api/v1/datasets/440100/{path}/versions", guangzhou.url))
         .bearer_auth(&guangzhou.token)

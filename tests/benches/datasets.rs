@@ -21,39 +21,6 @@ use cascade_tests::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const SIX_NODES: &str = r#"
-name = "bench"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 370200
-name = "青岛市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 440000
-name = "广东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 440100
-name = "广州市"
-tier = "municipal"
-parent = 440000
-"#;
-
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

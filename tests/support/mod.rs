@@ -76,6 +76,40 @@ tier = "municipal"
 parent = 440000
 "#;
 
+/// The national node, Shandong with Jinan and Qingdao, Guangdong with Guangzhou.
+pub const SIX_NODES: &str = r#"
+name = "bench"
+[[node]]
+id = 100000
+name = "中华人民共和国"
+tier = "national"
+[[node]]
+id = 370000
+name = "山东省"
+tier = "provincial"
+parent = 100000
+[[node]]
+id = 370100
+name = "济南市"
+tier = "municipal"
+parent = 370000
+[[node]]
+id = 370200
+name = "青岛市"
+tier = "municipal"
+parent = 370000
+[[node]]
+id = 440000
+name = "广东省"
+tier = "provincial"
+parent = 100000
+[[node]]
+id = 440100
+name = "广州市"
+tier = "municipal"
+parent = 440000
+"#;
+
 /// Reads frames until `pick` returns something, with the suite deadline.
 pub async fn read_until<T>(
     recv: &mut quinn::RecvStream,
@@ -369,4 +403,33 @@ pub fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, 
             | prometheus_parse::Value::Untyped(v) => Some(v),
             _ => None,
         })
+}
+
+/// `len` pseudo-random bytes of `seed` (xorshift: fast, and incompressible for
+/// the chunker).
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A grant as `GET /api/v1/grants` shows it, back in its signed form.
+pub fn grant_of(shown: &Value) -> cascade_protocol::workflow::Grant {
+    let mut g = shown.clone();
+    let hex = g["signature"].as_str().expect("a signature").to_string();
+    g["signature"] = json!((0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect::<Vec<u8>>());
+    for k in ["revoked_at", "revoke_reason", "valid"] {
+        g.as_object_mut().expect("an object").remove(k);
+    }
+    serde_json::from_value(g).expect("a grant")
 }

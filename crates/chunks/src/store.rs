@@ -67,7 +67,8 @@ pub trait ChunkStore: Send + Sync {
     /// `hash` first, group by group. A chunk already held is kept as it is.
     fn put(&self, hash: &Hash, data: &[u8]) -> Result<(), ChunkStoreError> {
         if self.has(hash)? {
-            return Ok(());
+            // Named again: young again, so that a collection under way spares it.
+            return self.touch(hash);
         }
         let verifier = Verifier::new(*hash, data.len() as u64, outboard(data))
             .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(hash), mismatch })?;
@@ -88,6 +89,11 @@ pub trait ChunkStore: Send + Sync {
     fn remove(&self, hash: &Hash) -> Result<(), ChunkStoreError>;
     /// Every held chunk (for garbage collection).
     fn all(&self) -> Result<Vec<Hash>, ChunkStoreError>;
+    /// Marks a held chunk as stored now (a new version or a fetch names it
+    /// again): garbage collection spares it for its grace period.
+    fn touch(&self, _hash: &Hash) -> Result<(), ChunkStoreError> {
+        Ok(())
+    }
     /// When a held chunk was stored (none if unknown or not held): garbage
     /// collection spares chunks younger than a grace period (a publish or fetch
     /// under way has not named them yet).
@@ -123,6 +129,21 @@ fn parse_hex(name: &str) -> Option<Hash> {
     Some(out)
 }
 
+/// Creates `dir` (and its parents) private to this user, or makes it so: chunks
+/// hold datasets that may be scoped or shared only under grants.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -137,9 +158,10 @@ impl DiskStore {
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
-        fs::create_dir_all(&tmp)?;
+        private_dir(&root)?;
+        private_dir(&tmp)?;
         for shard in 0..=255u8 {
-            fs::create_dir_all(root.join(format!("{shard:02x}")))?;
+            private_dir(&root.join(format!("{shard:02x}")))?;
         }
         sync_dir(&root)?;
         Ok(DiskStore { root, temp_seq: AtomicU64::new(0) })
@@ -254,7 +276,11 @@ impl ChunkStore for DiskStore {
     fn writer(&self, verifier: Verifier) -> Result<Box<dyn ChunkWriter>, ChunkStoreError> {
         let hash = verifier.hash();
         let temp = self.temp(&hash);
-        let file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&temp)?;
         let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         file.write_all(MAGIC)?;
         file.write_all(&verifier.len().to_be_bytes())?;
@@ -304,6 +330,14 @@ impl ChunkStore for DiskStore {
         match fs::remove_file(self.path(hash)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
+        }
+    }
+
+    fn touch(&self, hash: &Hash) -> Result<(), ChunkStoreError> {
+        match OpenOptions::new().append(true).open(self.path(hash)) {
+            Ok(file) => Ok(file.set_modified(std::time::SystemTime::now())?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -197,6 +197,9 @@ impl Datasets {
         for c in list.iter().filter(|c| seen.insert(c.hash)) {
             let n = times.get(&c.hash).copied().unwrap_or(1);
             if self.held(&c.hash).await {
+                // Named again: a collection under way spares it.
+                let (chunks, hash) = (self.chunks.clone(), c.hash);
+                let _ = tokio::task::spawn_blocking(move || chunks.touch(&hash)).await;
                 done += n;
                 done_bytes += n * c.len as u64;
             } else {
@@ -315,7 +318,10 @@ impl Datasets {
     fn reserve(&self, job: &FetchJob) -> Option<FetchJob> {
         let mut jobs = self.jobs.lock().ok()?;
         let same = |j: &&FetchJob| {
-            j.entry == job.entry && j.version == job.version && j.organization == job.organization
+            j.state == FetchState::Running
+                && j.entry == job.entry
+                && j.version == job.version
+                && j.organization == job.organization
         };
         if let Some(running) = jobs.values().find(same) {
             return Some(running.clone());
@@ -366,6 +372,12 @@ pub(crate) async fn resume_fetches(datasets: Arc<Datasets>) {
             Ok(Ok((Some(record), Some(manifest)))) => {
                 info!(job = %job.id, "resuming a fetch");
                 if datasets.reserve(&job).is_some() {
+                    // Another record of the same fetch runs: this one ends.
+                    let mut ended = job;
+                    ended.state = FetchState::Failed;
+                    ended.reason = Some("superseded by another fetch of the same version".into());
+                    ended.finished_ms = Some(unix_millis());
+                    datasets.save(&ended, true).await;
                     continue;
                 }
                 if let Err(e) = datasets.launch(job, record.grant, manifest).await {

@@ -25,8 +25,18 @@ impl Datasets {
     /// `grace`; answers how many went. Blocking: disk reads.
     pub(crate) fn collect(&self, keep_versions: u32, grace: Duration) -> Result<u64, String> {
         let versions = self.store.all_versions().map_err(|e| e.to_string())?;
+        // The versions being fetched are kept whatever their age.
+        let running: Vec<(cascade_protocol::service::EntryRef, u64)> = self
+            .jobs
+            .lock()
+            .map(|j| j.values().map(|j| (j.entry.clone(), j.version)).collect())
+            .unwrap_or_default();
         let mut by_entry: BTreeMap<(u32, String), Vec<Manifest>> = BTreeMap::new();
+        let mut fetching = Vec::new();
         for m in versions {
+            if running.iter().any(|(e, v)| *e == m.entry && *v == m.version) {
+                fetching.push(m.clone());
+            }
             by_entry.entry((m.entry.origin.code(), m.entry.code.clone())).or_default().push(m);
         }
         let mut used: HashSet<Hash> = HashSet::new();
@@ -36,7 +46,7 @@ impl Datasets {
                 0 => &versions[..],
                 n => &versions[..versions.len().min(n as usize)],
             };
-            for m in kept {
+            for m in kept.iter().chain(&fetching) {
                 used.extend(m.lists.iter().copied());
                 if let Some(list) = self.chunk_list(m).map_err(|e| e.to_string())? {
                     used.extend(list.iter().map(|c| c.hash));

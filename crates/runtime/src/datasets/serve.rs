@@ -224,7 +224,13 @@ impl Datasets {
                 return Err(PullError::Refused(missing));
             }
             match self.claim(req.hash)? {
-                Claim::Lead(_pulling) => return self.pull(req, Some(down), true, &AtomicU64::new(0)).await,
+                Claim::Lead(_pulling) => {
+                    // A pull that ended between the check and the claim.
+                    if self.has(&req.hash).await? {
+                        return self.send_held(req.hash, down).await;
+                    }
+                    return self.pull(req, Some(down), true, &AtomicU64::new(0)).await;
+                }
                 Claim::Wait(mut pulled) => {
                     let _ = tokio::time::timeout(CHUNK_WAIT, pulled.wait_for(|done| *done)).await;
                 }
