@@ -52,17 +52,6 @@ fn content(len: u64, seed: u64, insert_at: Option<u64>) -> reqwest::Body {
     reqwest::Body::wrap_stream(stream)
 }
 
-/// Peak resident memory of this process so far, in bytes.
-fn peak_resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 async fn push(fed: &Fed, code: &str, body: reqwest::Body) -> Value {
     let (url, token) = fed.url_token("440100");
     let resp = reqwest::Client::new()
@@ -108,59 +97,6 @@ async fn fetch(fed: &Fed, at: &str, code: &str, v: u64) -> (Duration, Value) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// One raw quinn stream moving `bytes`, optionally through a raw relay that
-/// copies a stream from one connection to another.
-async fn raw_quic(fed: &Fed, bytes: u64, relayed: bool) -> Duration {
-    // Guangzhou sends to Guangdong's hub, or through it to the national node
-    // (admission takes children only, as for the nodes).
-    let (national, root) = creds_of(fed, "100000");
-    let (middle, _) = creds_of(fed, "440000");
-    let (child, _) = creds_of(fed, "440100");
-    let server = endpoint(if relayed { &national } else { &middle }, &root);
-    let addr = server.local_addr().unwrap();
-    let receiver = tokio::spawn(async move {
-        let mut link = server.admit(server.accept().await.unwrap(), |_| Ok(())).await.unwrap();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut got = 0u64;
-        while let Some(n) = link.recv.read(&mut buf).await.unwrap() {
-            got += n as u64;
-        }
-        got
-    });
-    let target = if relayed {
-        // The relay: Guangdong's endpoint, taking Guangzhou's stream and
-        // copying it onto its own to the national node.
-        let relay = endpoint(&middle, &root);
-        let relay_addr = relay.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut up = relay.connect(addr, nid("100000")).await.unwrap();
-            let mut down = relay.admit(relay.accept().await.unwrap(), |_| Ok(())).await.unwrap();
-            let mut buf = vec![0u8; 256 * 1024];
-            while let Some(n) = down.recv.read(&mut buf).await.unwrap() {
-                up.send.write_all(&buf[..n]).await.unwrap();
-            }
-            up.send.finish().unwrap();
-            let _ = up.connection.closed().await;
-        });
-        (relay_addr, nid("440000"))
-    } else {
-        (addr, nid("440000"))
-    };
-    let client = endpoint(&child, &root);
-    let mut link = client.connect(target.0, target.1).await.unwrap();
-    let chunk = vec![7u8; 256 * 1024];
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < bytes {
-        let n = chunk.len().min((bytes - sent) as usize);
-        link.send.write_all(&chunk[..n]).await.unwrap();
-        sent += n as u64;
-    }
-    link.send.finish().unwrap();
-    assert_eq!(receiver.await.unwrap(), bytes);
-    started.elapsed()
 }
 
 /// How long a catalog entry published at Guangzhou takes to reach the national node.

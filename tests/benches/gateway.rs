@@ -122,47 +122,6 @@ async fn load(url: &str, token: Option<&str>, seconds: u64, callers: usize) -> (
     (rate, all[all.len() / 2], all[all.len() * 99 / 100])
 }
 
-/// Peak resident memory of this process so far, in bytes.
-fn peak_resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-/// One raw QUIC stream with the nodes' mTLS moving `bytes` between two endpoints.
-async fn raw_quic(fed: &Fed, bytes: u64) -> Duration {
-    let (parent, root) = creds_of(fed, "370000");
-    let (child, _) = creds_of(fed, "370100");
-    let server = endpoint(&parent, &root);
-    let client = endpoint(&child, &root);
-    let addr = server.local_addr().unwrap();
-    let receiver = tokio::spawn(async move {
-        let mut link = server.admit(server.accept().await.unwrap(), |_| Ok(())).await.unwrap();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut got = 0u64;
-        while let Some(n) = link.recv.read(&mut buf).await.unwrap() {
-            got += n as u64;
-        }
-        got
-    });
-    let mut link = client.connect(addr, nid("370000")).await.unwrap();
-    let chunk = vec![7u8; 256 * 1024];
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < bytes {
-        let n = chunk.len().min((bytes - sent) as usize);
-        link.send.write_all(&chunk[..n]).await.unwrap();
-        sent += n as u64;
-    }
-    link.send.finish().unwrap();
-    assert_eq!(receiver.await.unwrap(), bytes);
-    started.elapsed()
-}
-
 fn mib_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
 }
@@ -237,7 +196,7 @@ async fn main() {
     }
 
     // Streaming through two hops (Jinan → Shandong → Qingdao), each way.
-    let raw = raw_quic(&fed, stream_bytes).await;
+    let raw = raw_quic(&fed, stream_bytes, false).await;
     let before = resident_bytes();
     // Peak resident memory from here on (Linux: "5" resets the high-water mark).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
