@@ -219,24 +219,27 @@ impl Datasets {
         self.save(&base, false).await;
         let transferred_before = base.bytes_transferred;
         let mut saved_ms = unix_millis();
+        let run_started = std::time::Instant::now();
+        let cap = base.max_bytes_per_second.filter(|c| *c > 0);
         let mut pulls = futures_util::stream::iter(missing.into_iter().map(|c| {
             let req = request(c.hash);
             let this = self.clone();
             let moved = &moved;
-            async move { this.ensure(req, moved).await.map(|()| c) }
+            async move {
+                if let Some(cap) = cap {
+                    // Ahead of the cap: a request starts once the bytes moved so
+                    // far are due (the pulls in flight go on meanwhile).
+                    let due = Duration::from_secs_f64(moved.load(Ordering::Relaxed) as f64 / cap as f64);
+                    if let Some(wait) = due.checked_sub(run_started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                this.ensure(req, moved).await.map(|()| c)
+            }
         }))
         .buffer_unordered(FETCH_IN_FLIGHT);
-        let run_started = std::time::Instant::now();
-        let cap = base.max_bytes_per_second.filter(|c| *c > 0);
         while let Some(result) = pulls.next().await {
             let c = result.map_err(give)?;
-            if let Some(cap) = cap {
-                // Ahead of the cap: wait until the bytes moved so far are due.
-                let due = Duration::from_secs_f64(moved.load(Ordering::Relaxed) as f64 / cap as f64);
-                if let Some(wait) = due.checked_sub(run_started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
             // Chunks repeated in the list are counted once each occurrence.
             let times = times.get(&c.hash).copied().unwrap_or(1);
             let now = self.update(id, |job| {
