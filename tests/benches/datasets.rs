@@ -21,6 +21,9 @@ use cascade_tests::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+/// Longest a fetch of the bench may take (1 GiB on a slow machine).
+const TRANSFER_DEADLINE: Duration = Duration::from_secs(600);
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -89,14 +92,12 @@ async fn fetch(fed: &Fed, at: &str, code: &str, v: u64) -> (Duration, Value) {
     let (status, job) = fed.post(at, &format!("{version}/fetch"), json!({})).await;
     assert_eq!(status, 202, "{job}");
     let job = format!("/api/v1/fetches/{}", job["id"].as_str().unwrap());
-    loop {
-        let (_, j) = fed.get(at, &job).await;
-        if j["state"] != "running" {
-            assert_eq!(j["state"], "done", "{j}");
-            return (started.elapsed(), j);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let ended = || async { fed.get(at, &job).await.1["state"] != "running" };
+    poll("the fetch ends", Duration::from_millis(5), TRANSFER_DEADLINE, ended).await;
+    let took = started.elapsed();
+    let (_, j) = fed.get(at, &job).await;
+    assert_eq!(j["state"], "done", "{j}");
+    (took, j)
 }
 
 /// How long a catalog entry published at Guangzhou takes to reach the national node.
@@ -104,9 +105,8 @@ async fn propagation(fed: &Fed, name: &str) -> Duration {
     let started = Instant::now();
     let code = fed.publish("440100", name, "federation").await;
     let path = format!("/api/v1/catalog/{}?origin=440100", encode(&code));
-    while fed.get("100000", &path).await.0 != 200 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let seen = || async { fed.get("100000", &path).await.0 == 200 };
+    poll("the national node sees the change", Duration::from_millis(2), DEADLINE, seen).await;
     started.elapsed()
 }
 
@@ -141,7 +141,16 @@ async fn main() {
         async move { fetch(fed, "100000", &code, 2).await }
     };
     let changing = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Once the fetch is moving bytes over the links.
+        let moving = || async {
+            let (_, jobs) = fed.get("100000", "/api/v1/fetches").await;
+            jobs["fetches"].as_array().is_some_and(|j| {
+                j.iter().any(|j| {
+                    j["version"] == 2 && j["state"] == "running" && j["bytes_done"].as_u64() > Some(0)
+                })
+            })
+        };
+        poll("the 2-hop fetch moves bytes", Duration::from_millis(2), DEADLINE, moving).await;
         propagation(&fed, "传输中的目录变更").await
     };
     let ((two_hops, _), busy_propagation) = tokio::join!(fetching, changing);

@@ -284,7 +284,18 @@ pub fn encode(code: &str) -> String {
 }
 
 /// Polls `check` every 20 ms until it holds; panics after `DEADLINE`.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    poll(what, POLL, DEADLINE, check).await
+}
+
+/// Polls `check` every `every` until it holds; panics after `deadline` (a
+/// bench polls finely to time what it waits for, and waits longer for big
+/// transfers).
+pub async fn poll<F, Fut>(what: &str, every: Duration, deadline: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -294,8 +305,8 @@ where
         if check().await {
             return;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
-        tokio::time::sleep(POLL).await;
+        assert!(start.elapsed() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(every).await;
     }
 }
 
