@@ -11,7 +11,7 @@
 //! resumes with what is missing.
 
 use cascade_chunks::list::{self, ChunkRef};
-use cascade_chunks::{ChunkStore, Hash, MemStore};
+use cascade_chunks::{Hash, MemStore};
 use cascade_protocol::dataset::Manifest;
 use cascade_protocol::workflow::Grant;
 use cascade_protocol::NodeId;
@@ -75,16 +75,7 @@ impl Datasets {
     /// The chunks of `manifest`'s version as node `id` holds its list, if whole.
     pub(crate) fn chunk_list(&self, id: NodeId, manifest: &Manifest) -> Option<Vec<ChunkRef>> {
         let store = self.stores.get(&id)?;
-        let mut out = Vec::new();
-        for piece in &manifest.lists {
-            let mut reader = store.reader(piece).ok()??;
-            let mut bytes = Vec::new();
-            while let Some(group) = reader.next_group().ok()? {
-                bytes.extend_from_slice(&group);
-            }
-            out.extend(list::decode(&bytes, cascade_chunks::cut::MAX_CHUNK_BYTES).ok()?);
-        }
-        (out.len() as u64 == manifest.chunks).then_some(out)
+        list::read(store, &manifest.lists, manifest.chunks, manifest.size).ok()?
     }
 
     /// Whether `hash` belongs to `manifest`'s version, as node `id` can tell

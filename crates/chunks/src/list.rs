@@ -64,6 +64,33 @@ pub fn decode(piece: &[u8], max_len: u32) -> Result<Vec<ChunkRef>, ListError> {
         .collect()
 }
 
+/// A version's chunk list as `store` holds it: its `pieces` read (each group
+/// checked on the way), decoded, and checked against the chunk count and size
+/// its manifest states; `None` while a piece is missing or the list does not
+/// fit. Blocking: disk reads.
+pub fn read(
+    store: &dyn crate::ChunkStore,
+    pieces: &[Hash],
+    chunks: u64,
+    size: u64,
+) -> Result<Option<Vec<ChunkRef>>, crate::ChunkStoreError> {
+    // Reserved for a piece at most: the count is the origin's word.
+    let mut out = Vec::with_capacity((chunks as usize).min(MAX_PIECE_ENTRIES));
+    for piece in pieces {
+        let Some(mut reader) = store.reader(piece)? else { return Ok(None) };
+        let mut bytes = Vec::new();
+        while let Some(group) = reader.next_group()? {
+            bytes.extend_from_slice(&group);
+        }
+        match decode(&bytes, crate::cut::MAX_CHUNK_BYTES) {
+            Ok(refs) => out.extend(refs),
+            Err(_) => return Ok(None),
+        }
+    }
+    let fits = out.len() as u64 == chunks && out.iter().map(|c| c.len as u64).sum::<u64>() == size;
+    Ok(fits.then_some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,22 +193,7 @@ impl Datasets {
         &self,
         manifest: &Manifest,
     ) -> Result<Option<Vec<ChunkRef>>, cascade_chunks::ChunkStoreError> {
-        // Reserved for a piece at most: the count is the origin's word.
-        let mut out = Vec::with_capacity((manifest.chunks as usize).min(list::MAX_PIECE_ENTRIES));
-        for piece in &manifest.lists {
-            let Some(mut reader) = self.chunks.reader(piece)? else { return Ok(None) };
-            let mut bytes = Vec::new();
-            while let Some(group) = reader.next_group()? {
-                bytes.extend_from_slice(&group);
-            }
-            match list::decode(&bytes, cascade_chunks::cut::MAX_CHUNK_BYTES) {
-                Ok(refs) => out.extend(refs),
-                Err(_) => return Ok(None),
-            }
-        }
-        let fits = out.len() as u64 == manifest.chunks
-            && out.iter().map(|c| c.len as u64).sum::<u64>() == manifest.size;
-        Ok(fits.then_some(out))
+        list::read(&*self.chunks, &manifest.lists, manifest.chunks, manifest.size)
     }
 
     /// Whether `hash` is one of the chunks (or list pieces) of `manifest`'s
