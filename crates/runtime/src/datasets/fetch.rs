@@ -11,10 +11,10 @@ use crate::driver::unix_millis;
 use crate::node::Node;
 use cascade_access::Principal;
 use cascade_chunks::{ChunkRef, Hash};
-use cascade_core::{Command, CommandError, GrantRecord, Reply, StateStore};
+use cascade_core::{Command, CommandError, Reply, StateStore};
 use cascade_protocol::dataset::{ChunkReply, ChunkRequest, Manifest};
 use cascade_protocol::service::EntryRef;
-use cascade_protocol::workflow::{Grant, Resource};
+use cascade_protocol::workflow::Grant;
 use cascade_store::{FetchJob, FetchState};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,21 +191,21 @@ impl Datasets {
         for c in &list {
             *times.entry(c.hash).or_default() += 1;
         }
+        // Which distinct chunks are held, in one pass on the blocking pool; a
+        // held one is named again, so a collection under way spares it.
         let mut seen = std::collections::HashSet::new();
-        let mut missing = Vec::new();
-        let (mut done, mut done_bytes) = (0u64, 0u64);
-        for c in list.iter().filter(|c| seen.insert(c.hash)) {
-            let n = times.get(&c.hash).copied().unwrap_or(1);
-            if self.held(&c.hash).await {
-                // Named again: a collection under way spares it.
-                let (chunks, hash) = (self.chunks.clone(), c.hash);
-                let _ = tokio::task::spawn_blocking(move || chunks.touch(&hash)).await;
-                done += n;
-                done_bytes += n * c.len as u64;
-            } else {
-                missing.push(*c);
-            }
-        }
+        let distinct: Vec<ChunkRef> = list.iter().filter(|c| seen.insert(c.hash)).copied().collect();
+        let chunks = self.chunks.clone();
+        let (held, missing): (Vec<ChunkRef>, Vec<ChunkRef>) = tokio::task::spawn_blocking(move || {
+            distinct
+                .into_iter()
+                .partition(|c| chunks.has(&c.hash).unwrap_or(false) && chunks.touch(&c.hash).is_ok())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let n = |c: &ChunkRef| times.get(&c.hash).copied().unwrap_or(1);
+        let done: u64 = held.iter().map(n).sum();
+        let done_bytes: u64 = held.iter().map(|c| n(c) * c.len as u64).sum();
         let base = self.update(id, |job| {
             job.chunks_total = manifest.chunks;
             job.bytes_total = manifest.size;
@@ -438,34 +438,27 @@ impl Node {
                 return Err(CommandError::Forbidden("the account has no organization to hold a grant".into()))
             }
         };
-        let (e, o) = (entry.clone(), org.clone());
-        let (manifest, held) = self
+        let e = entry.clone();
+        let manifest = self
             .read(crate::query::ReadKind::Directory, move |store| {
-                let manifest = store.manifest(e.origin, &e.code, Some(version))?;
-                let held = store.grants_for(me, o.as_deref(), &Resource::Entry(e))?;
-                Ok((manifest, held))
+                store.manifest(e.origin, &e.code, Some(version))
             })
-            .await?;
-        let manifest = manifest.ok_or_else(|| {
-            CommandError::NotFound(format!(
-                "{me} knows no version {version} of {}:{}",
-                entry.origin, entry.code
-            ))
-        })?;
-        let now = unix_millis() / 1000;
+            .await?
+            .ok_or_else(|| {
+                CommandError::NotFound(format!(
+                    "{me} knows no version {version} of {}:{}",
+                    entry.origin, entry.code
+                ))
+            })?;
         let grant = match grant {
             Some(id) => id,
-            None => {
-                held.iter().find(|r: &&GrantRecord| r.is_valid(now)).map(|r| r.grant.id.clone()).ok_or_else(
-                    || {
-                        let who = org.as_deref().unwrap_or("no organization of this node");
-                        CommandError::Forbidden(format!(
-                            "{who} holds no valid grant for {}:{}",
-                            entry.origin, entry.code
-                        ))
-                    },
-                )?
-            }
+            None => self.entry_grant_of(org.clone(), &entry).await?.ok_or_else(|| {
+                let who = org.as_deref().unwrap_or("no organization of this node");
+                CommandError::Forbidden(format!(
+                    "{who} holds no valid grant for {}:{}",
+                    entry.origin, entry.code
+                ))
+            })?,
         };
         let command = Command::StartFetch { grant, entry: entry.clone(), version };
         let record = match self.execute(by.clone(), command).await? {

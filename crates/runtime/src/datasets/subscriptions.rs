@@ -33,7 +33,7 @@ pub struct SubscriptionRequest {
 
 impl Node {
     /// A valid grant `org` holds at this node for `entry` (the given one if any).
-    async fn entry_grant_of(
+    pub(crate) async fn entry_grant_of(
         &self,
         org: Option<String>,
         entry: &EntryRef,
