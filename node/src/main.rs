@@ -178,6 +178,7 @@ fn process_limits() {
 }
 
 fn main() -> anyhow::Result<()> {
+    cascade_runtime::memory::no_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -116,6 +116,8 @@ fn gib_per_s(bytes: u64, took: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // As the cascade binary runs.
+    cascade_runtime::memory::no_huge_pages();
     let mib = env("CASCADE_BENCH_MIB", 1024);
     let size = mib << 20;
     let fed = Fed::launch(SIX_NODES).await;

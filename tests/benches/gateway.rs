@@ -128,6 +128,8 @@ fn mib_per_s(bytes: u64, took: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // As the cascade binary runs.
+    cascade_runtime::memory::no_huge_pages();
     raise_open_files(4096);
     let seconds = env("CASCADE_BENCH_SECONDS", 3);
     let stream_bytes = env("CASCADE_BENCH_STREAM_MIB", 1024) << 20;

@@ -70,6 +70,8 @@ fn report(name: &str, mut samples: Vec<Duration>, baseline: Duration) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // As the cascade binary runs.
+    cascade_runtime::memory::no_huge_pages();
     let publishes = env("CASCADE_BENCH_PUBLISHES", 1000);
     let catchup = env("CASCADE_BENCH_CATCHUP", 10_000);
     let topology =

@@ -183,6 +183,8 @@ fn line(what: &str, (rate, group, cpu): (f64, f64, f64), drafts: f64, sled: f64)
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // As the cascade binary runs.
+    cascade_runtime::memory::no_huge_pages();
     let seconds = env("CASCADE_BENCH_SECONDS", 2);
     let rounds = env("CASCADE_BENCH_ROUNDS", 3);
     let callers = env("CASCADE_BENCH_CALLERS", 64);

@@ -79,9 +79,7 @@ pub fn read(
     for piece in pieces {
         let Some(mut reader) = store.reader(piece)? else { return Ok(None) };
         let mut bytes = Vec::new();
-        while let Some(group) = reader.next_group()? {
-            bytes.extend_from_slice(&group);
-        }
+        reader.next_groups(usize::MAX, &mut bytes)?;
         match decode(&bytes, crate::cut::MAX_CHUNK_BYTES) {
             Ok(refs) => out.extend(refs),
             Err(_) => return Ok(None),

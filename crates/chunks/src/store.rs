@@ -46,14 +46,16 @@ pub fn hex(hash: &Hash) -> String {
 pub trait ChunkReader: Send {
     /// The chunk's verifier (length and outboard).
     fn verifier(&self) -> &Verifier;
-    /// The next group's bytes, verified; `None` after the last.
-    fn next_group(&mut self) -> Result<Option<Vec<u8>>, ChunkStoreError>;
+    /// Appends up to `max` of the next groups to `out`, each verified first;
+    /// answers how many (0 after the last).
+    fn next_groups(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, ChunkStoreError>;
 }
 
 /// A chunk being written, group by group, each verified before it is written.
 pub trait ChunkWriter: Send {
-    /// Appends the next group.
-    fn group(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError>;
+    /// Appends the next whole groups, laid end to end (one empty group for an
+    /// empty chunk): all are checked before any is written.
+    fn groups(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError>;
     /// Makes the chunk durable and known. Dropping a writer without committing
     /// leaves nothing behind.
     fn commit(self: Box<Self>) -> Result<(), ChunkStoreError>;
@@ -73,12 +75,7 @@ pub trait ChunkStore: Send + Sync {
         let verifier = Verifier::new(*hash, data.len() as u64, outboard(data))
             .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(hash), mismatch })?;
         let mut w = self.writer(verifier)?;
-        if data.is_empty() {
-            w.group(&[])?;
-        }
-        for g in data.chunks(GROUP_BYTES) {
-            w.group(g)?;
-        }
+        w.groups(data)?;
         w.commit()
     }
     /// Starts writing a chunk that arrives group by group.
@@ -98,6 +95,18 @@ pub trait ChunkStore: Send + Sync {
     /// collection spares chunks younger than a grace period (a publish or fetch
     /// under way has not named them yet).
     fn stored_at(&self, hash: &Hash) -> Result<Option<std::time::SystemTime>, ChunkStoreError>;
+}
+
+/// The groups `first..last` a reader at group `next` reads next, at most `max`.
+fn run(verifier: &Verifier, next: usize, max: usize) -> (usize, usize) {
+    (next, next.saturating_add(max).min(verifier.groups()).max(next))
+}
+
+/// Checks whole groups from `first` on (`Verifier::check_run`), as a store error.
+fn check_run(verifier: &Verifier, first: usize, bytes: &[u8]) -> Result<usize, ChunkStoreError> {
+    verifier
+        .check_run(first, bytes)
+        .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(&verifier.hash()), mismatch })
 }
 
 /// Largest chunk a file may claim to hold: the largest a list piece or a cut
@@ -196,13 +205,9 @@ struct DiskWriter {
 }
 
 impl ChunkWriter for DiskWriter {
-    fn group(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError> {
-        let hash = self.verifier_hash();
-        self.verifier
-            .check(self.next, bytes)
-            .map_err(|mismatch| ChunkStoreError::Mismatch { hash, mismatch })?;
+    fn groups(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError> {
+        self.next += check_run(&self.verifier, self.next, bytes)?;
         self.file.write_all(bytes)?;
-        self.next += 1;
         Ok(())
     }
 
@@ -247,24 +252,24 @@ impl ChunkReader for DiskReader {
         &self.verifier
     }
 
-    fn next_group(&mut self) -> Result<Option<Vec<u8>>, ChunkStoreError> {
-        if self.next >= self.verifier.groups() {
-            return Ok(None);
-        }
-        let mut bytes = vec![0u8; group_len(self.verifier.len(), self.next)];
-        let group = Mismatch::Group { group: self.next };
-        match self.file.read_exact(&mut bytes) {
+    fn next_groups(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, ChunkStoreError> {
+        let (first, last) = run(&self.verifier, self.next, max);
+        let len: usize = (first..last).map(|i| group_len(self.verifier.len(), i)).sum();
+        let start = out.len();
+        out.resize(start + len, 0);
+        let rotten = |m| DiskStore::rotten(&self.path, &self.verifier.hash(), m);
+        match self.file.read_exact(&mut out[start..]) {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(DiskStore::rotten(&self.path, &self.verifier.hash(), group));
+                return Err(rotten(Mismatch::Group { group: first }));
             }
             other => other?,
         }
-        if self.verifier.check(self.next, &bytes).is_err() {
+        if last > first {
             // Rotten on disk: forget it, so that it is fetched again.
-            return Err(DiskStore::rotten(&self.path, &self.verifier.hash(), group));
+            self.verifier.check_run(first, &out[start..]).map_err(rotten)?;
         }
-        self.next += 1;
-        Ok(Some(bytes))
+        self.next = last;
+        Ok(last - first)
     }
 }
 
@@ -399,12 +404,9 @@ struct MemWriter {
 }
 
 impl ChunkWriter for MemWriter {
-    fn group(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError> {
-        self.verifier
-            .check(self.next, bytes)
-            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(&self.verifier.hash()), mismatch })?;
+    fn groups(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError> {
+        self.next += check_run(&self.verifier, self.next, bytes)?;
         self.data.extend_from_slice(bytes);
-        self.next += 1;
         Ok(())
     }
 
@@ -430,18 +432,16 @@ impl ChunkReader for MemReader {
         &self.verifier
     }
 
-    fn next_group(&mut self) -> Result<Option<Vec<u8>>, ChunkStoreError> {
-        if self.next >= self.verifier.groups() {
-            return Ok(None);
+    fn next_groups(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, ChunkStoreError> {
+        let (first, last) = run(&self.verifier, self.next, max);
+        let (from, to) = (first * GROUP_BYTES, (last * GROUP_BYTES).min(self.data.len()));
+        let bytes = self.data.get(from..to).unwrap_or_default();
+        if last > first {
+            check_run(&self.verifier, first, bytes)?;
         }
-        let start = self.next * GROUP_BYTES;
-        let len = group_len(self.verifier.len(), self.next);
-        let bytes = self.data.get(start..start + len).unwrap_or_default().to_vec();
-        self.verifier
-            .check(self.next, &bytes)
-            .map_err(|mismatch| ChunkStoreError::Mismatch { hash: hex(&self.verifier.hash()), mismatch })?;
-        self.next += 1;
-        Ok(Some(bytes))
+        out.extend_from_slice(bytes);
+        self.next = last;
+        Ok(last - first)
     }
 }
 
@@ -488,9 +488,7 @@ mod tests {
     fn read_all(store: &DiskStore, hash: &Hash) -> Result<Vec<u8>, ChunkStoreError> {
         let mut r = store.reader(hash)?.expect("held");
         let mut out = Vec::new();
-        while let Some(g) = r.next_group()? {
-            out.extend_from_slice(&g);
-        }
+        r.next_groups(usize::MAX, &mut out)?;
         Ok(out)
     }
 
@@ -508,7 +506,7 @@ mod tests {
         let (h2, data2) = chunk(3 * GROUP_BYTES, 2);
         let v = Verifier::new(h2, data2.len() as u64, outboard(&data2)).unwrap();
         let mut w = store.writer(v).unwrap();
-        w.group(&data2[..GROUP_BYTES]).unwrap();
+        w.groups(&data2[..GROUP_BYTES]).unwrap();
         assert!(!store.has(&h2).unwrap());
         drop(w);
         assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
@@ -516,9 +514,9 @@ mod tests {
         let v = Verifier::new(h2, data2.len() as u64, outboard(&data2)).unwrap();
         let mut w = store.writer(v).unwrap();
         let mut bad = data2[GROUP_BYTES..2 * GROUP_BYTES].to_vec();
-        w.group(&data2[..GROUP_BYTES]).unwrap();
+        w.groups(&data2[..GROUP_BYTES]).unwrap();
         bad[7] ^= 0x40;
-        assert!(matches!(w.group(&bad), Err(ChunkStoreError::Mismatch { .. })));
+        assert!(matches!(w.groups(&bad), Err(ChunkStoreError::Mismatch { .. })));
         assert!(matches!(w.commit(), Err(ChunkStoreError::Incomplete(_))));
         assert!(!store.has(&h2).unwrap());
         // The wrong bytes for an address are refused whole.

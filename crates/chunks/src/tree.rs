@@ -144,6 +144,23 @@ impl Verifier {
             Err(Mismatch::Group { group: i })
         }
     }
+
+    /// Checks whole groups from `first` on, laid end to end in `bytes` (one
+    /// empty group for an empty chunk); answers how many there were.
+    pub fn check_run(&self, first: usize, bytes: &[u8]) -> Result<usize, Mismatch> {
+        if self.len == 0 {
+            return self.check(first, bytes).map(|()| 1);
+        }
+        let (mut i, mut at) = (first, 0);
+        while at < bytes.len() {
+            let len = group_len(self.len, i);
+            let group = bytes.get(at..at + len).filter(|_| len > 0);
+            self.check(i, group.ok_or(Mismatch::Group { group: i })?)?;
+            at += len;
+            i += 1;
+        }
+        Ok(i - first)
+    }
 }
 
 #[cfg(test)]
@@ -206,5 +223,26 @@ mod tests {
         let v = Verifier::new(*blake3::hash(&small).as_bytes(), 100, Vec::new()).unwrap();
         assert!(v.check(0, &small[..99]).is_err());
         assert!(v.check(0, &small).is_ok());
+    }
+
+    #[test]
+    fn a_run_of_groups_is_checked_whole_groups_only_and_up_to_the_chunks_end() {
+        let data = bytes(5 * GROUP_BYTES + 100, 4);
+        let v = Verifier::new(*blake3::hash(&data).as_bytes(), data.len() as u64, outboard(&data)).unwrap();
+        assert_eq!(v.check_run(0, &data), Ok(6));
+        assert_eq!(v.check_run(2, &data[2 * GROUP_BYTES..4 * GROUP_BYTES]), Ok(2));
+        assert_eq!(v.check_run(3, &[]), Ok(0));
+        // A group cut short, a run past the end, a flipped byte.
+        assert_eq!(v.check_run(0, &data[..GROUP_BYTES + 1]), Err(Mismatch::Group { group: 1 }));
+        let mut long = data[5 * GROUP_BYTES..].to_vec();
+        long.push(0);
+        assert_eq!(v.check_run(5, &long), Err(Mismatch::Group { group: 6 }));
+        let mut bad = data.clone();
+        bad[4 * GROUP_BYTES] ^= 1;
+        assert_eq!(v.check_run(0, &bad), Err(Mismatch::Group { group: 4 }));
+        // The empty chunk is one empty group.
+        let empty = Verifier::new(*blake3::hash(&[]).as_bytes(), 0, Vec::new()).unwrap();
+        assert_eq!(empty.check_run(0, &[]), Ok(1));
+        assert!(empty.check_run(1, &[]).is_err());
     }
 }

@@ -14,6 +14,7 @@ mod files;
 mod gateway;
 mod links;
 mod login;
+pub mod memory;
 mod node;
 mod query;
 mod services;

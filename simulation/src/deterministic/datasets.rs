@@ -254,8 +254,8 @@ impl Simulator {
         let Ok(Some(mut reader)) = self.datasets.store(source).reader(&hash) else { return Err(Stop::Later) };
         let verifier = reader.verifier().clone();
         let mut bytes = Vec::new();
-        while let Ok(Some(group)) = reader.next_group() {
-            bytes.extend_from_slice(&group);
+        if reader.next_groups(usize::MAX, &mut bytes).is_err() {
+            return Err(Stop::Later);
         }
         let below: Vec<(NodeId, bool)> =
             path[..path.len() - 1].iter().rev().copied().chain([(job.consumer, true)]).collect();
@@ -270,12 +270,7 @@ impl Simulator {
             let checked = (|| {
                 let store = self.datasets.store(receiver);
                 let mut writer = store.writer(verifier.clone()).ok()?;
-                for group in bytes.chunks(cascade_chunks::tree::GROUP_BYTES) {
-                    writer.group(group).ok()?;
-                }
-                if bytes.is_empty() {
-                    writer.group(&[]).ok()?;
-                }
+                writer.groups(&bytes).ok()?;
                 match keep {
                     true => writer.commit().ok(),
                     false => Some(()),

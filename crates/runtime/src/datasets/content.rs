@@ -2,6 +2,7 @@
 //! origin, or a consumer's node once its fetch is done. Chunks are read group by
 //! group (each checked against its address) and streamed, from any byte offset.
 
+use super::BATCH_GROUPS;
 use crate::node::Node;
 use bytes::Bytes;
 use cascade_access::{Principal, Role};
@@ -105,26 +106,27 @@ impl Node {
                         return;
                     }
                 };
-                let mut group_at = from;
+                let mut batch_at = from;
                 loop {
-                    let group = match reader.next_group() {
-                        Ok(Some(g)) => g,
-                        Ok(None) => break,
+                    let mut batch = Vec::new();
+                    match reader.next_groups(BATCH_GROUPS, &mut batch) {
+                        Ok(0) => break,
+                        Ok(_) => {}
                         Err(e) => {
                             let _ = tx.blocking_send(Err(e.to_string()));
                             return;
                         }
-                    };
-                    let (g_from, g_to) = (group_at, group_at + group.len() as u64);
-                    group_at = g_to;
-                    if g_to <= start || g_from >= end {
+                    }
+                    let (b_from, b_to) = (batch_at, batch_at + batch.len() as u64);
+                    batch_at = b_to;
+                    if b_to <= start || b_from >= end {
                         continue;
                     }
-                    let lo = start.saturating_sub(g_from) as usize;
-                    let hi = (end.min(g_to) - g_from) as usize;
+                    let lo = start.saturating_sub(b_from) as usize;
+                    let hi = (end.min(b_to) - b_from) as usize;
                     let bytes = match (lo, hi) {
-                        (0, hi) if hi == group.len() => Bytes::from(group),
-                        _ => Bytes::copy_from_slice(&group[lo..hi]),
+                        (0, hi) if hi == batch.len() => Bytes::from(batch),
+                        _ => Bytes::copy_from_slice(&batch[lo..hi]),
                     };
                     if tx.blocking_send(Ok(bytes)).is_err() {
                         return;

@@ -1,8 +1,10 @@
 //! Fetch jobs: a consumer's node brings a dataset version home. The job asks
 //! for the chunks it lacks (the list pieces first, then the data chunks, many in
 //! flight) along the tree toward the origin, keeps each once every group of it
-//! checked out, and ends by checking the whole content against the manifest.
-//! Its record survives restarts; the chunk store says what is already held, so
+//! checked out, and ends once every chunk of the list is held. The content is
+//! then the origin's without a pass over it: each chunk was checked against its
+//! address, and the list against the pieces the signed manifest names. Its
+//! record survives restarts; the chunk store says what is already held, so
 //! a resumed job asks only for the rest.
 
 use super::serve::PullError;
@@ -254,13 +256,16 @@ impl Datasets {
         }
         drop(pulls);
         self.update(id, |job| job.bytes_transferred = transferred_before + moved.load(Ordering::Relaxed));
-        // The whole content, read back from the store, must be what the origin signed.
-        let this = self.clone();
-        let hash = tokio::task::spawn_blocking(move || this.content_hash(&list))
-            .await
-            .map_err(|e| e.to_string())??;
-        if hash != manifest.content_hash {
-            return Err("the reassembled content does not match the manifest's hash".into());
+        // Every chunk of the list is here (none lost to rot since it arrived).
+        let chunks = self.chunks.clone();
+        let all: Vec<Hash> = times.into_keys().collect();
+        let missing = tokio::task::spawn_blocking(move || {
+            all.iter().filter(|h| !chunks.has(h).unwrap_or(false)).count()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if missing > 0 {
+            return Err(format!("{missing} chunks went missing during the fetch; fetching again brings them"));
         }
         Ok(())
     }
@@ -273,19 +278,6 @@ impl Datasets {
             .ok()
             .and_then(Result::ok)
             .unwrap_or(false)
-    }
-
-    /// BLAKE3 of the content as this node holds it (blocking).
-    fn content_hash(&self, list: &[ChunkRef]) -> Result<Hash, String> {
-        let mut whole = blake3::Hasher::new();
-        for c in list {
-            let mut reader =
-                self.chunks.reader(&c.hash).map_err(|e| e.to_string())?.ok_or("a chunk went missing")?;
-            while let Some(group) = reader.next_group().map_err(|e| e.to_string())? {
-                whole.update(&group);
-            }
-        }
-        Ok(*whole.finalize().as_bytes())
     }
 
     /// Starts running a job, once its record is durable: a fetch that was

@@ -57,6 +57,10 @@ pub const MAX_PUSHES: usize = 2;
 /// How long a hop waits for a request's head, or for the next bytes of a
 /// chunk, before it gives the stream up.
 pub const CHUNK_IDLE: Duration = Duration::from_secs(30);
+/// Groups read, checked and passed on at once (256 KiB): one read, one write
+/// and one wake-up per batch rather than per group, and still at most one batch
+/// held per stream at a hop.
+pub(crate) const BATCH_GROUPS: usize = 16;
 /// Chunk lists of versions kept decoded (a hub checks every request against
 /// its version's list): 64 versions of 1 GiB are ~128k hashes.
 const LISTS_KEPT: usize = 64;

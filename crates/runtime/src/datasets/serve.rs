@@ -4,10 +4,11 @@
 //! checking every group on the way and keeping a copy when it may serve it
 //! later (a caching hub).
 
-use super::{ChunkCounters, Datasets, CHUNK_IDLE, MAX_CHUNK_STREAMS_PER_PEER};
+use super::{ChunkCounters, Datasets, BATCH_GROUPS, CHUNK_IDLE, MAX_CHUNK_STREAMS_PER_PEER};
 use crate::driver::{unix_millis, Message};
 use cascade_access::Principal;
-use cascade_chunks::tree::{group_len, GROUP_BYTES};
+use bytes::Bytes;
+use cascade_chunks::tree::group_len;
 use cascade_chunks::{ChunkStoreError, Hash, Verifier};
 use cascade_core::{admit_chunk, ChunkRefusal, Command};
 use cascade_protocol::call::call_next_hop;
@@ -78,9 +79,9 @@ impl Downstream<'_> {
         }
     }
 
-    /// Sends bytes of the chunk.
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), PullError> {
-        match tokio::time::timeout(CHUNK_IDLE, self.send.write_all(bytes)).await {
+    /// Sends bytes of the chunk (handed to quinn as they are, not copied).
+    async fn write(&mut self, bytes: Bytes) -> Result<(), PullError> {
+        match tokio::time::timeout(CHUNK_IDLE, self.send.write_chunk(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(PullError::Link(format!("below: {e}"))),
             Err(_) => Err(PullError::Link("below: not read in time".into())),
@@ -93,10 +94,6 @@ enum Claim<'a> {
     Lead(Pulling<'a>),
     Wait(watch::Receiver<bool>),
 }
-
-/// Groups read, checked and passed on at once (256 KiB): fewer wake-ups and
-/// writes per chunk, and still at most one batch held at a hop.
-const BATCH_GROUPS: usize = 16;
 
 /// How long a request waits for another's pull of the same chunk.
 const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -286,18 +283,17 @@ impl Datasets {
 
     /// The bytes as sent on: altered by one bit when the test hook asks this
     /// node to play a relay that tampers with what it passes on.
-    fn test_flip<'b>(&self, bytes: &'b [u8]) -> std::borrow::Cow<'b, [u8]> {
+    fn test_flip(&self, mut bytes: Vec<u8>) -> Bytes {
         let armed = !bytes.is_empty()
             && self
                 .flip_next
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok();
-        if !armed {
-            return std::borrow::Cow::Borrowed(bytes);
+        if armed {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x01;
         }
-        let mut altered = bytes.to_vec();
-        altered[bytes.len() / 2] ^= 0x01;
-        std::borrow::Cow::Owned(altered)
+        Bytes::from(bytes)
     }
 
     /// Audits a refusal (by tally, in the core) and counts it.
@@ -351,17 +347,19 @@ impl Datasets {
         };
         down.head(&reply).await?;
         ChunkCounters::add(&self.counters.served, 1);
-        while let Some(group) = groups.recv().await {
-            let group = group.map_err(PullError::Store)?;
-            down.write(&self.test_flip(&group)).await?;
-            ChunkCounters::add(&self.counters.bytes_served, group.len() as u64);
-            ChunkCounters::add(&self.counters.bytes_served_held, group.len() as u64);
+        while let Some(batch) = groups.recv().await {
+            let batch = batch.map_err(PullError::Store)?;
+            let len = batch.len() as u64;
+            down.write(self.test_flip(batch)).await?;
+            ChunkCounters::add(&self.counters.bytes_served, len);
+            ChunkCounters::add(&self.counters.bytes_served_held, len);
         }
         Ok(())
     }
 
-    /// Opens a held chunk and reads its groups on the blocking pool into a
-    /// short channel (its memory: one batch waiting, one being read).
+    /// Opens a held chunk and reads its groups on the blocking pool, a batch at
+    /// a time, into a short channel (its memory: one batch waiting, one being
+    /// read).
     pub(crate) async fn read_groups(
         &self,
         hash: Hash,
@@ -382,26 +380,12 @@ impl Datasets {
                 }
             };
             let _ = head_tx.send(Ok(Some(reader.verifier().clone())));
-            // Groups go out in batches: fewer wake-ups and writes per chunk.
-            let mut batch = Vec::with_capacity(BATCH_GROUPS * GROUP_BYTES);
             loop {
-                match reader.next_group() {
-                    Ok(Some(g)) => {
-                        batch.extend_from_slice(&g);
-                        if batch.len() >= BATCH_GROUPS * GROUP_BYTES {
-                            let full =
-                                std::mem::replace(&mut batch, Vec::with_capacity(BATCH_GROUPS * GROUP_BYTES));
-                            if tx.blocking_send(Ok(full)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        if !batch.is_empty() {
-                            let _ = tx.blocking_send(Ok(batch));
-                        }
-                        return;
-                    }
+                let mut batch = Vec::new();
+                match reader.next_groups(BATCH_GROUPS, &mut batch) {
+                    Ok(0) => return,
+                    Ok(_) if tx.blocking_send(Ok(batch)).is_ok() => {}
+                    Ok(_) => return,
                     Err(e) => {
                         let _ = tx.blocking_send(Err(e.to_string()));
                         return;
@@ -480,15 +464,16 @@ impl Datasets {
                 Err(e) => return Err(e),
             }
         }
-        // Read in batches of groups; each group is checked (and kept) before
-        // any byte of its batch is passed on.
-        let mut buf = vec![0u8; BATCH_GROUPS * GROUP_BYTES];
+        // Read in batches of groups; every group of a batch is checked (and
+        // kept) before any byte of it is passed on.
         let groups = verifier.groups();
         let mut first = 0;
         while first < groups {
             let last = (first + BATCH_GROUPS).min(groups);
             let len: usize = (first..last).map(|i| group_len(verifier.len(), i)).sum();
-            let read = tokio::time::timeout(CHUNK_IDLE, answer.read_exact(&mut buf[..len])).await;
+            // A buffer of its own per batch: once checked, it is handed on as is.
+            let mut batch = vec![0u8; len];
+            let read = tokio::time::timeout(CHUNK_IDLE, answer.read_exact(&mut batch)).await;
             match read {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(link(&e)),
@@ -500,21 +485,18 @@ impl Datasets {
                 ChunkCounters::add(&self.counters.corrupt, 1);
                 PullError::Corrupt(format!("from {hop}: {e}"))
             };
-            let mut at = 0;
-            for i in first..last {
-                let group = &buf[at..at + group_len(verifier.len(), i)];
-                at += group.len();
-                match writer.as_mut() {
-                    Some(w) => w.group(group).map_err(|e| match e {
-                        ChunkStoreError::Mismatch { .. } => bad(&e),
-                        // The disk failed (full, say): not the hop's fault.
-                        other => PullError::Store(other.to_string()),
-                    })?,
-                    None => verifier.check(i, group).map_err(|e| bad(&e))?,
+            match writer.as_mut() {
+                Some(w) => w.groups(&batch).map_err(|e| match e {
+                    ChunkStoreError::Mismatch { .. } => bad(&e),
+                    // The disk failed (full, say): not the hop's fault.
+                    other => PullError::Store(other.to_string()),
+                })?,
+                None => {
+                    verifier.check_run(first, &batch).map_err(|e| bad(&e))?;
                 }
             }
             if let Some(down) = downstream.as_deref_mut() {
-                match down.write(&self.test_flip(&buf[..len])).await {
+                match down.write(self.test_flip(batch)).await {
                     Ok(()) => ChunkCounters::add(&self.counters.bytes_served, len as u64),
                     // The requester went away: finish the copy for the cache.
                     Err(_) if cache => downstream = None,
