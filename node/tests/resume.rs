@@ -6,48 +6,12 @@
 
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions};
-use cascade_protocol::org::Organization;
+use cascade_tests::process::{self, Api};
 use cascade_tests::{content, eventually, nid, SIX_NODES};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// An HTTP client of one node's admin API.
-#[derive(Clone)]
-struct Api {
-    url: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
-    }
-}
-
-/// Starts `cascade run --config CONFIG`; answers the process and its admin URL
-/// (from the line it prints once serving).
-fn spawn_node(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cascade run");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("admin URL").to_string();
-    (child, url)
+fn spawn_node(config: &std::path::Path) -> (std::process::Child, String) {
+    process::spawn_node(std::path::Path::new(env!("CARGO_BIN_EXE_cascade")), config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,55 +35,17 @@ async fn a_fetch_killed_with_its_process_resumes_and_asks_again_for_less_than_a_
     let guangzhou = api("440100");
 
     // Guangzhou publishes an entry and a 48 MiB version of its data.
-    let provider = Organization::government_code(nid("440100"), 1);
-    let org = json!({"credit_code": provider, "name": "广州市统计局", "division": 440100});
-    assert_eq!(guangzhou.call("POST", "/api/v1/organizations", Some(org)).await.0, 201);
-    let entry = json!({"name": "企业年报", "classification": "3", "provider": provider,
-        "summary": "Annual reports", "format": "database",
-        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
-        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed", "update_cycle": "yearly"});
-    let (_, saved) = guangzhou.call("POST", "/api/v1/catalog", Some(entry)).await;
-    let code = saved["code"].as_str().unwrap().to_string();
-    let path = code.replace('/', "%2F");
-    let publish = json!({"scope": "federation"});
-    assert_eq!(
-        guangzhou.call("POST", &format!("/api/v1/catalog/{path}/publish"), Some(publish)).await.0,
-        200
-    );
+    let code = process::publish_entry(&guangzhou, "440100", "广州市统计局").await;
     let data = content(48 << 20, 7);
-    let resp = reqwest::Client::new()
-        .put(format!("{}/api/v1/datasets/440100/{path}/versions", guangzhou.url))
-        .bearer_auth(&guangzhou.token)
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(process::push_version(&guangzhou, "440100", &code, data.clone()).await.0, 201);
 
     // Jinan runs as a process of its own.
     let mut config = fed.config(nid("370100")).unwrap();
     let config_path = dir.path().join("370100.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
     let (mut jinan_process, url) = spawn_node(&config_path);
-    let token = std::fs::read_to_string(config.data_dir.join(cascade_runtime::TOKEN_FILE)).unwrap();
-    let jinan = Api { url: url.clone(), token: token.trim().to_string(), http: reqwest::Client::new() };
-    let consumer = Organization::government_code(nid("370100"), 1);
-    let org = json!({"credit_code": consumer, "name": "济南市统计局", "division": 370100});
-    assert_eq!(jinan.call("POST", "/api/v1/organizations", Some(org)).await.0, 201);
-    let entry = format!("/api/v1/catalog/{path}?origin=440100");
-    eventually("Jinan sees the entry", || async { jinan.call("GET", &entry, None).await.0 == 200 }).await;
-    let apply = json!({"resource": {"entry": {"origin": 440100, "code": code}}, "consumer": consumer,
-        "purpose": "statistics", "period_days": 30});
-    let (status, a) = jinan.call("POST", "/api/v1/applications", Some(apply)).await;
-    assert_eq!(status, 201, "{a}");
-    let application = format!("/api/v1/applications/{}", a["id"].as_str().unwrap());
-    eventually("Jinan holds the grant", || async {
-        jinan.call("GET", &application, None).await.1["state"] == "granted"
-    })
-    .await;
-    let version = format!("/api/v1/datasets/440100/{path}/versions/1");
-    eventually("Jinan knows the version", || async { jinan.call("GET", &version, None).await.0 == 200 })
-        .await;
+    let jinan = Api::of(&url, &config.data_dir);
+    let version = process::hold_grant(&jinan, "370100", "济南市统计局", "440100", &code, 1).await;
 
     // The fetch starts, slowed at the Shandong hub so that it is caught mid-way.
     let hub = fed.node(nid("370000")).unwrap().node.clone();

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: launch a federation on loopback, talk to its
 //! admin API, poll with a deadline.
 
+pub mod process;
+
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::org::Organization;
@@ -447,13 +449,7 @@ pub fn grant_of(shown: &Value) -> cascade_protocol::workflow::Grant {
 
 /// Peak resident memory of this process so far, in bytes.
 pub fn peak_resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+    process::peak_resident_of(std::process::id())
 }
 
 /// One raw quinn stream moving `bytes`, optionally through a raw relay that

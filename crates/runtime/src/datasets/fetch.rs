@@ -265,7 +265,9 @@ impl Datasets {
         .await
         .map_err(|e| e.to_string())?;
         if missing > 0 {
-            return Err(format!("{missing} chunks went missing during the fetch; fetching again brings them"));
+            return Err(format!(
+                "{missing} chunks went missing during the fetch; fetching again brings them"
+            ));
         }
         Ok(())
     }

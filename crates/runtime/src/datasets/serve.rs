@@ -6,8 +6,8 @@
 
 use super::{ChunkCounters, Datasets, BATCH_GROUPS, CHUNK_IDLE, MAX_CHUNK_STREAMS_PER_PEER};
 use crate::driver::{unix_millis, Message};
-use cascade_access::Principal;
 use bytes::Bytes;
+use cascade_access::Principal;
 use cascade_chunks::tree::group_len;
 use cascade_chunks::{ChunkStoreError, Hash, Verifier};
 use cascade_core::{admit_chunk, ChunkRefusal, Command};

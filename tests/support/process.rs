@@ -1,0 +1,136 @@
+//! Nodes as processes of their own: `cascade run` started from a written
+//! configuration, and a client of its admin API.
+
+use cascade_protocol::org::Organization;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// An HTTP client of one node's admin API.
+#[derive(Clone)]
+pub struct Api {
+    /// The admin URL (`http://127.0.0.1:port`).
+    pub url: String,
+    /// The node's admin token.
+    pub token: String,
+    /// The client.
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    /// A client of the node serving at `url`, whose data folder is `data_dir`.
+    pub fn of(url: &str, data_dir: &Path) -> Api {
+        let token = std::fs::read_to_string(data_dir.join(cascade_runtime::TOKEN_FILE)).expect("admin token");
+        Api { url: url.to_string(), token: token.trim().to_string(), http: reqwest::Client::new() }
+    }
+
+    /// One call: status and JSON answer (null when there is none).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("the node answers");
+        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Starts `BIN run --config CONFIG` (the cascade binary); answers the process
+/// and its admin URL (from the line it prints once serving).
+pub fn spawn_node(bin: &Path, config: &Path) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cascade run");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("a line");
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("admin URL").to_string();
+    (child, url)
+}
+
+/// A process's peak resident memory (`VmHWM`) in bytes, 0 when unknown.
+pub fn peak_resident_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// A catalog code as it goes in a path.
+pub fn path_code(code: &str) -> String {
+    code.replace('/', "%2F")
+}
+
+/// Registers the city `division`'s first organization (named `name`) at the
+/// node `api`, catalogs an entry of it and publishes it federation-wide, open to
+/// unconditional sharing; answers the entry's code.
+pub async fn publish_entry(api: &Api, division: &str, name: &str) -> String {
+    let provider = Organization::government_code(crate::nid(division), 1);
+    let org = json!({"credit_code": provider, "name": name, "division": division.parse::<u32>().expect("division")});
+    assert_eq!(api.call("POST", "/api/v1/organizations", Some(org)).await.0, 201);
+    let entry = json!({"name": "企业年报", "classification": "3", "provider": provider,
+        "summary": "Annual reports", "format": "database",
+        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
+        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed", "update_cycle": "yearly"});
+    let (_, saved) = api.call("POST", "/api/v1/catalog", Some(entry)).await;
+    let code = saved["code"].as_str().expect("a code").to_string();
+    let publish = json!({"scope": "federation"});
+    let path = format!("/api/v1/catalog/{}/publish", path_code(&code));
+    assert_eq!(api.call("POST", &path, Some(publish)).await.0, 200);
+    code
+}
+
+/// Pushes `body` as the next version of `origin`'s entry `code`; answers the
+/// status and the answer.
+pub async fn push_version(api: &Api, origin: &str, code: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = api
+        .http
+        .put(format!("{}/api/v1/datasets/{origin}/{}/versions", api.url, path_code(code)))
+        .bearer_auth(&api.token)
+        .body(body)
+        .send()
+        .await
+        .expect("the node answers");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Registers the city `division`'s first organization (named `name`) at the
+/// node `api`, applies for `origin`'s entry `code` for it, and waits until the
+/// grant is held there and `version` of the entry is known; answers the
+/// version's path.
+pub async fn hold_grant(
+    api: &Api,
+    division: &str,
+    name: &str,
+    origin: &str,
+    code: &str,
+    version: u64,
+) -> String {
+    let consumer = Organization::government_code(crate::nid(division), 1);
+    let org = json!({"credit_code": consumer, "name": name, "division": division.parse::<u32>().expect("division")});
+    assert_eq!(api.call("POST", "/api/v1/organizations", Some(org)).await.0, 201);
+    let entry = format!("/api/v1/catalog/{}?origin={origin}", path_code(code));
+    crate::eventually("the entry arrives", || async { api.call("GET", &entry, None).await.0 == 200 }).await;
+    let apply = json!({"resource": {"entry": {"origin": origin.parse::<u32>().expect("origin"), "code": code}},
+        "consumer": consumer, "purpose": "statistics", "period_days": 30});
+    let (status, a) = api.call("POST", "/api/v1/applications", Some(apply)).await;
+    assert_eq!(status, 201, "{a}");
+    let application = format!("/api/v1/applications/{}", a["id"].as_str().expect("an id"));
+    crate::eventually("the grant is held", || async {
+        api.call("GET", &application, None).await.1["state"] == "granted"
+    })
+    .await;
+    let version = format!("/api/v1/datasets/{origin}/{}/versions/{version}", path_code(code));
+    crate::eventually("the version is known", || async { api.call("GET", &version, None).await.0 == 200 })
+        .await;
+    version
+}
