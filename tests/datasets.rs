@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 const PASSWORD: &str = "correct horse battery staple";
 
 /// PUTs `body` as the next version of Guangzhou's entry `code`.
-async fn push(fed: &Fed, at: &str, code: &str, media: &str, body: Vec<u8>) -> (u16, Value) {
+async fn push(fed: &Fed, at: &str, code: &str, media: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
     let (url, token) = fed.url_token(at);
     let resp = reqwest::Client::new()
         .put(format!("{url}/api/v1/datasets/440100/{}/versions", encode(code)))
@@ -325,6 +325,73 @@ const SHANDONG_CITIES: [u32; 16] = [
 ];
 
 /// The national node, Shandong with sixteen cities, and Guangdong's publisher.
+/// `len` bytes as a body of unknown length (64 KiB pieces, no Content-Length).
+fn streamed(len: usize) -> reqwest::Body {
+    let pieces = (0..len.div_ceil(64 << 10)).map(move |i| {
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; (64 << 10).min(len - i * (64 << 10))]))
+    });
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_over_the_nodes_cap_are_refused_413_declared_or_streamed_and_a_flood_of_them_leaves_the_node_serving(
+) {
+    let mut fed = Fed::prepare(SIX_NODES);
+    let datasets = cascade_runtime::DatasetConfig { max_version_bytes: 1 << 20, ..Default::default() };
+    fed.fed.set_datasets(nid("440100"), datasets).unwrap();
+    for id in ["100000", "440000", "440100"] {
+        fed.fed.start(nid(id)).await.unwrap();
+    }
+    let code = fed.publish("440100", "企业年报", "federation").await;
+    let octets = "application/octet-stream";
+
+    // Declared over the cap: refused before a byte is read (the request's head
+    // alone, over a raw connection, gets the answer).
+    let (url, token) = fed.url_token("440100");
+    let target = format!("/api/v1/datasets/440100/{}/versions", encode(&code));
+    let addr = url.trim_start_matches("http://");
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {octets}\r\nContent-Length: {}\r\n\r\n",
+        2 << 20
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut raw, head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::io::AsyncReadExt::read(&mut raw, &mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("max_version_bytes"), "{answer}");
+    // Of unknown length: refused once it passes the cap.
+    let just_over = (1 << 20) + (64 << 10);
+    let (status, e) = push(&fed, "440100", &code, octets, streamed(just_over)).await;
+    assert_eq!(status, 413, "{e}");
+
+    // A flood of over-cap pushes at once, declared and streamed: each is refused
+    // (413, or 503 while two pushes already run), or cut off by the node while
+    // the client still sends.
+    let http = reqwest::Client::new();
+    let flood = (0..200).map(|i| {
+        let body = if i % 2 == 0 { reqwest::Body::from(content(2 << 20, i)) } else { streamed(just_over) };
+        http.put(format!("{url}{target}")).bearer_auth(&token).body(body).send()
+    });
+    let answers = futures_util::future::join_all(flood).await;
+    let statuses: Vec<u16> =
+        answers.iter().filter_map(|a| a.as_ref().ok()).map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| [413, 503].contains(s)), "{statuses:?}");
+    assert!(statuses.contains(&413), "{statuses:?}");
+    println!(
+        "{} of 200 answered ({} 413), the rest cut off while sending",
+        statuses.len(),
+        statuses.iter().filter(|s| **s == 413).count()
+    );
+
+    // Nothing was published; a version within the cap still is, at once.
+    assert_eq!(fed.get("440100", &target).await.1["returned"], 0);
+    let (status, v) = push(&fed, "440100", &code, octets, content(512 << 10, 2)).await;
+    assert_eq!((status, v["version"].as_u64()), (201, Some(1)), "{v}");
+}
+
 fn sixteen_cities() -> String {
     let mut t = String::from(
         "name = \"sixteen\"\n[[node]]\nid = 100000\nname = \"中华人民共和国\"\ntier = \"national\"\n\

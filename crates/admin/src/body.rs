@@ -9,6 +9,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use cascade_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A required JSON body.
 pub(crate) struct JsonBody<T>(pub T);
@@ -77,22 +79,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T>
 /// at most a few pieces in memory); an error ends it. A body known to be empty
 /// needs no task to carry it.
 pub(crate) fn stream_in(body: axum::body::Body) -> tokio::sync::mpsc::Receiver<Result<Bytes, String>> {
+    stream_in_capped(body, u64::MAX).0
+}
+
+/// `stream_in`, ending the body with an error once it passes `cap` bytes; the
+/// flag says afterwards whether it did.
+pub(crate) fn stream_in_capped(
+    body: axum::body::Body,
+    cap: u64,
+) -> (tokio::sync::mpsc::Receiver<Result<Bytes, String>>, Arc<AtomicBool>) {
     use futures_util::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let over = Arc::new(AtomicBool::new(false));
     if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
-        return rx;
+        return (rx, over);
     }
+    let flag = over.clone();
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
+        let mut taken = 0u64;
         while let Some(chunk) = stream.next().await {
-            let item = chunk.map_err(|e| e.to_string());
+            let mut item = chunk.map_err(|e| e.to_string());
+            if let Ok(bytes) = &item {
+                taken = taken.saturating_add(bytes.len() as u64);
+                if taken > cap {
+                    flag.store(true, Ordering::Relaxed);
+                    item = Err(format!("the body is over {cap} bytes"));
+                }
+            }
             let stop = item.is_err();
             if tx.send(item).await.is_err() || stop {
                 return;
             }
         }
     });
-    rx
+    (rx, over)
 }
 
 /// A response body streamed from a channel; an error cuts it.

@@ -6,7 +6,7 @@
 //! (`GET …/versions/{v}/content`). The core authorizes and audits publishing
 //! and fetching; a refused read of content is audited too.
 
-use crate::body::{stream_in, stream_out, OptionalJsonBody};
+use crate::body::{stream_in_capped, stream_out, OptionalJsonBody};
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -72,8 +72,25 @@ pub(crate) async fn push(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_string();
-    let manifest = state.node.push_version(who, entry.code, media_type, stream_in(body)).await?;
-    Ok((StatusCode::CREATED, Json(view(&manifest))).into_response())
+    let max = state.node.config().datasets.max_version_bytes;
+    let too_large = || {
+        let why = format!("a version is at most {max} bytes here (datasets.max_version_bytes)");
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, why)
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let (body, over) = stream_in_capped(body, max);
+    match state.node.push_version(who, entry.code, media_type, body).await {
+        Ok(manifest) => Ok((StatusCode::CREATED, Json(view(&manifest))).into_response()),
+        Err(_) if over.load(std::sync::atomic::Ordering::Relaxed) => Err(too_large()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `GET /api/v1/datasets/{origin}/{code}/versions`: the versions this node

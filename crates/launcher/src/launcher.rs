@@ -109,6 +109,18 @@ impl Federation {
         Ok(())
     }
 
+    /// Sets a node's dataset settings (retention, version cap); effective at
+    /// its next start.
+    pub fn set_datasets(
+        &mut self,
+        id: NodeId,
+        datasets: cascade_runtime::DatasetConfig,
+    ) -> anyhow::Result<()> {
+        let config = self.configs.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        config.datasets = datasets;
+        Ok(())
+    }
+
     /// Gives a node the key it signed with before its current certificate (see
     /// `CertPaths::previous_key`), or takes it away; effective at its next start.
     pub fn set_previous_key(&mut self, id: NodeId, key: Option<PathBuf>) -> anyhow::Result<()> {

@@ -56,15 +56,28 @@ pub struct DatasetConfig {
     /// Seconds between two collections of unused chunks. Default 3600.
     #[serde(default = "default_gc_every_secs")]
     pub gc_every_secs: u64,
+    /// Largest version a push may carry, in bytes: 413 at once when the body
+    /// declares more, and when it reaches more (what was cut of it is collected
+    /// later). Bounds the disk one push can fill. Default 64 GiB.
+    #[serde(default = "default_max_version_bytes")]
+    pub max_version_bytes: u64,
 }
 
 fn default_gc_every_secs() -> u64 {
     3600
 }
 
+fn default_max_version_bytes() -> u64 {
+    64 << 30
+}
+
 impl Default for DatasetConfig {
     fn default() -> Self {
-        DatasetConfig { keep_versions: 0, gc_every_secs: default_gc_every_secs() }
+        DatasetConfig {
+            keep_versions: 0,
+            gc_every_secs: default_gc_every_secs(),
+            max_version_bytes: default_max_version_bytes(),
+        }
     }
 }
 
