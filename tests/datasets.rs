@@ -392,6 +392,44 @@ async fn versions_over_the_nodes_cap_are_refused_413_declared_or_streamed_and_a_
     assert_eq!((status, v["version"].as_u64()), (201, Some(1)), "{v}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_content_readers_that_never_read_gets_a_bounded_number_of_streams_and_the_node_keeps_serving(
+) {
+    let mut fed = Fed::prepare(SIX_NODES);
+    for id in ["100000", "440000", "440100"] {
+        fed.fed.start(nid(id)).await.unwrap();
+    }
+    let code = fed.publish("440100", "企业年报", "federation").await;
+    // Larger than what the node's channel and both sockets' buffers take in, so
+    // that a stream nobody reads stays open.
+    let data = content(32 << 20, 5);
+    assert_eq!(push(&fed, "440100", &code, "application/octet-stream", data.clone()).await.0, 201);
+    let (url, token) = fed.url_token("440100");
+    let target = format!("{url}/api/v1/datasets/440100/{}/versions/1/content", encode(&code));
+
+    // 200 readers at once, each taking the answer's head and never a byte of it.
+    let http = reqwest::Client::new();
+    let flood = (0..200).map(|_| http.get(&target).bearer_auth(&token).send());
+    let held: Vec<reqwest::Response> =
+        futures_util::future::join_all(flood).await.into_iter().map(|r| r.unwrap()).collect();
+    let streaming = held.iter().filter(|r| r.status() == 200).count();
+    let busy = held.iter().filter(|r| r.status() == 503).count();
+    println!("{streaming} streams, {busy} answered 503");
+    assert_eq!((streaming, busy), (cascade_runtime::MAX_CONTENT_STREAMS, 200 - streaming));
+
+    // Meanwhile the node answers what reads its store, and publishes.
+    assert_eq!(fed.get("440100", "/api/v1/node").await.0, 200);
+    assert_eq!(push(&fed, "440100", &code, "text/csv", b"id,name\n1,a\n".to_vec()).await.0, 201);
+
+    // Once the readers go away their streams end, and a reader gets it whole.
+    drop(held);
+    let whole = || async {
+        let resp = http.get(&target).bearer_auth(&token).send().await.unwrap();
+        resp.status() == 200 && resp.bytes().await.is_ok_and(|b| b == data)
+    };
+    eventually("a reader gets the content whole", whole).await;
+}
+
 fn sixteen_cities() -> String {
     let mut t = String::from(
         "name = \"sixteen\"\n[[node]]\nid = 100000\nname = \"中华人民共和国\"\ntier = \"national\"\n\

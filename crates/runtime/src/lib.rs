@@ -22,7 +22,9 @@ mod workflow;
 
 pub use api::{IssuedToken, PasswordChange};
 pub use config::{CertPaths, DatasetConfig, GatewayConfig, NodeConfig, WorkflowConfig};
-pub use datasets::{Content, DatasetCounters, FetchView, SubscriptionRequest, FETCH_IN_FLIGHT, GC_GRACE};
+pub use datasets::{
+    Content, DatasetCounters, FetchView, SubscriptionRequest, FETCH_IN_FLIGHT, GC_GRACE, MAX_CONTENT_STREAMS,
+};
 pub use driver::Applied;
 pub use faults::TransportCounters;
 pub use gateway::{CallFailure, CallRequest, CallResponse, FORWARDED_HEADERS};

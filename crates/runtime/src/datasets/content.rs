@@ -2,7 +2,7 @@
 //! origin, or a consumer's node once its fetch is done. Chunks are read group by
 //! group (each checked against its address) and streamed, from any byte offset.
 
-use super::BATCH_GROUPS;
+use super::{BATCH_GROUPS, CHUNK_IDLE, MAX_CONTENT_STREAMS};
 use crate::node::Node;
 use bytes::Bytes;
 use cascade_access::{Principal, Role};
@@ -13,11 +13,13 @@ use cascade_protocol::service::EntryRef;
 use cascade_protocol::workflow::Resource;
 use tokio::sync::mpsc;
 
-/// A version whose content this node holds whole, ready to stream.
+/// A version whose content this node holds whole, ready to stream (one of the
+/// node's `MAX_CONTENT_STREAMS`).
 pub struct Content {
     /// Its manifest.
     pub manifest: Manifest,
     list: Vec<ChunkRef>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Node {
@@ -54,6 +56,9 @@ impl Node {
             return Err(CommandError::Forbidden(reason));
         }
         let datasets = self.datasets();
+        let permit = datasets.content_streams.clone().try_acquire_owned().map_err(|_| {
+            CommandError::Busy(format!("{me} is streaming {MAX_CONTENT_STREAMS} contents: try again shortly"))
+        })?;
         let m = manifest.clone();
         let list = tokio::task::spawn_blocking(move || -> Result<Option<Vec<ChunkRef>>, String> {
             let Some(list) = datasets.chunk_list(&m).map_err(|e| e.to_string())? else { return Ok(None) };
@@ -70,11 +75,13 @@ impl Node {
         .ok_or_else(|| {
             CommandError::Conflict(format!("{me} does not hold all of {what} (fetch it first)"))
         })?;
-        Ok(Content { manifest, list })
+        Ok(Content { manifest, list, permit })
     }
 
-    /// Streams bytes `start..end` of `content` (a short channel: a few groups in
-    /// memory); a chunk found damaged on disk ends the stream with an error.
+    /// Streams bytes `start..end` of `content` (a short channel: a few batches
+    /// in memory); a chunk found damaged on disk ends the stream with an error,
+    /// and so does a reader that takes nothing for `CHUNK_IDLE`. The disk is read
+    /// on the blocking pool a batch at a time, so a slow reader holds no thread.
     pub fn stream_content(
         &self,
         content: Content,
@@ -87,7 +94,10 @@ impl Node {
             return rx;
         }
         let chunks = self.datasets().chunks.clone();
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
+            let _permit = content.permit;
+            let send =
+                |item| async { matches!(tokio::time::timeout(CHUNK_IDLE, tx.send(item)).await, Ok(Ok(()))) };
             let mut at = 0u64;
             for c in &content.list {
                 let (from, to) = (at, at + c.len as u64);
@@ -95,28 +105,45 @@ impl Node {
                 if to <= start || from >= end {
                     continue;
                 }
-                let mut reader = match chunks.reader(&c.hash) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => {
-                        let _ = tx.blocking_send(Err("a chunk went missing".into()));
+                let (store, hash) = (chunks.clone(), c.hash);
+                let mut reader = match tokio::task::spawn_blocking(move || store.reader(&hash)).await {
+                    Ok(Ok(Some(r))) => r,
+                    Ok(Ok(None)) => {
+                        send(Err("a chunk went missing".into())).await;
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        send(Err(e.to_string())).await;
                         return;
                     }
                     Err(e) => {
-                        let _ = tx.blocking_send(Err(e.to_string()));
+                        send(Err(e.to_string())).await;
                         return;
                     }
                 };
                 let mut batch_at = from;
                 loop {
-                    let mut batch = Vec::new();
-                    match reader.next_groups(BATCH_GROUPS, &mut batch) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e.to_string()));
+                    let read = tokio::task::spawn_blocking(move || {
+                        let mut batch = Vec::new();
+                        let read = reader.next_groups(BATCH_GROUPS, &mut batch);
+                        (reader, read.map(|n| (n, batch)))
+                    })
+                    .await;
+                    let batch = match read {
+                        Ok((back, Ok((n, batch)))) if n > 0 => {
+                            reader = back;
+                            batch
+                        }
+                        Ok((_, Ok(_))) => break,
+                        Ok((_, Err(e))) => {
+                            send(Err(e.to_string())).await;
                             return;
                         }
-                    }
+                        Err(e) => {
+                            send(Err(e.to_string())).await;
+                            return;
+                        }
+                    };
                     let (b_from, b_to) = (batch_at, batch_at + batch.len() as u64);
                     batch_at = b_to;
                     if b_to <= start || b_from >= end {
@@ -128,7 +155,7 @@ impl Node {
                         (0, hi) if hi == batch.len() => Bytes::from(batch),
                         _ => Bytes::copy_from_slice(&batch[lo..hi]),
                     };
-                    if tx.blocking_send(Ok(bytes)).is_err() {
+                    if !send(Ok(bytes)).await {
                         return;
                     }
                 }

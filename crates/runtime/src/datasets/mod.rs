@@ -52,6 +52,10 @@ pub const MAX_CHUNK_STREAMS_PER_PEER: usize = MAX_CHUNK_STREAMS / 4;
 pub const FETCH_IN_FLIGHT: usize = 8;
 /// Fetches that run at once on a node; more wait their turn.
 pub const MAX_RUNNING_FETCHES: usize = 4;
+/// Contents a node streams at once (`GET …/content`); more are answered 503.
+/// Each holds an open chunk file and a few batches (about 2 MiB); a reader that
+/// takes nothing for `CHUNK_IDLE` loses its stream.
+pub const MAX_CONTENT_STREAMS: usize = 64;
 /// Versions being published at once on a node (each cuts and hashes on a core).
 pub const MAX_PUSHES: usize = 2;
 /// How long a hop waits for a request's head, or for the next bytes of a
@@ -145,6 +149,8 @@ pub(crate) struct Datasets {
     per_peer: Mutex<HashMap<NodeId, Arc<Semaphore>>>,
     running: Arc<Semaphore>,
     pushes: Arc<Semaphore>,
+    /// Content streams under way (`MAX_CONTENT_STREAMS`).
+    content_streams: Arc<Semaphore>,
     /// The jobs this node runs, by id, as they stand.
     jobs: Mutex<HashMap<String, FetchJob>>,
     next_job: AtomicU64,
@@ -178,6 +184,7 @@ impl Datasets {
             per_peer: Mutex::new(HashMap::new()),
             running: Arc::new(Semaphore::new(MAX_RUNNING_FETCHES)),
             pushes: Arc::new(Semaphore::new(MAX_PUSHES)),
+            content_streams: Arc::new(Semaphore::new(MAX_CONTENT_STREAMS)),
             jobs: Mutex::new(HashMap::new()),
             next_job: AtomicU64::new(1),
             run_started: Mutex::new(HashMap::new()),
