@@ -169,6 +169,25 @@ async fn versions_reach_granted_cities_in_another_province_once_per_link_and_inc
     assert_eq!(m3["csv"], json!({"rows": 3, "columns": ["id", "name", "city, district"]}));
 }
 
+/// Sends one chunk request on `connection` (as the node at its end) and reads
+/// the answer's head.
+async fn ask_chunk(connection: quinn::Connection, req: ChunkRequest) -> ChunkReply {
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&[StreamKind::Chunk as u8]).await.unwrap();
+    write_message(&mut send, &req).await.unwrap();
+    read_message::<ChunkReply>(&mut recv, MAX_CHUNK_REPLY_BYTES).await.unwrap().unwrap().0
+}
+
+/// The hash of the first list piece of a version's manifest as the API shows it.
+fn first_piece(manifest: &Value) -> [u8; 32] {
+    let hex = manifest["lists"][0].as_str().unwrap();
+    (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider() {
     let mut fed = Fed::launch(SIX_NODES).await;
@@ -176,12 +195,7 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     let data = content(1 << 20, 3);
     let (status, m) = push(&fed, "440100", &code, "application/octet-stream", data).await;
     assert_eq!(status, 201, "{m}");
-    let lists: Vec<String> = serde_json::from_value(m["lists"].clone()).unwrap();
-    let list_hash: [u8; 32] = (0..32)
-        .map(|i| u8::from_str_radix(&lists[0][2 * i..2 * i + 2], 16).unwrap())
-        .collect::<Vec<_>>()
-        .try_into()
-        .unwrap();
+    let list_hash = first_piece(&m);
 
     // An organization without a grant cannot start a fetch at its own node.
     let org = fed.register_org("370100").await;
@@ -207,7 +221,6 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     fed.fed.stop(nid("370100")).await.unwrap();
     let link = me.connect(hub, nid("370000")).await.unwrap();
     let ask = |grant: Option<cascade_protocol::workflow::Grant>, from_origin: bool| {
-        let connection = link.connection.clone();
         let req = ChunkRequest {
             entry: EntryRef { origin: nid("440100"), code: code.clone() },
             version: 1,
@@ -216,12 +229,7 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
             grant,
             from_origin,
         };
-        async move {
-            let (mut send, mut recv) = connection.open_bi().await.unwrap();
-            send.write_all(&[StreamKind::Chunk as u8]).await.unwrap();
-            write_message(&mut send, &req).await.unwrap();
-            read_message::<ChunkReply>(&mut recv, MAX_CHUNK_REPLY_BYTES).await.unwrap().unwrap().0
-        }
+        ask_chunk(link.connection.clone(), req)
     };
     let reply = ask(None, false).await;
     assert_eq!((reply.status, reply.by), (403, nid("370000")), "{reply:?}");
@@ -283,6 +291,50 @@ async fn chunks_are_refused_without_a_valid_grant_at_the_hub_and_at_the_provider
     assert!(refusals("370000").await <= audited + 2, "a flood costs a summary");
     let job = fetch(&fed, "370200", &qingdao, &code, 1).await;
     assert_eq!(job["bytes_done"].as_u64(), m["size"].as_u64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_asking_past_the_hubs_cache_for_everything_is_held_to_its_budget_and_served_from_the_cache(
+) {
+    let mut fed = Fed::launch(SIX_NODES).await;
+    let code = fed.publish("440100", "不动产登记数据", "federation").await;
+    let (status, m) = push(&fed, "440100", &code, "application/octet-stream", content(1 << 20, 4)).await;
+    assert_eq!(status, 201, "{m}");
+    let wang = consumer(&fed, "370100", "wang", &code).await;
+    let (_, held) = fed.with_token("370100", &wang).call("GET", "/api/v1/grants?box=held", None).await;
+    let grant = grant_of(&held["grants"][0]);
+    let version = format!("/api/v1/datasets/440100/{}/versions/1", encode(&code));
+    eventually("the Shandong hub knows the version", || async { fed.get("370000", &version).await.0 == 200 })
+        .await;
+
+    // Jinan's node (its identity, from this test) asks the Shandong hub for the
+    // origin's own copy of one piece, again and again, one request at a time.
+    let (creds, root) = creds_of(&fed, "370100");
+    let me = endpoint(&creds, &root);
+    let hub = fed.fed.node(nid("370000")).unwrap().node.quic_addr();
+    fed.fed.stop(nid("370100")).await.unwrap();
+    let link = me.connect(hub, nid("370000")).await.unwrap();
+    let req = |from_origin| ChunkRequest {
+        entry: EntryRef { origin: nid("440100"), code: code.clone() },
+        version: 1,
+        hash: first_piece(&m),
+        requester: nid("370100"),
+        grant: Some(grant.clone()),
+        from_origin,
+    };
+    // Once plainly: the hub keeps a copy as it passes it on.
+    assert_eq!(ask_chunk(link.connection.clone(), req(false)).await.status, 200);
+    let national = fed.fed.node(nid("100000")).unwrap().node.clone();
+    let before = national.dataset_counters().served;
+    for _ in 0..80 {
+        let reply = ask_chunk(link.connection.clone(), req(true)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    // At most a minute's budget went past the hub (to the national node); the
+    // rest were answered from the hub's cache.
+    let passed = national.dataset_counters().served - before;
+    println!("{passed} of 80 requests for the origin's copy went past the Shandong hub");
+    assert!((1..=32).contains(&passed), "{passed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,9 @@ pub(crate) struct Datasets {
     serving: Arc<Semaphore>,
     /// Each neighbour's share of `serving`.
     per_peer: Mutex<HashMap<NodeId, Arc<Semaphore>>>,
+    /// Requests past this hop's cache each requester made in the current
+    /// minute (`FROM_ORIGIN_PER_MINUTE`): when that minute started, how many.
+    from_origin: Mutex<HashMap<NodeId, (std::time::Instant, u32)>>,
     running: Arc<Semaphore>,
     pushes: Arc<Semaphore>,
     /// Content streams under way (`MAX_CONTENT_STREAMS`).
@@ -182,6 +185,7 @@ impl Datasets {
             lists: Mutex::new(HashMap::new()),
             serving: Arc::new(Semaphore::new(MAX_CHUNK_STREAMS)),
             per_peer: Mutex::new(HashMap::new()),
+            from_origin: Mutex::new(HashMap::new()),
             running: Arc::new(Semaphore::new(MAX_RUNNING_FETCHES)),
             pushes: Arc::new(Semaphore::new(MAX_PUSHES)),
             content_streams: Arc::new(Semaphore::new(MAX_CONTENT_STREAMS)),

@@ -95,6 +95,15 @@ enum Claim<'a> {
     Wait(watch::Receiver<bool>),
 }
 
+/// Requests past a hop's cache (for the origin's own copy) one requester may
+/// make a minute at that hop. A fetch asks so only after a bad copy, at most
+/// `CHUNK_TRIES` times for each of its requests in flight; a requester asking
+/// for everything so would make every hop pass every chunk on again.
+const FROM_ORIGIN_PER_MINUTE: u32 = 32;
+/// Requesters whose requests past the cache are counted at once; more (a
+/// federation this size has not so many grantee nodes) start the count afresh.
+const FROM_ORIGIN_REQUESTERS: usize = 4096;
+
 /// How long a request waits for another's pull of the same chunk.
 const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -159,7 +168,8 @@ impl Datasets {
                 tokio::time::sleep(delay).await;
             }
             let mut down = Downstream { send: &mut send, head_sent: false };
-            let result = if origin || (cacheable && !req.from_origin) {
+            let past_cache = req.from_origin && self.may_pass_cache(req.requester);
+            let result = if origin || (cacheable && !past_cache) {
                 self.answer_held(&req, &mut down, origin).await
             } else {
                 self.pull(&req, Some(&mut down), false, &AtomicU64::new(0)).await
@@ -189,6 +199,23 @@ impl Datasets {
         }
         .instrument(span)
         .await
+    }
+
+    /// Whether a request of `requester` for the origin's own copy may go past
+    /// this hop's cache: `FROM_ORIGIN_PER_MINUTE` a minute; beyond, it is
+    /// answered as any other (the cache's copy is checked on every read).
+    fn may_pass_cache(&self, requester: NodeId) -> bool {
+        let Ok(mut counts) = self.from_origin.lock() else { return false };
+        if counts.len() >= FROM_ORIGIN_REQUESTERS && !counts.contains_key(&requester) {
+            counts.clear();
+        }
+        let now = std::time::Instant::now();
+        let (since, n) = counts.entry(requester).or_insert((now, 0));
+        if now.duration_since(*since) >= std::time::Duration::from_secs(60) {
+            (*since, *n) = (now, 0);
+        }
+        *n += 1;
+        *n <= FROM_ORIGIN_PER_MINUTE
     }
 
     /// A stream permit of the neighbour `peer`: none while it has
