@@ -75,6 +75,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T>
     }
 }
 
+/// The length a request declares for its body (`Content-Length`), if any.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 /// A streaming body as a channel of its pieces (a short one: backpressure keeps
 /// at most a few pieces in memory); an error ends it. A body known to be empty
 /// needs no task to carry it.

@@ -77,12 +77,7 @@ pub(crate) async fn push(
         let why = format!("a version is at most {max} bytes here (datasets.max_version_bytes)");
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, why)
     };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if crate::body::declared_length(&parts.headers).is_some_and(|n| n > max) {
         return Err(too_large());
     }
     let (body, over) = stream_in_capped(body, max);

@@ -33,12 +33,7 @@ pub(crate) async fn call(
         .filter_map(|name| Some((name.to_string(), parts.headers.get(*name)?.to_str().ok()?.to_string())))
         .collect();
     let max = state.node.config().gateway.max_body_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if crate::body::declared_length(&parts.headers).is_some_and(|n| n > max) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("calls carry at most {max} bytes")));
     }
     let rx = crate::body::stream_in(body);
