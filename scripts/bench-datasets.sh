@@ -4,13 +4,16 @@
 #      hops, the incremental version, catalog latency during a fetch, peak RSS)
 #      on plain loopback;
 #   2. the same bench on a loopback shaped to 1 Gbit/s (tc tbf, in a network
-#      namespace of its own);
+#      namespace of its own; this kernel has no netem, so no added delay). All
+#      links share that one loopback, so a relayed transfer, which crosses it
+#      twice, gets half of it;
 #   3. the same number of bytes over HTTPS from nginx, fetched by curl to disk;
 #   4. the same bytes by rsync over ssh, to disk.
 # Content size: CASCADE_BENCH_MIB (default 1024). Needs root (the namespace,
 # sshd); installs Debian's nginx-light, openssh-server and rsync if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "run as root (network namespace, sshd)" >&2; exit 1; }
 mib=${CASCADE_BENCH_MIB:-1024}
 bytes=$((mib << 20))
 
@@ -21,6 +24,7 @@ command -v rsync >/dev/null || missing+=" rsync"
 command -v curl >/dev/null || missing+=" curl"
 command -v openssl >/dev/null || missing+=" openssl"
 if [ -n "$missing" ]; then
+  apt-get update -q >/dev/null
   apt-get install -y -q $missing >/dev/null
 fi
 
@@ -44,13 +48,15 @@ head -c "$bytes" /dev/urandom >"$work/content"
 echo "== the dataset bench, plain loopback"
 cargo bench -p cascade-tests --bench datasets --no-run 2>&1 | tail -1
 bench=$(cargo bench -p cascade-tests --bench datasets --no-run 2>&1 | grep -o 'target/release/deps/datasets-[0-9a-f]*' | tail -1)
-CASCADE_BENCH_MIB=$mib "$bench" --bench 2>/dev/null | tee "$work/plain.txt"
+CASCADE_BENCH_MIB=$mib "$bench" --bench 2>"$work/plain.log" | tee "$work/plain.txt" ||
+  { tail -20 "$work/plain.log"; exit 1; }
 
 echo "== the dataset bench, loopback shaped to 1 Gbit/s"
 ip netns add "$namespace"
 ip netns exec "$namespace" ip link set lo up
 ip netns exec "$namespace" tc qdisc replace dev lo root tbf rate 1gbit burst 512kb latency 20ms
-CASCADE_BENCH_MIB=$mib ip netns exec "$namespace" "$bench" --bench 2>/dev/null | tee "$work/shaped.txt"
+CASCADE_BENCH_MIB=$mib ip netns exec "$namespace" "$bench" --bench 2>"$work/shaped.log" | tee "$work/shaped.txt" ||
+  { tail -20 "$work/shaped.log"; exit 1; }
 
 echo "== curl over HTTPS from nginx (TLS 1.3, ECDSA P-256), to disk"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
@@ -112,7 +118,12 @@ rsync_s=$(elapsed "$started")
 cmp -s "$work/content" "$work/by-rsync" || { echo "rsync's copy differs" >&2; exit 1; }
 echo "rsync over ssh: $(gib_per_s "$rsync_s") GiB/s"
 
-rate() { grep "$1" "$2" | grep -o '[0-9.]* GiB/s' | head -1 | cut -d' ' -f1; }
+rate() {
+  local r
+  r=$(grep "$1" "$2" | grep -o '[0-9.]* GiB/s' | head -1 | cut -d' ' -f1 || true)
+  [ -n "$r" ] || { echo "no '$1' line in the bench's output" >&2; exit 1; }
+  echo "$r"
+}
 one=$(rate 'fetch, 1 hop' "$work/plain.txt")
 two=$(rate 'fetch, 2 hops' "$work/plain.txt")
 curl_rate=$(gib_per_s "$curl_s")

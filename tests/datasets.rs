@@ -459,7 +459,8 @@ async fn a_flood_of_content_readers_that_never_read_gets_a_bounded_number_of_str
     let (url, token) = fed.url_token("440100");
     let target = format!("{url}/api/v1/datasets/440100/{}/versions/1/content", encode(&code));
 
-    // 200 readers at once, each taking the answer's head and never a byte of it.
+    // 200 readers of one account at once, each taking the answer's head and
+    // never a byte of it.
     let http = reqwest::Client::new();
     let flood = (0..200).map(|_| http.get(&target).bearer_auth(&token).send());
     let held: Vec<reqwest::Response> =
@@ -467,7 +468,9 @@ async fn a_flood_of_content_readers_that_never_read_gets_a_bounded_number_of_str
     let streaming = held.iter().filter(|r| r.status() == 200).count();
     let busy = held.iter().filter(|r| r.status() == 503).count();
     println!("{streaming} streams, {busy} answered 503");
-    assert_eq!((streaming, busy), (cascade_runtime::MAX_CONTENT_STREAMS, 200 - streaming));
+    // One account holds at most its share (fewer if one was cut for idling).
+    let share = cascade_runtime::MAX_CONTENT_STREAMS_PER_ACCOUNT;
+    assert!((1..=share).contains(&streaming) && streaming + busy == 200, "{streaming} streams, {busy} busy");
 
     // Meanwhile the node answers what reads its store, and publishes.
     assert_eq!(fed.get("440100", "/api/v1/node").await.0, 200);

@@ -178,7 +178,6 @@ fn process_limits() {
 }
 
 fn main() -> anyhow::Result<()> {
-    cascade_runtime::memory::no_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -186,6 +185,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    cascade_runtime::memory::no_huge_pages();
     let cli = Cli::parse();
     process_limits();
     match cli.command {

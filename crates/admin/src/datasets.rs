@@ -83,7 +83,12 @@ pub(crate) async fn push(
     let (body, over) = stream_in_capped(body, max);
     match state.node.push_version(who, entry.code, media_type, body).await {
         Ok(manifest) => Ok((StatusCode::CREATED, Json(view(&manifest))).into_response()),
-        Err(_) if over.load(std::sync::atomic::Ordering::Relaxed) => Err(too_large()),
+        // The body cut at the cap (not a refusal that came first).
+        Err(cascade_core::CommandError::Invalid(f))
+            if f.field == "body" && over.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            Err(too_large())
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -206,8 +206,9 @@ struct DiskWriter {
 
 impl ChunkWriter for DiskWriter {
     fn groups(&mut self, bytes: &[u8]) -> Result<(), ChunkStoreError> {
-        self.next += check_run(&self.verifier, self.next, bytes)?;
+        let n = check_run(&self.verifier, self.next, bytes)?;
         self.file.write_all(bytes)?;
+        self.next += n;
         Ok(())
     }
 
@@ -258,15 +259,21 @@ impl ChunkReader for DiskReader {
         let start = out.len();
         out.resize(start + len, 0);
         let rotten = |m| DiskStore::rotten(&self.path, &self.verifier.hash(), m);
-        match self.file.read_exact(&mut out[start..]) {
+        let read = match self.file.read_exact(&mut out[start..]) {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(rotten(Mismatch::Group { group: first }));
+                Err(rotten(Mismatch::Group { group: first }))
             }
-            other => other?,
-        }
-        if last > first {
+            Err(e) => Err(e.into()),
             // Rotten on disk: forget it, so that it is fetched again.
-            self.verifier.check_run(first, &out[start..]).map_err(rotten)?;
+            Ok(()) if last > first => {
+                self.verifier.check_run(first, &out[start..]).map(|_| ()).map_err(rotten)
+            }
+            Ok(()) => Ok(()),
+        };
+        if let Err(e) = read {
+            // Nothing unchecked is left in `out`.
+            out.truncate(start);
+            return Err(e);
         }
         self.next = last;
         Ok(last - first)

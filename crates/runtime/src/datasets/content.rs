@@ -2,7 +2,7 @@
 //! origin, or a consumer's node once its fetch is done. Chunks are read group by
 //! group (each checked against its address) and streamed, from any byte offset.
 
-use super::{BATCH_GROUPS, CHUNK_IDLE, MAX_CONTENT_STREAMS};
+use super::{BATCH_GROUPS, CHUNK_IDLE, MAX_CONTENT_STREAMS, MAX_CONTENT_STREAMS_PER_ACCOUNT};
 use crate::node::Node;
 use bytes::Bytes;
 use cascade_access::{Principal, Role};
@@ -14,12 +14,12 @@ use cascade_protocol::workflow::Resource;
 use tokio::sync::mpsc;
 
 /// A version whose content this node holds whole, ready to stream (one of the
-/// node's `MAX_CONTENT_STREAMS`).
+/// node's `MAX_CONTENT_STREAMS`, and of its account's share).
 pub struct Content {
     /// Its manifest.
     pub manifest: Manifest,
     list: Vec<ChunkRef>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permits: [tokio::sync::OwnedSemaphorePermit; 2],
 }
 
 impl Node {
@@ -56,8 +56,11 @@ impl Node {
             return Err(CommandError::Forbidden(reason));
         }
         let datasets = self.datasets();
-        let permit = datasets.content_streams.clone().try_acquire_owned().map_err(|_| {
-            CommandError::Busy(format!("{me} is streaming {MAX_CONTENT_STREAMS} contents: try again shortly"))
+        let permits = datasets.content_permits(&by.actor).ok_or_else(|| {
+            CommandError::Busy(format!(
+                "{me} streams at most {MAX_CONTENT_STREAMS} contents, {MAX_CONTENT_STREAMS_PER_ACCOUNT} per account: \
+                 try again shortly"
+            ))
         })?;
         let m = manifest.clone();
         let list = tokio::task::spawn_blocking(move || -> Result<Option<Vec<ChunkRef>>, String> {
@@ -75,7 +78,7 @@ impl Node {
         .ok_or_else(|| {
             CommandError::Conflict(format!("{me} does not hold all of {what} (fetch it first)"))
         })?;
-        Ok(Content { manifest, list, permit })
+        Ok(Content { manifest, list, permits })
     }
 
     /// Streams bytes `start..end` of `content` (a short channel: a few batches
@@ -95,7 +98,7 @@ impl Node {
         }
         let chunks = self.datasets().chunks.clone();
         tokio::spawn(async move {
-            let _permit = content.permit;
+            let _permits = content.permits;
             let send =
                 |item| async { matches!(tokio::time::timeout(CHUNK_IDLE, tx.send(item)).await, Ok(Ok(()))) };
             let mut at = 0u64;

@@ -106,13 +106,14 @@ impl Datasets {
     }
 
     /// Brings one chunk here (unless held), trying again after a bad copy or a
-    /// lost link; counts what crossed the network into `moved`.
-    async fn ensure(&self, mut req: ChunkRequest, moved: &AtomicU64) -> Result<(), Gave> {
+    /// lost link; `len` is its length in the version's list (unknown for a list
+    /// piece). Counts what crossed the network into `moved`.
+    async fn ensure(&self, mut req: ChunkRequest, len: Option<u64>, moved: &AtomicU64) -> Result<(), Gave> {
         let mut tries = 0;
         let mut backoff = Duration::from_millis(100);
         let waiting_since = std::time::Instant::now();
         loop {
-            match self.pull(&req, None, true, moved).await {
+            match self.pull(&req, len, None, true, moved).await {
                 Ok(()) => return Ok(()),
                 Err(PullError::Refused(reply)) if reply.status == 403 => {
                     return Err(Gave::Refused(format!(
@@ -178,7 +179,7 @@ impl Datasets {
         };
         for piece in &manifest.lists {
             if !self.held(piece).await {
-                self.ensure(request(*piece), &moved).await.map_err(give)?;
+                self.ensure(request(*piece), None, &moved).await.map_err(give)?;
             }
         }
         let this = self.clone();
@@ -236,7 +237,7 @@ impl Datasets {
                         tokio::time::sleep(wait).await;
                     }
                 }
-                this.ensure(req, moved).await.map(|()| c)
+                this.ensure(req, Some(c.len as u64), moved).await.map(|()| c)
             }
         }))
         .buffer_unordered(FETCH_IN_FLIGHT);
@@ -256,7 +257,8 @@ impl Datasets {
         }
         drop(pulls);
         self.update(id, |job| job.bytes_transferred = transferred_before + moved.load(Ordering::Relaxed));
-        // Every chunk of the list is here (none lost to rot since it arrived).
+        // Every chunk of the list is still here (none was found rotten and
+        // removed by a read since it arrived or was found held).
         let chunks = self.chunks.clone();
         let all: Vec<Hash> = times.into_keys().collect();
         let missing = tokio::task::spawn_blocking(move || {

@@ -56,6 +56,12 @@ pub const MAX_RUNNING_FETCHES: usize = 4;
 /// Each holds an open chunk file and a few batches (about 2 MiB); a reader that
 /// takes nothing for `CHUNK_IDLE` loses its stream.
 pub const MAX_CONTENT_STREAMS: usize = 64;
+/// Content streams one account may hold at once: a quarter of the node's, so
+/// that one account's slow readers cannot take every stream.
+pub const MAX_CONTENT_STREAMS_PER_ACCOUNT: usize = MAX_CONTENT_STREAMS / 4;
+/// Accounts whose content streams are counted at once; beyond, the counts of
+/// accounts streaming nothing are dropped.
+const CONTENT_ACCOUNTS: usize = 4096;
 /// Versions being published at once on a node (each cuts and hashes on a core).
 pub const MAX_PUSHES: usize = 2;
 /// How long a hop waits for a request's head, or for the next bytes of a
@@ -154,6 +160,8 @@ pub(crate) struct Datasets {
     pushes: Arc<Semaphore>,
     /// Content streams under way (`MAX_CONTENT_STREAMS`).
     content_streams: Arc<Semaphore>,
+    /// Each account's share of `content_streams`.
+    content_per_account: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// The jobs this node runs, by id, as they stand.
     jobs: Mutex<HashMap<String, FetchJob>>,
     next_job: AtomicU64,
@@ -189,6 +197,7 @@ impl Datasets {
             running: Arc::new(Semaphore::new(MAX_RUNNING_FETCHES)),
             pushes: Arc::new(Semaphore::new(MAX_PUSHES)),
             content_streams: Arc::new(Semaphore::new(MAX_CONTENT_STREAMS)),
+            content_per_account: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
             next_job: AtomicU64::new(1),
             run_started: Mutex::new(HashMap::new()),
@@ -209,6 +218,21 @@ impl Datasets {
         manifest: &Manifest,
     ) -> Result<Option<Vec<ChunkRef>>, cascade_chunks::ChunkStoreError> {
         list::read(&*self.chunks, &manifest.lists, manifest.chunks, manifest.size)
+    }
+
+    /// A content stream for the account `actor`: none while the node streams
+    /// `MAX_CONTENT_STREAMS` or the account `MAX_CONTENT_STREAMS_PER_ACCOUNT`.
+    pub(crate) fn content_permits(&self, actor: &str) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
+        let share = {
+            let mut accounts = self.content_per_account.lock().ok()?;
+            if accounts.len() >= CONTENT_ACCOUNTS && !accounts.contains_key(actor) {
+                accounts.retain(|_, s| s.available_permits() < MAX_CONTENT_STREAMS_PER_ACCOUNT);
+            }
+            let new = || Arc::new(Semaphore::new(MAX_CONTENT_STREAMS_PER_ACCOUNT));
+            accounts.entry(actor.to_string()).or_insert_with(new).clone()
+        };
+        let own = share.try_acquire_owned().ok()?;
+        Some([self.content_streams.clone().try_acquire_owned().ok()?, own])
     }
 
     /// Whether `hash` is one of the chunks (or list pieces) of `manifest`'s

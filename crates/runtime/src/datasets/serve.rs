@@ -172,7 +172,7 @@ impl Datasets {
             let result = if origin || (cacheable && !past_cache) {
                 self.answer_held(&req, &mut down, origin).await
             } else {
-                self.pull(&req, Some(&mut down), false, &AtomicU64::new(0)).await
+                self.pull(&req, None, Some(&mut down), false, &AtomicU64::new(0)).await
             };
             let answer = match result {
                 Ok(()) => None,
@@ -253,7 +253,7 @@ impl Datasets {
                     if self.has(&req.hash).await? {
                         return self.send_held(req.hash, down).await;
                     }
-                    return self.pull(req, Some(down), true, &AtomicU64::new(0)).await;
+                    return self.pull(req, None, Some(down), true, &AtomicU64::new(0)).await;
                 }
                 Claim::Wait(mut pulled) => {
                     let _ = tokio::time::timeout(CHUNK_WAIT, pulled.wait_for(|done| *done)).await;
@@ -261,7 +261,7 @@ impl Datasets {
             }
         }
         // Still not here after waiting for two pulls of it: pass it on.
-        self.pull(req, Some(down), false, &AtomicU64::new(0)).await
+        self.pull(req, None, Some(down), false, &AtomicU64::new(0)).await
     }
 
     /// Becomes the one pulling `hash` here, or learns whom to wait for.
@@ -426,11 +426,14 @@ impl Datasets {
 
     /// Asks the next hop toward the entry's origin for a chunk and reads the
     /// answer, checking every group: kept in this node's store when `cache`,
-    /// passed on to `downstream` when given (its reply head first). Answers the
-    /// chunk bytes that crossed the link.
+    /// passed on to `downstream` when given (its reply head first). `len` is
+    /// the chunk's length as the version's list gives it, when known: a reply
+    /// for another length is a bad copy. Counts the chunk bytes that crossed
+    /// the link into `moved`.
     pub(crate) async fn pull(
         &self,
         req: &ChunkRequest,
+        len: Option<u64>,
         mut downstream: Option<&mut Downstream<'_>>,
         cache: bool,
         moved: &AtomicU64,
@@ -468,7 +471,8 @@ impl Datasets {
             ChunkCounters::add(&self.counters.corrupt, 1);
             PullError::Corrupt(format!("from {hop}: {e}"))
         })?;
-        if reply.len > cascade_chunks::cut::MAX_CHUNK_BYTES as u64 {
+        if reply.len > cascade_chunks::cut::MAX_CHUNK_BYTES as u64 || len.is_some_and(|l| l != reply.len) {
+            ChunkCounters::add(&self.counters.corrupt, 1);
             return Err(PullError::Corrupt(format!("{hop} announced a chunk of {} bytes", reply.len)));
         }
         let mut writer = match cache {
