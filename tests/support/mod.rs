@@ -17,100 +17,65 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// Polling interval while waiting for convergence.
 const POLL: Duration = Duration::from_millis(20);
 
+/// A topology's `[[node]]` entries, written once: the national node, a
+/// province under it, a city under a province.
+macro_rules! national {
+    () => {
+        "[[node]]\nid = 100000\nname = \"中华人民共和国\"\ntier = \"national\"\n"
+    };
+}
+macro_rules! province {
+    ($id:literal, $name:literal) => {
+        concat!("[[node]]\nid = ", $id, "\nname = \"", $name, "\"\ntier = \"provincial\"\nparent = 100000\n")
+    };
+}
+macro_rules! city {
+    ($id:literal, $name:literal, $parent:literal) => {
+        concat!(
+            "[[node]]\nid = ",
+            $id,
+            "\nname = \"",
+            $name,
+            "\"\ntier = \"municipal\"\nparent = ",
+            $parent,
+            "\n"
+        )
+    };
+}
+
 /// The three-tier topology plus a second, childless province (for "downstream of the
 /// national node" checks).
-pub const FOUR_PROVINCES: &str = r#"
-name = "test"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 370200
-name = "青岛市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 110000
-name = "北京市"
-tier = "provincial"
-parent = 100000
-"#;
+pub const FOUR_PROVINCES: &str = concat!(
+    "name = \"test\"\n",
+    national!(),
+    province!(370000, "山东省"),
+    city!(370100, "济南市", 370000),
+    city!(370200, "青岛市", 370000),
+    province!(110000, "北京市"),
+);
 
 /// Two provinces with a city each: Jinan (370100) under Shandong, Guangzhou
 /// (440100) under Guangdong — a call or an application between the cities
 /// crosses four hops.
-pub const TWO_PROVINCES: &str = r#"
-name = "two-provinces"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 440000
-name = "广东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 440100
-name = "广州市"
-tier = "municipal"
-parent = 440000
-"#;
+pub const TWO_PROVINCES: &str = concat!(
+    "name = \"two-provinces\"\n",
+    national!(),
+    province!(370000, "山东省"),
+    city!(370100, "济南市", 370000),
+    province!(440000, "广东省"),
+    city!(440100, "广州市", 440000),
+);
 
 /// The national node, Shandong with Jinan and Qingdao, Guangdong with Guangzhou.
-pub const SIX_NODES: &str = r#"
-name = "bench"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 370100
-name = "济南市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 370200
-name = "青岛市"
-tier = "municipal"
-parent = 370000
-[[node]]
-id = 440000
-name = "广东省"
-tier = "provincial"
-parent = 100000
-[[node]]
-id = 440100
-name = "广州市"
-tier = "municipal"
-parent = 440000
-"#;
+pub const SIX_NODES: &str = concat!(
+    "name = \"bench\"\n",
+    national!(),
+    province!(370000, "山东省"),
+    city!(370100, "济南市", 370000),
+    city!(370200, "青岛市", 370000),
+    province!(440000, "广东省"),
+    city!(440100, "广州市", 440000),
+);
 
 /// Reads frames until `pick` returns something, with the suite deadline.
 pub async fn read_until<T>(
@@ -135,18 +100,7 @@ pub fn nid(s: &str) -> NodeId {
 }
 
 /// A national node and one province: the smallest federation with a link.
-pub const TWO_NODES: &str = r#"
-name = "test"
-[[node]]
-id = 100000
-name = "中华人民共和国"
-tier = "national"
-[[node]]
-id = 370000
-name = "山东省"
-tier = "provincial"
-parent = 100000
-"#;
+pub const TWO_NODES: &str = concat!("name = \"test\"\n", national!(), province!(370000, "山东省"));
 
 /// Raises this process's soft limit of open files to `wanted` (or the hard limit),
 /// for tests that open thousands of connections.

@@ -65,11 +65,6 @@ pub fn peak_resident_of(pid: u32) -> u64 {
         * 1024
 }
 
-/// A catalog code as it goes in a path.
-pub fn path_code(code: &str) -> String {
-    code.replace('/', "%2F")
-}
-
 /// Registers the city `division`'s first organization (named `name`) at the
 /// node `api`, catalogs an entry of it and publishes it federation-wide, open to
 /// unconditional sharing; answers the entry's code.
@@ -77,14 +72,12 @@ pub async fn publish_entry(api: &Api, division: &str, name: &str) -> String {
     let provider = Organization::government_code(crate::nid(division), 1);
     let org = json!({"credit_code": provider, "name": name, "division": division.parse::<u32>().expect("division")});
     assert_eq!(api.call("POST", "/api/v1/organizations", Some(org)).await.0, 201);
-    let entry = json!({"name": "企业年报", "classification": "3", "provider": provider,
-        "summary": "Annual reports", "format": "database",
-        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
-        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed", "update_cycle": "yearly"});
+    let mut entry = crate::entry("企业年报");
+    entry["provider"] = json!(provider);
     let (_, saved) = api.call("POST", "/api/v1/catalog", Some(entry)).await;
     let code = saved["code"].as_str().expect("a code").to_string();
     let publish = json!({"scope": "federation"});
-    let path = format!("/api/v1/catalog/{}/publish", path_code(&code));
+    let path = format!("/api/v1/catalog/{}/publish", crate::encode(&code));
     assert_eq!(api.call("POST", &path, Some(publish)).await.0, 200);
     code
 }
@@ -94,7 +87,7 @@ pub async fn publish_entry(api: &Api, division: &str, name: &str) -> String {
 pub async fn push_version(api: &Api, origin: &str, code: &str, body: Vec<u8>) -> (u16, Value) {
     let resp = api
         .http
-        .put(format!("{}/api/v1/datasets/{origin}/{}/versions", api.url, path_code(code)))
+        .put(format!("{}/api/v1/datasets/{origin}/{}/versions", api.url, crate::encode(code)))
         .bearer_auth(&api.token)
         .body(body)
         .send()
@@ -118,7 +111,7 @@ pub async fn hold_grant(
     let consumer = Organization::government_code(crate::nid(division), 1);
     let org = json!({"credit_code": consumer, "name": name, "division": division.parse::<u32>().expect("division")});
     assert_eq!(api.call("POST", "/api/v1/organizations", Some(org)).await.0, 201);
-    let entry = format!("/api/v1/catalog/{}?origin={origin}", path_code(code));
+    let entry = format!("/api/v1/catalog/{}?origin={origin}", crate::encode(code));
     crate::eventually("the entry arrives", || async { api.call("GET", &entry, None).await.0 == 200 }).await;
     let apply = json!({"resource": {"entry": {"origin": origin.parse::<u32>().expect("origin"), "code": code}},
         "consumer": consumer, "purpose": "statistics", "period_days": 30});
@@ -129,7 +122,7 @@ pub async fn hold_grant(
         api.call("GET", &application, None).await.1["state"] == "granted"
     })
     .await;
-    let version = format!("/api/v1/datasets/{origin}/{}/versions/{version}", path_code(code));
+    let version = format!("/api/v1/datasets/{origin}/{}/versions/{version}", crate::encode(code));
     crate::eventually("the version is known", || async { api.call("GET", &version, None).await.0 == 200 })
         .await;
     version
