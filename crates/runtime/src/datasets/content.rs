@@ -56,7 +56,7 @@ impl Node {
             return Err(CommandError::Forbidden(reason));
         }
         let datasets = self.datasets();
-        let permits = datasets.content_permits(&by.actor).ok_or_else(|| {
+        let permits = datasets.content_streams.try_acquire(&by.actor).ok_or_else(|| {
             CommandError::Busy(format!(
                 "{me} streams at most {MAX_CONTENT_STREAMS} contents, {MAX_CONTENT_STREAMS_PER_ACCOUNT} per account: \
                  try again shortly"

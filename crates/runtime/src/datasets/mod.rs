@@ -16,6 +16,7 @@ mod fetch;
 mod gc;
 mod publish;
 mod serve;
+mod shares;
 mod subscriptions;
 
 pub use content::Content;
@@ -33,6 +34,7 @@ use cascade_chunks::{ChunkStore, Hash};
 use cascade_protocol::dataset::Manifest;
 use cascade_protocol::NodeId;
 use cascade_store::{FetchJob, Store};
+use shares::Shares;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,9 +61,6 @@ pub const MAX_CONTENT_STREAMS: usize = 64;
 /// Content streams one account may hold at once: a quarter of the node's, so
 /// that one account's slow readers cannot take every stream.
 pub const MAX_CONTENT_STREAMS_PER_ACCOUNT: usize = MAX_CONTENT_STREAMS / 4;
-/// Accounts whose content streams are counted at once; beyond, the counts of
-/// accounts streaming nothing are dropped.
-const CONTENT_ACCOUNTS: usize = 4096;
 /// Versions being published at once on a node (each cuts and hashes on a core).
 pub const MAX_PUSHES: usize = 2;
 /// How long a hop waits for a request's head, or for the next bytes of a
@@ -150,18 +149,15 @@ pub(crate) struct Datasets {
     pulling: Mutex<HashMap<Hash, watch::Receiver<bool>>>,
     /// Decoded chunk lists of versions, by entry origin, code and version.
     lists: Mutex<HashMap<VersionKey, Arc<HashSet<Hash>>>>,
-    serving: Arc<Semaphore>,
-    /// Each neighbour's share of `serving`.
-    per_peer: Mutex<HashMap<NodeId, Arc<Semaphore>>>,
+    /// Chunk requests served or passed on (`MAX_CHUNK_STREAMS`), by neighbour.
+    serving: Shares<NodeId>,
     /// Requests past this hop's cache each requester made in the current
     /// minute (`FROM_ORIGIN_PER_MINUTE`): when that minute started, how many.
     from_origin: Mutex<HashMap<NodeId, (std::time::Instant, u32)>>,
     running: Arc<Semaphore>,
     pushes: Arc<Semaphore>,
-    /// Content streams under way (`MAX_CONTENT_STREAMS`).
-    content_streams: Arc<Semaphore>,
-    /// Each account's share of `content_streams`.
-    content_per_account: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Content streams under way (`MAX_CONTENT_STREAMS`), by account.
+    content_streams: Shares<String>,
     /// The jobs this node runs, by id, as they stand.
     jobs: Mutex<HashMap<String, FetchJob>>,
     next_job: AtomicU64,
@@ -191,13 +187,11 @@ impl Datasets {
             faults,
             pulling: Mutex::new(HashMap::new()),
             lists: Mutex::new(HashMap::new()),
-            serving: Arc::new(Semaphore::new(MAX_CHUNK_STREAMS)),
-            per_peer: Mutex::new(HashMap::new()),
+            serving: Shares::new(MAX_CHUNK_STREAMS, MAX_CHUNK_STREAMS_PER_PEER),
             from_origin: Mutex::new(HashMap::new()),
             running: Arc::new(Semaphore::new(MAX_RUNNING_FETCHES)),
             pushes: Arc::new(Semaphore::new(MAX_PUSHES)),
-            content_streams: Arc::new(Semaphore::new(MAX_CONTENT_STREAMS)),
-            content_per_account: Mutex::new(HashMap::new()),
+            content_streams: Shares::new(MAX_CONTENT_STREAMS, MAX_CONTENT_STREAMS_PER_ACCOUNT),
             jobs: Mutex::new(HashMap::new()),
             next_job: AtomicU64::new(1),
             run_started: Mutex::new(HashMap::new()),
@@ -218,21 +212,6 @@ impl Datasets {
         manifest: &Manifest,
     ) -> Result<Option<Vec<ChunkRef>>, cascade_chunks::ChunkStoreError> {
         list::read(&*self.chunks, &manifest.lists, manifest.chunks, manifest.size)
-    }
-
-    /// A content stream for the account `actor`: none while the node streams
-    /// `MAX_CONTENT_STREAMS` or the account `MAX_CONTENT_STREAMS_PER_ACCOUNT`.
-    pub(crate) fn content_permits(&self, actor: &str) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
-        let share = {
-            let mut accounts = self.content_per_account.lock().ok()?;
-            if accounts.len() >= CONTENT_ACCOUNTS && !accounts.contains_key(actor) {
-                accounts.retain(|_, s| s.available_permits() < MAX_CONTENT_STREAMS_PER_ACCOUNT);
-            }
-            let new = || Arc::new(Semaphore::new(MAX_CONTENT_STREAMS_PER_ACCOUNT));
-            accounts.entry(actor.to_string()).or_insert_with(new).clone()
-        };
-        let own = share.try_acquire_owned().ok()?;
-        Some([self.content_streams.clone().try_acquire_owned().ok()?, own])
     }
 
     /// Whether `hash` is one of the chunks (or list pieces) of `manifest`'s

@@ -4,7 +4,7 @@
 //! checking every group on the way and keeping a copy when it may serve it
 //! later (a caching hub).
 
-use super::{ChunkCounters, Datasets, BATCH_GROUPS, CHUNK_IDLE, MAX_CHUNK_STREAMS_PER_PEER};
+use super::{ChunkCounters, Datasets, BATCH_GROUPS, CHUNK_IDLE};
 use crate::driver::{unix_millis, Message};
 use bytes::Bytes;
 use cascade_access::Principal;
@@ -147,7 +147,7 @@ impl Datasets {
         // service calls (priority 0) are never queued behind a chunk.
         let _ = send.set_priority(CHUNK_PRIORITY);
         async move {
-            let permits = self.serving.clone().try_acquire_owned().ok().zip(self.peer_permit(from));
+            let permits = self.serving.try_acquire(&from);
             let Some(_permits) = permits else {
                 let busy = self.refusal(503, format!("{} is serving too many chunk requests", self.me));
                 let _ = write_message(&mut send, &busy).await;
@@ -216,17 +216,6 @@ impl Datasets {
         }
         *n += 1;
         *n <= FROM_ORIGIN_PER_MINUTE
-    }
-
-    /// A stream permit of the neighbour `peer`: none while it has
-    /// `MAX_CHUNK_STREAMS_PER_PEER` requests served at once.
-    fn peer_permit(&self, peer: NodeId) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let semaphore = {
-            let mut peers = self.per_peer.lock().ok()?;
-            let new = || Arc::new(tokio::sync::Semaphore::new(MAX_CHUNK_STREAMS_PER_PEER));
-            peers.entry(peer).or_insert_with(new).clone()
-        };
-        semaphore.try_acquire_owned().ok()
     }
 
     /// Answers from this node's store. A caching hub that does not hold the
