@@ -18,10 +18,11 @@ use crate::ids::Tier;
 use crate::ids::NATIONAL;
 use crate::routed::{next_hop, Route};
 use crate::service::Endpoint;
+use crate::signature::{verify, Item};
 use crate::workflow::Grant;
 use crate::{codec, NodeId};
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded head (a grant with 32 endpoints, a path, a few headers).
@@ -263,9 +264,9 @@ impl CallHead {
 
     /// The one of `keys` (the consumer node's) that signed it as it is, if any.
     pub fn signer<'k>(&self, keys: impl IntoIterator<Item = &'k VerifyingKey>) -> Option<&'k VerifyingKey> {
-        let signature = Signature::from_slice(&self.signature).ok()?;
         let bytes = self.signing_bytes().ok()?;
-        keys.into_iter().find(|k| k.verify_strict(&bytes, &signature).is_ok())
+        keys.into_iter()
+            .find(|key| verify(&Item { key, message: &bytes, signature: &self.signature }).is_ok())
     }
 
     /// Form rules: sizes, a known method, a path below the service.

@@ -4,6 +4,7 @@ use crate::catalog::CatalogEntry;
 use crate::codec::{self, CodecError};
 use crate::ids::{LogId, NodeId, Scope};
 use crate::limits::{DELTA_OVERHEAD, MAX_BODY_BYTES};
+use crate::signature::Item;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -195,11 +196,14 @@ impl Delta {
         Ok(Signature::from_bytes(&bytes))
     }
 
-    /// Verifies its own signature against the origin's key (strictly: a signature
-    /// any implementation could read otherwise is refused). An unsigned delta has
-    /// none to verify: see `verify_run`.
+    /// Verifies its own signature against the origin's key, under the rule of
+    /// `crate::signature` (strict encodings, no small-order points, the cofactored
+    /// equation: the rule batches agree with). An unsigned delta has none to
+    /// verify: see `verify_run`.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), DeltaError> {
-        key.verify_strict(&self.signing_bytes(), &self.signature()?).map_err(|_| DeltaError::BadSignature)
+        let message = self.signing_bytes();
+        crate::signature::verify(&Item { key, message: &message, signature: &self.signature })
+            .map_err(|_| DeltaError::BadSignature)
     }
 
     /// The chain hash of this delta's content: the next delta's `prev`.

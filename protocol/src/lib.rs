@@ -18,6 +18,7 @@ pub mod message;
 pub mod org;
 pub mod routed;
 pub mod service;
+pub mod signature;
 pub mod workflow;
 
 pub use catalog::FieldError;

@@ -7,9 +7,10 @@
 
 use crate::codec::{self, CodecError};
 use crate::limits::{MAX_CLOCK_SKEW_S, MAX_ROUTED_BYTES, ROUTED_TTL_S};
+use crate::signature::Item;
 use crate::workflow::{self, ApplicationRequest, Decision};
 use crate::{FieldError, NodeId};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 const SIGN_DOMAIN: &[u8] = b"cascade/routed-signature/v1\0";
@@ -154,11 +155,11 @@ impl Routed {
         now: u64,
     ) -> Result<(), RoutedError> {
         self.check_form()?;
-        let signature =
-            Signature::from_slice(&self.signature).map_err(|_| RoutedError::BadSignature(self.id))?;
         let bytes = Self::signing_bytes(self.id, self.to, self.sent_at, &self.body)
             .map_err(|e| RoutedError::Size(e.to_string()))?;
-        if !keys.into_iter().any(|key| key.verify_strict(&bytes, &signature).is_ok()) {
+        let signed_by =
+            |key| crate::signature::verify(&Item { key, message: &bytes, signature: &self.signature });
+        if !keys.into_iter().any(|key| signed_by(key).is_ok()) {
             return Err(RoutedError::BadSignature(self.id));
         }
         if self.sent_at > now + MAX_CLOCK_SKEW_S || self.expires_at() <= now {

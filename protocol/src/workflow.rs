@@ -5,8 +5,9 @@
 
 use crate::catalog::{validate_credit_code, validate_resource_code, FieldError};
 use crate::service::{Endpoint, EntryRef, MAX_ENDPOINTS, MAX_RATE_LIMIT_PER_MINUTE};
+use crate::signature::{verify, Item};
 use crate::{codec, NodeId};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// Longest purpose of an application, in characters.
@@ -191,9 +192,8 @@ impl Grant {
     /// Whether one of `keys` (the provider node's, current or held before a key
     /// rotation) signed it as it is.
     pub fn verify<'k>(&self, keys: impl IntoIterator<Item = &'k VerifyingKey>) -> bool {
-        let Ok(signature) = Signature::from_slice(&self.signature) else { return false };
         let Ok(bytes) = self.signing_bytes() else { return false };
-        keys.into_iter().any(|key| key.verify_strict(&bytes, &signature).is_ok())
+        keys.into_iter().any(|key| verify(&Item { key, message: &bytes, signature: &self.signature }).is_ok())
     }
 
     /// Whether it is in force at unix time `now` (signature and revocation aside).

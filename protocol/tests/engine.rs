@@ -930,3 +930,43 @@ fn a_service_names_its_own_node_and_provider_and_travels_federation_wide() {
     net.run();
     assert_eq!(net.rejections.len(), 1, "{:?}", net.rejections);
 }
+
+#[test]
+fn a_catch_up_frame_is_verified_as_a_batch_and_one_bad_signature_in_it_stops_its_log_there() {
+    let mut net = tree(11);
+    wire(&mut net);
+    net.disconnect(nid("370200"), nid("370000"));
+    // Published one by one, so each delta carries its own signature.
+    for i in 1..=120 {
+        net.publish("370100", Scope::Federation, entry(&format!("3/{i:06}"), 1, EntryStatus::Published));
+    }
+    net.run();
+    // On the catch-up link, the signature of #60 is damaged (one bit of S).
+    net.tamper = Some(Box::new(|from, to, frame| {
+        if from == nid("370000") && to == nid("370200") {
+            if let Frame::Deltas(ds) = frame {
+                for d in ds.iter_mut().filter(|d| d.log.origin == nid("370100") && d.seq == 60) {
+                    Arc::make_mut(d).signature[40] ^= 1;
+                }
+            }
+        }
+    }));
+    net.connect("370200", "370000");
+    net.run();
+    assert_eq!(net.head("370200", "370100", Scope::Federation), 59, "admitted up to the bad one");
+    let refused: Vec<_> = net.rejections.iter().filter(|(at, _)| *at == nid("370200")).collect();
+    assert!(
+        !refused.is_empty() && refused.iter().all(|(_, r)| *r == RejectReason::BadSignature),
+        "{refused:?}"
+    );
+    // A clean link delivers the rest, again as a batch.
+    net.tamper = None;
+    net.disconnect(nid("370200"), nid("370000"));
+    net.connect("370200", "370000");
+    net.run();
+    assert_eq!(net.head("370200", "370100", Scope::Federation), 122);
+    assert_eq!(
+        net.stores[&nid("370200")][&LogId { origin: nid("370100"), scope: Scope::Federation }].len(),
+        122
+    );
+}

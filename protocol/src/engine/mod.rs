@@ -15,10 +15,15 @@ use crate::limits::{
 };
 use crate::membership::{Member, MembershipVerifier};
 use crate::message::{Batcher, Frame, VersionVector};
+use crate::signature::{self, BatchSecret};
 use check::{Accepted, Check, Clock};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+/// Fewest signatures in a frame worth a batch: a lone live delta is verified on
+/// its own (a batch of one costs about what a single check does).
+const MIN_BATCH_SIGNATURES: usize = 4;
 
 /// Per scope, the last seq of a revoked node's log that stays valid.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +79,13 @@ pub struct Engine {
     peers: BTreeMap<NodeId, PeerState>,
     signature_cache: Option<Arc<SignatureCache>>,
     skip_signatures: bool,
+    /// Draws the coefficients of batch verification (see `crate::signature`).
+    batch_secret: BatchSecret,
+    /// Threads a frame's signatures are verified on.
+    verify_threads: usize,
+    /// Signatures of the frame being handled that its batch found valid, keyed as
+    /// `SignatureCache` keys them; empty between frames.
+    batch_verified: HashSet<Hash>,
     /// Organization registrations: (credit code, registering node). Registrations
     /// never conflict at the protocol level (arrival order differs between nodes,
     /// so "first wins" would split the federation); a node may only publish for
@@ -120,6 +132,7 @@ impl Engine {
         }
         // This node becomes a member of its own view when its logs are restored or
         // its Join is made: its logs may still be signed with a previous key.
+        let batch_secret = BatchSecret::from_signing_key(&key);
         Ok(Engine {
             me,
             key,
@@ -133,6 +146,9 @@ impl Engine {
             peers: BTreeMap::new(),
             signature_cache: None,
             skip_signatures: false,
+            batch_secret,
+            verify_threads: signature::available_threads(),
+            batch_verified: HashSet::new(),
             organizations: HashMap::new(),
             own_pending: Vec::new(),
             runs: HashMap::new(),
@@ -159,6 +175,11 @@ impl Engine {
         hash: &Hash,
     ) -> Result<(), RejectReason> {
         if self.skip_signatures {
+            return Ok(());
+        }
+        if !self.batch_verified.is_empty()
+            && self.batch_verified.contains(&SignatureCache::key(hash, &delta.signature, key))
+        {
             return Ok(());
         }
         let Some(cache) = &self.signature_cache else {
@@ -195,35 +216,49 @@ impl Engine {
     {
         let mut run: Vec<Arc<Delta>> = Vec::new();
         let mut run_bytes = 0;
-        for delta in deltas {
-            let delta = Arc::new(delta);
-            let corrupt = |d: &Delta, reason| EngineError::CorruptStore { log: d.log, seq: d.seq, reason };
-            if !delta.is_signed() {
-                run_bytes += delta.encoded_len();
-                let foreign = run.first().is_some_and(|first| first.log != delta.log);
-                run.push(delta);
-                if foreign || run.len() > MAX_RUN_DELTAS || run_bytes > MAX_RUN_BYTES {
-                    return Err(corrupt(&run[run.len() - 1], RejectReason::BadSignature));
-                }
-                continue;
+        // Read in windows of a frame's size, whose signatures are verified as one
+        // batch first (see `verify_batch`).
+        let mut deltas = deltas.into_iter().map(Arc::new);
+        let mut window = Vec::with_capacity(MAX_BATCH_DELTAS);
+        loop {
+            window.extend(deltas.by_ref().take(MAX_BATCH_DELTAS));
+            if window.is_empty() {
+                break;
             }
-            run_bytes = 0;
-            let authenticated = !run.is_empty();
-            if authenticated {
-                run.push(delta.clone());
-                self.verify_run(&run).map_err(|reason| corrupt(&delta, reason))?;
-            }
-            for d in run.drain(..).chain((!authenticated).then_some(delta)) {
-                match self.check(Clock::Restoring, &d, authenticated) {
-                    Ok(Check::Accept(accepted)) => {
-                        seen(&d, &accepted.body);
-                        self.admit(&d, accepted.hash, accepted.joined, &accepted.body, &mut Vec::new());
+            self.verify_batch(&window);
+            for delta in window.drain(..) {
+                let corrupt =
+                    |d: &Delta, reason| EngineError::CorruptStore { log: d.log, seq: d.seq, reason };
+                if !delta.is_signed() {
+                    run_bytes += delta.encoded_len();
+                    let foreign = run.first().is_some_and(|first| first.log != delta.log);
+                    run.push(delta);
+                    if foreign || run.len() > MAX_RUN_DELTAS || run_bytes > MAX_RUN_BYTES {
+                        return Err(corrupt(&run[run.len() - 1], RejectReason::BadSignature));
                     }
-                    Ok(Check::Duplicate | Check::Gap) => return Err(corrupt(&d, RejectReason::BrokenChain)),
-                    Err(reason) => return Err(corrupt(&d, reason)),
+                    continue;
+                }
+                run_bytes = 0;
+                let authenticated = !run.is_empty();
+                if authenticated {
+                    run.push(delta.clone());
+                    self.verify_run(&run).map_err(|reason| corrupt(&delta, reason))?;
+                }
+                for d in run.drain(..).chain((!authenticated).then_some(delta)) {
+                    match self.check(Clock::Restoring, &d, authenticated) {
+                        Ok(Check::Accept(accepted)) => {
+                            seen(&d, &accepted.body);
+                            self.admit(&d, accepted.hash, accepted.joined, &accepted.body, &mut Vec::new());
+                        }
+                        Ok(Check::Duplicate | Check::Gap) => {
+                            return Err(corrupt(&d, RejectReason::BrokenChain))
+                        }
+                        Err(reason) => return Err(corrupt(&d, reason)),
+                    }
                 }
             }
         }
+        self.batch_verified.clear();
         match run.first() {
             Some(d) => {
                 Err(EngineError::CorruptStore { log: d.log, seq: d.seq, reason: RejectReason::BadSignature })
@@ -507,6 +542,7 @@ impl Engine {
             actions.push(Action::Disconnect { peer, reason: reason.into() });
             return;
         }
+        self.verify_batch(&deltas);
         let mut admitted = Vec::new();
         let mut handled = vec![false; deltas.len()];
         for i in 0..deltas.len() {
@@ -542,10 +578,50 @@ impl Engine {
                 }
             }
         }
+        self.batch_verified.clear();
         if !admitted.is_empty() {
             let deltas: Vec<Arc<Delta>> = admitted.iter().map(|a| a.delta.clone()).collect();
             self.push_to_peers(&deltas, Some(peer), actions);
             actions.insert(0, Action::Persist(admitted));
+        }
+    }
+
+    /// Verifies, as one batch spread over `verify_threads`, the signatures of a
+    /// frame's deltas that are new and under a key already known, and notes the
+    /// valid ones in `batch_verified` for `verify_signature` (and in the shared
+    /// cache, if any). Anything else (a Join's, a fork's, one the batch refused) is
+    /// verified one by one later, so this only ever saves work: it decides nothing.
+    /// A frame of fewer than `MIN_SIGNATURES_PER_THREAD` signatures per thread
+    /// stays on this thread.
+    fn verify_batch(&mut self, deltas: &[Arc<Delta>]) {
+        self.batch_verified.clear();
+        if self.skip_signatures {
+            return;
+        }
+        let cached = |memo: &Hash| {
+            self.signature_cache.as_ref().is_some_and(|c| c.valid.lock().is_ok_and(|set| set.contains(memo)))
+        };
+        let mut keyed = Vec::new();
+        for delta in deltas.iter().filter(|d| d.is_signed() && d.seq > self.head(d.log)) {
+            if let Some(key) = self.log_keys.get(&delta.log) {
+                let memo = SignatureCache::key(&delta.hash(), &delta.signature, key);
+                if !cached(&memo) {
+                    keyed.push((delta, key.clone(), delta.signing_bytes(), memo));
+                }
+            }
+        }
+        if keyed.len() < MIN_BATCH_SIGNATURES {
+            return;
+        }
+        let items: Vec<signature::Item<'_>> = keyed
+            .iter()
+            .map(|(delta, key, message, _)| signature::Item { key, message, signature: &delta.signature })
+            .collect();
+        let valid = signature::verify_each(&items, &self.batch_secret, self.verify_threads);
+        let found = keyed.iter().zip(valid).filter(|(_, valid)| *valid).map(|((.., memo), _)| *memo);
+        self.batch_verified.extend(found);
+        if let Some(Ok(mut set)) = self.signature_cache.as_ref().map(|c| c.valid.lock()) {
+            set.extend(self.batch_verified.iter().copied());
         }
     }
 
