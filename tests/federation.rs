@@ -195,3 +195,98 @@ fn entry_of(id: &str) -> serde_json::Value {
     body["provider"] = json!(cascade_protocol::org::Organization::government_code(nid(id), 1));
     body
 }
+
+/// Copies a stopped node's folder, as a backup (or a disk that lost its last
+/// writes) would hold it.
+fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The head of `origin`'s log in `scope` as node `at` holds it.
+async fn head(fed: &Fed, at: &str, origin: &str, scope: &str) -> u64 {
+    let (_, node) = fed.get(at, "/api/v1/node").await;
+    let vv = node["version_vector"].as_array().cloned().unwrap_or_default();
+    let wanted =
+        |v: &&serde_json::Value| v["origin"].to_string().trim_matches('"') == origin && v["scope"] == scope;
+    vv.iter().find(wanted).and_then(|v| v["seq"].as_u64()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_last_writes_learns_them_back_from_its_parent_and_never_forks() {
+    let mut fed = Fed::launch(FOUR_PROVINCES).await;
+    let kept = fed.publish("370100", "kept", "federation").await;
+    fed.wait_seen("100000", "370100", &kept, "published", 1).await;
+    // Jinan's folder as a power cut will leave it: without the writes below.
+    fed.fed.stop(nid("370100")).await.unwrap();
+    let folder = fed.fed.data_dir(nid("370100")).unwrap().to_path_buf();
+    let older = fed.dir.path().join("370100-older");
+    copy_folder(&folder, &older);
+    fed.fed.start(nid("370100")).await.unwrap();
+    eventually("370100 is recovered", || async {
+        fed.get("370100", "/api/v1/node").await.1["recovering"].is_null()
+    })
+    .await;
+    let mut lost = vec![fed.publish("370100", "lost 0", "province").await];
+    for i in 1..4 {
+        lost.push(fed.publish("370100", &format!("lost {i}"), "federation").await);
+    }
+    fed.wait_seen("370000", "370100", &lost[3], "published", 1).await;
+    let fed_head = head(&fed, "370100", "370100", "federation").await;
+    let province_head = head(&fed, "370100", "370100", "province").await;
+    assert_eq!(head(&fed, "370000", "370100", "federation").await, fed_head);
+    assert_eq!(head(&fed, "370000", "370100", "province").await, province_head);
+
+    // The power cut: the parent is away too, and Jinan's folder is the older one.
+    fed.fed.stop(nid("370100")).await.unwrap();
+    fed.fed.stop(nid("370000")).await.unwrap();
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::rename(&older, &folder).unwrap();
+    fed.fed.start(nid("370100")).await.unwrap();
+    let restored = head(&fed, "370100", "370100", "federation").await;
+    assert!(restored < fed_head, "the folder lost writes: {restored} of {fed_head}");
+    assert_eq!(fed.seen("370100", "370100", &lost[1]).await, None);
+    // Until it has heard from its parent it originates nothing, and says so.
+    let (_, node) = fed.get("370100", "/api/v1/node").await;
+    assert_eq!(node["recovering"]["waiting_for"].to_string().trim_matches('"'), "370000", "{node}");
+    let org = json!({"credit_code": cascade_protocol::org::Organization::government_code(nid("370100"), 2), "name": "济南市新局", "division": nid("370100")});
+    let (status, body) = fed.post("370100", "/api/v1/organizations", org.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("recovering"), "{body}");
+
+    // The parent comes back: the lost writes return, checked like any delta.
+    fed.fed.start(nid("370000")).await.unwrap();
+    eventually("370100 holds its own logs again", || async {
+        head(&fed, "370100", "370100", "federation").await == fed_head
+            && head(&fed, "370100", "370100", "province").await == province_head
+            && fed.get("370100", "/api/v1/node").await.1["recovering"].is_null()
+    })
+    .await;
+    for code in &lost {
+        assert_eq!(fed.seen("370100", "370100", code).await, Some(("published".into(), 1)), "{code}");
+    }
+    // It continues its logs where its neighbours hold them: no gap, no second
+    // delta at a held position, no fork flagged anywhere.
+    let (status, body) = fed.post("370100", "/api/v1/organizations", org).await;
+    assert_eq!(status, 201, "{body}");
+    let after = fed.publish("370100", "after", "federation").await;
+    for at in ["370000", "100000", "370200", "110000"] {
+        fed.wait_seen(at, "370100", &after, "published", 1).await;
+    }
+    let now = head(&fed, "370100", "370100", "federation").await;
+    assert!(now > fed_head);
+    for at in ["370000", "100000", "370200", "110000"] {
+        assert_eq!(head(&fed, at, "370100", "federation").await, now, "{at}");
+        assert_eq!(rejected(&fed, at, "fork").await, 0, "{at} saw a fork");
+        assert_eq!(rejected(&fed, at, "broken_chain").await, 0, "{at} saw a broken chain");
+    }
+    fed.fed.shutdown().await.unwrap();
+}

@@ -970,3 +970,58 @@ fn a_catch_up_frame_is_verified_as_a_batch_and_one_bad_signature_in_it_stops_its
         122
     );
 }
+
+#[test]
+fn an_engine_never_originates_below_what_a_neighbour_holds_of_its_own_logs() {
+    let mut net = tree(12);
+    wire(&mut net);
+    for i in 1..=5 {
+        net.publish("370100", Scope::Federation, entry(&format!("3/{i:06}"), 1, EntryStatus::Published));
+    }
+    net.run();
+    let me = nid("370100");
+    let log = LogId { origin: me, scope: Scope::Federation };
+    let full = net.stores[&me][&log].clone();
+    // It comes back from a store that lost its last three deltas.
+    net.disconnect(me, nid("370000"));
+    let key = net.keys[&me].clone();
+    let chain = chain_for(me, Tier::Municipal, Some(nid("370000")), &key, true);
+    let mut engine = Engine::new(key, chain, Box::new(TestVerifier), 0).unwrap();
+    let kept = full.len() - 3;
+    engine.restore(full[..kept].iter().map(|d| Delta::clone(d)), |_, _| {}).unwrap();
+    net.engines.insert(me, engine);
+    net.stores.insert(me, BTreeMap::from([(log, full[..kept].to_vec())]));
+    // Its parent's Hello arrives, the deltas it sends back do not (yet).
+    net.tamper = Some(Box::new(move |from, to, frame| {
+        if from == nid("370000") && to == me {
+            if let Frame::Deltas(ds) = frame {
+                ds.retain(|d| d.log != log);
+            }
+        }
+    }));
+    net.connect("370100", "370000");
+    net.run();
+    let engine = net.engines.get_mut(&me).unwrap();
+    assert_eq!(engine.own_behind(), vec![(Scope::Federation, kept as u64, full.len() as u64)]);
+    let body = DeltaBody::Catalog(entry("3/000099", 1, EntryStatus::Published));
+    let refused = engine.originate(Scope::Federation, body.clone(), &mut Vec::new());
+    assert!(matches!(refused, Err(EngineError::Recovering { behind: Some(_) })), "{refused:?}");
+    // So is everything while the core holds it back.
+    engine.set_recovering(true);
+    let refused = engine.originate(Scope::Province, body, &mut Vec::new());
+    assert!(matches!(refused, Err(EngineError::Recovering { behind: None })), "{refused:?}");
+    engine.set_recovering(false);
+    // Once its own deltas are back, it continues after them and nobody sees a fork.
+    net.tamper = None;
+    net.disconnect(me, nid("370000"));
+    net.connect("370100", "370000");
+    net.run();
+    assert_eq!(net.head("370100", "370100", Scope::Federation), full.len() as u64);
+    assert!(net.engines[&me].own_behind().is_empty());
+    net.publish("370100", Scope::Federation, entry("3/000100", 1, EntryStatus::Published));
+    net.run();
+    for at in ["370100", "370000", "100000", "110000"] {
+        assert_eq!(net.head(at, "370100", Scope::Federation), full.len() as u64 + 1, "at {at}");
+    }
+    assert!(net.rejections.is_empty(), "{:?}", net.rejections);
+}

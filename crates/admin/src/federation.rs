@@ -42,6 +42,7 @@ pub(crate) async fn node_view(
         },
         "peer_faults": status.peer_faults,
         "commits": status.commits,
+        "recovering": status.recovering,
     }))
     .into_response())
 }

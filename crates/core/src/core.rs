@@ -181,6 +181,7 @@ pub enum BootError {
 }
 
 mod peers;
+mod recovery;
 mod routing;
 
 struct Link {
@@ -286,6 +287,8 @@ pub struct Core<S> {
     pub(crate) pending: HashMap<String, u64>,
     /// When the seen routed-message ids were last swept (unix s).
     swept_s: u64,
+    /// Set while the node waits to hear its own heads from a neighbour.
+    recovery: Option<recovery::Recovery>,
 }
 
 impl<S: StateStore> Core<S> {
@@ -346,19 +349,40 @@ impl<S: StateStore> Core<S> {
             calendar: crate::calendar::Calendar::default(),
             pending: pending.into_iter().collect(),
             swept_s: now_ms / 1000,
+            recovery: None,
         };
         core.restore_outbox(outbox);
-        let mut actions = Vec::new();
-        let handed_over = core.engine.hand_over(previous_key.as_ref(), &mut actions)?;
-        core.engine.join(&mut actions)?;
-        core.take(actions);
         core.audit("node", None, "node.started", format!("{me} restored its state"));
-        if handed_over > 0 {
-            let key: String = core.engine.me().key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-            let detail = format!("{handed_over} logs handed over to key {key}");
-            core.audit("node", None, "node.rekey", detail);
+        if core.needs_recovery() {
+            // The hand-over and the Join wait until its own heads are known (a
+            // missing previous key is still reported now).
+            core.engine.set_recovering(true);
+            match core.engine.hand_over(previous_key.as_ref(), &mut Vec::new()) {
+                Ok(_) | Err(EngineError::Recovering { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            core.begin_recovery(previous_key);
+            return Ok(core);
         }
+        core.hand_over_and_join(previous_key.as_ref())?;
         Ok(core)
+    }
+
+    /// Hands this node's logs over to its current key if they are signed with
+    /// `previous_key`, and starts its log if it has none.
+    fn hand_over_and_join(&mut self, previous_key: Option<&SigningKey>) -> Result<(), EngineError> {
+        let mut actions = Vec::new();
+        let handed_over = self.engine.hand_over(previous_key, &mut actions);
+        let joined = handed_over.is_ok().then(|| self.engine.join(&mut actions));
+        self.take(actions);
+        let handed_over = handed_over?;
+        joined.transpose()?;
+        if handed_over > 0 {
+            let key: String = self.engine.me().key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let detail = format!("{handed_over} logs handed over to key {key}");
+            self.audit("node", None, "node.rekey", detail);
+        }
+        Ok(())
     }
 
     /// Sets how due dates of applications are counted (working days, holidays).
@@ -486,12 +510,17 @@ impl<S: StateStore> Core<S> {
                 }
             }
         }
+        self.settle_recovery();
     }
 
     /// When the core wants `Input::Tick` next (unix ms), if at all.
     pub fn poll_timeout(&self) -> Option<u64> {
         let sweep = (self.swept_s + SEEN_SWEEP_S) * 1000;
-        [self.tallies.deadline(), self.routed_deadline()].into_iter().flatten().fold(sweep, u64::min).into()
+        [self.tallies.deadline(), self.routed_deadline(), self.recovery_deadline()]
+            .into_iter()
+            .flatten()
+            .fold(sweep, u64::min)
+            .into()
     }
 
     /// The next effect to execute, if any.
@@ -569,6 +598,7 @@ impl<S: StateStore> Core<S> {
                 pending: self.pending.len() as u64,
                 overdue: self.overdue(),
             },
+            recovering: self.recovery_status(),
         }
     }
 
@@ -737,6 +767,7 @@ impl<S: StateStore> Core<S> {
                 CommandError::field(field, reason)
             }
             EngineError::Refused(reason) => CommandError::Conflict(reason.to_string()),
+            recovering @ EngineError::Recovering { .. } => CommandError::Busy(recovering.to_string()),
             other => CommandError::Unavailable(other.to_string()),
         }
     }

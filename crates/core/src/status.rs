@@ -25,6 +25,28 @@ impl LinkRole {
     }
 }
 
+/// A node learning its own logs back from its neighbours (see `Core` recovery).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecoveryStatus {
+    /// While it waits to hear from a neighbour: since when (unix s).
+    pub waiting_since: Option<u64>,
+    /// The neighbour it waits for (its parent); none means any neighbour.
+    pub waiting_for: Option<NodeId>,
+    /// Its own logs a neighbour holds more of, coming back by sync.
+    pub behind: Vec<BehindLog>,
+}
+
+/// An own log a neighbour holds more of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BehindLog {
+    /// Which own log.
+    pub scope: Scope,
+    /// The head held here.
+    pub held: u64,
+    /// The head a neighbour said it holds.
+    pub announced: u64,
+}
+
 /// One linked neighbour as seen now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PeerStatus {
@@ -223,6 +245,9 @@ pub struct Status {
     pub routed_pending: RoutedPending,
     /// Applications waiting here.
     pub workflow: WorkflowGauges,
+    /// Set while the node originates nothing because it is learning its own logs
+    /// back from its neighbours.
+    pub recovering: Option<RecoveryStatus>,
 }
 
 impl Status {

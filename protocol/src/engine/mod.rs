@@ -96,6 +96,14 @@ pub struct Engine {
     own_pending: Vec<Admitted>,
     /// Per own log, the unsigned deltas since its last signed one (count, bytes).
     runs: HashMap<Scope, (usize, usize)>,
+    /// Per own log, the highest seq a neighbour said it holds (its Hello): this
+    /// node never originates below it, or it would sign a second delta at a
+    /// position its neighbours hold another one at (a fork, after a power loss
+    /// took its last writes).
+    own_announced: HashMap<Scope, u64>,
+    /// Set by the node core while it waits to hear its own heads from a
+    /// neighbour: nothing is originated meanwhile.
+    recovering: bool,
 }
 
 /// Signatures already found valid, shared by the engines of one simulation so that
@@ -152,6 +160,8 @@ impl Engine {
             organizations: HashMap::new(),
             own_pending: Vec::new(),
             runs: HashMap::new(),
+            own_announced: HashMap::new(),
+            recovering: false,
         })
     }
 
@@ -370,12 +380,18 @@ impl Engine {
             .map(|(log, key)| (*log, **key))
             .collect();
         for (log, signed_with) in &stale {
-            let Some(previous) = previous.filter(|p| p.verifying_key() == *signed_with) else {
+            if previous.is_none_or(|p| p.verifying_key() != *signed_with) {
                 return Err(EngineError::NeedsPreviousKey {
                     log: *log,
                     signed_with: signed_with.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
                 });
-            };
+            }
+        }
+        if !stale.is_empty() {
+            self.may_originate()?;
+        }
+        for (log, _) in &stale {
+            let Some(previous) = previous else { continue };
             let body = DeltaBody::Rekey { chain: self.chain.clone() };
             self.check_body(*log, &body).map_err(EngineError::Refused)?;
             let mut delta = Delta::clone(&*self.next_own(log.scope, &body)?);
@@ -393,6 +409,45 @@ impl Engine {
         self.ensure_joined(Scope::Federation, actions)
     }
 
+    /// Holds back (`true`) or allows (`false`) originating: the node core holds it
+    /// back after a restart until a neighbour has told it how far its own logs go.
+    pub fn set_recovering(&mut self, recovering: bool) {
+        self.recovering = recovering;
+    }
+
+    /// Whether originating is held back by `set_recovering`.
+    pub fn recovering(&self) -> bool {
+        self.recovering
+    }
+
+    /// The own logs a neighbour holds more of than this node: (scope, held here,
+    /// held there). They come back through ordinary sync; until they have,
+    /// nothing is originated in them.
+    pub fn own_behind(&self) -> Vec<(Scope, u64, u64)> {
+        let me = self.me.id;
+        let mut behind: Vec<(Scope, u64, u64)> = self
+            .own_announced
+            .iter()
+            .map(|(scope, seq)| (*scope, self.head(LogId { origin: me, scope: *scope }), *seq))
+            .filter(|(_, held, there)| there > held)
+            .collect();
+        behind.sort();
+        behind
+    }
+
+    /// Refuses to originate while recovering or behind a neighbour's copy.
+    fn may_originate(&self) -> Result<(), EngineError> {
+        if self.recovering {
+            return Err(EngineError::Recovering { behind: None });
+        }
+        match self.own_behind().first() {
+            Some((scope, held, there)) => Err(EngineError::Recovering {
+                behind: Some((LogId { origin: self.me.id, scope: *scope }, *held, *there)),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Creates and admits a new delta of this node: the body is encoded once and
     /// never decoded here. The delta (and a Join first, if the log is new) waits
     /// for `seal`, which signs the last delta of each log and persists and pushes
@@ -407,6 +462,7 @@ impl Engine {
         if matches!(body, DeltaBody::Join { .. }) {
             return Err(EngineError::Refused(RejectReason::Invalid("Join is automatic".into())));
         }
+        self.may_originate()?;
         let log = LogId { origin: self.me.id, scope };
         // Refuse before anything changes what every receiver would refuse.
         self.check_body(log, &body).map_err(EngineError::Refused)?;
@@ -505,6 +561,10 @@ impl Engine {
             return;
         }
         let theirs: HashMap<LogId, u64> = vv.into_iter().collect();
+        for (log, seq) in theirs.iter().filter(|(log, _)| log.origin == self.me.id) {
+            let announced = self.own_announced.entry(log.scope).or_default();
+            *announced = (*announced).max(*seq);
+        }
         let mut state = PeerState { greeted: true, vv: theirs.clone(), ..PeerState::default() };
         for (log, head) in &self.heads {
             if !log.visible_at(peer) {
@@ -748,6 +808,7 @@ impl Engine {
         if self.heads.contains_key(&log) {
             return Ok(());
         }
+        self.may_originate()?;
         let body = DeltaBody::Join { chain: self.chain.clone() };
         let delta = self.next_own(scope, &body)?;
         self.admit_own(Admitted { delta, body }, actions);

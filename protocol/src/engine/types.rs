@@ -179,6 +179,17 @@ pub enum EngineError {
         /// Hex of the key it is signed with now.
         signed_with: String,
     },
+    /// This node is learning its own logs back from its neighbours (after a
+    /// restart, or because one holds more of them than it does): it originates
+    /// nothing until then, so as never to sign two deltas at one position.
+    #[error("{}", match behind {
+        Some((log, held, there)) => format!("recovering: a neighbour holds {log} up to #{there}, this node up to #{held}"),
+        None => "recovering: waiting to hear from a neighbour how far this node's own logs go".to_string(),
+    })]
+    Recovering {
+        /// The first own log behind a neighbour's copy: (log, held here, held there).
+        behind: Option<(LogId, u64, u64)>,
+    },
     /// A stored delta failed verification while restoring state: the store is corrupt.
     #[error("stored delta {log} #{seq} is invalid: {reason}")]
     CorruptStore {

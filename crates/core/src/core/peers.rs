@@ -148,6 +148,10 @@ impl<S: StateStore> Core<S> {
                 self.group.batch.materialize.push(row);
             }
             DeltaBody::Organization(org) => {
+                if delta.log.origin == self.me {
+                    // One of its own, coming back after a power loss took it here.
+                    self.own_orgs.insert(org.credit_code.clone(), org.parent.clone());
+                }
                 let row = Materialize::Organization {
                     origin: delta.log.origin,
                     code: org.credit_code,
