@@ -258,7 +258,7 @@ async fn a_node_that_lost_its_last_writes_learns_them_back_from_its_parent_and_n
     let (_, node) = fed.get("370100", "/api/v1/node").await;
     assert_eq!(node["recovering"]["waiting_for"].to_string().trim_matches('"'), "370000", "{node}");
     let org = json!({"credit_code": cascade_protocol::org::Organization::government_code(nid("370100"), 2), "name": "济南市新局", "division": nid("370100")});
-    let (status, body) = fed.post("370100", "/api/v1/organizations", org.clone()).await;
+    let (status, body) = fed.post_once("370100", "/api/v1/organizations", org.clone()).await;
     assert_eq!(status, 503, "{body}");
     assert!(body["error"].as_str().unwrap_or("").contains("recovering"), "{body}");
 

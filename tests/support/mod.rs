@@ -168,8 +168,22 @@ impl Fed {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// POST JSON with the node's token; returns (status, body).
+    /// POST JSON with the node's token; returns (status, body). Retried while
+    /// the node answers that it is recovering (as a client honouring its 503
+    /// and Retry-After does), so a test may write to a node just restarted.
     pub async fn post(&self, id: &str, path: &str, body: Value) -> (u16, Value) {
+        let start = tokio::time::Instant::now();
+        loop {
+            let (status, reply) = self.post_once(id, path, body.clone()).await;
+            if !recovering(status, &reply) || start.elapsed() > DEADLINE {
+                return (status, reply);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// POST JSON once, whatever the answer.
+    pub async fn post_once(&self, id: &str, path: &str, body: Value) -> (u16, Value) {
         let (url, token) = self.url_token(id);
         let resp =
             self.http.post(format!("{url}{path}")).bearer_auth(token).json(&body).send().await.expect("POST");
@@ -237,6 +251,12 @@ pub fn entry(name: &str) -> Value {
 /// Percent-encodes a resource code for a path segment.
 pub fn encode(code: &str) -> String {
     code.replace('/', "%2F")
+}
+
+/// Whether a node answered that it is recovering its own logs (and so
+/// originates nothing for a moment).
+pub(crate) fn recovering(status: u16, reply: &Value) -> bool {
+    status == 503 && reply["error"].as_str().is_some_and(|e| e.contains("recovering"))
 }
 
 /// Polls `check` every 20 ms until it holds; panics after `DEADLINE`.
@@ -328,18 +348,26 @@ impl Fed {
 }
 
 impl As<'_> {
-    /// Sends a request; returns (status, JSON body or Null, raw text).
+    /// Sends a request; returns (status, JSON body or the raw text). Retried
+    /// while the node answers that it is recovering, like `Fed::post`.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = self.fed.fed.node(nid(&self.id)).expect("running").admin_url.clone();
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.fed.http.request(method, format!("{url}{path}")).bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
+        let start = tokio::time::Instant::now();
+        loop {
+            let url = self.fed.fed.node(nid(&self.id)).expect("running").admin_url.clone();
+            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+            let mut req = self.fed.http.request(method, format!("{url}{path}")).bearer_auth(&self.token);
+            if let Some(body) = &body {
+                req = req.json(body);
+            }
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let reply = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if !recovering(status, &reply) || start.elapsed() > DEADLINE {
+                return (status, reply);
+            }
+            tokio::time::sleep(POLL).await;
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }
 

@@ -25,15 +25,23 @@ impl Api {
         Api { url: url.to_string(), token: token.trim().to_string(), http: reqwest::Client::new() }
     }
 
-    /// One call: status and JSON answer (null when there is none).
+    /// One call: status and JSON answer (null when there is none); retried
+    /// while the node answers that it is recovering, like `Fed::post`.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
+        let start = tokio::time::Instant::now();
+        loop {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+            let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+            if let Some(body) = &body {
+                req = req.json(body);
+            }
+            let resp = req.send().await.expect("the node answers");
+            let (status, reply) = (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null));
+            if !crate::recovering(status, &reply) || start.elapsed() > crate::DEADLINE {
+                return (status, reply);
+            }
+            tokio::time::sleep(crate::POLL).await;
         }
-        let resp = req.send().await.expect("the node answers");
-        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
     }
 }
 
