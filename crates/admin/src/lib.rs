@@ -7,6 +7,7 @@
 //! that makes it durable, or into reads. Errors are `{"error": "...", ...}` with
 //! the status of who is at fault: 4xx for the caller, 503 for a local failure.
 
+mod bodies;
 mod body;
 mod caller;
 mod catalog;
@@ -22,6 +23,7 @@ mod serve;
 mod services;
 mod workflow;
 
+pub use bodies::parse_every_body;
 pub use caller::{Caller, ClientAddr};
 pub use error::ApiError;
 pub use routes::router;

@@ -43,7 +43,7 @@ fn sees_upstream(who: &Principal, provider: &str) -> bool {
 }
 
 /// A registration body: the draft's fields and `upstream`.
-fn draft_of(mut body: Map<String, Value>) -> Result<(ServiceDraft, String), ApiError> {
+pub(crate) fn draft_of(mut body: Map<String, Value>) -> Result<(ServiceDraft, String), ApiError> {
     let upstream = match body.remove("upstream") {
         Some(Value::String(u)) => u,
         Some(_) => return Err(ApiError::field("upstream", "a URL string")),

@@ -18,13 +18,15 @@ pub type Target = fn(&[u8]);
 
 /// The fuzz targets by name (the names of `fuzz/fuzz_targets/*.rs` and of the
 /// corpus folders).
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("frame", frame),
     ("routed", routed),
     ("call_head", call_head),
     ("manifest", manifest),
     ("chunk", chunk),
     ("certificate", certificate),
+    ("admin_body", admin_body),
+    ("signature", signature),
 ];
 
 /// A key no input was signed with: signature checks run to their refusal.
@@ -94,4 +96,50 @@ pub fn chunk(data: &[u8]) {
 /// A peer's certificate: the node identity in its extension.
 pub fn certificate(data: &[u8]) {
     let _ = cascade_certs::NodeIdentity::from_der(data);
+}
+
+/// A JSON body of the admin API, as every route that reads one parses it.
+pub fn admin_body(data: &[u8]) {
+    cascade_admin::parse_every_body(data);
+}
+
+/// Bytes of one `signature` record: a selector, a signature, a message.
+const SIGNATURE_RECORD: usize = 1 + 64 + 16;
+
+/// Batch and single verification must answer alike for every signature (a
+/// panic here is a disagreement). The input is cut into records of a selector
+/// byte, 64 signature bytes and a 16-byte message: bit 0 of the selector picks
+/// one of two keys; bit 1 replaces the signature by that key's real one, which
+/// bit 2 then damages with the record's signature bytes.
+pub fn signature(data: &[u8]) {
+    use cascade_protocol::signature::{verify, verify_batch, verify_each, BatchSecret, Item};
+    let signers =
+        [ed25519_dalek::SigningKey::from_bytes(&[1; 32]), ed25519_dalek::SigningKey::from_bytes(&[2; 32])];
+    let keys = [signers[0].verifying_key(), signers[1].verifying_key()];
+    let records: Vec<(usize, Vec<u8>, &[u8])> = data
+        .chunks_exact(SIGNATURE_RECORD)
+        .take(32)
+        .map(|r| {
+            let (selector, signature, message) = (r[0], &r[1..65], &r[65..]);
+            let key = usize::from(selector & 1);
+            let mut sig = signature.to_vec();
+            if selector & 2 != 0 {
+                let real = ed25519_dalek::Signer::sign(&signers[key], message).to_bytes();
+                sig = if selector & 4 != 0 {
+                    real.iter().zip(signature).map(|(a, b)| a ^ b).collect()
+                } else {
+                    real.to_vec()
+                };
+            }
+            (key, sig, message)
+        })
+        .collect();
+    let items: Vec<Item<'_>> = records
+        .iter()
+        .map(|(key, sig, message)| Item { key: &keys[*key], message, signature: sig })
+        .collect();
+    let single: Vec<bool> = items.iter().map(|item| verify(item).is_ok()).collect();
+    let secret = BatchSecret::from_signing_key(&signers[0]);
+    assert_eq!(verify_each(&items, &secret, 1), single, "batch and single verification disagree");
+    assert_eq!(verify_batch(&items, &secret).is_ok(), single.iter().all(|ok| *ok), "the batch disagrees");
 }

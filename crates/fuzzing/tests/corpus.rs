@@ -78,10 +78,28 @@ fn write_seed_corpus() {
         ("chunk", "reply", encode(&reply).unwrap()),
         ("chunk", "request", encode(&request).unwrap()),
         ("certificate", "national", certificate),
+        ("admin_body", "entry", serde_json::to_vec(&entry_draft()).unwrap()),
+        ("admin_body", "organization", br#"{"credit_code": "11370100MB0000001X", "name": "x", "division": 370100}"#.to_vec()),
+        ("admin_body", "service", br#"{"name": "s", "upstream": "http://127.0.0.1:1/", "entry": {"origin": 370100, "code": "3/000001"}}"#.to_vec()),
+        ("admin_body", "apply", br#"{"resource": {"entry": {"origin": 370100, "code": "3/000001"}}, "consumer": "c", "purpose": "p", "period_days": 30}"#.to_vec()),
+        ("signature", "honest", [[2u8; SIGNATURE_SEED_RECORD], [7u8; SIGNATURE_SEED_RECORD], [3u8; SIGNATURE_SEED_RECORD]].concat()),
+        ("signature", "damaged", [[6u8; SIGNATURE_SEED_RECORD], [2u8; SIGNATURE_SEED_RECORD]].concat()),
     ];
     for (target, name, bytes) in seeds {
         let dir = corpus().join(target);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), bytes).unwrap();
     }
+}
+
+/// One record of the `signature` target (selector, signature, message).
+const SIGNATURE_SEED_RECORD: usize = 1 + 64 + 16;
+
+/// A valid catalog entry draft, as a cataloger sends it.
+fn entry_draft() -> serde_json::Value {
+    serde_json::json!({"name": "企业登记基本信息", "classification": "3", "provider": "91350100M000100Y43",
+        "summary": "Basic registration data", "format": "database",
+        "data_items": [{"name": "统一社会信用代码", "data_type": "C", "length": 18}],
+        "share_type": "unconditional", "share_mode": "platform", "open_type": "closed",
+        "update_cycle": "daily"})
 }
