@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: launch a federation on loopback, talk to its
 //! admin API, poll with a deadline.
 
+pub mod crash;
 pub mod process;
 
 use cascade_launcher::topology::Topology;

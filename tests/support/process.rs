@@ -43,6 +43,17 @@ impl Api {
             tokio::time::sleep(crate::POLL).await;
         }
     }
+
+    /// One call, once: `None` when the node does not answer (it is down).
+    pub async fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.ok()?;
+        Some((resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null)))
+    }
 }
 
 /// Starts `BIN run --config CONFIG` (the cascade binary); answers the process

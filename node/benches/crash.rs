@@ -1,0 +1,31 @@
+//! The crash harness's long run: `CASCADE_CRASH_ROUNDS` (default 100) rounds of
+//! `kill -9` and restart of a random node of a five-process federation under a
+//! mixed load of registrations and publishes (see `cascade_tests::crash`).
+//!
+//! `cargo bench -p cascade-node --bench crash`
+
+use cascade_tests::crash::{crash_rounds, Processes};
+use cascade_tests::FOUR_PROVINCES;
+use std::time::Instant;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rounds = std::env::var("CASCADE_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let seed = std::env::var("CASCADE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let started = Instant::now();
+    let mut processes =
+        Processes::launch(FOUR_PROVINCES, std::path::Path::new(env!("CARGO_BIN_EXE_cascade")));
+    let report = crash_rounds(&mut processes, rounds, seed).await;
+    println!(
+        "five `cascade run` processes (topology FOUR_PROVINCES), seed {seed}, {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("  kill -9 and restart rounds     {}", report.rounds);
+    println!("  acknowledged writes            {}", report.acknowledged);
+    println!("  found at their origin after    {}", report.found);
+    println!("  lost                           {}", report.acknowledged - report.found);
+    println!("  forks flagged                  {}", report.forks);
+    println!("  broken chains flagged          {}", report.broken_chains);
+    assert_eq!(report.found, report.acknowledged, "acknowledged writes were lost");
+    assert_eq!(report.forks + report.broken_chains, 0, "a fork or a broken chain was flagged");
+}

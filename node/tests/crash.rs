@@ -1,0 +1,18 @@
+//! The crash harness's short version: a few rounds of `kill -9` and restart of
+//! a random node of a five-process federation under load (the 100-round run is
+//! `cargo bench -p cascade-node --bench crash`).
+
+use cascade_tests::crash::{crash_rounds, Processes};
+use cascade_tests::FOUR_PROVINCES;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_kill_9_and_the_federation_converges_without_a_fork() {
+    let mut processes =
+        Processes::launch(FOUR_PROVINCES, std::path::Path::new(env!("CARGO_BIN_EXE_cascade")));
+    let report = crash_rounds(&mut processes, 3, 7).await;
+    eprintln!("{report:?}");
+    assert!(report.acknowledged > 0, "{report:?}");
+    assert_eq!(report.found, report.acknowledged, "acknowledged writes lost: {report:?}");
+    assert_eq!(report.forks, 0, "{report:?}");
+    assert_eq!(report.broken_chains, 0, "{report:?}");
+}
