@@ -221,6 +221,61 @@ async fn the_audit_chain_verifies_and_a_flipped_byte_is_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_audit_tail_is_found_against_the_checkpoint_its_witnesses_hold() {
+    let mut fed = Fed::launch(FOUR_PROVINCES).await;
+    let code = fed.publish("370100", "审计资源", "federation").await;
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    // Only auditors and admins sign checkpoints; a refusal is audited.
+    let consumer = fed.post("370100", "/api/v1/accounts", json!({"username": "reader", "password": "a long enough password", "organization": fed.register_org("370100").await, "roles": ["consumer"]})).await;
+    assert_eq!(consumer.0, 201, "{}", consumer.1);
+    let (_, session) = fed.login("370100", "reader", "a long enough password").await;
+    let reader = fed.with_token("370100", session["token"].as_str().unwrap());
+    assert_eq!(reader.call("POST", "/api/v1/audit/checkpoints", None).await.0, 403);
+    // A checkpoint, signed into Jinan's federation log: every node keeps it.
+    let (status, checkpoint) = fed.post("370100", "/api/v1/audit/checkpoints", json!({})).await;
+    assert_eq!(status, 201, "{checkpoint}");
+    let witnessed = checkpoint["records"].as_u64().unwrap();
+    let delta_seq = checkpoint["delta_seq"].as_u64().unwrap();
+    // Not again within its minimum gap: a script cannot flood the federation.
+    assert_eq!(fed.post_once("370100", "/api/v1/audit/checkpoints", json!({})).await.0, 503);
+    eventually("the national node witnesses it", || async {
+        let (_, node) = fed.get("100000", "/api/v1/node").await;
+        node["version_vector"].as_array().unwrap().iter().any(|v| {
+            v["origin"] == 370100 && v["scope"] == "federation" && v["seq"].as_u64() >= Some(delta_seq)
+        })
+    })
+    .await;
+    let (_, verify) = fed.get("370100", "/api/v1/audit/verify").await;
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert_eq!(verify["witnessed"]["records"], witnessed, "{verify}");
+    assert_eq!(verify["witnessed"]["ok"], true, "{verify}");
+
+    // Stop the node and cut its audit log's tail, from two records before the
+    // witnessed one: what remains still chains perfectly.
+    fed.fed.stop(nid("370100")).await.unwrap();
+    let store = fed.fed.data_dir(nid("370100")).unwrap().join(cascade_runtime::STORE_DIR);
+    {
+        let db = sled::open(&store).unwrap();
+        let mut seq = witnessed - 1;
+        while db.remove(cascade_store::audit_key(seq)).unwrap().is_some() {
+            seq += 1;
+        }
+        db.flush().unwrap();
+    }
+    fed.fed.start(nid("370100")).await.unwrap();
+    let (_, verify) = fed.get("370100", "/api/v1/audit/verify").await;
+    assert_eq!(verify["first_break"], serde_json::Value::Null, "the chain alone holds: {verify}");
+    assert_eq!(verify["ok"], false, "{verify}");
+    assert_eq!(verify["witnessed"]["ok"], false, "{verify}");
+    // The node will not sign a checkpoint over it, and says why.
+    let (status, refused) = fed.post("370100", "/api/v1/audit/checkpoints", json!({})).await;
+    assert_eq!(status, 409, "{refused}");
+    let (_, tampered) = fed.get("370100", "/api/v1/audit?kind=audit.tampered").await;
+    assert_eq!(tampered["returned"], 1, "{tampered}");
+    fed.fed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_readiness_and_sync_speak_their_formats() {
     let mut fed = Fed::launch(FOUR_PROVINCES).await;
     let code = fed.publish("370100", "度量资源", "federation").await;

@@ -74,6 +74,21 @@ pub enum DeltaBody {
     Service(crate::service::Service),
     /// A version of one of the origin's entries' dataset, in the entry's scope.
     Dataset(crate::dataset::Manifest),
+    /// The head of the origin's audit log, signed into its federation log so that
+    /// every node holding that log witnesses it: a later audit log shorter than
+    /// this, or different at this record, was truncated or rewritten.
+    AuditCheckpoint(AuditCheckpoint),
+}
+
+/// A witnessed audit log head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCheckpoint {
+    /// How many records the log held (the seq of its last record).
+    pub records: u64,
+    /// The stored hash of that last record.
+    pub head: Hash,
+    /// When the checkpoint was made (unix ms).
+    pub at_ms: u64,
 }
 
 /// A signed statement that a node is no longer a member.

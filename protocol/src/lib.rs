@@ -23,7 +23,7 @@ pub mod workflow;
 
 pub use catalog::FieldError;
 pub use codec::{decode, encode, CodecError};
-pub use delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
+pub use delta::{AuditCheckpoint, Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
 pub use engine::{Action, Admitted, Engine, EngineError, Event, RejectReason, Rejection, SignatureCache};
 pub use fault::{Fault, Incompatibility, Misbehaviour, PeerError};
 pub use ids::{IdError, LogId, NodeId, Scope, Tier};

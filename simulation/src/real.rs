@@ -271,6 +271,12 @@ async fn run_in(
                     }
                 }
             }
+            Step::CheckpointAudit { node } => {
+                if let Some(n) = run.node(*node) {
+                    // Refused only while the node recovers its own logs.
+                    let _ = n.checkpoint_audit(cascade_access::Principal::node()).await;
+                }
+            }
             Step::Crash { node } => {
                 run.fed.kill(*node).await.map_err(node_err)?;
                 if let Some(l) = run.listeners.remove(node) {
@@ -336,14 +342,21 @@ async fn run_in(
         let path = dir.join(id.to_string()).join(cascade_runtime::STORE_DIR);
         let store = Store::open(&path, *id).map_err(node_err)?;
         let mut durable = Durable::new();
+        let mut checkpoint = None;
         for delta in store.all_deltas() {
             let delta = delta.map_err(node_err)?;
             if delta.log.origin == *id {
                 hashes.insert((delta.log, delta.seq), delta.hash());
+                if let Ok(cascade_protocol::DeltaBody::AuditCheckpoint(c)) = delta.decode_body() {
+                    checkpoint = Some(c);
+                }
             }
             durable.push(Arc::new(delta));
         }
-        let audit_break = store.audit_verify().map_err(node_err)?.reason;
+        // The audit log must hold together, and still hold what its latest
+        // checkpoint witnessed.
+        let verdict = store.audit_verify(checkpoint).map_err(node_err)?;
+        let audit_break = verdict.reason.or(verdict.witnessed.and_then(|w| w.reason));
         stores.insert(*id, (running.contains(id), durable, audit_break));
     }
     let views: BTreeMap<NodeId, NodeView<'_>> = stores

@@ -129,6 +129,13 @@ pub enum Step {
         /// The other end.
         b: NodeId,
     },
+    /// The node signs its audit log's head into its federation log (an audit
+    /// checkpoint, acknowledged like a write); at the end of the run its audit
+    /// log must still hold what its latest checkpoint witnessed.
+    CheckpointAudit {
+        /// The node.
+        node: NodeId,
+    },
     /// Crash a node: it loses everything not yet durable.
     Crash {
         /// The node.

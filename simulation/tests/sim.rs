@@ -183,6 +183,9 @@ async fn real_mode_shandong_converges_through_a_partition_a_crash_and_a_slow_lin
         a = 370000
         b = 100000
         [[step]]
+        do = "checkpoint_audit"
+        node = 370100
+        [[step]]
         do = "crash"
         node = 370100
         [[step]]

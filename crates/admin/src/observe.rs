@@ -61,6 +61,22 @@ pub(crate) async fn audit_verify(
     Ok(Json(state.node.verify_audit().await?).into_response())
 }
 
+/// `POST /api/v1/audit/checkpoints`: signs the audit log's head into the
+/// node's federation log, where every node holding that log witnesses it (201).
+pub(crate) async fn audit_checkpoint(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Response, ApiError> {
+    let (checkpoint, delta_seq) = state.node.checkpoint_audit(who).await?;
+    let body = json!({
+        "records": checkpoint.records,
+        "head": checkpoint.head.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "at": checkpoint.at_ms / 1000,
+        "delta_seq": delta_seq,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
 pub(crate) async fn metrics_view(
     State(state): State<AppState>,
     Caller(who): Caller,

@@ -80,6 +80,7 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/sessions/{id}", delete(people::revoke_token))
         .route("/api/v1/audit", get(observe::audit_query))
         .route("/api/v1/audit/verify", get(observe::audit_verify))
+        .route("/api/v1/audit/checkpoints", post(observe::audit_checkpoint))
         .route("/metrics", get(observe::metrics_view))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -143,6 +143,11 @@ impl Chain {
         self.seq == 0
     }
 
+    /// The stored hash of the last record (zeros when there is none).
+    pub fn head(&self) -> [u8; HASH_LEN] {
+        self.hash
+    }
+
     /// Seals `event` as the next record, stamped `at_ms` (or the time of the record
     /// before, if the clock went back). Over-long labels and details are cut to
     /// their limits, so sealing never fails on content.
@@ -338,6 +343,23 @@ pub struct AuditVerification {
     pub first_break: Option<u64>,
     /// Why the chain breaks there.
     pub reason: Option<String>,
+    /// The check against the latest checkpoint this node signed into its
+    /// federation log (kept by every node holding that log), if there is one.
+    pub witnessed: Option<WitnessedCheck>,
+}
+
+/// The stored log against a witnessed checkpoint: a shorter log was truncated,
+/// a different hash at the checkpoint's record means the history was rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WitnessedCheck {
+    /// Records the checkpoint covers.
+    pub records: u64,
+    /// When it was made (unix s).
+    pub at: u64,
+    /// Whether the stored log still holds exactly those records.
+    pub ok: bool,
+    /// Why not.
+    pub reason: Option<String>,
 }
 
 /// Walks stored records in key order and reports the first one that does not
@@ -348,11 +370,13 @@ pub struct Verifier {
     expected_seq: u64,
     prev: [u8; HASH_LEN],
     broken: Option<(u64, String)>,
+    /// The witnessed checkpoint, and the stored hash found at its record.
+    witnessed: Option<(cascade_protocol::AuditCheckpoint, Option<[u8; HASH_LEN]>)>,
 }
 
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier { records: 0, expected_seq: 1, prev: ZERO_HASH, broken: None }
+        Verifier { records: 0, expected_seq: 1, prev: ZERO_HASH, broken: None, witnessed: None }
     }
 }
 
@@ -364,12 +388,22 @@ impl Verifier {
 
     /// A verifier continuing after record `seq` whose stored hash is `hash`.
     pub fn resume(seq: u64, hash: [u8; HASH_LEN]) -> Verifier {
-        Verifier { records: seq, expected_seq: seq + 1, prev: hash, broken: None }
+        Verifier { records: seq, expected_seq: seq + 1, prev: hash, broken: None, witnessed: None }
+    }
+
+    /// Also checks the log against `checkpoint`.
+    pub fn against(self, checkpoint: Option<cascade_protocol::AuditCheckpoint>) -> Verifier {
+        Verifier { witnessed: checkpoint.map(|c| (c, None)), ..self }
     }
 
     /// Feeds the next stored record (`seq` is `None` when its key is malformed).
     pub fn next(&mut self, seq: Option<u64>, value: &[u8]) {
         self.records += 1;
+        if let Some((checkpoint, found)) = &mut self.witnessed {
+            if seq == Some(checkpoint.records) {
+                *found = Some(stored_hash(value));
+            }
+        }
         if self.broken.is_some() {
             return;
         }
@@ -403,7 +437,27 @@ impl Verifier {
             Some((seq, reason)) => (Some(seq), Some(reason)),
             None => (None, None),
         };
-        AuditVerification { records: self.records, ok: first_break.is_none(), first_break, reason }
+        let witnessed = self.witnessed.map(|(checkpoint, found)| {
+            let reason = match found {
+                None => Some(format!(
+                    "the log holds {} records; the checkpoint witnessed {}: its tail was cut",
+                    self.records, checkpoint.records
+                )),
+                Some(hash) if hash != checkpoint.head => Some(format!(
+                    "record {} is not the one witnessed: the history was rewritten",
+                    checkpoint.records
+                )),
+                Some(_) => None,
+            };
+            WitnessedCheck {
+                records: checkpoint.records,
+                at: checkpoint.at_ms / 1000,
+                ok: reason.is_none(),
+                reason,
+            }
+        });
+        let ok = first_break.is_none() && witnessed.as_ref().is_none_or(|w| w.ok);
+        AuditVerification { records: self.records, ok, first_break, reason, witnessed }
     }
 }
 

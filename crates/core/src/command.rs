@@ -13,6 +13,9 @@ use serde::Serialize;
 /// core in the group commit that makes it durable.
 #[derive(Clone, Debug)]
 pub enum Command {
+    /// Sign the audit log's head into the node's federation log now (it is also
+    /// done every `AUDIT_CHECKPOINT_MS` while the log grows).
+    CheckpointAudit,
     /// Create or update an own catalog entry. A draft (or withdrawn entry) is saved
     /// locally; an update of a published entry publishes a new version at once.
     SaveEntry(Box<EntryDraft>),
@@ -251,6 +254,13 @@ impl Account {
 /// What a command did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
+    /// An audit checkpoint, signed at this seq of the node's federation log.
+    Checkpoint {
+        /// What it witnesses.
+        checkpoint: cascade_protocol::AuditCheckpoint,
+        /// The seq of its delta.
+        delta_seq: u64,
+    },
     /// An own entry's new state.
     Entry(Box<SavedEntry>),
     /// A registered organization.

@@ -183,6 +183,7 @@ pub enum BootError {
 mod peers;
 mod recovery;
 mod routing;
+mod witness;
 
 struct Link {
     id: LinkId,
@@ -289,6 +290,8 @@ pub struct Core<S> {
     swept_s: u64,
     /// Set while the node waits to hear its own heads from a neighbour.
     recovery: Option<recovery::Recovery>,
+    /// When audit checkpoints were and are next made.
+    checkpointing: witness::Checkpointing,
 }
 
 impl<S: StateStore> Core<S> {
@@ -350,7 +353,9 @@ impl<S: StateStore> Core<S> {
             pending: pending.into_iter().collect(),
             swept_s: now_ms / 1000,
             recovery: None,
+            checkpointing: witness::Checkpointing::default(),
         };
+        core.checkpointing = witness::Checkpointing::at_boot(now_ms, core.engine.checkpoint(me));
         core.restore_outbox(outbox);
         core.audit("node", None, "node.started", format!("{me} restored its state"));
         if core.needs_recovery() {
@@ -489,6 +494,7 @@ impl<S: StateStore> Core<S> {
                 let now = self.now_ms;
                 self.quarantine.retain(|_, q| q.until_ms + MAX_QUARANTINE_MS > now);
                 self.routed_tick();
+                self.checkpoint_if_due();
                 if self.now_s() >= self.swept_s + SEEN_SWEEP_S {
                     self.swept_s = self.now_s();
                     self.group.batch.sweep_seen = Some(self.swept_s);
@@ -519,7 +525,7 @@ impl<S: StateStore> Core<S> {
         [self.tallies.deadline(), self.routed_deadline(), self.recovery_deadline()]
             .into_iter()
             .flatten()
-            .fold(sweep, u64::min)
+            .fold(sweep.min(self.checkpoint_deadline()), u64::min)
             .into()
     }
 
@@ -599,6 +605,7 @@ impl<S: StateStore> Core<S> {
                 overdue: self.overdue(),
             },
             recovering: self.recovery_status(),
+            audit_checkpoint: self.engine.checkpoint(self.me),
         }
     }
 
@@ -683,6 +690,10 @@ impl<S: StateStore> Core<S> {
 
     fn command(&mut self, by: &Principal, command: Command) -> Result<Reply, CommandError> {
         match command {
+            Command::CheckpointAudit => {
+                self.authorize(by, cascade_access::Permission::Audit, "audit.checkpoint")?;
+                self.checkpoint_audit()
+            }
             Command::SaveEntry(draft) => self.catalog(by, CatalogOp::Save(draft)),
             Command::PublishEntry { code, scope } => self.catalog(by, CatalogOp::Publish { code, scope }),
             Command::WithdrawEntry { code } => self.catalog(by, CatalogOp::Withdraw { code }),

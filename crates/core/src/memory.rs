@@ -40,6 +40,8 @@ struct State {
     audit_head: Option<(u64, [u8; 32])>,
     audit_head_at_ms: u64,
     audit_recent: VecDeque<SealedRecord>,
+    /// The stored hash of every record, by seq - 1.
+    audit_hashes: Vec<[u8; 32]>,
     /// The first record that did not chain onto the one before it, if any.
     audit_break: Option<String>,
 }
@@ -108,6 +110,9 @@ impl State {
                 self.audit_break = chain_break(self.audit_head, record);
             }
             self.audit_head = Some((record.seq, audit::stored_hash(&record.value)));
+            if record.seq as usize == self.audit_hashes.len() + 1 {
+                self.audit_hashes.push(audit::stored_hash(&record.value));
+            }
             self.audit_head_at_ms = record.index.at_ms;
             if self.audit_recent.len() == AUDIT_KEPT {
                 self.audit_recent.pop_front();
@@ -292,6 +297,10 @@ impl StateStore for MemoryStore {
 
     fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
         Ok(self.volatile.grants.get(id).cloned())
+    }
+
+    fn audit_hash(&self, seq: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(seq.checked_sub(1).and_then(|i| self.volatile.audit_hashes.get(i as usize)).copied())
     }
 
     fn boot(&self) -> Result<BootState, StoreError> {

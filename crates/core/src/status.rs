@@ -248,6 +248,8 @@ pub struct Status {
     /// Set while the node originates nothing because it is learning its own logs
     /// back from its neighbours.
     pub recovering: Option<RecoveryStatus>,
+    /// The latest audit checkpoint this node signed, as its witnesses hold it.
+    pub audit_checkpoint: Option<cascade_protocol::AuditCheckpoint>,
 }
 
 impl Status {

@@ -356,6 +356,8 @@ pub trait StateStore {
     fn application(&self, id: &str) -> Result<Option<Application>, StoreError>;
     /// A grant this node issued or holds.
     fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;
+    /// The stored hash of audit record `seq`, if the store holds it.
+    fn audit_hash(&self, seq: u64) -> Result<Option<[u8; 32]>, StoreError>;
     /// Counters and heads read at boot.
     fn boot(&self) -> Result<BootState, StoreError>;
     /// Every stored delta, log by log, each log in order (for restoring the engine).

@@ -11,7 +11,7 @@ use cascade_access::{
 use cascade_core::{Account, Command, CommandError, Reply, SavedEntry, StateStore};
 use cascade_protocol::catalog::EntryDraft;
 use cascade_protocol::org::Organization;
-use cascade_protocol::{NodeId, Scope};
+use cascade_protocol::{AuditCheckpoint, NodeId, Scope};
 use std::net::IpAddr;
 
 /// A bearer token issued to a caller: shown once (and never by `Debug`).
@@ -98,6 +98,15 @@ impl Node {
     pub async fn revoke(&self, by: Principal, node: NodeId, reason: String) -> Result<u64, CommandError> {
         match self.execute(by, Command::Revoke { node, reason }).await? {
             Reply::Revoked { delta_seq, .. } => Ok(delta_seq),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Signs the audit log's head into the federation log now (auditors only);
+    /// answers the checkpoint and the seq of its delta.
+    pub async fn checkpoint_audit(&self, by: Principal) -> Result<(AuditCheckpoint, u64), CommandError> {
+        match self.execute(by, Command::CheckpointAudit).await? {
+            Reply::Checkpoint { checkpoint, delta_seq } => Ok((checkpoint, delta_seq)),
             other => Err(unexpected(other)),
         }
     }

@@ -267,9 +267,11 @@ impl Node {
         self.read(ReadKind::Audit, move |store| store.audit_query(&filter, walk)).await
     }
 
-    /// Walks the whole audit chain.
+    /// Walks the whole audit chain, and checks it against this node's latest
+    /// witnessed checkpoint.
     pub async fn verify_audit(&self) -> Result<AuditVerification, CommandError> {
-        self.read(ReadKind::Audit, |store| store.audit_verify()).await
+        let checkpoint = self.status().audit_checkpoint;
+        self.read(ReadKind::Audit, move |store| store.audit_verify(checkpoint)).await
     }
 
     /// A page of the accounts.

@@ -171,8 +171,11 @@ impl Store {
     }
 
     /// Walks the whole audit chain and reports the first break.
-    pub fn audit_verify(&self) -> Result<AuditVerification, StoreError> {
-        let mut verifier = audit::Verifier::new();
+    pub fn audit_verify(
+        &self,
+        checkpoint: Option<cascade_protocol::AuditCheckpoint>,
+    ) -> Result<AuditVerification, StoreError> {
+        let mut verifier = audit::Verifier::new().against(checkpoint);
         for kv in self.db.scan_prefix([AUDIT]) {
             let (key, value) = kv.map_err(backend)?;
             verifier.next(seq_of(&key, AUDIT_KEY_LEN).ok(), &value);

@@ -401,6 +401,10 @@ impl StateStore for Store {
         self.db.get(&key).map_err(backend)?.map(|v| decode(&key, &v, MAX_FRAME_BYTES)).transpose()
     }
 
+    fn audit_hash(&self, seq: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(self.db.get(audit_key(seq)).map_err(backend)?.map(|v| cascade_core::audit::stored_hash(&v)))
+    }
+
     fn boot(&self) -> Result<BootState, StoreError> {
         let meta: Meta = match self.db.get(META_KEY).map_err(backend)? {
             // Format 3 before the workflow kept the resource-code counter alone.

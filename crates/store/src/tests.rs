@@ -178,14 +178,14 @@ fn audit_queries_filter_and_page_and_verification_finds_a_flipped_byte() {
     };
     assert_eq!(query(alice_logins), vec![1]);
     assert_eq!(query(AuditFilter { kind: Some("nothing".into()), ..Default::default() }), Vec::<u64>::new());
-    assert!(store.audit_verify().unwrap().ok);
+    assert!(store.audit_verify(None).unwrap().ok);
 
     let key = audit_key(3);
     let mut value = store.db.get(key).unwrap().unwrap().to_vec();
     let middle = value.len() / 2;
     value[middle] ^= 1;
     store.db.insert(key, value).unwrap();
-    let verdict = store.audit_verify().unwrap();
+    let verdict = store.audit_verify(None).unwrap();
     assert_eq!((verdict.ok, verdict.first_break, verdict.records), (false, Some(3), 5), "{verdict:?}");
 }
 

@@ -194,6 +194,31 @@ impl Engine {
                 org.validate().map_err(|e| RejectReason::Invalid(e.to_string()))?;
                 org.check_registrar(log.origin).map_err(|e| RejectReason::Invalid(e.to_string()))
             }
+            DeltaBody::AuditCheckpoint(checkpoint) => {
+                if log.scope != Scope::Federation {
+                    return Err(RejectReason::Invalid(
+                        "an audit checkpoint is witnessed federation-wide".into(),
+                    ));
+                }
+                if checkpoint.records == 0 {
+                    return Err(RejectReason::Invalid(
+                        "an audit checkpoint covers at least one record".into(),
+                    ));
+                }
+                match self.checkpoints.get(&log.origin) {
+                    Some(last) if checkpoint.records < last.records => Err(RejectReason::Invalid(format!(
+                        "the audit log of {} went back from {} records to {}: truncated",
+                        log.origin, last.records, checkpoint.records
+                    ))),
+                    Some(last) if checkpoint.records == last.records && checkpoint.head != last.head => {
+                        Err(RejectReason::Invalid(format!(
+                            "the audit log of {} changed at record {}: rewritten",
+                            log.origin, last.records
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
             DeltaBody::Service(service) => {
                 if log.scope != Scope::Federation {
                     return Err(RejectReason::Invalid("a service is registered federation-wide".into()));

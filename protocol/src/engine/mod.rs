@@ -7,7 +7,7 @@ mod types;
 
 pub use types::{Action, Admitted, EngineError, Event, RejectReason, Rejection};
 
-use crate::delta::{Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
+use crate::delta::{AuditCheckpoint, Delta, DeltaBody, DeltaError, Hash, Revocation, GENESIS_HASH};
 use crate::fault::{Misbehaviour, PeerError};
 use crate::ids::{LogId, NodeId, Scope};
 use crate::limits::{
@@ -104,6 +104,8 @@ pub struct Engine {
     /// Set by the node core while it waits to hear its own heads from a
     /// neighbour: nothing is originated meanwhile.
     recovering: bool,
+    /// Each member's latest audit checkpoint: a later one may only go forward.
+    checkpoints: HashMap<NodeId, AuditCheckpoint>,
 }
 
 /// Signatures already found valid, shared by the engines of one simulation so that
@@ -162,6 +164,7 @@ impl Engine {
             runs: HashMap::new(),
             own_announced: HashMap::new(),
             recovering: false,
+            checkpoints: HashMap::new(),
         })
     }
 
@@ -799,6 +802,12 @@ impl Engine {
                         }
                     }
                 }
+                Undo::Checkpoint(origin, None) => {
+                    self.checkpoints.remove(&origin);
+                }
+                Undo::Checkpoint(origin, Some(previous)) => {
+                    self.checkpoints.insert(origin, previous);
+                }
             }
         }
     }
@@ -951,12 +960,22 @@ impl Engine {
                 }
                 None
             }
+            DeltaBody::AuditCheckpoint(checkpoint) => {
+                let origin = delta.log.origin;
+                undo.push(Undo::Checkpoint(origin, self.checkpoints.insert(origin, *checkpoint)));
+                None
+            }
             DeltaBody::Join { .. }
             | DeltaBody::Rekey { .. }
             | DeltaBody::Catalog(_)
             | DeltaBody::Service(_)
             | DeltaBody::Dataset(_) => None,
         }
+    }
+
+    /// The latest audit checkpoint of `origin` held here.
+    pub fn checkpoint(&self, origin: NodeId) -> Option<AuditCheckpoint> {
+        self.checkpoints.get(&origin).copied()
     }
 }
 
@@ -970,6 +989,7 @@ enum Undo {
     KnownKey(NodeId),
     Revoked(NodeId, Option<Cutoffs>),
     Organization(String, NodeId),
+    Checkpoint(NodeId, Option<AuditCheckpoint>),
 }
 
 /// The run starting at `deltas[start]`: the indices of its log's deltas that follow

@@ -193,6 +193,8 @@ enum Purpose {
     Execute,
     /// Setup work (the node's own organization).
     Setup,
+    /// An audit checkpoint, asked for at this time.
+    Checkpoint(Ms),
     /// A workflow step (applications, decisions, withdrawals): some are refused by
     /// design (a decision that crossed a withdrawal).
     Workflow,
@@ -609,6 +611,15 @@ impl Simulator {
             Purpose::Execute => {
                 self.replies.insert(ticket, result);
             }
+            Purpose::Checkpoint(at) => match result {
+                Ok(Reply::Checkpoint { delta_seq, .. }) => {
+                    self.acknowledged(id, LogId { origin: id, scope: Scope::Federation }, delta_seq, at);
+                }
+                Ok(_) => self.failures.push(format!("{id}: an audit checkpoint answered another reply")),
+                // A node still recovering its own logs says so: nothing to check.
+                Err(CommandError::Busy(_)) => {}
+                Err(e) => self.failures.push(format!("{id}: audit checkpoint refused: {e}")),
+            },
             Purpose::Setup => {
                 if let Err(e) = result {
                     self.failures.push(format!("{id}: setup command refused: {e}"));
@@ -914,6 +925,10 @@ impl Simulator {
                     let t = self.now + self.network.reconnect_ms;
                     self.schedule(t, Sched::Reconnect { a: *a, b: *b });
                 }
+                Step::CheckpointAudit { node } => {
+                    let at = self.now;
+                    self.submit(*node, Principal::node(), Command::CheckpointAudit, Purpose::Checkpoint(at));
+                }
                 Step::Crash { node } => self.crash(*node),
                 Step::Rekey { node } => self.rekey(*node)?,
                 Step::Restart { node } => self.restart(*node)?,
@@ -971,7 +986,7 @@ impl Simulator {
                     NodeView {
                         alive: n.core.is_some(),
                         logs,
-                        audit_break: store.audit_break().map(str::to_string),
+                        audit_break: store.audit_break().map(str::to_string).or_else(|| witnessed_break(store, *id)),
                     },
                 ))
             })
@@ -1043,6 +1058,25 @@ impl Simulator {
     }
 }
 
+/// Where a node's durable audit log no longer holds what its latest audit
+/// checkpoint (in its own federation log) witnessed, if it does not.
+fn witnessed_break(store: &MemoryStore, id: NodeId) -> Option<String> {
+    use cascade_core::StateStore;
+    let own = cascade_protocol::LogId { origin: id, scope: cascade_protocol::Scope::Federation };
+    let checkpoint = store
+        .durable_logs()
+        .filter(|(log, _)| **log == own)
+        .flat_map(|(_, deltas)| deltas.iter().rev())
+        .find_map(|d| match d.decode_body() {
+            Ok(DeltaBody::AuditCheckpoint(c)) => Some(c),
+            _ => None,
+        })?;
+    match store.audit_hash(checkpoint.records) {
+        Ok(Some(hash)) if hash == checkpoint.head => None,
+        _ => Some(format!("audit record {} is not the one its checkpoint witnessed", checkpoint.records)),
+    }
+}
+
 /// A node's store, running or not.
 fn store_of(node: &SimNode) -> Option<&MemoryStore> {
     node.core.as_ref().map(Core::store).or(node.resting.as_ref())
@@ -1057,6 +1091,7 @@ fn record_of(node: NodeId, batch: &cascade_core::WriteBatch) -> CommitRecord {
         Ok(DeltaBody::Rekey { .. }) => "rekey",
         Ok(DeltaBody::Service(_)) => "service",
         Ok(DeltaBody::Dataset(_)) => "dataset",
+        Ok(DeltaBody::AuditCheckpoint(_)) => "audit_checkpoint",
         Err(_) => "undecodable",
     };
     CommitRecord {

@@ -163,7 +163,10 @@ impl<S: StateStore> Core<S> {
                 let detail = format!("{} #{} is signed with a new key from here on", delta.log, delta.seq);
                 self.audit("federation", None, "member.rekey", detail);
             }
-            DeltaBody::Join { .. } | DeltaBody::Rekey { .. } | DeltaBody::Revoke(_) => {}
+            DeltaBody::Join { .. }
+            | DeltaBody::Rekey { .. }
+            | DeltaBody::Revoke(_)
+            | DeltaBody::AuditCheckpoint(_) => {}
         }
         self.group.batch.deltas.push(delta);
     }
