@@ -1025,3 +1025,42 @@ fn an_engine_never_originates_below_what_a_neighbour_holds_of_its_own_logs() {
     }
     assert!(net.rejections.is_empty(), "{:?}", net.rejections);
 }
+
+#[test]
+fn an_audit_checkpoint_never_goes_back_at_its_origin_or_at_any_witness() {
+    use cascade_protocol::AuditCheckpoint;
+    let mut net = tree(13);
+    wire(&mut net);
+    let me = nid("370100");
+    let at =
+        |records, head| DeltaBody::AuditCheckpoint(AuditCheckpoint { records, head: [head; 32], at_ms: 1 });
+    net.originate(me, Scope::Federation, at(10, 1)).unwrap();
+    net.run();
+    for witness in ["370000", "100000", "110000"] {
+        assert_eq!(net.engines[&nid(witness)].checkpoint(me).map(|c| c.records), Some(10), "at {witness}");
+    }
+    // The origin refuses to sign a shorter log, or another record at the same place.
+    for (records, head) in [(9, 1), (10, 2)] {
+        let refused = net.originate(me, Scope::Federation, at(records, head));
+        assert!(matches!(refused, Err(EngineError::Refused(RejectReason::Invalid(_)))), "{refused:?}");
+    }
+    // Signed anyway with the origin's key (a node whose software was changed):
+    // every witness refuses it.
+    let log = LogId { origin: me, scope: Scope::Federation };
+    let head = net.stores[&me][&log].last().unwrap().clone();
+    let forged = Delta::sign(&net.keys[&me], log, head.seq + 1, head.hash(), &at(3, 1)).unwrap();
+    net.rejections.clear();
+    net.queue.push_back((me, nid("370000"), Frame::Deltas(vec![Arc::new(forged)])));
+    net.run();
+    assert_eq!(net.head("370000", "370100", Scope::Federation), head.seq);
+    assert!(
+        matches!(net.rejections.as_slice(), [(_, RejectReason::Invalid(why))] if why.contains("truncated")),
+        "{:?}",
+        net.rejections
+    );
+    // Forward is fine, and a checkpoint only ever travels federation-wide.
+    net.originate(me, Scope::Federation, at(11, 3)).unwrap();
+    assert!(net.originate(me, Scope::Province, at(12, 4)).is_err());
+    net.run();
+    assert_eq!(net.engines[&nid("100000")].checkpoint(me).map(|c| c.records), Some(11));
+}

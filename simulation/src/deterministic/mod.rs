@@ -986,7 +986,10 @@ impl Simulator {
                     NodeView {
                         alive: n.core.is_some(),
                         logs,
-                        audit_break: store.audit_break().map(str::to_string).or_else(|| witnessed_break(store, *id)),
+                        audit_break: store
+                            .audit_break()
+                            .map(str::to_string)
+                            .or_else(|| witnessed_break(store, *id)),
                     },
                 ))
             })
