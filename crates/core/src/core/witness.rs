@@ -98,7 +98,9 @@ impl<S: StateStore> Core<S> {
         if self.now_ms < due_ms {
             return;
         }
-        if self.audit.len() > records + 1 && !self.engine.recovering() {
+        // A checkpoint's own audit record follows the records it covers.
+        let grew = self.audit.len() > records + u64::from(records > 0);
+        if grew && !self.engine.recovering() {
             // Due on time, whatever the last one by hand; a refusal is audited
             // where it happens.
             self.checkpointing.tried_ms = None;
