@@ -31,13 +31,6 @@ impl Drop for Processes {
     }
 }
 
-/// A UDP port free on 127.0.0.1 now (each node's QUIC port is chosen before it
-/// starts, so that its children can be pointed at it).
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
-    socket.local_addr().expect("its address").port()
-}
-
 fn mib(bytes: u64) -> u64 {
     bytes >> 20
 }
@@ -50,8 +43,11 @@ async fn main() {
     let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
     let fed = Federation::prepare(topology.clone(), &options).expect("certificates");
     let bin = Path::new(env!("CARGO_BIN_EXE_cascade"));
-    let quic: std::collections::BTreeMap<_, _> =
-        topology.nodes.iter().map(|n| (n.id, SocketAddr::from(([127, 0, 0, 1], free_udp_port())))).collect();
+    let quic: std::collections::BTreeMap<_, _> = topology
+        .nodes
+        .iter()
+        .map(|n| (n.id, SocketAddr::from(([127, 0, 0, 1], process::free_udp_port()))))
+        .collect();
     let mut processes = Processes(Vec::new());
     let mut apis = std::collections::BTreeMap::new();
     // Parents first: the topology lists them first.

@@ -9,7 +9,7 @@
 //! The test suite runs a few rounds (`node/tests/crash.rs`); `cargo bench -p
 //! cascade-node --bench crash` runs 100 (`CASCADE_CRASH_ROUNDS`).
 
-use crate::process::{spawn_node, Api};
+use crate::process::{free_udp_port, spawn_node, Api};
 use crate::{entry, nid, poll, DEADLINE};
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions};
@@ -113,12 +113,6 @@ impl Drop for Processes {
             let _ = running.child.wait();
         }
     }
-}
-
-/// A UDP port free on 127.0.0.1 now.
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
-    socket.local_addr().expect("its address").port()
 }
 
 /// A write a node acknowledged: at `origin`, the entry `code` published, or

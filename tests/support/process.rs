@@ -56,6 +56,14 @@ impl Api {
     }
 }
 
+/// A UDP port free on 127.0.0.1 now (each node's QUIC port is chosen before it
+/// starts, so that its children can be pointed at it, and found again after
+/// it restarts).
+pub fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+    socket.local_addr().expect("its address").port()
+}
+
 /// Starts `BIN run --config CONFIG` (the cascade binary); answers the process
 /// and its admin URL (from the line it prints once serving).
 pub fn spawn_node(bin: &Path, config: &Path) -> (Child, String) {
