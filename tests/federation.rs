@@ -290,3 +290,53 @@ async fn a_node_that_lost_its_last_writes_learns_them_back_from_its_parent_and_n
     }
     fed.fed.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_province_that_lost_writes_also_waits_for_a_child_which_alone_holds_its_province_log() {
+    let mut fed = Fed::launch(FOUR_PROVINCES).await;
+    let kept = fed.publish("370000", "kept", "federation").await;
+    fed.wait_seen("370100", "370000", &kept, "published", 1).await;
+    fed.fed.stop(nid("370000")).await.unwrap();
+    let folder = fed.fed.data_dir(nid("370000")).unwrap().to_path_buf();
+    let older = fed.dir.path().join("370000-older");
+    copy_folder(&folder, &older);
+    fed.fed.start(nid("370000")).await.unwrap();
+    // Province-scoped: the national node never holds it, the cities do.
+    let lost = fed.publish("370000", "lost", "province").await;
+    fed.wait_seen("370100", "370000", &lost, "published", 1).await;
+    fed.wait_seen("370200", "370000", &lost, "published", 1).await;
+    let province_head = head(&fed, "370000", "370000", "province").await;
+
+    // The power cut takes the province's last writes; its cities are away.
+    for id in ["370000", "370100", "370200"] {
+        fed.fed.stop(nid(id)).await.unwrap();
+    }
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::rename(&older, &folder).unwrap();
+    fed.fed.start(nid("370000")).await.unwrap();
+    // Its parent answers, but cannot vouch for the province log: it keeps waiting.
+    eventually("the national node greets it", || async {
+        let (_, node) = fed.get("370000", "/api/v1/node").await;
+        node["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["id"] == 100000 && p["state"] == "connected"))
+    })
+    .await;
+    let (_, node) = fed.get("370000", "/api/v1/node").await;
+    assert_eq!(node["recovering"]["waiting_for_child"], true, "{node}");
+    let org = json!({"credit_code": cascade_protocol::org::Organization::government_code(nid("370000"), 2), "name": "山东省新局", "division": nid("370000")});
+    let (status, body) = fed.post_once("370000", "/api/v1/organizations", org).await;
+    assert_eq!(status, 503, "{body}");
+    // A city comes back with the province log: the lost write returns, no fork.
+    fed.fed.start(nid("370100")).await.unwrap();
+    eventually("370000 holds its province log again", || async {
+        head(&fed, "370000", "370000", "province").await == province_head
+            && fed.get("370000", "/api/v1/node").await.1["recovering"].is_null()
+    })
+    .await;
+    assert_eq!(fed.seen("370000", "370000", &lost).await, Some(("published".into(), 1)));
+    let after = fed.publish("370000", "after", "province").await;
+    fed.wait_seen("370100", "370000", &after, "published", 1).await;
+    assert_eq!(rejected(&fed, "370100", "fork").await, 0);
+    fed.fed.shutdown().await.unwrap();
+}

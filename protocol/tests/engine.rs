@@ -1064,3 +1064,22 @@ fn an_audit_checkpoint_never_goes_back_at_its_origin_or_at_any_witness() {
     net.run();
     assert_eq!(net.engines[&nid("100000")].checkpoint(me).map(|c| c.records), Some(11));
 }
+
+#[test]
+fn an_engine_never_signs_into_a_log_still_signed_with_its_previous_key() {
+    let mut net = tree(14);
+    wire(&mut net);
+    net.publish("370100", Scope::Federation, entry("3/000001", 1, EntryStatus::Published));
+    net.run();
+    let me = nid("370100");
+    let log = LogId { origin: me, scope: Scope::Federation };
+    let stored: Vec<Delta> = net.stores[&me][&log].iter().map(|d| Delta::clone(d)).collect();
+    // The same node with a new key, its logs restored but not handed over.
+    let fresh = SigningKey::from_bytes(&[99; 32]);
+    let chain = chain_for(me, Tier::Municipal, Some(nid("370000")), &fresh, true);
+    let mut engine = Engine::new(fresh, chain, Box::new(TestVerifier), 0).unwrap();
+    engine.restore(stored, |_, _| {}).unwrap();
+    let body = DeltaBody::Catalog(entry("3/000002", 1, EntryStatus::Published));
+    let refused = engine.originate(Scope::Federation, body, &mut Vec::new());
+    assert!(matches!(refused, Err(EngineError::NeedsPreviousKey { .. })), "{refused:?}");
+}

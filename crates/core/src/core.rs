@@ -290,6 +290,8 @@ pub struct Core<S> {
     swept_s: u64,
     /// Set while the node waits to hear its own heads from a neighbour.
     recovery: Option<recovery::Recovery>,
+    /// The hand-over and Join put off by a recovery.
+    hand_over: Option<recovery::HandOver>,
     /// When audit checkpoints were and are next made.
     checkpointing: witness::Checkpointing,
 }
@@ -353,6 +355,7 @@ impl<S: StateStore> Core<S> {
             pending: pending.into_iter().collect(),
             swept_s: now_ms / 1000,
             recovery: None,
+            hand_over: None,
             checkpointing: witness::Checkpointing::default(),
         };
         core.checkpointing = witness::Checkpointing::at_boot(now_ms, core.engine.checkpoint(me));

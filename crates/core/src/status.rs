@@ -30,8 +30,10 @@ impl LinkRole {
 pub struct RecoveryStatus {
     /// While it waits to hear from a neighbour: since when (unix s).
     pub waiting_since: Option<u64>,
-    /// The neighbour it waits for (its parent); none means any neighbour.
+    /// The parent it waits for, if any.
     pub waiting_for: Option<NodeId>,
+    /// Whether it also waits for one of its children.
+    pub waiting_for_child: bool,
     /// Its own logs a neighbour holds more of, coming back by sync.
     pub behind: Vec<BehindLog>,
 }

@@ -425,7 +425,7 @@ impl Engine {
 
     /// The own logs a neighbour holds more of than this node: (scope, held here,
     /// held there). They come back through ordinary sync; until they have,
-    /// nothing is originated in them.
+    /// nothing is originated (in any log: one group may write both).
     pub fn own_behind(&self) -> Vec<(Scope, u64, u64)> {
         let me = self.me.id;
         let mut behind: Vec<(Scope, u64, u64)> = self
@@ -451,6 +451,19 @@ impl Engine {
         }
     }
 
+    /// Refuses to sign into an own log that is still signed with another key
+    /// (its hand-over has not happened yet): every receiver would refuse it.
+    fn signs_with_log_keys(&self) -> Result<(), EngineError> {
+        let mine = self.key.verifying_key();
+        match self.log_keys.iter().find(|(log, key)| log.origin == self.me.id && ***key != mine) {
+            Some((log, key)) => Err(EngineError::NeedsPreviousKey {
+                log: *log,
+                signed_with: key.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Creates and admits a new delta of this node: the body is encoded once and
     /// never decoded here. The delta (and a Join first, if the log is new) waits
     /// for `seal`, which signs the last delta of each log and persists and pushes
@@ -466,6 +479,7 @@ impl Engine {
             return Err(EngineError::Refused(RejectReason::Invalid("Join is automatic".into())));
         }
         self.may_originate()?;
+        self.signs_with_log_keys()?;
         let log = LogId { origin: self.me.id, scope };
         // Refuse before anything changes what every receiver would refuse.
         self.check_body(log, &body).map_err(EngineError::Refused)?;
@@ -664,8 +678,20 @@ impl Engine {
         let cached = |memo: &Hash| {
             self.signature_cache.as_ref().is_some_and(|c| c.valid.lock().is_ok_and(|set| set.contains(memo)))
         };
+        // Only what can be admitted from this frame alone: deltas lining up
+        // from each log's head (a gap's are never checked, so a peer sending
+        // far-ahead deltas costs no signature work).
+        let mut next: HashMap<LogId, u64> = HashMap::new();
         let mut keyed = Vec::new();
-        for delta in deltas.iter().filter(|d| d.is_signed() && d.seq > self.head(d.log)) {
+        for delta in deltas {
+            let expected = next.entry(delta.log).or_insert_with(|| self.head(delta.log) + 1);
+            if delta.seq != *expected {
+                continue;
+            }
+            *expected += 1;
+            if !delta.is_signed() {
+                continue;
+            }
             if let Some(key) = self.log_keys.get(&delta.log) {
                 let memo = SignatureCache::key(&delta.hash(), &delta.signature, key);
                 if !cached(&memo) {

@@ -3,10 +3,12 @@
 //! own deltas than its neighbours do. Were it to originate at once, it would sign
 //! a second delta at a position its neighbours hold another one at, and be
 //! flagged as forked. So a node that restarts with logs of its own originates
-//! nothing until it has heard from the neighbour that holds the most of them (its
-//! parent; for the national node, any child), whose Hello says how far they go;
-//! anything it lacks comes back by ordinary sync, checked like any delta. The
-//! engine also refuses to originate in any own log a neighbour holds more of.
+//! nothing until it has heard from the neighbours that hold them: its parent
+//! (which sees all of a city's logs) and, for a node with children, a child
+//! (only they see a province's province-scoped log); their Hellos say how far
+//! its logs go, and anything it lacks comes back by ordinary sync, checked like
+//! any delta. The engine refuses to originate while any own log is behind a
+//! neighbour's copy, and a key hand-over waits until none is.
 
 use super::Core;
 use crate::status::{BehindLog, RecoveryStatus};
@@ -23,11 +25,15 @@ pub(crate) const RECOVERY_WAIT_MS: u64 = 30_000;
 /// A node waiting to hear its own heads.
 pub(crate) struct Recovery {
     since_ms: u64,
-    /// The neighbour to hear from: the parent, or (`None`) any neighbour.
-    ask: Option<NodeId>,
-    /// The key to hand the node's logs over from, once recovered.
-    previous_key: Option<SigningKey>,
+    /// Its parent, whose Hello it waits for.
+    parent: Option<NodeId>,
+    /// Whether it also waits for a child's Hello.
+    child: bool,
 }
+
+/// The hand-over to a new key and the Join a boot does, put off until the
+/// node's own logs are whole again (signing into them earlier would fork them).
+pub(crate) struct HandOver(Option<SigningKey>);
 
 impl<S: StateStore> Core<S> {
     /// Whether a node booting with this engine should wait before originating:
@@ -35,43 +41,58 @@ impl<S: StateStore> Core<S> {
     /// ask.
     pub(super) fn needs_recovery(&self) -> bool {
         let own = self.engine.head(LogId { origin: self.me, scope: Scope::Federation }) > 0;
-        let parent = self.engine.me().parent.is_some();
-        own && (parent || self.engine.members().any(|m| m.parent == Some(self.me)))
+        own && (self.engine.me().parent.is_some() || self.has_children())
+    }
+
+    fn has_children(&self) -> bool {
+        self.engine.members().any(|m| m.parent == Some(self.me))
     }
 
     /// Holds originating back until `settle_recovery` lets it go.
     pub(super) fn begin_recovery(&mut self, previous_key: Option<SigningKey>) {
         self.engine.set_recovering(true);
-        let ask = self.engine.me().parent;
-        self.recovery = Some(Recovery { since_ms: self.now_ms, ask, previous_key });
+        let (parent, child) = (self.engine.me().parent, self.has_children());
+        self.recovery = Some(Recovery { since_ms: self.now_ms, parent, child });
+        self.hand_over = Some(HandOver(previous_key));
     }
 
-    /// Ends the wait once the neighbour asked has said Hello (what it holds of
-    /// this node's logs is then known to the engine, and on its way back), or
-    /// once `RECOVERY_WAIT_MS` passed; then hands the logs over to a new key and
-    /// joins, as a boot without recovery does at once.
+    /// Ends the wait once the neighbours asked have said Hello (what they hold
+    /// of this node's logs is then known to the engine, and on its way back), or
+    /// once `RECOVERY_WAIT_MS` passed; then, once no own log is behind a
+    /// neighbour's copy, hands the logs over to a new key and joins, as a boot
+    /// without recovery does at once.
     pub(super) fn settle_recovery(&mut self) {
-        let Some(recovery) = &self.recovery else { return };
-        let heard = self.engine.peers().any(|(id, greeted)| greeted && recovery.ask.is_none_or(|a| a == id));
-        let timed_out = self.now_ms >= recovery.since_ms + RECOVERY_WAIT_MS;
-        if !heard && !timed_out {
+        if let Some(recovery) = &self.recovery {
+            let greeted: Vec<NodeId> = self.engine.peers().filter(|(_, g)| *g).map(|(id, _)| id).collect();
+            let parent = recovery.parent.is_none_or(|p| greeted.contains(&p));
+            let is_child = |id: &NodeId| self.engine.member(*id).is_some_and(|m| m.parent == Some(self.me));
+            let child = !recovery.child || greeted.iter().any(is_child);
+            let timed_out = self.now_ms >= recovery.since_ms + RECOVERY_WAIT_MS;
+            if !(parent && child) && !timed_out {
+                return;
+            }
+            self.recovery = None;
+            self.engine.set_recovering(false);
+            let behind = self.engine.own_behind();
+            let detail = match (parent && child, behind.is_empty()) {
+                (true, true) => "no neighbour holds more of this node's logs than it does".to_string(),
+                (true, false) => format!("catching up its own logs from its neighbours: {behind:?}"),
+                (false, _) => {
+                    format!(
+                        "no neighbour answered in {} s: its own store is taken as it is",
+                        RECOVERY_WAIT_MS / 1000
+                    )
+                }
+            };
+            self.audit("node", None, "node.recovered", detail);
+        }
+        if self.hand_over.is_none() || !self.engine.own_behind().is_empty() {
             return;
         }
-        let Some(recovery) = self.recovery.take() else { return };
-        self.engine.set_recovering(false);
-        let behind = self.engine.own_behind();
-        let detail = match (heard, behind.is_empty()) {
-            (true, true) => "a neighbour holds no more of this node's logs than it does".to_string(),
-            (true, false) => format!("catching up its own logs from its neighbours: {behind:?}"),
-            (false, _) => format!(
-                "no neighbour answered in {} s: its own store is taken as it is",
-                RECOVERY_WAIT_MS / 1000
-            ),
-        };
-        self.audit("node", None, "node.recovered", detail);
-        if let Err(e) = self.hand_over_and_join(recovery.previous_key.as_ref()) {
-            // Behind a neighbour's copy: the hand-over waits for the next restart,
-            // and the engine refuses every origination until the logs are back.
+        let Some(HandOver(previous_key)) = self.hand_over.take() else { return };
+        if let Err(e) = self.hand_over_and_join(previous_key.as_ref()) {
+            // The engine refuses every origination into a log still signed with
+            // the old key, so nothing is signed wrongly meanwhile.
             self.audit("node", None, "node.recovery_incomplete", e.to_string());
         }
     }
@@ -94,7 +115,8 @@ impl<S: StateStore> Core<S> {
         }
         Some(RecoveryStatus {
             waiting_since: self.recovery.as_ref().map(|r| r.since_ms / 1000),
-            waiting_for: self.recovery.as_ref().and_then(|r| r.ask),
+            waiting_for: self.recovery.as_ref().and_then(|r| r.parent),
+            waiting_for_child: self.recovery.as_ref().is_some_and(|r| r.child),
             behind,
         })
     }
