@@ -67,14 +67,14 @@ impl<S: StateStore> Core<S> {
             let parent = recovery.parent.is_none_or(|p| greeted.contains(&p));
             let is_child = |id: &NodeId| self.engine.member(*id).is_some_and(|m| m.parent == Some(self.me));
             let child = !recovery.child || greeted.iter().any(is_child);
-            let timed_out = self.now_ms >= recovery.since_ms + RECOVERY_WAIT_MS;
-            if !(parent && child) && !timed_out {
+            let heard = parent && child;
+            if !heard && self.now_ms < recovery.since_ms + RECOVERY_WAIT_MS {
                 return;
             }
             self.recovery = None;
             self.engine.set_recovering(false);
             let behind = self.engine.own_behind();
-            let detail = match (parent && child, behind.is_empty()) {
+            let detail = match (heard, behind.is_empty()) {
                 (true, true) => "no neighbour holds more of this node's logs than it does".to_string(),
                 (true, false) => format!("catching up its own logs from its neighbours: {behind:?}"),
                 (false, _) => {
