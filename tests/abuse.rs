@@ -379,3 +379,38 @@ async fn list_all(fed: &Fed, at: &str) -> (std::collections::BTreeSet<String>, u
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_checkpoint_requests_signs_one_and_costs_one_audit_record() {
+    let mut fed = Fed::launch(FOUR_PROVINCES).await;
+    let code = fed.publish("370100", "before the flood", "federation").await;
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    let (_, before) = fed.get("370100", "/api/v1/node").await;
+    let (url, token) = fed.url_token("370100");
+    let http = reqwest::Client::new();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let request = http.post(format!("{url}/api/v1/audit/checkpoints")).bearer_auth(&token);
+        flood.spawn(async move {
+            let resp = request.send().await.expect("an answer");
+            (resp.status().as_u16(), resp.headers().contains_key("retry-after"))
+        });
+    }
+    let mut created = 0;
+    while let Some(done) = flood.join_next().await {
+        match done.unwrap() {
+            (201, _) => created += 1,
+            (503, says_when) => assert!(says_when, "a 503 without Retry-After"),
+            (other, _) => panic!("{other}"),
+        }
+    }
+    assert_eq!(created, 1, "one checkpoint per gap");
+    assert_eq!(audited(&fed, "370100", "audit.checkpoint").await.len(), 1);
+    // One delta went out to the federation, not two hundred; the node still publishes.
+    let (_, after) = fed.get("370100", "/api/v1/node").await;
+    let originated = |n: &serde_json::Value| n["deltas"]["originated"].as_u64().unwrap_or(0);
+    assert_eq!(originated(&after) - originated(&before), 1, "{after}");
+    let code = fed.publish("370100", "after the flood", "federation").await;
+    fed.wait_seen("100000", "370100", &code, "published", 1).await;
+    fed.fed.shutdown().await.unwrap();
+}
