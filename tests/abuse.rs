@@ -382,7 +382,7 @@ async fn list_all(fed: &Fed, at: &str) -> (std::collections::BTreeSet<String>, u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_checkpoint_requests_signs_one_and_costs_one_audit_record() {
-    let mut fed = Fed::launch(FOUR_PROVINCES).await;
+    let fed = Fed::launch(FOUR_PROVINCES).await;
     let code = fed.publish("370100", "before the flood", "federation").await;
     fed.wait_seen("100000", "370100", &code, "published", 1).await;
     let (_, before) = fed.get("370100", "/api/v1/node").await;
