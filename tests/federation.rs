@@ -211,6 +211,28 @@ fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// A stopped node's folder as it is now, to put back later (what a power cut
+/// that lost every write since would leave).
+struct OlderFolder {
+    folder: std::path::PathBuf,
+    copy: std::path::PathBuf,
+}
+
+fn keep_older_folder(fed: &Fed, id: &str) -> OlderFolder {
+    let folder = fed.fed.data_dir(nid(id)).unwrap().to_path_buf();
+    let copy = fed.dir.path().join(format!("{id}-older"));
+    copy_folder(&folder, &copy);
+    OlderFolder { folder, copy }
+}
+
+impl OlderFolder {
+    /// Replaces the node's folder (the node stopped) with the older copy.
+    fn put_back(self) {
+        std::fs::remove_dir_all(&self.folder).unwrap();
+        std::fs::rename(&self.copy, &self.folder).unwrap();
+    }
+}
+
 /// The head of `origin`'s log in `scope` as node `at` holds it.
 async fn head(fed: &Fed, at: &str, origin: &str, scope: &str) -> u64 {
     let (_, node) = fed.get(at, "/api/v1/node").await;
@@ -227,9 +249,7 @@ async fn a_node_that_lost_its_last_writes_learns_them_back_from_its_parent_and_n
     fed.wait_seen("100000", "370100", &kept, "published", 1).await;
     // Jinan's folder as a power cut will leave it: without the writes below.
     fed.fed.stop(nid("370100")).await.unwrap();
-    let folder = fed.fed.data_dir(nid("370100")).unwrap().to_path_buf();
-    let older = fed.dir.path().join("370100-older");
-    copy_folder(&folder, &older);
+    let older = keep_older_folder(&fed, "370100");
     fed.fed.start(nid("370100")).await.unwrap();
     eventually("370100 is recovered", || async {
         fed.get("370100", "/api/v1/node").await.1["recovering"].is_null()
@@ -248,8 +268,7 @@ async fn a_node_that_lost_its_last_writes_learns_them_back_from_its_parent_and_n
     // The power cut: the parent is away too, and Jinan's folder is the older one.
     fed.fed.stop(nid("370100")).await.unwrap();
     fed.fed.stop(nid("370000")).await.unwrap();
-    std::fs::remove_dir_all(&folder).unwrap();
-    std::fs::rename(&older, &folder).unwrap();
+    older.put_back();
     fed.fed.start(nid("370100")).await.unwrap();
     let restored = head(&fed, "370100", "370100", "federation").await;
     assert!(restored < fed_head, "the folder lost writes: {restored} of {fed_head}");
@@ -297,9 +316,7 @@ async fn a_province_that_lost_writes_also_waits_for_a_child_which_alone_holds_it
     let kept = fed.publish("370000", "kept", "federation").await;
     fed.wait_seen("370100", "370000", &kept, "published", 1).await;
     fed.fed.stop(nid("370000")).await.unwrap();
-    let folder = fed.fed.data_dir(nid("370000")).unwrap().to_path_buf();
-    let older = fed.dir.path().join("370000-older");
-    copy_folder(&folder, &older);
+    let older = keep_older_folder(&fed, "370000");
     fed.fed.start(nid("370000")).await.unwrap();
     // Province-scoped: the national node never holds it, the cities do.
     let lost = fed.publish("370000", "lost", "province").await;
@@ -311,8 +328,7 @@ async fn a_province_that_lost_writes_also_waits_for_a_child_which_alone_holds_it
     for id in ["370000", "370100", "370200"] {
         fed.fed.stop(nid(id)).await.unwrap();
     }
-    std::fs::remove_dir_all(&folder).unwrap();
-    std::fs::rename(&older, &folder).unwrap();
+    older.put_back();
     fed.fed.start(nid("370000")).await.unwrap();
     // Its parent answers, but cannot vouch for the province log: it keeps waiting.
     eventually("the national node greets it", || async {

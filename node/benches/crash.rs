@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p cascade-node --bench crash`
 
-use cascade_tests::crash::{crash_rounds, Processes};
+use cascade_tests::crash::crash_rounds;
+use cascade_tests::process::Processes;
 use cascade_tests::FOUR_PROVINCES;
 use std::time::Instant;
 

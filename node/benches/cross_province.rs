@@ -8,28 +8,13 @@
 //! CASCADE_BENCH_MIB, default 256).
 
 use cascade_launcher::topology::Topology;
-use cascade_launcher::{Federation, LaunchOptions};
-use cascade_tests::process::{self, Api};
+use cascade_tests::process::{self, Processes};
 use cascade_tests::{content, poll, SIX_NODES};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Longest the fetch may take (a slow machine, a large size).
 const FETCH_DEADLINE: Duration = Duration::from_secs(1800);
-
-/// The node processes, killed however the bench ends.
-struct Processes(Vec<(String, Child)>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn mib(bytes: u64) -> u64 {
     bytes >> 20
@@ -38,30 +23,12 @@ fn mib(bytes: u64) -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let size_mib: usize = std::env::var("CASCADE_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    let dir = tempfile::tempdir().expect("a folder");
     let topology = Topology::parse(SIX_NODES).expect("the topology");
-    let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
-    let fed = Federation::prepare(topology.clone(), &options).expect("certificates");
-    let bin = Path::new(env!("CARGO_BIN_EXE_cascade"));
-    let quic: std::collections::BTreeMap<_, _> = topology
-        .nodes
-        .iter()
-        .map(|n| (n.id, SocketAddr::from(([127, 0, 0, 1], process::free_udp_port()))))
-        .collect();
-    let mut processes = Processes(Vec::new());
-    let mut apis = std::collections::BTreeMap::new();
-    // Parents first: the topology lists them first.
-    for node in &topology.nodes {
-        let mut config = fed.config(node.id).expect("a configuration");
-        config.listen = quic[&node.id];
-        config.parent_addr = node.parent.map(|p| quic[&p]);
-        let path = dir.path().join(format!("{}.toml", node.id));
-        std::fs::write(&path, toml::to_string(&config).expect("TOML")).expect("written");
-        let (child, url) = process::spawn_node(bin, &path);
-        apis.insert(node.id.to_string(), Api::of(&url, &config.data_dir));
-        processes.0.push((format!("{} {}", node.id, node.name), child));
-    }
-    let (guangzhou, jinan) = (&apis["440100"], &apis["370100"]);
+    let processes = Processes::launch(SIX_NODES, Path::new(env!("CARGO_BIN_EXE_cascade")));
+    let names: Vec<(String, String)> =
+        topology.nodes.iter().map(|n| (n.id.to_string(), format!("{} {}", n.id, n.name))).collect();
+    let peaks = || -> Vec<u64> { names.iter().map(|(id, _)| processes.peak_resident(id)).collect() };
+    let (guangzhou, jinan) = (&processes.api("440100"), &processes.api("370100"));
 
     let code = process::publish_entry(guangzhou, "440100", "广州市统计局").await;
     let data = content(size_mib << 20, 11);
@@ -70,7 +37,7 @@ async fn main() {
     assert_eq!(status, 201, "{pushed}");
     let push_took = started.elapsed();
     let version = process::hold_grant(jinan, "370100", "济南市统计局", "440100", &code, 1).await;
-    let before: Vec<u64> = processes.0.iter().map(|(_, c)| process::peak_resident_of(c.id())).collect();
+    let before = peaks();
 
     let started = Instant::now();
     let (status, job) = jinan.call("POST", &format!("{version}/fetch"), None).await;
@@ -83,7 +50,7 @@ async fn main() {
     let fetch_took = started.elapsed();
     let (_, done) = jinan.call("GET", &job, None).await;
     assert_eq!(done["state"], "done", "{done}");
-    let after: Vec<u64> = processes.0.iter().map(|(_, c)| process::peak_resident_of(c.id())).collect();
+    let after = peaks();
 
     let resp = jinan
         .http
@@ -105,7 +72,7 @@ async fn main() {
         data.len()
     );
     println!("  peak RSS per node    before the fetch → after it");
-    for (((name, _), b), a) in processes.0.iter().zip(&before).zip(&after) {
+    for (((_, name), b), a) in names.iter().zip(&before).zip(&after) {
         println!("    {name:<16} {:>4} MiB → {:>4} MiB", mib(*b), mib(*a));
     }
 }

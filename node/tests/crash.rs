@@ -2,7 +2,8 @@
 //! a random node of a five-process federation under load (the 100-round run is
 //! `cargo bench -p cascade-node --bench crash`).
 
-use cascade_tests::crash::{crash_rounds, Processes};
+use cascade_tests::crash::crash_rounds;
+use cascade_tests::process::Processes;
 use cascade_tests::FOUR_PROVINCES;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,17 +9,12 @@
 //! The test suite runs a few rounds (`node/tests/crash.rs`); `cargo bench -p
 //! cascade-node --bench crash` runs 100 (`CASCADE_CRASH_ROUNDS`).
 
-use crate::process::{free_udp_port, spawn_node, Api};
+use crate::process::{Api, Processes};
 use crate::{entry, nid, poll, DEADLINE};
-use cascade_launcher::topology::Topology;
-use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::org::Organization;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,90 +25,6 @@ const MAX_LOAD_BEFORE_KILL: Duration = Duration::from_millis(600);
 /// How often each writer writes: fast enough that a kill usually lands in the
 /// middle of a group commit, slow enough for two cores.
 const WRITE_EVERY: Duration = Duration::from_millis(5);
-
-/// One node run as a process.
-struct Running {
-    child: Child,
-    api: Api,
-}
-
-/// A federation whose every node is a `cascade run` process.
-pub struct Processes {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    configs: BTreeMap<String, PathBuf>,
-    data: BTreeMap<String, PathBuf>,
-    running: BTreeMap<String, Running>,
-}
-
-impl Processes {
-    /// Writes every node's certificates and configuration (QUIC on fixed
-    /// loopback ports, so a restarted parent is found again) and starts each,
-    /// parents first.
-    pub fn launch(topology: &str, bin: &Path) -> Processes {
-        let dir = tempfile::tempdir().expect("a folder");
-        let topology = Topology::parse(topology).expect("the topology");
-        let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
-        let fed = Federation::prepare(topology.clone(), &options).expect("certificates");
-        let quic: BTreeMap<_, _> = topology
-            .nodes
-            .iter()
-            .map(|n| (n.id, SocketAddr::from(([127, 0, 0, 1], free_udp_port()))))
-            .collect();
-        let mut processes = Processes {
-            bin: bin.to_path_buf(),
-            configs: BTreeMap::new(),
-            data: BTreeMap::new(),
-            running: BTreeMap::new(),
-            dir,
-        };
-        for node in &topology.nodes {
-            let mut config = fed.config(node.id).expect("a configuration");
-            config.listen = quic[&node.id];
-            config.parent_addr = node.parent.map(|p| quic[&p]);
-            let path = processes.dir.path().join(format!("{}.toml", node.id));
-            std::fs::write(&path, toml::to_string(&config).expect("TOML")).expect("written");
-            processes.configs.insert(node.id.to_string(), path);
-            processes.data.insert(node.id.to_string(), config.data_dir.clone());
-            processes.start(&node.id.to_string());
-        }
-        processes
-    }
-
-    /// Starts node `id` from its configuration.
-    pub fn start(&mut self, id: &str) {
-        let (child, url) = spawn_node(&self.bin, &self.configs[id]);
-        let api = Api::of(&url, &self.data[id]);
-        self.running.insert(id.to_string(), Running { child, api });
-    }
-
-    /// Kills node `id` with SIGKILL: nothing of the process runs on.
-    pub fn kill(&mut self, id: &str) {
-        if let Some(mut running) = self.running.remove(id) {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-        }
-    }
-
-    /// The client of a running node.
-    pub fn api(&self, id: &str) -> Api {
-        self.running[id].api.clone()
-    }
-
-    /// The ids of the nodes.
-    pub fn ids(&self) -> Vec<String> {
-        self.configs.keys().cloned().collect()
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for running in self.running.values_mut() {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-        }
-    }
-}
 
 /// A write a node acknowledged: at `origin`, the entry `code` published, or
 /// the organization `code` registered.

@@ -173,14 +173,7 @@ impl Fed {
     /// the node answers that it is recovering (as a client honouring its 503
     /// and Retry-After does), so a test may write to a node just restarted.
     pub async fn post(&self, id: &str, path: &str, body: Value) -> (u16, Value) {
-        let start = tokio::time::Instant::now();
-        loop {
-            let (status, reply) = self.post_once(id, path, body.clone()).await;
-            if !recovering(status, &reply) || start.elapsed() > DEADLINE {
-                return (status, reply);
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        while_recovering(|| self.post_once(id, path, body.clone())).await
     }
 
     /// POST JSON once, whatever the answer.
@@ -254,10 +247,23 @@ pub fn encode(code: &str) -> String {
     code.replace('/', "%2F")
 }
 
-/// Whether a node answered that it is recovering its own logs (and so
-/// originates nothing for a moment).
-pub(crate) fn recovering(status: u16, reply: &Value) -> bool {
-    status == 503 && reply["error"].as_str().is_some_and(|e| e.contains("recovering"))
+/// Sends again (every 20 ms, until `DEADLINE`) while the node answers that it is
+/// recovering its own logs and so originates nothing for a moment, as a client
+/// honouring that 503's Retry-After does.
+pub(crate) async fn while_recovering<F, Fut>(mut send: F) -> (u16, Value)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (u16, Value)>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        let (status, reply) = send().await;
+        let recovering = status == 503 && reply["error"].as_str().is_some_and(|e| e.contains("recovering"));
+        if !recovering || start.elapsed() > DEADLINE {
+            return (status, reply);
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Polls `check` every 20 ms until it holds; panics after `DEADLINE`.
@@ -352,23 +358,20 @@ impl As<'_> {
     /// Sends a request; returns (status, JSON body or the raw text). Retried
     /// while the node answers that it is recovering, like `Fed::post`.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let start = tokio::time::Instant::now();
-        loop {
-            let url = self.fed.fed.node(nid(&self.id)).expect("running").admin_url.clone();
-            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-            let mut req = self.fed.http.request(method, format!("{url}{path}")).bearer_auth(&self.token);
-            if let Some(body) = &body {
-                req = req.json(body);
-            }
-            let resp = req.send().await.expect("request");
-            let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
-            let reply = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            if !recovering(status, &reply) || start.elapsed() > DEADLINE {
-                return (status, reply);
-            }
-            tokio::time::sleep(POLL).await;
+        while_recovering(|| self.call_once(method, path, body.clone())).await
+    }
+
+    async fn call_once(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = self.fed.fed.node(nid(&self.id)).expect("running").admin_url.clone();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.fed.http.request(method, format!("{url}{path}")).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
         }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }
 

@@ -1,10 +1,14 @@
 //! Nodes as processes of their own: `cascade run` started from a written
 //! configuration, and a client of its admin API.
 
+use cascade_launcher::topology::Topology;
+use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::org::Organization;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// An HTTP client of one node's admin API.
@@ -28,20 +32,8 @@ impl Api {
     /// One call: status and JSON answer (null when there is none); retried
     /// while the node answers that it is recovering, like `Fed::post`.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let start = tokio::time::Instant::now();
-        loop {
-            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-            let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-            if let Some(body) = &body {
-                req = req.json(body);
-            }
-            let resp = req.send().await.expect("the node answers");
-            let (status, reply) = (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null));
-            if !crate::recovering(status, &reply) || start.elapsed() > crate::DEADLINE {
-                return (status, reply);
-            }
-            tokio::time::sleep(crate::POLL).await;
-        }
+        let once = || async { self.try_call(method, path, body.clone()).await.expect("the node answers") };
+        crate::while_recovering(once).await
     }
 
     /// One call, once: `None` when the node does not answer (it is down).
@@ -153,4 +145,93 @@ pub async fn hold_grant(
     crate::eventually("the version is known", || async { api.call("GET", &version, None).await.0 == 200 })
         .await;
     version
+}
+
+/// One node run as a process.
+struct Running {
+    child: Child,
+    api: Api,
+}
+
+/// A federation whose every node is a `cascade run` process.
+pub struct Processes {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    configs: BTreeMap<String, PathBuf>,
+    data: BTreeMap<String, PathBuf>,
+    running: BTreeMap<String, Running>,
+}
+
+impl Processes {
+    /// Writes every node's certificates and configuration (QUIC on fixed
+    /// loopback ports, so a restarted parent is found again) and starts each,
+    /// parents first.
+    pub fn launch(topology: &str, bin: &Path) -> Processes {
+        let dir = tempfile::tempdir().expect("a folder");
+        let topology = Topology::parse(topology).expect("the topology");
+        let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
+        let fed = Federation::prepare(topology.clone(), &options).expect("certificates");
+        let quic: BTreeMap<_, _> = topology
+            .nodes
+            .iter()
+            .map(|n| (n.id, SocketAddr::from(([127, 0, 0, 1], free_udp_port()))))
+            .collect();
+        let mut processes = Processes {
+            bin: bin.to_path_buf(),
+            configs: BTreeMap::new(),
+            data: BTreeMap::new(),
+            running: BTreeMap::new(),
+            dir,
+        };
+        for node in &topology.nodes {
+            let mut config = fed.config(node.id).expect("a configuration");
+            config.listen = quic[&node.id];
+            config.parent_addr = node.parent.map(|p| quic[&p]);
+            let path = processes.dir.path().join(format!("{}.toml", node.id));
+            std::fs::write(&path, toml::to_string(&config).expect("TOML")).expect("written");
+            processes.configs.insert(node.id.to_string(), path);
+            processes.data.insert(node.id.to_string(), config.data_dir.clone());
+            processes.start(&node.id.to_string());
+        }
+        processes
+    }
+
+    /// Starts node `id` from its configuration.
+    pub fn start(&mut self, id: &str) {
+        let (child, url) = spawn_node(&self.bin, &self.configs[id]);
+        let api = Api::of(&url, &self.data[id]);
+        self.running.insert(id.to_string(), Running { child, api });
+    }
+
+    /// Kills node `id` with SIGKILL: nothing of the process runs on.
+    pub fn kill(&mut self, id: &str) {
+        if let Some(mut running) = self.running.remove(id) {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+
+    /// The client of a running node.
+    pub fn api(&self, id: &str) -> Api {
+        self.running[id].api.clone()
+    }
+
+    /// The ids of the nodes.
+    pub fn ids(&self) -> Vec<String> {
+        self.configs.keys().cloned().collect()
+    }
+
+    /// A running node's peak resident memory in bytes (0 when unknown).
+    pub fn peak_resident(&self, id: &str) -> u64 {
+        self.running.get(id).map_or(0, |r| peak_resident_of(r.child.id()))
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for running in self.running.values_mut() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
 }
