@@ -294,7 +294,15 @@ pub struct Core<S> {
     hand_over: Option<recovery::HandOver>,
     /// When audit checkpoints were and are next made.
     checkpointing: witness::Checkpointing,
+    /// Each neighbour's lag in deltas as last counted, and when (see `LAG_EVERY_MS`).
+    lags: BTreeMap<NodeId, u64>,
+    lags_at_ms: u64,
 }
+
+/// How often the status counts again what each neighbour lacks: counting walks
+/// every log for every neighbour (a national node: hundreds of logs times
+/// dozens of children), and the lag is shown in whole seconds anyway.
+const LAG_EVERY_MS: u64 = 1_000;
 
 impl<S: StateStore> Core<S> {
     /// Boots a core from what `store` holds: every stored delta is verified again
@@ -357,6 +365,8 @@ impl<S: StateStore> Core<S> {
             recovery: None,
             hand_over: None,
             checkpointing: witness::Checkpointing::default(),
+            lags: BTreeMap::new(),
+            lags_at_ms: 0,
         };
         core.checkpointing = witness::Checkpointing::at_boot(now_ms, core.engine.checkpoint(me));
         core.restore_outbox(outbox);
@@ -563,8 +573,12 @@ impl<S: StateStore> Core<S> {
         let now = self.now_ms;
         let greeted: HashMap<NodeId, bool> = self.engine.peers().collect();
         let mut peers = BTreeMap::new();
+        if now >= self.lags_at_ms + LAG_EVERY_MS || self.lags.len() != self.links.len() {
+            self.lags = self.links.keys().map(|id| (*id, self.engine.peer_lag(*id))).collect();
+            self.lags_at_ms = now;
+        }
         for (id, link) in self.links.iter_mut() {
-            let lag = self.engine.peer_lag(*id);
+            let lag = self.lags.get(id).copied().unwrap_or(0);
             if lag == 0 {
                 link.in_sync_ms = now;
             }
