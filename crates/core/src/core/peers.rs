@@ -108,7 +108,12 @@ impl<S: StateStore> Core<S> {
                     if let Frame::Deltas(ds) = &frame {
                         self.sync.deltas_out += ds.len() as u64;
                     }
-                    self.group.held.push(Effect::Send { link, peer, frame });
+                    let send = Effect::Send { link, peer, frame };
+                    if self.may_forward_now(&send) {
+                        self.ready.push_back(send);
+                    } else {
+                        self.group.held.push(send);
+                    }
                 }
                 Action::SendRange { peer, log, from, to } => {
                     let Some(link) = self.links.get(&peer).map(|l| l.id) else { continue };
@@ -119,6 +124,20 @@ impl<S: StateStore> Core<S> {
                 Action::Disconnect { peer, reason } => self.close(peer, reason),
             }
         }
+    }
+
+    /// Whether a send may go out before the commit of its group: deltas of other
+    /// origins, relayed, need not wait for this node's flush (a relay that loses
+    /// them in a crash gets them again from its neighbours, like any delta it
+    /// lacks), so a change crosses the tree at the pace of the network, not of
+    /// one disk flush per hop. Its own deltas still wait (what it originated is
+    /// durable before anyone holds it), and so does anything queued behind a
+    /// held send on the same link (a link delivers in order).
+    fn may_forward_now(&self, send: &Effect) -> bool {
+        let Effect::Send { link, frame: Frame::Deltas(ds), .. } = send else { return false };
+        let on_link = |e: &Effect| matches!(e, Effect::Send { link: l, .. } | Effect::SendRange { link: l, .. } if l == link);
+        let queued = self.inflight.as_ref().map_or(&[][..], |f| &f.held[..]);
+        ds.iter().all(|d| d.log.origin != self.me) && !self.group.held.iter().chain(queued).any(on_link)
     }
 
     /// Writes an admitted delta and what it changes in the materialized views.
