@@ -2,9 +2,11 @@
 //! with real sled folders; the scenario's faults are applied at the transport
 //! (blocked links, killed and restarted nodes) and its time is wall-clock time.
 
+mod calls;
+
 use crate::invariants::{self, Durable, NodeView};
-use crate::report::{current_rss, peak_rss, Convergence, Report};
-use crate::scenario::{plan_publishes, Scenario, Step};
+use crate::report::{current_rss, peak_rss, Convergence, Report, Sample};
+use crate::scenario::{plan_publishes, PlannedChange, Scenario, Step};
 use crate::workload::Workload;
 use crate::SimError;
 use cascade_access::Principal;
@@ -20,10 +22,14 @@ use rand::SeedableRng;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Polling interval while waiting for convergence.
 const POLL: Duration = Duration::from_millis(20);
+
+/// How often the timeline is sampled: fine enough to see a trend within a
+/// minute, coarse enough that a ten-minute soak prints a page.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Convergence bookkeeping fed by every node's applied-delta notifications.
 #[derive(Default)]
@@ -34,6 +40,8 @@ struct Tracker {
     /// Changes applied somewhere before their acknowledgement was recorded.
     early: HashMap<(LogId, u64), usize>,
     converged_ms: Vec<u64>,
+    /// Every acknowledged change, in the order acknowledged.
+    acknowledged: Vec<(LogId, u64)>,
 }
 
 impl Tracker {
@@ -56,6 +64,7 @@ impl Tracker {
     }
 
     fn acked(&mut self, log: LogId, seq: u64, holders: usize, at: Instant) {
+        self.acknowledged.push((log, seq));
         let already = self.early.remove(&(log, seq)).unwrap_or(0);
         if already >= holders {
             self.converged_ms.push(at.elapsed().as_millis() as u64);
@@ -70,11 +79,12 @@ struct Run {
     tracker: Arc<Mutex<Tracker>>,
     listeners: HashMap<NodeId, JoinHandle<()>>,
     rng: StdRng,
-    workload: Workload,
-    acked: Arc<Mutex<Vec<(LogId, u64, Instant)>>>,
-    all_acked: Vec<(LogId, u64)>,
-    ids: Vec<NodeId>,
+    workload: Arc<Mutex<Workload>>,
+    ids: Arc<Vec<NodeId>>,
+    /// Publish and call steps still under way.
     publishes: Vec<JoinHandle<()>>,
+    /// The services called, once a `Calls` step set them up.
+    calls: Option<calls::RealCalls>,
 }
 
 fn node_err(e: impl std::fmt::Display) -> SimError {
@@ -109,40 +119,79 @@ impl Run {
         }
     }
 
-    /// Schedules one change at `id` after `delay`: the workload's commands, sent
-    /// in order as the node's own tools would.
-    fn publish(&mut self, id: NodeId, scope: Scope, delay: Duration) {
-        let Some(node) = self.node(id) else { return };
-        let scope = if node.identity().tier == Tier::National { Scope::Federation } else { scope };
-        let commands = self.workload.next_change(id, scope).commands();
-        let acked = self.acked.clone();
+    /// Starts the task that makes a publish step's changes on time, each by
+    /// the workload's commands sent in order as the node's own tools would (a
+    /// long step draws each change when its time comes, not all at once).
+    fn publish(&mut self, plan: Vec<PlannedChange>) {
+        let nodes: HashMap<NodeId, Node> =
+            plan.iter().filter_map(|c| Some((c.node, self.node(c.node)?))).collect();
+        let (workload, tracker, ids) = (self.workload.clone(), self.tracker.clone(), self.ids.clone());
         self.publishes.push(tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            for command in commands {
-                // Changes racing their own entry's creation are refused (409): not acknowledged.
-                let Ok(Reply::Entry(saved)) = node.execute(Principal::node(), command).await else { return };
-                if let Some(seq) = saved.delta_seq {
-                    let log = LogId { origin: node.identity().id, scope: saved.scope };
-                    if let Ok(mut a) = acked.lock() {
-                        a.push((log, seq, Instant::now()));
+            let start = tokio::time::Instant::now();
+            let mut changes = JoinSet::new();
+            for c in plan {
+                tokio::time::sleep_until(start + Duration::from_millis(c.offset_ms)).await;
+                let Some(node) = nodes.get(&c.node).cloned() else { continue };
+                let scope = if node.identity().tier == Tier::National { Scope::Federation } else { c.scope };
+                let change = workload.lock().unwrap_or_else(|p| p.into_inner()).next_change(c.node, scope);
+                let (tracker, ids) = (tracker.clone(), ids.clone());
+                changes.spawn(async move {
+                    for command in change.commands() {
+                        // Changes racing their own entry's creation are refused (409): not acknowledged.
+                        let Ok(Reply::Entry(saved)) = node.execute(Principal::node(), command).await else {
+                            return;
+                        };
+                        if let Some(seq) = saved.delta_seq {
+                            let log = LogId { origin: node.identity().id, scope: saved.scope };
+                            let holders = ids.iter().filter(|id| log.visible_at(**id)).count();
+                            tracker.lock().unwrap_or_else(|p| p.into_inner()).acked(
+                                log,
+                                seq,
+                                holders,
+                                Instant::now(),
+                            );
+                        }
                     }
-                }
+                });
+                while changes.try_join_next().is_some() {}
             }
+            while changes.join_next().await.is_some() {}
         }));
     }
 
-    /// Hands acknowledgements to the tracker.
-    fn drain_acks(&mut self) {
-        let acks: Vec<(LogId, u64, Instant)> =
-            self.acked.lock().map(|mut a| a.drain(..).collect()).unwrap_or_default();
-        let ids = self.ids.clone();
-        for (log, seq, at) in acks {
-            let holders = ids.iter().filter(|id| log.visible_at(**id)).count();
-            self.all_acked.push((log, seq));
-            if let Ok(mut t) = self.tracker.lock() {
-                t.acked(log, seq, holders, at);
+    /// Samples the timeline every `SAMPLE_EVERY` until aborted.
+    fn sample_timeline(&self, timeline: Arc<Mutex<Vec<Sample>>>) -> JoinHandle<()> {
+        let tracker = self.tracker.clone();
+        let calls = self.calls.as_ref().map(|c| c.tally_handle());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut seen = 0;
+            loop {
+                tokio::time::sleep(SAMPLE_EVERY).await;
+                let t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                let mut window = t.converged_ms[seen.min(t.converged_ms.len())..].to_vec();
+                seen = t.converged_ms.len();
+                window.sort_unstable();
+                let sample = Sample {
+                    at_s: start.elapsed().as_secs_f64(),
+                    rss_bytes: current_rss(),
+                    acknowledged: t.acknowledged.len() as u64,
+                    travelling: t.waiting.len(),
+                    oldest_ms: t
+                        .waiting
+                        .values()
+                        .map(|(at, _)| at.elapsed().as_millis() as u64)
+                        .max()
+                        .unwrap_or(0),
+                    p99_ms: Convergence::from_ms(&window, 0).p99_ms as u64,
+                    calls_served: calls
+                        .as_ref()
+                        .map_or(0, |c| c.lock().unwrap_or_else(|p| p.into_inner()).served),
+                };
+                drop(t);
+                timeline.lock().unwrap_or_else(|p| p.into_inner()).push(sample);
             }
-        }
+        })
     }
 
     fn converged(&self) -> bool {
@@ -175,8 +224,9 @@ impl Run {
         let start = Instant::now();
         loop {
             self.publishes.retain(|h| !h.is_finished());
-            self.drain_acks();
-            if self.publishes.is_empty() && self.converged() {
+            // Cheap first: an acknowledged change still travelling settles it.
+            let travelling = self.tracker.lock().map_or(0, |t| t.waiting.len());
+            if self.publishes.is_empty() && travelling == 0 && self.converged() {
                 return true;
             }
             if start.elapsed() > max {
@@ -234,11 +284,10 @@ async fn run_in(
         tracker: Arc::new(Mutex::new(Tracker::default())),
         listeners: HashMap::new(),
         rng: StdRng::seed_from_u64(seed),
-        workload: Workload::new(seed),
-        acked: Arc::new(Mutex::new(Vec::new())),
-        all_acked: Vec::new(),
-        ids: ids.clone(),
+        workload: Arc::new(Mutex::new(Workload::new(seed))),
+        ids: Arc::new(ids.clone()),
         publishes: Vec::new(),
+        calls: None,
     };
     for id in &ids {
         run.listen(*id);
@@ -253,14 +302,31 @@ async fn run_in(
     }
     let idle_rss = current_rss();
     let mut failures = Vec::new();
+    // Services are set up before the timeline starts: their set-up is not load.
+    for step in &scenario.steps {
+        if matches!(step, Step::Calls { .. }) && run.calls.is_none() {
+            let fed = &run.fed;
+            let node = |id| fed.node(id).map(|r| r.node.clone());
+            run.calls = Some(calls::RealCalls::set_up(&ids, node, &mut run.rng).await?);
+        }
+    }
+    let timeline: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let sampler = run.sample_timeline(timeline.clone());
     for (i, step) in scenario.steps.iter().enumerate() {
         if progress {
             eprintln!("[sim] step {i}: {step:?}");
         }
         match step {
             Step::Publish { count, at, over_ms, scope } => {
-                for c in plan_publishes(*count, at, *over_ms, *scope, &ids, &mut run.rng) {
-                    run.publish(c.node, c.scope, Duration::from_millis(c.offset_ms));
+                let plan = plan_publishes(*count, at, *over_ms, *scope, &ids, &mut run.rng);
+                run.publish(plan);
+            }
+            Step::Calls { count, over_ms } => {
+                if let Some(calls) = &run.calls {
+                    let fed = &run.fed;
+                    let node = |id| fed.node(id).map(|r| r.node.clone());
+                    let over = Duration::from_millis(*over_ms);
+                    run.publishes.push(calls.start(*count, over, node, &mut run.rng));
                 }
             }
             Step::Partition { a, b } | Step::Heal { a, b } => {
@@ -300,10 +366,7 @@ async fn run_in(
                     n.set_send_delay(Duration::from_millis(*ms));
                 }
             }
-            Step::Wait { ms } => {
-                tokio::time::sleep(Duration::from_millis(*ms)).await;
-                run.drain_acks();
-            }
+            Step::Wait { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
             Step::Converge { max_ms } => {
                 if !run.wait_converged(Duration::from_millis(*max_ms)).await {
                     failures.push(format!("step {i}: no convergence within {max_ms} ms"));
@@ -319,7 +382,7 @@ async fn run_in(
     for handle in run.publishes.drain(..) {
         let _ = handle.await;
     }
-    run.drain_acks();
+    sampler.abort();
     let peak = peak_rss();
     let (frames, bytes) = run
         .fed
@@ -336,7 +399,7 @@ async fn run_in(
     for listener in run.listeners.values() {
         listener.abort();
     }
-    let Run { fed, tracker, all_acked, .. } = run;
+    let Run { fed, tracker, calls, .. } = run;
     fed.shutdown().await.map_err(node_err)?;
     for id in &ids {
         let path = dir.join(id.to_string()).join(cascade_runtime::STORE_DIR);
@@ -366,12 +429,18 @@ async fn run_in(
             (*id, NodeView { alive: *alive, logs, audit_break: audit_break.clone() })
         })
         .collect();
+    let all_acked = tracker.lock().map(|t| t.acknowledged.clone()).unwrap_or_default();
     let acked: Vec<(LogId, u64, Hash)> = all_acked
         .iter()
         .map(|(log, seq)| (*log, *seq, hashes.get(&(*log, *seq)).copied().unwrap_or([0; 32])))
         .collect();
     let mut outcome = invariants::check(&views, &acked, &verifier);
     outcome.violations.extend(failures);
+    match calls.as_ref().map(|c| c.check()) {
+        Some(Ok(passed)) => outcome.passed.push(passed),
+        Some(Err(violation)) => outcome.violations.push(violation),
+        None => {}
+    }
     let changes = acked.len() as u64;
     let mut converged = tracker.lock().map(|t| t.converged_ms.clone()).unwrap_or_default();
     converged.sort_unstable();
@@ -396,11 +465,12 @@ async fn run_in(
         services: 0,
         applications: BTreeMap::new(),
         workflow_steps: 0,
-        calls: Default::default(),
+        calls: calls.as_ref().map(|c| c.tally()).unwrap_or_default(),
         datasets: Default::default(),
         trace_digest: String::new(),
         peak_rss_bytes: peak,
         idle_rss_bytes,
+        timeline: timeline.lock().map(|t| t.clone()).unwrap_or_default(),
         invariants: outcome,
     })
 }

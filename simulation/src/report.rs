@@ -41,6 +41,27 @@ impl Convergence {
     }
 }
 
+/// One sample of a real run's timeline, taken every few seconds from the first
+/// step on: how much memory the federation holds and how far behind it is.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Sample {
+    /// Seconds since the first step began.
+    pub at_s: f64,
+    /// Resident memory of the process.
+    pub rss_bytes: u64,
+    /// Changes acknowledged so far.
+    pub acknowledged: u64,
+    /// Acknowledged changes not yet durable at every node that should hold them.
+    pub travelling: usize,
+    /// How long the oldest of those has been travelling, ms: the lag.
+    pub oldest_ms: u64,
+    /// 99th percentile of the convergence times of the changes that converged
+    /// since the previous sample, ms.
+    pub p99_ms: u64,
+    /// Calls answered 200 so far.
+    pub calls_served: u64,
+}
+
 /// Everything a run measured and concluded.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -92,6 +113,8 @@ pub struct Report {
     /// Real mode: memory the federation took once linked up and idle (RSS growth
     /// over the process before launch); 0 in deterministic mode.
     pub idle_rss_bytes: u64,
+    /// Real mode: memory and lag over time (empty in deterministic mode).
+    pub timeline: Vec<Sample>,
     /// The invariants.
     pub invariants: Outcome,
 }
@@ -193,6 +216,22 @@ impl fmt::Display for Report {
         }
         if self.hand_overs > 0 {
             writeln!(f, "  keys        {} logs handed over to new keys", self.hand_overs)?;
+        }
+        if !self.timeline.is_empty() {
+            writeln!(f, "  timeline    at s   RSS MiB   acked   travelling   lag ms   p99 ms   calls")?;
+            for s in &self.timeline {
+                writeln!(
+                    f,
+                    "              {:>5.0}   {:>7.0}   {:>5}   {:>10}   {:>6}   {:>6}   {:>5}",
+                    s.at_s,
+                    mib(s.rss_bytes),
+                    s.acknowledged,
+                    s.travelling,
+                    s.oldest_ms,
+                    s.p99_ms,
+                    s.calls_served
+                )?;
+            }
         }
         writeln!(f, "  trace       {}", self.trace_digest)?;
         for p in &self.invariants.passed {

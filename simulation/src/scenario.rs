@@ -115,6 +115,17 @@ pub enum Step {
         #[serde(default)]
         scope: ScopeMix,
     },
+    /// Make `count` service calls, spread over `over_ms`, each by a node's
+    /// consumers with a service grant they hold. In real mode a few nodes provide
+    /// a service each (its upstream an HTTP server of the simulator's) and a few
+    /// others hold grants for all of them; every call crosses the real gateways.
+    Calls {
+        /// How many calls.
+        count: u64,
+        /// Spread over this many ms. Default: all at once.
+        #[serde(default)]
+        over_ms: u64,
+    },
     /// Cut the link between two neighbours (both directions).
     Partition {
         /// One end.

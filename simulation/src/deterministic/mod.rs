@@ -11,7 +11,7 @@ mod people;
 use crate::calls::{Calls, Meddle};
 use crate::invariants::{self, NodeView, WorkflowView};
 use crate::report::{Convergence, Report};
-use crate::scenario::{plan_publishes, Network, Scenario, Step};
+use crate::scenario::{plan_publishes, Network, Scenario, ScopeMix, Step, Target};
 use crate::workload::{provider_of, Workload};
 use crate::SimError;
 use cascade_access::Principal;
@@ -162,6 +162,10 @@ enum Sched {
     Publish {
         node: NodeId,
         scope: Scope,
+    },
+    /// A call by the node's consumers (a `Calls` step).
+    Call {
+        node: NodeId,
     },
     Reconnect {
         a: NodeId,
@@ -826,6 +830,12 @@ impl Simulator {
                     self.publishes_ahead -= 1;
                     self.publish(node, scope);
                 }
+                Sched::Call { node } => {
+                    self.publishes_ahead -= 1;
+                    if self.alive(node) {
+                        self.call(node);
+                    }
+                }
                 Sched::Reconnect { a, b } => self.link_up(a, b),
                 Sched::Tick { node, life, at } => self.tick(node, life, at),
             }
@@ -908,6 +918,21 @@ impl Simulator {
                             self.now + c.offset_ms,
                             Sched::Publish { node: c.node, scope: c.scope },
                         );
+                    }
+                }
+                Step::Calls { count, over_ms } => {
+                    let anywhere = Target::Keyword("random".into());
+                    let plan = plan_publishes(
+                        *count,
+                        &anywhere,
+                        *over_ms,
+                        ScopeMix::Federation,
+                        &ids,
+                        &mut self.rng,
+                    );
+                    for c in plan {
+                        self.publishes_ahead += 1;
+                        self.schedule(self.now + c.offset_ms, Sched::Call { node: c.node });
                     }
                 }
                 Step::Partition { a, b } => {
@@ -1049,6 +1074,7 @@ impl Simulator {
             trace_digest: self.trace.finalize().to_hex().to_string(),
             peak_rss_bytes: crate::report::peak_rss(),
             idle_rss_bytes: 0,
+            timeline: Vec::new(),
             invariants: outcome,
         })
     }
