@@ -1,6 +1,7 @@
 //! The crash harness's long run: `CASCADE_CRASH_ROUNDS` (default 100) rounds of
 //! `kill -9` and restart of a random node of a five-process federation under a
-//! mixed load of registrations and publishes (see `cascade_tests::crash`).
+//! mixed load of registrations, publishes, applications and decisions, service
+//! calls and dataset fetches (see `cascade_tests::crash`).
 //!
 //! `cargo bench -p cascade-node --bench crash`
 
@@ -16,7 +17,7 @@ async fn main() {
     let started = Instant::now();
     let mut processes =
         Processes::launch(FOUR_PROVINCES, std::path::Path::new(env!("CARGO_BIN_EXE_cascade")));
-    let report = crash_rounds(&mut processes, rounds, seed).await;
+    let report = crash_rounds(&mut processes, ("110000", "370200"), rounds, seed).await;
     println!(
         "five `cascade run` processes (topology FOUR_PROVINCES), seed {seed}, {:.0} s",
         started.elapsed().as_secs_f64()
@@ -27,6 +28,23 @@ async fn main() {
     println!("  lost                           {}", report.acknowledged - report.found);
     println!("  forks flagged                  {}", report.forks);
     println!("  broken chains flagged          {}", report.broken_chains);
+    let d = &report.docking;
+    println!("  applications acknowledged      {} (granted in the end {})", d.applications, d.granted);
+    println!(
+        "  applications applied twice     {} (received by the provider {})",
+        d.applied_twice, d.received
+    );
+    println!("  calls answered                 {} (reached the upstream once {})", d.calls, d.calls_once);
+    println!("  calls reaching it twice        {}", d.calls_twice);
+    println!("  dataset versions acknowledged  {} (fetched intact {})", d.versions, d.versions_fetched);
+    println!("  fetches with wrong bytes       {}", d.wrong_bytes);
     assert_eq!(report.found, report.acknowledged, "acknowledged writes were lost");
     assert_eq!(report.forks + report.broken_chains, 0, "a fork or a broken chain was flagged");
+    assert_eq!(d.granted, d.applications, "acknowledged applications were lost");
+    assert_eq!(
+        (d.applied_twice, d.calls_twice, d.wrong_bytes),
+        (0, 0, 0),
+        "something applied twice or corrupted"
+    );
+    assert_eq!((d.calls_once, d.versions_fetched), (d.calls, d.versions), "a call or a version was lost");
 }

@@ -1,13 +1,20 @@
 //! The crash harness: a federation of `cascade run` processes under a mixed load
-//! of organization registrations and catalog publishes, one node at a time
+//! — organization registrations and catalog publishes at every node, and
+//! between a consumer and a provider in two provinces applications and
+//! decisions, service calls and dataset fetches (`docking`) — one node at a time
 //! killed with SIGKILL at a random moment and started again, and after every
 //! round the checks a federation owes its users: every write a node
 //! acknowledged is still there at its origin, the federation converges to one
 //! history (every node holds every log it may see up to the same head), and no
-//! node flagged a fork or a broken chain.
+//! node flagged a fork or a broken chain; at the end, no acknowledged routed
+//! message or call was lost or applied twice and no fetch ended with wrong bytes.
 //!
 //! The test suite runs a few rounds (`node/tests/crash.rs`); `cargo bench -p
 //! cascade-node --bench crash` runs 100 (`CASCADE_CRASH_ROUNDS`).
+
+mod docking;
+
+pub use docking::DockingReport;
 
 use crate::process::{Api, Processes};
 use crate::{entry, nid, poll, DEADLINE};
@@ -47,21 +54,30 @@ pub struct CrashReport {
     pub forks: u64,
     /// Broken chains flagged by any node.
     pub broken_chains: u64,
+    /// What the docking load found.
+    pub docking: DockingReport,
 }
 
-/// Runs `rounds` kill/restart rounds on `processes`, writing at every node;
-/// the node killed and the moment are drawn from `seed`.
-pub async fn crash_rounds(processes: &mut Processes, rounds: usize, seed: u64) -> CrashReport {
+/// Runs `rounds` kill/restart rounds on `processes`, writing at every node and
+/// docking between `consumer` and `provider`; the node killed and the moment
+/// are drawn from `seed`.
+pub async fn crash_rounds(
+    processes: &mut Processes,
+    (consumer, provider): (&str, &str),
+    rounds: usize,
+    seed: u64,
+) -> CrashReport {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let ids = processes.ids();
     let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
     for id in &ids {
         register(&processes.api(id), id, 1, &acknowledged).await;
     }
+    let docking = docking::Docking::set_up(processes, provider, consumer).await;
     let mut serial = 0u64;
     for round in 0..rounds {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writers: Vec<_> = ids
+        let mut writers: Vec<_> = ids
             .iter()
             .map(|id| {
                 let (api, id, stop, acknowledged) =
@@ -70,6 +86,7 @@ pub async fn crash_rounds(processes: &mut Processes, rounds: usize, seed: u64) -
                 tokio::spawn(write_until(api, id, round, serial, stop, acknowledged))
             })
             .collect();
+        writers.extend(docking.start(processes, round, &stop));
         let victim = ids[rng.gen_range(0..ids.len())].clone();
         tokio::time::sleep(rng.gen_range(Duration::ZERO..MAX_LOAD_BEFORE_KILL)).await;
         processes.kill(&victim);
@@ -81,7 +98,12 @@ pub async fn crash_rounds(processes: &mut Processes, rounds: usize, seed: u64) -
         converged(processes, &ids).await;
     }
     let acknowledged = acknowledged.lock().expect("the list").clone();
-    let mut report = CrashReport { rounds, acknowledged: acknowledged.len(), ..CrashReport::default() };
+    let mut report = CrashReport {
+        rounds,
+        acknowledged: acknowledged.len(),
+        docking: docking.settle(processes).await,
+        ..CrashReport::default()
+    };
     for write in &acknowledged {
         if survived(processes, write).await {
             report.found += 1;

@@ -104,6 +104,11 @@ pub async fn publish_entry(api: &Api, division: &str, name: &str) -> String {
 /// Pushes `body` as the next version of `origin`'s entry `code`; answers the
 /// status and the answer.
 pub async fn push_version(api: &Api, origin: &str, code: &str, body: Vec<u8>) -> (u16, Value) {
+    try_push_version(api, origin, code, body).await.expect("the node answers")
+}
+
+/// Like `push_version`, once: `None` when the node does not answer.
+pub async fn try_push_version(api: &Api, origin: &str, code: &str, body: Vec<u8>) -> Option<(u16, Value)> {
     let resp = api
         .http
         .put(format!("{}/api/v1/datasets/{origin}/{}/versions", api.url, crate::encode(code)))
@@ -111,8 +116,8 @@ pub async fn push_version(api: &Api, origin: &str, code: &str, body: Vec<u8>) ->
         .body(body)
         .send()
         .await
-        .expect("the node answers");
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+        .ok()?;
+    Some((resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null)))
 }
 
 /// Registers the city `division`'s first organization (named `name`) at the
