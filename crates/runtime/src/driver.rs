@@ -17,11 +17,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-/// How often, at most, the published status is refreshed (and how stale it may
-/// get): building it walks every log for every neighbour, which a busy national
-/// federation cannot afford for each of its thousands of frames a second.
-/// Before a command is answered it is refreshed at once, so a client reading
-/// after its answer sees its change.
+/// How often the published status is refreshed while the node is busy (it is
+/// refreshed whenever the inbox runs empty too).
 const STATUS_EVERY: Duration = Duration::from_millis(50);
 
 /// A log advanced: every delta up to `seq` is durable here.
@@ -74,8 +71,6 @@ enum Wake {
     Flushed(Option<Result<(), String>>),
     Cancelled,
     Tick,
-    /// The published status is due for a refresh.
-    Status,
     Message(Option<Message>),
 }
 
@@ -95,8 +90,6 @@ pub(crate) struct Driver {
     flush_done: mpsc::UnboundedSender<Result<(), String>>,
     flushed: mpsc::UnboundedReceiver<Result<(), String>>,
     published_at: Instant,
-    /// Something happened since the status was last published.
-    status_stale: bool,
 }
 
 /// Unix milliseconds now.
@@ -134,9 +127,7 @@ impl Driver {
             flushing: None,
             flush_done,
             flushed,
-            // Due at once: the first status goes out on the first turn.
-            published_at: Instant::now().checked_sub(STATUS_EVERY).unwrap_or_else(Instant::now),
-            status_stale: true,
+            published_at: Instant::now(),
         }
     }
 
@@ -156,10 +147,7 @@ impl Driver {
     async fn serve(&mut self) -> Result<(), String> {
         loop {
             self.execute_effects()?;
-            let status_due = self.published_at + STATUS_EVERY;
-            if self.status_stale && status_due <= Instant::now() {
-                self.publish_status();
-            }
+            self.publish_status(false);
             let congested = self.core.is_congested();
             let timer = self.core.poll_timeout();
             let tick = tokio::time::sleep(Duration::from_millis(
@@ -170,12 +158,9 @@ impl Driver {
                 done = self.flushed.recv() => Wake::Flushed(done),
                 _ = self.cancel.cancelled() => Wake::Cancelled,
                 _ = tick, if timer.is_some() => Wake::Tick,
-                _ = tokio::time::sleep_until(status_due.into()), if self.status_stale => Wake::Status,
                 message = self.inbox.recv(), if !congested => Wake::Message(message),
             };
-            self.status_stale |= !matches!(wake, Wake::Status);
             match wake {
-                Wake::Status => {}
                 Wake::Flushed(done) => self.flushed(done)?,
                 Wake::Tick => self.core.handle(unix_millis(), Input::Tick),
                 Wake::Cancelled | Wake::Message(None) => break,
@@ -207,7 +192,7 @@ impl Driver {
             let done = self.flushed.recv().await;
             self.flushed(done)?;
         }
-        self.publish_status();
+        self.publish_status(true);
         self.store.flush().map_err(|e| e.to_string())
     }
 
@@ -255,7 +240,6 @@ impl Driver {
     }
 
     fn execute_effects(&mut self) -> Result<(), String> {
-        let mut published = false;
         while let Some(effect) = self.core.poll() {
             match effect {
                 Effect::Commit { group, batch } => {
@@ -292,11 +276,6 @@ impl Driver {
                     }
                 }
                 Effect::Reply { ticket, result } => {
-                    if !published {
-                        // What the answer says is already in the status.
-                        self.publish_status();
-                        published = true;
-                    }
                     if let Some(reply) = self.replies.remove(&ticket) {
                         let _ = reply.send(result);
                     }
@@ -327,10 +306,11 @@ impl Driver {
         }
     }
 
-    /// Publishes the core's status now.
-    fn publish_status(&mut self) {
+    fn publish_status(&mut self, force: bool) {
+        if !force && !self.inbox.is_empty() && self.published_at.elapsed() < STATUS_EVERY {
+            return;
+        }
         self.published_at = Instant::now();
-        self.status_stale = false;
         let mut status = self.core.status();
         std::mem::swap(&mut *self.status.write().unwrap_or_else(|p| p.into_inner()), &mut status);
     }
