@@ -174,6 +174,10 @@ async fn real_mode_shandong_converges_through_a_partition_a_crash_and_a_slow_lin
         r#"
         name = "partition-and-crash"
         [[step]]
+        do = "calls"
+        count = 60
+        over_ms = 1500
+        [[step]]
         do = "publish"
         count = 60
         over_ms = 600
@@ -217,4 +221,8 @@ async fn real_mode_shandong_converges_through_a_partition_a_crash_and_a_slow_lin
     assert!(report.invariants.ok(), "{report}");
     assert!(report.changes_acknowledged > 80, "{report}");
     assert!(report.frames > 0 && report.peak_rss_bytes > 0, "{report}");
+    // Calls crossed the real gateways while a link was cut and a city crashed;
+    // each one answered reached its upstream exactly once.
+    assert!(report.calls.served > 20, "{report}");
+    assert!(report.invariants.passed.iter().any(|p| p.contains("exactly once")), "{report}");
 }
