@@ -7,8 +7,10 @@
 //! signs, their materialization, own entries, accounts, tokens and the audit
 //! records saying who did it — leaves as one `Effect::Commit`. Sends and replies
 //! decided in a group are held until the driver reports that group durable
-//! (`Input::Committed`), so nothing is acknowledged or relayed before it would
-//! survive a crash. While one group is being made durable the next one collects.
+//! (`Input::Committed`), so nothing is acknowledged, originated or passed on
+//! from a neighbour before it would survive a crash; only deltas relayed from
+//! beyond the neighbours go on at once (see `may_forward_now`). While one group
+//! is being made durable the next one collects.
 
 use crate::audit::{AuditEvent, Chain};
 use crate::catalog::CatalogOp;
@@ -299,9 +301,9 @@ pub struct Core<S> {
     lags_at_ms: u64,
 }
 
-/// How often the status counts again what each neighbour lacks: counting walks
-/// every log for every neighbour (a national node: hundreds of logs times
-/// dozens of children), and the lag is shown in whole seconds anyway.
+/// How often, while busy, the status counts again what each neighbour lacks:
+/// counting walks every log for every neighbour (a national node: hundreds of
+/// logs times dozens of children), and the lag is shown in whole seconds anyway.
 const LAG_EVERY_MS: u64 = 1_000;
 
 impl<S: StateStore> Core<S> {
@@ -573,7 +575,10 @@ impl<S: StateStore> Core<S> {
         let now = self.now_ms;
         let greeted: HashMap<NodeId, bool> = self.engine.peers().collect();
         let mut peers = BTreeMap::new();
-        if now >= self.lags_at_ms + LAG_EVERY_MS || self.lags.len() != self.links.len() {
+        // Counted again when due, when links came or went, and when the node
+        // settles (nothing in flight) with a lag counted mid-commit.
+        let settled = self.inflight.is_none() && self.group.is_empty() && self.lags.values().any(|l| *l > 0);
+        if now >= self.lags_at_ms + LAG_EVERY_MS || self.lags.len() != self.links.len() || settled {
             self.lags = self.links.keys().map(|id| (*id, self.engine.peer_lag(*id))).collect();
             self.lags_at_ms = now;
         }

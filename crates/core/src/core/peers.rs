@@ -126,18 +126,27 @@ impl<S: StateStore> Core<S> {
         }
     }
 
-    /// Whether a send may go out before the commit of its group: deltas of other
-    /// origins, relayed, need not wait for this node's flush (a relay that loses
-    /// them in a crash gets them again from its neighbours, like any delta it
-    /// lacks), so a change crosses the tree at the pace of the network, not of
-    /// one disk flush per hop. Its own deltas still wait (what it originated is
-    /// durable before anyone holds it), and so does anything queued behind a
-    /// held send on the same link (a link delivers in order).
+    /// Whether a send may go out before the commit of its group: deltas relayed
+    /// from beyond this node's neighbours need not wait for its flush (lost in a
+    /// crash, they come back from the neighbours like any delta it lacks), so a
+    /// change crosses the middle of the tree at the pace of the network, not of
+    /// one disk flush per hop. Three kinds still wait: its own deltas (what it
+    /// originated is durable before anyone holds it); deltas of its parent or
+    /// children (an origin back from a power loss learns its heads from its
+    /// neighbours, so whatever a node beyond them holds, one of them must have
+    /// made durable); and anything queued behind a held send on the same link
+    /// (a link delivers in order).
     fn may_forward_now(&self, send: &Effect) -> bool {
         let Effect::Send { link, frame: Frame::Deltas(ds), .. } = send else { return false };
+        let me = self.engine.me();
+        let neighbour = |origin: NodeId| {
+            origin == self.me
+                || Some(origin) == me.parent
+                || self.engine.member(origin).is_some_and(|m| m.parent == Some(self.me))
+        };
         let on_link = |e: &Effect| matches!(e, Effect::Send { link: l, .. } | Effect::SendRange { link: l, .. } if l == link);
         let queued = self.inflight.as_ref().map_or(&[][..], |f| &f.held[..]);
-        ds.iter().all(|d| d.log.origin != self.me) && !self.group.held.iter().chain(queued).any(on_link)
+        ds.iter().all(|d| !neighbour(d.log.origin)) && !self.group.held.iter().chain(queued).any(on_link)
     }
 
     /// Writes an admitted delta and what it changes in the materialized views.
