@@ -85,6 +85,18 @@ struct Run {
     publishes: Vec<JoinHandle<()>>,
     /// The services called, once a `Calls` step set them up.
     calls: Option<calls::RealCalls>,
+    /// The running nodes, for the tasks of publish and call steps to find
+    /// them when a change or a call is due (a crashed node's handle must not
+    /// outlive it: it holds its store open).
+    live: Live,
+}
+
+/// The running nodes by id.
+type Live = Arc<Mutex<HashMap<NodeId, Node>>>;
+
+/// The running node `id`, if any.
+fn live_node(live: &Live, id: NodeId) -> Option<Node> {
+    live.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
 }
 
 fn node_err(e: impl std::fmt::Display) -> SimError {
@@ -98,6 +110,7 @@ impl Run {
 
     fn listen(&mut self, id: NodeId) {
         let Some(node) = self.node(id) else { return };
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id, node.clone());
         let mut rx = node.subscribe();
         drop(node);
         let tracker = self.tracker.clone();
@@ -123,15 +136,14 @@ impl Run {
     /// the workload's commands sent in order as the node's own tools would (a
     /// long step draws each change when its time comes, not all at once).
     fn publish(&mut self, plan: Vec<PlannedChange>) {
-        let nodes: HashMap<NodeId, Node> =
-            plan.iter().filter_map(|c| Some((c.node, self.node(c.node)?))).collect();
-        let (workload, tracker, ids) = (self.workload.clone(), self.tracker.clone(), self.ids.clone());
+        let (live, workload, tracker, ids) =
+            (self.live.clone(), self.workload.clone(), self.tracker.clone(), self.ids.clone());
         self.publishes.push(tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             let mut changes = JoinSet::new();
             for c in plan {
                 tokio::time::sleep_until(start + Duration::from_millis(c.offset_ms)).await;
-                let Some(node) = nodes.get(&c.node).cloned() else { continue };
+                let Some(node) = live_node(&live, c.node) else { continue };
                 let scope = if node.identity().tier == Tier::National { Scope::Federation } else { c.scope };
                 let change = workload.lock().unwrap_or_else(|p| p.into_inner()).next_change(c.node, scope);
                 let (tracker, ids) = (tracker.clone(), ids.clone());
@@ -224,9 +236,7 @@ impl Run {
         let start = Instant::now();
         loop {
             self.publishes.retain(|h| !h.is_finished());
-            // Cheap first: an acknowledged change still travelling settles it.
-            let travelling = self.tracker.lock().map_or(0, |t| t.waiting.len());
-            if self.publishes.is_empty() && travelling == 0 && self.converged() {
+            if self.publishes.is_empty() && self.converged() {
                 return true;
             }
             if start.elapsed() > max {
@@ -288,6 +298,7 @@ async fn run_in(
         ids: Arc::new(ids.clone()),
         publishes: Vec::new(),
         calls: None,
+        live: Arc::default(),
     };
     for id in &ids {
         run.listen(*id);
@@ -323,10 +334,8 @@ async fn run_in(
             }
             Step::Calls { count, over_ms } => {
                 if let Some(calls) = &run.calls {
-                    let fed = &run.fed;
-                    let node = |id| fed.node(id).map(|r| r.node.clone());
                     let over = Duration::from_millis(*over_ms);
-                    run.publishes.push(calls.start(*count, over, node, &mut run.rng));
+                    run.publishes.push(calls.start(*count, over, run.live.clone(), &mut run.rng));
                 }
             }
             Step::Partition { a, b } | Step::Heal { a, b } => {
@@ -344,6 +353,7 @@ async fn run_in(
                 }
             }
             Step::Crash { node } => {
+                run.live.lock().unwrap_or_else(|p| p.into_inner()).remove(node);
                 run.fed.kill(*node).await.map_err(node_err)?;
                 if let Some(l) = run.listeners.remove(node) {
                     l.abort();
@@ -399,6 +409,8 @@ async fn run_in(
     for listener in run.listeners.values() {
         listener.abort();
     }
+    // The nodes' handles go before their stores are opened again below.
+    run.live.lock().unwrap_or_else(|p| p.into_inner()).clear();
     let Run { fed, tracker, calls, .. } = run;
     fed.shutdown().await.map_err(node_err)?;
     for id in &ids {

@@ -832,8 +832,15 @@ impl Simulator {
                 }
                 Sched::Call { node } => {
                     self.publishes_ahead -= 1;
-                    if self.alive(node) {
-                        self.call(node);
+                    // The drawn node's consumers call if they hold a service
+                    // grant; else the next node's in id order that do.
+                    let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                    let from = ids.iter().position(|id| *id == node).unwrap_or(0);
+                    for k in 0..ids.len() {
+                        let id = ids[(from + k) % ids.len()];
+                        if self.alive(id) && self.call(id) {
+                            break;
+                        }
                     }
                 }
                 Sched::Reconnect { a, b } => self.link_up(a, b),

@@ -51,6 +51,8 @@ pub(super) struct RealCalls {
     tally: Arc<Mutex<CallTally>>,
     /// Calls answered 200, by number.
     answered: Arc<Mutex<Vec<u64>>>,
+    /// Calls answered 200 with another body than the upstream gave.
+    altered: Arc<AtomicU64>,
 }
 
 fn err(e: impl std::fmt::Display) -> SimError {
@@ -130,45 +132,57 @@ impl RealCalls {
             next: Arc::default(),
             tally: Arc::default(),
             answered: Arc::default(),
+            altered: Arc::default(),
         })
     }
 
     /// Plans `count` calls over `over`, each by a random consumer to a random
-    /// service, and starts the task that makes them on time.
+    /// service, and starts the task that makes them on time (at whichever
+    /// instance of the consumer's node runs then: a call to a node that is down
+    /// is unreachable).
     pub(super) fn start(
         &self,
         count: u64,
         over: Duration,
-        node: impl Fn(NodeId) -> Option<Node>,
+        live: super::Live,
         rng: &mut impl Rng,
     ) -> tokio::task::JoinHandle<()> {
-        let plan: Vec<(Duration, Node, NodeId, String)> = (0..count)
-            .filter_map(|k| {
+        let plan: Vec<(Duration, NodeId, String)> = (0..count)
+            .map(|k| {
                 let c = self.consumers[rng.gen_range(0..self.consumers.len())];
                 let (_, service) = self.services[rng.gen_range(0..self.services.len())].clone();
                 let offset =
                     if count > 1 { over.mul_f64(k as f64 / (count - 1) as f64) } else { Duration::ZERO };
-                Some((offset, node(c)?, c, service))
+                (offset, c, service)
             })
             .collect();
-        let (next, tally, answered) = (self.next.clone(), self.tally.clone(), self.answered.clone());
+        let (next, tally, answered, altered) =
+            (self.next.clone(), self.tally.clone(), self.answered.clone(), self.altered.clone());
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             let mut calls = JoinSet::new();
-            for (offset, at, consumer, service) in plan {
+            for (offset, consumer, service) in plan {
                 tokio::time::sleep_until(start + offset).await;
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let (tally, answered) = (tally.clone(), answered.clone());
+                let at = super::live_node(&live, consumer);
+                let (tally, answered, altered) = (tally.clone(), answered.clone(), altered.clone());
                 calls.spawn(async move {
-                    let status = call(&at, consumer, service, n).await;
+                    let answer = match at {
+                        Some(at) => call(&at, consumer, service, n).await,
+                        None => Answer::Status(503),
+                    };
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    match status {
-                        SERVED => {
+                    match answer {
+                        Answer::Served => {
                             t.served += 1;
                             answered.lock().unwrap_or_else(|p| p.into_inner()).push(n);
                         }
-                        400..=499 => t.refused += 1,
-                        _ => t.unreachable += 1,
+                        Answer::Altered => {
+                            t.served += 1;
+                            altered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Answer::Status(400..=499) => t.refused += 1,
+                        Answer::Status(_) => t.unreachable += 1,
                     }
                 });
                 while calls.try_join_next().is_some() {}
@@ -187,25 +201,38 @@ impl RealCalls {
         self.tally.clone()
     }
 
-    /// The end-of-run check: every call answered 200 reached its upstream
-    /// exactly once, and no call reached it twice; `Err` says what broke it.
+    /// The end-of-run check: calls were answered, each answer is the one its
+    /// upstream gave, every call answered 200 reached its upstream exactly once,
+    /// and no call reached it twice; `Err` says what broke it.
     pub(super) fn check(&self) -> Result<String, String> {
         let reached = self.reached.lock().unwrap_or_else(|p| p.into_inner());
         let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
         let twice = reached.iter().filter(|(_, times)| **times > 1).count();
         let unseen = answered.iter().filter(|n| !reached.contains_key(n)).count();
-        if twice + unseen > 0 {
+        let altered = self.altered.load(Ordering::Relaxed);
+        if answered.is_empty() || twice + unseen > 0 || altered > 0 {
             return Err(format!(
-                "{twice} calls reached their upstream twice, {unseen} answered calls never reached it"
+                "{} calls answered; {twice} reached their upstream twice, {unseen} answered never reached it, \
+                 {altered} answered with another body than the upstream gave",
+                answered.len()
             ));
         }
         Ok(format!("each of the {} answered calls reached its upstream exactly once", answered.len()))
     }
 }
 
-/// One call by `consumer`'s consumers through `at`'s gateway: its status, 200
-/// only when the upstream's answer (the call's number) came back whole.
-async fn call(at: &Node, consumer: NodeId, service: String, n: u64) -> u16 {
+/// How a call ended for its caller.
+enum Answer {
+    /// 200 with the upstream's answer (the call's number), whole.
+    Served,
+    /// 200 with another body.
+    Altered,
+    /// Another status (or the body broke off: 502).
+    Status(u16),
+}
+
+/// One call by `consumer`'s consumers through `at`'s gateway.
+async fn call(at: &Node, consumer: NodeId, service: String, n: u64) -> Answer {
     let principal = Principal {
         actor: format!("account:soak-{consumer}"),
         username: Some(format!("soak-{consumer}")),
@@ -226,15 +253,16 @@ async fn call(at: &Node, consumer: NodeId, service: String, n: u64) -> u16 {
             while let Some(chunk) = answer.body.recv().await {
                 match chunk {
                     Ok(bytes) => got.extend_from_slice(&bytes),
-                    Err(_) => return 502,
+                    Err(_) => return Answer::Status(502),
                 }
             }
-            if answer.status == SERVED && got != n.to_string().as_bytes() {
-                return 502;
+            match answer.status {
+                SERVED if got == n.to_string().as_bytes() => Answer::Served,
+                SERVED => Answer::Altered,
+                status => Answer::Status(status),
             }
-            answer.status
         }
-        Err(failure) => failure.status,
+        Err(failure) => Answer::Status(failure.status),
     }
 }
 
