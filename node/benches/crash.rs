@@ -35,15 +35,20 @@ async fn main() {
         d.applied_twice, d.received
     );
     println!("  calls answered                 {} (reached the upstream once {})", d.calls, d.calls_once);
-    println!("  calls reaching it twice        {}", d.calls_twice);
+    println!(
+        "  calls reaching it twice        {} (answered with another body {})",
+        d.calls_twice, d.calls_altered
+    );
     println!("  dataset versions acknowledged  {} (fetched intact {})", d.versions, d.versions_fetched);
     println!("  fetches with wrong bytes       {}", d.wrong_bytes);
     assert_eq!(report.found, report.acknowledged, "acknowledged writes were lost");
     assert_eq!(report.forks + report.broken_chains, 0, "a fork or a broken chain was flagged");
+    assert!(d.applications > 0 && d.calls > 0 && d.versions > 0, "the docking load did nothing");
     assert_eq!(d.granted, d.applications, "acknowledged applications were lost");
+    assert_eq!(d.received, d.applications, "the provider's audit log misses applications");
     assert_eq!(
-        (d.applied_twice, d.calls_twice, d.wrong_bytes),
-        (0, 0, 0),
+        (d.applied_twice, d.calls_twice, d.calls_altered, d.wrong_bytes),
+        (0, 0, 0, 0),
         "something applied twice or corrupted"
     );
     assert_eq!((d.calls_once, d.versions_fetched), (d.calls, d.versions), "a call or a version was lost");

@@ -24,6 +24,7 @@ async fn every_acknowledged_write_survives_kill_9_and_the_federation_converges_w
     assert_eq!(docking.received, docking.applications, "the provider's audit log shows them: {docking:?}");
     assert_eq!(docking.applied_twice, 0, "{docking:?}");
     assert_eq!((docking.calls_once, docking.calls_twice), (docking.calls, 0), "{docking:?}");
+    assert_eq!(docking.calls_altered, 0, "{docking:?}");
     assert_eq!(docking.versions_fetched, docking.versions, "{docking:?}");
     assert_eq!(docking.wrong_bytes, 0, "{docking:?}");
 }

@@ -7,7 +7,7 @@
 //! is applied twice and no fetch ends with other bytes than were published.
 
 use crate::process::{Api, Processes};
-use crate::{content, encode, nid, poll, DEADLINE};
+use crate::{content, encode, nid, DEADLINE};
 use axum::extract::{Path, State};
 use cascade_protocol::org::Organization;
 use serde_json::{json, Value};
@@ -46,6 +46,8 @@ pub struct DockingReport {
     pub calls_once: usize,
     /// Calls (acknowledged or not) that reached the upstream more than once.
     pub calls_twice: usize,
+    /// Calls answered 200 with another body than the upstream gave.
+    pub calls_altered: usize,
     /// Dataset versions the provider's node acknowledged (201).
     pub versions: usize,
     /// Of those, fetched at the consumer's node with the published bytes.
@@ -59,6 +61,7 @@ pub struct DockingReport {
 struct Ledger {
     applications: Vec<String>,
     calls: Vec<u64>,
+    calls_altered: usize,
     /// Version → blake3 of its content.
     versions: BTreeMap<u64, blake3::Hash>,
     wrong_bytes: usize,
@@ -122,7 +125,7 @@ impl Docking {
         .await;
         for resource in [json!({"service": docking.service}), docking.entry(&docking.dataset)] {
             let id = apply(&c, consumer, resource).await.expect("an application");
-            docking.approve_until_granted(processes, &[id]).await;
+            assert_eq!(docking.approve_until_granted(processes, &[id]).await, 1, "the set-up's grant");
         }
         docking
     }
@@ -177,8 +180,10 @@ impl Docking {
         tasks.push(tokio::spawn(async move {
             while !stop2.load(Ordering::Relaxed) {
                 let n = nonce.fetch_add(1, Ordering::Relaxed);
-                if call(&api, &caller, &service, n).await {
-                    ledger.lock().expect("the ledger").calls.push(n);
+                match call(&api, &caller, &service, n).await {
+                    Called::Answered => ledger.lock().expect("the ledger").calls.push(n),
+                    Called::Altered => ledger.lock().expect("the ledger").calls_altered += 1,
+                    Called::Not => {}
                 }
                 tokio::time::sleep(ACT_EVERY).await;
             }
@@ -192,7 +197,7 @@ impl Docking {
             ledger.lock().expect("the ledger").versions.insert(version, blake3::hash(&data));
             let path = format!("/api/v1/datasets/{provider}/{}/versions/{version}", encode(&dataset));
             while !stop2.load(Ordering::Relaxed) {
-                match fetch(&c, &path).await {
+                match fetch(&c, &path, &stop2).await {
                     Some(Fetched::Bytes(bytes)) => {
                         if blake3::hash(&bytes) != blake3::hash(&data) {
                             ledger.lock().expect("the ledger").wrong_bytes += 1;
@@ -224,6 +229,7 @@ impl Docking {
             calls: ledger.calls.len(),
             calls_once: ledger.calls.iter().filter(|n| upstream.get(n) == Some(&1)).count(),
             calls_twice: upstream.values().filter(|n| **n > 1).count(),
+            calls_altered: ledger.calls_altered,
             versions: ledger.versions.len(),
             wrong_bytes: ledger.wrong_bytes,
             ..DockingReport::default()
@@ -234,7 +240,7 @@ impl Docking {
             let mut fetched = None;
             let start = tokio::time::Instant::now();
             while fetched.is_none() && start.elapsed() < DEADLINE {
-                fetched = match fetch(&c, &path).await {
+                fetched = match fetch(&c, &path, &AtomicBool::new(false)).await {
                     Some(Fetched::Bytes(bytes)) => Some(blake3::hash(&bytes) == *hash),
                     _ => {
                         tokio::time::sleep(ACT_EVERY).await;
@@ -339,20 +345,36 @@ async fn approve_pending(api: &Api) {
     }
 }
 
+/// How a call ended.
+enum Called {
+    /// 200 with the upstream's answer.
+    Answered,
+    /// 200 with another body.
+    Altered,
+    /// Not answered (refused, a node down, cut off).
+    Not,
+}
+
 /// Calls `GET /count/{n}` of `service` through the consumer's gateway as the
-/// consumer account (logging in again when its session is gone); whether the
-/// upstream's answer came back.
-async fn call(api: &Api, caller: &Mutex<String>, service: &str, n: u64) -> bool {
+/// consumer account (logging in again when its session is gone).
+async fn call(api: &Api, caller: &Mutex<String>, service: &str, n: u64) -> Called {
     let token = caller.lock().expect("the token").clone();
     let url = format!("{}/gateway/{service}/count/{n}", api.url);
-    let Ok(resp) = api.http.get(url).bearer_auth(token).send().await else { return false };
+    let Ok(resp) = api.http.get(url).bearer_auth(token).send().await else { return Called::Not };
     if resp.status() == 401 {
         if let Some(token) = login(api).await {
             *caller.lock().expect("the token") = token;
         }
-        return false;
+        return Called::Not;
     }
-    resp.status() == 200 && resp.text().await.is_ok_and(|body| body == n.to_string())
+    if resp.status() != 200 {
+        return Called::Not;
+    }
+    match resp.text().await {
+        Ok(body) if body == n.to_string() => Called::Answered,
+        Ok(_) => Called::Altered,
+        Err(_) => Called::Not,
+    }
 }
 
 /// PUTs `data` as the next version of `origin`'s entry `code`; its number if
@@ -379,17 +401,25 @@ enum Fetched {
 }
 
 /// Fetches the version at `path` to the node `api` and reads its copy; `None`
-/// when the node stopped answering on the way.
-async fn fetch(api: &Api, path: &str) -> Option<Fetched> {
+/// when the node stopped answering on the way, or the job still runs after
+/// `DEADLINE` or once `stop` is set.
+async fn fetch(api: &Api, path: &str, stop: &AtomicBool) -> Option<Fetched> {
     let (status, job) = api.try_call("POST", &format!("{path}/fetch"), None).await?;
     if status != 202 {
         return Some(Fetched::Failed);
     }
     let job = format!("/api/v1/fetches/{}", job["id"].as_str()?);
-    let state =
+    let job_state =
         || async { api.try_call("GET", &job, None).await.map_or(json!("gone"), |(_, j)| j["state"].clone()) };
-    poll("the fetch ends", ACT_EVERY, DEADLINE, || async { state().await != "running" }).await;
-    let state = state().await;
+    let start = tokio::time::Instant::now();
+    let mut state = job_state().await;
+    while state == "running" {
+        if start.elapsed() > DEADLINE || stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        tokio::time::sleep(ACT_EVERY).await;
+        state = job_state().await;
+    }
     if state != "done" {
         return (state != "gone").then_some(Fetched::Failed);
     }
