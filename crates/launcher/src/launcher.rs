@@ -30,6 +30,14 @@ pub struct RunningNode {
     admin_task: JoinHandle<std::io::Result<()>>,
 }
 
+/// Store cache shared by the nodes of a federation launched in one process
+/// (MiB): 2 GiB keeps a national topology's 365 nodes within a few GiB however
+/// long it runs, while a handful of nodes get the node's default.
+const IN_PROCESS_CACHE_MB: u64 = 2048;
+
+/// The least store cache a node launched in-process gets (MiB).
+const MIN_CACHE_MB: u64 = 4;
+
 /// Nodes stopped at once by `Federation::shutdown`: most of a stop is waiting
 /// for connections to close, so a few dozen overlap well on two cores.
 const STOPPING_AT_ONCE: usize = 32;
@@ -92,6 +100,8 @@ impl Federation {
                     workflow: Default::default(),
                     gateway: Default::default(),
                     datasets: Default::default(),
+                    store_cache_mb: (IN_PROCESS_CACHE_MB / topology.nodes.len().max(1) as u64)
+                        .clamp(MIN_CACHE_MB, 256),
                 },
             );
         }

@@ -42,6 +42,20 @@ pub struct NodeConfig {
     /// Dataset versions and the chunk store.
     #[serde(default)]
     pub datasets: DatasetConfig,
+    /// Memory the store's cache may take, MiB (about; sled's page cache).
+    /// Default 256. Without a bound, sled caches up to 1 GiB per node, which a
+    /// process holding many nodes (`cascade up`, the simulator) cannot afford:
+    /// they give each node a share instead.
+    #[serde(default = "default_store_cache_mb")]
+    pub store_cache_mb: u64,
+}
+
+/// The largest store cache a node may ask for (MiB): 64 GiB, far beyond any
+/// catalog, and well within what `saturating_mul` to bytes keeps exact.
+const MAX_STORE_CACHE_MB: u64 = 64 << 10;
+
+fn default_store_cache_mb() -> u64 {
+    256
 }
 
 /// Dataset settings: how long chunks are kept.
@@ -217,6 +231,9 @@ impl NodeConfig {
     /// Checks the fields that depend on each other.
     pub fn check(&self) -> Result<(), String> {
         self.workflow.check()?;
+        if !(1..=MAX_STORE_CACHE_MB).contains(&self.store_cache_mb) {
+            return Err(format!("`store_cache_mb` must be 1 to {MAX_STORE_CACHE_MB}"));
+        }
         match (self.tier, self.parent, self.parent_addr) {
             (Tier::National, None, _) => Ok(()),
             (Tier::National, Some(_), _) => Err("the national node has no parent".into()),
@@ -233,5 +250,22 @@ impl NodeConfig {
         } else {
             self.data_dir.join(path)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "id = 100000\nname = \"中华人民共和国\"\ntier = \"national\"\ndata_dir = \"/tmp/x\"\n";
+
+    #[test]
+    fn the_store_cache_defaults_to_256_mib_and_zero_is_refused_saying_why() {
+        assert_eq!(NodeConfig::from_toml(MINIMAL).map(|c| c.store_cache_mb), Ok(256));
+        let bounded = NodeConfig::from_toml(&format!("{MINIMAL}store_cache_mb = 8\n"));
+        assert_eq!(bounded.map(|c| c.store_cache_mb), Ok(8));
+        let zero = NodeConfig::from_toml(&format!("{MINIMAL}store_cache_mb = 0\n")).unwrap_err();
+        assert!(zero.contains("store_cache_mb"), "{zero}");
     }
 }

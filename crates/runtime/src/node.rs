@@ -137,8 +137,9 @@ impl Node {
         let me = config.id;
         let data_dir = config.data_dir.clone();
         let calendar = config.workflow.calendar();
+        let cache_bytes = config.store_cache_mb.saturating_mul(1 << 20);
         let (core, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
-            let store = Store::open(&store_dir, me)?;
+            let store = Store::open_cached(&store_dir, me, cache_bytes)?;
             let identity = Identity { key, chain, verifier: Box::new(verifier), previous_key };
             let mut core = Core::boot(identity, store.clone(), unix_millis())?;
             core.set_calendar(calendar);

@@ -98,15 +98,26 @@ pub struct Store {
     usage_count: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// sled's own default cache size, for stores opened without a setting.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
 impl Store {
-    /// Opens (or creates) the store in `path`. When the folder is still locked by a
-    /// crashed instance of this node in the same process (its tasks are being torn
-    /// down), waits for the lock a bounded while. A store of another format is
-    /// refused with what to do about it.
+    /// Opens (or creates) the store in `path`, with sled's default cache (see
+    /// `open_cached`).
     pub fn open(path: &Path, me: NodeId) -> Result<Store, StoreError> {
+        Store::open_cached(path, me, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store in `path`, letting sled cache at most about
+    /// `cache_bytes` of it in memory. When the folder is still locked by a
+    /// crashed instance of this node in the same process (its tasks are being
+    /// torn down), waits for the lock a bounded while. A store of another format
+    /// is refused with what to do about it.
+    pub fn open_cached(path: &Path, me: NodeId, cache_bytes: u64) -> Result<Store, StoreError> {
         let mut tries = 0;
         let db = loop {
-            match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
+            let config = sled::Config::new().path(path).mode(sled::Mode::HighThroughput);
+            match config.cache_capacity(cache_bytes).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock") && tries < LOCK_TRIES =>
