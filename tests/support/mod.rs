@@ -278,7 +278,17 @@ where
 /// Polls `check` every `every` until it holds; panics after `deadline` (a
 /// bench polls finely to time what it waits for, and waits longer for big
 /// transfers).
-pub async fn poll<F, Fut>(what: &str, every: Duration, deadline: Duration, mut check: F)
+pub async fn poll<F, Fut>(what: &str, every: Duration, deadline: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(poll_within(every, deadline, check).await, "timed out waiting until {what}");
+}
+
+/// Polls `check` every `every` until it holds or `deadline` passes; whether it
+/// held (for a harness that counts what never happened instead of failing).
+pub async fn poll_within<F, Fut>(every: Duration, deadline: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -286,9 +296,11 @@ where
     let start = tokio::time::Instant::now();
     loop {
         if check().await {
-            return;
+            return true;
         }
-        assert!(start.elapsed() < deadline, "timed out waiting until {what}");
+        if start.elapsed() >= deadline {
+            return false;
+        }
         tokio::time::sleep(every).await;
     }
 }

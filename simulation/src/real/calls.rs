@@ -95,12 +95,8 @@ impl RealCalls {
         for c in &consumers {
             let at = node(*c).ok_or_else(|| err(format!("consumer {c} is not running")))?;
             for (_, id) in &services {
-                while at.service(id.clone()).await.map_err(err)?.is_none() {
-                    if start.elapsed() > SET_UP_WITHIN {
-                        return Err(err(format!("service {id} did not reach {c}")));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                let arrived = || async { Ok(at.service(id.clone()).await.map_err(err)?.map(|_| ())) };
+                poll_until(start, || format!("service {id} did not reach {c}"), arrived).await?;
                 let apply = Command::Apply {
                     resource: Resource::Service(id.clone()),
                     consumer: provider_of(*c).credit_code,
@@ -110,19 +106,15 @@ impl RealCalls {
                 let Reply::Application(a) = at.execute(Principal::node(), apply).await.map_err(err)? else {
                     return Err(err("applying answered something else"));
                 };
-                loop {
+                let granted = || async {
                     let now = at.application(&Principal::node(), a.id.clone()).await.map_err(err)?;
                     match now.map(|a| a.state) {
-                        Some(State::Granted) => break,
-                        Some(s) if s.is_terminal() => {
-                            return Err(err(format!("{} ended {s:?} at {c}", a.id)))
-                        }
-                        _ if start.elapsed() > SET_UP_WITHIN => {
-                            return Err(err(format!("{} was not granted to {c} in time", a.id)))
-                        }
-                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Some(State::Granted) => Ok(Some(())),
+                        Some(s) if s.is_terminal() => Err(err(format!("{} ended {s:?} at {c}", a.id))),
+                        _ => Ok(None),
                     }
-                }
+                };
+                poll_until(start, || format!("{} was not granted to {c} in time", a.id), granted).await?;
             }
         }
         Ok(RealCalls {
@@ -218,6 +210,24 @@ impl RealCalls {
             ));
         }
         Ok(format!("each of the {} answered calls reached its upstream exactly once", answered.len()))
+    }
+}
+
+/// Polls `check` every `POLL` until it answers `Some`; fails with `late` once
+/// `SET_UP_WITHIN` has passed since `start`, or with `check`'s own error.
+async fn poll_until<T, F, Fut>(start: Instant, late: impl Fn() -> String, mut check: F) -> Result<T, SimError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, SimError>>,
+{
+    loop {
+        if let Some(done) = check().await? {
+            return Ok(done);
+        }
+        if start.elapsed() > SET_UP_WITHIN {
+            return Err(err(late()));
+        }
+        tokio::time::sleep(super::POLL).await;
     }
 }
 

@@ -270,15 +270,14 @@ impl Docking {
             }
             n
         };
-        let start = tokio::time::Instant::now();
-        loop {
+        let granted = std::cell::Cell::new(0);
+        crate::poll_within(ACT_EVERY, DEADLINE, || async {
             approve_pending(&p).await;
-            let granted = count().await;
-            if granted == ids.len() || start.elapsed() > DEADLINE {
-                return granted;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            granted.set(count().await);
+            granted.get() == ids.len()
+        })
+        .await;
+        granted.get()
     }
 }
 
