@@ -81,6 +81,11 @@ enum Command {
         /// Write the JSON report here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Real mode: run each node that a `crash` step names as a process of its
+        /// own (`cascade run`, this binary), so its crash is a SIGKILL that loses
+        /// whatever it had not made durable; the other nodes run in this process.
+        #[arg(long)]
+        kill_processes: bool,
     },
 }
 
@@ -199,8 +204,8 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => run(&config).await,
         Command::Up { topology, data, admin_port_base } => up(&topology, data, admin_port_base).await,
-        Command::Sim { topology, scenario, seed, mode, report } => {
-            sim(&topology, &scenario, seed, mode, report.as_deref()).await
+        Command::Sim { topology, scenario, seed, mode, report, kill_processes } => {
+            sim(&topology, &scenario, seed, mode, report.as_deref(), kill_processes).await
         }
         Command::Dataset { command } => dataset::dataset(command).await,
         Command::Certs { .. } | Command::Topology { .. } => unreachable!("handled synchronously"),
@@ -304,7 +309,12 @@ async fn sim(
     seed: u64,
     mode: SimMode,
     report_path: Option<&Path>,
+    kill_processes: bool,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !kill_processes || mode == SimMode::Real,
+        "--kill-processes is for real mode: deterministic mode has no processes"
+    );
     let topology = Topology::load(topology_path).map_err(anyhow::Error::msg)?;
     let scenario = cascade_simulation::Scenario::load(scenario_path).map_err(anyhow::Error::msg)?;
     let report = match mode {
@@ -314,7 +324,11 @@ async fn sim(
             let sim = cascade_simulation::deterministic::Simulator::new(&topology, &scenario, &options)?;
             sim.run(&topology, &scenario, seed)?
         }
-        SimMode::Real => cascade_simulation::real::run(&topology, &scenario, seed, true).await?,
+        SimMode::Real => {
+            let processes = if kill_processes { Some(std::env::current_exe()?) } else { None };
+            let options = cascade_simulation::real::Options { progress: true, processes };
+            cascade_simulation::real::run(&topology, &scenario, seed, &options).await?
+        }
     };
     print!("{report}");
     if let Some(path) = report_path {

@@ -28,3 +28,70 @@ async fn every_acknowledged_write_survives_kill_9_and_the_federation_converges_w
     assert_eq!(docking.versions_fetched, docking.versions, "{docking:?}");
     assert_eq!(docking.wrong_bytes, 0, "{docking:?}");
 }
+
+/// The simulator's process crash mode: Shandong's province node and a city run
+/// as `cascade run` processes and are SIGKILLed under load (publishes at them
+/// through their admin API, calls between in-process nodes), then restarted;
+/// the end-of-run invariants read every node's sled folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_kills_process_nodes_and_every_invariant_holds() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../topologies/shandong.toml"))
+        .expect("the topology");
+    let shandong = cascade_launcher::topology::Topology::parse(&text).expect("topology");
+    let scenario = cascade_simulation::Scenario::parse(
+        r#"
+        name = "process-kills"
+        [[step]]
+        do = "calls"
+        count = 40
+        over_ms = 2000
+        [[step]]
+        do = "publish"
+        count = 150
+        over_ms = 2500
+        scope = "mixed"
+        [[step]]
+        do = "checkpoint_audit"
+        node = 370100
+        [[step]]
+        do = "wait"
+        ms = 800
+        [[step]]
+        do = "crash"
+        node = 370100
+        [[step]]
+        do = "crash"
+        node = 370000
+        [[step]]
+        do = "wait"
+        ms = 500
+        [[step]]
+        do = "restart"
+        node = 370000
+        [[step]]
+        do = "restart"
+        node = 370100
+        [[step]]
+        do = "publish"
+        count = 40
+        over_ms = 500
+        at = [370100, 370000]
+        scope = "mixed"
+        [[step]]
+        do = "converge"
+        max_ms = 60000
+        "#,
+    )
+    .expect("scenario");
+    let options = cascade_simulation::real::Options {
+        progress: false,
+        processes: Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_cascade"))),
+    };
+    let report = cascade_simulation::real::run(&shandong, &scenario, 11, &options).await.expect("real run");
+    eprintln!("{report}");
+    assert!(report.invariants.ok(), "{report}");
+    assert_eq!(report.process_kills.kills, 2, "{report}");
+    // The killed nodes published too, before and after their kill.
+    assert!(report.process_kills.acknowledged > 5, "{report}");
+    assert!(report.changes_acknowledged > 100 && report.calls.served > 10, "{report}");
+}

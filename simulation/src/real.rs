@@ -1,8 +1,11 @@
-//! Real mode: every node of a topology in this process over real QUIC on 127.0.0.1
-//! with real sled folders; the scenario's faults are applied at the transport
-//! (blocked links, killed and restarted nodes) and its time is wall-clock time.
+//! Real mode: every node of a topology over real QUIC on 127.0.0.1 with real
+//! sled folders, in this process (and, when asked, the nodes that crash as
+//! processes of their own, killed by SIGKILL); the scenario's faults are applied
+//! at the transport (blocked links, killed and restarted nodes) and its time is
+//! wall-clock time.
 
 mod calls;
+mod processes;
 
 use crate::invariants::{self, Durable, NodeView};
 use crate::report::{current_rss, peak_rss, Convergence, Report, Sample};
@@ -19,7 +22,8 @@ use cascade_runtime::{Applied, Node};
 use cascade_store::Store;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::{JoinHandle, JoinSet};
@@ -30,6 +34,18 @@ const POLL: Duration = Duration::from_millis(20);
 /// How often the timeline is sampled: fine enough to see a trend within a
 /// minute, coarse enough that a ten-minute soak prints a page.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// How a real-mode run is made.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Print each step as it starts.
+    pub progress: bool,
+    /// The `cascade` binary. When given, every node that a `crash` step names
+    /// runs as a process of its own (`cascade run`) and crashes by SIGKILL,
+    /// losing whatever it had not made durable; otherwise every node runs in
+    /// this process and a crash drops its tasks.
+    pub processes: Option<PathBuf>,
+}
 
 /// Convergence bookkeeping fed by every node's applied-delta notifications.
 #[derive(Default)]
@@ -89,10 +105,28 @@ struct Run {
     /// them when a change or a call is due (a crashed node's handle must not
     /// outlive it: it holds its store open).
     live: Live,
+    /// The nodes run as processes of their own.
+    processes: processes::Processes,
 }
 
 /// The running nodes by id.
 type Live = Arc<Mutex<HashMap<NodeId, Node>>>;
+
+/// Makes `change` at `node` by the workload's commands, sent in order as the
+/// node's own tools would; answers the changes acknowledged (their log and seq).
+async fn made_at(node: &Node, change: crate::workload::Change) -> Vec<(LogId, u64)> {
+    let mut acked = Vec::new();
+    for command in change.commands() {
+        // Changes racing their own entry's creation are refused (409): not acknowledged.
+        let Ok(Reply::Entry(saved)) = node.execute(Principal::node(), command).await else {
+            return acked;
+        };
+        if let Some(seq) = saved.delta_seq {
+            acked.push((LogId { origin: node.identity().id, scope: saved.scope }, seq));
+        }
+    }
+    acked
+}
 
 /// The running node `id`, if any.
 fn live_node(live: &Live, id: NodeId) -> Option<Node> {
@@ -138,31 +172,34 @@ impl Run {
     fn publish(&mut self, plan: Vec<PlannedChange>) {
         let (live, workload, tracker, ids) =
             (self.live.clone(), self.workload.clone(), self.tracker.clone(), self.ids.clone());
+        let apis = self.processes.apis.clone();
         self.publishes.push(tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             let mut changes = JoinSet::new();
             for c in plan {
                 tokio::time::sleep_until(start + Duration::from_millis(c.offset_ms)).await;
-                let Some(node) = live_node(&live, c.node) else { continue };
-                let scope = if node.identity().tier == Tier::National { Scope::Federation } else { c.scope };
+                let api = apis.lock().unwrap_or_else(|p| p.into_inner()).get(&c.node).cloned();
+                let node = live_node(&live, c.node);
+                if api.is_none() && node.is_none() {
+                    continue;
+                }
+                let scope = if c.node.tier() == Tier::National { Scope::Federation } else { c.scope };
                 let change = workload.lock().unwrap_or_else(|p| p.into_inner()).next_change(c.node, scope);
                 let (tracker, ids) = (tracker.clone(), ids.clone());
                 changes.spawn(async move {
-                    for command in change.commands() {
-                        // Changes racing their own entry's creation are refused (409): not acknowledged.
-                        let Ok(Reply::Entry(saved)) = node.execute(Principal::node(), command).await else {
-                            return;
-                        };
-                        if let Some(seq) = saved.delta_seq {
-                            let log = LogId { origin: node.identity().id, scope: saved.scope };
-                            let holders = ids.iter().filter(|id| log.visible_at(**id)).count();
-                            tracker.lock().unwrap_or_else(|p| p.into_inner()).acked(
-                                log,
-                                seq,
-                                holders,
-                                Instant::now(),
-                            );
-                        }
+                    let acked = match (node, api) {
+                        (Some(node), _) => made_at(&node, change).await,
+                        (None, Some(api)) => api.change(c.node, change).await,
+                        (None, None) => Vec::new(),
+                    };
+                    for (log, seq) in acked {
+                        let holders = ids.iter().filter(|id| log.visible_at(**id)).count();
+                        tracker.lock().unwrap_or_else(|p| p.into_inner()).acked(
+                            log,
+                            seq,
+                            holders,
+                            Instant::now(),
+                        );
                     }
                 });
                 while changes.try_join_next().is_some() {}
@@ -219,6 +256,7 @@ impl Run {
                     .collect();
                 (n.identity().id, vv)
             })
+            .chain(self.processes.heads.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .collect();
         let mut best: HashMap<LogId, u64> = HashMap::new();
         for (_, vv) in &vvs {
@@ -252,7 +290,7 @@ pub async fn run(
     topology: &Topology,
     scenario: &Scenario,
     seed: u64,
-    progress: bool,
+    options: &Options,
 ) -> Result<Report, SimError> {
     for step in &scenario.steps {
         if matches!(
@@ -272,26 +310,89 @@ pub async fn run(
     }
     let dir = std::env::temp_dir().join(format!("cascade-sim-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let result = run_in(topology, scenario, seed, progress, &dir).await;
+    let result = run_in(topology, scenario, seed, options, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// The nodes run as processes: those a `crash` step names, when the options
+/// give the binary; refuses faults that only in-process nodes take.
+fn outside(scenario: &Scenario, options: &Options) -> Result<BTreeSet<NodeId>, SimError> {
+    if options.processes.is_none() {
+        return Ok(BTreeSet::new());
+    }
+    let crashed: BTreeSet<NodeId> = scenario
+        .steps
+        .iter()
+        .filter_map(|s| if let Step::Crash { node } = s { Some(*node) } else { None })
+        .collect();
+    for step in &scenario.steps {
+        let named = match step {
+            Step::Partition { a, b } | Step::Heal { a, b } => vec![*a, *b],
+            Step::Delay { node, .. } => vec![*node],
+            _ => Vec::new(),
+        };
+        if let Some(id) = named.iter().find(|id| crashed.contains(id)) {
+            return Err(SimError::Scenario(format!(
+                "{id} crashes as a process of its own: links are cut and slowed only between in-process nodes \
+                 ({step:?})"
+            )));
+        }
+    }
+    Ok(crashed)
+}
+
+/// Starts every node, parents first: in this process, or as a process of its
+/// own when it is in `outside` (on a QUIC port fixed beforehand, where its
+/// children and its restarts find it).
+async fn launch(
+    fed: &mut Federation,
+    processes: &mut processes::Processes,
+    outside: &BTreeSet<NodeId>,
+    tracker: &Arc<Mutex<Tracker>>,
+) -> Result<(), SimError> {
+    let mut quic: HashMap<NodeId, std::net::SocketAddr> = HashMap::new();
+    for node in fed.topology().nodes.clone() {
+        if let Some(addr) = node.parent.and_then(|p| quic.get(&p)) {
+            fed.set_parent_addr(node.id, *addr).map_err(node_err)?;
+        }
+        if !outside.contains(&node.id) {
+            fed.start(node.id).await.map_err(node_err)?;
+            if let Some(n) = fed.node(node.id) {
+                let org = crate::workload::provider_of(node.id);
+                n.node.register_organization(Principal::node(), org).await.map_err(node_err)?;
+            }
+            continue;
+        }
+        let mut config = fed.config(node.id).ok_or_else(|| node_err(format!("no node {}", node.id)))?;
+        config.listen = processes::free_quic_addr()?;
+        quic.insert(node.id, config.listen);
+        processes.launch(&config, tracker).await?;
+    }
+    Ok(())
 }
 
 async fn run_in(
     topology: &Topology,
     scenario: &Scenario,
     seed: u64,
-    progress: bool,
+    options: &Options,
     dir: &std::path::Path,
 ) -> Result<Report, SimError> {
     let wall = Instant::now();
     let rss_before = current_rss();
-    let options = LaunchOptions { data: dir.to_path_buf(), admin_port_base: None };
-    let fed = Federation::launch(topology.clone(), &options).await.map_err(node_err)?;
+    let outside = outside(scenario, options)?;
+    let launch_options = LaunchOptions { data: dir.to_path_buf(), admin_port_base: None };
+    let mut fed = Federation::prepare(topology.clone(), &launch_options).map_err(node_err)?;
+    let tracker: Arc<Mutex<Tracker>> = Arc::default();
+    let mut processes =
+        processes::Processes::new(options.processes.as_deref().unwrap_or(std::path::Path::new("")));
+    launch(&mut fed, &mut processes, &outside, &tracker).await?;
     let ids: Vec<NodeId> = topology.nodes.iter().map(|n| n.id).collect();
     let mut run = Run {
+        processes,
         fed,
-        tracker: Arc::new(Mutex::new(Tracker::default())),
+        tracker,
         listeners: HashMap::new(),
         rng: StdRng::seed_from_u64(seed),
         workload: Arc::new(Mutex::new(Workload::new(seed))),
@@ -302,10 +403,6 @@ async fn run_in(
     };
     for id in &ids {
         run.listen(*id);
-        if let Some(node) = run.node(*id) {
-            let org = crate::workload::provider_of(*id);
-            node.register_organization(Principal::node(), org).await.map_err(node_err)?;
-        }
     }
     // The federation is linked up when every node holds every Join.
     if !run.wait_converged(Duration::from_secs(120)).await {
@@ -314,17 +411,19 @@ async fn run_in(
     let idle_rss = current_rss();
     let mut failures = Vec::new();
     // Services are set up before the timeline starts: their set-up is not load.
+    // Providers and consumers are in-process nodes.
+    let inside: Vec<NodeId> = ids.iter().copied().filter(|id| !outside.contains(id)).collect();
     for step in &scenario.steps {
         if matches!(step, Step::Calls { .. }) && run.calls.is_none() {
             let fed = &run.fed;
             let node = |id| fed.node(id).map(|r| r.node.clone());
-            run.calls = Some(calls::RealCalls::set_up(&ids, node, &mut run.rng).await?);
+            run.calls = Some(calls::RealCalls::set_up(&inside, node, &mut run.rng).await?);
         }
     }
     let timeline: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let sampler = run.sample_timeline(timeline.clone());
     for (i, step) in scenario.steps.iter().enumerate() {
-        if progress {
+        if options.progress {
             eprintln!("[sim] step {i}: {step:?}");
         }
         match step {
@@ -347,10 +446,16 @@ async fn run_in(
                 }
             }
             Step::CheckpointAudit { node } => {
+                // Refused only while the node recovers its own logs.
                 if let Some(n) = run.node(*node) {
-                    // Refused only while the node recovers its own logs.
                     let _ = n.checkpoint_audit(cascade_access::Principal::node()).await;
+                } else if let Some(api) = run.processes.api(*node) {
+                    let _ = api.checkpoint_audit().await;
                 }
+            }
+            Step::Crash { node } if run.processes.holds(*node) => run.processes.kill(*node),
+            Step::Restart { node } if run.processes.holds(*node) => {
+                run.processes.start(*node, &run.tracker).await?;
             }
             Step::Crash { node } => {
                 run.live.lock().unwrap_or_else(|p| p.into_inner()).remove(node);
@@ -405,7 +510,9 @@ async fn run_in(
     let verifier = FederationVerifier::new(root.into_iter().next().unwrap_or_default()).map_err(node_err)?;
     let mut stores: BTreeMap<NodeId, (bool, Durable, Option<String>)> = BTreeMap::new();
     let mut hashes: HashMap<(LogId, u64), Hash> = HashMap::new();
-    let running: Vec<NodeId> = run.fed.nodes().map(|(id, _)| *id).collect();
+    let running: Vec<NodeId> = run.fed.nodes().map(|(id, _)| *id).chain(run.processes.running()).collect();
+    failures.extend(run.processes.stop_all().await);
+    let process_kills = run.processes.tally();
     for listener in run.listeners.values() {
         listener.abort();
     }
@@ -474,6 +581,7 @@ async fn run_in(
         frames_per_change: if changes > 0 { frames as f64 / changes as f64 } else { 0.0 },
         rejected: BTreeMap::new(),
         hand_overs: 0,
+        process_kills,
         services: 0,
         applications: BTreeMap::new(),
         workflow_steps: 0,

@@ -62,6 +62,15 @@ pub struct Sample {
     pub calls_served: u64,
 }
 
+/// What nodes run as processes of their own went through (real mode).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ProcessKills {
+    /// SIGKILLs sent.
+    pub kills: u64,
+    /// Changes acknowledged at those nodes (through their admin API).
+    pub acknowledged: u64,
+}
+
 /// Everything a run measured and concluded.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -95,6 +104,9 @@ pub struct Report {
     pub rejected: BTreeMap<String, u64>,
     /// Logs handed over to a new key by their origin (deterministic mode).
     pub hand_overs: u64,
+    /// Nodes run as processes of their own and crashed by SIGKILL (real mode
+    /// with processes): kills, and changes acknowledged at those nodes.
+    pub process_kills: ProcessKills,
     /// Service versions registered by their providers' nodes (deterministic mode).
     pub services: u64,
     /// Applications by state, each counted at its consumer's node (deterministic mode).
@@ -216,6 +228,14 @@ impl fmt::Display for Report {
         }
         if self.hand_overs > 0 {
             writeln!(f, "  keys        {} logs handed over to new keys", self.hand_overs)?;
+        }
+        let p = self.process_kills;
+        if p.kills > 0 {
+            writeln!(
+                f,
+                "  processes   {} SIGKILLs of nodes run as processes, {} changes acknowledged at them",
+                p.kills, p.acknowledged
+            )?;
         }
         if !self.timeline.is_empty() {
             writeln!(f, "  timeline    at s   RSS MiB   acked   travelling   lag ms   p99 ms   calls")?;

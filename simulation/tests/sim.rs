@@ -217,7 +217,8 @@ async fn real_mode_shandong_converges_through_a_partition_a_crash_and_a_slow_lin
         "#,
     )
     .expect("scenario");
-    let report = cascade_simulation::real::run(&shandong, &scenario, 5, false).await.expect("real run");
+    let report =
+        cascade_simulation::real::run(&shandong, &scenario, 5, &Default::default()).await.expect("real run");
     assert!(report.invariants.ok(), "{report}");
     assert!(report.changes_acknowledged > 80, "{report}");
     assert!(report.frames > 0 && report.peak_rss_bytes > 0, "{report}");

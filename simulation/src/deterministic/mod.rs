@@ -1073,6 +1073,7 @@ impl Simulator {
             frames_per_change: if changes > 0 { self.frames as f64 / changes as f64 } else { 0.0 },
             rejected,
             hand_overs: self.hand_overs,
+            process_kills: Default::default(),
             services: self.services,
             applications,
             workflow_steps: self.workflow_steps,
