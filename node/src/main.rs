@@ -213,6 +213,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
 }
 
 async fn run(path: &Path) -> anyhow::Result<()> {
+    let stop = StopSignals::watch()?;
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config = NodeConfig::from_toml(&text).map_err(anyhow::Error::msg).context("invalid config")?;
     let admin = config.admin_listen;
@@ -230,7 +231,7 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::spawn(async move {
         let reason = tokio::select! {
-            _ = stop_signal() => String::new(),
+            _ = stop.stopped() => String::new(),
             reason = watched.failed() => reason,
         };
         let _ = stop_tx.send(reason);
@@ -249,25 +250,37 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the operator's stop: Ctrl-C (SIGINT) or SIGTERM, which service
-/// managers such as systemd send. Either stops the node cleanly (its last
-/// commit, its connections closed). Where SIGTERM cannot be watched, Ctrl-C
-/// still can.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(term) => term.recv().await,
-                None => std::future::pending().await,
-            }
-        } => {}
+/// The operator's stop: Ctrl-C (SIGINT) or SIGTERM, which service managers
+/// such as systemd send; either stops the node cleanly (its last commit, its
+/// connections closed). Watched from before the node starts, so that a stop
+/// during a long start-up is not the signal's default action (the process
+/// ending without its shutdown).
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts watching both signals.
+    fn watch() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("watching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("watching SIGTERM")?,
+        })
+    }
+
+    /// Waits for either.
+    async fn stopped(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 
 async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Result<()> {
+    let stop = StopSignals::watch()?;
     let topology = Topology::load(topology).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&data)?;
     let options = LaunchOptions {
@@ -283,7 +296,7 @@ async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Res
     }
     println!("tokens and addresses: {}", manifest.display());
     println!("press Ctrl-C to stop");
-    stop_signal().await;
+    stop.stopped().await;
     println!("stopping...");
     federation.shutdown().await?;
     Ok(())
