@@ -128,6 +128,16 @@ async fn made_at(node: &Node, change: crate::workload::Change) -> Vec<(LogId, u6
     acked
 }
 
+/// Tells the tracker every head `node` holds now.
+fn holds(tracker: &Mutex<Tracker>, node: &Node) {
+    let id = node.identity().id;
+    let status = node.status();
+    let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+    for v in status.version_vector {
+        t.applied(id, LogId { origin: v.origin, scope: v.scope }, v.seq);
+    }
+}
+
 /// The running node `id`, if any.
 fn live_node(live: &Live, id: NodeId) -> Option<Node> {
     live.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
@@ -142,12 +152,17 @@ impl Run {
         self.fed.node(id).map(|r| r.node.clone())
     }
 
+    /// Feeds the tracker with what node `id` applies: what it holds now, then
+    /// each delta it applies, and what it holds again whenever it applied more
+    /// than its notification queue kept.
     fn listen(&mut self, id: NodeId) {
         let Some(node) = self.node(id) else { return };
         self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id, node.clone());
+        // Subscribed before its heads are read: nothing falls between the two.
         let mut rx = node.subscribe();
+        holds(&self.tracker, &node);
         drop(node);
-        let tracker = self.tracker.clone();
+        let (tracker, live) = (self.tracker.clone(), self.live.clone());
         let task = tokio::spawn(async move {
             loop {
                 match rx.recv().await {
@@ -156,7 +171,11 @@ impl Run {
                             t.applied(id, log, seq);
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(node) = live_node(&live, id) {
+                            holds(&tracker, &node);
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -275,6 +294,12 @@ impl Run {
         loop {
             self.publishes.retain(|h| !h.is_finished());
             if self.publishes.is_empty() && self.converged() {
+                // A crashed node's last notifications die with its listener, and
+                // its heads read as it restarts may predate what it had made
+                // durable: what every node holds now is what the tracker counts.
+                for node in self.live.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                    holds(&self.tracker, node);
+                }
                 return true;
             }
             if start.elapsed() > max {
@@ -466,14 +491,6 @@ async fn run_in(
             }
             Step::Restart { node } => {
                 run.fed.start(*node).await.map_err(node_err)?;
-                // Its durable state is already applied: count it as held.
-                if let Some(n) = run.node(*node) {
-                    for v in n.status().version_vector {
-                        if let Ok(mut t) = run.tracker.lock() {
-                            t.applied(*node, LogId { origin: v.origin, scope: v.scope }, v.seq);
-                        }
-                    }
-                }
                 run.listen(*node);
             }
             Step::Delay { node, ms } => {

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -147,6 +147,8 @@ struct Running {
     child: Child,
     /// Reads its heads into `Processes::heads` and the tracker.
     watcher: JoinHandle<()>,
+    /// Cleared, under the heads' lock, when the node is killed or stopped.
+    alive: Arc<AtomicBool>,
 }
 
 /// The nodes run as processes.
@@ -254,7 +256,12 @@ impl Processes {
             acknowledged: self.acknowledged.clone(),
         };
         self.apis.lock().unwrap_or_else(|p| p.into_inner()).insert(id, api.clone());
+        // No heads yet: the node is running but holds nothing known, so the
+        // federation is not converged until it has said what it holds.
+        self.heads.lock().unwrap_or_else(|p| p.into_inner()).insert(id, HashMap::new());
         let (heads, tracker) = (self.heads.clone(), tracker.clone());
+        let alive = Arc::new(AtomicBool::new(true));
+        let still = alive.clone();
         let watcher = tokio::spawn(async move {
             let mut every = tokio::time::interval(HEADS_EVERY);
             loop {
@@ -267,10 +274,14 @@ impl Processes {
                 drop(t);
                 let now =
                     now.into_iter().map(|h| (LogId { origin: h.origin, scope: h.scope }, h.seq)).collect();
-                heads.lock().unwrap_or_else(|p| p.into_inner()).insert(id, now);
+                let mut heads = heads.lock().unwrap_or_else(|p| p.into_inner());
+                // A read that raced the node's kill does not bring it back.
+                if still.load(Ordering::Relaxed) {
+                    heads.insert(id, now);
+                }
             }
         });
-        self.running.insert(id, Running { child, watcher });
+        self.running.insert(id, Running { child, watcher, alive });
         Ok(())
     }
 
@@ -286,7 +297,10 @@ impl Processes {
 
     fn forget(&self, id: NodeId, running: &Running) {
         running.watcher.abort();
-        self.heads.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        running.alive.store(false, Ordering::Relaxed);
+        heads.remove(&id);
+        drop(heads);
         self.apis.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
