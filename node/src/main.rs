@@ -213,11 +213,15 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
 }
 
 async fn run(path: &Path) -> anyhow::Result<()> {
-    let stop = StopSignals::watch()?;
+    let mut stop = StopSignals::watch()?;
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config = NodeConfig::from_toml(&text).map_err(anyhow::Error::msg).context("invalid config")?;
     let admin = config.admin_listen;
-    let node = Node::start(config).await?;
+    // A stop during a long start (a big store verified again) ends it there.
+    let node = tokio::select! {
+        node = Node::start(config) => node?,
+        _ = stop.stopped() => return Ok(()),
+    };
     let listener = tokio::net::TcpListener::bind(admin).await.with_context(|| format!("admin {admin}"))?;
     println!(
         "node {} ({}) quic {} admin http://{} token file {}",
@@ -252,9 +256,9 @@ async fn run(path: &Path) -> anyhow::Result<()> {
 
 /// The operator's stop: Ctrl-C (SIGINT) or SIGTERM, which service managers
 /// such as systemd send; either stops the node cleanly (its last commit, its
-/// connections closed). Watched from before the node starts, so that a stop
-/// during a long start-up is not the signal's default action (the process
-/// ending without its shutdown).
+/// connections closed). Watched from before the node starts: a stop during a
+/// long start-up abandons the start (the store is crash-safe) instead of being
+/// either the signal's default action or held until the start is done.
 struct StopSignals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
@@ -271,7 +275,7 @@ impl StopSignals {
     }
 
     /// Waits for either.
-    async fn stopped(mut self) {
+    async fn stopped(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
@@ -280,14 +284,17 @@ impl StopSignals {
 }
 
 async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Result<()> {
-    let stop = StopSignals::watch()?;
+    let mut stop = StopSignals::watch()?;
     let topology = Topology::load(topology).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&data)?;
     let options = LaunchOptions {
         data: data.clone(),
         admin_port_base: (admin_port_base != 0).then_some(admin_port_base),
     };
-    let federation = Federation::launch(topology, &options).await?;
+    let federation = tokio::select! {
+        federation = Federation::launch(topology, &options) => federation?,
+        _ = stop.stopped() => return Ok(()),
+    };
     let manifest = data.join("federation.json");
     federation.write_manifest(&manifest)?;
     println!("federation {:?}: {} nodes", federation.topology().name, federation.manifest().len());
