@@ -293,7 +293,13 @@ impl Run {
         let start = Instant::now();
         loop {
             self.publishes.retain(|h| !h.is_finished());
-            if self.publishes.is_empty() && self.converged() {
+            // Process nodes' heads are read every `HEADS_EVERY`: they are read
+            // again before the run calls itself converged.
+            if self.publishes.is_empty()
+                && self.converged()
+                && self.processes.read_heads().await
+                && self.converged()
+            {
                 // A crashed node's last notifications die with its listener, and
                 // its heads read as it restarts may predate what it had made
                 // durable: what every node holds now is what the tracker counts.
@@ -377,6 +383,8 @@ async fn launch(
     tracker: &Arc<Mutex<Tracker>>,
 ) -> Result<(), SimError> {
     let mut quic: HashMap<NodeId, std::net::SocketAddr> = HashMap::new();
+    // Ports are drawn apart from the seed: two runs of one seed may run at once.
+    let mut ports = StdRng::from_entropy();
     for node in fed.topology().nodes.clone() {
         if let Some(addr) = node.parent.and_then(|p| quic.get(&p)) {
             fed.set_parent_addr(node.id, *addr).map_err(node_err)?;
@@ -390,7 +398,7 @@ async fn launch(
             continue;
         }
         let mut config = fed.config(node.id).ok_or_else(|| node_err(format!("no node {}", node.id)))?;
-        config.listen = processes::free_quic_addr()?;
+        config.listen = processes::free_quic_addr(&mut ports)?;
         quic.insert(node.id, config.listen);
         processes.launch(&config, tracker).await?;
     }
@@ -478,7 +486,7 @@ async fn run_in(
                     let _ = api.checkpoint_audit().await;
                 }
             }
-            Step::Crash { node } if run.processes.holds(*node) => run.processes.kill(*node),
+            Step::Crash { node } if run.processes.holds(*node) => run.processes.kill(*node).await,
             Step::Restart { node } if run.processes.holds(*node) => {
                 run.processes.start(*node, &run.tracker).await?;
             }

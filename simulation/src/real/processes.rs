@@ -13,13 +13,14 @@ use cascade_runtime::NodeConfig;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 /// How often a process node's heads are read from its admin API: often enough
@@ -30,6 +31,10 @@ const HEADS_EVERY: Duration = Duration::from_millis(50);
 /// How long a started process may take to say where it serves (opening a big
 /// store and recovering its logs included).
 const START_WITHIN: Duration = Duration::from_secs(120);
+
+/// How long one call of a process node's admin API may take: a node that
+/// accepted the connection and then stalls must not stall the run.
+const HTTP_WITHIN: Duration = Duration::from_secs(10);
 
 /// How long a process may take to stop after SIGTERM before it is killed: its
 /// own shutdown grace is 5 s.
@@ -137,9 +142,19 @@ impl Api {
     }
 }
 
-/// A code as one path segment (codes hold a `/`).
+/// A code as one path segment: every byte but the unreserved ones of RFC 3986
+/// percent-encoded (codes hold a `/`).
 fn encode(code: &str) -> String {
-    code.replace('%', "%25").replace('/', "%2F")
+    use std::fmt::Write;
+    let mut out = String::with_capacity(code.len());
+    for b in code.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// One running process.
@@ -157,6 +172,8 @@ pub(super) struct Processes {
     /// Each process node's configuration file and data folder.
     nodes: HashMap<NodeId, (PathBuf, PathBuf)>,
     running: HashMap<NodeId, Running>,
+    /// Each running process node's heads reader.
+    readers: HashMap<NodeId, HeadsReader>,
     pub(super) heads: Heads,
     pub(super) apis: Apis,
     kills: u64,
@@ -170,6 +187,7 @@ impl Processes {
             bin: bin.to_path_buf(),
             nodes: HashMap::new(),
             running: HashMap::new(),
+            readers: HashMap::new(),
             heads: Arc::default(),
             apis: Arc::default(),
             kills: 0,
@@ -218,85 +236,87 @@ impl Processes {
     }
 
     /// Starts (or restarts) the process node `id` from its configuration and
-    /// data folder.
+    /// data folder; its log goes to a file beside that folder.
     pub(super) async fn start(&mut self, id: NodeId, tracker: &Arc<Mutex<Tracker>>) -> Result<(), SimError> {
+        if self.running.contains_key(&id) {
+            return Err(SimError::Scenario(format!("{id} is already running")));
+        }
         let (file, data) = self.nodes.get(&id).cloned().ok_or_else(|| err(format!("{id} is no process")))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log"));
+        // Dropped (an early return below), the child is killed.
         let mut child = Command::new(&self.bin)
             .args(["run", "--config"])
             .arg(&file)
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.map_err(err)?)
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| err(format!("starting {}: {e}", self.bin.display())))?;
         // It prints one line once serving: `node … admin http://… token file …`.
         let stdout = child.stdout.take().ok_or_else(|| err("no stdout"))?;
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        });
-        let line = match tokio::time::timeout(START_WITHIN, line).await {
-            Ok(Ok(Ok(line))) => line,
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(err(format!("{id} did not start within {START_WITHIN:?}")));
-            }
-        };
+        let mut line = String::new();
+        let mut stdout = BufReader::new(stdout);
+        let read = stdout.read_line(&mut line);
+        if !matches!(tokio::time::timeout(START_WITHIN, read).await, Ok(Ok(_))) {
+            return Err(err(format!("{id} did not start within {START_WITHIN:?}")));
+        }
         let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
-            let _ = child.kill();
-            let _ = child.wait();
             return Err(err(format!("{id} did not say where it serves: {line:?}")));
         };
         let token = std::fs::read_to_string(data.join(cascade_runtime::TOKEN_FILE)).map_err(err)?;
         let api = Api {
             url: url.to_string(),
             token: token.trim().to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder().timeout(HTTP_WITHIN).build().map_err(err)?,
             acknowledged: self.acknowledged.clone(),
         };
         self.apis.lock().unwrap_or_else(|p| p.into_inner()).insert(id, api.clone());
         // No heads yet: the node is running but holds nothing known, so the
         // federation is not converged until it has said what it holds.
         self.heads.lock().unwrap_or_else(|p| p.into_inner()).insert(id, HashMap::new());
-        let (heads, tracker) = (self.heads.clone(), tracker.clone());
         let alive = Arc::new(AtomicBool::new(true));
-        let still = alive.clone();
+        let reader = HeadsReader {
+            id,
+            api,
+            heads: self.heads.clone(),
+            tracker: tracker.clone(),
+            alive: alive.clone(),
+        };
+        self.readers.insert(id, reader.clone());
         let watcher = tokio::spawn(async move {
             let mut every = tokio::time::interval(HEADS_EVERY);
             loop {
                 every.tick().await;
-                let Some(now) = api.heads().await else { continue };
-                let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
-                for h in &now {
-                    t.applied(id, LogId { origin: h.origin, scope: h.scope }, h.seq);
-                }
-                drop(t);
-                let now =
-                    now.into_iter().map(|h| (LogId { origin: h.origin, scope: h.scope }, h.seq)).collect();
-                let mut heads = heads.lock().unwrap_or_else(|p| p.into_inner());
-                // A read that raced the node's kill does not bring it back.
-                if still.load(Ordering::Relaxed) {
-                    heads.insert(id, now);
-                }
+                reader.read().await;
             }
         });
         self.running.insert(id, Running { child, watcher, alive });
         Ok(())
     }
 
+    /// Reads every running process node's heads now; whether each answered.
+    pub(super) async fn read_heads(&self) -> bool {
+        let mut all = true;
+        for reader in self.readers.values() {
+            all &= reader.read().await;
+        }
+        all
+    }
+
     /// Kills the process node `id` with SIGKILL: nothing of it runs on.
-    pub(super) fn kill(&mut self, id: NodeId) {
+    pub(super) async fn kill(&mut self, id: NodeId) {
         if let Some(mut running) = self.running.remove(&id) {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-            self.kills += 1;
             self.forget(id, &running);
+            let _ = running.child.kill().await;
+            self.kills += 1;
         }
     }
 
-    fn forget(&self, id: NodeId, running: &Running) {
+    fn forget(&mut self, id: NodeId, running: &Running) {
         running.watcher.abort();
+        self.readers.remove(&id);
         let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
         running.alive.store(false, Ordering::Relaxed);
         heads.remove(&id);
@@ -305,24 +325,21 @@ impl Processes {
     }
 
     /// Stops every process node as its operator would (SIGTERM, then SIGKILL
-    /// after `STOP_WITHIN`); says which did not stop cleanly.
+    /// after `STOP_WITHIN`), and waits until each has exited; says which did
+    /// not stop cleanly.
     pub(super) async fn stop_all(&mut self) -> Vec<String> {
         let mut failures = Vec::new();
-        for (id, running) in std::mem::take(&mut self.running) {
+        for (id, mut running) in std::mem::take(&mut self.running) {
             self.forget(id, &running);
-            let pid = rustix::process::Pid::from_child(&running.child);
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let mut child = running.child;
-            let waited = tokio::task::spawn_blocking(move || {
-                let status = child.wait();
-                (child, status)
-            });
-            match tokio::time::timeout(STOP_WITHIN, waited).await {
-                Ok(Ok((_, Ok(status)))) if status.success() => {}
-                Ok(Ok((_, status))) => failures.push(format!("process node {id} stopped with {status:?}")),
-                Ok(Err(e)) => failures.push(format!("waiting for process node {id}: {e}")),
+            if let Some(pid) = running.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            match tokio::time::timeout(STOP_WITHIN, running.child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(status) => failures.push(format!("process node {id} stopped with {status:?}")),
                 Err(_) => {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    // Killed and waited for: its store is free for the checks.
+                    let _ = running.child.kill().await;
                     failures.push(format!("process node {id} did not stop within {STOP_WITHIN:?}"));
                 }
             }
@@ -333,17 +350,61 @@ impl Processes {
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for running in self.running.values_mut() {
+        // The children themselves are killed as they are dropped.
+        for running in self.running.values() {
             running.watcher.abort();
-            let _ = running.child.kill();
-            let _ = running.child.wait();
         }
     }
 }
 
-/// A UDP port free on 127.0.0.1 now: a process node's QUIC port is fixed before
-/// it starts, so that its children find it, also after it restarts.
-pub(super) fn free_quic_addr() -> Result<SocketAddr, SimError> {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(err)?;
-    socket.local_addr().map_err(err)
+/// Reads one process node's heads into the shared map and the tracker.
+#[derive(Clone)]
+struct HeadsReader {
+    id: NodeId,
+    api: Api,
+    heads: Heads,
+    tracker: Arc<Mutex<Tracker>>,
+    /// Cleared when the node is killed or stopped: a read that raced that
+    /// counts for nothing (the node may have lost what it said it held).
+    alive: Arc<AtomicBool>,
+}
+
+impl HeadsReader {
+    /// One read; whether the node answered.
+    async fn read(&self) -> bool {
+        let Some(now) = self.api.heads().await else { return false };
+        let now: HashMap<LogId, u64> =
+            now.into_iter().map(|h| (LogId { origin: h.origin, scope: h.scope }, h.seq)).collect();
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.alive.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        for (log, seq) in &now {
+            t.applied(self.id, *log, *seq);
+        }
+        heads.insert(self.id, now);
+        true
+    }
+}
+
+/// QUIC ports process nodes are given: below Linux's ephemeral range (32768 and
+/// up), so that no socket bound to port 0 (another node, another test) takes
+/// one while its node is down between a kill and its restart.
+const PROCESS_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Tries at most this many ports of `PROCESS_PORTS` before giving up.
+const PORT_TRIES: usize = 100;
+
+/// A UDP port of `PROCESS_PORTS` free on 127.0.0.1 now: a process node's QUIC
+/// port is fixed before it starts, so that its children find it, also after
+/// it restarts.
+pub(super) fn free_quic_addr(rng: &mut impl rand::Rng) -> Result<SocketAddr, SimError> {
+    for _ in 0..PORT_TRIES {
+        let addr = SocketAddr::from(([127, 0, 0, 1], rng.gen_range(PROCESS_PORTS)));
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    Err(err(format!("no free UDP port among {PORT_TRIES} tried in {PROCESS_PORTS:?}")))
 }
