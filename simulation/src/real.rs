@@ -383,8 +383,6 @@ async fn launch(
     tracker: &Arc<Mutex<Tracker>>,
 ) -> Result<(), SimError> {
     let mut quic: HashMap<NodeId, std::net::SocketAddr> = HashMap::new();
-    // Ports are drawn apart from the seed: two runs of one seed may run at once.
-    let mut ports = StdRng::from_entropy();
     for node in fed.topology().nodes.clone() {
         if let Some(addr) = node.parent.and_then(|p| quic.get(&p)) {
             fed.set_parent_addr(node.id, *addr).map_err(node_err)?;
@@ -398,7 +396,7 @@ async fn launch(
             continue;
         }
         let mut config = fed.config(node.id).ok_or_else(|| node_err(format!("no node {}", node.id)))?;
-        config.listen = processes::free_quic_addr(&mut ports)?;
+        config.listen = cascade_launcher::processes::free_quic_addr().map_err(node_err)?;
         quic.insert(node.id, config.listen);
         processes.launch(&config, tracker).await?;
     }

@@ -8,19 +8,17 @@ use super::Tracker;
 use crate::report::ProcessKills;
 use crate::workload::{provider_of, Change};
 use crate::SimError;
+use cascade_launcher::processes::spawn_node;
 use cascade_protocol::{LogId, NodeId, Scope};
 use cascade_runtime::NodeConfig;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 
 /// How often a process node's heads are read from its admin API: often enough
@@ -242,29 +240,11 @@ impl Processes {
             return Err(SimError::Scenario(format!("{id} is already running")));
         }
         let (file, data) = self.nodes.get(&id).cloned().ok_or_else(|| err(format!("{id} is no process")))?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log"));
         // Dropped (an early return below), the child is killed.
-        let mut child = Command::new(&self.bin)
-            .args(["run", "--config"])
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(log.map_err(err)?)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| err(format!("starting {}: {e}", self.bin.display())))?;
-        // It prints one line once serving: `node … admin http://… token file …`.
-        let stdout = child.stdout.take().ok_or_else(|| err("no stdout"))?;
-        let mut line = String::new();
-        let mut stdout = BufReader::new(stdout);
-        let read = stdout.read_line(&mut line);
-        if !matches!(tokio::time::timeout(START_WITHIN, read).await, Ok(Ok(_))) {
-            return Err(err(format!("{id} did not start within {START_WITHIN:?}")));
-        }
-        let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
-            return Err(err(format!("{id} did not say where it serves: {line:?}")));
-        };
+        let (child, url) =
+            spawn_node(&self.bin, &file, &data.with_extension("log"), Some("warn"), START_WITHIN)
+                .await
+                .map_err(err)?;
         let token = std::fs::read_to_string(data.join(cascade_runtime::TOKEN_FILE)).map_err(err)?;
         let api = Api {
             url: url.to_string(),
@@ -331,17 +311,10 @@ impl Processes {
         let mut failures = Vec::new();
         for (id, mut running) in std::mem::take(&mut self.running) {
             self.forget(id, &running);
-            if let Some(pid) = running.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            match tokio::time::timeout(STOP_WITHIN, running.child.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
-                Ok(status) => failures.push(format!("process node {id} stopped with {status:?}")),
-                Err(_) => {
-                    // Killed and waited for: its store is free for the checks.
-                    let _ = running.child.kill().await;
-                    failures.push(format!("process node {id} did not stop within {STOP_WITHIN:?}"));
-                }
+            match cascade_launcher::processes::stop(&mut running.child, STOP_WITHIN).await {
+                Ok(status) if status.success() => {}
+                Ok(status) => failures.push(format!("process node {id} stopped with {status}")),
+                Err(e) => failures.push(format!("process node {id}: {e}")),
             }
         }
         failures
@@ -386,25 +359,4 @@ impl HeadsReader {
         heads.insert(self.id, now);
         true
     }
-}
-
-/// QUIC ports process nodes are given: below Linux's ephemeral range (32768 and
-/// up), so that no socket bound to port 0 (another node, another test) takes
-/// one while its node is down between a kill and its restart.
-const PROCESS_PORTS: std::ops::Range<u16> = 20_000..32_000;
-
-/// Tries at most this many ports of `PROCESS_PORTS` before giving up.
-const PORT_TRIES: usize = 100;
-
-/// A UDP port of `PROCESS_PORTS` free on 127.0.0.1 now: a process node's QUIC
-/// port is fixed before it starts, so that its children find it, also after
-/// it restarts.
-pub(super) fn free_quic_addr(rng: &mut impl rand::Rng) -> Result<SocketAddr, SimError> {
-    for _ in 0..PORT_TRIES {
-        let addr = SocketAddr::from(([127, 0, 0, 1], rng.gen_range(PROCESS_PORTS)));
-        if std::net::UdpSocket::bind(addr).is_ok() {
-            return Ok(addr);
-        }
-    }
-    Err(err(format!("no free UDP port among {PORT_TRIES} tried in {PROCESS_PORTS:?}")))
 }
