@@ -5,13 +5,14 @@ use cascade_certs::{
     node_identity, read_chain_pem, read_key_pem, write_private, Authority, NodeCredentials, NodeIdentity,
 };
 use cascade_launcher::topology::Topology;
-use cascade_launcher::{Federation, LaunchOptions};
+use cascade_launcher::LaunchOptions;
 use cascade_protocol::{NodeId, Tier};
 use cascade_runtime::{Node, NodeConfig};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 mod dataset;
+mod up;
 
 /// mimalloc: the node allocates and frees many small objects across threads (frames,
 /// deltas, sled pages), where it is markedly faster than the system allocator.
@@ -46,6 +47,12 @@ enum Command {
         /// First admin HTTP port: node i listens on BASE+i. 0 picks free ports.
         #[arg(long, default_value_t = 8100)]
         admin_port_base: u16,
+        /// Run each node as a `cascade run` process of its own (configuration
+        /// `DATA/ID.toml`, log `DATA/ID.log`, pid in federation.json), so that a
+        /// node can be killed (`kill -9`) and restarted (`cascade run --config
+        /// DATA/ID.toml`) on its own, as on separate machines.
+        #[arg(long)]
+        processes: bool,
     },
     /// Dataset versions: publish a file, fetch a version (see README, "Datasets").
     Dataset {
@@ -203,7 +210,16 @@ fn main() -> anyhow::Result<()> {
 async fn async_main(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => run(&config).await,
-        Command::Up { topology, data, admin_port_base } => up(&topology, data, admin_port_base).await,
+        Command::Up { topology, data, admin_port_base, processes } => {
+            let topology = Topology::load(&topology).map_err(anyhow::Error::msg)?;
+            let options =
+                LaunchOptions { data, admin_port_base: (admin_port_base != 0).then_some(admin_port_base) };
+            if processes {
+                up::processes(topology, options).await
+            } else {
+                up::in_process(topology, options).await
+            }
+        }
         Command::Sim { topology, scenario, seed, mode, report, kill_processes } => {
             sim(&topology, &scenario, seed, mode, report.as_deref(), kill_processes).await
         }
@@ -281,32 +297,6 @@ impl StopSignals {
             _ = self.terminate.recv() => {}
         }
     }
-}
-
-async fn up(topology: &Path, data: PathBuf, admin_port_base: u16) -> anyhow::Result<()> {
-    let mut stop = StopSignals::watch()?;
-    let topology = Topology::load(topology).map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&data)?;
-    let options = LaunchOptions {
-        data: data.clone(),
-        admin_port_base: (admin_port_base != 0).then_some(admin_port_base),
-    };
-    let federation = tokio::select! {
-        federation = Federation::launch(topology, &options) => federation?,
-        _ = stop.stopped() => return Ok(()),
-    };
-    let manifest = data.join("federation.json");
-    federation.write_manifest(&manifest)?;
-    println!("federation {:?}: {} nodes", federation.topology().name, federation.manifest().len());
-    for node in federation.manifest() {
-        println!("  {} {:<12} {:<10} {}", node.id, node.name, node.tier.as_str(), node.admin_url);
-    }
-    println!("tokens and addresses: {}", manifest.display());
-    println!("press Ctrl-C to stop");
-    stop.stopped().await;
-    println!("stopping...");
-    federation.shutdown().await?;
-    Ok(())
 }
 
 fn topology(command: TopologyCommand) -> anyhow::Result<()> {

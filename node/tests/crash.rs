@@ -95,3 +95,87 @@ async fn the_simulator_kills_process_nodes_and_every_invariant_holds() {
     assert!(report.process_kills.acknowledged > 5, "{report}");
     assert!(report.changes_acknowledged > 100 && report.calls.served > 10, "{report}");
 }
+
+/// `cascade up --processes`: each node a `cascade run` process of its own. A
+/// city killed with SIGKILL is reported, restarts from its configuration with
+/// its acknowledged entry, and SIGTERM to `up` stops every node it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascade_up_runs_each_node_as_a_process_that_survives_kill_9_and_stops_on_sigterm() {
+    use rustix::process::{kill_process, Pid, Signal};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_cascade"));
+    let dir = tempfile::tempdir().expect("a folder");
+    let data = dir.path().join("d");
+    let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/../topologies/three-tier.toml");
+    let mut up = tokio::process::Command::new(bin)
+        .args(["up", topology, "--processes", "--admin-port-base", "0", "--data"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cascade up");
+    let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("readable")
+            .expect("up still runs")
+    };
+    while !next_line().await.starts_with("press Ctrl-C") {}
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("federation.json")).expect("the manifest"))
+            .expect("JSON");
+    let nodes = manifest["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 4);
+    let pid_of = |id: u64| {
+        let node = nodes.iter().find(|n| n["id"] == id).expect("the node");
+        let pid = node["pid"].as_u64().expect("a pid") as u32;
+        (pid, node["admin_url"].as_str().expect("a URL").to_string())
+    };
+    let pids: Vec<u32> = nodes.iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
+    for pid in &pids {
+        assert_ne!(Some(*pid), up.id(), "each node is a process of its own");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("a running process");
+        assert!(String::from_utf8_lossy(&cmdline).contains("run"), "a `cascade run` process");
+    }
+
+    // A city publishes, then is killed with SIGKILL.
+    let (jinan, url) = pid_of(370100);
+    let api = cascade_tests::process::Api::of(&url, &data.join("370100"));
+    let code = cascade_tests::process::publish_entry(&api, "370100", "济南市大数据局").await;
+    kill_process(Pid::from_raw(jinan as i32).expect("a pid"), Signal::KILL).expect("killed");
+    loop {
+        let line = next_line().await;
+        if line.starts_with("node 370100 exited") {
+            assert!(line.contains("SIGKILL") && line.contains("cascade run --config"), "{line}");
+            break;
+        }
+    }
+    // Restarted from its configuration, it still holds the entry, and so does its province.
+    let (mut restarted, url) = cascade_tests::process::spawn_node(bin, &data.join("370100.toml"));
+    let api = cascade_tests::process::Api::of(&url, &data.join("370100"));
+    let path = format!("/api/v1/catalog/{}", cascade_tests::encode(&code));
+    assert_eq!(api.call("GET", &path, None).await.0, 200);
+    let (_, province_url) = pid_of(370000);
+    let province = cascade_tests::process::Api::of(&province_url, &data.join("370000"));
+    let at_province = format!("{path}?origin=370100");
+    cascade_tests::eventually("the province holds the entry", || async {
+        province.call("GET", &at_province, None).await.0 == 200
+    })
+    .await;
+
+    // SIGTERM stops `up` and every node it started.
+    kill_process(Pid::from_raw(up.id().expect("running") as i32).expect("a pid"), Signal::TERM)
+        .expect("sent");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), up.wait())
+        .await
+        .expect("up stops in time")
+        .expect("its status");
+    assert!(status.success(), "{status}");
+    for pid in pids.iter().filter(|p| **p != jinan) {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "node process {pid} stopped");
+    }
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+}

@@ -59,6 +59,9 @@ pub struct ManifestNode {
     pub quic_addr: String,
     /// Admin bearer token (secret; the file is written 0600).
     pub token: String,
+    /// The node's process, when it runs as one of its own (`cascade up --processes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// A running federation.
@@ -242,6 +245,7 @@ impl Federation {
                     admin_url: r.admin_url.clone(),
                     quic_addr: r.node.quic_addr().to_string(),
                     token: r.node.admin_token().to_string(),
+                    pid: None,
                 })
             })
             .collect()
