@@ -8,16 +8,15 @@
 use crate::keys::{CATALOG, OWN};
 use cascade_protocol::catalog::{CatalogEntry, EntryStatus, ShareType};
 use cascade_protocol::NodeId;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-/// What the index holds of one entry.
+/// What the index holds of one entry (its code is the tail of its key).
 #[derive(Debug)]
 struct Slot {
     origin: NodeId,
     status: EntryStatus,
     share_type: ShareType,
-    code: String,
     /// Code, name and summary, lower-cased, separated by newlines.
     text: Box<str>,
 }
@@ -43,12 +42,26 @@ pub(crate) struct KeyPage {
     pub(crate) next: Option<Vec<u8>>,
 }
 
-/// The index.
+/// The index. Every national node holds the whole federated catalog in it, so
+/// each entry costs little besides its searchable text: keys are boxed slices,
+/// and the by-code lookup holds the code once with the 5 key bytes between the
+/// kind and the code (origin and scope) instead of a set per code.
 #[derive(Debug, Default)]
 pub(crate) struct CatalogIndex {
-    slots: BTreeMap<Vec<u8>, Slot>,
-    /// Keys of materialized entries by code (several origins may use one code).
-    by_code: HashMap<String, BTreeSet<Vec<u8>>>,
+    slots: BTreeMap<Box<[u8]>, Slot>,
+    /// Materialized entries by code: the code, then the origin and scope bytes
+    /// of its key (several origins, and both scopes, may use one code).
+    by_code: BTreeSet<(Box<str>, [u8; 5])>,
+}
+
+/// A materialized entry's key split into its origin-and-scope bytes and its
+/// code; `None` for own drafts' keys (and anything malformed).
+fn code_of(key: &[u8]) -> Option<(&str, [u8; 5])> {
+    if key.first() != Some(&CATALOG) {
+        return None;
+    }
+    let middle: [u8; 5] = key.get(1..6)?.try_into().ok()?;
+    Some((std::str::from_utf8(key.get(6..)?).ok()?, middle))
 }
 
 impl CatalogFilter {
@@ -83,34 +96,37 @@ fn searchable(entry: &CatalogEntry) -> Box<str> {
 impl CatalogIndex {
     /// Records the entry stored under `key`.
     pub(crate) fn put(&mut self, key: Vec<u8>, origin: NodeId, entry: &CatalogEntry) {
-        let slot = Slot {
-            origin,
-            status: entry.status,
-            share_type: entry.share_type,
-            code: entry.code.clone(),
-            text: searchable(entry),
-        };
-        if key.first() == Some(&CATALOG) {
-            self.by_code.entry(slot.code.clone()).or_default().insert(key.clone());
+        let slot =
+            Slot { origin, status: entry.status, share_type: entry.share_type, text: searchable(entry) };
+        if let Some((code, middle)) = code_of(&key) {
+            self.by_code.insert((code.into(), middle));
         }
-        self.slots.insert(key, slot);
+        self.slots.insert(key.into_boxed_slice(), slot);
     }
 
     /// Forgets the entry stored under `key` (a draft that was published).
     pub(crate) fn remove(&mut self, key: &[u8]) {
-        if let Some(slot) = self.slots.remove(key) {
-            if let Some(keys) = self.by_code.get_mut(&slot.code) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.by_code.remove(&slot.code);
-                }
+        if self.slots.remove(key).is_some() {
+            if let Some((code, middle)) = code_of(key) {
+                self.by_code.remove(&(Box::from(code), middle));
             }
         }
     }
 
     /// The keys of materialized entries with this code.
     pub(crate) fn keys_of_code(&self, code: &str) -> Vec<Vec<u8>> {
-        self.by_code.get(code).map(|keys| keys.iter().cloned().collect()).unwrap_or_default()
+        let code: Box<str> = code.into();
+        let range = (code.clone(), [0; 5])..=(code.clone(), [u8::MAX; 5]);
+        self.by_code
+            .range(range)
+            .map(|(_, middle)| {
+                let mut key = Vec::with_capacity(6 + code.len());
+                key.push(CATALOG);
+                key.extend_from_slice(middle);
+                key.extend_from_slice(code.as_bytes());
+                key
+            })
+            .collect()
     }
 
     /// How many entries it holds.
@@ -132,25 +148,25 @@ impl CatalogIndex {
         let finder = filter.q.as_ref().map(|q| memchr::memmem::Finder::new(q.as_bytes()));
         let mut page = KeyPage { keys: Vec::new(), next: None };
         let mut examined = 0;
-        let mut last: Option<&Vec<u8>> = None;
+        let mut last: Option<&[u8]> = None;
         for (start, end) in ranges {
             let from = match after {
-                Some(a) if a >= start.as_slice() => Bound::Excluded(a.to_vec()),
-                _ => Bound::Included(start.clone()),
+                Some(a) if a >= start.as_slice() => Bound::Excluded(a),
+                _ => Bound::Included(start.as_slice()),
             };
-            if matches!(&from, Bound::Excluded(a) if a >= end) {
+            if matches!(from, Bound::Excluded(a) if a >= end.as_slice()) {
                 continue;
             }
-            for (key, slot) in self.slots.range((from, Bound::Excluded(end.clone()))) {
+            for (key, slot) in self.slots.range::<[u8], _>((from, Bound::Excluded(end.as_slice()))) {
                 if page.keys.len() == limit || examined == budget {
                     // More remain: the next page starts after the last key looked at.
-                    page.next = last.cloned();
+                    page.next = last.map(<[u8]>::to_vec);
                     return (page, examined);
                 }
                 examined += 1;
                 last = Some(key);
                 if filter.passes(slot.origin, slot.status, slot.share_type, &slot.text, finder.as_ref()) {
-                    page.keys.push(key.clone());
+                    page.keys.push(key.to_vec());
                 }
             }
         }
@@ -178,4 +194,78 @@ pub(crate) fn ranges(filter: &CatalogFilter, me: NodeId) -> Vec<(Vec<u8>, Vec<u8
         out.push((vec![OWN], vec![OWN + 1]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{catalog_key, own_key};
+    use cascade_protocol::catalog::EntryDraft;
+    use cascade_protocol::Scope;
+
+    fn entry(code: &str, name: &str) -> CatalogEntry {
+        let draft: EntryDraft = serde_json::from_value(serde_json::json!({
+            "name": name, "classification": "3", "provider": "91350100M000100Y43", "summary": "Summary",
+            "format": "database", "data_items": [], "share_type": "unconditional", "share_mode": "platform",
+            "open_type": "closed", "update_cycle": "daily"}))
+        .expect("a draft");
+        CatalogEntry::from_draft(draft, code.into(), 1, EntryStatus::Published)
+    }
+
+    fn nid(s: &str) -> NodeId {
+        s.parse().expect("a division")
+    }
+
+    #[test]
+    fn a_code_finds_every_origin_and_scope_and_forgets_what_was_removed() {
+        let (jinan, qingdao) = (nid("370100"), nid("370200"));
+        let mut index = CatalogIndex::default();
+        let keys = [
+            catalog_key(qingdao, Scope::Federation, "3/000001"),
+            catalog_key(jinan, Scope::Province, "3/000001"),
+            catalog_key(jinan, Scope::Federation, "3/000001"),
+            catalog_key(jinan, Scope::Federation, "3/000002"),
+        ];
+        for key in &keys {
+            let origin = if key == &keys[0] { qingdao } else { jinan };
+            index.put(
+                key.clone(),
+                origin,
+                &entry(std::str::from_utf8(&key[6..]).expect("a code"), "企业年报"),
+            );
+        }
+        // A draft is listed, never found by code.
+        index.put(own_key("3/000001"), jinan, &entry("3/000001", "草稿"));
+        let mut expected = vec![keys[0].clone(), keys[1].clone(), keys[2].clone()];
+        expected.sort();
+        assert_eq!(index.keys_of_code("3/000001"), expected);
+        assert_eq!(index.keys_of_code("3/000002"), vec![keys[3].clone()]);
+        assert!(index.keys_of_code("3/00000").is_empty());
+        assert_eq!(index.len(), 5);
+
+        index.remove(&keys[1]);
+        index.remove(&own_key("3/000001"));
+        let mut expected = vec![keys[0].clone(), keys[2].clone()];
+        expected.sort();
+        assert_eq!(index.keys_of_code("3/000001"), expected);
+        assert_eq!(index.len(), 3);
+
+        // Pages walk key order, resume after the last key looked at, and filter.
+        let filter = CatalogFilter {
+            statuses: vec![EntryStatus::Published],
+            q: Some("企业".into()),
+            ..CatalogFilter::default()
+        };
+        let ranges = ranges(&filter, jinan);
+        let (first, examined) = index.page(&filter, &ranges, None, 2, 100);
+        assert_eq!((first.keys.len(), examined), (2, 2));
+        let (rest, _) = index.page(&filter, &ranges, first.next.as_deref(), 2, 100);
+        assert_eq!(rest.keys.len(), 1);
+        assert!(rest.next.is_none());
+        let mut all = first.keys;
+        all.extend(rest.keys);
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+    }
 }
