@@ -130,13 +130,11 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     fed.start(province).await?;
     let joiner = fed.node(province).map(|r| r.node.clone()).ok_or_else(|| anyhow::anyhow!("no province"))?;
-    loop {
-        if seq_of_head_at(&joiner, log) >= target {
-            break;
-        }
-        anyhow::ensure!(t.elapsed() < CATCH_UP_WITHIN, "no catch-up within {CATCH_UP_WITHIN:?}");
-        tokio::time::sleep(POLL).await;
-    }
+    let caught_up = cascade_tests::poll_within(POLL, CATCH_UP_WITHIN, || async {
+        seq_of_head_at(&joiner, log) >= target
+    })
+    .await;
+    anyhow::ensure!(caught_up, "no catch-up within {CATCH_UP_WITHIN:?}");
     let catch_up = t.elapsed();
     let rss = cascade_tests::process::peak_resident_of(std::process::id());
     drop(joiner);
