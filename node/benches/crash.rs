@@ -16,7 +16,7 @@ async fn main() {
     let seed = std::env::var("CASCADE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let started = Instant::now();
     let mut processes =
-        Processes::launch(FOUR_PROVINCES, std::path::Path::new(env!("CARGO_BIN_EXE_cascade")));
+        Processes::launch(FOUR_PROVINCES, std::path::Path::new(env!("CARGO_BIN_EXE_cascade"))).await;
     let report = crash_rounds(&mut processes, ("110000", "370200"), rounds, seed).await;
     println!(
         "five `cascade run` processes (topology FOUR_PROVINCES), seed {seed}, {:.0} s",

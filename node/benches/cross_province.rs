@@ -24,7 +24,7 @@ fn mib(bytes: u64) -> u64 {
 async fn main() {
     let size_mib: usize = std::env::var("CASCADE_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let topology = Topology::parse(SIX_NODES).expect("the topology");
-    let processes = Processes::launch(SIX_NODES, Path::new(env!("CARGO_BIN_EXE_cascade")));
+    let processes = Processes::launch(SIX_NODES, Path::new(env!("CARGO_BIN_EXE_cascade"))).await;
     let names: Vec<(String, String)> =
         topology.nodes.iter().map(|n| (n.id.to_string(), format!("{} {}", n.id, n.name))).collect();
     let peaks = || -> Vec<u64> { names.iter().map(|(id, _)| processes.peak_resident(id)).collect() };

@@ -2,7 +2,7 @@
 //! `cascade run` process per node.
 
 use crate::StopSignals;
-use cascade_launcher::processes::{free_quic_addr, spawn_node, stop};
+use cascade_launcher::processes::{free_quic_addr, spawn_node, stop, write_config};
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions, ManifestNode};
 use cascade_protocol::NodeId;
@@ -53,8 +53,7 @@ pub(crate) async fn processes(topology: Topology, options: LaunchOptions) -> any
         config.listen = free_quic_addr().map_err(anyhow::Error::msg)?;
         config.parent_addr = node.parent.and_then(|p| quic.get(&p).copied());
         quic.insert(node.id, config.listen);
-        let file = options.data.join(format!("{}.toml", node.id));
-        std::fs::write(&file, toml::to_string(&config)?)?;
+        let file = write_config(&config).map_err(anyhow::Error::msg)?;
         let log = options.data.join(format!("{}.log", node.id));
         let start = spawn_node(&bin, &file, &log, None, START_WITHIN);
         let (mut child, admin_url) = tokio::select! {

@@ -10,7 +10,7 @@ use cascade_tests::FOUR_PROVINCES;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_kill_9_and_the_federation_converges_without_a_fork() {
     let mut processes =
-        Processes::launch(FOUR_PROVINCES, std::path::Path::new(env!("CARGO_BIN_EXE_cascade")));
+        Processes::launch(FOUR_PROVINCES, std::path::Path::new(env!("CARGO_BIN_EXE_cascade"))).await;
     // Beijing's province applies for, calls and fetches from Qingdao: three hops.
     let report = crash_rounds(&mut processes, ("110000", "370200"), 3, 7).await;
     eprintln!("{report:#?}");
@@ -153,7 +153,7 @@ async fn cascade_up_runs_each_node_as_a_process_that_survives_kill_9_and_stops_o
         }
     }
     // Restarted from its configuration, it still holds the entry, and so does its province.
-    let (mut restarted, url) = cascade_tests::process::spawn_node(bin, &data.join("370100.toml"));
+    let (mut restarted, url) = cascade_tests::process::spawn_node(bin, &data.join("370100.toml")).await;
     let api = cascade_tests::process::Api::of(&url, &data.join("370100"));
     let path = format!("/api/v1/catalog/{}", cascade_tests::encode(&code));
     assert_eq!(api.call("GET", &path, None).await.0, 200);
@@ -176,6 +176,5 @@ async fn cascade_up_runs_each_node_as_a_process_that_survives_kill_9_and_stops_o
     for pid in pids.iter().filter(|p| **p != jinan) {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "node process {pid} stopped");
     }
-    let _ = restarted.kill();
-    let _ = restarted.wait();
+    let _ = restarted.kill().await;
 }

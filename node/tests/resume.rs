@@ -10,8 +10,8 @@ use cascade_tests::process::{self, Api};
 use cascade_tests::{content, eventually, nid, SIX_NODES};
 use std::time::Duration;
 
-fn spawn_node(config: &std::path::Path) -> (std::process::Child, String) {
-    process::spawn_node(std::path::Path::new(env!("CARGO_BIN_EXE_cascade")), config)
+async fn spawn_node(config: &std::path::Path) -> (tokio::process::Child, String) {
+    process::spawn_node(std::path::Path::new(env!("CARGO_BIN_EXE_cascade")), config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +43,7 @@ async fn a_fetch_killed_with_its_process_resumes_and_asks_again_for_less_than_a_
     let mut config = fed.config(nid("370100")).unwrap();
     let config_path = dir.path().join("370100.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let (mut jinan_process, url) = spawn_node(&config_path);
+    let (mut jinan_process, url) = spawn_node(&config_path).await;
     let jinan = Api::of(&url, &config.data_dir);
     let version = process::hold_grant(&jinan, "370100", "济南市统计局", "440100", &code, 1).await;
 
@@ -58,8 +58,7 @@ async fn a_fetch_killed_with_its_process_resumes_and_asks_again_for_less_than_a_
         jinan.call("GET", &job, None).await.1["bytes_done"].as_u64().unwrap_or(0) > data.len() as u64 / 3
     })
     .await;
-    jinan_process.kill().unwrap(); // SIGKILL: nothing of the process runs on.
-    jinan_process.wait().unwrap();
+    jinan_process.kill().await.unwrap(); // SIGKILL: nothing of the process runs on.
     let held_at_kill = jinan.http.get(format!("{url}/healthz")).send().await.is_err();
     assert!(held_at_kill, "the process is gone");
 
@@ -67,7 +66,7 @@ async fn a_fetch_killed_with_its_process_resumes_and_asks_again_for_less_than_a_
     hub.set_send_delay(Duration::ZERO);
     config.admin_listen = url.trim_start_matches("http://").parse().unwrap();
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let (mut jinan_process, _) = spawn_node(&config_path);
+    let (mut jinan_process, _) = spawn_node(&config_path).await;
     eventually("the fetch ends", || async {
         matches!(jinan.call("GET", &job, None).await.1["state"].as_str(), Some("done") | Some("failed"))
     })
@@ -99,6 +98,5 @@ async fn a_fetch_killed_with_its_process_resumes_and_asks_again_for_less_than_a_
     );
     assert!(asked_again <= in_flight, "{asked_again} chunks asked for again");
     assert!(again <= asked_again * cascade_chunks::cut::MAX_CHUNK_BYTES as u64, "{again} bytes sent again");
-    jinan_process.kill().unwrap();
-    jinan_process.wait().unwrap();
+    jinan_process.kill().await.unwrap();
 }

@@ -89,8 +89,8 @@ pub async fn crash_rounds(
         writers.extend(docking.start(processes, round, &stop));
         let victim = ids[rng.gen_range(0..ids.len())].clone();
         tokio::time::sleep(rng.gen_range(Duration::ZERO..MAX_LOAD_BEFORE_KILL)).await;
-        processes.kill(&victim);
-        processes.start(&victim);
+        processes.kill(&victim).await;
+        processes.start(&victim).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for writer in writers {
             writer.await.expect("a writer");

@@ -6,10 +6,8 @@ use cascade_launcher::{Federation, LaunchOptions};
 use cascade_protocol::org::Organization;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use tokio::process::Child;
 
 /// An HTTP client of one node's admin API.
 #[derive(Clone)]
@@ -48,29 +46,17 @@ impl Api {
     }
 }
 
-/// A UDP port free on 127.0.0.1 now (each node's QUIC port is chosen before it
-/// starts, so that its children can be pointed at it, and found again after
-/// it restarts).
-pub fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
-    socket.local_addr().expect("its address").port()
-}
+/// How long a node process may take to say it serves.
+const START_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Starts `BIN run --config CONFIG` (the cascade binary); answers the process
-/// and its admin URL (from the line it prints once serving).
-pub fn spawn_node(bin: &Path, config: &Path) -> (Child, String) {
-    let mut child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cascade run");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("a line");
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("admin URL").to_string();
-    (child, url)
+/// Starts `BIN run --config CONFIG` (the cascade binary; warnings logged to a
+/// file beside CONFIG); answers the process (killed when dropped) and its
+/// admin URL (from the line it prints once serving).
+pub async fn spawn_node(bin: &Path, config: &Path) -> (Child, String) {
+    let log = config.with_extension("log");
+    cascade_launcher::processes::spawn_node(bin, config, &log, Some("warn"), START_WITHIN)
+        .await
+        .expect("cascade run")
 }
 
 /// A process's peak resident memory (`VmHWM`) in bytes, 0 when unknown.
@@ -161,7 +147,8 @@ struct Running {
 /// A federation whose every node is a `cascade run` process.
 pub struct Processes {
     bin: PathBuf,
-    dir: tempfile::TempDir,
+    /// The nodes' folders, removed when dropped (after the nodes are killed).
+    _dir: tempfile::TempDir,
     configs: BTreeMap<String, PathBuf>,
     data: BTreeMap<String, PathBuf>,
     running: BTreeMap<String, Running>,
@@ -171,7 +158,7 @@ impl Processes {
     /// Writes every node's certificates and configuration (QUIC on fixed
     /// loopback ports, so a restarted parent is found again) and starts each,
     /// parents first.
-    pub fn launch(topology: &str, bin: &Path) -> Processes {
+    pub async fn launch(topology: &str, bin: &Path) -> Processes {
         let dir = tempfile::tempdir().expect("a folder");
         let topology = Topology::parse(topology).expect("the topology");
         let options = LaunchOptions { data: dir.path().to_path_buf(), admin_port_base: None };
@@ -179,40 +166,38 @@ impl Processes {
         let quic: BTreeMap<_, _> = topology
             .nodes
             .iter()
-            .map(|n| (n.id, SocketAddr::from(([127, 0, 0, 1], free_udp_port()))))
+            .map(|n| (n.id, cascade_launcher::processes::free_quic_addr().expect("a free port")))
             .collect();
         let mut processes = Processes {
             bin: bin.to_path_buf(),
             configs: BTreeMap::new(),
             data: BTreeMap::new(),
             running: BTreeMap::new(),
-            dir,
+            _dir: dir,
         };
         for node in &topology.nodes {
             let mut config = fed.config(node.id).expect("a configuration");
             config.listen = quic[&node.id];
             config.parent_addr = node.parent.map(|p| quic[&p]);
-            let path = processes.dir.path().join(format!("{}.toml", node.id));
-            std::fs::write(&path, toml::to_string(&config).expect("TOML")).expect("written");
+            let path = cascade_launcher::processes::write_config(&config).expect("written");
             processes.configs.insert(node.id.to_string(), path);
             processes.data.insert(node.id.to_string(), config.data_dir.clone());
-            processes.start(&node.id.to_string());
+            processes.start(&node.id.to_string()).await;
         }
         processes
     }
 
     /// Starts node `id` from its configuration.
-    pub fn start(&mut self, id: &str) {
-        let (child, url) = spawn_node(&self.bin, &self.configs[id]);
+    pub async fn start(&mut self, id: &str) {
+        let (child, url) = spawn_node(&self.bin, &self.configs[id]).await;
         let api = Api::of(&url, &self.data[id]);
         self.running.insert(id.to_string(), Running { child, api });
     }
 
     /// Kills node `id` with SIGKILL: nothing of the process runs on.
-    pub fn kill(&mut self, id: &str) {
+    pub async fn kill(&mut self, id: &str) {
         if let Some(mut running) = self.running.remove(id) {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
+            let _ = running.child.kill().await;
         }
     }
 
@@ -228,15 +213,15 @@ impl Processes {
 
     /// A running node's peak resident memory in bytes (0 when unknown).
     pub fn peak_resident(&self, id: &str) -> u64 {
-        self.running.get(id).map_or(0, |r| peak_resident_of(r.child.id()))
+        self.running.get(id).and_then(|r| r.child.id()).map_or(0, peak_resident_of)
     }
 }
 
 impl Drop for Processes {
     fn drop(&mut self) {
+        // Before the folder goes: SIGKILL to every node still running.
         for running in self.running.values_mut() {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
+            let _ = running.child.start_kill();
         }
     }
 }

@@ -34,6 +34,18 @@ pub fn free_quic_addr() -> Result<SocketAddr, String> {
     Err(format!("no free UDP port among {PORT_TRIES} tried in {PROCESS_PORTS:?}"))
 }
 
+/// Writes `config` beside its data folder (`…/ID.toml` for `…/ID`), where
+/// `cascade run --config` and a restart by hand find it; answers the file.
+pub fn write_config(config: &cascade_runtime::NodeConfig) -> Result<std::path::PathBuf, String> {
+    let file = config.data_dir.with_extension("toml");
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let text = toml::to_string(config).map_err(|e| e.to_string())?;
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(file)
+}
+
 /// Starts `bin run --config config` (the `cascade` binary) with `RUST_LOG` set
 /// to `log_filter` when given (else inherited), its log appended to `log`, and
 /// waits up to `within` for the line it prints once serving; answers the

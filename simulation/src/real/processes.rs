@@ -220,9 +220,7 @@ impl Processes {
         config: &NodeConfig,
         tracker: &Arc<Mutex<Tracker>>,
     ) -> Result<(), SimError> {
-        let file = config.data_dir.with_extension("toml");
-        std::fs::create_dir_all(&config.data_dir).map_err(err)?;
-        std::fs::write(&file, toml::to_string(config).map_err(err)?).map_err(err)?;
+        let file = cascade_launcher::processes::write_config(config).map_err(err)?;
         self.nodes.insert(config.id, (file, config.data_dir.clone()));
         self.start(config.id, tracker).await?;
         let api = self.apis.lock().unwrap_or_else(|p| p.into_inner()).get(&config.id).cloned();
