@@ -5,6 +5,7 @@
 
 pub mod call;
 pub mod catalog;
+pub mod civil;
 pub mod codec;
 pub mod dataset;
 pub mod delta;

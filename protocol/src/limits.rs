@@ -254,6 +254,10 @@ pub const MAX_CONCURRENT_CATALOG_READS: usize = 4;
 /// Other listings (organizations, accounts, tokens, sessions) at once, per node.
 pub const MAX_CONCURRENT_DIRECTORY_READS: usize = 4;
 
+/// Open-data reads (public, unauthenticated) at once, per node: one core's
+/// worth, so a harvester or a crowd never starves the staff's own reads.
+pub const MAX_CONCURRENT_OPEN_READS: usize = 2;
+
 /// How long a read waits for its turn before the node answers that it is busy
 /// (503 with Retry-After): a queue, but a short one.
 pub const READ_WAIT_MS: u64 = 2_000;

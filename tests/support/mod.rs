@@ -3,6 +3,7 @@
 
 pub mod crash;
 pub mod process;
+pub mod python;
 
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions};

@@ -1,8 +1,9 @@
 //! The admin HTTP interface of a Cascade node (axum, JSON).
 //!
-//! Every route under `/api` (and `/metrics`) requires `Authorization: Bearer
+//! Every route under `/api/v1` (and `/metrics`) requires `Authorization: Bearer
 //! <token>` — the node's bootstrap token, a login session or an API token — read
-//! by one extractor ([`Caller`]). Handlers turn HTTP into the node core's
+//! by one extractor ([`Caller`]). The open-data face (`/open/...` and CKAN's
+//! `/api/3/action/...`) is public and read-only, and shows only open entries. Handlers turn HTTP into the node core's
 //! commands, which authorize, apply and audit each change in the group commit
 //! that makes it durable, or into reads. Errors are `{"error": "...", ...}` with
 //! the status of who is at fault: 4xx for the caller, 503 for a local failure.
@@ -17,6 +18,7 @@ mod federation;
 mod gateway;
 pub mod metrics;
 mod observe;
+mod open;
 mod people;
 mod routes;
 mod serve;

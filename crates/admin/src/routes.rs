@@ -82,6 +82,7 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/audit/verify", get(observe::audit_verify))
         .route("/api/v1/audit/checkpoints", post(observe::audit_checkpoint))
         .route("/metrics", get(observe::metrics_view))
+        .merge(crate::open::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

@@ -51,17 +51,7 @@ struct Outcome {
 /// the date a Chinese catalog's publish date (发布日期) is read in.
 pub(crate) fn china_date(unix_ms: u64) -> String {
     const UTC8_MS: u64 = 8 * 3600 * 1000;
-    let days = (unix_ms + UTC8_MS) / 86_400_000;
-    // Civil from days since 1970-01-01 (H. Hinnant's algorithm), for days >= 0.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day) = cascade_protocol::civil::civil_from_days((unix_ms + UTC8_MS) / 86_400_000);
     format!("{year:04}-{month:02}-{day:02}")
 }
 

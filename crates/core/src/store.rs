@@ -143,6 +143,9 @@ pub enum Materialize {
         entry: Arc<CatalogEntry>,
         /// The delta.
         delta: Arc<Delta>,
+        /// When this node stores it (unix ms): what "modified since" asks about
+        /// here, whatever the origin's clock said.
+        stored_ms: u64,
     },
     /// A service's latest state (its id names its origin).
     Service {

@@ -8,10 +8,10 @@ use cascade_access::TokenKind;
 use cascade_core::audit::{AuditFilter, AuditPage, AuditVerification};
 use cascade_core::{Account, CommandError, LinkRole, StoreError, TokenRecord};
 use cascade_metrics::{Collect, Exposition, Float, Kind};
-use cascade_protocol::catalog::{EntryStatus, ShareType};
+use cascade_protocol::catalog::{EntryStatus, OpenType, ShareType};
 use cascade_protocol::limits::{
-    MAX_CONCURRENT_AUDIT_READS, MAX_CONCURRENT_CATALOG_READS, MAX_CONCURRENT_DIRECTORY_READS, MAX_LIST,
-    READ_WAIT_MS,
+    MAX_CONCURRENT_AUDIT_READS, MAX_CONCURRENT_CATALOG_READS, MAX_CONCURRENT_DIRECTORY_READS,
+    MAX_CONCURRENT_OPEN_READS, MAX_LIST, READ_WAIT_MS,
 };
 use cascade_protocol::{NodeId, Tier};
 use cascade_store::{CatalogFilter, CatalogRow, Cursor, OrganizationRow, Page, Store};
@@ -29,6 +29,8 @@ pub struct CatalogQuery {
     pub tier: Option<Tier>,
     /// Only entries of this share type.
     pub share_type: Option<ShareType>,
+    /// Only entries of this open type.
+    pub open_type: Option<OpenType>,
     /// "published" (default), "withdrawn", "draft" (own drafts) or "all".
     pub status: Option<String>,
     /// Case-insensitive text in code, name or summary.
@@ -123,6 +125,8 @@ pub(crate) enum ReadKind {
     Audit,
     Catalog,
     Directory,
+    /// The public open-data face.
+    Open,
 }
 
 /// How many reads of each kind may run at once (see `limits`).
@@ -132,6 +136,7 @@ pub(crate) struct Reads {
     audit: Arc<Semaphore>,
     catalog: Arc<Semaphore>,
     directory: Arc<Semaphore>,
+    open: Arc<Semaphore>,
 }
 
 impl Default for Reads {
@@ -140,6 +145,7 @@ impl Default for Reads {
             audit: Arc::new(Semaphore::new(MAX_CONCURRENT_AUDIT_READS)),
             catalog: Arc::new(Semaphore::new(MAX_CONCURRENT_CATALOG_READS)),
             directory: Arc::new(Semaphore::new(MAX_CONCURRENT_DIRECTORY_READS)),
+            open: Arc::new(Semaphore::new(MAX_CONCURRENT_OPEN_READS)),
         }
     }
 }
@@ -169,6 +175,7 @@ impl Node {
             ReadKind::Audit => &reads.audit,
             ReadKind::Catalog => &reads.catalog,
             ReadKind::Directory => &reads.directory,
+            ReadKind::Open => &reads.open,
         };
         let wait = std::time::Duration::from_millis(READ_WAIT_MS);
         let permit = tokio::time::timeout(wait, semaphore.clone().acquire_owned())
@@ -204,8 +211,10 @@ impl Node {
             origin: query.origin,
             tier: query.tier,
             share_type: query.share_type,
+            open_type: query.open_type,
             statuses,
             q: query.q.filter(|q| !q.is_empty()),
+            ..CatalogFilter::default()
         };
         let page = self
             .read(ReadKind::Catalog, move |store| store.catalog_page(&filter, after.as_ref(), limit))
@@ -223,7 +232,7 @@ impl Node {
                 use cascade_core::StateStore;
                 if origin.is_none_or(|o| o == me) {
                     if let Some((scope, entry)) = store.own_entry(&lookup)? {
-                        return Ok(vec![CatalogRow { origin: me, scope, entry }]);
+                        return Ok(vec![CatalogRow { origin: me, scope, stored_ms: None, entry }]);
                     }
                 }
                 match origin {

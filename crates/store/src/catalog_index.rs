@@ -1,13 +1,15 @@
 //! The catalog index: every materialized entry and own draft, in memory, by its
-//! store key, with what listings filter on (origin, scope, status, share type) and
+//! store key, with what listings filter on (origin, scope, status, share type,
+//! open type, when it was stored here) and
 //! its searchable text (code, name and summary, lower-cased). A listing walks it
 //! instead of decoding stored deltas, a text search is a substring scan of short
 //! strings (a few ms for tens of thousands of entries), and an entry is found by
 //! its code without a scan. Built when the store opens; kept current by `apply`.
 
+use crate::keys::scope_of;
 use crate::keys::{CATALOG, OWN};
-use cascade_protocol::catalog::{CatalogEntry, EntryStatus, ShareType};
-use cascade_protocol::NodeId;
+use cascade_protocol::catalog::{CatalogEntry, EntryStatus, OpenType, ShareType};
+use cascade_protocol::{NodeId, Scope};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
@@ -17,6 +19,10 @@ struct Slot {
     origin: NodeId,
     status: EntryStatus,
     share_type: ShareType,
+    open_type: OpenType,
+    /// When this node stored this version (unix ms; 0 for own drafts and rows
+    /// stored before the time was kept).
+    stored_ms: u64,
     /// Code, name and summary, lower-cased, separated by newlines.
     text: Box<str>,
 }
@@ -34,6 +40,12 @@ pub struct CatalogFilter {
     pub statuses: Vec<EntryStatus>,
     /// Case-insensitive text in code, name or summary.
     pub q: Option<String>,
+    /// Only entries of this open type.
+    pub open_type: Option<OpenType>,
+    /// Only materialized entries of this scope (own drafts have none).
+    pub scope: Option<Scope>,
+    /// Only entries this node stored at or after this time (unix ms).
+    pub stored_since_ms: Option<u64>,
 }
 
 /// The keys of one page, and the key to continue after when the walk stopped early.
@@ -67,25 +79,42 @@ fn code_of(key: &[u8]) -> Option<(&str, [u8; 5])> {
 impl CatalogFilter {
     /// Whether an entry of `origin` with these fields passes (`text` and `q`
     /// lower-cased; `origin` itself is chosen by the key ranges walked).
-    fn passes(
-        &self,
-        origin: NodeId,
-        status: EntryStatus,
-        share_type: ShareType,
-        text: &str,
-        finder: Option<&memchr::memmem::Finder<'_>>,
-    ) -> bool {
-        self.statuses.contains(&status)
-            && self.tier.is_none_or(|t| t == origin.tier())
-            && self.share_type.is_none_or(|s| s == share_type)
-            && finder.is_none_or(|f| f.find(text.as_bytes()).is_some())
+    fn passes(&self, key: &[u8], slot: &Slot, finder: Option<&memchr::memmem::Finder<'_>>) -> bool {
+        self.statuses.contains(&slot.status)
+            && self.tier.is_none_or(|t| t == slot.origin.tier())
+            && self.share_type.is_none_or(|s| s == slot.share_type)
+            && self.open_type.is_none_or(|o| o == slot.open_type)
+            && self.scope.is_none_or(|s| scope_in(key) == Some(s))
+            && self.stored_since_ms.is_none_or(|t| slot.stored_ms >= t)
+            && finder.is_none_or(|f| f.find(slot.text.as_bytes()).is_some())
     }
 
     /// Whether a row read from the store passes: it may have changed since the
     /// index was walked (`q` lower-cased).
-    pub(crate) fn admits(&self, origin: NodeId, entry: &CatalogEntry) -> bool {
+    pub(crate) fn admits(&self, key: &[u8], origin: NodeId, entry: &CatalogEntry, stored_ms: u64) -> bool {
         let finder = self.q.as_ref().map(|q| memchr::memmem::Finder::new(q.as_bytes()));
-        self.passes(origin, entry.status, entry.share_type, &searchable(entry), finder.as_ref())
+        self.passes(key, &Slot::new(origin, entry, stored_ms), finder.as_ref())
+    }
+}
+
+/// The scope of a materialized entry's key; `None` for own drafts' keys.
+fn scope_in(key: &[u8]) -> Option<Scope> {
+    if key.first() != Some(&CATALOG) {
+        return None;
+    }
+    key.get(5).copied().and_then(scope_of)
+}
+
+impl Slot {
+    fn new(origin: NodeId, entry: &CatalogEntry, stored_ms: u64) -> Slot {
+        Slot {
+            origin,
+            status: entry.status,
+            share_type: entry.share_type,
+            open_type: entry.open_type,
+            stored_ms,
+            text: searchable(entry),
+        }
     }
 }
 
@@ -94,10 +123,9 @@ fn searchable(entry: &CatalogEntry) -> Box<str> {
 }
 
 impl CatalogIndex {
-    /// Records the entry stored under `key`.
-    pub(crate) fn put(&mut self, key: Vec<u8>, origin: NodeId, entry: &CatalogEntry) {
-        let slot =
-            Slot { origin, status: entry.status, share_type: entry.share_type, text: searchable(entry) };
+    /// Records the entry stored under `key` at `stored_ms`.
+    pub(crate) fn put(&mut self, key: Vec<u8>, origin: NodeId, entry: &CatalogEntry, stored_ms: u64) {
+        let slot = Slot::new(origin, entry, stored_ms);
         if let Some((code, middle)) = code_of(&key) {
             self.by_code.insert((code.into(), middle));
         }
@@ -145,8 +173,30 @@ impl CatalogIndex {
         limit: usize,
         budget: usize,
     ) -> (KeyPage, usize) {
+        let mut keys = Vec::new();
+        let (next, examined) = self.walk(filter, ranges, after, budget, |key| {
+            if keys.len() == limit {
+                return false;
+            }
+            keys.push(key.to_vec());
+            true
+        });
+        (KeyPage { keys, next }, examined)
+    }
+
+    /// Walks keys after `after` within `ranges`, in key order, handing each that
+    /// passes `filter` to `take` until it answers `false` (that key is not taken)
+    /// or `budget` keys were looked at. Answers where to continue when it stopped
+    /// early (after the last key taken or looked at), and how many it looked at.
+    pub(crate) fn walk(
+        &self,
+        filter: &CatalogFilter,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        after: Option<&[u8]>,
+        budget: usize,
+        mut take: impl FnMut(&[u8]) -> bool,
+    ) -> (Option<Vec<u8>>, usize) {
         let finder = filter.q.as_ref().map(|q| memchr::memmem::Finder::new(q.as_bytes()));
-        let mut page = KeyPage { keys: Vec::new(), next: None };
         let mut examined = 0;
         let mut last: Option<&[u8]> = None;
         for (start, end) in ranges {
@@ -158,19 +208,18 @@ impl CatalogIndex {
                 continue;
             }
             for (key, slot) in self.slots.range::<[u8], _>((from, Bound::Excluded(end.as_slice()))) {
-                if page.keys.len() == limit || examined == budget {
-                    // More remain: the next page starts after the last key looked at.
-                    page.next = last.map(<[u8]>::to_vec);
-                    return (page, examined);
+                if examined == budget {
+                    // More remain: continue after the last key looked at.
+                    return (last.map(<[u8]>::to_vec), examined);
+                }
+                if filter.passes(key, slot, finder.as_ref()) && !take(key) {
+                    return (last.map(<[u8]>::to_vec), examined);
                 }
                 examined += 1;
                 last = Some(key);
-                if filter.passes(slot.origin, slot.status, slot.share_type, &slot.text, finder.as_ref()) {
-                    page.keys.push(key.to_vec());
-                }
             }
         }
-        (page, examined)
+        (None, examined)
     }
 }
 
@@ -201,7 +250,6 @@ mod tests {
     use super::*;
     use crate::keys::{catalog_key, own_key};
     use cascade_protocol::catalog::EntryDraft;
-    use cascade_protocol::Scope;
 
     fn entry(code: &str, name: &str) -> CatalogEntry {
         let draft: EntryDraft = serde_json::from_value(serde_json::json!({
@@ -226,16 +274,16 @@ mod tests {
             catalog_key(jinan, Scope::Federation, "3/000001"),
             catalog_key(jinan, Scope::Federation, "3/000002"),
         ];
-        for key in &keys {
+        for (n, key) in (1..).zip(&keys) {
             let origin = if key == &keys[0] { qingdao } else { jinan };
-            index.put(
-                key.clone(),
-                origin,
-                &entry(std::str::from_utf8(&key[6..]).expect("a code"), "企业年报"),
-            );
+            let mut entry = entry(std::str::from_utf8(&key[6..]).expect("a code"), "企业年报");
+            if n > 1 {
+                entry.open_type = OpenType::Open;
+            }
+            index.put(key.clone(), origin, &entry, n * 1_000);
         }
         // A draft is listed, never found by code.
-        index.put(own_key("3/000001"), jinan, &entry("3/000001", "草稿"));
+        index.put(own_key("3/000001"), jinan, &entry("3/000001", "草稿"), 0);
         let mut expected = vec![keys[0].clone(), keys[1].clone(), keys[2].clone()];
         expected.sort();
         assert_eq!(index.keys_of_code("3/000001"), expected);
@@ -267,5 +315,20 @@ mod tests {
         let mut sorted = all.clone();
         sorted.sort();
         assert_eq!(all, sorted);
+
+        // The open-data view: open, federation-wide, stored since a time.
+        let open = CatalogFilter {
+            statuses: vec![EntryStatus::Published, EntryStatus::Draft],
+            open_type: Some(OpenType::Open),
+            scope: Some(Scope::Federation),
+            ..CatalogFilter::default()
+        };
+        let ranges = super::ranges(&open, jinan);
+        let keys_of = |filter: &CatalogFilter| index.page(filter, &ranges, None, 10, 100).0.keys;
+        assert_eq!(keys_of(&open), vec![keys[2].clone(), keys[3].clone()]);
+        let since = CatalogFilter { stored_since_ms: Some(3_500), ..open.clone() };
+        assert_eq!(keys_of(&since), vec![keys[3].clone()]);
+        let province = CatalogFilter { scope: Some(Scope::Province), ..open };
+        assert!(keys_of(&province).is_empty(), "index removed the province row");
     }
 }

@@ -57,10 +57,15 @@ impl Store {
     /// The versions of `origin`'s entry `code`, newest first (at most
     /// `MAX_VERSIONS_LISTED`).
     pub fn versions(&self, origin: NodeId, code: &str) -> Result<Vec<Manifest>, StoreError> {
+        self.newest_versions(origin, code, MAX_VERSIONS_LISTED)
+    }
+
+    /// The newest `n` versions of `origin`'s entry `code`, newest first.
+    pub fn newest_versions(&self, origin: NodeId, code: &str, n: usize) -> Result<Vec<Manifest>, StoreError> {
         self.db
             .scan_prefix(dataset_prefix(origin, code))
             .rev()
-            .take(MAX_VERSIONS_LISTED)
+            .take(n)
             .map(|row| {
                 let (key, value) = row.map_err(backend)?;
                 self.manifest_row(origin, &key, &value)

@@ -26,7 +26,7 @@ pub use catalog_index::CatalogFilter;
 pub use datasets::MAX_VERSIONS_LISTED;
 pub use fetches::{FetchJob, FetchState, FETCHES_KEPT, MAX_FETCHES_LISTED};
 pub use keys::audit_key;
-pub use read::{CatalogRow, Cursor, OrganizationRow, Page};
+pub use read::{CatalogRow, Cursor, OrganizationRow, Page, Window};
 pub use relayed::{RelayCursor, RelayFilter};
 pub use services::ServiceFilter;
 pub use subscriptions::{Subscription, MAX_SUBSCRIPTIONS};
@@ -143,11 +143,11 @@ impl Store {
         for kv in self.db.scan_prefix([CATALOG]) {
             let (key, value) = kv.map_err(backend)?;
             let row = self.catalog_row(&key, &value)?;
-            index.put(key.to_vec(), row.origin, &row.entry);
+            index.put(key.to_vec(), row.origin, &row.entry, row.stored_ms.unwrap_or(0));
         }
         for kv in self.db.scan_prefix([OWN]) {
             let (key, value) = kv.map_err(backend)?;
-            index.put(key.to_vec(), self.me, &own_of(&key, &value)?.1);
+            index.put(key.to_vec(), self.me, &own_of(&key, &value)?.1, 0);
         }
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = index;
         Ok(())
@@ -211,8 +211,10 @@ impl Store {
         }
         for row in &batch.materialize {
             match row {
-                Materialize::Catalog { log, entry, delta } => sled_batch
-                    .insert(catalog_key(log.origin, log.scope, &entry.code), &delta.seq.to_be_bytes()),
+                Materialize::Catalog { log, entry, delta, stored_ms } => sled_batch.insert(
+                    catalog_key(log.origin, log.scope, &entry.code),
+                    &read::catalog_value(delta.seq, *stored_ms),
+                ),
                 Materialize::Service { service, delta } => sled_batch
                     .insert(service_key(&service.id), pointer(delta.log.scope, delta.seq).as_slice()),
                 Materialize::Dataset { manifest, delta } => sled_batch.insert(
@@ -298,13 +300,13 @@ impl Store {
         // The index follows the store (never leads it: a listing reads the rows).
         let mut index = self.catalog.write().unwrap_or_else(|p| p.into_inner());
         for row in &batch.materialize {
-            if let Materialize::Catalog { log, entry, .. } = row {
-                index.put(catalog_key(log.origin, log.scope, &entry.code), log.origin, entry);
+            if let Materialize::Catalog { log, entry, stored_ms, .. } = row {
+                index.put(catalog_key(log.origin, log.scope, &entry.code), log.origin, entry, *stored_ms);
             }
         }
         for (code, own) in &batch.own {
             match own {
-                OwnWrite::Draft { entry, .. } => index.put(own_key(code), self.me, entry),
+                OwnWrite::Draft { entry, .. } => index.put(own_key(code), self.me, entry, 0),
                 OwnWrite::Signed { replaces_draft: true, .. } => index.remove(&own_key(code)),
                 OwnWrite::Signed { replaces_draft: false, .. } => {}
             }

@@ -12,6 +12,14 @@ use cascade_protocol::{DeltaBody, LogId, NodeId, Scope};
 use serde::Serialize;
 use std::ops::Bound;
 
+/// Entries of the catalog index looked at per turn of its lock: about a
+/// millisecond, so a commit never waits long for a search.
+const TURN: usize = 8192;
+
+/// Most index entries one counting search walks (about 50 ms without text):
+/// a national catalog's open entries many times over.
+const MAX_CATALOG_COUNTED: usize = 2_000_000;
+
 /// One entry of the federated catalog as materialized here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CatalogRow {
@@ -19,6 +27,10 @@ pub struct CatalogRow {
     pub origin: NodeId,
     /// Its scope.
     pub scope: Scope,
+    /// When this node stored this version (unix ms): none for own drafts and for
+    /// rows stored before the time was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_ms: Option<u64>,
     /// The entry.
     #[serde(flatten)]
     pub entry: CatalogEntry,
@@ -31,6 +43,17 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass back to continue; none when the listing is complete.
     pub next: Option<Cursor>,
+}
+
+/// A window of a counted catalog search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Entries that pass the filter (those counted, when not `counted_all`).
+    pub count: usize,
+    /// Whether every entry was looked at (false past `MAX_CATALOG_COUNTED`).
+    pub counted_all: bool,
+    /// The window's rows, in key order.
+    pub rows: Vec<CatalogRow>,
 }
 
 /// Where a listing stopped: the store key of the last row it looked at, shown to
@@ -79,12 +102,31 @@ fn seq_value(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(value).map(u64::from_be_bytes).map_err(|_| corrupt(key, "bad pointer"))
 }
 
+/// A catalog row's value: the seq of the delta that set it, then when this node
+/// stored it (unix ms). Rows written before the time was kept hold the seq only.
+pub(crate) fn catalog_value(seq: u64, stored_ms: u64) -> [u8; 16] {
+    let mut value = [0; 16];
+    value[..8].copy_from_slice(&seq.to_be_bytes());
+    value[8..].copy_from_slice(&stored_ms.to_be_bytes());
+    value
+}
+
+/// Reads a catalog row's value: the seq and, when kept, the time it was stored.
+fn catalog_value_of(key: &[u8], value: &[u8]) -> Result<(u64, Option<u64>), StoreError> {
+    match value.len() {
+        8 => Ok((seq_value(key, value)?, None)),
+        16 => Ok((seq_value(key, &value[..8])?, Some(seq_value(key, &value[8..])?))),
+        _ => Err(corrupt(key, "bad catalog row")),
+    }
+}
+
 impl Store {
     pub(crate) fn catalog_row(&self, key: &[u8], value: &[u8]) -> Result<CatalogRow, StoreError> {
         let origin = origin_at(key, 1)?;
         let scope = key.get(5).copied().and_then(scope_of).ok_or_else(|| corrupt(key, "bad scope in key"))?;
-        let delta = self.pointed(key, LogId { origin, scope }, seq_value(key, value)?)?;
-        Ok(CatalogRow { origin, scope, entry: entry_of(key, &delta.body)? })
+        let (seq, stored_ms) = catalog_value_of(key, value)?;
+        let delta = self.pointed(key, LogId { origin, scope }, seq)?;
+        Ok(CatalogRow { origin, scope, stored_ms, entry: entry_of(key, &delta.body)? })
     }
 
     /// The body of the delta of `origin` that a (scope, seq) pointer names.
@@ -118,9 +160,6 @@ impl Store {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<CatalogRow>, StoreError> {
-        /// Entries looked at per turn of the index lock: about a millisecond, so a
-        /// commit never waits long for a search.
-        const TURN: usize = 8192;
         let limit = limit.min(MAX_LIST);
         let ranges = catalog_index::ranges(filter, self.me);
         let mut filter = filter.clone();
@@ -140,6 +179,55 @@ impl Store {
                 break;
             }
         }
+        Ok(Page { items: self.catalog_rows(keys, &filter)?, next: next.map(Cursor) })
+    }
+
+    /// A window of the catalog in key order, and how many entries pass `filter`
+    /// in all: `skip` passing entries are passed over, then at most `limit` read.
+    /// The whole index is walked (in short turns, at most
+    /// `MAX_CATALOG_COUNTED` entries); only the window's rows are read.
+    pub fn catalog_window(
+        &self,
+        filter: &CatalogFilter,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Window, StoreError> {
+        let limit = limit.min(MAX_LIST);
+        let ranges = catalog_index::ranges(filter, self.me);
+        let mut filter = filter.clone();
+        filter.q = filter.q.map(|q| q.to_lowercase());
+        let (mut count, mut keys, mut next) = (0usize, Vec::new(), None::<Vec<u8>>);
+        let mut budget = MAX_CATALOG_COUNTED;
+        loop {
+            let index = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            let (stopped, examined) =
+                index.walk(&filter, &ranges, next.as_deref(), TURN.min(budget), |key| {
+                    if count >= skip && keys.len() < limit {
+                        keys.push(key.to_vec());
+                    }
+                    count += 1;
+                    true
+                });
+            drop(index);
+            budget -= examined;
+            next = stopped;
+            if next.is_none() {
+                break;
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        Ok(Window { count, counted_all: next.is_none(), rows: self.catalog_rows(keys, &filter)? })
+    }
+
+    /// Reads the rows of `keys`, keeping those that still pass `filter` (its `q`
+    /// lower-cased): a row may have changed since the index was walked.
+    fn catalog_rows(
+        &self,
+        keys: Vec<Vec<u8>>,
+        filter: &CatalogFilter,
+    ) -> Result<Vec<CatalogRow>, StoreError> {
         let mut items = Vec::with_capacity(keys.len());
         for key in keys {
             // A draft published meanwhile is gone from the store before the index.
@@ -148,16 +236,14 @@ impl Store {
                 Some(&CATALOG) => self.catalog_row(&key, &value)?,
                 _ => {
                     let (scope, entry) = own_of(&key, &value)?;
-                    CatalogRow { origin: self.me, scope, entry }
+                    CatalogRow { origin: self.me, scope, stored_ms: None, entry }
                 }
             };
-            // Changed since the index was walked (a withdrawal, an edit): the
-            // listing shows only what passes its filter as read.
-            if filter.admits(row.origin, &row.entry) {
+            if filter.admits(&key, row.origin, &row.entry, row.stored_ms.unwrap_or(0)) {
                 items.push(row);
             }
         }
-        Ok(Page { items, next: next.map(Cursor) })
+        Ok(items)
     }
 
     /// Every materialized entry with this code (one per origin and scope using it).

@@ -56,7 +56,7 @@ fn batch(deltas: &[Arc<Delta>]) -> WriteBatch {
         .iter()
         .map(|d| {
             let Ok(DeltaBody::Catalog(entry)) = d.decode_body() else { panic!("a catalog delta") };
-            Materialize::Catalog { log: d.log, entry: Arc::new(entry), delta: d.clone() }
+            Materialize::Catalog { log: d.log, entry: Arc::new(entry), delta: d.clone(), stored_ms: 1_000 }
         })
         .collect();
     WriteBatch { deltas: deltas.to_vec(), materialize, ..WriteBatch::default() }
@@ -333,7 +333,12 @@ fn fill_catalog(store: &Store, per_origin: u64) {
             let d =
                 Arc::new(Delta::unsigned(log, seq, GENESIS_HASH, &DeltaBody::Catalog(e.clone())).unwrap());
             batch.deltas.push(d.clone());
-            batch.materialize.push(Materialize::Catalog { log, entry: Arc::new(e), delta: d });
+            batch.materialize.push(Materialize::Catalog {
+                log,
+                entry: Arc::new(e),
+                delta: d,
+                stored_ms: 1_000,
+            });
         }
         store.apply(&batch).unwrap();
     }

@@ -162,6 +162,7 @@ impl<S: StateStore> Core<S> {
                     log: delta.log,
                     entry: std::sync::Arc::new(entry),
                     delta: delta.clone(),
+                    stored_ms: self.now_ms,
                 };
                 self.group.batch.materialize.push(row);
             }

@@ -1,0 +1,184 @@
+//! Reads of the open-data face: published, federation-wide entries whose open
+//! type is open, with their newest dataset versions, their active services and
+//! their provider's name. Public and unauthenticated, so every read is bounded
+//! (a window of at most `MAX_LIST` entries, `MAX_OPEN_VERSIONS` versions each)
+//! and runs under its own concurrency limit.
+
+use crate::node::Node;
+use crate::query::ReadKind;
+use cascade_core::{CommandError, StoreError};
+use cascade_protocol::catalog::{EntryStatus, OpenType};
+use cascade_protocol::dataset::Manifest;
+use cascade_protocol::limits::MAX_LIST;
+use cascade_protocol::org::Organization;
+use cascade_protocol::service::{Service, ServiceStatus};
+use cascade_protocol::{NodeId, Scope};
+use cascade_store::{CatalogFilter, CatalogRow, Cursor, ServiceFilter, Store};
+use std::collections::BTreeMap;
+
+/// Dataset versions shown per open entry (the newest): the open face is a
+/// catalog, not an archive; older versions stay listed in the admin API.
+pub const MAX_OPEN_VERSIONS: usize = 10;
+
+/// Services of one origin looked at for one window (beyond, an entry's services
+/// may be missing from the open face; no origin registers nearly so many).
+const MAX_OPEN_SERVICES_SCANNED: usize = 10_000;
+
+/// Which open entries a search wants, and which window of them.
+#[derive(Clone, Debug, Default)]
+pub struct OpenSearch {
+    /// Case-insensitive text in code, name or summary.
+    pub q: Option<String>,
+    /// Only entries this node stored at or after this time (unix ms).
+    pub stored_since_ms: Option<u64>,
+    /// Matching entries passed over first (in key order: origin, then code).
+    pub skip: usize,
+    /// Most entries returned (at most `MAX_LIST`).
+    pub limit: usize,
+}
+
+/// An open entry and what the open face publishes with it.
+#[derive(Clone, Debug)]
+pub struct OpenEntry {
+    /// The entry as materialized here.
+    pub row: CatalogRow,
+    /// Its provider, when this node knows the organization.
+    pub provider: Option<Organization>,
+    /// Its newest dataset versions, newest first.
+    pub versions: Vec<Manifest>,
+    /// Its active services.
+    pub services: Vec<Service>,
+}
+
+/// A window of the open catalog.
+#[derive(Clone, Debug)]
+pub struct OpenPage {
+    /// Open entries matching the search.
+    pub count: usize,
+    /// Whether `count` covers the whole catalog (a search looks at a bounded
+    /// number of index entries).
+    pub counted_all: bool,
+    /// The window's entries, by origin then code.
+    pub entries: Vec<OpenEntry>,
+}
+
+fn open_filter(q: Option<String>, stored_since_ms: Option<u64>) -> CatalogFilter {
+    CatalogFilter {
+        statuses: vec![EntryStatus::Published],
+        open_type: Some(OpenType::Open),
+        scope: Some(Scope::Federation),
+        stored_since_ms,
+        q: q.filter(|q| !q.is_empty()),
+        ..CatalogFilter::default()
+    }
+}
+
+/// Adds to each row its provider, newest versions and active services.
+fn enrich(store: &Store, rows: Vec<CatalogRow>) -> Result<Vec<OpenEntry>, StoreError> {
+    let mut services: BTreeMap<NodeId, Vec<Service>> = BTreeMap::new();
+    let mut providers: BTreeMap<String, Option<Organization>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let of_origin = match services.entry(row.origin) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(new) => new.insert(active_services(store, row.origin)?),
+        };
+        let serving = of_origin
+            .iter()
+            .filter(|s| s.draft.entry.origin == row.origin && s.draft.entry.code == row.entry.code)
+            .cloned()
+            .collect();
+        let provider = match providers.get(&row.entry.provider) {
+            Some(known) => known.clone(),
+            None => {
+                let found =
+                    store.organization(&row.entry.provider)?.into_iter().next().map(|r| r.organization);
+                providers.insert(row.entry.provider.clone(), found.clone());
+                found
+            }
+        };
+        let versions = store.newest_versions(row.origin, &row.entry.code, MAX_OPEN_VERSIONS)?;
+        out.push(OpenEntry { row, provider, versions, services: serving });
+    }
+    Ok(out)
+}
+
+/// The active services registered at `origin` (at most `MAX_OPEN_SERVICES_SCANNED` looked at).
+fn active_services(store: &Store, origin: NodeId) -> Result<Vec<Service>, StoreError> {
+    let filter =
+        ServiceFilter { origin: Some(origin), status: Some(ServiceStatus::Active), ..Default::default() };
+    let (mut found, mut after, mut looked) = (Vec::new(), None::<Cursor>, 0);
+    while looked < MAX_OPEN_SERVICES_SCANNED {
+        let page = store.services_page(&filter, after.as_ref(), MAX_LIST)?;
+        looked += MAX_LIST;
+        found.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(found)
+}
+
+impl Node {
+    /// A window of the open catalog, counted.
+    pub async fn open_catalog(&self, search: OpenSearch) -> Result<OpenPage, CommandError> {
+        let filter = open_filter(search.q, search.stored_since_ms);
+        let (skip, limit) = (search.skip, search.limit.min(MAX_LIST));
+        self.read(ReadKind::Open, move |store| {
+            let window = store.catalog_window(&filter, skip, limit)?;
+            let entries = enrich(store, window.rows)?;
+            Ok(OpenPage { count: window.count, counted_all: window.counted_all, entries })
+        })
+        .await
+    }
+
+    /// One open entry; `NotFound` unless it is published federation-wide and open.
+    pub async fn open_entry(&self, origin: NodeId, code: String) -> Result<OpenEntry, CommandError> {
+        let missing = format!("no open entry {code} of {origin}");
+        let found = self
+            .read(ReadKind::Open, move |store| {
+                let rows = store.catalog_entry(origin, &code)?;
+                let open = rows.into_iter().filter(|r| {
+                    r.scope == Scope::Federation
+                        && r.entry.status == EntryStatus::Published
+                        && r.entry.open_type == OpenType::Open
+                });
+                enrich(store, open.collect())
+            })
+            .await?;
+        found.into_iter().next().ok_or(CommandError::NotFound(missing))
+    }
+
+    /// A window of the organizations this node knows, by credit code.
+    pub async fn open_organizations(
+        &self,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Organization>, CommandError> {
+        let limit = limit.min(MAX_LIST);
+        self.read(ReadKind::Open, move |store| {
+            let (mut out, mut seen, mut after) = (Vec::new(), 0usize, None::<Cursor>);
+            let mut last = String::new();
+            loop {
+                let page = store.organizations_page(None, None, after.as_ref(), MAX_LIST)?;
+                for row in page.items {
+                    // Registered at several nodes: listed once (rows come by credit code).
+                    if row.organization.credit_code == last {
+                        continue;
+                    }
+                    last.clone_from(&row.organization.credit_code);
+                    if seen >= skip && out.len() < limit {
+                        out.push(row.organization);
+                    }
+                    seen += 1;
+                }
+                match page.next {
+                    Some(next) if out.len() < limit => after = Some(next),
+                    _ => return Ok(out),
+                }
+            }
+        })
+        .await
+    }
+}
