@@ -23,8 +23,44 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json`
+    /// (one object per line, with the span fields, for log collectors). The
+    /// level comes from `RUST_LOG` (default `info,quinn=warn,sled=warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The value of `--log-format` that asks for this format (for child processes).
+    fn as_arg(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Installs the log subscriber: `RUST_LOG` filters, stderr receives.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,sled=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -190,24 +226,18 @@ fn process_limits() {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,sled=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    cascade_runtime::memory::no_huge_pages();
     let cli = Cli::parse();
+    init_logs(cli.log_format);
+    cascade_runtime::memory::no_huge_pages();
     process_limits();
     match cli.command {
         Command::Certs { command } => certs(command),
         Command::Topology { command } => topology(command),
-        command => tokio::runtime::Runtime::new()?.block_on(async_main(command)),
+        command => tokio::runtime::Runtime::new()?.block_on(async_main(command, cli.log_format)),
     }
 }
 
-async fn async_main(command: Command) -> anyhow::Result<()> {
+async fn async_main(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => run(&config).await,
         Command::Up { topology, data, admin_port_base, processes } => {
@@ -215,7 +245,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             let options =
                 LaunchOptions { data, admin_port_base: (admin_port_base != 0).then_some(admin_port_base) };
             if processes {
-                up::processes(topology, options).await
+                up::processes(topology, options, log_format.as_arg()).await
             } else {
                 up::in_process(topology, options).await
             }

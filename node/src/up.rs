@@ -2,7 +2,7 @@
 //! `cascade run` process per node.
 
 use crate::StopSignals;
-use cascade_launcher::processes::{free_quic_addr, spawn_node, stop, write_config};
+use cascade_launcher::processes::{free_quic_addr, spawn_node, stop, write_config, NodeLog};
 use cascade_launcher::topology::Topology;
 use cascade_launcher::{Federation, LaunchOptions, ManifestNode};
 use cascade_protocol::NodeId;
@@ -38,7 +38,11 @@ pub(crate) async fn in_process(topology: Topology, options: LaunchOptions) -> an
 /// Every node as a `cascade run` child process until Ctrl-C or SIGTERM, when
 /// each is sent SIGTERM. A node that exits meanwhile (killed, failed) is
 /// reported and left down: restarting it is the operator's or the tester's.
-pub(crate) async fn processes(topology: Topology, options: LaunchOptions) -> anyhow::Result<()> {
+pub(crate) async fn processes(
+    topology: Topology,
+    options: LaunchOptions,
+    log_format: &str,
+) -> anyhow::Result<()> {
     let mut signals = StopSignals::watch()?;
     std::fs::create_dir_all(&options.data)?;
     let fed = Federation::prepare(topology.clone(), &options)?;
@@ -55,7 +59,8 @@ pub(crate) async fn processes(topology: Topology, options: LaunchOptions) -> any
         quic.insert(node.id, config.listen);
         let file = write_config(&config).map_err(anyhow::Error::msg)?;
         let log = options.data.join(format!("{}.log", node.id));
-        let start = spawn_node(&bin, &file, &log, None, START_WITHIN);
+        let start =
+            spawn_node(&bin, &file, NodeLog { file: &log, filter: None, format: log_format }, START_WITHIN);
         let (mut child, admin_url) = tokio::select! {
             started = start => started.map_err(anyhow::Error::msg)?,
             // The children started so far are killed as they are dropped.

@@ -107,10 +107,12 @@ async fn cascade_up_runs_each_node_as_a_process_that_survives_kill_9_and_stops_o
     let dir = tempfile::tempdir().expect("a folder");
     let data = dir.path().join("d");
     let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/../topologies/three-tier.toml");
+    let up_log = dir.path().join("up.log");
     let mut up = tokio::process::Command::new(bin)
-        .args(["up", topology, "--processes", "--admin-port-base", "0", "--data"])
+        .args(["--log-format", "json", "up", topology, "--processes", "--admin-port-base", "0", "--data"])
         .arg(&data)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&up_log).expect("a log file"))
         .kill_on_drop(true)
         .spawn()
         .expect("cascade up");
@@ -177,4 +179,17 @@ async fn cascade_up_runs_each_node_as_a_process_that_survives_kill_9_and_stops_o
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "node process {pid} stopped");
     }
     let _ = restarted.kill().await;
+
+    // `--log-format json` reached `up` and the nodes it started: a JSON object a
+    // line. Jinan restarted by hand logs text, and no colour codes into a file.
+    for log in [up_log, data.join("100000.log"), data.join("370000.log")] {
+        let text = std::fs::read_to_string(&log).expect("a log");
+        assert!(text.lines().count() > 0 || log.ends_with("up.log"), "{} logged nothing", log.display());
+        for line in text.lines() {
+            let object: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert!(object["level"].is_string() && object["fields"].is_object(), "{line}");
+        }
+    }
+    let restarted_log = std::fs::read_to_string(data.join("370100.log")).expect("Jinan's log");
+    assert!(!restarted_log.contains('\x1b'), "no terminal codes in a file:\n{restarted_log}");
 }

@@ -54,9 +54,8 @@ const START_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 /// admin URL (from the line it prints once serving).
 pub async fn spawn_node(bin: &Path, config: &Path) -> (Child, String) {
     let log = config.with_extension("log");
-    cascade_launcher::processes::spawn_node(bin, config, &log, Some("warn"), START_WITHIN)
-        .await
-        .expect("cascade run")
+    let log = cascade_launcher::processes::NodeLog { file: &log, filter: Some("warn"), format: "text" };
+    cascade_launcher::processes::spawn_node(bin, config, log, START_WITHIN).await.expect("cascade run")
 }
 
 /// A process's peak resident memory (`VmHWM`) in bytes, 0 when unknown.

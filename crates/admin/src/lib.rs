@@ -8,6 +8,7 @@
 //! that makes it durable, or into reads. Errors are `{"error": "...", ...}` with
 //! the status of who is at fault: 4xx for the caller, 503 for a local failure.
 
+mod access_log;
 mod bodies;
 mod body;
 mod caller;

@@ -1,9 +1,10 @@
 //! The router.
 
+use crate::access_log::AccessTally;
 use crate::error::ApiError;
 use crate::metrics::{self, HttpMetrics};
 use crate::{catalog, datasets, federation, gateway, observe, people, services, workflow};
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -12,7 +13,7 @@ use axum::Router;
 use cascade_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use cascade_runtime::Node;
 use std::sync::Arc;
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info_span, Instrument};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -23,6 +24,12 @@ pub struct AppState {
 
 /// The admin router of a node.
 pub fn router(node: Node) -> Router {
+    app(node).0
+}
+
+/// The admin router of a node and the tally its access log summarizes.
+pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
+    let access = Arc::new(AccessTally::default());
     let state = AppState { node, http: Arc::new(HttpMetrics::default()) };
     // Calls and dataset contents stream their bodies: no body limit (the
     // gateway's own cap applies) and no request time-out.
@@ -32,9 +39,9 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/datasets/{origin}/{code}/versions/{version}/content", get(datasets::content))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(crate::serve::head_limit))
-        .layer(middleware::from_fn(trace_request))
+        .layer(middleware::from_fn_with_state(access.clone(), trace_request))
         .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(observe::health))
         .route("/readyz", get(observe::ready))
         .route("/api/v1/login", post(people::login))
@@ -90,17 +97,25 @@ pub fn router(node: Node) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn(crate::serve::time_limit))
         .layer(middleware::from_fn(crate::serve::head_limit))
-        .layer(middleware::from_fn(trace_request))
+        .layer(middleware::from_fn_with_state(access.clone(), trace_request))
         .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track))
         .merge(calls)
-        .with_state(state)
+        .with_state(state);
+    (router, access)
 }
 
-async fn trace_request(request: Request, next: Next) -> Response {
-    let span = info_span!("http", method = %request.method(), path = %request.uri().path());
+/// A span per request; the request itself logged at debug and counted for the
+/// access log's summary.
+async fn trace_request(State(access): State<Arc<AccessTally>>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let span = info_span!("http", %method, path = %request.uri().path());
     async move {
         let response = next.run(request).await;
-        info!(status = response.status().as_u16(), "request");
+        let (status, seconds) = (response.status().as_u16(), started.elapsed().as_secs_f64());
+        debug!(status, ms = (seconds * 1000.0).round() as u64, "request");
+        access.record(method.as_str(), route.as_deref().unwrap_or("unmatched"), status, seconds);
         response
     }
     .instrument(span)

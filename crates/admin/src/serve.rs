@@ -6,8 +6,9 @@
 //! request), a time-out per request — and the
 //! router sees each request's client address.
 
+use crate::access_log::SUMMARY_EVERY;
 use crate::error::ApiError;
-use crate::routes::router;
+use crate::routes::app;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -122,7 +123,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(node);
+    let (app, access) = app(node);
+    // The access log's summary, a line a minute; the last one when the server ends.
+    let tally = access.clone();
+    let summaries = tokio::spawn(async move {
+        let mut every = tokio::time::interval(SUMMARY_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            access.summarize();
+        }
+    });
     let connections = Arc::new(Mutex::new(Connections::default()));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -180,6 +192,8 @@ pub async fn serve(
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         warn!("admin requests still running at shutdown were cut off");
     }
+    summaries.abort();
+    tally.summarize();
     Ok(())
 }
 

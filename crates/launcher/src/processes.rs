@@ -46,32 +46,40 @@ pub fn write_config(config: &cascade_runtime::NodeConfig) -> Result<std::path::P
     Ok(file)
 }
 
-/// Starts `bin run --config config` (the `cascade` binary) with `RUST_LOG` set
-/// to `log_filter` when given (else inherited), its log appended to `log`, and
-/// waits up to `within` for the line it prints once serving; answers the
-/// process (killed if dropped) and its admin URL.
+/// Where and how a node process logs.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeLog<'a> {
+    /// The file its log (stderr) is appended to.
+    pub file: &'a Path,
+    /// Its `RUST_LOG`, when given (else inherited).
+    pub filter: Option<&'a str>,
+    /// Its `--log-format`: `text` or `json`.
+    pub format: &'a str,
+}
+
+/// Starts `bin run --config config` (the `cascade` binary) logging as `log`
+/// says, and waits up to `within` for the line it prints once serving; answers
+/// the process (killed if dropped) and its admin URL.
 pub async fn spawn_node(
     bin: &Path,
     config: &Path,
-    log: &Path,
-    log_filter: Option<&str>,
+    log: NodeLog<'_>,
     within: Duration,
 ) -> Result<(Child, String), String> {
-    let log = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
+        .open(log.file)
+        .map_err(|e| format!("{}: {e}", log.file.display()))?;
     let mut command = Command::new(bin);
-    if let Some(filter) = log_filter {
+    if let Some(filter) = log.filter {
         command.env("RUST_LOG", filter);
     }
     let mut child = command
-        .args(["run", "--config"])
+        .args(["--log-format", log.format, "run", "--config"])
         .arg(config)
-        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(log)
+        .stderr(file)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", bin.display()))?;

@@ -81,7 +81,9 @@ fn enrich(store: &Store, rows: Vec<CatalogRow>) -> Result<Vec<OpenEntry>, StoreE
     for row in rows {
         let of_origin = match services.entry(row.origin) {
             std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
-            std::collections::btree_map::Entry::Vacant(new) => new.insert(active_services(store, row.origin)?),
+            std::collections::btree_map::Entry::Vacant(new) => {
+                new.insert(active_services(store, row.origin)?)
+            }
         };
         let serving = of_origin
             .iter()

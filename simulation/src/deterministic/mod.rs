@@ -34,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Simulated milliseconds.
 type Ms = u64;
@@ -814,6 +814,8 @@ impl Simulator {
     fn run_until(&mut self, until: Ms, every: u64, mut stop: impl FnMut(&Self) -> bool) -> bool {
         let wall = Instant::now();
         let mut last_progress = wall;
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let progress_every = Duration::from_secs(if terminal { 1 } else { 10 });
         while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
             if at > until {
                 break;
@@ -849,16 +851,23 @@ impl Simulator {
             if self.events.is_multiple_of(every) && stop(self) {
                 return true;
             }
-            if self.progress && self.events.is_multiple_of(4096) && last_progress.elapsed().as_secs() >= 1 {
+            if self.progress && self.events.is_multiple_of(4096) && last_progress.elapsed() >= progress_every
+            {
                 last_progress = Instant::now();
-                eprint!(
-                    "\r[sim] t={:>8.1}s  events={:>10}  acked={:>7}  converged={:>7}  frames={:>9}",
+                let line = format!(
+                    "[sim] t={:>8.1}s  events={:>10}  acked={:>7}  converged={:>7}  frames={:>9}",
                     self.now as f64 / 1000.0,
                     self.events,
                     self.acked.len(),
                     self.convergence.len(),
                     self.frames
                 );
+                // Redrawn in place on a terminal; plain lines for a log file.
+                if terminal {
+                    eprint!("\r\x1b[2K{line}");
+                } else {
+                    eprintln!("{line}");
+                }
             }
         }
         stop(self)
@@ -996,7 +1005,7 @@ impl Simulator {
                 }
             }
         }
-        if self.progress {
+        if self.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprintln!();
         }
         let mut rejected = BTreeMap::new();

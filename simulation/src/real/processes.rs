@@ -8,7 +8,7 @@ use super::Tracker;
 use crate::report::ProcessKills;
 use crate::workload::{provider_of, Change};
 use crate::SimError;
-use cascade_launcher::processes::spawn_node;
+use cascade_launcher::processes::{spawn_node, NodeLog};
 use cascade_protocol::{LogId, NodeId, Scope};
 use cascade_runtime::NodeConfig;
 use serde::Deserialize;
@@ -239,10 +239,14 @@ impl Processes {
         }
         let (file, data) = self.nodes.get(&id).cloned().ok_or_else(|| err(format!("{id} is no process")))?;
         // Dropped (an early return below), the child is killed.
-        let (child, url) =
-            spawn_node(&self.bin, &file, &data.with_extension("log"), Some("warn"), START_WITHIN)
-                .await
-                .map_err(err)?;
+        let (child, url) = spawn_node(
+            &self.bin,
+            &file,
+            NodeLog { file: &data.with_extension("log"), filter: Some("warn"), format: "text" },
+            START_WITHIN,
+        )
+        .await
+        .map_err(err)?;
         let token = std::fs::read_to_string(data.join(cascade_runtime::TOKEN_FILE)).map_err(err)?;
         let api = Api {
             url: url.to_string(),
