@@ -11,18 +11,19 @@ use cascade_protocol::catalog::{EntryStatus, OpenType};
 use cascade_protocol::dataset::Manifest;
 use cascade_protocol::limits::MAX_LIST;
 use cascade_protocol::org::Organization;
-use cascade_protocol::service::{Service, ServiceStatus};
+use cascade_protocol::service::Service;
 use cascade_protocol::{NodeId, Scope};
-use cascade_store::{CatalogFilter, CatalogRow, Cursor, ServiceFilter, Store};
+use cascade_store::{CatalogFilter, CatalogRow, Cursor, Store};
 use std::collections::BTreeMap;
 
 /// Dataset versions shown per open entry (the newest): the open face is a
 /// catalog, not an archive; older versions stay listed in the admin API.
 pub const MAX_OPEN_VERSIONS: usize = 10;
 
-/// Services of one origin looked at for one window (beyond, an entry's services
-/// may be missing from the open face; no origin registers nearly so many).
-const MAX_OPEN_SERVICES_SCANNED: usize = 10_000;
+/// Organizations one listing walks past (its `offset` included): the
+/// directory's rows are decoded one by one, so a listing deep into a national
+/// directory is refused rather than walked for every request.
+pub const MAX_OPEN_ORGANIZATIONS_WALKED: usize = 20_000;
 
 /// Which open entries a search wants, and which window of them.
 #[derive(Clone, Debug, Default)]
@@ -75,21 +76,9 @@ fn open_filter(q: Option<String>, stored_since_ms: Option<u64>) -> CatalogFilter
 
 /// Adds to each row its provider, newest versions and active services.
 fn enrich(store: &Store, rows: Vec<CatalogRow>) -> Result<Vec<OpenEntry>, StoreError> {
-    let mut services: BTreeMap<NodeId, Vec<Service>> = BTreeMap::new();
     let mut providers: BTreeMap<String, Option<Organization>> = BTreeMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let of_origin = match services.entry(row.origin) {
-            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
-            std::collections::btree_map::Entry::Vacant(new) => {
-                new.insert(active_services(store, row.origin)?)
-            }
-        };
-        let serving = of_origin
-            .iter()
-            .filter(|s| s.draft.entry.origin == row.origin && s.draft.entry.code == row.entry.code)
-            .cloned()
-            .collect();
         let provider = match providers.get(&row.entry.provider) {
             Some(known) => known.clone(),
             None => {
@@ -100,26 +89,10 @@ fn enrich(store: &Store, rows: Vec<CatalogRow>) -> Result<Vec<OpenEntry>, StoreE
             }
         };
         let versions = store.newest_versions(row.origin, &row.entry.code, MAX_OPEN_VERSIONS)?;
-        out.push(OpenEntry { row, provider, versions, services: serving });
+        let services = store.active_services_of(row.origin, &row.entry.code)?;
+        out.push(OpenEntry { row, provider, versions, services });
     }
     Ok(out)
-}
-
-/// The active services registered at `origin` (at most `MAX_OPEN_SERVICES_SCANNED` looked at).
-fn active_services(store: &Store, origin: NodeId) -> Result<Vec<Service>, StoreError> {
-    let filter =
-        ServiceFilter { origin: Some(origin), status: Some(ServiceStatus::Active), ..Default::default() };
-    let (mut found, mut after, mut looked) = (Vec::new(), None::<Cursor>, 0);
-    while looked < MAX_OPEN_SERVICES_SCANNED {
-        let page = store.services_page(&filter, after.as_ref(), MAX_LIST)?;
-        looked += MAX_LIST;
-        found.extend(page.items);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    Ok(found)
 }
 
 impl Node {
@@ -152,12 +125,37 @@ impl Node {
         found.into_iter().next().ok_or(CommandError::NotFound(missing))
     }
 
-    /// A window of the organizations this node knows, by credit code.
+    /// The ids (origin, code) of a window of the open catalog, and how many
+    /// open entries there are: what a listing of names needs, nothing more read.
+    pub async fn open_ids(
+        &self,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<(NodeId, String)>), CommandError> {
+        let filter = open_filter(None, None);
+        let limit = limit.min(MAX_LIST);
+        self.read(ReadKind::Open, move |store| {
+            let window = store.catalog_window(&filter, skip, limit)?;
+            Ok((window.count, window.rows.into_iter().map(|r| (r.origin, r.entry.code)).collect()))
+        })
+        .await
+    }
+
+    /// A window of the organizations this node knows, by credit code; an
+    /// `offset` past `MAX_OPEN_ORGANIZATIONS_WALKED` is refused.
     pub async fn open_organizations(
         &self,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Organization>, CommandError> {
+        if skip >= MAX_OPEN_ORGANIZATIONS_WALKED {
+            return Err(CommandError::field(
+                "offset",
+                format!(
+                    "at most {MAX_OPEN_ORGANIZATIONS_WALKED}: find one organization with organization_show"
+                ),
+            ));
+        }
         let limit = limit.min(MAX_LIST);
         self.read(ReadKind::Open, move |store| {
             let (mut out, mut seen, mut after) = (Vec::new(), 0usize, None::<Cursor>);
@@ -176,11 +174,24 @@ impl Node {
                     seen += 1;
                 }
                 match page.next {
-                    Some(next) if out.len() < limit => after = Some(next),
+                    Some(next) if out.len() < limit && seen < MAX_OPEN_ORGANIZATIONS_WALKED => {
+                        after = Some(next)
+                    }
                     _ => return Ok(out),
                 }
             }
         })
         .await
+    }
+
+    /// One organization by credit code.
+    pub async fn open_organization(&self, credit_code: String) -> Result<Organization, CommandError> {
+        let missing = format!("no organization {credit_code}");
+        self.read(ReadKind::Open, move |store| store.organization(&credit_code))
+            .await?
+            .into_iter()
+            .next()
+            .map(|row| row.organization)
+            .ok_or(CommandError::NotFound(missing))
     }
 }

@@ -208,12 +208,14 @@ impl CatalogIndex {
                 continue;
             }
             for (key, slot) in self.slots.range::<[u8], _>((from, Bound::Excluded(end.as_slice()))) {
+                // Stopping with more to come: continue after the last key looked
+                // at (or where this walk began, having looked at none).
+                let resume = || last.or(after).map(<[u8]>::to_vec).or_else(|| Some(start.clone()));
                 if examined == budget {
-                    // More remain: continue after the last key looked at.
-                    return (last.map(<[u8]>::to_vec), examined);
+                    return (resume(), examined);
                 }
                 if filter.passes(key, slot, finder.as_ref()) && !take(key) {
-                    return (last.map(<[u8]>::to_vec), examined);
+                    return (resume(), examined);
                 }
                 examined += 1;
                 last = Some(key);

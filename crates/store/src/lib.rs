@@ -50,7 +50,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 /// The format of the stored records; bumped on any incompatible change.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// How often, and how far apart, opening retries a store still locked by a
 /// crashed instance in the same process: 50 x 100 ms.
@@ -92,6 +92,8 @@ pub struct Store {
     me: NodeId,
     /// The catalog index, in memory (see `catalog_index`).
     catalog: Arc<RwLock<CatalogIndex>>,
+    /// The active services by entry, in memory (see `services`).
+    services: Arc<RwLock<services::ServiceIndex>>,
     /// The usage records' tree (see `usage`), and how many records it holds
     /// (counted at open from the chunks' keys, then kept up to date).
     usage: sled::Tree,
@@ -129,9 +131,17 @@ impl Store {
             }
         };
         let usage = db.open_tree(usage::USAGE_TREE).map_err(backend)?;
-        let store = Store { db, me, catalog: Arc::default(), usage, usage_count: Arc::default() };
+        let store = Store {
+            db,
+            me,
+            catalog: Arc::default(),
+            services: Arc::default(),
+            usage,
+            usage_count: Arc::default(),
+        };
         store.check_format()?;
         store.index_catalog()?;
+        store.index_services()?;
         let usage = store.count_usage()?;
         store.usage_count.store(usage, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
@@ -170,6 +180,8 @@ impl Store {
                 let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).unwrap_or(0);
                 if found == 2 {
                     self.upgrade_from_2()?;
+                } else if found == 3 {
+                    self.upgrade_from_3()?;
                 } else if found != FORMAT {
                     return Err(StoreError::Format { found, expected: FORMAT, hint });
                 }
@@ -309,6 +321,13 @@ impl Store {
                 OwnWrite::Draft { entry, .. } => index.put(own_key(code), self.me, entry, 0),
                 OwnWrite::Signed { replaces_draft: true, .. } => index.remove(&own_key(code)),
                 OwnWrite::Signed { replaces_draft: false, .. } => {}
+            }
+        }
+        drop(index);
+        let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
+        for row in &batch.materialize {
+            if let Materialize::Service { service, .. } = row {
+                services.put(service);
             }
         }
         Ok(())

@@ -319,6 +319,30 @@ fn a_format_2_store_is_upgraded_when_opened() {
     assert_eq!((li.roles, li.disabled, li.generation), (vec![cascade_access::Role::Admin], false, 0));
 }
 
+#[test]
+fn a_format_3_store_opens_as_format_4_and_reads_its_catalog_rows_without_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), jinan()).unwrap();
+        fill_catalog(&store, 3);
+        // As format 3 left them: the delta's seq only.
+        for kv in store.db.scan_prefix([keys::CATALOG]) {
+            let (key, value) = kv.unwrap();
+            store.db.insert(key, &value[..8]).unwrap();
+        }
+        store.db.insert(keys::FORMAT_KEY, &3u32.to_be_bytes()).unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(dir.path(), jinan()).unwrap();
+    assert_eq!(store.db.get(keys::FORMAT_KEY).unwrap().unwrap().as_ref(), FORMAT.to_be_bytes());
+    let filter = CatalogFilter { statuses: vec![EntryStatus::Published], ..CatalogFilter::default() };
+    let window = store.catalog_window(&filter, 0, 100).unwrap();
+    assert_eq!((window.count, window.counted_all, window.rows.len()), (9, true, 9));
+    assert!(window.rows.iter().all(|r| r.stored_ms.is_none()));
+    let since = CatalogFilter { stored_since_ms: Some(1), ..filter };
+    assert_eq!(store.catalog_window(&since, 0, 100).unwrap().count, 0, "an unknown time is not recent");
+}
+
 /// Stores `per_origin` published entries for each of three origins, every tenth
 /// with "人口" in its summary.
 fn fill_catalog(store: &Store, per_origin: u64) {

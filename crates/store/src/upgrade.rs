@@ -3,6 +3,12 @@
 //! Format 2 → 3: accounts gained `disabled` and `generation`, tokens `generation`
 //! (records are bincode: fields cannot be added without rewriting them), and the
 //! audit log gained its index rows.
+//!
+//! Format 3 → 4: a catalog row's value gained when this node stored it (16 bytes
+//! instead of 8). Format 4 reads the old rows as they are ("time unknown"), so
+//! the upgrade only writes the new number: what it guards against is an older
+//! binary opening a store with new rows, which it now refuses by number instead
+//! of calling the rows corrupt. (Format 2 upgrades straight to 4.)
 
 use crate::keys::{ACCOUNT, FORMAT_KEY, TOKEN};
 use crate::{backend, decode, Store, FORMAT};
@@ -80,6 +86,14 @@ impl Store {
         self.db.apply_batch(batch).map_err(backend)?;
         self.db.flush().map_err(backend)?;
         tracing::info!(rewritten, indexed, "store upgraded from format 2 to {FORMAT}");
+        Ok(())
+    }
+
+    /// Marks a format 3 store as format 4 (its rows read as they are).
+    pub(crate) fn upgrade_from_3(&self) -> Result<(), StoreError> {
+        self.db.insert(FORMAT_KEY, &FORMAT.to_be_bytes()).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        tracing::info!("store upgraded from format 3 to {FORMAT}");
         Ok(())
     }
 }

@@ -5,8 +5,16 @@
 //!   `metadata_modified:[<time> TO *]`, as CKAN's harvester sends it), `rows` (at
 //!   most 1000), `start`, `sort` (`id asc`, the default: ids sort as the catalog
 //!   is kept, so paging with `start` is complete and stable);
-//! - `package_show` (`id`: an id or a name), `package_list`;
-//! - `organization_list` (`all_fields`, `limit`, `offset`).
+//! - `package_show` (`id`: an id or a name), `package_list` (`limit`, `offset`);
+//! - `organization_list` (`all_fields`, `limit`, `offset`), `organization_show`
+//!   (`id`: a credit code, either case).
+//!
+//! Paging with `start` is CKAN's own offset paging: stable and complete while
+//! the open catalog does not change under it. An entry withdrawn (or closed)
+//! behind a harvester's position moves the later ones back by one, so one may
+//! be missed in that pass; a harvester that also asks for what changed since its
+//! last run (a margin before it, as CKAN's harvester takes) gets it then only if
+//! it changed, so a full harvest now and then is what CKAN's own portals need too.
 //!
 //! A package's `id` is `{origin}/{code}`; its `name` the same as a CKAN slug
 //! (`370100-3-2_000007` for code `3.2/000007` of 370100). `metadata_modified`
@@ -95,7 +103,7 @@ pub(crate) async fn post(
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     let params = if body.iter().all(u8::is_ascii_whitespace) {
         Params::new()
     } else if form {
@@ -134,8 +142,11 @@ fn unescape(text: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 2;
             }
             b => out.push(b),
@@ -151,6 +162,7 @@ async fn answer(state: &AppState, base: &Base, action: &str, params: Params) -> 
         "package_show" => package_show(state, base, &params).await,
         "package_list" => package_list(state, &params).await,
         "organization_list" => organization_list(state, &params).await,
+        "organization_show" => organization_show(state, &params).await,
         _ => Err(Failure {
             status: StatusCode::BAD_REQUEST,
             kind: "Bad request",
@@ -326,8 +338,14 @@ async fn package_show(state: &AppState, base: &Base, params: &Params) -> Result<
 async fn package_list(state: &AppState, params: &Params) -> Result<Value, Failure> {
     let limit = count(params, "limit")?.unwrap_or(MAX_LIST).min(MAX_LIST);
     let skip = count(params, "offset")?.unwrap_or(0);
-    let page = state.node.open_catalog(OpenSearch { skip, limit, ..OpenSearch::default() }).await?;
-    Ok(json!(page.entries.iter().map(|e| name(e.row.origin, &e.row.entry.code)).collect::<Vec<_>>()))
+    let (_, ids) = state.node.open_ids(skip, limit).await?;
+    Ok(json!(ids.iter().map(|(origin, code)| name(*origin, code)).collect::<Vec<_>>()))
+}
+
+async fn organization_show(state: &AppState, params: &Params) -> Result<Value, Failure> {
+    let id = text(params, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
+    let org = state.node.open_organization(id.to_uppercase()).await?;
+    Ok(organization(&org))
 }
 
 async fn organization_list(state: &AppState, params: &Params) -> Result<Value, Failure> {
@@ -507,7 +525,7 @@ mod tests {
 
     #[test]
     fn form_bodies_and_query_strings_decode() {
-        let pairs: Vec<_> = form_urlencoded("q=%E4%BC%81%E4%B8%9A+x&rows=5&bad=%zz&&flag").collect();
+        let pairs: Vec<_> = form_urlencoded("q=%E4%BC%81%E4%B8%9A+x&rows=5&bad=%zz&sign=%+A&&flag").collect();
         assert_eq!(
             pairs,
             vec![("q".into(), "企业 x".into()), ("rows".into(), "5".into()), ("flag".into(), "".into())]

@@ -50,6 +50,12 @@ fn frequency(cycle: UpdateCycle) -> &'static str {
     }
 }
 
+/// A media type without its parameters, lower-cased (`text/csv; charset=utf-8`
+/// → `text/csv`): the IANA registry's name for it.
+fn essence(media_type: &str) -> String {
+    media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 fn date_time(unix_ms: u64) -> Object {
     Object::Typed(format!("{}Z", utc_iso(unix_ms)), "xsd:dateTime")
 }
@@ -167,7 +173,7 @@ fn dataset(
             .subject(format!("{iri}/versions/{}", manifest.version), "dcat:Distribution")
             .add("dct:title", Object::Text(format!("{} 第 {} 版", entry.name, manifest.version), "zh"))
             .link("dcat:accessURL", &base.content(origin, &entry.code, manifest.version))
-            .link("dcat:mediaType", &format!("{MEDIA_TYPES}{}", manifest.media_type))
+            .link("dcat:mediaType", &format!("{MEDIA_TYPES}{}", essence(&manifest.media_type)))
             .add("dcat:byteSize", Object::Typed(manifest.size.to_string(), "xsd:nonNegativeInteger"))
             .add("dct:issued", date_time(manifest.published_ms));
     }
