@@ -429,3 +429,52 @@ async fn owners_and_administrators_manage_passwords_sessions_and_disabled_accoun
     assert!(records.iter().all(|r| r["actor"].as_str().unwrap().len() < 200), "{audit}");
     fed.fed.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_interface_serves_https_with_a_certificate_from_the_federation_pki() {
+    let fed = Fed::launch(TWO_NODES).await;
+    let node = fed.fed.node(nid("370000")).expect("running").node.clone();
+    let (_, root) = creds_of(&fed, "370000");
+    // Issued by the province's CA for the address it is reached at; read back
+    // from PEM files as `[admin_tls]` reads them.
+    let creds = provincial_ca(&fed, "370000").issue_https(&["127.0.0.1".to_string()]).expect("issued");
+    let dir = tempfile::tempdir().expect("a folder");
+    let (cert, key) = (dir.path().join("https.pem"), dir.path().join("https.key"));
+    std::fs::write(&cert, creds.chain_pem()).expect("cert");
+    cascade_certs::write_private(&key, creds.key_pem().as_bytes()).expect("key");
+    let tls = cascade_admin::tls::server_config(&cert, &key).expect("a server configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cascade_admin::serve(node.clone(), listener, Some(tls), async {
+        let _ = stopped.await;
+    }));
+
+    let get = |path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+    };
+    let (status, _) = https_request(addr, &root, &get("/healthz", None)).await.expect("HTTPS");
+    assert_eq!(status, 200);
+    let (status, answer) =
+        https_request(addr, &root, &get("/api/v1/node", Some(node.admin_token()))).await.expect("HTTPS");
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = https_request(addr, &root, &get("/api/v1/node", None)).await.expect("HTTPS");
+    assert_eq!(status, 401, "still authenticated over TLS");
+    // The node's own links name the scheme the request came by.
+    let (status, answer) = https_request(addr, &root, &get("/open/catalog.ttl", None)).await.expect("HTTPS");
+    assert_eq!(status, 200);
+    assert!(answer.contains(&format!("<https://{addr}/open/catalog> a dcat:Catalog")), "{answer}");
+
+    // A client trusting another root is refused, and plain HTTP gets no answer.
+    let stranger = cascade_certs::Authority::new_root("another federation").expect("root").cert_der();
+    let refused =
+        https_request(addr, &stranger, &get("/healthz", None)).await.expect_err("an unknown issuer");
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    assert!(reqwest::get(format!("http://{addr}/healthz")).await.is_err(), "no plain HTTP on the TLS port");
+    // The server still serves after both.
+    assert_eq!(https_request(addr, &root, &get("/healthz", None)).await.map(|a| a.0), Ok(200));
+
+    let _ = stop.send(());
+    server.await.expect("joined").expect("served");
+}

@@ -17,13 +17,17 @@ pub use verify::FederationVerifier;
 use cascade_protocol::{NodeId, Tier};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, PKCS_ED25519,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
 };
 use std::fmt;
 
 /// How long a node certificate is valid. Operators re-issue before expiry; five years
 /// matches the life of a provincial platform deployment.
 pub const NODE_CERT_DAYS: i64 = 5 * 365;
+
+/// Validity of an HTTPS certificate for a node's admin interface: browsers
+/// refuse server certificates valid for more than 398 days.
+pub const HTTPS_CERT_DAYS: i64 = 397;
 /// How long the federation root is valid.
 pub const ROOT_CERT_DAYS: i64 = 20 * 365;
 
@@ -236,6 +240,29 @@ impl Authority {
         self.sign(identity, true, source)
     }
 
+    /// Issues a certificate for a node's admin HTTPS (console, API, open data)
+    /// under `hosts` (DNS names or IP addresses): an ECDSA P-256 key, server
+    /// authentication only and no node identity, so it can never be presented to
+    /// join the federation. (Browsers do not verify the federation's Ed25519
+    /// signatures: for people's browsers, use a certificate from a CA they trust.)
+    pub fn issue_https(&self, hosts: &[String]) -> Result<NodeCredentials, CertError> {
+        if hosts.is_empty() {
+            return Err(CertError::Identity("an HTTPS certificate names at least one host".into()));
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(hosts.to_vec())?;
+        params.distinguished_name.push(DnType::CommonName, hosts[0].as_str());
+        params.distinguished_name.push(DnType::OrganizationalUnitName, "admin HTTPS");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        KeySource::Fresh.set_validity(&mut params, HTTPS_CERT_DAYS);
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        let mut chain = vec![cert.der().to_vec()];
+        chain.extend(self.chain.iter().cloned());
+        Ok(NodeCredentials { chain, key_pkcs8: key.serialize_der() })
+    }
+
     fn check_may_issue(&self, identity: &NodeIdentity) -> Result<(), CertError> {
         identity.check_rules().map_err(CertError::Identity)?;
         match (&self.identity, identity.tier) {
@@ -321,6 +348,28 @@ mod tests {
 
     fn now() -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(NOW, |d| d.as_secs())
+    }
+
+    #[test]
+    fn an_https_certificate_names_its_hosts_serves_only_and_never_joins() {
+        let root = Authority::new_root("test root").unwrap();
+        assert!(root.issue_https(&[]).is_err());
+        let hosts = vec!["admin.jinan.example".to_string(), "127.0.0.1".to_string()];
+        let https = root.issue_https(&hosts).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&https.chain[0]).unwrap();
+        let names = cert.subject_alternative_name().unwrap().expect("SANs").value.general_names.clone();
+        assert_eq!(names.len(), 2);
+        assert!(format!("{names:?}").contains("admin.jinan.example"));
+        let eku = cert.extended_key_usage().unwrap().expect("EKU").value;
+        assert!(eku.server_auth && !eku.client_auth);
+        assert!(!cert.is_ca());
+        let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
+        assert!(days <= 398, "{days} days");
+        let verifier = FederationVerifier::new(root.cert_der()).unwrap();
+        assert!(
+            verifier.verify_chain(&https.chain, Some(now())).is_err(),
+            "no node identity: never a member"
+        );
     }
 
     #[test]

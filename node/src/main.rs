@@ -203,6 +203,27 @@ enum CertsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Issue an HTTPS certificate for a node's admin interface (OUT/https.pem,
+    /// OUT/https.key): an ECDSA P-256 key for the given host names or addresses,
+    /// signed by the root or a provincial CA; it can serve HTTPS but never join
+    /// the federation. Point `[admin_tls]` at the two files. (Browsers do not
+    /// check the federation's Ed25519 signatures: for people's browsers, use a
+    /// certificate from a CA they trust; this one suits scripts and curl
+    /// `--cacert root.pem`.)
+    Https {
+        /// The issuer's certificate: root.pem or a provincial ca.pem.
+        #[arg(long)]
+        issuer_cert: PathBuf,
+        /// The issuer's private key.
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// A host name or IP address the node is reached at (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the identity a certificate names.
     Show {
         /// A PEM certificate file (the first certificate is shown).
@@ -263,6 +284,22 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config = NodeConfig::from_toml(&text).map_err(anyhow::Error::msg).context("invalid config")?;
     let admin = config.admin_listen;
+    // The certificate is read before the node starts: a bad one stops nothing half-way.
+    let tls = match &config.admin_tls {
+        Some(tls) => Some(
+            cascade_admin::tls::server_config(&config.resolve(&tls.cert), &config.resolve(&tls.key))
+                .context("admin_tls")?,
+        ),
+        None => None,
+    };
+    if tls.is_none() && !admin.ip().is_loopback() {
+        tracing::warn!(
+            %admin,
+            "the admin interface serves plain HTTP beyond loopback (admin_plain_http = true): bearer tokens \
+             and passwords cross that network in clear unless a TLS proxy stands in front"
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // A stop during a long start (a big store verified again) ends it there.
     let node = tokio::select! {
         node = Node::start(config) => node?,
@@ -270,7 +307,7 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(admin).await.with_context(|| format!("admin {admin}"))?;
     println!(
-        "node {} ({}) quic {} admin http://{} token file {}",
+        "node {} ({}) quic {} admin {scheme}://{} token file {}",
         node.identity().id,
         node.identity().name,
         node.quic_addr(),
@@ -287,7 +324,7 @@ async fn run(path: &Path) -> anyhow::Result<()> {
         let _ = stop_tx.send(reason);
     });
     let (failure_tx, failure_rx) = tokio::sync::oneshot::channel::<String>();
-    cascade_admin::serve(node.clone(), listener, async move {
+    cascade_admin::serve(node.clone(), listener, tls, async move {
         let reason = stop_rx.await.unwrap_or_default();
         let _ = failure_tx.send(reason);
     })
@@ -389,6 +426,17 @@ async fn sim(
     Ok(())
 }
 
+/// An issuing authority from its files: the root, or a provincial CA.
+fn load_issuer(cert: &Path, key: &Path) -> anyhow::Result<Authority> {
+    let chain = read_chain_pem(cert)?;
+    let first = chain.first().context("issuer file holds no certificate")?;
+    Ok(if NodeIdentity::from_der(first).is_ok() {
+        NodeCredentials { chain, key_pkcs8: read_key_pem(key)? }.into_authority()?
+    } else {
+        Authority::load_root(&std::fs::read_to_string(cert)?, &std::fs::read_to_string(key)?)?
+    })
+}
+
 fn certs(command: CertsCommand) -> anyhow::Result<()> {
     match command {
         CertsCommand::InitRoot { out, name } => {
@@ -403,16 +451,7 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
             println!("root: {} (key {}, mode 0600)", cert.display(), key.display());
         }
         CertsCommand::Issue { issuer_cert, issuer_key, id, tier, parent, name, ca, out } => {
-            let chain = read_chain_pem(&issuer_cert)?;
-            let key = read_key_pem(&issuer_key)?;
-            let first = chain.first().context("issuer file holds no certificate")?;
-            let issuer = if NodeIdentity::from_der(first).is_ok() {
-                NodeCredentials { chain, key_pkcs8: key }.into_authority()?
-            } else {
-                let cert = std::fs::read_to_string(&issuer_cert)?;
-                let key = std::fs::read_to_string(&issuer_key)?;
-                Authority::load_root(&cert, &key)?
-            };
+            let issuer = load_issuer(&issuer_cert, &issuer_key)?;
             let identity = node_identity(id, tier, parent, &name)?;
             let (creds, stem) = if ca {
                 (issuer.issue_provincial_ca(&identity)?, "ca")
@@ -425,6 +464,19 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
             std::fs::write(&pem, creds.chain_pem())?;
             write_private(&key, creds.key_pem().as_bytes())?;
             println!("issued {id} ({}): {} (key {}, mode 0600)", tier.as_str(), pem.display(), key.display());
+        }
+        CertsCommand::Https { issuer_cert, issuer_key, hosts, out } => {
+            let creds = load_issuer(&issuer_cert, &issuer_key)?.issue_https(&hosts)?;
+            std::fs::create_dir_all(&out)?;
+            let (pem, key) = (out.join("https.pem"), out.join("https.key"));
+            std::fs::write(&pem, creds.chain_pem())?;
+            write_private(&key, creds.key_pem().as_bytes())?;
+            println!(
+                "issued HTTPS for {}: {} (key {}, mode 0600)",
+                hosts.join(", "),
+                pem.display(),
+                key.display()
+            );
         }
         CertsCommand::Show { file } => {
             let chain = read_chain_pem(&file)?;

@@ -503,3 +503,37 @@ pub async fn raw_quic(fed: &Fed, bytes: u64, relayed: bool) -> Duration {
     assert_eq!(receiver.await.unwrap(), bytes);
     started.elapsed()
 }
+
+/// One HTTP/1.1 request over TLS, trusting only `root` and expecting the
+/// certificate to name 127.0.0.1: the status and the whole answer.
+pub async fn https_request(
+    addr: std::net::SocketAddr,
+    root: &[u8],
+    request: &str,
+) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from(root.to_vec())).map_err(|e| e.to_string())?;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    tls.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    // The server may end the stream without a TLS close_notify: what came is the answer.
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("no status: {answer}"))?;
+    Ok((status, answer))
+}

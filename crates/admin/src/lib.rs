@@ -24,6 +24,7 @@ mod people;
 mod routes;
 mod serve;
 mod services;
+pub mod tls;
 mod workflow;
 
 pub use bodies::parse_every_body;

@@ -116,13 +116,23 @@ pub(crate) async fn head_limit(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Serves the admin interface of `node` on `listener` until `shutdown` resolves,
-/// then lets requests in flight finish (a bounded while).
+/// How a request reached the server (a request extension).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Served {
+    /// Over TLS: the node's own links are `https://`.
+    pub(crate) secure: bool,
+}
+
+/// Serves the admin interface of `node` on `listener` — over TLS when `tls` is
+/// given — until `shutdown` resolves, then lets requests in flight finish (a
+/// bounded while).
 pub async fn serve(
     node: cascade_runtime::Node,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (app, access) = app(node);
     // The access log's summary, a line a minute; the last one when the server ends.
     let tally = access.clone();
@@ -162,9 +172,11 @@ pub async fn serve(
             continue;
         };
         let app = app.clone();
+        let secure = acceptor.is_some();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let in_progress = InProgress::enter(&busy);
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+            request.extensions_mut().insert(Served { secure });
             let answer = app.clone().oneshot(request.map(axum::body::Body::new));
             async move {
                 let response = answer.await;
@@ -172,15 +184,30 @@ pub async fn serve(
                 response
             }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let (http, watcher, acceptor) = (http.clone(), graceful.watcher(), acceptor.clone());
         let connections = connections.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        debug!(%remote, error = %e, "admin connection ended");
+            let served = async {
+                let result = match acceptor {
+                    None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                    // The handshake has the time a request head has: a client that
+                    // stalls in it holds a connection slot no longer.
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await
+                            }
+                            Ok(Err(e)) => return debug!(%remote, error = %e, "admin TLS handshake failed"),
+                            Err(_) => return debug!(%remote, "admin TLS handshake timed out"),
+                        }
                     }
+                };
+                if let Err(e) = result {
+                    debug!(%remote, error = %e, "admin connection ended");
                 }
+            };
+            tokio::select! {
+                () = served => {}
                 _ = cancel.cancelled() => debug!(%remote, "idle admin connection closed to make room"),
             }
             if let Ok(mut c) = connections.lock() {

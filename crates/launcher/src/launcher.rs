@@ -98,6 +98,8 @@ impl Federation {
                     parent_addr: None,
                     listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                     admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+                    admin_tls: None,
+                    admin_plain_http: false,
                     data_dir: options.data.join(node.id.to_string()),
                     certs: CertPaths::default(),
                     workflow: Default::default(),
@@ -171,7 +173,7 @@ impl Federation {
             c.admin_listen = admin_addr;
         }
         let (stop_admin, stopped) = oneshot::channel::<()>();
-        let admin_task = tokio::spawn(cascade_admin::serve(node.clone(), listener, async {
+        let admin_task = tokio::spawn(cascade_admin::serve(node.clone(), listener, None, async {
             let _ = stopped.await;
         }));
         self.running.insert(

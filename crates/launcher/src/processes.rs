@@ -83,7 +83,7 @@ pub async fn spawn_node(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-    // `node … quic … admin http://… token file …`
+    // `node … quic … admin http(s)://… token file …`
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
@@ -93,7 +93,7 @@ pub async fn spawn_node(
     }
     let url = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .ok_or_else(|| format!("{} did not say where it serves: {line:?}", config.display()))?;
     Ok((child, url.to_string()))
 }

@@ -24,10 +24,20 @@ pub struct NodeConfig {
     /// Where this node listens for QUIC (children dial it). Default 127.0.0.1:0 (any free port).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Where the admin HTTP interface listens. Default 127.0.0.1:0; keep it on loopback
-    /// unless a reverse proxy with TLS stands in front.
+    /// Where the admin HTTP interface listens (console, API, open data). Default
+    /// 127.0.0.1:0. Beyond loopback it needs `[admin_tls]`, or the explicit
+    /// opt-in `admin_plain_http = true` (behind a TLS proxy).
     #[serde(default = "default_listen")]
     pub admin_listen: SocketAddr,
+    /// HTTPS for the admin interface: a certificate chain and its key. Default
+    /// none (plain HTTP).
+    #[serde(default)]
+    pub admin_tls: Option<AdminTls>,
+    /// Opt-in: serve the admin interface in plain HTTP on an address beyond
+    /// loopback (bearer tokens and passwords then cross that network in clear;
+    /// for a node behind a TLS-terminating proxy). Default false.
+    #[serde(default)]
+    pub admin_plain_http: bool,
     /// The data folder: sled store, admin token, and by default the certificates.
     pub data_dir: PathBuf,
     /// Certificate files; relative paths are taken from `data_dir`.
@@ -188,6 +198,18 @@ impl WorkflowConfig {
     }
 }
 
+/// The admin interface's HTTPS certificate: an operator's own, or one issued
+/// from the federation PKI (`cascade certs https`). Relative paths are taken
+/// from `data_dir`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// The chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1 PEM; mode 0600).
+    pub key: PathBuf,
+}
+
 /// Where the node's certificate material lives.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +256,13 @@ impl NodeConfig {
         if !(1..=MAX_STORE_CACHE_MB).contains(&self.store_cache_mb) {
             return Err(format!("`store_cache_mb` must be 1 to {MAX_STORE_CACHE_MB}"));
         }
+        if !self.admin_listen.ip().is_loopback() && self.admin_tls.is_none() && !self.admin_plain_http {
+            return Err(format!(
+                "`admin_listen` {} is beyond loopback: configure `[admin_tls]` (cert, key), or set \
+                 `admin_plain_http = true` if a TLS proxy stands in front",
+                self.admin_listen
+            ));
+        }
         match (self.tier, self.parent, self.parent_addr) {
             (Tier::National, None, _) => Ok(()),
             (Tier::National, Some(_), _) => Err("the national node has no parent".into()),
@@ -267,5 +296,18 @@ mod tests {
         assert_eq!(bounded.map(|c| c.store_cache_mb), Ok(8));
         let zero = NodeConfig::from_toml(&format!("{MINIMAL}store_cache_mb = 0\n")).unwrap_err();
         assert!(zero.contains("store_cache_mb"), "{zero}");
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_needs_tls_or_an_explicit_opt_in() {
+        let open = format!("{MINIMAL}admin_listen = \"0.0.0.0:8080\"\n");
+        let refused = NodeConfig::from_toml(&open).unwrap_err();
+        assert!(refused.contains("admin_tls") && refused.contains("admin_plain_http"), "{refused}");
+        let tls =
+            NodeConfig::from_toml(&format!("{open}[admin_tls]\ncert = \"https.pem\"\nkey = \"https.key\"\n"));
+        assert!(tls.is_ok(), "{tls:?}");
+        assert!(NodeConfig::from_toml(&format!("admin_plain_http = true\n{open}")).is_ok());
+        let loopback = NodeConfig::from_toml(&format!("{MINIMAL}admin_listen = \"[::1]:8080\"\n"));
+        assert!(loopback.is_ok_and(|c| !c.admin_plain_http && c.admin_tls.is_none()));
     }
 }

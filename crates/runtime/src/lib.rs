@@ -22,7 +22,7 @@ mod services;
 mod workflow;
 
 pub use api::{IssuedToken, PasswordChange};
-pub use config::{CertPaths, DatasetConfig, GatewayConfig, NodeConfig, WorkflowConfig};
+pub use config::{AdminTls, CertPaths, DatasetConfig, GatewayConfig, NodeConfig, WorkflowConfig};
 pub use datasets::{
     Content, DatasetCounters, FetchView, SubscriptionRequest, FETCH_IN_FLIGHT, GC_GRACE, MAX_CONTENT_STREAMS,
     MAX_CONTENT_STREAMS_PER_ACCOUNT,

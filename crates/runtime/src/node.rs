@@ -96,6 +96,9 @@ impl Node {
         config.check().map_err(NodeError::Config)?;
         crate::files::check_secret(&config.data_dir.join(TOKEN_FILE))?;
         crate::files::check_secret(&config.resolve(&config.certs.key))?;
+        if let Some(tls) = &config.admin_tls {
+            crate::files::check_secret(&config.resolve(&tls.key))?;
+        }
         if let Some(previous) = &config.certs.previous_key {
             crate::files::check_secret(&config.resolve(previous))?;
         }

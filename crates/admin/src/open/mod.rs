@@ -38,8 +38,9 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Longest host name (with port) taken from a request's `Host` header.
 const MAX_HOST_CHARS: usize = 255;
 
-/// Where this node's public URLs start: `http://` and the host the client used
-/// (so links work through whatever name or port forward it came by).
+/// Where this node's public URLs start: `http://` or `https://` as the request
+/// came, and the host the client used (so links work through whatever name or
+/// port forward it came by).
 pub(crate) struct Base(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Base {
@@ -56,7 +57,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Base {
         if host.is_empty() || host.len() > MAX_HOST_CHARS || !host.chars().all(fine) {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "the Host header is not a host name"));
         }
-        Ok(Base(format!("http://{host}")))
+        let secure = parts.extensions.get::<crate::serve::Served>().is_some_and(|s| s.secure);
+        Ok(Base(format!("{}://{host}", if secure { "https" } else { "http" })))
     }
 }
 
