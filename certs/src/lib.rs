@@ -249,6 +249,22 @@ impl Authority {
         if hosts.is_empty() {
             return Err(CertError::Identity("an HTTPS certificate names at least one host".into()));
         }
+        for host in hosts {
+            let dns = |h: &str| {
+                !h.is_empty()
+                    && h.len() <= 253
+                    && h.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    })
+            };
+            if host.parse::<std::net::IpAddr>().is_err() && !dns(host) {
+                return Err(CertError::Identity(format!(
+                    "{host:?} is neither a host name nor an IP address (no port, no brackets)"
+                )));
+            }
+        }
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(hosts.to_vec())?;
         params.distinguished_name.push(DnType::CommonName, hosts[0].as_str());
@@ -354,6 +370,10 @@ mod tests {
     fn an_https_certificate_names_its_hosts_serves_only_and_never_joins() {
         let root = Authority::new_root("test root").unwrap();
         assert!(root.issue_https(&[]).is_err());
+        for bad in ["[::1]", "host:8080", "a..b", "sp ace", ""] {
+            assert!(root.issue_https(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(root.issue_https(&["::1".to_string()]).is_ok());
         let hosts = vec!["admin.jinan.example".to_string(), "127.0.0.1".to_string()];
         let https = root.issue_https(&hosts).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&https.chain[0]).unwrap();

@@ -58,8 +58,13 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,sled=warn"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Text => {
+            // Colour only on a terminal, and never when NO_COLOR asks for none.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            logs.with_ansi(std::io::stderr().is_terminal() && !no_color).init()
+        }
+        // Every enclosing span with its fields (the current one is the last).
+        LogFormat::Json => logs.json().with_current_span(false).with_span_list(true).init(),
     }
 }
 
@@ -286,10 +291,13 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     let admin = config.admin_listen;
     // The certificate is read before the node starts: a bad one stops nothing half-way.
     let tls = match &config.admin_tls {
-        Some(tls) => Some(
-            cascade_admin::tls::server_config(&config.resolve(&tls.cert), &config.resolve(&tls.key))
-                .context("admin_tls")?,
-        ),
+        Some(tls) => {
+            // Its mode first: a key others may read is refused unread.
+            cascade_runtime::check_secret(&config.resolve(&tls.key))?;
+            let loaded =
+                cascade_admin::tls::server_config(&config.resolve(&tls.cert), &config.resolve(&tls.key));
+            Some(loaded.context("admin_tls")?)
+        }
         None => None,
     };
     if tls.is_none() && !admin.ip().is_loopback() {

@@ -29,7 +29,7 @@ pub fn router(node: Node) -> Router {
 
 /// The admin router of a node and the tally its access log summarizes.
 pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
-    let access = Arc::new(AccessTally::default());
+    let access = Arc::new(AccessTally::new(node.identity().id.to_string()));
     let state = AppState { node, http: Arc::new(HttpMetrics::default()) };
     // Calls and dataset contents stream their bodies: no body limit (the
     // gateway's own cap applies) and no request time-out.

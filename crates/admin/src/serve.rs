@@ -116,6 +116,15 @@ pub(crate) async fn head_limit(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How a request reached the server (a request extension).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Served {
@@ -135,8 +144,9 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (app, access) = app(node);
     // The access log's summary, a line a minute; the last one when the server ends.
+    // Aborted however `serve` ends, dropped included (a node killed in-process).
     let tally = access.clone();
-    let summaries = tokio::spawn(async move {
+    let summaries = AbortOnDrop(tokio::spawn(async move {
         let mut every = tokio::time::interval(SUMMARY_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
@@ -144,7 +154,10 @@ pub async fn serve(
             every.tick().await;
             access.summarize();
         }
-    });
+    }));
+    // Cancelled when the server stops accepting: TLS handshakes still under way
+    // end there instead of holding the shutdown for their whole time-out.
+    let closing = CancellationToken::new();
     let connections = Arc::new(Mutex::new(Connections::default()));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -184,7 +197,8 @@ pub async fn serve(
                 response
             }
         });
-        let (http, watcher, acceptor) = (http.clone(), graceful.watcher(), acceptor.clone());
+        let (http, watcher, acceptor, closing) =
+            (http.clone(), graceful.watcher(), acceptor.clone(), closing.clone());
         let connections = connections.clone();
         tokio::spawn(async move {
             let served = async {
@@ -192,8 +206,14 @@ pub async fn serve(
                     None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
                     // The handshake has the time a request head has: a client that
                     // stalls in it holds a connection slot no longer.
+                    // It also ends when the server stops accepting.
                     Some(acceptor) => {
-                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                        let handshake = tokio::select! {
+                            done = handshake => done,
+                            () = closing.cancelled() => return,
+                        };
+                        match handshake {
                             Ok(Ok(tls)) => {
                                 watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await
                             }
@@ -216,10 +236,11 @@ pub async fn serve(
         });
     }
     drop(listener);
+    closing.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         warn!("admin requests still running at shutdown were cut off");
     }
-    summaries.abort();
+    drop(summaries);
     tally.summarize();
     Ok(())
 }

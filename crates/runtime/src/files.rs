@@ -66,7 +66,7 @@ fn walk(dir: &Path, depth: usize) -> Result<(), NodeError> {
 
 /// Refuses a secret file that users other than its owner may read or write.
 #[cfg(unix)]
-pub(crate) fn check_secret(path: &Path) -> Result<(), NodeError> {
+pub fn check_secret(path: &Path) -> Result<(), NodeError> {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
     let mode = meta.permissions().mode() & 0o777;
@@ -81,6 +81,6 @@ pub(crate) fn check_secret(path: &Path) -> Result<(), NodeError> {
 }
 
 #[cfg(not(unix))]
-pub(crate) fn check_secret(_: &Path) -> Result<(), NodeError> {
+pub fn check_secret(_: &Path) -> Result<(), NodeError> {
     Ok(())
 }

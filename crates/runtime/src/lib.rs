@@ -29,6 +29,7 @@ pub use datasets::{
 };
 pub use driver::Applied;
 pub use faults::TransportCounters;
+pub use files::check_secret;
 pub use gateway::{CallFailure, CallRequest, CallResponse, FORWARDED_HEADERS};
 pub use login::LoginError;
 pub use node::{Node, NodeError, CHUNK_DIR, STORE_DIR, TOKEN_FILE};
