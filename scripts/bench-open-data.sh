@@ -54,7 +54,7 @@ call(jinan, token, "POST", "/api/v1/organizations",
 for n in range(entries):
     saved = call(jinan, token, "POST", "/api/v1/catalog", {
         "name": f"开放数据集 {n}", "classification": "3", "provider": "11370100MB0000001A",
-        "summary": f"Open dataset number {n} of Jinan", "format": "spreadsheet",
+        "summary": f"Open dataset number {n} of Jinan", "format": "electronic_file",
         "share_type": "unconditional", "share_mode": "platform", "open_type": "open",
         "update_cycle": "monthly"})
     code = urllib.parse.quote(saved["code"], safe="")
