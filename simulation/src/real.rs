@@ -451,6 +451,13 @@ async fn run_in(
             run.calls = Some(calls::RealCalls::set_up(&inside, node, &mut run.rng).await?);
         }
     }
+    // Traffic is counted from here: the start-up's joins and catch-ups are not
+    // the workload's (they were most of a short burst's frames).
+    let traffic_before: HashMap<NodeId, (u64, u64)> = run
+        .fed
+        .nodes()
+        .map(|(id, r)| (*id, (r.node.traffic().frames_out, r.node.traffic().bytes_out)))
+        .collect();
     let timeline: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let sampler = run.sample_timeline(timeline.clone());
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -522,11 +529,19 @@ async fn run_in(
     }
     sampler.abort();
     let peak = peak_rss();
+    // A node restarted meanwhile counts from its restart (what it sent before
+    // its crash is lost with it).
     let (frames, bytes) = run
         .fed
         .nodes()
-        .map(|(_, r)| r.node.traffic())
-        .fold((0, 0), |a, b| (a.0 + b.frames_out, a.1 + b.bytes_out));
+        .map(|(id, r)| {
+            let now = r.node.traffic();
+            match traffic_before.get(id) {
+                Some(&(f, b)) if now.frames_out >= f => (now.frames_out - f, now.bytes_out.saturating_sub(b)),
+                _ => (now.frames_out, now.bytes_out),
+            }
+        })
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
 
     // Invariants over what every node made durable in its sled folder.
     let root = cascade_certs::read_chain_pem(&dir.join("pki").join("root.pem")).map_err(node_err)?;

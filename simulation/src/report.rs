@@ -92,7 +92,8 @@ pub struct Report {
     pub simulated_seconds: f64,
     /// Convergence times.
     pub convergence: Convergence,
-    /// Frames sent between nodes.
+    /// Frames sent between nodes while the scenario ran (real mode: from its
+    /// first step, the start-up's joins and catch-ups excluded).
     pub frames: u64,
     /// Bytes of those frames (encoded size plus length prefix).
     pub bytes: u64,
