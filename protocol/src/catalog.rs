@@ -291,13 +291,10 @@ pub fn validate_date(s: &str) -> Result<(), String> {
     }
     let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
     let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => return Err(format!("{s:?}: month must be 01-12")),
-    };
+    if !(1..=12).contains(&m) {
+        return Err(format!("{s:?}: month must be 01-12"));
+    }
+    let days = crate::civil::month_days(u64::from(y), u64::from(m)) as u32;
     if y == 0 || d == 0 || d > days {
         return Err(format!("{s:?}: year must be 0001-9999 and day 01-{days:02}"));
     }

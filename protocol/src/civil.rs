@@ -34,7 +34,8 @@ pub fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
     Some(era * 146_097 + doe - 719_468)
 }
 
-fn month_days(year: u64, month: u64) -> u64 {
+/// Days in a month (1-12) of a year, leap years honoured.
+pub fn month_days(year: u64, month: u64) -> u64 {
     match month {
         4 | 6 | 9 | 11 => 30,
         2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,

@@ -54,11 +54,8 @@ pub struct OpenEntry {
 /// A window of the open catalog.
 #[derive(Clone, Debug)]
 pub struct OpenPage {
-    /// Open entries matching the search.
+    /// Open entries matching the search (counted up to the store's bound).
     pub count: usize,
-    /// Whether `count` covers the whole catalog (a search looks at a bounded
-    /// number of index entries).
-    pub counted_all: bool,
     /// The window's entries, by origin then code.
     pub entries: Vec<OpenEntry>,
 }
@@ -103,7 +100,7 @@ impl Node {
         self.read(ReadKind::Open, move |store| {
             let window = store.catalog_window(&filter, skip, limit)?;
             let entries = enrich(store, window.rows)?;
-            Ok(OpenPage { count: window.count, counted_all: window.counted_all, entries })
+            Ok(OpenPage { count: window.count, entries })
         })
         .await
     }
@@ -111,15 +108,11 @@ impl Node {
     /// One open entry; `NotFound` unless it is published federation-wide and open.
     pub async fn open_entry(&self, origin: NodeId, code: String) -> Result<OpenEntry, CommandError> {
         let missing = format!("no open entry {code} of {origin}");
+        let filter = open_filter(None, None);
         let found = self
             .read(ReadKind::Open, move |store| {
                 let rows = store.catalog_entry(origin, &code)?;
-                let open = rows.into_iter().filter(|r| {
-                    r.scope == Scope::Federation
-                        && r.entry.status == EntryStatus::Published
-                        && r.entry.open_type == OpenType::Open
-                });
-                enrich(store, open.collect())
+                enrich(store, rows.into_iter().filter(|r| filter.admits_row(r)).collect())
             })
             .await?;
         found.into_iter().next().ok_or(CommandError::NotFound(missing))

@@ -95,6 +95,12 @@ impl CatalogFilter {
         let finder = self.q.as_ref().map(|q| memchr::memmem::Finder::new(q.as_bytes()));
         self.passes(key, &Slot::new(origin, entry, stored_ms), finder.as_ref())
     }
+
+    /// Whether a materialized row passes (its `q`, if any, lower-cased).
+    pub fn admits_row(&self, row: &crate::CatalogRow) -> bool {
+        let key = crate::keys::catalog_key(row.origin, row.scope, &row.entry.code);
+        self.admits(&key, row.origin, &row.entry, row.stored_ms.unwrap_or(0))
+    }
 }
 
 /// The scope of a materialized entry's key; `None` for own drafts' keys.

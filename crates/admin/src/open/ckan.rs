@@ -472,8 +472,7 @@ fn package(base: &Base, open: &OpenEntry) -> Value {
 
 /// CKAN's short format name for a media type (`text/csv` → `CSV`).
 fn format_of(media_type: &str) -> String {
-    let essence = media_type.split(';').next().unwrap_or("").trim();
-    match essence {
+    match super::essence(media_type).as_str() {
         "text/csv" => "CSV".into(),
         "application/json" => "JSON".into(),
         "application/xml" | "text/xml" => "XML".into(),

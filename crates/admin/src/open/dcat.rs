@@ -4,7 +4,7 @@
 //! terms (as ckanext-dcat's harvester follows them).
 
 use super::rdf::{Graph, Object};
-use super::{division_name, Base};
+use super::{division_name, essence, Base};
 use crate::error::ApiError;
 use crate::routes::{query, AppState};
 use axum::extract::rejection::QueryRejection;
@@ -48,12 +48,6 @@ fn frequency(cycle: UpdateCycle) -> &'static str {
         UpdateCycle::Yearly => "ANNUAL",
         UpdateCycle::Irregular => "IRREG",
     }
-}
-
-/// A media type without its parameters, lower-cased (`text/csv; charset=utf-8`
-/// → `text/csv`): the IANA registry's name for it.
-fn essence(media_type: &str) -> String {
-    media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 fn date_time(unix_ms: u64) -> Object {

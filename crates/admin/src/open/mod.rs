@@ -108,6 +108,12 @@ fn segment(text: &str) -> String {
     out
 }
 
+/// A media type without its parameters, lower-cased (`text/csv; charset=utf-8`
+/// → `text/csv`): the IANA registry's name for it.
+fn essence(media_type: &str) -> String {
+    media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 /// The name of an origin's division, for titles ("济南市").
 fn division_name(origin: NodeId) -> String {
     cascade_protocol::division::find(origin).map_or_else(|| origin.to_string(), |d| d.name.clone())
