@@ -8,7 +8,7 @@ use cascade_access::TokenKind;
 use cascade_core::audit::{AuditFilter, AuditPage, AuditVerification};
 use cascade_core::{Account, CommandError, LinkRole, StoreError, TokenRecord};
 use cascade_metrics::{Collect, Exposition, Float, Kind};
-use cascade_protocol::catalog::{EntryStatus, OpenType, ShareType};
+use cascade_protocol::catalog::{EntryStatus, OpenType, ResourceFormat, ShareType, UpdateCycle};
 use cascade_protocol::limits::{
     MAX_CONCURRENT_AUDIT_READS, MAX_CONCURRENT_CATALOG_READS, MAX_CONCURRENT_DIRECTORY_READS,
     MAX_CONCURRENT_OPEN_READS, MAX_LIST, READ_WAIT_MS,
@@ -27,10 +27,16 @@ pub struct CatalogQuery {
     pub origin: Option<NodeId>,
     /// Only entries whose origin is at this tier.
     pub tier: Option<Tier>,
+    /// Only entries of this provider (credit code).
+    pub provider: Option<String>,
     /// Only entries of this share type.
     pub share_type: Option<ShareType>,
     /// Only entries of this open type.
     pub open_type: Option<OpenType>,
+    /// Only entries of this format.
+    pub format: Option<ResourceFormat>,
+    /// Only entries of this update cycle.
+    pub update_cycle: Option<UpdateCycle>,
     /// "published" (default), "withdrawn", "draft" (own drafts) or "all".
     pub status: Option<String>,
     /// Case-insensitive text in code, name or summary.
@@ -210,8 +216,11 @@ impl Node {
         let filter = CatalogFilter {
             origin: query.origin,
             tier: query.tier,
+            provider: query.provider.filter(|p| !p.is_empty()),
             share_type: query.share_type,
             open_type: query.open_type,
+            format: query.format,
+            update_cycle: query.update_cycle,
             statuses,
             q: query.q.filter(|q| !q.is_empty()),
             ..CatalogFilter::default()

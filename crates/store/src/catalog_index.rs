@@ -1,6 +1,6 @@
 //! The catalog index: every materialized entry and own draft, in memory, by its
-//! store key, with what listings filter on (origin, scope, status, share type,
-//! open type, when it was stored here) and
+//! store key, with what listings filter on (origin, scope, status, provider,
+//! share type, open type, format, update cycle, when it was stored here) and
 //! its searchable text (code, name and summary, lower-cased). A listing walks it
 //! instead of decoding stored deltas, a text search is a substring scan of short
 //! strings (a few ms for tens of thousands of entries), and an entry is found by
@@ -8,7 +8,9 @@
 
 use crate::keys::scope_of;
 use crate::keys::{CATALOG, OWN};
-use cascade_protocol::catalog::{CatalogEntry, EntryStatus, OpenType, ShareType};
+use cascade_protocol::catalog::{
+    CatalogEntry, EntryStatus, OpenType, ResourceFormat, ShareType, UpdateCycle,
+};
 use cascade_protocol::{NodeId, Scope};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -18,8 +20,12 @@ use std::ops::Bound;
 struct Slot {
     origin: NodeId,
     status: EntryStatus,
+    /// The provider's credit code.
+    provider: Box<str>,
     share_type: ShareType,
     open_type: OpenType,
+    format: ResourceFormat,
+    update_cycle: UpdateCycle,
     /// When this node stored this version (unix ms; 0 for own drafts and rows
     /// stored before the time was kept).
     stored_ms: u64,
@@ -34,8 +40,14 @@ pub struct CatalogFilter {
     pub origin: Option<NodeId>,
     /// Only entries whose origin is at this tier.
     pub tier: Option<cascade_protocol::Tier>,
+    /// Only entries of this provider (credit code).
+    pub provider: Option<String>,
     /// Only entries of this share type.
     pub share_type: Option<ShareType>,
+    /// Only entries of this format.
+    pub format: Option<ResourceFormat>,
+    /// Only entries of this update cycle.
+    pub update_cycle: Option<UpdateCycle>,
     /// Only entries of these statuses (own drafts only when `Draft` is among them).
     pub statuses: Vec<EntryStatus>,
     /// Case-insensitive text in code, name or summary.
@@ -82,7 +94,10 @@ impl CatalogFilter {
     fn passes(&self, key: &[u8], slot: &Slot, finder: Option<&memchr::memmem::Finder<'_>>) -> bool {
         self.statuses.contains(&slot.status)
             && self.tier.is_none_or(|t| t == slot.origin.tier())
+            && self.provider.as_deref().is_none_or(|p| p == &*slot.provider)
             && self.share_type.is_none_or(|s| s == slot.share_type)
+            && self.format.is_none_or(|f| f == slot.format)
+            && self.update_cycle.is_none_or(|u| u == slot.update_cycle)
             && self.open_type.is_none_or(|o| o == slot.open_type)
             && self.scope.is_none_or(|s| scope_in(key) == Some(s))
             && self.stored_since_ms.is_none_or(|t| slot.stored_ms >= t)
@@ -116,8 +131,11 @@ impl Slot {
         Slot {
             origin,
             status: entry.status,
+            provider: entry.provider.as_str().into(),
             share_type: entry.share_type,
             open_type: entry.open_type,
+            format: entry.format,
+            update_cycle: entry.update_cycle,
             stored_ms,
             text: searchable(entry),
         }
@@ -288,6 +306,11 @@ mod tests {
             if n > 1 {
                 entry.open_type = OpenType::Open;
             }
+            if n == 4 {
+                entry.provider = "11370100MB0000001A".into();
+                entry.format = ResourceFormat::Spreadsheet;
+                entry.update_cycle = UpdateCycle::Monthly;
+            }
             index.put(key.clone(), origin, &entry, n * 1_000);
         }
         // A draft is listed, never found by code.
@@ -338,5 +361,16 @@ mod tests {
         assert_eq!(keys_of(&since), vec![keys[3].clone()]);
         let province = CatalogFilter { scope: Some(Scope::Province), ..open };
         assert!(keys_of(&province).is_empty(), "index removed the province row");
+
+        // The console's filters: provider, format and update cycle, each alone.
+        let any = CatalogFilter { statuses: vec![EntryStatus::Published], ..CatalogFilter::default() };
+        let by_provider = CatalogFilter { provider: Some("11370100MB0000001A".into()), ..any.clone() };
+        assert_eq!(keys_of(&by_provider), vec![keys[3].clone()]);
+        let by_format = CatalogFilter { format: Some(ResourceFormat::Database), ..any.clone() };
+        let mut databases = vec![keys[0].clone(), keys[2].clone()];
+        databases.sort();
+        assert_eq!(keys_of(&by_format), databases);
+        let by_cycle = CatalogFilter { update_cycle: Some(UpdateCycle::Monthly), ..any };
+        assert_eq!(keys_of(&by_cycle), vec![keys[3].clone()]);
     }
 }
