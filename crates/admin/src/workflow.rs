@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_access::Permission;
-use cascade_core::{Application, Approval, Command, GrantRecord};
+use cascade_core::{Application, Approval, Calendar, Command, GrantRecord};
 use cascade_protocol::workflow::{Resource, State as ApplicationState};
 use cascade_runtime::PageQuery;
 use cascade_store::Side;
@@ -26,10 +26,17 @@ fn now_s() -> u64 {
 }
 
 /// An application as the API shows it: its fields, and whether it is overdue.
-fn view(a: &Application) -> Value {
+fn view(a: &Application, calendar: &Calendar) -> Value {
     let mut out = serde_json::to_value(a).unwrap_or_else(|_| json!({}));
     if let Some(fields) = out.as_object_mut() {
-        fields.insert("overdue".into(), json!(a.is_overdue(now_s())));
+        let now = now_s();
+        fields.insert("overdue".into(), json!(a.is_overdue(now)));
+        // The node's own calendar (holidays, declared workdays) counts the days.
+        let left = a
+            .due_at
+            .filter(|_| a.state == ApplicationState::Pending)
+            .map(|due| calendar.working_days_left(now, due));
+        fields.insert("working_days_left".into(), json!(left));
     }
     out
 }
@@ -69,7 +76,7 @@ pub(crate) async fn apply(
         period_days: body.period_days,
     };
     let a = state.node.application_change(who, command).await?;
-    Ok((StatusCode::CREATED, Json(view(&a))).into_response())
+    Ok((StatusCode::CREATED, Json(view(&a, &state.node.config().workflow.calendar()))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -104,7 +111,8 @@ pub(crate) async fn list(
     };
     let page = PageQuery { cursor: q.cursor, limit: q.limit };
     let page = state.node.applications(&who, side, q.state, q.overdue.unwrap_or(false), page).await?;
-    let items: Vec<Value> = page.items.iter().map(view).collect();
+    let calendar = state.node.config().workflow.calendar();
+    let items: Vec<Value> = page.items.iter().map(|a| view(a, &calendar)).collect();
     Ok(Json(json!({"applications": items, "returned": items.len(), "next": page.next})).into_response())
 }
 
@@ -114,7 +122,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     match state.node.application(&who, id.clone()).await? {
-        Some(a) => Ok(Json(view(&a)).into_response()),
+        Some(a) => Ok(Json(view(&a, &state.node.config().workflow.calendar())).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no application {id} you may see"))),
     }
 }
@@ -126,7 +134,11 @@ pub(crate) async fn approve(
     OptionalJsonBody(approval): OptionalJsonBody<Approval>,
 ) -> Result<Response, ApiError> {
     let command = Command::Approve { id, approval: approval.unwrap_or_default() };
-    Ok(Json(view(&state.node.application_change(who, command).await?)).into_response())
+    Ok(Json(view(
+        &state.node.application_change(who, command).await?,
+        &state.node.config().workflow.calendar(),
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -142,7 +154,11 @@ pub(crate) async fn reject(
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Response, ApiError> {
     let command = Command::Reject { id, reason: body.reason };
-    Ok(Json(view(&state.node.application_change(who, command).await?)).into_response())
+    Ok(Json(view(
+        &state.node.application_change(who, command).await?,
+        &state.node.config().workflow.calendar(),
+    ))
+    .into_response())
 }
 
 pub(crate) async fn withdraw(
@@ -150,7 +166,11 @@ pub(crate) async fn withdraw(
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(view(&state.node.application_change(who, Command::Withdraw { id }).await?)).into_response())
+    Ok(Json(view(
+        &state.node.application_change(who, Command::Withdraw { id }).await?,
+        &state.node.config().workflow.calendar(),
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -67,6 +67,24 @@ impl Calendar {
         }
         day + DAY_S - 1
     }
+
+    /// Working days an approver has left at unix second `now` before unix second
+    /// `due`: the working days after today (China time) up to the due day, so 0
+    /// on the last day and after it.
+    pub fn working_days_left(&self, now: u64, due: u64) -> u32 {
+        let mut day = (now + UTC8_S) / DAY_S * DAY_S - UTC8_S;
+        let mut left = 0;
+        for _ in 0..MAX_SEARCH_DAYS {
+            day += DAY_S;
+            if day > due {
+                break;
+            }
+            if self.is_working(day) {
+                left += 1;
+            }
+        }
+        left
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +108,14 @@ mod tests {
         let due = calendar.due_at(at("2026-11-27", 15));
         assert_eq!(china_date(due * 1000), "2026-12-11");
         assert_eq!(due, at("2026-12-12", 0) - 1, "the end of that day, China time");
+        // Counting down: ten on the day it arrived, one on Thursday the 10th
+        // (Friday is left), none on the due day or after it.
+        let submitted = at("2026-11-27", 15);
+        assert_eq!(calendar.working_days_left(submitted, due), 10);
+        assert_eq!(calendar.working_days_left(at("2026-11-28", 10), due), 10, "a Saturday");
+        assert_eq!(calendar.working_days_left(at("2026-12-10", 10), due), 1);
+        assert_eq!(calendar.working_days_left(at("2026-12-11", 10), due), 0);
+        assert_eq!(calendar.working_days_left(at("2026-12-15", 10), due), 0);
     }
 
     #[test]
