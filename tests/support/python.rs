@@ -44,3 +44,42 @@ fn run(command: &mut Command, what: &str) {
 pub fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance")
 }
+
+/// Debian's chromium, which the browser tests drive.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Debian's packages the browser tests need: the browser, and fonts for the
+/// console's Chinese (screenshots otherwise show boxes).
+const BROWSER_PACKAGES: [&str; 2] = ["chromium", "fonts-noto-cjk"];
+
+/// Makes sure Debian's chromium and the CJK fonts are installed, installing
+/// them with apt (as root, or through `sudo -n`) the first time; blocking, and
+/// test processes take turns on a lock file. Panics, naming what to do, when
+/// they cannot be installed: the browser tests fail rather than skip.
+pub fn browser(target_tmp: &Path) -> PathBuf {
+    std::fs::create_dir_all(target_tmp).expect("target tmp folder");
+    let lock = File::create(target_tmp.join("browser.lock")).expect("lock file");
+    lock.lock().expect("lock the browser install");
+    let missing: Vec<&str> = BROWSER_PACKAGES
+        .into_iter()
+        .filter(|p| {
+            let status = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !status.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let apt = |args: &[&str]| {
+            let mut command = if root { Command::new("apt-get") } else { Command::new("sudo") };
+            if !root {
+                command.args(["-n", "apt-get"]);
+            }
+            command.args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success())
+        };
+        let install = [&["install", "-y", "--no-install-recommends"][..], &missing].concat();
+        let installed = apt(&install) || (apt(&["update"]) && apt(&install));
+        assert!(installed, "could not install {missing:?} with apt-get (root or passwordless sudo needed)");
+    }
+    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} missing after installing chromium");
+    PathBuf::from(CHROMIUM)
+}

@@ -1,6 +1,7 @@
 //! The admin HTTP interface of a Cascade node (axum, JSON).
 //!
-//! Every route under `/api/v1` (and `/metrics`) requires `Authorization: Bearer
+//! Every node serves the web console at `/` (embedded files; a client of this
+//! API). Every route under `/api/v1` (and `/metrics`) requires `Authorization: Bearer
 //! <token>` — the node's bootstrap token, a login session or an API token — read
 //! by one extractor ([`Caller`]). The open-data face (`/open/...` and CKAN's
 //! `/api/3/action/...`) is public and read-only, and shows only open entries. Handlers turn HTTP into the node core's
@@ -13,6 +14,7 @@ mod bodies;
 mod body;
 mod caller;
 mod catalog;
+mod console;
 mod datasets;
 mod error;
 mod federation;

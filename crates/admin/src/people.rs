@@ -51,6 +51,12 @@ pub(crate) async fn logout(
     Ok(Json(json!({"ended": id})).into_response())
 }
 
+/// `GET /api/v1/whoami`: the caller as the node authenticated it (actor,
+/// account, organization, roles), so a client shows what its roles allow.
+pub(crate) async fn whoami(Caller(who): Caller) -> Json<Principal> {
+    Json(who)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAccount {

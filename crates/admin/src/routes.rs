@@ -46,6 +46,7 @@ pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
         .route("/readyz", get(observe::ready))
         .route("/api/v1/login", post(people::login))
         .route("/api/v1/logout", post(people::logout))
+        .route("/api/v1/whoami", get(people::whoami))
         .route("/api/v1/node", get(federation::node_view))
         .route("/api/v1/sync", get(federation::sync_view))
         .route("/api/v1/divisions", get(federation::divisions))
@@ -90,6 +91,7 @@ pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
         .route("/api/v1/audit/checkpoints", post(observe::audit_checkpoint))
         .route("/metrics", get(observe::metrics_view))
         .merge(crate::open::routes())
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
