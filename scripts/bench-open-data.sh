@@ -20,56 +20,17 @@ if ! command -v wrk >/dev/null; then
   apt-get update -q >/dev/null
   apt-get install -y -q wrk >/dev/null
 fi
-cargo build --release --bin cascade -q
-work=$(mktemp -d)
-cleanup() {
-  [ -n "${up:-}" ] && kill -TERM "$up" 2>/dev/null && wait "$up" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-target/release/cascade up topologies/three-tier.toml --data "$work/data" --admin-port-base 0 \
-  >"$work/up.out" 2>"$work/up.log" &
-up=$!
-for _ in $(seq 600); do [ -f "$work/data/federation.json" ] && grep -q "press Ctrl-C" "$work/up.out" && break; sleep 0.1; done
+source scripts/lib/federation.sh
+boot_federation
+publish_open_entries "$entries"
 
-python3 - "$work/data/federation.json" "$entries" >"$work/urls" <<'PY'
+python3 - "$manifest" "$entries" >"$work/urls" <<'PY'
 import http.client, json, sys, time, urllib.parse
 manifest = json.load(open(sys.argv[1]))
 entries = int(sys.argv[2])
 nodes = {n["id"]: n for n in manifest["nodes"]}
-def client(node):
-    url = urllib.parse.urlparse(node["admin_url"])
-    return http.client.HTTPConnection(url.hostname, url.port, timeout=60), node["token"]
-def call(conn, token, method, path, body=None):
-    conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    if resp.status >= 300:
-        raise SystemExit(f"{method} {path}: {resp.status} {data[:300]!r}")
-    return json.loads(data) if data else None
-jinan, token = client(nodes[370100])
-call(jinan, token, "POST", "/api/v1/organizations",
-     {"credit_code": "11370100MB0000001A", "name": "济南市大数据局", "division": 370100})
-for n in range(entries):
-    saved = call(jinan, token, "POST", "/api/v1/catalog", {
-        "name": f"开放数据集 {n}", "classification": "3", "provider": "11370100MB0000001A",
-        "summary": f"Open dataset number {n} of Jinan", "format": "electronic_file",
-        "share_type": "unconditional", "share_mode": "platform", "open_type": "open",
-        "update_cycle": "monthly"})
-    code = urllib.parse.quote(saved["code"], safe="")
-    call(jinan, token, "POST", f"/api/v1/catalog/{code}/publish")
 nat = urllib.parse.urlparse(nodes[100000]["admin_url"])
-national, _ = client(nodes[100000])
-deadline = time.time() + 600
-while True:
-    national.request("GET", "/api/3/action/package_search?rows=0")
-    count = json.loads(national.getresponse().read())["result"]["count"]
-    if count >= entries:
-        break
-    if time.time() > deadline:
-        raise SystemExit(f"the national node holds {count} of {entries} open entries after 10 minutes")
-    time.sleep(0.2)
+national = http.client.HTTPConnection(nat.hostname, nat.port, timeout=60)
 national.request("GET", f"/api/3/action/package_search?rows=1&start={entries // 2}")
 middle = json.loads(national.getresponse().read())["result"]["results"][0]["name"]
 since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))

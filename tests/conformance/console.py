@@ -160,6 +160,12 @@ def main():
         service_form.locator("button[type=submit]").click()
         expect(li.page.locator("main table")).to_contain_text("营业执照查询")
         service = li.page.locator("main table tbody tr").filter(has_text="营业执照查询").locator("td").first.inner_text()
+        # Reclassified to sensitivity level 3 at its own node.
+        row = li.page.locator(f'[data-classify="{service}"]')
+        row.locator("select").select_option("3")
+        row.locator("button").click()
+        expect(li.page.locator("#flash")).to_have_text("已保存")
+        expect(li.page.locator(f'[data-classify="{service}"] select')).to_have_value("3")
         li.shot("03-services")
 
         # The province's operator finds it in the province's console.

@@ -11,6 +11,8 @@ const SAMPLE_MS = 5000;
 const MAX_SAMPLES = 720;
 // Catalog pages the console asks for: small enough to render at once.
 const PAGE = 50;
+// How often a running dataset fetch's progress is redrawn.
+const FETCH_REFRESH_MS = 2000;
 
 const TEXT = {
   zh: {
@@ -449,6 +451,21 @@ async function editScreen(params) {
   show(form);
 }
 
+// A service's sensitivity level; its own node's catalogers reclassify it there.
+function classify(service) {
+  if (service.status !== "active" || String(service.origin) !== String(node.id) || !has("cataloger", "admin")) {
+    return service.sensitivity;
+  }
+  const level = select("sensitivity", [1, 2, 3, 4], service.sensitivity, (v) => v, false);
+  return h("span", { "data-classify": service.id }, level, " ", h("button.plain", { type: "button",
+    onclick: () => attempt(async () => {
+      // The update takes the whole registration, upstream included (shown here only).
+      const { id, origin, version, status, ...draft } = await get(`/api/v1/services/${enc(service.id)}`);
+      await api("PUT", `/api/v1/services/${enc(id)}`, { ...draft, sensitivity: Number(level.value) });
+      flash(t("saved")); route();
+    }) }, t("save")));
+}
+
 async function servicesScreen(params) {
   const status = params.get("status") || "active";
   const list = await get(`/api/v1/services?status=${enc(status)}&limit=200`);
@@ -458,7 +475,7 @@ async function servicesScreen(params) {
     table([["id", (s) => s.id], [t("name"), (s) => s.name],
       [t("entry"), (s) => (s.entry ? h("a", { href: `#/entry?origin=${s.entry.origin}&code=${enc(s.entry.code)}` },
         `${s.entry.origin} ${s.entry.code}`) : "—")],
-      [t("provider"), (s) => s.provider], [t("kind"), (s) => s.kind], [t("sensitivity"), (s) => s.sensitivity],
+      [t("provider"), (s) => s.provider], [t("kind"), (s) => s.kind], [t("sensitivity"), classify],
       [t("rate_limit"), (s) => s.rate_limit_per_minute],
       [t("endpoints"), (s) => s.endpoints.map((e) => `${e.method} ${e.path}`).join("\n")],
       ["", (s) => (s.status === "active" && String(s.origin) === String(node.id) && has("cataloger", "admin")
@@ -544,6 +561,11 @@ async function sharingScreen(params) {
         onclick: () => attempt(() => download(f)) }, t("download")) : null)]], page.fetches);
   }
   show(h("h1", {}, t("sharing")), tabs, content);
+  // A running fetch's progress redraws until it ends or the screen changes.
+  if (tab === "fetches" && content.querySelector('[data-fetch="running"]')) {
+    const here = location.hash;
+    setTimeout(() => { if (location.hash === here) route(); }, FETCH_REFRESH_MS);
+  }
 }
 
 // Calls a granted service through this node's gateway and shows the answer.
