@@ -237,7 +237,7 @@ async fn a_cut_audit_tail_is_found_against_the_checkpoint_its_witnesses_hold() {
     let witnessed = checkpoint["records"].as_u64().unwrap();
     let delta_seq = checkpoint["delta_seq"].as_u64().unwrap();
     // Not again within its minimum gap: a script cannot flood the federation.
-    assert_eq!(fed.post_once("370100", "/api/v1/audit/checkpoints", json!({})).await.0, 503);
+    assert_eq!(fed.post_once("370100", "/api/v1/audit/checkpoints", json!({})).await.0, 429);
     eventually("the national node witnesses it", || async {
         let (_, node) = fed.get("100000", "/api/v1/node").await;
         node["version_vector"].as_array().unwrap().iter().any(|v| {

@@ -63,7 +63,7 @@ pub fn validate_credit_code(code: &str) -> Result<(), String> {
 macro_rules! str_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident => $s:literal, $doc:literal;)+ }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $(#[doc = $doc] $(#[$vm])* $var),+
@@ -161,7 +161,7 @@ str_enum! {
 }
 
 /// One data item (信息项) of a resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DataItem {
     /// Item name.
     pub name: String,
@@ -172,7 +172,7 @@ pub struct DataItem {
 }
 
 /// A catalog entry as submitted by an administrator (JSON only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryDraft {
     /// Resource code, if already assigned.
@@ -401,7 +401,7 @@ impl EntryDraft {
 }
 
 /// A published or stored catalog entry (also bincode-encoded; keep serde attributes plain).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CatalogEntry {
     /// Resource code.
     pub code: String,

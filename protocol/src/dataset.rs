@@ -22,7 +22,7 @@ pub const MAX_COLUMN_BYTES: usize = 256;
 pub const MAX_LIST_PIECES: usize = 4_096;
 
 /// The shape of CSV content.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CsvShape {
     /// Data rows (records after the header).
     pub rows: u64,

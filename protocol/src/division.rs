@@ -9,7 +9,7 @@ use serde::Serialize;
 pub const TABLE_CSV: &str = include_str!("../data/divisions.csv");
 
 /// One division of the table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Division {
     /// Its 6-digit code.
     pub code: NodeId,

@@ -16,7 +16,7 @@ pub enum IdError {
 }
 
 /// A node's id: its 6-digit GB/T 2260 division code (the national node is 100000).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeId(u32);
 
 /// The id of the national node.
@@ -81,7 +81,9 @@ impl FromStr for NodeId {
 }
 
 /// The administrative tier a node serves at. Configuration, never code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// The national node, root of the tree.
@@ -125,7 +127,9 @@ impl FromStr for Tier {
 }
 
 /// How far a delta may travel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Every node of the federation.

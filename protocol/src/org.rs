@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 const MAX_NAME_CHARS: usize = 200;
 
 /// An organization: a department or bureau with a unified social credit code.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Organization {
     /// 18-character unified social credit code (GB 32100).
     pub credit_code: String,

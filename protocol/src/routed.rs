@@ -20,7 +20,9 @@ const SIGN_DOMAIN: &[u8] = b"cascade/routed-signature/v1\0";
 const MAX_ROUTE_DEPTH: usize = 16;
 
 /// A routed message's id: its sender and the sender's counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct MessageId {
     /// The sending (and signing) node.
     pub from: NodeId,

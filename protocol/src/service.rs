@@ -21,7 +21,7 @@ pub const MAX_RATE_LIMIT_PER_MINUTE: u32 = 600_000;
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// What a service answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceKind {
     /// Returns the data asked for.
@@ -32,7 +32,7 @@ pub enum ServiceKind {
 }
 
 /// Whether a service can still be applied for and called.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceStatus {
     /// Offered.
@@ -52,7 +52,7 @@ impl ServiceStatus {
 }
 
 /// One operation: an HTTP method and a path template (`/persons/{id}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
@@ -62,7 +62,7 @@ pub struct Endpoint {
 }
 
 /// The catalog entry a service serves.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryRef {
     /// The node whose catalog holds it.
@@ -72,7 +72,7 @@ pub struct EntryRef {
 }
 
 /// What a provider says about a service (registering or updating it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDraft {
     /// Its name.
@@ -92,7 +92,7 @@ pub struct ServiceDraft {
 }
 
 /// A registered service, as every node sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Service {
     /// `{origin}-{n}`: unique in the federation, names the provider's node.
     pub id: String,

@@ -25,7 +25,7 @@ pub const MAX_PERSON_BYTES: usize = 64;
 const GRANT_DOMAIN: &[u8] = b"cascade/grant-signature/v1\0";
 
 /// What an application asks for: a service, or a catalog entry as a whole.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Resource {
     /// A registered service, by id.
@@ -45,7 +45,7 @@ impl std::fmt::Display for Resource {
 
 /// Where an application stands. Both ends hold it; the provider's node decides
 /// every transition but `Submitted`, and the consumer's node mirrors it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Sent by the consumer's node; the provider's node has not answered yet.
@@ -82,7 +82,7 @@ impl State {
 }
 
 /// Why an application is where it is: machine-readable, stable names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Conditional: waits for an approver.
@@ -144,7 +144,7 @@ pub struct Decision {
 }
 
 /// Permission to use a resource, signed by the provider's node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     /// `{provider node}-g{n}`.
     pub id: String,

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// What an account may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything on this node.
@@ -19,7 +21,7 @@ pub enum Role {
 }
 
 /// Who is calling: an account, or the node's bootstrap token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     /// For the audit log: "account:NAME" or "token:bootstrap".
     pub actor: String,

@@ -12,14 +12,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_access::Permission;
+use cascade_core::SavedEntry;
 use cascade_protocol::catalog::EntryDraft;
 use cascade_protocol::{NodeId, Scope};
 use cascade_runtime::CatalogQuery;
-use serde::Deserialize;
-use serde_json::json;
+use cascade_store::CatalogRow;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Options of a publish.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PublishOptions {
     /// How far the entry travels; fixed at first publication. Default federation-wide.
@@ -27,6 +29,10 @@ pub(crate) struct PublishOptions {
     scope: Option<Scope>,
 }
 
+#[utoipa::path(post, path = "/api/v1/catalog", tag = "catalog", request_body = EntryDraft,
+    responses(
+        (status = 201, description = "A new draft, its code assigned.", body = SavedEntry),
+        (status = 200, description = "An own entry updated (a published one is published anew).", body = SavedEntry)))]
 pub(crate) async fn save(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -37,47 +43,73 @@ pub(crate) async fn save(
     Ok((status, Json(saved)).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/catalog/{code}/publish", tag = "catalog",
+    request_body(content = Option<PublishOptions>, description = "Optional."),
+    params(("code" = String, Path, description = "The resource code (percent-encode its `/`).")),
+    responses((status = 200, description = "Published, durable; it travels by its scope.", body = SavedEntry)))]
 pub(crate) async fn publish(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(code): Path<String>,
     OptionalJsonBody(options): OptionalJsonBody<PublishOptions>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<SavedEntry>, ApiError> {
     let options = options.unwrap_or_default();
-    Ok(Json(state.node.publish(who, &code, options.scope).await?).into_response())
+    Ok(Json(state.node.publish(who, &code, options.scope).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/catalog/{code}/withdraw", tag = "catalog",
+    params(("code" = String, Path, description = "The resource code.")),
+    responses((status = 200, description = "Withdrawn, federation-wide.", body = SavedEntry)))]
 pub(crate) async fn withdraw(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(code): Path<String>,
-) -> Result<Response, ApiError> {
-    Ok(Json(state.node.withdraw(who, &code).await?).into_response())
+) -> Result<Json<SavedEntry>, ApiError> {
+    Ok(Json(state.node.withdraw(who, &code).await?))
 }
 
+/// A page of the catalog.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CatalogPage {
+    /// The entries, in index order.
+    entries: Vec<CatalogRow>,
+    /// How many are on this page.
+    returned: usize,
+    /// Pass as `cursor` for the next page; none on the last.
+    next: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/catalog", tag = "catalog", params(CatalogQuery),
+    responses((status = 200, description = "The federated catalog as this node holds it.", body = CatalogPage)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(who): Caller,
     q: Result<Query<CatalogQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CatalogPage>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
     let page = state.node.catalog(query(q)?).await?;
-    Ok(Json(json!({"entries": page.items, "returned": page.items.len(), "next": page.next})).into_response())
+    Ok(Json(CatalogPage { returned: page.items.len(), entries: page.items, next: page.next }))
 }
 
-#[derive(Deserialize)]
+/// Which entry, when several nodes use a code.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EntryQuery {
+    /// The node that published it.
     origin: Option<NodeId>,
 }
 
+#[utoipa::path(get, path = "/api/v1/catalog/{code}", tag = "catalog",
+    params(("code" = String, Path, description = "The resource code."), EntryQuery),
+    responses((status = 200, description = "This node's own entry, else the federated one.", body = CatalogRow)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(code): Path<String>,
     q: Result<Query<EntryQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CatalogRow>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
     let q = query(q)?;
-    Ok(Json(state.node.entry(code, q.origin).await?).into_response())
+    Ok(Json(state.node.entry(code, q.origin).await?))
 }

@@ -19,24 +19,57 @@ use cascade_chunks::store::hex;
 use cascade_protocol::dataset::Manifest;
 use cascade_protocol::service::EntryRef;
 use cascade_protocol::NodeId;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use cascade_runtime::FetchView;
+use cascade_store::Subscription;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A version as the API shows it: hashes in hex.
-fn view(m: &Manifest) -> Value {
-    json!({
-        "origin": m.entry.origin,
-        "code": m.entry.code,
-        "version": m.version,
-        "previous": m.previous.as_ref().map(hex),
-        "size": m.size,
-        "content_hash": hex(&m.content_hash),
-        "media_type": m.media_type,
-        "csv": m.csv,
-        "chunks": m.chunks,
-        "lists": m.lists.iter().map(hex).collect::<Vec<_>>(),
-        "published_ms": m.published_ms,
-    })
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VersionView {
+    /// The entry's origin.
+    origin: NodeId,
+    /// The entry's resource code.
+    code: String,
+    /// 1, 2, …
+    version: u64,
+    /// The previous version's manifest hash (BLAKE3, hex).
+    previous: Option<String>,
+    /// Bytes.
+    size: u64,
+    /// BLAKE3 of the content, hex.
+    content_hash: String,
+    /// Its media type.
+    media_type: String,
+    /// Rows and columns, for CSV.
+    csv: Option<cascade_protocol::dataset::CsvShape>,
+    /// How many chunks.
+    chunks: u64,
+    /// The chunk lists' hashes, hex.
+    lists: Vec<String>,
+    /// When it was published (unix ms).
+    published_ms: u64,
+}
+
+fn view(m: &Manifest) -> VersionView {
+    VersionView {
+        origin: m.entry.origin,
+        code: m.entry.code.clone(),
+        version: m.version,
+        previous: m.previous.as_ref().map(hex),
+        size: m.size,
+        content_hash: hex(&m.content_hash),
+        media_type: m.media_type.clone(),
+        csv: m.csv.clone(),
+        chunks: m.chunks,
+        lists: m.lists.iter().map(hex).collect(),
+        published_ms: m.published_ms,
+    }
+}
+
+/// The path of one version: its number checked here, so a bad one is a JSON 422.
+fn version_of(version: &str) -> Result<u64, ApiError> {
+    version.parse().map_err(|_| ApiError::field("version", "a version is a number: 1, 2, …"))
 }
 
 fn entry_of(origin: &str, code: String) -> Result<EntryRef, ApiError> {
@@ -48,6 +81,11 @@ fn entry_of(origin: &str, code: String) -> Result<EntryRef, ApiError> {
 /// `PUT /api/v1/datasets/{origin}/{code}/versions`: publishes the body as the
 /// entry's next version (at the entry's origin only); `Content-Type` is its
 /// media type.
+#[utoipa::path(put, path = "/api/v1/datasets/{origin}/{code}/versions", tag = "datasets",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The content, streamed; its Content-Type is the version's media type."),
+    params(("origin" = String, Path, description = "This node."), ("code" = String, Path, description = "The resource code.")),
+    responses((status = 201, description = "The entry's next version; its manifest is a signed delta.", body = VersionView)))]
 pub(crate) async fn push(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -93,87 +131,134 @@ pub(crate) async fn push(
     }
 }
 
+/// The versions of an entry.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VersionsList {
+    /// Newest first.
+    versions: Vec<VersionView>,
+    /// How many.
+    returned: usize,
+}
+
 /// `GET /api/v1/datasets/{origin}/{code}/versions`: the versions this node
 /// knows, newest first.
+#[utoipa::path(get, path = "/api/v1/datasets/{origin}/{code}/versions", tag = "datasets",
+    params(("origin" = String, Path, description = "The entry's origin."), ("code" = String, Path, description = "The resource code.")),
+    responses((status = 200, description = "The versions this node knows, newest first.", body = VersionsList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path((origin, code)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<VersionsList>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
     let versions = state.node.versions(entry_of(&origin, code)?).await?;
-    let versions: Vec<Value> = versions.iter().map(view).collect();
-    Ok(Json(json!({"versions": versions, "returned": versions.len()})).into_response())
+    let versions: Vec<VersionView> = versions.iter().map(view).collect();
+    Ok(Json(VersionsList { returned: versions.len(), versions }))
 }
 
 /// `GET /api/v1/datasets/{origin}/{code}/versions/{v}`.
+#[utoipa::path(get, path = "/api/v1/datasets/{origin}/{code}/versions/{version}", tag = "datasets",
+    params(("origin" = String, Path, description = "The entry's origin."), ("code" = String, Path, description = "The resource code."),
+        ("version" = String, Path, description = "The version number.")),
+    responses((status = 200, description = "The version's manifest.", body = VersionView)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Path((origin, code, version)): Path<(String, String, u64)>,
-) -> Result<Response, ApiError> {
+    Path((origin, code, version)): Path<(String, String, String)>,
+) -> Result<Json<VersionView>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
+    let version = version_of(&version)?;
     match state.node.version(entry_of(&origin, code)?, version).await? {
-        Some(m) => Ok(Json(view(&m)).into_response()),
+        Some(m) => Ok(Json(view(&m))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no version {version} known here"))),
     }
 }
 
 /// What a fetch may name: the grant to present (default: the caller's
 /// organization's valid grant for the entry).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FetchBody {
+    /// The grant to present.
     grant: Option<String>,
 }
 
 /// `POST /api/v1/datasets/{origin}/{code}/versions/{v}/fetch`: 202 with the job.
+#[utoipa::path(post, path = "/api/v1/datasets/{origin}/{code}/versions/{version}/fetch", tag = "datasets",
+    request_body(content = Option<FetchBody>, description = "Optional."),
+    params(("origin" = String, Path, description = "The entry's origin."), ("code" = String, Path, description = "The resource code."),
+        ("version" = String, Path, description = "The version number.")),
+    responses((status = 202, description = "The fetch to this node, running.", body = FetchView)))]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Path((origin, code, version)): Path<(String, String, u64)>,
+    Path((origin, code, version)): Path<(String, String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<FetchBody>,
 ) -> Result<Response, ApiError> {
+    let version = version_of(&version)?;
     let entry = entry_of(&origin, code)?;
     let grant = body.unwrap_or_default().grant;
     let job = state.node.start_fetch(who, entry, version, grant).await?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 
+/// Fetch jobs.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FetchesList {
+    /// Newest first.
+    fetches: Vec<FetchView>,
+    /// How many.
+    returned: usize,
+}
+
 /// `GET /api/v1/fetches`: the newest fetch jobs the caller may see.
-pub(crate) async fn jobs(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/v1/fetches", tag = "datasets",
+    responses((status = 200, description = "The newest fetches the caller may see.", body = FetchesList)))]
+pub(crate) async fn jobs(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<FetchesList>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
-    let jobs = state.node.fetch_jobs(&who).await?;
-    Ok(Json(json!({"fetches": jobs, "returned": jobs.len()})).into_response())
+    let fetches = state.node.fetch_jobs(&who).await?;
+    Ok(Json(FetchesList { returned: fetches.len(), fetches }))
 }
 
 /// `GET /api/v1/fetches/{id}`.
+#[utoipa::path(get, path = "/api/v1/fetches/{id}", tag = "datasets",
+    params(("id" = String, Path, description = "The fetch's id.")),
+    responses((status = 200, description = "The fetch and its progress.", body = FetchView)))]
 pub(crate) async fn job(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<FetchView>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
     match state.node.fetch_job(&who, id).await? {
-        Some(job) => Ok(Json(job).into_response()),
+        Some(job) => Ok(Json(job)),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such fetch of yours here")),
     }
 }
 
 /// A subscription request: the entry, and optionally the grant, `idle_only`
 /// and a bandwidth cap.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubscribeBody {
+    /// The entry whose versions to follow.
     entry: EntryRef,
+    /// The grant to present (default: the organization's valid one).
     grant: Option<String>,
+    /// Fetch only while the node is otherwise idle.
     #[serde(default)]
     idle_only: bool,
+    /// A bandwidth cap.
     max_bytes_per_second: Option<u64>,
 }
 
 /// `POST /api/v1/subscriptions`: the caller's organization follows an entry's
 /// versions (201 with the subscription).
+#[utoipa::path(post, path = "/api/v1/subscriptions", tag = "datasets", request_body = SubscribeBody,
+    responses((status = 201, description = "New versions will be fetched here.", body = Subscription)))]
 pub(crate) async fn subscribe(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -189,17 +274,31 @@ pub(crate) async fn subscribe(
     Ok((StatusCode::CREATED, Json(sub)).into_response())
 }
 
+/// Subscriptions.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubscriptionsList {
+    /// The subscriptions.
+    subscriptions: Vec<Subscription>,
+    /// How many.
+    returned: usize,
+}
+
 /// `GET /api/v1/subscriptions`: those the caller may see.
+#[utoipa::path(get, path = "/api/v1/subscriptions", tag = "datasets",
+    responses((status = 200, description = "The subscriptions the caller may see.", body = SubscriptionsList)))]
 pub(crate) async fn subscriptions(
     State(state): State<AppState>,
     Caller(who): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Json<SubscriptionsList>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
-    let subs = state.node.version_subscriptions(&who).await?;
-    Ok(Json(json!({"subscriptions": subs, "returned": subs.len()})).into_response())
+    let subscriptions = state.node.version_subscriptions(&who).await?;
+    Ok(Json(SubscriptionsList { returned: subscriptions.len(), subscriptions }))
 }
 
 /// `DELETE /api/v1/subscriptions/{id}`.
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{id}", tag = "datasets",
+    params(("id" = String, Path, description = "The subscription's id.")),
+    responses((status = 204, description = "Ended.")))]
 pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -233,12 +332,20 @@ fn range_of(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
 
 /// `GET /api/v1/datasets/{origin}/{code}/versions/{v}/content`: the content, at a
 /// node holding all of it, to the provider or a grantee; one byte range on ask.
+#[utoipa::path(get, path = "/api/v1/datasets/{origin}/{code}/versions/{version}/content", tag = "datasets",
+    params(("origin" = String, Path, description = "The entry's origin."), ("code" = String, Path, description = "The resource code."),
+        ("version" = String, Path, description = "The version number."),
+        ("Range" = Option<String>, Header, description = "One byte range (`bytes=0-99`).")),
+    responses(
+        (status = 200, description = "The content, in its media type.", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The byte range asked for.", content_type = "*/*", body = Vec<u8>)))]
 pub(crate) async fn content(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Path((origin, code, version)): Path<(String, String, u64)>,
+    Path((origin, code, version)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let version = version_of(&version)?;
     let content = state.node.content(&who, entry_of(&origin, code)?, version).await?;
     let size = content.manifest.size;
     let media = HeaderValue::try_from(content.manifest.media_type.as_str())

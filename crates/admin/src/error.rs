@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_core::CommandError;
 use cascade_runtime::LoginError;
-use serde_json::json;
+use serde::Serialize;
 
 /// An error answered as `{"error": ..., "status": ..., "field": ...}`, with a
 /// `Retry-After` header when waiting helps.
@@ -37,12 +37,22 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong, for people.
+    error: String,
+    /// The HTTP status again.
+    status: u16,
+    /// The offending field of the request (a JSON path such as
+    /// `data_items[0].name`), on 422.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "status": self.status.as_u16() });
-        if let Some(field) = self.field {
-            body["field"] = json!(field);
-        }
+        let body = ErrorBody { error: self.message, status: self.status.as_u16(), field: self.field };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -61,6 +71,9 @@ impl From<CommandError> for ApiError {
             CommandError::Unavailable(_) => {
                 tracing::error!(error = %e, "local failure");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            CommandError::TooSoon { retry_after_s, .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(retry_after_s)
             }
             CommandError::Busy(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(BUSY_RETRY_S)

@@ -14,8 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_access::Permission;
 use cascade_runtime::CallRequest;
-use serde::Deserialize;
-use serde_json::json;
+use cascade_store::UsageRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 pub(crate) async fn call(
     State(state): State<AppState>,
@@ -61,29 +62,51 @@ pub(crate) async fn call(
     }
 }
 
-#[derive(Deserialize)]
+/// Which calls to list.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UsageQuery {
+    /// Only calls of this service.
     service: Option<String>,
+    /// This node's part: `consumer`, `relay` or `provider`.
     role: Option<String>,
+    /// Only calls of this consumer organization.
     consumer: Option<String>,
+    /// Only calls by this account.
     caller: Option<String>,
+    /// Only calls answered with this status.
     status: Option<u16>,
+    /// One call, by its id.
     call: Option<String>,
     /// Unix ms: records of calls that reached this node at or after it.
     since: Option<u64>,
     /// The cursor of the next page (`next` of the page before).
     before: Option<String>,
+    /// Most on the page.
     limit: Option<usize>,
+}
+
+/// A page of calls.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UsagePage {
+    /// The calls, newest first.
+    usage: Vec<UsageRecord>,
+    /// How many are on this page.
+    returned: usize,
+    /// Pass as `before` for the next page; none on the last.
+    next: Option<String>,
 }
 
 /// `GET /api/v1/usage`: the calls this node saw, newest first, filtered; an
 /// administrator or auditor sees all, anyone else their organization's.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "services", params(UsageQuery),
+    responses((status = 200, description = "The calls this node saw as consumer, relay or provider.", body = UsagePage)))]
 pub(crate) async fn usage(
     State(state): State<AppState>,
     Caller(who): Caller,
     q: Result<Query<UsageQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<UsagePage>, ApiError> {
     state.node.check(&who, Permission::Read).await?;
     let q = query(q)?;
     if q.role.as_deref().is_some_and(|r| !["consumer", "relay", "provider"].contains(&r)) {
@@ -104,7 +127,6 @@ pub(crate) async fn usage(
         since_ms: q.since,
         before,
     };
-    let (records, next) = state.node.usage(&who, filter, q.limit).await?;
-    let next = next.map(|c| c.to_string());
-    Ok(Json(json!({"usage": records, "returned": records.len(), "next": next})).into_response())
+    let (usage, next) = state.node.usage(&who, filter, q.limit).await?;
+    Ok(Json(UsagePage { returned: usage.len(), usage, next: next.map(|c| c.to_string()) }))
 }

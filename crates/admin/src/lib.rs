@@ -10,6 +10,7 @@
 //! the status of who is at fault: 4xx for the caller, 503 for a local failure.
 
 mod access_log;
+mod api_doc;
 mod bodies;
 mod body;
 mod caller;

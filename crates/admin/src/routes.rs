@@ -8,12 +8,14 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, delete, get, post};
+use axum::routing::{any, get};
 use axum::Router;
 use cascade_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use cascade_runtime::Node;
 use std::sync::Arc;
 use tracing::{debug, info_span, Instrument};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -33,63 +35,65 @@ pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
     let state = AppState { node, http: Arc::new(HttpMetrics::default()) };
     // Calls and dataset contents stream their bodies: no body limit (the
     // gateway's own cap applies) and no request time-out.
-    let calls = Router::new()
+    let calls = OpenApiRouter::new()
         .route("/gateway/{service}/{*path}", any(gateway::call))
-        .route("/api/v1/datasets/{origin}/{code}/versions", get(datasets::list).put(datasets::push))
-        .route("/api/v1/datasets/{origin}/{code}/versions/{version}/content", get(datasets::content))
+        .routes(routes!(datasets::list, datasets::push))
+        .routes(routes!(datasets::content))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(crate::serve::head_limit))
         .layer(middleware::from_fn_with_state(access.clone(), trace_request))
         .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track));
-    let router = Router::new()
-        .route("/healthz", get(observe::health))
-        .route("/readyz", get(observe::ready))
-        .route("/api/v1/login", post(people::login))
-        .route("/api/v1/logout", post(people::logout))
-        .route("/api/v1/whoami", get(people::whoami))
-        .route("/api/v1/node", get(federation::node_view))
-        .route("/api/v1/sync", get(federation::sync_view))
-        .route("/api/v1/divisions", get(federation::divisions))
-        .route(
-            "/api/v1/organizations",
-            get(federation::list_organizations).post(federation::register_organization),
-        )
-        .route("/api/v1/organizations/{code}", get(federation::get_organization))
-        .route("/api/v1/nodes/{id}/revoke", post(federation::revoke))
-        .route("/api/v1/catalog", get(catalog::list).post(catalog::save))
-        .route("/api/v1/catalog/{code}", get(catalog::get))
-        .route("/api/v1/catalog/{code}/publish", post(catalog::publish))
-        .route("/api/v1/catalog/{code}/withdraw", post(catalog::withdraw))
-        .route("/api/v1/services", get(services::list).post(services::register))
-        .route("/api/v1/services/{id}", get(services::get).put(services::update))
-        .route("/api/v1/services/{id}/retire", post(services::retire))
-        .route("/api/v1/applications", get(workflow::list).post(workflow::apply))
-        .route("/api/v1/applications/{id}", get(workflow::get))
-        .route("/api/v1/applications/{id}/approve", post(workflow::approve))
-        .route("/api/v1/applications/{id}/reject", post(workflow::reject))
-        .route("/api/v1/applications/{id}/withdraw", post(workflow::withdraw))
-        .route("/api/v1/grants", get(workflow::grants))
-        .route("/api/v1/grants/{id}/revoke", post(workflow::revoke))
-        .route("/api/v1/datasets/{origin}/{code}/versions/{version}", get(datasets::get))
-        .route("/api/v1/datasets/{origin}/{code}/versions/{version}/fetch", post(datasets::fetch))
-        .route("/api/v1/fetches", get(datasets::jobs))
-        .route("/api/v1/fetches/{id}", get(datasets::job))
-        .route("/api/v1/subscriptions", get(datasets::subscriptions).post(datasets::subscribe))
-        .route("/api/v1/subscriptions/{id}", delete(datasets::unsubscribe))
-        .route("/api/v1/usage", get(gateway::usage))
-        .route("/api/v1/relayed", get(workflow::relayed))
-        .route("/api/v1/accounts", get(people::list_accounts).post(people::create_account))
-        .route("/api/v1/accounts/{username}/password", post(people::set_password))
-        .route("/api/v1/accounts/{username}/disable", post(people::disable_account))
-        .route("/api/v1/accounts/{username}/enable", post(people::enable_account))
-        .route("/api/v1/tokens", get(people::list_tokens).post(people::create_token))
-        .route("/api/v1/tokens/{id}", delete(people::revoke_token))
-        .route("/api/v1/sessions", get(people::list_sessions))
-        .route("/api/v1/sessions/{id}", delete(people::revoke_token))
-        .route("/api/v1/audit", get(observe::audit_query))
-        .route("/api/v1/audit/verify", get(observe::audit_verify))
-        .route("/api/v1/audit/checkpoints", post(observe::audit_checkpoint))
-        .route("/metrics", get(observe::metrics_view))
+    let (router, api) = OpenApiRouter::with_openapi(crate::api_doc::base())
+        .routes(routes!(observe::health))
+        .routes(routes!(observe::ready))
+        .routes(routes!(people::login))
+        .routes(routes!(people::logout))
+        .routes(routes!(people::whoami))
+        .routes(routes!(federation::node_view))
+        .routes(routes!(federation::sync_view))
+        .routes(routes!(federation::divisions))
+        .routes(routes!(federation::list_organizations, federation::register_organization))
+        .routes(routes!(federation::get_organization))
+        .routes(routes!(federation::revoke))
+        .routes(routes!(catalog::list, catalog::save))
+        .routes(routes!(catalog::get))
+        .routes(routes!(catalog::publish))
+        .routes(routes!(catalog::withdraw))
+        .routes(routes!(services::list, services::register))
+        .routes(routes!(services::get, services::update))
+        .routes(routes!(services::retire))
+        .routes(routes!(workflow::list, workflow::apply))
+        .routes(routes!(workflow::get))
+        .routes(routes!(workflow::approve))
+        .routes(routes!(workflow::reject))
+        .routes(routes!(workflow::withdraw))
+        .routes(routes!(workflow::grants))
+        .routes(routes!(workflow::revoke))
+        .routes(routes!(datasets::get))
+        .routes(routes!(datasets::fetch))
+        .routes(routes!(datasets::jobs))
+        .routes(routes!(datasets::job))
+        .routes(routes!(datasets::subscriptions, datasets::subscribe))
+        .routes(routes!(datasets::unsubscribe))
+        .routes(routes!(gateway::usage))
+        .routes(routes!(workflow::relayed))
+        .routes(routes!(people::list_accounts, people::create_account))
+        .routes(routes!(people::set_password))
+        .routes(routes!(people::disable_account))
+        .routes(routes!(people::enable_account))
+        .routes(routes!(people::list_tokens, people::create_token))
+        .routes(routes!(people::revoke_token))
+        .routes(routes!(people::list_sessions))
+        .routes(routes!(people::end_session))
+        .routes(routes!(observe::audit_query))
+        .routes(routes!(observe::audit_verify))
+        .routes(routes!(observe::audit_checkpoint))
+        .routes(routes!(observe::metrics_view))
+        .merge(calls)
+        .split_for_parts();
+    let api = crate::api_doc::finish(api);
+    let router = router
+        .route("/api/v1/openapi.json", get(crate::api_doc::handler(api)))
         .merge(crate::open::routes())
         .merge(crate::console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -101,7 +105,6 @@ pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
         .layer(middleware::from_fn(crate::serve::head_limit))
         .layer(middleware::from_fn_with_state(access.clone(), trace_request))
         .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track))
-        .merge(calls)
         .with_state(state);
     (router, access)
 }

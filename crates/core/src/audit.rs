@@ -56,7 +56,7 @@ pub struct IndexFields {
 }
 
 /// One stored audit record, as queries return it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the log, from 1, contiguous.
     pub seq: u64,
@@ -219,7 +219,8 @@ pub fn decode(seq: u64, value: &[u8]) -> Result<Decoded, String> {
 }
 
 /// Which records a query returns. Every field is optional when deserialized.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditFilter {
     /// Only records with `at_ms >= since_ms`.
@@ -332,7 +333,7 @@ impl AuditFilter {
 }
 
 /// The outcome of walking the whole log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditVerification {
     /// How many records the log holds.
     pub records: u64,
@@ -350,7 +351,7 @@ pub struct AuditVerification {
 
 /// The stored log against a witnessed checkpoint: a shorter log was truncated,
 /// a different hash at the checkpoint's record means the history was rewritten.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WitnessedCheck {
     /// Records the checkpoint covers.
     pub records: u64,

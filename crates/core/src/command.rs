@@ -208,7 +208,7 @@ pub enum Command {
 }
 
 /// The state an own catalog entry was saved in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SavedEntry {
     /// The entry as stored.
     #[serde(flatten)]
@@ -224,7 +224,7 @@ pub struct SavedEntry {
 }
 
 /// An account as shown to operators (no password hash).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Account {
     /// Login name.
     pub username: String,
@@ -322,6 +322,15 @@ pub enum CommandError {
     /// with Retry-After). Nobody's fault; nothing was done.
     #[error("busy: {0}")]
     Busy(String),
+    /// The caller asked again before a minimum gap passed (HTTP 429 with
+    /// Retry-After): the caller's to wait; nothing was done.
+    #[error("too soon: {what}")]
+    TooSoon {
+        /// What may be asked how often.
+        what: String,
+        /// Seconds until it may be asked again.
+        retry_after_s: u64,
+    },
 }
 
 impl CommandError {

@@ -39,8 +39,8 @@ pub use dataset::{admit_chunk, ChunkRefusal};
 pub use memory::{MemoryStore, AUDIT_KEPT};
 pub use redial::{LinkEnd, Redial};
 pub use status::{
-    CommitCounters, LinkRole, PeerFaults, PeerStatus, Rejections, RoutedCounters, RoutedPending, Status,
-    SyncCounters, VvEntry,
+    BehindLog, CommitCounters, LinkRole, PeerFaults, PeerStatus, RecoveryStatus, Rejections, RoutedCounters,
+    RoutedPending, Status, SyncCounters, VvEntry,
 };
 pub use store::{
     AccountRecord, BootState, Materialize, Meta, OwnWrite, RelayRecord, StateStore, StoreError, TokenRecord,

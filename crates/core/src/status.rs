@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Which end of the tree a link leads to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkRole {
     /// The link to this node's parent.
@@ -26,7 +26,7 @@ impl LinkRole {
 }
 
 /// A node learning its own logs back from its neighbours (see `Core` recovery).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RecoveryStatus {
     /// While it waits to hear from a neighbour: since when (unix s).
     pub waiting_since: Option<u64>,
@@ -39,7 +39,7 @@ pub struct RecoveryStatus {
 }
 
 /// An own log a neighbour holds more of.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BehindLog {
     /// Which own log.
     pub scope: Scope,
@@ -67,7 +67,7 @@ pub struct PeerStatus {
 }
 
 /// One log's head.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VvEntry {
     /// The origin of the log.
     pub origin: NodeId,
@@ -173,6 +173,20 @@ impl Serialize for Rejections {
     }
 }
 
+/// An object with every reason's count (the API's schema of it).
+impl utoipa::PartialSchema for Rejections {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let count = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        ObjectBuilder::new()
+            .description(Some("Deltas rejected, by reason: every reason always present."))
+            .additional_properties(Some(count))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Rejections {}
+
 impl Collect for Rejections {
     fn collect(&self, out: &mut Exposition) {
         out.labelled(
@@ -186,7 +200,7 @@ impl Collect for Rejections {
 }
 
 /// Links ended because of the peer, by fault class.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PeerFaults {
     /// Links closed because the peer broke the protocol.
     pub misbehaved: u64,

@@ -188,7 +188,7 @@ pub struct Meta {
 /// A workflow message this node passed on toward its destination (an
 /// application, a withdrawal, a decision or a revocation between two other
 /// nodes): what a hub's operator sees of the applications passing through.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RelayRecord {
     /// The routed message.
     pub message: MessageId,

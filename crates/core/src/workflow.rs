@@ -21,7 +21,7 @@ const DAY_S: u64 = 86_400;
 
 /// An application as a node holds it (the consumer's node, the provider's node,
 /// or one node that is both).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Application {
     /// `{consumer node}-a{n}`.
     pub id: String,
@@ -97,7 +97,7 @@ impl GrantRecord {
 
 /// What an approver may set when approving; unset fields take the defaults
 /// (the service's endpoints and rate limit, the period applied for).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// When the grant lapses (unix s).

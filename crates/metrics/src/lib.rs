@@ -183,7 +183,9 @@ impl Display for Float {
 
 /// Declares a struct of plain counters (or gauges) with each one's metric name and
 /// help text next to its field, and its [`Collect`]: every metric is named in
-/// exactly one place.
+/// exactly one place. The struct derives `serde::Serialize` and
+/// `utoipa::ToSchema` (the admin API shows it), so the crate using the macro
+/// depends on serde and utoipa.
 ///
 /// ```
 /// cascade_metrics::counters! {
@@ -205,7 +207,7 @@ macro_rules! counters {
         $($(#[doc = $help:literal])+ $field:ident => $kind:ident $metric:literal,)*
     }) => {
         $(#[$meta])*
-        #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+        #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
         pub struct $name {
             $($(#[doc = $help])+ pub $field: u64,)*
         }

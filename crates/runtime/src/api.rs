@@ -15,7 +15,7 @@ use cascade_protocol::{AuditCheckpoint, NodeId, Scope};
 use std::net::IpAddr;
 
 /// A bearer token issued to a caller: shown once (and never by `Debug`).
-#[derive(Clone, serde::Serialize)]
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     /// The bearer token (secret).
     pub token: String,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for IssuedToken {
 
 /// A new password, and for one's own account the current one (no `Debug`: it
 /// holds secrets).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The new password (checked against the policy).

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// Filters of the federated catalog listing, and where to start.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
     /// Only entries originated by this node.
@@ -48,7 +49,8 @@ pub struct CatalogQuery {
 }
 
 /// Where a listing starts and how much of it to return.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// The `next` of the previous page.
@@ -79,7 +81,7 @@ impl<T> Listing<T> {
 }
 
 /// A token as listed (never its secret).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Its id.
     pub id: String,
@@ -109,7 +111,7 @@ impl From<TokenRecord> for TokenInfo {
 }
 
 /// A neighbour this node should have, and how it is doing.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Neighbour {
     /// Its id.
     pub id: NodeId,

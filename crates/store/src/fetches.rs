@@ -16,7 +16,7 @@ pub const MAX_FETCHES_LISTED: usize = 1_000;
 pub const FETCHES_KEPT: usize = 10_000;
 
 /// Where a fetch stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FetchState {
     /// Chunks are being fetched (or will be, once the node is back).
@@ -28,7 +28,7 @@ pub enum FetchState {
 }
 
 /// One fetch of a dataset version by this node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FetchJob {
     /// `f{started ms}-{n}`: sorts by start.
     pub id: String,

@@ -21,7 +21,7 @@ const TURN: usize = 8192;
 const MAX_CATALOG_COUNTED: usize = 2_000_000;
 
 /// One entry of the federated catalog as materialized here.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CatalogRow {
     /// The node that published it.
     pub origin: NodeId,
@@ -86,7 +86,7 @@ impl std::str::FromStr for Cursor {
 }
 
 /// One registration of an organization.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrganizationRow {
     /// The node it is registered at.
     pub origin: NodeId,

@@ -12,7 +12,7 @@ const SUBSCRIPTION_TREE: &str = "subscriptions";
 pub const MAX_SUBSCRIPTIONS: usize = 10_000;
 
 /// One organization following one entry's versions.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// `s{created ms}-{n}`.
     pub id: String,

@@ -25,7 +25,7 @@ const MAX_CHUNK_BYTES: usize = CHUNK_RECORDS * 8 * 1024;
 pub(crate) const USAGE_TREE: &str = "usage";
 
 /// One hop's record of one call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageRecord {
     /// The call.
     pub call: String,

@@ -48,11 +48,11 @@ impl Checkpointing {
 impl<S: StateStore> Core<S> {
     /// Signs the audit log's head into the federation log now.
     pub(crate) fn checkpoint_audit(&mut self) -> Result<Reply, CommandError> {
-        if self.checkpointing.tried_ms.is_some_and(|t| self.now_ms < t + MIN_CHECKPOINT_GAP_MS) {
-            return Err(CommandError::Busy(format!(
-                "one audit checkpoint per {} s",
-                MIN_CHECKPOINT_GAP_MS / 1000
-            )));
+        if let Some(tried) = self.checkpointing.tried_ms.filter(|t| self.now_ms < t + MIN_CHECKPOINT_GAP_MS) {
+            return Err(CommandError::TooSoon {
+                what: format!("one audit checkpoint per {} s", MIN_CHECKPOINT_GAP_MS / 1000),
+                retry_after_s: (tried + MIN_CHECKPOINT_GAP_MS - self.now_ms).div_ceil(1000),
+            });
         }
         // Never sign over a log that no longer holds what was witnessed.
         if let Some(last) = self.engine.checkpoint(self.me) {

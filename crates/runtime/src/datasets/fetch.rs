@@ -39,7 +39,7 @@ const PROGRESS_EVERY_MS: u64 = 1_000;
 
 /// A job as the API shows it: its record, and for a running one the rate of
 /// its current run and the time left at that rate.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct FetchView {
     /// The record.
     #[serde(flatten)]

@@ -1,0 +1,64 @@
+//! The admin API's OpenAPI 3.1 document, checked against a live node by
+//! schemathesis (property-based: requests generated from the document, for
+//! every operation): no answer is a server error, and every answer's status,
+//! content type, headers and body match what the document says.
+
+use cascade_protocol::org::Organization;
+use cascade_tests::*;
+use serde_json::{json, Value};
+
+/// Examples schemathesis generates per operation and phase.
+const EXAMPLES: &str = "25";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
+    let python =
+        tokio::task::spawn_blocking(|| python::python_env(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))));
+    let fed = Fed::launch(TWO_NODES).await;
+    // Something to find: an entry with a service, an application, a token.
+    let code = fed.publish("370000", "企业登记信息", "federation").await;
+    let provider = Organization::government_code(nid("370000"), 1);
+    let service = json!({"name": "企业信息查询", "entry": {"origin": 370000, "code": code},
+        "provider": provider, "kind": "query", "endpoints": [{"method": "GET", "path": "/companies/{id}"}],
+        "sensitivity": 2, "rate_limit_per_minute": 600, "upstream": "http://127.0.0.1:9"});
+    let (status, body) = fed.post("370000", "/api/v1/services", service).await;
+    assert_eq!(status, 201, "{body}");
+
+    let (url, token) = fed.url_token("370000");
+    let (status, doc) = public_json(&format!("{url}/api/v1/openapi.json")).await;
+    assert_eq!(status, 200, "served without a token");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for route in
+        ["/api/v1/catalog", "/api/v1/applications", "/api/v1/datasets/{origin}/{code}/versions", "/healthz"]
+    {
+        assert!(paths.contains_key(route), "{route} is described");
+    }
+    let catalog = &doc["paths"]["/api/v1/catalog"];
+    assert_eq!(catalog["get"]["security"], Value::Null, "the document-wide bearer requirement applies");
+    assert_eq!(doc["paths"]["/api/v1/login"]["post"]["security"], json!([{}]), "login needs no token");
+
+    let python = python.await.expect("python");
+    let schemathesis = python.with_file_name("schemathesis");
+    let out = tokio::process::Command::new(schemathesis)
+        .args(["run", &format!("{url}/api/v1/openapi.json"), "-H", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"])
+        .args(["--max-examples", EXAMPLES, "--workers", "2", "--seed", "1", "--no-color"])
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schemathesis: {}\n{said}", out.status);
+    assert!(said.contains("Tested: "), "{said}");
+
+    // The node serves on, and its audit chain holds after the storm.
+    let (status, verify) = fed.get("370000", "/api/v1/audit/verify").await;
+    assert_eq!((status, verify["ok"].as_bool()), (200, Some(true)), "{verify}");
+}
+
+/// A GET without a token: status and JSON.
+async fn public_json(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect("the node answers");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
