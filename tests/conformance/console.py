@@ -221,7 +221,10 @@ def main():
 
         # Monitoring and audit, as the operator sees them.
         ops.go("#/monitoring")
-        expect(ops.page.locator("[data-chart]")).to_have_count(7)
+        # Seven charts sampled from /metrics, and one per hop role from the usage
+        # records: Shandong relayed Qingdao's call to Jinan.
+        expect(ops.page.locator('[data-chart*="relay"]')).to_have_count(1)
+        expect(ops.page.locator("[data-chart]")).to_have_count(8)
         ops.shot("08-monitoring")
         ops.go("#/audit")
         expect(ops.page.locator("#audit-verdict")).to_have_class("ok")

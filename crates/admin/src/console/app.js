@@ -9,6 +9,9 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 // Monitoring keeps one sample every SAMPLE_MS, the newest MAX_SAMPLES (1 h).
 const SAMPLE_MS = 5000;
 const MAX_SAMPLES = 720;
+// Hop latency looks back an hour, at the newest USAGE_SAMPLE calls (the API's page cap).
+const HOUR_MS = 3600 * 1000;
+const USAGE_SAMPLE = 1000;
 // Catalog pages the console asks for: small enough to render at once.
 const PAGE = 50;
 // How often a running dataset fetch's progress is redrawn.
@@ -45,6 +48,7 @@ const TEXT = {
     loading: "加载中…", empty: "没有记录", error: "错误", forbidden: "无权访问", entries: "条",
     call_service: "调用服务", response: "响应", path: "路径", method: "方法", ok_done: "完成",
     nodes_id: "节点编号", revoke_node: "吊销节点", created: "已创建", resource: "申请对象", version: "版本",
+    hop_latency: "每跳时延（毫秒）", hop_latency_title: "网关每跳时延：近一小时每分钟平均（本节点的调用记录）",
   },
   en: {
     signin: "Sign in", username: "Username", password: "Password", or_token: "Or use a token", token: "Token",
@@ -80,6 +84,7 @@ const TEXT = {
     forbidden: "Not allowed", entries: "entries", call_service: "Call the service", response: "Response",
     path: "Path", method: "Method", ok_done: "done", nodes_id: "Node id", revoke_node: "Revoke a node",
     created: "Created", resource: "Resource", version: "Version",
+    hop_latency: "Latency at this hop (ms)", hop_latency_title: "Gateway latency by hop: mean per minute over the last hour (this node's call records)",
   },
 };
 
@@ -722,16 +727,35 @@ function chart(title, points) {
     h("span.muted", {}, `${last.toFixed(2)} (max ${max.toFixed(2)})`), svg);
 }
 
+// Per hop (this node as consumer, relay or provider of a call), the mean time a
+// call spent from reaching this node to its answer's last byte leaving it, by
+// minute over the last hour: from the node's own usage records, so the history
+// is there when the page opens.
+async function hopLatency() {
+  const start = Date.now() - HOUR_MS;
+  const page = await get(`/api/v1/usage?since=${start}&limit=${USAGE_SAMPLE}`).catch(() => ({ usage: [] }));
+  const byRole = {};
+  for (const u of page.usage) {
+    const minute = Math.floor((u.request_in_ms - start) / 60000);
+    if (!u.response_out_ms || minute < 0 || minute >= 60) continue;
+    const buckets = (byRole[u.role] ??= Array.from({ length: 60 }, () => [0, 0]));
+    buckets[minute][0] += u.response_out_ms - u.request_in_ms;
+    buckets[minute][1] += 1;
+  }
+  return Object.entries(byRole).sort().map(([role, buckets]) =>
+    chart(`${t("hop_latency")} · ${role}`, buckets.map(([sum, n]) => (n ? sum / n : 0))));
+}
+
 async function monitoringScreen() {
-  const draw = () => {
+  const draw = async () => {
     if (!location.hash.startsWith("#/monitoring")) { stopSampling(); return; }
     const s = JSON.parse(sessionStorage.getItem(SAMPLES_KEY) || "[]");
     const v = (k) => (m) => m[k] || 0;
-    const latency = series(s, (m) => m.gateway_cascade_http_request_duration_seconds_sum || 0, true)
-      .map((sum, i) => {
-        const calls = series(s, (m) => m.gateway_cascade_http_request_duration_seconds_count || 0, true)[i];
-        return calls > 0 ? (sum / calls) * 1000 : 0;
-      });
+    const seconds = series(s, v("gateway_cascade_http_request_duration_seconds_sum"), true);
+    const calls = series(s, v("gateway_cascade_http_request_duration_seconds_count"), true);
+    const latency = seconds.map((sum, i) => (calls[i] > 0 ? (sum / calls[i]) * 1000 : 0));
+    const hops = await hopLatency();
+    if (!location.hash.startsWith("#/monitoring")) return;
     show(h("h1", {}, t("monitoring")), h("p.muted", {}, t("since_open")), h("div.grid", {},
       chart(`${t("deltas_in")} /s`, series(s, v("cascade_deltas_in_total"), true)),
       chart(`${t("deltas_out")} /s`, series(s, v("cascade_deltas_out_total"), true)),
@@ -739,12 +763,13 @@ async function monitoringScreen() {
       chart(t("sync_lag"), series(s, v("cascade_sync_lag_seconds"), false)),
       chart(`${t("gateway_calls")} /s`, series(s, v("gateway_cascade_http_request_duration_seconds_count"), true)),
       chart(t("gateway_latency"), latency),
-      chart(t("overdue_apps"), series(s, v("cascade_applications_overdue"), false))));
+      chart(t("overdue_apps"), series(s, v("cascade_applications_overdue"), false))),
+    h("h2", {}, t("hop_latency_title")), h("div.grid", {}, hops.length ? hops : h("p.muted", {}, t("empty"))));
   };
   await sample();
   stopSampling();
-  sampler = setInterval(() => attempt(async () => { await sample(); draw(); }), SAMPLE_MS);
-  draw();
+  sampler = setInterval(() => attempt(async () => { await sample(); await draw(); }), SAMPLE_MS);
+  await draw();
 }
 
 async function auditScreen(params) {
