@@ -98,5 +98,10 @@ async fn people_publish_apply_approve_call_and_watch_a_link_fall_in_the_console(
     println!("{stdout}");
     assert!(shots.join("11-federation-link-down.png").exists(), "screenshots in {}", shots.display());
 
-    let _ = up.start_kill();
+    // SIGTERM: `up` stops every node it started (SIGKILL would orphan them).
+    use rustix::process::{kill_process, Pid, Signal};
+    let pid = Pid::from_raw(up.id().expect("running") as i32).expect("a pid");
+    kill_process(pid, Signal::TERM).expect("sent");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), up.wait()).await.expect("up stops");
+    assert!(status.expect("its status").success());
 }

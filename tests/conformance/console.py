@@ -81,7 +81,9 @@ class Console:
         end = time.monotonic() + DEADLINE_MS / 1000
         self.go(reload_hash)
         while True:
-            self.page.wait_for_selector("main h1")
+            # The screen settles: drawn, or an error shown (the thing may not
+            # have arrived yet); a catalog draws its heading before its rows.
+            self.page.wait_for_load_state("networkidle")
             if check():
                 return
             if time.monotonic() > end:

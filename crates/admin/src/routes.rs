@@ -35,15 +35,16 @@ pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
     let state = AppState { node, http: Arc::new(HttpMetrics::default()) };
     // Calls and dataset contents stream their bodies: no body limit (the
     // gateway's own cap applies) and no request time-out.
-    let calls = OpenApiRouter::new()
+    let (calls, calls_api) = OpenApiRouter::new()
         .route("/gateway/{service}/{*path}", any(gateway::call))
         .routes(routes!(datasets::list, datasets::push))
         .routes(routes!(datasets::content))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(crate::serve::head_limit))
         .layer(middleware::from_fn_with_state(access.clone(), trace_request))
-        .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track));
-    let (router, api) = OpenApiRouter::with_openapi(crate::api_doc::base())
+        .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track))
+        .split_for_parts();
+    let (router, mut api) = OpenApiRouter::with_openapi(crate::api_doc::base())
         .routes(routes!(observe::health))
         .routes(routes!(observe::ready))
         .routes(routes!(people::login))
@@ -89,8 +90,10 @@ pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
         .routes(routes!(observe::audit_verify))
         .routes(routes!(observe::audit_checkpoint))
         .routes(routes!(observe::metrics_view))
-        .merge(calls)
         .split_for_parts();
+    // The streaming routes join after the layers above: never the time limit,
+    // and their own tracing and metrics only (once).
+    api.merge(calls_api);
     let api = crate::api_doc::finish(api);
     let router = router
         .route("/api/v1/openapi.json", get(crate::api_doc::handler(api)))
@@ -105,6 +108,7 @@ pub(crate) fn app(node: Node) -> (Router, Arc<AccessTally>) {
         .layer(middleware::from_fn(crate::serve::head_limit))
         .layer(middleware::from_fn_with_state(access.clone(), trace_request))
         .layer(middleware::from_fn_with_state(state.http.clone(), metrics::track))
+        .merge(calls)
         .with_state(state);
     (router, access)
 }
