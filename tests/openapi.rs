@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 /// Examples schemathesis generates per operation and phase.
 const EXAMPLES: &str = "25";
 
+/// Concurrent readers in the crowd test.
+const CROWD: usize = 400;
+
 /// What every answer is checked for.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
      response_headers_conformance,response_schema_conformance";
@@ -86,4 +89,36 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
 async fn public_json(url: &str) -> (u16, Value) {
     let resp = reqwest::get(url).await.expect("the node answers");
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The routes this face added — the console's files, the document and
+/// `whoami` — are fixed bodies or a read of the caller: a crowd of them costs
+/// no audit record and no core work, and the node keeps publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_on_the_console_document_and_whoami_costs_no_audit_record() {
+    let fed = Fed::launch(TWO_NODES).await;
+    let (url, token) = fed.url_token("370000");
+    let records = |v: Value| v["records"].as_u64().expect("a count");
+    let before = records(fed.get("370000", "/api/v1/audit/verify").await.1);
+    let http = reqwest::Client::new();
+    let mut crowd = tokio::task::JoinSet::new();
+    for n in 0..CROWD {
+        let path = ["/", "/console/app.js", "/api/v1/openapi.json", "/api/v1/whoami"][n % 4];
+        let request = http.get(format!("{url}{path}")).bearer_auth(&token);
+        crowd.spawn(async move {
+            let resp = request.send().await.expect("an answer");
+            (resp.status().as_u16(), resp.headers().contains_key("retry-after"))
+        });
+    }
+    while let Some(done) = crowd.join_next().await {
+        match done.expect("a reader") {
+            (200, _) => {}
+            (503, says_when) => assert!(says_when, "a 503 without Retry-After"),
+            (other, _) => panic!("{other}"),
+        }
+    }
+    // The verification read itself is not audited either.
+    assert_eq!(records(fed.get("370000", "/api/v1/audit/verify").await.1), before);
+    let code = fed.publish("370000", "人群之后", "federation").await;
+    fed.wait_seen("100000", "370000", &code, "published", 1).await;
 }
